@@ -1,0 +1,55 @@
+# Two commands set everything up on a fresh machine with Python 3.11 and pip:
+#   make demo   - install, build a database from seeds/, and show recommendations
+#   make test   - install with the test extra and run the whole suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config.example.toml
+RUN    := $(BIN)/recommender --config $(CONFIG)
+
+.PHONY: demo test bench soak lint install install-test clean help
+
+help:
+	@echo "make demo | make test | make bench | make soak | make lint | make clean"
+
+$(BIN)/python:
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python3 -m venv failed; installing Debian's python3-venv" >&2; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
+
+# Dependencies are reinstalled only when pyproject.toml changes; the package itself every
+# time (a real, non-editable install: templates and migrations ship inside it).
+$(VENV)/.deps-runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet ".[postgres]"
+	@touch $@
+
+$(VENV)/.deps-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet ".[test]"
+	@touch $@
+
+install: $(VENV)/.deps-runtime
+	$(BIN)/pip install --quiet --no-deps --force-reinstall .
+
+install-test: $(VENV)/.deps-test
+	$(BIN)/pip install --quiet --no-deps --force-reinstall .
+
+demo: install
+	$(RUN) init
+	$(RUN) ingest seeds/*.txt
+	$(RUN) star --from-config
+	$(RUN) recommend --limit 10
+
+test: install-test
+	$(BIN)/pytest -p no:cacheprovider -m "not soak" $(PYTEST_ARGS)
+
+bench: install-test
+	$(BIN)/python bench/run_all.py
+
+soak: install-test
+	$(BIN)/pytest -p no:cacheprovider -m soak $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/ruff check recommender tests bench
+
+clean:
+	rm -rf $(VENV) build dist db/*.sqlite db/*.sqlite-* preview

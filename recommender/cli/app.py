@@ -1,0 +1,144 @@
+"""The root command group, the shared context, and turning our errors into clean exits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import SQLAlchemyError
+
+from recommender import __version__
+from recommender.config import Config, UserConfig, find_config_path, load_config
+from recommender.errors import ConfigError, RecommenderError
+from recommender.store import Store
+
+
+class AppContext:
+    """Built once per command: the config and the store, opened on first use."""
+
+    def __init__(self, config_option: str | None, database_url: str | None):
+        self.config_option = config_option
+        self.database_url = database_url
+        self._store: Store | None = None
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(find_config_path(self.config_option), self.database_url)
+
+    @property
+    def store(self) -> Store:
+        """The store, schema checked (use ``raw_store`` for init)."""
+        store = self.raw_store
+        store.check_schema()
+        return store
+
+    @cached_property
+    def raw_store(self) -> Store:
+        self._store = Store.open(self.config.database.url)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def users(self, email: str | None, all_users: bool = False) -> list[UserConfig]:
+        """The users a command acts for: --user, everyone, or the single configured one."""
+        configured = list(self.config.users)
+        if not configured:
+            raise ConfigError(f"{self.config.path}: no [[users]] configured; add one with an email")
+        if email:
+            return [self.config.user(email)]
+        if all_users or len(configured) == 1:
+            return configured
+        listed = ", ".join(u.email for u in configured)
+        raise click.UsageError(f"several users are configured; choose one with --user EMAIL ({listed})")
+
+    def user(self, email: str | None) -> UserConfig:
+        return self.users(email)[0]
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+class RecommenderGroup(click.Group):
+    """Turns RecommenderError and database errors into ``Error: ...`` and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RecommenderError as exc:
+            fail(str(exc), exc.exit_code)
+        except SQLAlchemyError as exc:
+            origin = getattr(exc, "orig", None) or exc
+            fail(f"database error: {str(origin).splitlines()[0]}", 1)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        finally:
+            app = ctx.find_object(AppContext)
+            if app is not None:
+                app.close()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=RecommenderGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="RECOMMENDER_CONFIG", metavar="PATH",
+              help="Config file (default: $RECOMMENDER_CONFIG, else ./config.toml).")
+@click.option("--database-url", envvar="RECOMMENDER_DATABASE_URL", metavar="URL",
+              help="Override [database].url (also $RECOMMENDER_DATABASE_URL).")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.version_option(__version__, prog_name="recommender")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, database_url: str | None, verbose: int) -> None:
+    """Personalized research-paper recommender: ingest digests, star papers, get the few new
+    papers you will want to read.
+
+    Example:
+
+    \b
+      recommender --config config.toml ingest seeds/*.txt
+      recommender --config config.toml recommend --limit 5
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    ctx.obj = AppContext(config_path, database_url)
+
+
+def main() -> None:
+    cli(prog_name="recommender")
+
+
+# -- output helpers shared by the command modules -----------------------------------------
+def stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+def progress_bar() -> Progress:
+    """A progress bar on stderr (quiet when stderr is not a terminal)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=stderr_console(), transient=True)
+
+
+def emit_json(records: Iterable[dict[str, Any]]) -> None:
+    for record in records:
+        click.echo(json.dumps(record, ensure_ascii=False, default=str))
+
+
+def summary(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def existing_path(value: str) -> Path:
+    return Path(value).expanduser()

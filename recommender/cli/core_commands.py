@@ -1,0 +1,147 @@
+"""init, config check, ingest, batches, recommend."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import click
+
+from recommender import pipeline
+from recommender.cli.app import AppContext, cli, emit_json, existing_path, pass_app, progress_bar, summary
+from recommender.config import EXAMPLE_SECRET
+from recommender.sources import FORMATS
+
+
+@cli.command()
+@pass_app
+def init(app: AppContext) -> None:
+    """Create the database, or upgrade it to the newest schema (safe to run again).
+
+    Example:
+
+    \b
+      recommender --config config.toml init
+    """
+    before, after = app.raw_store.upgrade_schema()
+    app.raw_store.sync_users(u.email for u in app.config.users)
+    state = "created" if before is None else ("upgraded" if before != after else "already up to date")
+    click.echo(f"database {state} (schema {after}): {app.config.database.url}")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@pass_app
+def config_check(app: AppContext) -> None:
+    """Validate the config file and report missing environment variables.
+
+    Example:
+
+    \b
+      recommender --config config.toml config check
+    """
+    config = app.config
+    click.echo(f"{config.path}: OK: {len(config.users)} user(s), {len(config.sources)} source(s), "
+               f"database {config.database.url}")
+    secret = os.environ.get(config.feedback.secret_env, "")
+    if not secret:
+        click.echo(f"warning: ${config.feedback.secret_env} is not set: feedback links cannot be signed "
+                   "(needed by serve, run and digest send)")
+    elif secret == EXAMPLE_SECRET:
+        click.echo(f"warning: ${config.feedback.secret_env} is the example value; choose a random secret")
+    elif len(secret) < 16:
+        click.echo(f"warning: ${config.feedback.secret_env} is shorter than 16 characters")
+    if config.smtp.username and not os.environ.get(config.smtp.password_env):
+        click.echo(f"warning: ${config.smtp.password_env} is not set but smtp.username is: sending will fail")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--format", "fmt", type=click.Choice(("auto", *FORMATS)), default="auto", show_default=True,
+              help="Input format; auto detects it from the content.")
+@click.option("--date", "batch_date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Date of the digest (YYYY-MM-DD); gives the year of a trending page's 'Mar 11'.")
+@pass_app
+def ingest(app: AppContext, paths: tuple[str, ...], fmt: str, batch_date: object) -> None:
+    """Store digest files, each as one batch of new papers. Re-ingesting a file adds nothing.
+
+    A trending page's date line has no year: it comes from --date, else it is the most
+    recent such date not after the file's modification time.
+
+    Example:
+
+    \b
+      recommender ingest seeds/*.txt
+      recommender ingest --format jsonl --date 2025-03-11 papers.jsonl
+    """
+    day: date | None = batch_date.date() if batch_date is not None else None  # type: ignore[attr-defined]
+    store = app.store
+    files = [existing_path(p) for p in paths]
+    with progress_bar() as bar:
+        task = bar.add_task("parsing", total=len(files))
+        result = pipeline.ingest_files(store, files, fmt, day, on_file=lambda n: bar.advance(task, n))
+    summary(result.line())
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_app
+def batches(app: AppContext, as_json: bool) -> None:
+    """List stored digest batches (ids for --batch).
+
+    Example:
+
+    \b
+      recommender batches --json
+    """
+    rows = app.store.batches()
+    if as_json:
+        emit_json({"id": b.id, "source": b.source, "format": b.format, "date": b.batch_date,
+                   "entries": b.entry_count, "ingest_run": b.ingest_run, "created_at": b.created_at.isoformat()}
+                  for b in rows)
+        return
+    for b in rows:
+        click.echo(f"{b.id}\t{b.batch_date or '-'}\t{b.entry_count} entries\t{b.source}")
+
+
+@cli.command()
+@click.option("--user", "email", metavar="EMAIL", help="The user to rank for (default: the only one).")
+@click.option("--all-users", is_flag=True, help="Rank for every configured user.")
+@click.option("--batch", "batch_spec", default="latest", show_default=True,
+              help="latest (the most recent ingest run), all, or a batch id.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="How many papers per user (default: the user's max_items).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per recommendation.")
+@pass_app
+def recommend(app: AppContext, email: str | None, all_users: bool, batch_spec: str, limit: int | None,
+              as_json: bool) -> None:
+    """Rank new papers for a user, best first, each with why it was picked.
+
+    Example:
+
+    \b
+      recommender recommend --limit 5
+      recommender recommend --all-users --batch all --json
+    """
+    if email and all_users:
+        raise click.UsageError("give --user or --all-users, not both")
+    users = app.users(email, all_users)
+    store = app.store
+    results = pipeline.recommend(app.config, store, users, pipeline.candidate_batches(store, batch_spec), limit)
+    for user in users:
+        picks = results[user.email]
+        if as_json:
+            emit_json(r.as_json() for r in picks)
+            continue
+        if len(users) > 1:
+            click.echo(f"== {user.email}")
+        for r in picks:
+            click.echo(f"{r.rank:2d}. [{r.score:.3f}] {r.paper.title}  ({r.paper.id})")
+            click.echo(f"    why: {r.explanation.sentence()}")
+        if not picks:
+            click.echo("nothing new to recommend")
+    summary(f"ranked {sum(len(v) for v in results.values())} recommendation(s) for {len(users)} user(s)")

@@ -1,0 +1,374 @@
+"""Read the TOML configuration, apply defaults, validate, return frozen dataclasses.
+
+Every key except ``[[users]].email`` has a default. Relative paths resolve against
+the folder of the config file. Secrets are never read from the file: it names the
+environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from recommender.errors import ConfigError
+
+CONFIG_ENV = "RECOMMENDER_CONFIG"
+DEFAULT_CONFIG_NAME = "config.toml"
+SOURCE_KINDS = ("trending_page", "jsonl", "hf_daily", "arxiv")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+EXAMPLE_SECRET = "change-me-to-a-long-random-string"
+_EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    title_weight: float = 2.0
+    ngram_max: int = 2
+    min_df: int = 2
+    max_df: float = 0.5
+    sublinear_tf: bool = True
+    interests_weight: float = 1.0
+    more_weight: float = 1.0
+    less_weight: float = 0.5
+    open_weight: float = 0.25
+    star_half_life_days: float = 0.0
+    why_terms: int = 3
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"
+    username: str = ""
+    password_env: str = "RECOMMENDER_SMTP_PASSWORD"
+    sender: str = "Paper Digest <digest@example.org>"
+    timeout_seconds: float = 30.0
+    max_connections: int = 4
+    max_attempts: int = 5
+
+    @property
+    def password(self) -> str:
+        return os.environ.get(self.password_env, "")
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    base_url: str = "http://127.0.0.1:8080"
+    secret_env: str = "RECOMMENDER_SECRET"
+    max_age_days: int = 90
+    rate_limit_per_minute: int = 600
+    unsubscribe_mailto: str = ""
+
+    @property
+    def secret(self) -> str:
+        return os.environ.get(self.secret_env, "")
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    email: str
+    name: str = ""
+    timezone: str = "UTC"
+    send_at: time = time(7, 30)
+    frequency: str = "daily"
+    weekday: str = "mon"
+    max_items: int = 10
+    min_score: float | None = None
+    interests: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    stars: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    kind: str
+    path: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    database: DatabaseConfig
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    users: tuple[UserConfig, ...] = ()
+    sources: tuple[SourceConfig, ...] = ()
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def user(self, email: str) -> UserConfig:
+        for user in self.users:
+            if user.email.lower() == email.lower():
+                return user
+        known = ", ".join(u.email for u in self.users) or "none"
+        raise ConfigError(f"{self.path}: no [[users]] entry with email {email!r} (configured: {known})")
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        candidate = Path(relative).expanduser()
+        return candidate if candidate.is_absolute() else self.folder / candidate
+
+
+def find_config_path(option: str | None) -> Path:
+    """Command-line option, then RECOMMENDER_CONFIG, then ./config.toml."""
+    chosen = option or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
+    path = Path(chosen).expanduser()
+    if not path.is_file():
+        hint = "" if option or os.environ.get(CONFIG_ENV) else " (pass --config PATH or set RECOMMENDER_CONFIG)"
+        raise ConfigError(f"{path}: config file not found{hint}")
+    return path.resolve()
+
+
+def load_config(path: Path, database_url: str | None = None) -> Config:
+    """Parse and validate ``path``; ``database_url`` overrides ``[database].url``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config file is not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_toml_error(path, exc)) from None
+    return _Parser(path).config(data, database_url)
+
+
+def _toml_error(path: Path, exc: tomllib.TOMLDecodeError) -> str:
+    message = str(exc)
+    match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    if match:
+        reason = message[: match.start()].strip()
+        return f"{path}:{match.group(1)}: invalid TOML: {reason} (column {match.group(2)})"
+    return f"{path}: invalid TOML: {message}"
+
+
+class _Parser:
+    """Turns the TOML dict into typed objects, naming file and key on any mistake."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, expected: str, value: Any) -> ConfigError:
+        return ConfigError(f"{self.path}: {key}: expected {expected}, got {value!r}")
+
+    def config(self, data: dict[str, Any], database_url: str | None) -> Config:
+        known = {"database", "ranking", "smtp", "feedback", "users", "sources", "delivery", "scheduler"}
+        for key in data:
+            if key not in known:
+                raise ConfigError(f"{self.path}: {key}: unknown section (expected one of {', '.join(sorted(known))})")
+        users_raw = data.get("users", [])
+        if not isinstance(users_raw, list):
+            raise self.fail("users", "an array of tables ([[users]])", users_raw)
+        users = tuple(self.user(i, u) for i, u in enumerate(users_raw))
+        seen: set[str] = set()
+        for i, user in enumerate(users):
+            if user.email.lower() in seen:
+                raise ConfigError(f"{self.path}: users[{i}].email: duplicate email {user.email!r}")
+            seen.add(user.email.lower())
+        sources_raw = data.get("sources", [])
+        if not isinstance(sources_raw, list):
+            raise self.fail("sources", "an array of tables ([[sources]])", sources_raw)
+        sources = tuple(self.source(i, s) for i, s in enumerate(sources_raw))
+        names = [s.name for s in sources]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError(f"{self.path}: sources: duplicate source name {name!r}")
+        return Config(
+            path=self.path,
+            database=self.database(self.table(data, "database"), database_url),
+            ranking=self.ranking(self.table(data, "ranking")),
+            smtp=self.smtp(self.table(data, "smtp")),
+            feedback=self.feedback(self.table(data, "feedback")),
+            users=users,
+            sources=sources,
+        )
+
+    def table(self, data: dict[str, Any], key: str) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, "a table", value)
+        return value
+
+    def check_keys(self, prefix: str, table: dict[str, Any], allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                raise ConfigError(f"{self.path}: {prefix}.{key}: unknown key (expected one of {', '.join(sorted(allowed))})")
+
+    def get(self, prefix: str, table: dict[str, Any], key: str, kind: type, default: Any, expected: str = "") -> Any:
+        if key not in table:
+            return default
+        value = table[key]
+        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise self.fail(f"{prefix}.{key}", expected or f"a {kind.__name__}", value)
+        return value
+
+    def strings(self, prefix: str, table: dict[str, Any], key: str) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(f"{prefix}.{key}", "a list of strings", value)
+        return tuple(v.strip() for v in value if v.strip())
+
+    def database(self, table: dict[str, Any], override: str | None) -> DatabaseConfig:
+        self.check_keys("database", table, {"url"})
+        url = override or self.get("database", table, "url", str, "sqlite:///db/recommender.sqlite")
+        if "://" not in url:
+            raise self.fail("database.url", "an SQLAlchemy URL such as sqlite:///db/recommender.sqlite", url)
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+            relative = url[len("sqlite:///"):]
+            url = "sqlite:///" + str(self.path.parent / relative)
+        return DatabaseConfig(url=url)
+
+    def ranking(self, table: dict[str, Any]) -> RankingConfig:
+        defaults = RankingConfig()
+        allowed = set(RankingConfig.__dataclass_fields__)
+        self.check_keys("ranking", table, allowed)
+        values: dict[str, Any] = {}
+        for key in allowed:
+            default = getattr(defaults, key)
+            kind = type(default)
+            values[key] = self.get("ranking", table, key, kind, default)
+            if kind in (int, float) and values[key] < 0:
+                raise self.fail(f"ranking.{key}", "a number >= 0", values[key])
+        if values["ngram_max"] < 1:
+            raise self.fail("ranking.ngram_max", "an integer >= 1", values["ngram_max"])
+        if values["min_df"] < 1:
+            raise self.fail("ranking.min_df", "an integer >= 1", values["min_df"])
+        if not 0 < values["max_df"] <= 1:
+            raise self.fail("ranking.max_df", "a number in (0, 1]", values["max_df"])
+        return RankingConfig(**values)
+
+    def smtp(self, table: dict[str, Any]) -> SmtpConfig:
+        self.check_keys("smtp", table, {"host", "port", "security", "username", "password_env", "from",
+                                         "timeout_seconds", "max_connections", "max_attempts"})
+        d = SmtpConfig()
+        security = self.get("smtp", table, "security", str, d.security)
+        if security not in ("none", "starttls", "tls"):
+            raise self.fail("smtp.security", "one of none, starttls, tls", security)
+        port = self.get("smtp", table, "port", int, d.port, "an integer port")
+        if not 0 < port < 65536:
+            raise self.fail("smtp.port", "a port between 1 and 65535", port)
+        if "password" in table:
+            raise ConfigError(f"{self.path}: smtp.password: secrets do not belong in the file; put the password in an environment variable named by smtp.password_env")
+        return SmtpConfig(
+            host=self.get("smtp", table, "host", str, d.host),
+            port=port,
+            security=security,
+            username=self.get("smtp", table, "username", str, d.username),
+            password_env=self.get("smtp", table, "password_env", str, d.password_env),
+            sender=self.get("smtp", table, "from", str, d.sender),
+            timeout_seconds=self.positive("smtp", table, "timeout_seconds", float, d.timeout_seconds),
+            max_connections=self.positive("smtp", table, "max_connections", int, d.max_connections),
+            max_attempts=self.positive("smtp", table, "max_attempts", int, d.max_attempts),
+        )
+
+    def positive(self, prefix: str, table: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+        value = self.get(prefix, table, key, kind, default)
+        if value <= 0:
+            raise self.fail(f"{prefix}.{key}", "a number > 0", value)
+        return value
+
+    def feedback(self, table: dict[str, Any]) -> FeedbackConfig:
+        self.check_keys("feedback", table, {"base_url", "secret_env", "max_age_days", "rate_limit_per_minute", "unsubscribe_mailto", "secret"})
+        if "secret" in table:
+            raise ConfigError(f"{self.path}: feedback.secret: secrets do not belong in the file; put it in an environment variable named by feedback.secret_env")
+        d = FeedbackConfig()
+        base_url = self.get("feedback", table, "base_url", str, d.base_url).rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", base_url):
+            raise self.fail("feedback.base_url", "an http:// or https:// address", base_url)
+        rate = self.get("feedback", table, "rate_limit_per_minute", int, d.rate_limit_per_minute)
+        if rate < 0:
+            raise self.fail("feedback.rate_limit_per_minute", "an integer >= 0", rate)
+        return FeedbackConfig(
+            base_url=base_url,
+            secret_env=self.get("feedback", table, "secret_env", str, d.secret_env),
+            max_age_days=self.positive("feedback", table, "max_age_days", int, d.max_age_days),
+            rate_limit_per_minute=rate,
+            unsubscribe_mailto=self.get("feedback", table, "unsubscribe_mailto", str, d.unsubscribe_mailto),
+        )
+
+    def user(self, index: int, table: Any) -> UserConfig:
+        prefix = f"users[{index}]"
+        if not isinstance(table, dict):
+            raise self.fail(prefix, "a table", table)
+        allowed = set(UserConfig.__dataclass_fields__)
+        self.check_keys(prefix, table, allowed)
+        if "email" not in table:
+            raise ConfigError(f"{self.path}: {prefix}.email: required key is missing")
+        email = self.get(prefix, table, "email", str, "").strip()
+        if not _EMAIL.match(email):
+            raise self.fail(f"{prefix}.email", "an email address", email)
+        d = UserConfig(email=email)
+        timezone = self.get(prefix, table, "timezone", str, d.timezone)
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.fail(f"{prefix}.timezone", "an IANA time zone such as Europe/London", timezone) from None
+        send_at_text = self.get(prefix, table, "send_at", str, "07:30")
+        match = re.fullmatch(r"(\d{1,2}):(\d{2})", send_at_text)
+        if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+            raise self.fail(f"{prefix}.send_at", "a time HH:MM", send_at_text)
+        frequency = self.get(prefix, table, "frequency", str, d.frequency)
+        if frequency not in ("daily", "weekly"):
+            raise self.fail(f"{prefix}.frequency", "daily or weekly", frequency)
+        weekday = self.get(prefix, table, "weekday", str, d.weekday).lower()[:3]
+        if weekday not in WEEKDAYS:
+            raise self.fail(f"{prefix}.weekday", "a weekday such as mon", table.get("weekday"))
+        max_items = self.get(prefix, table, "max_items", int, d.max_items, "a positive integer")
+        if not 1 <= max_items <= 1000:
+            raise self.fail(f"{prefix}.max_items", "an integer from 1 to 1000", max_items)
+        min_score = self.get(prefix, table, "min_score", float, None, "a number")
+        return UserConfig(
+            email=email,
+            name=self.get(prefix, table, "name", str, ""),
+            timezone=timezone,
+            send_at=time(int(match.group(1)), int(match.group(2))),
+            frequency=frequency,
+            weekday=weekday,
+            max_items=max_items,
+            min_score=min_score,
+            interests=self.strings(prefix, table, "interests"),
+            exclude=self.strings(prefix, table, "exclude"),
+            authors=self.strings(prefix, table, "authors"),
+            stars=self.strings(prefix, table, "stars"),
+        )
+
+    def source(self, index: int, table: Any) -> SourceConfig:
+        prefix = f"sources[{index}]"
+        if not isinstance(table, dict):
+            raise self.fail(prefix, "a table", table)
+        self.check_keys(prefix, table, {"name", "kind", "path", "url"})
+        name = self.get(prefix, table, "name", str, "")
+        if not name:
+            raise ConfigError(f"{self.path}: {prefix}.name: required key is missing")
+        kind = self.get(prefix, table, "kind", str, "")
+        if kind not in SOURCE_KINDS:
+            raise self.fail(f"{prefix}.kind", "one of " + ", ".join(SOURCE_KINDS), kind)
+        path = self.get(prefix, table, "path", str, "")
+        url = self.get(prefix, table, "url", str, "")
+        if bool(path) == bool(url):
+            raise ConfigError(f"{self.path}: {prefix}: give exactly one of path or url")
+        if url and not re.match(r"^https?://", url):
+            raise self.fail(f"{prefix}.url", "an http:// or https:// address", url)
+        return SourceConfig(name=name, kind=kind, path=path, url=url)

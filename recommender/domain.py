@@ -1,0 +1,114 @@
+"""Plain data passed between the pipeline stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+
+@dataclass(frozen=True)
+class ParsedPaper:
+    """One entry as a parser read it, before the store assigns or matches an id."""
+
+    title: str
+    abstract: str
+    authors: tuple[str, ...] = ()
+    url: str = ""
+    arxiv_id: str = ""
+    source_id: str = ""
+    published: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    """A whole digest file: its entries in source order and the date it is for."""
+
+    format: str
+    entries: tuple[ParsedPaper, ...]
+    batch_date: date | None = None
+
+
+@dataclass(frozen=True)
+class Paper:
+    id: str
+    title: str
+    abstract: str
+    authors: tuple[str, ...] = ()
+    url: str = ""
+    arxiv_id: str = ""
+    published: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "abstract": self.abstract,
+            "authors": list(self.authors),
+            "url": self.url,
+            "arxiv_id": self.arxiv_id or None,
+            "published": self.published or None,
+        }
+
+
+@dataclass(frozen=True)
+class SharedTerm:
+    term: str
+    contribution: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a paper was picked: the nearest starred papers and the terms they share."""
+
+    personalized: bool
+    nearest: tuple[tuple[str, str, float], ...] = ()  # (paper id, title, similarity)
+    terms: tuple[SharedTerm, ...] = ()
+    followed_authors: tuple[str, ...] = ()
+    matched_interests: tuple[str, ...] = ()
+
+    def sentence(self) -> str:
+        if not self.personalized:
+            return ("Not personalized yet: this is the digest in its source order. "
+                    "Star papers you like (recommender star ID or --title) to rank by your interests.")
+        parts = []
+        if self.followed_authors:
+            parts.append("by " + ", ".join(self.followed_authors) + " (followed author)")
+        if self.nearest:
+            _, title, _ = self.nearest[0]
+            parts.append(f"close to your starred paper \"{title}\"")
+        if self.matched_interests:
+            parts.append("matches your interests: " + ", ".join(self.matched_interests))
+        if self.terms:
+            parts.append("shared terms: " + ", ".join(t.term for t in self.terms))
+        return "; ".join(parts) if parts else "weakly related to your profile"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    user: str
+    paper: Paper
+    score: float
+    rank: int
+    explanation: Explanation = field(default_factory=lambda: Explanation(personalized=False))
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "user": self.user,
+            "rank": self.rank,
+            "paper_id": self.paper.id,
+            "title": self.paper.title,
+            "abstract": self.paper.abstract,
+            "authors": list(self.paper.authors),
+            "url": self.paper.url,
+            "score": round(self.score, 6),
+            "personalized": self.explanation.personalized,
+            "why": self.explanation.sentence(),
+            "nearest": [
+                {"paper_id": pid, "title": title, "similarity": round(sim, 4)}
+                for pid, title, sim in self.explanation.nearest
+            ],
+            "terms": [
+                {"term": t.term, "contribution": round(t.contribution, 4)} for t in self.explanation.terms
+            ],
+        }

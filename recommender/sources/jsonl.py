@@ -1,0 +1,84 @@
+"""JSONL: one paper per line, ``{"id"?, "title", "abstract", "authors"?, "url"?, "published"?}``.
+
+A line needs a non-empty title or abstract. A line that is not UTF-8, not JSON, or
+not an object is a bad line and refuses the whole file.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+from recommender.domain import ParsedBatch, ParsedPaper
+from recommender.errors import InputError
+from recommender.sources.lines import decoded_lines
+from recommender.text import arxiv_id, one_line
+
+
+def authors_of(value: Any, name: str, line: int) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        parts = value.replace(" and ", ",").split(",")
+        return tuple(one_line(p) for p in parts if p.strip())
+    if isinstance(value, list):
+        names = []
+        for item in value:
+            if isinstance(item, dict):
+                item = item.get("name", "")
+            if not isinstance(item, str):
+                raise InputError(name, "field 'authors': expected a list of names", line)
+            if item.strip():
+                names.append(one_line(item))
+        return tuple(names)
+    raise InputError(name, "field 'authors': expected a list of names or a string", line)
+
+
+def text_field(record: dict[str, Any], key: str, name: str, line: int) -> str:
+    value = record.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(name, f"field {key!r}: expected a string, got {type(value).__name__}", line)
+    return value
+
+
+def paper_from_record(record: dict[str, Any], name: str, line: int) -> ParsedPaper:
+    title = one_line(text_field(record, "title", name, line))
+    abstract = text_field(record, "abstract", name, line).strip()
+    if not title and not abstract:
+        raise InputError(name, "needs a non-empty 'title' or 'abstract'", line)
+    raw_id = record.get("id")
+    if raw_id is not None and not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
+        raise InputError(name, "field 'id': expected a string or integer", line)
+    source_id = one_line(str(raw_id)) if raw_id is not None else ""
+    url = text_field(record, "url", name, line).strip()
+    explicit_arxiv = text_field(record, "arxiv_id", name, line)
+    return ParsedPaper(
+        title=title,
+        abstract=abstract,
+        authors=authors_of(record.get("authors"), name, line),
+        url=url,
+        arxiv_id=arxiv_id(explicit_arxiv) or arxiv_id(url),
+        source_id=source_id,
+        published=one_line(str(record.get("published") or "")),
+        line=line,
+    )
+
+
+def parse(data: bytes, name: str, batch_date: date | None = None) -> ParsedBatch:
+    entries = []
+    for number, text in decoded_lines(data, name):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(name, f"not valid JSON ({exc.msg} at column {exc.colno})", number) from None
+        if not isinstance(record, dict):
+            raise InputError(name, "expected a JSON object per line", number)
+        entries.append(paper_from_record(record, name, number))
+    if not entries:
+        raise InputError(name, "empty file: no papers to ingest")
+    return ParsedBatch(format="jsonl", entries=tuple(entries), batch_date=batch_date)

@@ -1,0 +1,69 @@
+"""Create or upgrade the schema with the Alembic migrations shipped in the package."""
+
+from __future__ import annotations
+
+from importlib.resources import as_file
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+from recommender.errors import SchemaError
+from recommender.resources import migrations_dir
+
+
+def _alembic_config(location: str) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", location)
+    return config
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Bring the database to the newest revision; returns (revision before, revision after)."""
+    with as_file(migrations_dir()) as location:
+        config = _alembic_config(str(location))
+        script = ScriptDirectory.from_config(config)
+        head = script.get_current_head()
+        with engine.begin() as connection:
+            before = _current(connection)
+            _refuse_unknown(script, before, engine)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        return before, str(head)
+
+
+def check(engine: Engine) -> None:
+    """Fail clearly when the schema is missing, older than the code, or newer."""
+    with as_file(migrations_dir()) as location:
+        script = ScriptDirectory.from_config(_alembic_config(str(location)))
+        with engine.connect() as connection:
+            current = _current(connection)
+        if current is None:
+            raise SchemaError(f"{_where(engine)}: database not initialised; run `recommender init` first")
+        _refuse_unknown(script, current, engine)
+        if current != script.get_current_head():
+            raise SchemaError(
+                f"{_where(engine)}: database schema {current} is older than this version of recommender; "
+                "run `recommender init` to upgrade it"
+            )
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _refuse_unknown(script: ScriptDirectory, revision: str | None, engine: Engine) -> None:
+    if revision is None:
+        return
+    known = {rev.revision for rev in script.walk_revisions()}
+    if revision not in known:
+        raise SchemaError(
+            f"{_where(engine)}: database schema {revision} is newer than this version of recommender "
+            "understands; upgrade recommender (nothing was changed)"
+        )
+
+
+def _where(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)

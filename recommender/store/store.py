@@ -1,0 +1,438 @@
+"""Store: every read and write of the database goes through this class.
+
+SQLite runs in WAL mode with a busy timeout so the CLI, the daemon and the web
+endpoint can share one file; write transactions start with BEGIN IMMEDIATE so two
+writers queue on the busy timeout instead of failing on a lock upgrade. The same
+code runs on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from recommender.domain import ParsedBatch, ParsedPaper, Paper
+from recommender.errors import NotFoundError, RecommenderError
+from recommender.store import migrate
+from recommender.store.schema import (
+    BatchEntryRow,
+    BatchRow,
+    DigestEntryRow,
+    DigestRow,
+    FeedbackRow,
+    MetaRow,
+    ModelRow,
+    PaperRow,
+    ProfileRow,
+    StarRow,
+    UserRow,
+)
+from recommender.text import title_hash_id, title_key
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    batch_id: int | None
+    entries: int
+    new_papers: int
+    duplicates: int
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    id: int
+    source: str
+    format: str
+    batch_date: str
+    ingest_run: str
+    entry_count: int
+    created_at: datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _paper(row: Any) -> Paper:
+    return Paper(
+        id=row.id, title=row.title, abstract=row.abstract, authors=tuple(row.authors or ()),
+        url=row.url or "", arxiv_id=row.arxiv_id or "", published=row.published or "",
+    )
+
+
+class Store:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        try:
+            if url.startswith("sqlite"):
+                engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+                _configure_sqlite(engine)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise RecommenderError(f"cannot open database {url}: {exc}") from None
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema -----------------------------------------------------------------------------
+    def upgrade_schema(self) -> tuple[str | None, str]:
+        return self._guard(lambda: migrate.upgrade(self.engine))
+
+    def check_schema(self) -> None:
+        self._guard(lambda: migrate.check(self.engine))
+
+    def _guard(self, action: Any) -> Any:
+        try:
+            return action()
+        except OperationalError as exc:
+            raise RecommenderError(f"database error: {exc.orig}") from None
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite)."""
+        with self.engine.connect() as connection:
+            connection.execution_options(sqlite_immediate=True)
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+    # -- meta -------------------------------------------------------------------------------
+    def corpus_version(self, connection: Connection | None = None) -> int:
+        if connection is None:
+            with self.read() as conn:
+                return self.corpus_version(conn)
+        value = connection.execute(select(MetaRow.value).where(MetaRow.key == "corpus_version")).scalar()
+        return int(value or 0)
+
+    def _bump_corpus_version(self, connection: Connection) -> int:
+        version = self.corpus_version(connection) + 1
+        updated = connection.execute(
+            update(MetaRow).where(MetaRow.key == "corpus_version").values(value=str(version))
+        ).rowcount
+        if not updated:
+            connection.execute(insert(MetaRow).values(key="corpus_version", value=str(version)))
+        return version
+
+    # -- users ------------------------------------------------------------------------------
+    def sync_users(self, emails: Iterable[str]) -> dict[str, int]:
+        """Make sure every configured email has a row; returns email (lower-case) -> id."""
+        wanted = {email.lower() for email in emails}
+        with self.write() as conn:
+            existing = {row.email: row.id for row in conn.execute(select(UserRow.email, UserRow.id))}
+            missing = sorted(wanted - set(existing))
+            if missing:
+                now = utcnow()
+                conn.execute(insert(UserRow), [{"email": e, "created_at": now} for e in missing])
+                existing = {row.email: row.id for row in conn.execute(select(UserRow.email, UserRow.id))}
+        return {email: existing[email] for email in wanted}
+
+    def user_id(self, email: str) -> int:
+        return self.sync_users([email])[email.lower()]
+
+    def user_rows(self) -> list[Any]:
+        with self.read() as conn:
+            return list(conn.execute(select(UserRow).order_by(UserRow.email)))
+
+    # -- ingest -----------------------------------------------------------------------------
+    def has_batch(self, content_hash: str) -> bool:
+        with self.read() as conn:
+            return conn.execute(select(BatchRow.id).where(BatchRow.content_hash == content_hash)).first() is not None
+
+    def ingest_batch(self, parsed: ParsedBatch, source: str, content_hash: str, run_id: str) -> IngestResult:
+        """Store a whole batch or nothing: papers matched or added, then the ordered entries."""
+        with self.write() as conn:
+            if conn.execute(select(BatchRow.id).where(BatchRow.content_hash == content_hash)).first():
+                return IngestResult(None, len(parsed.entries), 0, len(parsed.entries), skipped=True)
+            paper_ids, new_rows = _resolve(conn, parsed.entries)
+            now = utcnow()
+            for chunk in _chunks(new_rows):
+                conn.execute(insert(PaperRow), [dict(row, created_at=now) for row in chunk])
+            batch_id = conn.execute(
+                insert(BatchRow).values(
+                    source=source[:200], format=parsed.format, batch_date=parsed.batch_date,
+                    content_hash=content_hash, ingest_run=run_id, entry_count=len(paper_ids), created_at=now,
+                ).returning(BatchRow.id)
+            ).scalar_one()
+            entries = [{"batch_id": batch_id, "position": i, "paper_id": pid} for i, pid in enumerate(paper_ids)]
+            for chunk in _chunks(entries, 5000):
+                conn.execute(insert(BatchEntryRow), list(chunk))
+            if new_rows:
+                self._bump_corpus_version(conn)
+        return IngestResult(batch_id, len(paper_ids), len(new_rows), len(paper_ids) - len(new_rows))
+
+    def add_papers(self, entries: Sequence[ParsedPaper]) -> tuple[list[str], int]:
+        """Add papers without making them new digest entries (BibTeX import); returns ids, count added."""
+        with self.write() as conn:
+            paper_ids, new_rows = _resolve(conn, entries)
+            now = utcnow()
+            for chunk in _chunks(new_rows):
+                conn.execute(insert(PaperRow), [dict(row, created_at=now) for row in chunk])
+            if new_rows:
+                self._bump_corpus_version(conn)
+        return paper_ids, len(new_rows)
+
+    # -- papers -----------------------------------------------------------------------------
+    def paper(self, paper_id: str) -> Paper:
+        with self.read() as conn:
+            row = conn.execute(select(PaperRow).where(PaperRow.id == paper_id)).first()
+        if row is None:
+            raise NotFoundError(f"no paper with id {paper_id!r} (see `recommender papers search`)")
+        return _paper(row)
+
+    def papers(self, ids: Sequence[str] | None = None) -> list[Paper]:
+        """Papers by id in the order given (unknown ids skipped), or all papers by id."""
+        with self.read() as conn:
+            if ids is None:
+                return [_paper(r) for r in conn.execute(select(PaperRow).order_by(PaperRow.created_at, PaperRow.id))]
+            found: dict[str, Paper] = {}
+            for chunk in _chunks(list(dict.fromkeys(ids))):
+                for row in conn.execute(select(PaperRow).where(PaperRow.id.in_(chunk))):
+                    found[row.id] = _paper(row)
+        return [found[i] for i in ids if i in found]
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self.read() as conn:
+            for chunk in _chunks(list(set(ids))):
+                found.update(conn.execute(select(PaperRow.id).where(PaperRow.id.in_(chunk))).scalars())
+        return found
+
+    def paper_texts(self) -> tuple[list[str], list[str], list[str]]:
+        """All papers as (ids, titles, abstracts), ordered by id, for fitting the model."""
+        with self.read() as conn:
+            rows = conn.execute(select(PaperRow.id, PaperRow.title, PaperRow.abstract).order_by(PaperRow.id)).all()
+        return [r.id for r in rows], [r.title for r in rows], [r.abstract for r in rows]
+
+    def search_papers(self, query: str, limit: int | None = None) -> list[Paper]:
+        """Papers whose title, abstract or authors contain every word of ``query``."""
+        words = [w for w in query.split() if w]
+        stmt = select(PaperRow)
+        for word in words:
+            pattern = "%" + word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            stmt = stmt.where(or_(
+                func.lower(PaperRow.title).like(pattern, escape="\\"),
+                func.lower(PaperRow.abstract).like(pattern, escape="\\"),
+            ))
+        stmt = stmt.order_by(PaperRow.title, PaperRow.id)
+        if limit:
+            stmt = stmt.limit(limit)
+        with self.read() as conn:
+            return [_paper(r) for r in conn.execute(stmt)]
+
+    def titles(self) -> list[tuple[str, str]]:
+        """(id, title) of every paper, for matching a typed title."""
+        with self.read() as conn:
+            return [(r.id, r.title) for r in conn.execute(select(PaperRow.id, PaperRow.title))]
+
+    def find_by_title_key(self, key: str) -> list[Paper]:
+        with self.read() as conn:
+            return [_paper(r) for r in conn.execute(select(PaperRow).where(PaperRow.title_key == key))]
+
+    # -- batches ----------------------------------------------------------------------------
+    def batches(self) -> list[BatchInfo]:
+        with self.read() as conn:
+            rows = conn.execute(select(BatchRow).order_by(BatchRow.id)).all()
+        return [BatchInfo(r.id, r.source, r.format, str(r.batch_date or ""), r.ingest_run, r.entry_count,
+                          r.created_at) for r in rows]
+
+    def latest_run_batch_ids(self) -> list[int]:
+        """The batches stored by the most recent ingest run (one command or one fetch round)."""
+        with self.read() as conn:
+            last = conn.execute(select(BatchRow.ingest_run).order_by(BatchRow.id.desc()).limit(1)).scalar()
+            if last is None:
+                return []
+            return list(conn.execute(select(BatchRow.id).where(BatchRow.ingest_run == last).order_by(BatchRow.id)).scalars())
+
+    def all_batch_ids(self) -> list[int]:
+        with self.read() as conn:
+            return list(conn.execute(select(BatchRow.id).order_by(BatchRow.id)).scalars())
+
+    def batch_entries(self, batch_ids: Sequence[int]) -> list[str]:
+        """Paper ids of these batches in source order, each paper once (first position wins)."""
+        with self.read() as conn:
+            rows = conn.execute(
+                select(BatchEntryRow.paper_id).where(BatchEntryRow.batch_id.in_(list(batch_ids)))
+                .order_by(BatchEntryRow.batch_id, BatchEntryRow.position)
+            ).scalars()
+            return list(dict.fromkeys(rows))
+
+    # -- stars ------------------------------------------------------------------------------
+    def star(self, user_id: int, paper_ids: Sequence[str], origin: str = "cli") -> int:
+        """Star papers (already-starred ones are left alone); returns how many were new."""
+        with self.write() as conn:
+            return self._star(conn, user_id, paper_ids, origin)
+
+    def _star(self, conn: Connection, user_id: int, paper_ids: Sequence[str], origin: str) -> int:
+        have = set(conn.execute(select(StarRow.paper_id).where(StarRow.user_id == user_id)).scalars())
+        fresh = [pid for pid in dict.fromkeys(paper_ids) if pid not in have]
+        if fresh:
+            now = utcnow()
+            conn.execute(insert(StarRow), [
+                {"user_id": user_id, "paper_id": pid, "origin": origin, "created_at": now} for pid in fresh
+            ])
+        return len(fresh)
+
+    def star_many(self, pairs: Sequence[tuple[int, str]], origin: str) -> int:
+        """Star (user id, paper id) pairs in one transaction; returns how many were new."""
+        added = 0
+        by_user: dict[int, list[str]] = {}
+        for user_id, paper_id in pairs:
+            by_user.setdefault(user_id, []).append(paper_id)
+        with self.write() as conn:
+            for user_id, ids in by_user.items():
+                added += self._star(conn, user_id, ids, origin)
+        return added
+
+    def unstar(self, user_id: int, paper_ids: Sequence[str]) -> int:
+        with self.write() as conn:
+            return conn.execute(
+                delete(StarRow).where(StarRow.user_id == user_id, StarRow.paper_id.in_(list(paper_ids)))
+            ).rowcount
+
+    def stars(self, user_id: int) -> list[tuple[Paper, datetime]]:
+        with self.read() as conn:
+            rows = conn.execute(
+                select(PaperRow, StarRow.created_at).join(StarRow, StarRow.paper_id == PaperRow.id)
+                .where(StarRow.user_id == user_id).order_by(StarRow.created_at, PaperRow.id)
+            ).all()
+        return [(_paper(r), r.created_at) for r in rows]
+
+    def starred_ids(self, user_id: int) -> dict[str, datetime]:
+        with self.read() as conn:
+            rows = conn.execute(select(StarRow.paper_id, StarRow.created_at).where(StarRow.user_id == user_id))
+            return {r.paper_id: r.created_at for r in rows}
+
+    def sent_paper_ids(self, user_id: int) -> set[str]:
+        """Papers already in a digest for this user (sent, or queued to be sent)."""
+        with self.read() as conn:
+            return set(conn.execute(
+                select(DigestEntryRow.paper_id).join(DigestRow, DigestRow.id == DigestEntryRow.digest_id)
+                .where(DigestRow.user_id == user_id, DigestRow.status.in_(("pending", "sent")))
+            ).scalars())
+
+    def feedback_signals(self, user_id: int) -> list[tuple[str, str, datetime]]:
+        """(paper id, action, time) of the user's feedback clicks, oldest first."""
+        with self.read() as conn:
+            rows = conn.execute(
+                select(FeedbackRow.paper_id, FeedbackRow.action, FeedbackRow.created_at)
+                .where(FeedbackRow.user_id == user_id).order_by(FeedbackRow.created_at, FeedbackRow.id)
+            )
+            return [(r.paper_id, r.action, r.created_at) for r in rows]
+
+    # -- model and profiles -----------------------------------------------------------------
+    def load_model(self, corpus_version: int, settings: str) -> bytes | None:
+        with self.read() as conn:
+            return conn.execute(select(ModelRow.payload).where(
+                ModelRow.corpus_version == corpus_version, ModelRow.settings == settings)).scalar()
+
+    def save_model(self, corpus_version: int, settings: str, payload: bytes) -> None:
+        with self.write() as conn:
+            conn.execute(delete(ModelRow))
+            conn.execute(insert(ModelRow).values(
+                corpus_version=corpus_version, settings=settings, payload=payload, created_at=utcnow()))
+
+    def load_profile(self, user_id: int) -> Any:
+        with self.read() as conn:
+            return conn.execute(select(ProfileRow).where(ProfileRow.user_id == user_id)).first()
+
+    def save_profile(self, user_id: int, model_version: int, signal_version: str,
+                     terms: dict[str, float], sources: list[list[object]]) -> None:
+        values = {"model_version": model_version, "signal_version": signal_version, "terms": terms,
+                  "sources": sources, "updated_at": utcnow()}
+        with self.write() as conn:
+            done = conn.execute(update(ProfileRow).where(ProfileRow.user_id == user_id).values(**values)).rowcount
+            if not done:
+                conn.execute(insert(ProfileRow).values(user_id=user_id, **values))
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see begin hook)
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get("sqlite_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _resolve(conn: Connection, entries: Sequence[ParsedPaper]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Match entries to stored papers (id, then arXiv id, then title); return the id of each
+    entry and the rows of papers to add. Later copies of a paper within the batch reuse the first."""
+    given = [e.source_id for e in entries if e.source_id]
+    arxivs = [e.arxiv_id for e in entries if e.arxiv_id]
+    keys = [title_key(e.title) for e in entries if e.title]
+    by_id: dict[str, str] = {}
+    by_arxiv: dict[str, str] = {}
+    by_key: dict[str, str] = {}
+    for chunk in _chunks(list(set(given))):
+        by_id.update((r, r) for r in conn.execute(select(PaperRow.id).where(PaperRow.id.in_(chunk))).scalars())
+    for chunk in _chunks(list(set(arxivs))):
+        for row in conn.execute(select(PaperRow.id, PaperRow.arxiv_id).where(PaperRow.arxiv_id.in_(chunk))):
+            by_arxiv[row.arxiv_id] = row.id
+    for chunk in _chunks(list(set(k for k in keys if k))):
+        for row in conn.execute(select(PaperRow.id, PaperRow.title_key).where(PaperRow.title_key.in_(chunk))
+                                .order_by(PaperRow.created_at, PaperRow.id)):
+            by_key.setdefault(row.title_key, row.id)
+    ids: list[str] = []
+    new_rows: list[dict[str, Any]] = []
+    taken = set(by_id.values())
+    for entry in entries:
+        key = title_key(entry.title) if entry.title else ""
+        pid = (by_id.get(entry.source_id) if entry.source_id else None) \
+            or (by_arxiv.get(entry.arxiv_id) if entry.arxiv_id else None) \
+            or (by_key.get(key) if key else None)
+        if pid is None:
+            pid = entry.source_id or entry.arxiv_id or title_hash_id(entry.title or entry.abstract)
+            if pid in taken:
+                pid = title_hash_id(f"{pid} {entry.title} {entry.abstract}")
+            taken.add(pid)
+            new_rows.append({
+                "id": pid, "arxiv_id": entry.arxiv_id or None, "title_key": key, "title": entry.title,
+                "abstract": entry.abstract, "authors": list(entry.authors), "url": entry.url,
+                "published": entry.published[:64],
+            })
+        if entry.source_id:
+            by_id.setdefault(entry.source_id, pid)
+        if entry.arxiv_id:
+            by_arxiv.setdefault(entry.arxiv_id, pid)
+        if key:
+            by_key.setdefault(key, pid)
+        ids.append(pid)
+    return ids, new_rows
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

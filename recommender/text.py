@@ -1,0 +1,65 @@
+"""Text normalisation: one-line titles, matching keys, arXiv ids, and text cleaned for ranking."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_SPACES = re.compile(r"\s+")
+_ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+_ARXIV_NEW = re.compile(r"(?<![\d.])(\d{4}\.\d{4,5})(?:v\d+)?(?![\d])")
+_ARXIV_OLD = re.compile(r"\b([a-z\-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?\b")
+# LaTeX residue as it appears in scraped abstracts: commands, sub/superscripts, cite keys.
+_LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
+_LATEX_SCRIPT = re.compile(r"[_^]\{?[-\w]*\}?")
+_CITE_KEY = re.compile(r"~\s*[a-z]+\d{4}[a-z]+")
+_NON_WORD = re.compile(r"[^\w\s-]+")
+
+
+def one_line(text: str) -> str:
+    """CR, LF, tabs and control characters become single spaces; ends are trimmed."""
+    return _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+
+
+def title_key(title: str) -> str:
+    """Key for matching the same paper across sources: case, accents, punctuation folded."""
+    text = unicodedata.normalize("NFKD", _ZERO_WIDTH.sub("", title))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
+    return " ".join(re.findall(r"[^\W_]+", text))
+
+
+def title_hash_id(title: str) -> str:
+    """Stable id for a paper known only by its title."""
+    return "t" + hashlib.sha1(title_key(title).encode("utf-8")).hexdigest()[:12]
+
+
+def arxiv_id(text: str) -> str:
+    """The arXiv id (version dropped) found in a URL or string, or ''."""
+    if not text:
+        return ""
+    match = _ARXIV_NEW.search(text)
+    if match:
+        return match.group(1)
+    match = _ARXIV_OLD.search(text)
+    return match.group(1) if match else ""
+
+
+def for_ranking(text: str) -> str:
+    """Text with LaTeX residue removed, for the vectoriser only (stored text is kept as given)."""
+    text = _ZERO_WIDTH.sub("", text)
+    text = _CITE_KEY.sub(" ", text)
+    text = _LATEX_COMMAND.sub(" ", text)
+    text = _LATEX_SCRIPT.sub(" ", text)
+    text = text.replace("$", " ")
+    return _NON_WORD.sub(" ", text)
+
+
+def snippet(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut at a word boundary, with an ellipsis when cut."""
+    text = one_line(text)
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:.-")
+    return cut + "…"

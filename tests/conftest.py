@@ -1,0 +1,125 @@
+"""Shared fixtures: a temp config and database per test, the seed pages, a CLI runner,
+and the PostgreSQL server when one is reachable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import recommender
+from recommender.cli import cli
+from recommender.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS = sorted((REPO / "seeds").glob("*.txt"))
+PG_URL = os.environ.get("RECOMMENDER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SECRET = "test-secret-0123456789abcdef"
+
+# The suite tests the installed package (templates and migrations come from the wheel).
+assert Path(recommender.__file__).resolve().parent != REPO / "recommender", "run tests via `make test`"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads a real config or writes outside its tmp_path."""
+    for name in ("RECOMMENDER_CONFIG", "RECOMMENDER_DATABASE_URL", "RECOMMENDER_SMTP_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RECOMMENDER_SECRET", SECRET)
+    monkeypatch.chdir(tmp_path)
+
+
+def write_config(folder: Path, users: str | None = None, extra: str = "", database_url: str | None = None) -> Path:
+    if users is None:
+        users = """
+        [[users]]
+        email = "ada@example.org"
+        name = "Ada"
+        """
+    database = f'[database]\nurl = "{database_url}"\n' if database_url else ""
+    path = folder / "config.toml"
+    path.write_text(database + textwrap.dedent(users) + textwrap.dedent(extra), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    return write_config(tmp_path)
+
+
+@pytest.fixture
+def seeds(tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    copies = []
+    for seed in SEEDS:
+        target = folder / seed.name
+        shutil.copy2(seed, target)
+        copies.append(target)
+    return copies
+
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def run(config_path: Path) -> Invoke:
+    """Run the CLI in-process against the test's config; checks the exit code."""
+
+    def invoke(*args: str, code: int = 0, config: Path | None = None, input: str | None = None) -> Result:
+        runner = CliRunner()
+        result = runner.invoke(cli, ["--config", str(config or config_path), *args], input=input,
+                               catch_exceptions=False)
+        assert result.exit_code == code, (
+            f"exit {result.exit_code} != {code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+        )
+        return result
+
+    return invoke
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install 'recommender[postgres]')"
+    dsn = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except Exception as exc:  # any failure to connect means: skip
+        return f"no PostgreSQL at {PG_URL}: {str(exc).splitlines()[0]}"
+    return None
+
+
+def _reset_postgres() -> None:
+    store = Store.open(PG_URL)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh empty database: a SQLite file in tmp_path, and PostgreSQL when reachable."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.sqlite'}"
+        return
+    reason = _postgres_reachable()
+    if reason:
+        pytest.skip(reason)
+    _reset_postgres()
+    yield PG_URL
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    opened = Store.open(database_url)
+    opened.upgrade_schema()
+    yield opened
+    opened.close()

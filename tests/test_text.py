@@ -1,0 +1,29 @@
+from recommender.text import arxiv_id, for_ranking, one_line, snippet, title_key, title_hash_id
+
+
+def test_one_line_folds_control_characters():
+    assert one_line(" a\r\nb\tc\x00d\x1b  e ") == "a b c d e"
+
+
+def test_title_key_folds_case_accents_and_punctuation():
+    assert title_key("Über-Fast  TRANSPORT: a study!") == title_key("uber fast transport a study")
+    assert title_hash_id("A Title") == title_hash_id("a   title.")
+
+
+def test_arxiv_ids():
+    assert arxiv_id("https://arxiv.org/abs/2412.00420v2") == "2412.00420"
+    assert arxiv_id("arXiv:1706.03762") == "1706.03762"
+    assert arxiv_id("hep-th/9901001v1") == "hep-th/9901001"
+    assert arxiv_id("no id here 12.3") == ""
+
+
+def test_latex_residue_is_removed_for_ranking_only():
+    cleaned = for_ranking(r"Acdot S_1^{-alpha} and DNAS~wu2018mixed with \mathcal{O}(n)")
+    assert "S_1" not in cleaned and "wu2018mixed" not in cleaned and "mathcal" not in cleaned
+    assert "Acdot" in cleaned
+
+
+def test_snippet_cuts_at_a_word_boundary():
+    text = "alpha beta gamma delta epsilon"
+    assert snippet(text, 14) == "alpha beta…"
+    assert snippet(text, 100) == text
