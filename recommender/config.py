@@ -261,7 +261,7 @@ class _Parser:
 
     def smtp(self, table: dict[str, Any]) -> SmtpConfig:
         self.check_keys("smtp", table, {"host", "port", "security", "username", "password_env", "from",
-                                         "timeout_seconds", "max_connections", "max_attempts"})
+                                         "timeout_seconds", "max_connections", "max_attempts", "password"})
         d = SmtpConfig()
         security = self.get("smtp", table, "security", str, d.security)
         if security not in ("none", "starttls", "tls"):

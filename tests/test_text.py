@@ -1,4 +1,4 @@
-from recommender.text import arxiv_id, for_ranking, one_line, snippet, title_key, title_hash_id
+from recommender.text import arxiv_id, for_ranking, one_line, snippet, title_hash_id, title_key
 
 
 def test_one_line_folds_control_characters():

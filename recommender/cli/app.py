@@ -127,8 +127,9 @@ def stderr_console() -> Console:
 
 def progress_bar() -> Progress:
     """A progress bar on stderr (quiet when stderr is not a terminal)."""
+    console = stderr_console()
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=stderr_console(), transient=True)
+                    console=console, transient=True, disable=not console.is_terminal)
 
 
 def emit_json(records: Iterable[dict[str, Any]]) -> None:

@@ -8,7 +8,15 @@ from datetime import date
 import click
 
 from recommender import pipeline
-from recommender.cli.app import AppContext, cli, emit_json, existing_path, pass_app, progress_bar, summary
+from recommender.cli.app import (
+    AppContext,
+    cli,
+    emit_json,
+    existing_path,
+    pass_app,
+    progress_bar,
+    summary,
+)
 from recommender.config import EXAMPLE_SECRET
 from recommender.sources import FORMATS
 

@@ -75,7 +75,7 @@ def parse(data: bytes, name: str, batch_date: date | None = None) -> ParsedBatch
         try:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InputError(name, f"not valid JSON ({exc.msg} at column {exc.colno})", number) from None
+            raise InputError(name, f"not valid JSON ({exc.msg}, column {exc.colno})", number) from None
         if not isinstance(record, dict):
             raise InputError(name, "expected a JSON object per line", number)
         entries.append(paper_from_record(record, name, number))

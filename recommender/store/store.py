@@ -13,14 +13,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from recommender.domain import ParsedBatch, ParsedPaper, Paper
-from recommender.errors import NotFoundError, RecommenderError
+from recommender.domain import Paper, ParsedBatch, ParsedPaper
+from recommender.errors import NotFoundError, RecommenderError, SchemaError
 from recommender.store import migrate
 from recommender.store.schema import (
     BatchEntryRow,
@@ -97,10 +98,21 @@ class Store:
         self.engine.dispose()
 
     # -- schema -----------------------------------------------------------------------------
+    @property
+    def sqlite_path(self) -> Path | None:
+        database = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            return None
+        return Path(database)
+
     def upgrade_schema(self) -> tuple[str | None, str]:
+        if self.sqlite_path is not None:
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         return self._guard(lambda: migrate.upgrade(self.engine))
 
     def check_schema(self) -> None:
+        if self.sqlite_path is not None and not self.sqlite_path.exists():
+            raise SchemaError(f"{self.sqlite_path}: no database yet; run `recommender init` first")
         self._guard(lambda: migrate.check(self.engine))
 
     def _guard(self, action: Any) -> Any:
@@ -169,7 +181,7 @@ class Store:
         with self.write() as conn:
             if conn.execute(select(BatchRow.id).where(BatchRow.content_hash == content_hash)).first():
                 return IngestResult(None, len(parsed.entries), 0, len(parsed.entries), skipped=True)
-            paper_ids, new_rows = _resolve(conn, parsed.entries)
+            paper_ids, new_rows, changed = _resolve(conn, parsed.entries)
             now = utcnow()
             for chunk in _chunks(new_rows):
                 conn.execute(insert(PaperRow), [dict(row, created_at=now) for row in chunk])
@@ -182,18 +194,18 @@ class Store:
             entries = [{"batch_id": batch_id, "position": i, "paper_id": pid} for i, pid in enumerate(paper_ids)]
             for chunk in _chunks(entries, 5000):
                 conn.execute(insert(BatchEntryRow), list(chunk))
-            if new_rows:
+            if changed:
                 self._bump_corpus_version(conn)
         return IngestResult(batch_id, len(paper_ids), len(new_rows), len(paper_ids) - len(new_rows))
 
     def add_papers(self, entries: Sequence[ParsedPaper]) -> tuple[list[str], int]:
         """Add papers without making them new digest entries (BibTeX import); returns ids, count added."""
         with self.write() as conn:
-            paper_ids, new_rows = _resolve(conn, entries)
+            paper_ids, new_rows, changed = _resolve(conn, entries)
             now = utcnow()
             for chunk in _chunks(new_rows):
                 conn.execute(insert(PaperRow), [dict(row, created_at=now) for row in chunk])
-            if new_rows:
+            if changed:
                 self._bump_corpus_version(conn)
         return paper_ids, len(new_rows)
 
@@ -388,27 +400,31 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _resolve(conn: Connection, entries: Sequence[ParsedPaper]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Match entries to stored papers (id, then arXiv id, then title); return the id of each
-    entry and the rows of papers to add. Later copies of a paper within the batch reuse the first."""
-    given = [e.source_id for e in entries if e.source_id]
-    arxivs = [e.arxiv_id for e in entries if e.arxiv_id]
-    keys = [title_key(e.title) for e in entries if e.title]
-    by_id: dict[str, str] = {}
-    by_arxiv: dict[str, str] = {}
+_FILLABLE = ("arxiv_id", "authors", "url", "abstract", "published")
+
+
+def _resolve(conn: Connection, entries: Sequence[ParsedPaper]) -> tuple[list[str], list[dict[str, Any]], bool]:
+    """Match entries to stored papers (id, then arXiv id, then title) and return the id of
+    each entry and the rows of papers to add. Matched papers keep their id and gain the
+    fields they lacked (an arXiv id, authors, a URL). Later copies within the batch reuse the first."""
+    given = list({e.source_id for e in entries if e.source_id})
+    arxivs = list({e.arxiv_id for e in entries if e.arxiv_id})
+    keys = list({k for k in (title_key(e.title) for e in entries if e.title) if k})
+    columns = (PaperRow.id, PaperRow.title_key, *(getattr(PaperRow, c) for c in _FILLABLE))
+    stored: dict[str, Any] = {}
+    for column, values in ((PaperRow.id, given), (PaperRow.arxiv_id, arxivs), (PaperRow.title_key, keys)):
+        for chunk in _chunks(values):
+            for row in conn.execute(select(*columns).where(column.in_(chunk)).order_by(PaperRow.created_at, PaperRow.id)):
+                stored.setdefault(row.id, row)
+    by_id = {pid: pid for pid in stored}
+    by_arxiv = {row.arxiv_id: pid for pid, row in stored.items() if row.arxiv_id}
     by_key: dict[str, str] = {}
-    for chunk in _chunks(list(set(given))):
-        by_id.update((r, r) for r in conn.execute(select(PaperRow.id).where(PaperRow.id.in_(chunk))).scalars())
-    for chunk in _chunks(list(set(arxivs))):
-        for row in conn.execute(select(PaperRow.id, PaperRow.arxiv_id).where(PaperRow.arxiv_id.in_(chunk))):
-            by_arxiv[row.arxiv_id] = row.id
-    for chunk in _chunks(list(set(k for k in keys if k))):
-        for row in conn.execute(select(PaperRow.id, PaperRow.title_key).where(PaperRow.title_key.in_(chunk))
-                                .order_by(PaperRow.created_at, PaperRow.id)):
-            by_key.setdefault(row.title_key, row.id)
+    for pid, row in stored.items():
+        by_key.setdefault(row.title_key, pid)
     ids: list[str] = []
     new_rows: list[dict[str, Any]] = []
-    taken = set(by_id.values())
+    fills: dict[str, dict[str, Any]] = {}
+    taken = set(by_id)
     for entry in entries:
         key = title_key(entry.title) if entry.title else ""
         pid = (by_id.get(entry.source_id) if entry.source_id else None) \
@@ -424,6 +440,8 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper]) -> tuple[list[str
                 "abstract": entry.abstract, "authors": list(entry.authors), "url": entry.url,
                 "published": entry.published[:64],
             })
+        elif pid in stored:
+            _fill_in(stored[pid], entry, fills.setdefault(pid, {}), by_arxiv)
         if entry.source_id:
             by_id.setdefault(entry.source_id, pid)
         if entry.arxiv_id:
@@ -431,7 +449,27 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper]) -> tuple[list[str
         if key:
             by_key.setdefault(key, pid)
         ids.append(pid)
-    return ids, new_rows
+    changed = bool(new_rows)
+    for pid, values in fills.items():
+        if values:
+            conn.execute(update(PaperRow).where(PaperRow.id == pid).values(**values))
+            changed = True
+    return ids, new_rows, changed
+
+
+def _fill_in(row: Any, entry: ParsedPaper, values: dict[str, Any], by_arxiv: dict[str, str]) -> None:
+    """Fields a stored paper lacks and this entry has (never overwriting what is stored)."""
+    if entry.arxiv_id and not row.arxiv_id and "arxiv_id" not in values and entry.arxiv_id not in by_arxiv:
+        values["arxiv_id"] = entry.arxiv_id
+        by_arxiv[entry.arxiv_id] = row.id
+    if entry.authors and not row.authors and "authors" not in values:
+        values["authors"] = list(entry.authors)
+    if entry.url and not row.url and "url" not in values:
+        values["url"] = entry.url
+    if entry.abstract and not row.abstract and "abstract" not in values:
+        values["abstract"] = entry.abstract
+    if entry.published and not row.published and "published" not in values:
+        values["published"] = entry.published[:64]
 
 
 def dumps(value: Any) -> str:

@@ -1,0 +1,93 @@
+"""Config loading: defaults, validation messages naming file and key, precedence."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from recommender.config import find_config_path, load_config
+from recommender.errors import ConfigError
+
+from conftest import REPO
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_only_a_user_email_is_required_and_defaults_apply(tmp_path: Path):
+    config = load_config(_write(tmp_path, '[[users]]\nemail = "a@b.org"\n'))
+    user = config.users[0]
+    assert (user.max_items, user.frequency, user.send_at, user.timezone, user.min_score) == (10, "daily", time(7, 30), "UTC", None)
+    assert config.database.url == f"sqlite:///{tmp_path / 'db' / 'recommender.sqlite'}"
+    assert config.smtp.port == 587 and config.smtp.security == "starttls"
+    assert config.feedback.max_age_days == 90 and config.feedback.rate_limit_per_minute == 600
+
+
+def test_the_example_config_is_valid_and_documents_every_key():
+    config = load_config(REPO / "config.example.toml")
+    assert config.users[0].email == "ada@example.org"
+    assert config.sources[0].kind == "trending_page"
+    text = (REPO / "config.example.toml").read_text()
+    for key in ("title_weight", "min_df", "less_weight", "security", "password_env", "secret_env",
+                "max_age_days", "send_at", "frequency", "max_items", "min_score", "interests", "exclude"):
+        assert key in text
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path):
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "c.toml"
+    path.write_text('[database]\nurl = "sqlite:///data/x.sqlite"\n[[users]]\nemail = "a@b.org"\n')
+    config = load_config(path)
+    assert config.database.url == f"sqlite:///{tmp_path / 'sub' / 'data' / 'x.sqlite'}"
+    assert config.resolve("inbox/*.txt") == tmp_path / "sub" / "inbox" / "*.txt"
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('[[users]]\nname = "x"\n', "users[0].email: required key is missing"),
+    ('[[users]]\nemail = "a@b.org"\nmax_items = "ten"\n', "users[0].max_items: expected a positive integer, got 'ten'"),
+    ('[[users]]\nemail = "a@b.org"\nmax_items = 0\n', "users[0].max_items: expected an integer from 1 to 1000"),
+    ('[[users]]\nemail = "a@b.org"\ntimezone = "Mars/Base"\n', "users[0].timezone"),
+    ('[[users]]\nemail = "a@b.org"\nsend_at = "25:00"\n', "users[0].send_at: expected a time HH:MM"),
+    ('[smtp]\nsecurity = "ssl"\n', "smtp.security: expected one of none, starttls, tls, got 'ssl'"),
+    ('[smtp]\npassword = "hunter2"\n', "smtp.password: secrets do not belong in the file"),
+    ('[ranking]\ntitle_weight = -1\n', "ranking.title_weight: expected a number >= 0"),
+    ('[ranking]\nbogus = 1\n', "ranking.bogus: unknown key"),
+    ('[[sources]]\nname = "x"\nkind = "rss"\npath = "a"\n', "sources[0].kind"),
+    ('[[users]]\nemail = "a@b.org"\n[[users]]\nemail = "A@b.org"\n', "duplicate email"),
+])
+def test_bad_values_name_the_file_and_key(tmp_path: Path, text: str, fragment: str):
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    message = str(info.value)
+    assert message.startswith(str(tmp_path / "c.toml") + ": ")
+    assert fragment in message and "\n" not in message
+    assert info.value.exit_code == 2
+
+
+def test_syntax_errors_give_the_line_number(tmp_path: Path):
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, '[[users]]\nemail = "a@b.org"\nname = \n'))
+    assert str(info.value).startswith(f"{tmp_path / 'c.toml'}:3: invalid TOML")
+
+
+def test_config_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    option, env, default = (_write(tmp_path / d, "") if (tmp_path / d).mkdir() is None else None
+                            for d in ("option", "env", "cwd"))
+    (tmp_path / "cwd" / "c.toml").rename(tmp_path / "cwd" / "config.toml")
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert find_config_path(None) == tmp_path / "cwd" / "config.toml"
+    monkeypatch.setenv("RECOMMENDER_CONFIG", str(env))
+    assert find_config_path(None) == env
+    assert find_config_path(str(option)) == option
+    with pytest.raises(ConfigError, match="config file not found"):
+        find_config_path(str(tmp_path / "missing.toml"))
+
+
+def test_database_url_override_wins(tmp_path: Path):
+    config = load_config(_write(tmp_path, '[database]\nurl = "sqlite:///a.sqlite"\n'), "sqlite:////tmp/other.sqlite")
+    assert config.database.url == "sqlite:////tmp/other.sqlite"

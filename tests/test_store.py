@@ -1,0 +1,124 @@
+"""The store on a real SQLite file, and on PostgreSQL when one is reachable."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from recommender import pipeline
+from recommender.domain import ParsedBatch, ParsedPaper
+from recommender.errors import SchemaError
+from recommender.store import Store
+
+from conftest import SEEDS
+
+
+def test_seed_ingest_counts_and_idempotence(store: Store):
+    summary = pipeline.ingest_files(store, SEEDS, batch_date=date(2025, 1, 1))
+    assert (summary.entries, summary.new_papers, summary.duplicates) == (434, 374, 60)
+    assert len(store.papers()) == 374
+    assert [b.entry_count for b in store.batches()] == [98, 91, 79, 92, 74]
+    again = pipeline.ingest_files(store, SEEDS, batch_date=date(2025, 1, 1))
+    assert again.skipped_files == 5 and again.entries == 0
+    assert len(store.papers()) == 374 and len(store.batches()) == 5
+
+
+def test_latest_run_is_the_last_ingest_command(store: Store):
+    pipeline.ingest_files(store, SEEDS[:2], batch_date=date(2025, 1, 1))
+    pipeline.ingest_files(store, SEEDS[2:], batch_date=date(2025, 1, 1))
+    latest = store.latest_run_batch_ids()
+    assert len(latest) == 3
+    assert len(store.batch_entries(latest)) == len(set(store.batch_entries(latest)))
+
+
+def _batch(*papers: ParsedPaper) -> ParsedBatch:
+    return ParsedBatch(format="jsonl", entries=tuple(papers))
+
+
+def test_same_paper_from_two_sources_is_one_row_keeping_its_first_id(store: Store):
+    store.ingest_batch(_batch(ParsedPaper(title="Attention Is All You Need", abstract="a")), "page", "h1", "r1")
+    first = store.papers()[0]
+    assert first.id.startswith("t")
+    # Same title, other punctuation and case, now with an arXiv id and authors.
+    store.ingest_batch(_batch(ParsedPaper(title="attention is all you need.", abstract="longer",
+                                          arxiv_id="1706.03762", authors=("A. Vaswani",))), "jsonl", "h2", "r2")
+    # Matched by arXiv id from a third source, with another title.
+    store.ingest_batch(_batch(ParsedPaper(title="Transformers", abstract="", arxiv_id="1706.03762")),
+                       "feed", "h3", "r3")
+    papers = store.papers()
+    assert len(papers) == 1 and papers[0].id == first.id
+    assert store.batch_entries(store.all_batch_ids()) == [first.id]
+
+
+def test_titles_are_stored_on_one_line(store: Store):
+    data = json.dumps({"title": "Multi\r\nline\ttitle\x07here", "abstract": "x"}).encode()
+    from recommender.sources import parse
+
+    store.ingest_batch(parse(data, "x.jsonl"), "x", "h", "r")
+    assert store.papers()[0].title == "Multi line title here"
+
+
+def test_a_failing_batch_stores_nothing(store: Store, tmp_path: Path):
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"title": "fine paper", "abstract": "x"}\n')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"title": "ok", "abstract": "x"}\n{"title": broken\n')
+    with pytest.raises(Exception) as info:
+        pipeline.ingest_files(store, [good, bad])
+    assert "bad.jsonl:2" in str(info.value)
+    assert store.papers() == [] and store.batches() == []
+
+
+def test_stars_and_users(store: Store):
+    pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 1, 1))
+    ids = [p.id for p in store.papers()[:3]]
+    user = store.user_id("Ada@Example.org")
+    assert store.user_id("ada@example.org") == user
+    assert store.star(user, ids[:2]) == 2
+    assert store.star(user, ids) == 1
+    assert list(store.starred_ids(user)) and set(store.starred_ids(user)) == set(ids)
+    assert store.unstar(user, [ids[0]]) == 1
+    assert set(store.starred_ids(user)) == set(ids[1:])
+
+
+def test_search_is_parameterised(store: Store):
+    pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 1, 1))
+    assert store.search_papers("optimal transport")
+    assert store.search_papers("'; DROP TABLE papers; --") == []
+    assert store.search_papers("100%") == [] or all("100%" in p.abstract for p in store.search_papers("100%"))
+    assert len(store.papers()) == 98
+
+
+def test_init_is_harmless_twice_and_newer_schemas_are_refused(database_url: str):
+    store = Store.open(database_url)
+    before, after = store.upgrade_schema()
+    assert before is None and after == "0001"
+    assert store.upgrade_schema() == ("0001", "0001")
+    store.check_schema()
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaError, match="newer than this version"):
+        store.check_schema()
+    with pytest.raises(SchemaError, match="newer than this version"):
+        store.upgrade_schema()
+    store.close()
+
+
+def test_uninitialised_database_is_refused(tmp_path: Path):
+    store = Store.open(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    with pytest.raises(SchemaError, match="run `recommender init`"):
+        store.check_schema()
+
+
+def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path: Path):
+    store = Store.open(f"sqlite:///{tmp_path / 'wal.sqlite'}")
+    store.upgrade_schema()
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    store.close()
