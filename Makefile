@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config.example.toml
 RUN    := $(BIN)/recommender --config $(CONFIG)
 
-.PHONY: demo test bench soak lint install install-test clean help
+.PHONY: demo test bench soak lint install install-test browser clean help
 
 help:
 	@echo "make demo | make test | make bench | make soak | make lint | make clean"
@@ -38,8 +38,20 @@ demo: install
 	$(RUN) ingest seeds/*.txt
 	$(RUN) star --from-config
 	$(RUN) recommend --limit 10
+	$(RUN) digest preview --out preview/digest.html --text preview/digest.txt
 
-test: install-test
+# Headless Chromium for the browser tests, from Debian's packages (no browser download).
+# Where it cannot be installed (not root, no apt) those tests skip with the reason.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium and chromium-driver for the browser tests" >&2; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "could not install chromium: browser tests will be skipped" >&2; \
+	  else echo "chromium not installed: browser tests will be skipped" >&2; fi; \
+	fi
+
+test: install-test browser
 	$(BIN)/pytest -p no:cacheprovider -m "not soak" $(PYTEST_ARGS)
 
 bench: install-test
@@ -52,4 +64,4 @@ lint: install-test
 	$(BIN)/ruff check recommender tests bench
 
 clean:
-	rm -rf $(VENV) build dist db/*.sqlite db/*.sqlite-* preview
+	rm -rf $(VENV) build dist db/*.sqlite db/*.sqlite-* preview tests/artifacts

@@ -57,6 +57,7 @@ class SmtpConfig:
     timeout_seconds: float = 30.0
     max_connections: int = 4
     max_attempts: int = 5
+    retry_initial_seconds: float = 2.0
 
     @property
     def password(self) -> str:
@@ -261,7 +262,8 @@ class _Parser:
 
     def smtp(self, table: dict[str, Any]) -> SmtpConfig:
         self.check_keys("smtp", table, {"host", "port", "security", "username", "password_env", "from",
-                                         "timeout_seconds", "max_connections", "max_attempts", "password"})
+                                         "timeout_seconds", "max_connections", "max_attempts", "password",
+                                         "retry_initial_seconds"})
         d = SmtpConfig()
         security = self.get("smtp", table, "security", str, d.security)
         if security not in ("none", "starttls", "tls"):
@@ -281,6 +283,8 @@ class _Parser:
             timeout_seconds=self.positive("smtp", table, "timeout_seconds", float, d.timeout_seconds),
             max_connections=self.positive("smtp", table, "max_connections", int, d.max_connections),
             max_attempts=self.positive("smtp", table, "max_attempts", int, d.max_attempts),
+            retry_initial_seconds=self.positive("smtp", table, "retry_initial_seconds", float,
+                                                d.retry_initial_seconds),
         )
 
     def positive(self, prefix: str, table: dict[str, Any], key: str, kind: type, default: Any) -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from recommender import profiles, textmodel
 from recommender.config import Config, UserConfig
-from recommender.domain import ParsedBatch, Recommendation
+from recommender.domain import Paper, ParsedBatch, Recommendation
 from recommender.errors import InputError, NotFoundError
 from recommender.ranking import Choice, rank
 from recommender.sources import parse
@@ -99,17 +99,17 @@ def recommend(config: Config, store: Store, users: Sequence[UserConfig], batch_i
     """Each user's top papers among the entries of ``batch_ids``."""
     now = now or datetime.now(UTC)
     model = textmodel.load_or_fit(store, config.ranking)
-    candidate_ids = store.batch_entries(batch_ids)
-    candidates = store.papers(candidate_ids)
     ids = store.sync_users(u.email for u in users)
-    results: dict[str, list[Recommendation]] = {}
-    for user in users:
-        user_id = ids[user.email.lower()]
-        profile = profiles.current(store, model, user_id, user, config.ranking, now)
-        starred = store.starred_ids(user_id)
-        skip = set(starred) | store.sent_paper_ids(user_id)
-        titles = {p.id: p.title for p in store.papers(profile.positives[:50])}
-        choice = Choice(user=user.email, limit=limit or user.max_items, min_score=user.min_score,
-                        exclude=user.exclude, authors=user.authors, why_terms=config.ranking.why_terms)
-        results[user.email] = rank(model, profile, candidates, skip, choice, titles)
-    return results
+    candidates = store.papers(store.batch_entries(batch_ids))
+    return {user.email: rank_for_user(config, store, model, ids[user.email.lower()], user, candidates, limit, now)
+            for user in users}
+
+
+def rank_for_user(config: Config, store: Store, model: textmodel.TextModel, user_id: int, user: UserConfig,
+                  candidates: list[Paper], limit: int | None, now: datetime) -> list[Recommendation]:
+    profile = profiles.current(store, model, user_id, user, config.ranking, now)
+    skip = set(store.starred_ids(user_id)) | store.sent_paper_ids(user_id)
+    titles = {p.id: p.title for p in store.papers(profile.positives[:50])}
+    choice = Choice(user=user.email, limit=limit or user.max_items, min_score=user.min_score,
+                    exclude=user.exclude, authors=user.authors, why_terms=config.ranking.why_terms)
+    return rank(model, profile, candidates, skip, choice, titles)

@@ -8,9 +8,13 @@ import shutil
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner, Result
+
+if TYPE_CHECKING:
+    from smtp_server import SmtpServer
 
 import recommender
 from recommender.cli import cli
@@ -123,3 +127,26 @@ def store(database_url: str) -> Iterator[Store]:
     opened.upgrade_schema()
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    from smtp_server import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+def smtp_section(port: int, **extra: object) -> str:
+    lines = ["[smtp]", 'host = "127.0.0.1"', f"port = {port}", 'security = "none"',
+             "retry_initial_seconds = 0.05", "timeout_seconds = 5"]
+    lines += [f"{key} = {value!r}".replace("'", '"') for key, value in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def recommender_command(*args: str) -> list[str]:
+    """The installed console script, as a user would run it."""
+    import sys
+
+    return [str(Path(sys.executable).with_name("recommender")), *args]

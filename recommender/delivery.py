@@ -1,0 +1,163 @@
+"""Build the digest message and send stored messages over SMTP (aiosmtplib).
+
+Transient failures (connection refused, timeouts, TLS trouble, 4xx replies) are retried
+with exponential backoff (tenacity) a bounded number of times; 5xx replies are permanent.
+Messages go out concurrently over at most ``smtp.max_connections`` connections, each
+connection reused for several messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime, formataddr, parseaddr
+
+import aiosmtplib
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from recommender.config import SmtpConfig, UserConfig
+from recommender.digest import RenderedDigest
+from recommender.text import one_line
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    digest_id: int
+    recipient: str
+    message: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    digest_id: int
+    status: str  # sent | failed | deferred
+    detail: str
+    attempts: int
+
+
+class PermanentFailure(Exception):
+    pass
+
+
+def make_message_id(digest_id: int, user_id: int, sender: str) -> str:
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "recommender.local"
+    return f"<digest.{digest_id}.{user_id}.{secrets.token_hex(6)}@{domain}>"
+
+
+def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, message_id: str,
+                  unsubscribe_url: str, unsubscribe_mailto: str, now: datetime) -> bytes:
+    """multipart/alternative (text/plain, then text/html) with RFC 8058 one-click unsubscribe."""
+    message = EmailMessage(policy=SMTP_POLICY)
+    message["From"] = smtp.sender
+    message["To"] = formataddr((one_line(user.name), user.email))
+    message["Subject"] = one_line(rendered.subject)
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id
+    targets = [f"<{unsubscribe_url}>"]
+    if unsubscribe_mailto:
+        targets.append(f"<mailto:{unsubscribe_mailto}?subject=unsubscribe>")
+    message["List-Unsubscribe"] = ", ".join(targets)
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return message.as_bytes()
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, PermanentFailure):
+        return False
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return all(400 <= r.code < 500 for r in exc.recipients)
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return False
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return 400 <= exc.code < 500
+    return isinstance(exc, (aiosmtplib.SMTPException, OSError, ssl.SSLError, asyncio.TimeoutError))
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        first = exc.recipients[0]
+        return f"{first.code} {one_line(first.message)}"
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"{exc.code} {one_line(exc.message)}"
+    return one_line(f"{type(exc).__name__}: {exc}") or type(exc).__name__
+
+
+class SmtpSender:
+    """Sends stored messages; reports each outcome through ``on_outcome`` as soon as it is known."""
+
+    def __init__(self, smtp: SmtpConfig):
+        self.smtp = smtp
+        self.envelope_from = parseaddr(smtp.sender)[1] or smtp.sender
+
+    def _client(self) -> aiosmtplib.SMTP:
+        smtp = self.smtp
+        return aiosmtplib.SMTP(
+            hostname=smtp.host, port=smtp.port, use_tls=smtp.security == "tls",
+            start_tls=True if smtp.security == "starttls" else False,
+            username=smtp.username or None, password=smtp.password if smtp.username else None,
+            timeout=smtp.timeout_seconds,
+        )
+
+    async def send_all(self, outgoing: Sequence[Outgoing], on_outcome: Callable[[Outcome], None]) -> None:
+        queue: asyncio.Queue[Outgoing] = asyncio.Queue()
+        for item in outgoing:
+            queue.put_nowait(item)
+        workers = max(1, min(self.smtp.max_connections, len(outgoing)))
+        await asyncio.gather(*(self._worker(queue, on_outcome) for _ in range(workers)))
+
+    async def _worker(self, queue: asyncio.Queue[Outgoing], on_outcome: Callable[[Outcome], None]) -> None:
+        client: aiosmtplib.SMTP | None = None
+        try:
+            while not queue.empty():
+                item = queue.get_nowait()
+                client, outcome = await self._deliver(client, item)
+                on_outcome(outcome)
+        finally:
+            if client is not None and client.is_connected:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    client.close()
+
+    async def _deliver(self, client: aiosmtplib.SMTP | None, item: Outgoing) -> tuple[aiosmtplib.SMTP | None, Outcome]:
+        attempts = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.smtp.max_attempts),
+            wait=wait_exponential(multiplier=self.smtp.retry_initial_seconds, max=MAX_BACKOFF_SECONDS),
+            retry=retry_if_exception(is_transient), reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    try:
+                        if client is None or not client.is_connected:
+                            client = self._client()
+                            await client.connect()
+                        errors, reply = await client.sendmail(self.envelope_from, [item.recipient], item.message,
+                                                              timeout=self.smtp.timeout_seconds)
+                    except BaseException:
+                        if client is not None:
+                            client.close()
+                        client = None
+                        raise
+            log.info("digest %d sent to %s: %s", item.digest_id, item.recipient, one_line(reply))
+            return client, Outcome(item.digest_id, "sent", one_line(reply), attempts)
+        except Exception as exc:  # classified below; nothing escapes unreported
+            status = "deferred" if is_transient(exc) else "failed"
+            log.warning("digest %d to %s %s after %d attempt(s): %s", item.digest_id, item.recipient,
+                        status, attempts, describe(exc))
+            return client, Outcome(item.digest_id, status, describe(exc), attempts)

@@ -1,0 +1,132 @@
+"""Digest rendering: choose a user's entries, build the template context, render the HTML
+(CSS inlined, media queries kept) and plain-text parts from the same entries."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import css_inline
+from jinja2 import Environment, FunctionLoader, StrictUndefined, select_autoescape
+
+from recommender.config import Config, UserConfig
+from recommender.domain import Recommendation
+from recommender.resources import templates_dir
+from recommender.text import one_line, snippet
+from recommender.tokens import LinkSigner, LinkToken
+
+SNIPPET_CHARS = 280
+BAR_CELLS = 10
+_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Links:
+    """Builds the signed URLs of one digest."""
+
+    base_url: str
+    signer: LinkSigner
+    user_id: int
+    digest_id: int
+
+    def _url(self, path: str, action: str, position: int = -1) -> str:
+        token = self.signer.sign(LinkToken(action, self.user_id, self.digest_id, position))
+        return f"{self.base_url}/{path}/{token}"
+
+    def more(self, position: int) -> str:
+        return self._url("feedback/more", "more", position)
+
+    def less(self, position: int) -> str:
+        return self._url("feedback/less", "less", position)
+
+    def open(self, position: int) -> str:
+        return self._url("open", "open", position)
+
+    def unsubscribe(self) -> str:
+        return self._url("unsubscribe", "unsubscribe")
+
+    def view(self) -> str:
+        return self._url("digest", "view")
+
+
+def _environment() -> Environment:
+    folder = templates_dir()
+
+    def load(name: str) -> str:
+        return folder.joinpath(name).read_text(encoding="utf-8")
+
+    return Environment(
+        loader=FunctionLoader(load),
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=True),
+        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
+
+
+_ENV = _environment()
+
+
+def subject_line(count: int, when: datetime, personalized: bool) -> str:
+    noun = "paper" if count == 1 else "papers"
+    what = f"{count} new {noun} for you" if personalized else f"{count} trending {noun}"
+    return f"{what} — {when.day} {when:%b}"
+
+
+def schedule_label(user: UserConfig) -> str:
+    when = f"{user.send_at:%H:%M} {user.timezone}"
+    return f"daily at {when}" if user.frequency == "daily" else f"weekly on {user.weekday.title()} at {when}"
+
+
+def context(config: Config, user: UserConfig, picks: list[Recommendation], links: Links,
+            now: datetime, web: bool = False) -> dict[str, object]:
+    local = now.astimezone(ZoneInfo(user.timezone))
+    personalized = any(r.explanation.personalized for r in picks)
+    top = max((r.score for r in picks), default=0.0) or 1.0
+    entries = []
+    for position, rec in enumerate(picks):
+        fraction = max(0.0, min(1.0, rec.score / top)) if personalized else 0.0
+        cells = round(fraction * BAR_CELLS)
+        text_snippet = snippet(rec.paper.abstract, SNIPPET_CHARS)
+        entries.append({
+            "rank": rec.rank,
+            "title": one_line(rec.paper.title) or snippet(rec.paper.abstract, 90),
+            "authors": ", ".join(one_line(a) for a in rec.paper.authors[:8])
+                       + (" et al." if len(rec.paper.authors) > 8 else ""),
+            "snippet": text_snippet,
+            "snippet_lines": textwrap.wrap(text_snippet, 72),
+            "why": one_line(rec.explanation.sentence()),
+            "why_lines": textwrap.wrap(one_line(rec.explanation.sentence()), 67),
+            "bar_percent": max(4, round(fraction * 100)) if personalized else 0,
+            "score_label": f"{rec.score:.2f}",
+            "score_text_bar": "[" + "#" * cells + "." * (BAR_CELLS - cells) + "]",
+            "open_url": links.open(position),
+            "more_url": links.more(position),
+            "less_url": links.less(position),
+        })
+    subject = subject_line(len(picks), local, personalized)
+    return {
+        "subject": subject,
+        "heading": f"Papers for {one_line(user.name) or user.email}",
+        "date_label": f"{local:%A} {local.day} {local:%B %Y}",
+        "count": len(picks),
+        "personalized": personalized,
+        "entries": entries,
+        "recipient": user.email,
+        "schedule": schedule_label(user),
+        "unsubscribe_url": links.unsubscribe(),
+        "view_url": "" if web else links.view(),
+    }
+
+
+def render(values: dict[str, object]) -> RenderedDigest:
+    html = _INLINER.inline(_ENV.get_template("digest.html.j2").render(values))
+    text = _ENV.get_template("digest.txt.j2").render(values)
+    return RenderedDigest(subject=str(values["subject"]), html=html, text=text)

@@ -1,0 +1,166 @@
+"""One digest run: for each user choose the new entries, render them, store the message in
+the outbox (pending) before any network call, then deliver everything pending.
+
+A user's digest covers the batches ingested after their last queued (pending or sent)
+digest; a user's first digest covers the most recent ingest run only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from recommender import digest, pipeline, textmodel
+from recommender.config import Config, UserConfig
+from recommender.delivery import Outcome, Outgoing, SmtpSender, build_message, make_message_id
+from recommender.domain import Recommendation
+from recommender.store import Store
+from recommender.store.outbox import NewDigest, Outbox, new_owner
+from recommender.tokens import LinkSigner, check_secret
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(minutes=10)
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class UserResult:
+    email: str
+    status: str  # sent | nothing new | failed | deferred | unsubscribed | queued | would send
+    papers: int = 0
+    detail: str = ""
+
+    def line(self) -> str:
+        if self.status in ("sent", "queued", "would send"):
+            return f"{self.email}: {self.status} {self.papers} paper(s)"
+        if self.status in ("failed", "deferred"):
+            return f"{self.email}: {self.status}: {self.detail}"
+        return f"{self.email}: {self.status}"
+
+
+def signer_for(config: Config, clock: Clock) -> LinkSigner:
+    secret = check_secret(config.feedback.secret, config.feedback.secret_env)
+    if len(secret) < 16:
+        log.warning("$%s is shorter than 16 characters; use a longer random secret", config.feedback.secret_env)
+    return LinkSigner(secret, clock)
+
+
+def next_digest(config: Config, store: Store, model: textmodel.TextModel, user: UserConfig, user_id: int,
+                outbox: Outbox, now: datetime) -> tuple[list[Recommendation], int | None]:
+    """The entries of the user's next digest and the newest batch it covers (None: nothing new)."""
+    last = outbox.last_queued_batch(user_id)
+    batch_ids = store.latest_run_batch_ids() if last is None else outbox.batches_after(last)
+    if not batch_ids:
+        return [], None
+    candidates = store.papers(store.batch_entries(batch_ids))
+    picks = pipeline.rank_for_user(config, store, model, user_id, user, candidates, None, now)
+    return picks, max(batch_ids)
+
+
+def render_for(config: Config, user: UserConfig, picks: list[Recommendation], links: digest.Links,
+               now: datetime, web: bool = False) -> digest.RenderedDigest:
+    return digest.render(digest.context(config, user, picks, links, now, web=web))
+
+
+def preview(config: Config, store: Store, user: UserConfig, clock: Clock) -> tuple[digest.RenderedDigest, int]:
+    """The user's next digest, rendered, without storing or sending anything."""
+    now = clock()
+    user_id = store.user_id(user.email)
+    model = textmodel.load_or_fit(store, config.ranking)
+    picks, _ = next_digest(config, store, model, user, user_id, Outbox(store), now)
+    secret = config.feedback.secret or secrets.token_urlsafe(32)  # preview links need not verify
+    links = digest.Links(config.feedback.base_url, LinkSigner(secret, clock), user_id, 0)
+    return render_for(config, user, picks, links, now), len(picks)
+
+
+def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock,
+                  dry_run: bool = False) -> dict[str, UserResult]:
+    """Build and store (pending) each user's next digest; returns what happened per user."""
+    signer = signer_for(config, clock)
+    outbox = Outbox(store)
+    model = textmodel.load_or_fit(store, config.ranking)
+    ids = store.sync_users(u.email for u in users)
+    unsubscribed = outbox.unsubscribed()
+    results: dict[str, UserResult] = {}
+    for user in users:
+        user_id = ids[user.email.lower()]
+        if user_id in unsubscribed:
+            results[user.email] = UserResult(user.email, "unsubscribed")
+            continue
+        now = clock()
+        picks, last_batch = next_digest(config, store, model, user, user_id, outbox, now)
+        if not picks or last_batch is None:
+            results[user.email] = UserResult(user.email, "nothing new")
+            continue
+        if dry_run:
+            results[user.email] = UserResult(user.email, "would send", len(picks))
+            continue
+
+        def render(digest_id: int, user: UserConfig = user, user_id: int = user_id,
+                   picks: list[Recommendation] = picks, now: datetime = now) -> NewDigest:
+            links = digest.Links(config.feedback.base_url, signer, user_id, digest_id)
+            rendered = render_for(config, user, picks, links, now)
+            message_id = make_message_id(digest_id, user_id, config.smtp.sender)
+            message = build_message(config.smtp, user, rendered, message_id, links.unsubscribe(),
+                                    config.feedback.unsubscribe_mailto, now)
+            return NewDigest(rendered.subject, message_id, message)
+
+        outbox.create(user_id, last_batch, [(r.paper.id, r.score) for r in picks], render)
+        results[user.email] = UserResult(user.email, "queued", len(picks))
+    return results
+
+
+def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequence[int] | None = None,
+                    owner: str | None = None, batch_size: int = 50) -> list[Outcome]:
+    """Send every due pending digest (older ones first), recording each outcome as it comes."""
+    outbox = Outbox(store)
+    owner = owner or new_owner()
+    sender = SmtpSender(config.smtp)
+    outcomes: list[Outcome] = []
+
+    def record(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if outcome.status == "sent":
+            outbox.mark_sent(outcome.digest_id, outcome.detail, outcome.attempts)
+        elif outcome.status == "failed":
+            outbox.mark_failed(outcome.digest_id, outcome.detail, outcome.attempts)
+        else:
+            retry_at = clock() + timedelta(seconds=config.smtp.retry_initial_seconds)
+            outbox.defer(outcome.digest_id, outcome.detail, retry_at, outcome.attempts)
+
+    started = time.monotonic()
+    while True:
+        claimed = outbox.claim(owner, LEASE, batch_size, user_ids, now=clock())
+        claimed = [c for c in claimed if c[0] not in {o.digest_id for o in outcomes}]
+        if not claimed:
+            break
+        asyncio.run(sender.send_all([Outgoing(i, to, msg) for i, to, msg, _ in claimed], record))
+    log.info("delivered %d digest(s) in %.1fs", sum(o.status == "sent" for o in outcomes), time.monotonic() - started)
+    return outcomes
+
+
+def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock | None = None,
+        dry_run: bool = False) -> list[UserResult]:
+    """`digest send`: queue each user's digest, then deliver all pending ones for these users."""
+    clock = clock or (lambda: datetime.now(UTC))
+    results = queue_digests(config, store, users, clock, dry_run)
+    if dry_run:
+        return list(results.values())
+    ids = store.sync_users(u.email for u in users)
+    by_digest = {item.id: item for item in Outbox(store).items("pending", list(ids.values()))}
+    for outcome in deliver_pending(config, store, clock, list(ids.values())):
+        item = by_digest.get(outcome.digest_id)
+        if item is None:
+            continue
+        email = next(u.email for u in users if u.email.lower() == item.email)
+        previous = results.get(email)
+        papers = item.entries
+        if outcome.status == "sent" and previous and previous.status == "sent":
+            papers += previous.papers  # an older pending digest went out too
+        results[email] = UserResult(email, outcome.status, papers, outcome.detail)
+    return [results[u.email] for u in users]

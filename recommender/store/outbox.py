@@ -1,0 +1,221 @@
+"""The outbox: digests stored with their rendered message before any network call, then
+marked sent or failed. Workers claim pending rows with a lease, so a crashed sender's
+digest is picked up again (and re-sent with the same Message-ID)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, insert, or_, select, update
+
+from recommender.store.schema import BatchRow, DigestEntryRow, DigestRow, UserRow
+from recommender.store.store import Store, utcnow
+
+QUEUED = ("pending", "sent")
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    user_id: int
+    email: str
+    status: str
+    subject: str
+    message_id: str
+    attempts: int
+    last_error: str
+    server_reply: str
+    created_at: datetime
+    sent_at: datetime | None
+    entries: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.id, "user": self.email, "status": self.status, "subject": self.subject,
+            "message_id": self.message_id, "attempts": self.attempts, "last_error": self.last_error,
+            "server_reply": self.server_reply, "entries": self.entries,
+            "created_at": self.created_at.isoformat(),
+            "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class NewDigest:
+    """What a renderer returns once it knows the digest's id."""
+
+    subject: str
+    message_id: str
+    message: bytes
+
+
+def new_owner() -> str:
+    """A lease owner name: host, process id and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True for a lease held by a process of this host that no longer runs (killed mid-send);
+    leases of other hosts are only freed by expiry."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class Outbox:
+    def __init__(self, store: Store):
+        self.store = store
+
+    # -- what a new digest covers ---------------------------------------------------------------
+    def last_queued_batch(self, user_id: int) -> int | None:
+        """The newest batch covered by the user's pending or sent digests (failed ones return theirs)."""
+        with self.store.read() as conn:
+            return conn.execute(select(func.max(DigestRow.last_batch_id)).where(
+                DigestRow.user_id == user_id, DigestRow.status.in_(QUEUED))).scalar()
+
+    def batches_after(self, batch_id: int) -> list[int]:
+        with self.store.read() as conn:
+            return list(conn.execute(select(BatchRow.id).where(BatchRow.id > batch_id).order_by(BatchRow.id)).scalars())
+
+    # -- writing --------------------------------------------------------------------------------
+    def create(self, user_id: int, last_batch_id: int, entries: Sequence[tuple[str, float]],
+               render: Callable[[int], NewDigest]) -> int:
+        """Insert a pending digest with its entries and rendered message, in one transaction."""
+        now = utcnow()
+        with self.store.write() as conn:
+            digest_id = conn.execute(insert(DigestRow).values(
+                user_id=user_id, status="pending", message_id=f"<pending-{uuid.uuid4().hex}>",
+                subject="", message=b"", last_batch_id=last_batch_id, attempts=0, last_error="",
+                server_reply="", lease_owner="", created_at=now,
+            ).returning(DigestRow.id)).scalar_one()
+            if entries:
+                conn.execute(insert(DigestEntryRow), [
+                    {"digest_id": digest_id, "position": i, "paper_id": pid, "score": score}
+                    for i, (pid, score) in enumerate(entries)
+                ])
+            rendered = render(digest_id)
+            conn.execute(update(DigestRow).where(DigestRow.id == digest_id).values(
+                subject=rendered.subject, message_id=rendered.message_id, message=rendered.message))
+        return digest_id
+
+    def claim(self, owner: str, lease: timedelta, limit: int = 100, user_ids: Sequence[int] | None = None,
+              now: datetime | None = None) -> list[tuple[int, str, bytes, int]]:
+        """Take up to ``limit`` due pending digests whose lease is free or expired:
+        (id, recipient, message, attempts). PostgreSQL skips rows other workers hold."""
+        now = now or utcnow()
+        with self.store.write() as conn:
+            holders = conn.execute(select(DigestRow.lease_owner).distinct().where(
+                DigestRow.status == "pending", DigestRow.lease_until >= now)).scalars()
+            dead = [h for h in holders if owner_is_dead(h)]
+            stmt = (select(DigestRow.id, UserRow.email, DigestRow.message, DigestRow.attempts)
+                    .join(UserRow, UserRow.id == DigestRow.user_id)
+                    .where(DigestRow.status == "pending",
+                           or_(DigestRow.lease_until.is_(None), DigestRow.lease_until < now,
+                               DigestRow.lease_owner.in_(dead)),
+                           or_(DigestRow.next_attempt_at.is_(None), DigestRow.next_attempt_at <= now))
+                    .order_by(DigestRow.id).limit(limit))
+            if user_ids is not None:
+                stmt = stmt.where(DigestRow.user_id.in_(list(user_ids)))
+            if conn.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True, of=DigestRow)
+            rows = conn.execute(stmt).all()
+            if rows:
+                conn.execute(update(DigestRow).where(DigestRow.id.in_([r.id for r in rows]))
+                             .values(lease_owner=owner, lease_until=now + lease))
+        return [(r.id, r.email, r.message, r.attempts) for r in rows]
+
+    def mark_sent(self, digest_id: int, reply: str, attempts: int = 1) -> None:
+        with self.store.write() as conn:
+            conn.execute(update(DigestRow).where(DigestRow.id == digest_id, DigestRow.status == "pending").values(
+                status="sent", server_reply=reply[:500], sent_at=utcnow(), lease_owner="", lease_until=None,
+                attempts=DigestRow.attempts + attempts, last_error=""))
+
+    def mark_failed(self, digest_id: int, reason: str, attempts: int = 1) -> None:
+        with self.store.write() as conn:
+            conn.execute(update(DigestRow).where(DigestRow.id == digest_id).values(
+                status="failed", last_error=reason[:1000], lease_owner="", lease_until=None,
+                attempts=DigestRow.attempts + attempts))
+
+    def defer(self, digest_id: int, reason: str, retry_at: datetime, attempts: int) -> None:
+        """A transient failure that outlasted this run's retries: stays pending for the next run."""
+        with self.store.write() as conn:
+            conn.execute(update(DigestRow).where(DigestRow.id == digest_id).values(
+                last_error=reason[:1000], lease_owner="", lease_until=None, next_attempt_at=retry_at,
+                attempts=DigestRow.attempts + attempts))
+
+    def requeue_failed(self, user_ids: Sequence[int] | None = None) -> list[int]:
+        with self.store.write() as conn:
+            stmt = select(DigestRow.id).where(DigestRow.status == "failed")
+            if user_ids is not None:
+                stmt = stmt.where(DigestRow.user_id.in_(list(user_ids)))
+            ids = list(conn.execute(stmt).scalars())
+            if ids:
+                conn.execute(update(DigestRow).where(DigestRow.id.in_(ids)).values(
+                    status="pending", next_attempt_at=None, lease_until=None, lease_owner=""))
+        return ids
+
+    # -- reading --------------------------------------------------------------------------------
+    def items(self, status: str | None = None, user_ids: Sequence[int] | None = None) -> list[OutboxItem]:
+        counts = (select(DigestEntryRow.digest_id, func.count().label("n"))
+                  .group_by(DigestEntryRow.digest_id).subquery())
+        d = DigestRow
+        stmt = (select(d.id, d.user_id, UserRow.email, d.status, d.subject, d.message_id, d.attempts, d.last_error,
+                       d.server_reply, d.created_at, d.sent_at, counts.c.n)
+                .join(UserRow, UserRow.id == DigestRow.user_id)
+                .outerjoin(counts, counts.c.digest_id == DigestRow.id).order_by(DigestRow.id))
+        if status:
+            stmt = stmt.where(DigestRow.status == status)
+        if user_ids is not None:
+            stmt = stmt.where(DigestRow.user_id.in_(list(user_ids)))
+        with self.store.read() as conn:
+            rows = conn.execute(stmt).all()
+        return [OutboxItem(r.id, r.user_id, r.email, r.status, r.subject, r.message_id, r.attempts, r.last_error,
+                           r.server_reply, r.created_at, r.sent_at, r.n or 0) for r in rows]
+
+    def message(self, digest_id: int) -> bytes:
+        with self.store.read() as conn:
+            return conn.execute(select(DigestRow.message).where(DigestRow.id == digest_id)).scalar_one()
+
+    def entries(self, digest_id: int) -> list[tuple[int, str, float]]:
+        with self.store.read() as conn:
+            rows = conn.execute(select(DigestEntryRow.position, DigestEntryRow.paper_id, DigestEntryRow.score)
+                                .where(DigestEntryRow.digest_id == digest_id).order_by(DigestEntryRow.position))
+            return [(r.position, r.paper_id, r.score) for r in rows]
+
+    def digest_owner(self, digest_id: int) -> int | None:
+        with self.store.read() as conn:
+            return conn.execute(select(DigestRow.user_id).where(DigestRow.id == digest_id)).scalar()
+
+    def unsubscribed(self) -> set[int]:
+        with self.store.read() as conn:
+            return set(conn.execute(select(UserRow.id).where(UserRow.unsubscribed_at.is_not(None))).scalars())
+
+    def set_unsubscribed(self, user_id: int, unsubscribed: bool) -> bool:
+        """Returns whether anything changed."""
+        with self.store.write() as conn:
+            condition = UserRow.unsubscribed_at.is_(None) if unsubscribed else UserRow.unsubscribed_at.is_not(None)
+            return bool(conn.execute(update(UserRow).where(and_(UserRow.id == user_id, condition)).values(
+                unsubscribed_at=utcnow() if unsubscribed else None)).rowcount)

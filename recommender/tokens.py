@@ -1,0 +1,88 @@
+"""Signed link tokens for feedback, open, unsubscribe and view-in-browser links.
+
+A token carries only opaque integers (user id, digest id, entry position) plus the
+action and its issue time, signed with the secret named by ``feedback.secret_env``
+(itsdangerous). No email address or title can be read from a URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous.timed import TimestampSigner
+
+from recommender.config import EXAMPLE_SECRET
+from recommender.errors import ConfigError
+
+ACTIONS = ("more", "less", "open", "unsubscribe", "view", "undo")
+_SALT = "recommender.links.v1"
+Clock = Callable[[], datetime]
+
+
+class TokenError(Exception):
+    """A token that is forged, tampered with, or malformed."""
+
+
+class TokenExpired(TokenError):
+    """A correctly signed token that is older than allowed."""
+
+
+@dataclass(frozen=True)
+class LinkToken:
+    action: str
+    user_id: int
+    digest_id: int = 0
+    position: int = -1  # the entry within the digest; -1 for digest-wide links
+    issued_at: datetime | None = None
+
+    @property
+    def opaque(self) -> list[int | str]:
+        return [self.action, self.user_id, self.digest_id, self.position]
+
+
+def check_secret(secret: str, env_name: str) -> str:
+    """Refuse an empty or example signing secret (the caller warns when it is short)."""
+    if not secret:
+        raise ConfigError(f"${env_name} is not set: links cannot be signed (set it to a long random string)")
+    if secret == EXAMPLE_SECRET:
+        raise ConfigError(f"${env_name} is the example value from config.example.toml; choose a random secret")
+    return secret
+
+
+def token_id(token: str) -> str:
+    """A short digest of a token, for recording a click once."""
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+class _ClockSigner(TimestampSigner):
+    clock: Clock = staticmethod(lambda: datetime.now(UTC))  # type: ignore[assignment]
+
+    def get_timestamp(self) -> int:
+        return int(self.clock().timestamp())
+
+
+class LinkSigner:
+    def __init__(self, secret: str, clock: Clock | None = None):
+        signer = type("Signer", (_ClockSigner,), {"clock": staticmethod(clock or (lambda: datetime.now(UTC)))})
+        self._serializer = URLSafeTimedSerializer(secret, salt=_SALT, signer=signer)
+
+    def sign(self, token: LinkToken) -> str:
+        if token.action not in ACTIONS:
+            raise ValueError(f"unknown link action {token.action!r}")
+        return self._serializer.dumps(token.opaque)
+
+    def verify(self, value: str, max_age_seconds: int | None = None) -> LinkToken:
+        try:
+            payload, stamp = self._serializer.loads(value, max_age=max_age_seconds, return_timestamp=True)
+        except SignatureExpired as exc:
+            raise TokenExpired("link expired") from exc
+        except BadSignature as exc:
+            raise TokenError("invalid link") from exc
+        if not (isinstance(payload, list) and len(payload) == 4 and payload[0] in ACTIONS
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in payload[1:])):
+            raise TokenError("invalid link")
+        return LinkToken(payload[0], payload[1], payload[2], payload[3], issued_at=stamp)

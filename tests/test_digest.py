@@ -1,0 +1,254 @@
+"""Digest email end to end: a real aiosmtpd server on loopback receives what we send."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from smtp_server import SmtpServer, free_port
+
+from recommender import digest_run, pipeline
+from recommender.config import load_config
+from recommender.store import Store
+from recommender.store.outbox import Outbox
+from recommender.tokens import LinkSigner
+
+from conftest import SECRET, SEEDS, Invoke, smtp_section, write_config
+
+TAROT = "TAROT: Targeted Data Selection via Optimal Transport"
+NOW = datetime(2025, 3, 21, 7, 30, tzinfo=UTC)
+USERS = """
+[[users]]
+email = "ada@example.org"
+name = "Ada"
+max_items = 5
+interests = ["optimal transport"]
+[[users]]
+email = "bob@example.org"
+max_items = 3
+"""
+
+
+def _setup(tmp_path: Path, port: int, database_url: str | None = None, users: str = USERS, **smtp: object):
+    path = write_config(tmp_path, users=users, extra=smtp_section(port, **smtp), database_url=database_url)
+    config = load_config(path)
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    pipeline.ingest_files(store, SEEDS[:2], batch_date=date(2025, 3, 20))
+    return config, store
+
+
+def _clock():
+    return NOW
+
+
+def test_digest_arrives_with_both_parts_headers_and_valid_links(tmp_path: Path, smtp_server: SmtpServer, database_url: str):
+    config, store = _setup(tmp_path, smtp_server.port, database_url)
+    results = {r.email: r for r in digest_run.run(config, store, config.users, _clock)}
+    assert results["ada@example.org"].status == "sent" and results["ada@example.org"].papers == 5
+    assert results["bob@example.org"].papers == 3
+    ada = smtp_server.box.to("ada@example.org")
+    assert len(ada) == 1 and len(smtp_server.box.messages) == 2
+    message = ada[0]
+    assert message.get_content_type() == "multipart/alternative"
+    parts = [p.get_content_type() for p in message.iter_parts()]
+    assert parts == ["text/plain", "text/html"]
+    assert message["Subject"] == "5 new papers for you — 21 Mar"
+    assert message["From"] == "Paper Digest <digest@example.org>"
+    assert message["To"] == "Ada <ada@example.org>"
+    assert message["Date"] and re.fullmatch(r"<digest\.\d+\.\d+\.[0-9a-f]+@example\.org>", message["Message-ID"])
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert text.count("More like this: ") == 5 and html.count(">More like this</a>") == 5
+    signer = LinkSigner(SECRET)
+    urls = re.findall(r"http://127\.0\.0\.1:8080/(feedback/more|feedback/less|open|unsubscribe|digest)/([\w.-]+)", text)
+    assert len(urls) == 5 * 3 + 2
+    for path, token in urls:
+        link = signer.verify(token)
+        assert path.split("/")[-1] in (link.action, "digest" if link.action == "view" else link.action)
+        assert "@" not in token and "ada" not in token
+    unsubscribe = re.search(r"<(http[^>]+)>", message["List-Unsubscribe"]).group(1)
+    assert signer.verify(unsubscribe.rsplit("/", 1)[1]).action == "unsubscribe"
+    assert [i.status for i in Outbox(store).items()] == ["sent", "sent"]
+    store.close()
+
+
+def test_running_again_with_nothing_new_sends_nothing_and_new_batches_are_covered(tmp_path: Path, smtp_server: SmtpServer):
+    config, store = _setup(tmp_path, smtp_server.port)
+    digest_run.run(config, store, config.users, _clock)
+    first_ids = {e[1] for e in Outbox(store).entries(1)}
+    again = digest_run.run(config, store, config.users, _clock)
+    assert [r.status for r in again] == ["nothing new", "nothing new"]
+    assert len(smtp_server.box.messages) == 2
+    pipeline.ingest_files(store, SEEDS[2:3], batch_date=date(2025, 3, 20))
+    third = digest_run.run(config, store, config.users, _clock)
+    assert [r.status for r in third] == ["sent", "sent"]
+    newest = Outbox(store).items()[-2]
+    new_ids = {e[1] for e in Outbox(store).entries(newest.id)}
+    assert not new_ids & first_ids
+    batch3 = set(store.batch_entries([store.all_batch_ids()[-1]]))
+    assert new_ids <= batch3
+
+
+def test_first_digest_covers_the_latest_ingest_run_only(tmp_path: Path, smtp_server: SmtpServer):
+    config, store = _setup(tmp_path, smtp_server.port, users='[[users]]\nemail = "ada@example.org"\nmax_items = 500\n')
+    pipeline.ingest_files(store, SEEDS[4:], batch_date=date(2025, 3, 20))
+    digest_run.run(config, store, config.users, _clock)
+    sent = {e[1] for e in Outbox(store).entries(1)}
+    assert sent == set(store.batch_entries(store.latest_run_batch_ids()))
+    assert len(sent) == 74
+
+
+def test_titles_are_escaped_in_html(tmp_path: Path, smtp_server: SmtpServer):
+    config, store = _setup(tmp_path, smtp_server.port, users='[[users]]\nemail = "ada@example.org"\n')
+    hostile = tmp_path / "hostile.jsonl"
+    hostile.write_text(json.dumps({"title": "<script>alert(1)</script> & <b>bold</b>\r\nBcc: evil@example.org",
+                                   "abstract": "<img src=x onerror=alert(2)> text", "authors": ["<i>Eve</i>"]}) + "\n")
+    pipeline.ingest_files(store, [hostile])
+    digest_run.run(config, store, config.users, _clock)
+    message = smtp_server.box.messages[0]
+    html = message.get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;" in html
+    assert "<img" not in html and "<i>Eve" not in html
+    assert message["Bcc"] is None and len(smtp_server.box.envelopes[0][1]) == 1
+
+
+def test_server_down_then_up_delivers_once(tmp_path: Path):
+    port = free_port()
+    config, store = _setup(tmp_path, port, users='[[users]]\nemail = "ada@example.org"\n', max_attempts=8)
+    server = SmtpServer(port)
+    starter = threading.Timer(0.8, server.start)
+    starter.start()
+    try:
+        results = digest_run.run(config, store, config.users, _clock)
+        assert results[0].status == "sent"
+        assert len(server.box.messages) == 1
+        item = Outbox(store).items()[0]
+        assert item.status == "sent" and item.attempts >= 2
+    finally:
+        starter.join()
+        server.stop()
+
+
+def test_permanent_550_is_marked_failed_reported_and_not_retried(tmp_path: Path, smtp_server: SmtpServer, run: Invoke):
+    smtp_server.box.rcpt_reply = "550 5.1.1 mailbox unavailable"
+    config_path = write_config(tmp_path, users='[[users]]\nemail = "ada@example.org"\n', extra=smtp_section(smtp_server.port))
+    run("init", config=config_path)
+    run("ingest", *map(str, SEEDS[:1]), config=config_path)
+    result = run("digest", "send", config=config_path, code=1)
+    assert "ada@example.org: failed: 550 5.1.1 mailbox unavailable" in result.stdout
+    items = [json.loads(line) for line in run("outbox", "list", "--json", config=config_path).stdout.splitlines()]
+    assert [(i["status"], i["attempts"]) for i in items] == [("failed", 1)]
+    # The failed digest returns its entries: after the server is fixed, a retry delivers the same message.
+    smtp_server.box.rcpt_reply = None
+    assert "sent 1" in run("outbox", "retry", config=config_path).stderr
+    assert smtp_server.box.message_ids() == [items[0]["message_id"]]
+
+
+def test_pending_digest_from_a_crashed_run_is_sent_first_with_its_message_id(tmp_path: Path, smtp_server: SmtpServer):
+    config, store = _setup(tmp_path, smtp_server.port, users='[[users]]\nemail = "ada@example.org"\n')
+    queued = digest_run.queue_digests(config, store, config.users, _clock)  # rendered and stored, never sent
+    assert queued["ada@example.org"].status == "queued"
+    stored = Outbox(store).items()[0]
+    assert stored.status == "pending"
+    results = digest_run.run(config, store, config.users, _clock)
+    assert results[0].status == "sent"
+    assert smtp_server.box.message_ids() == [stored.message_id]
+
+
+def test_unsubscribed_users_get_nothing(tmp_path: Path, smtp_server: SmtpServer):
+    config, store = _setup(tmp_path, smtp_server.port)
+    Outbox(store).set_unsubscribed(store.user_id("bob@example.org"), True)
+    results = {r.email: r.status for r in digest_run.run(config, store, config.users, _clock)}
+    assert results == {"ada@example.org": "sent", "bob@example.org": "unsubscribed"}
+    assert [m["To"] for m in smtp_server.box.messages] == ["Ada <ada@example.org>"]
+
+
+def test_dry_run_and_preview_change_nothing(tmp_path: Path, smtp_server: SmtpServer, run: Invoke):
+    config_path = write_config(tmp_path, users=USERS, extra=smtp_section(smtp_server.port))
+    run("init", config=config_path)
+    run("ingest", *map(str, SEEDS[:1]), config=config_path)
+    out = tmp_path / "deep" / "folder" / "p.html"
+    result = run("digest", "preview", "--user", "ada@example.org", "--out", str(out), config=config_path)
+    assert result.stdout.strip() == str(out) and "<html" in out.read_text()
+    dry = run("digest", "send", "--dry-run", config=config_path).stdout
+    assert "ada@example.org: would send 5 paper(s)" in dry
+    assert run("outbox", "list", "--json", config=config_path).stdout == ""
+    assert smtp_server.box.messages == []
+    unwritable = run("digest", "preview", "--user", "ada@example.org", "--out", "/proc/nope/x.html",
+                     config=config_path, code=1)
+    assert unwritable.stderr.startswith("Error: /proc/nope/x.html: cannot write")
+
+
+def test_missing_or_example_secret_refuses_to_send(tmp_path: Path, smtp_server: SmtpServer, run: Invoke,
+                                                   monkeypatch: pytest.MonkeyPatch):
+    config_path = write_config(tmp_path, extra=smtp_section(smtp_server.port))
+    run("init", config=config_path)
+    run("ingest", *map(str, SEEDS[:1]), config=config_path)
+    monkeypatch.setenv("RECOMMENDER_SECRET", "change-me-to-a-long-random-string")
+    assert "example value" in run("digest", "send", config=config_path, code=2).stderr
+    monkeypatch.delenv("RECOMMENDER_SECRET")
+    assert "RECOMMENDER_SECRET is not set" in run("digest", "send", config=config_path, code=2).stderr
+    assert smtp_server.box.messages == []
+
+
+def test_many_users_are_sent_over_few_connections(tmp_path: Path, smtp_server: SmtpServer):
+    users = "".join(f'[[users]]\nemail = "u{i}@example.org"\nmax_items = 2\n' for i in range(25))
+    config, store = _setup(tmp_path, smtp_server.port, users=users, max_connections=3)
+    started = time.monotonic()
+    results = digest_run.run(config, store, config.users, _clock)
+    assert time.monotonic() - started < 60
+    assert [r.status for r in results] == ["sent"] * 25
+    assert sorted(str(m["To"]) for m in smtp_server.box.messages) == sorted(f"u{i}@example.org" for i in range(25))
+
+
+def test_process_killed_between_rendering_and_sending_delivers_on_the_next_run(tmp_path: Path):
+    import os
+    import signal
+    import socket
+    import subprocess
+
+    from conftest import recommender_command
+
+    port = free_port()
+    config_path = write_config(tmp_path, users='[[users]]\nemail = "ada@example.org"\n',
+                               extra=smtp_section(port).replace("timeout_seconds = 5", "timeout_seconds = 60"))
+    config = load_config(config_path)
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
+    # A server that accepts connections and never answers: the sender hangs after storing the digest.
+    blackhole = socket.socket()
+    blackhole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blackhole.bind(("127.0.0.1", port))
+    blackhole.listen(5)
+    process = subprocess.Popen(recommender_command("--config", str(config_path), "digest", "send"),
+                               cwd=tmp_path, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not Outbox(store).items() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        blackhole.accept()  # the sender has connected: the message is rendered and stored, not sent
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        blackhole.close()
+    stored = Outbox(store).items()
+    assert [i.status for i in stored] == ["pending"]
+    server = SmtpServer(port).start()
+    try:
+        results = digest_run.run(config, store, config.users, _clock)
+        assert results[0].status == "sent"
+        assert server.box.message_ids() == [stored[0].message_id]
+        assert Outbox(store).items()[0].status == "sent"
+    finally:
+        server.stop()
+        store.close()

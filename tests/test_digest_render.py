@@ -1,0 +1,105 @@
+"""The rendered digest: a golden file, and a real browser at phone and desktop widths."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from recommender import digest, pipeline
+from recommender.config import load_config
+from recommender.store import Store
+from recommender.tokens import LinkSigner
+
+from conftest import SEEDS, write_config
+
+GOLDEN = Path(__file__).parent / "golden"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+NOW = datetime(2025, 3, 12, 6, 30, tzinfo=UTC)
+
+
+def _render(tmp_path: Path) -> digest.RenderedDigest:
+    config = load_config(write_config(tmp_path, users="""
+    [[users]]
+    email = "ada@example.org"
+    name = "Ada Lovelace"
+    timezone = "Europe/London"
+    max_items = 4
+    """))
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 11))
+    tarot = store.search_papers("TAROT")[0]
+    store.star(store.user_id("ada@example.org"), [tarot.id])
+    user = config.users[0]
+    picks = pipeline.recommend(config, store, [user], store.all_batch_ids(), now=NOW)[user.email]
+    links = digest.Links(config.feedback.base_url, LinkSigner("golden-secret-0123456789", lambda: NOW), 1, 7)
+    store.close()
+    return digest.render(digest.context(config, user, picks, links, NOW))
+
+
+def test_golden_digest(tmp_path: Path):
+    rendered = _render(tmp_path)
+    for name, content in (("digest.html", rendered.html), ("digest.txt", rendered.text)):
+        golden = GOLDEN / name
+        if os.environ.get("UPDATE_GOLDEN") == "1":
+            golden.write_text(content, encoding="utf-8")
+        assert content == golden.read_text(encoding="utf-8"), f"{name} differs; review, then UPDATE_GOLDEN=1 make test"
+    assert rendered.subject == "4 new papers for you — 12 Mar"
+
+
+def test_html_is_mail_client_ready(tmp_path: Path):
+    html = _render(tmp_path).html
+    assert "<script" not in html.lower() and "<link" not in html.lower() and "@import" not in html
+    assert re.search(r'class="container"[^>]*style="[^"]*max-width: 600px', html)  # inlined
+    assert "@media (prefers-color-scheme: dark)" in html and "@media only screen and (max-width: 480px)" in html
+    assert "http" not in html.split("<body")[0].replace("http-equiv", "")  # no external fonts or styles
+
+
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium and chromium-driver are not installed")
+@pytest.mark.parametrize("width", [375, 600])
+def test_nothing_overflows_in_a_real_browser(tmp_path: Path, width: int):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver_path = _chromium()  # type: ignore[misc]
+    page = tmp_path / "digest.html"
+    page.write_text(_render(tmp_path).html, encoding="utf-8")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 500})
+        driver.get(page.as_uri())
+        viewport = driver.execute_script("return window.innerWidth")
+        overflow = driver.execute_script("""
+            const limit = document.documentElement.clientWidth;
+            return Array.from(document.querySelectorAll('body *'))
+              .filter(e => e.getBoundingClientRect().right > limit + 0.5)
+              .map(e => e.tagName + '.' + e.className).slice(0, 5);
+        """)
+        assert viewport == width
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= width
+        assert overflow == []
+        container = driver.execute_script("return document.querySelector('.container').getBoundingClientRect().width")
+        assert container <= min(600, width)
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / f"digest-{width}px.png"))
+    finally:
+        driver.quit()
