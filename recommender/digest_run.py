@@ -110,7 +110,7 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
                                     config.feedback.unsubscribe_mailto, now)
             return NewDigest(rendered.subject, message_id, message)
 
-        outbox.create(user_id, last_batch, [(r.paper.id, r.score) for r in picks], render)
+        outbox.create(user_id, last_batch, [(r.paper.id, r.score, r.explanation.sentence()) for r in picks], render)
         results[user.email] = UserResult(user.email, "queued", len(picks))
     return results
 

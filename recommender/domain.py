@@ -66,8 +66,11 @@ class Explanation:
     terms: tuple[SharedTerm, ...] = ()
     followed_authors: tuple[str, ...] = ()
     matched_interests: tuple[str, ...] = ()
+    stored: str = ""  # the sentence as stored with a sent digest
 
     def sentence(self) -> str:
+        if self.stored:
+            return self.stored
         if not self.personalized:
             return ("Not personalized yet: this is the digest in its source order. "
                     "Star papers you like (recommender star ID or --title) to rank by your interests.")

@@ -5,6 +5,7 @@ from recommender.cli import (  # noqa: F401  (importing registers the commands)
     digest_commands,
     paper_commands,
     star_commands,
+    user_commands,
 )
 from recommender.cli.app import cli, main
 

@@ -20,8 +20,8 @@ def _alembic_config(location: str) -> AlembicConfig:
     return config
 
 
-def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Bring the database to the newest revision; returns (revision before, revision after)."""
+def upgrade(engine: Engine, target: str = "head") -> tuple[str | None, str]:
+    """Bring the database to ``target`` (the newest revision); returns (revision before, after)."""
     with as_file(migrations_dir()) as location:
         config = _alembic_config(str(location))
         script = ScriptDirectory.from_config(config)
@@ -30,8 +30,8 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             before = _current(connection)
             _refuse_unknown(script, before, engine)
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-        return before, str(head)
+            command.upgrade(config, target)
+        return before, str(head) if target == "head" else target
 
 
 def check(engine: Engine) -> None:

@@ -101,7 +101,7 @@ class Outbox:
             return list(conn.execute(select(BatchRow.id).where(BatchRow.id > batch_id).order_by(BatchRow.id)).scalars())
 
     # -- writing --------------------------------------------------------------------------------
-    def create(self, user_id: int, last_batch_id: int, entries: Sequence[tuple[str, float]],
+    def create(self, user_id: int, last_batch_id: int, entries: Sequence[tuple[str, float, str]],
                render: Callable[[int], NewDigest]) -> int:
         """Insert a pending digest with its entries and rendered message, in one transaction."""
         now = utcnow()
@@ -113,8 +113,8 @@ class Outbox:
             ).returning(DigestRow.id)).scalar_one()
             if entries:
                 conn.execute(insert(DigestEntryRow), [
-                    {"digest_id": digest_id, "position": i, "paper_id": pid, "score": score}
-                    for i, (pid, score) in enumerate(entries)
+                    {"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why}
+                    for i, (pid, score, why) in enumerate(entries)
                 ])
             rendered = render(digest_id)
             conn.execute(update(DigestRow).where(DigestRow.id == digest_id).values(
@@ -199,11 +199,13 @@ class Outbox:
         with self.store.read() as conn:
             return conn.execute(select(DigestRow.message).where(DigestRow.id == digest_id)).scalar_one()
 
-    def entries(self, digest_id: int) -> list[tuple[int, str, float]]:
+    def entries(self, digest_id: int) -> list[tuple[int, str, float, str]]:
+        """(position, paper id, score, why) of a digest's entries."""
         with self.store.read() as conn:
-            rows = conn.execute(select(DigestEntryRow.position, DigestEntryRow.paper_id, DigestEntryRow.score)
+            rows = conn.execute(select(DigestEntryRow.position, DigestEntryRow.paper_id, DigestEntryRow.score,
+                                       DigestEntryRow.why)
                                 .where(DigestEntryRow.digest_id == digest_id).order_by(DigestEntryRow.position))
-            return [(r.position, r.paper_id, r.score) for r in rows]
+            return [(r.position, r.paper_id, r.score, r.why) for r in rows]
 
     def digest_owner(self, digest_id: int) -> int | None:
         with self.store.read() as conn:

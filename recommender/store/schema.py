@@ -164,7 +164,20 @@ class DigestEntryRow(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     paper_id: Mapped[str] = mapped_column(ForeignKey("papers.id"), index=True)
     score: Mapped[float] = mapped_column(Float)
+    why: Mapped[str] = mapped_column(Text, default="")
     __table_args__ = (UniqueConstraint("digest_id", "paper_id"),)
+
+
+class LinkHitRow(Base):
+    """Recent link hits per digest and client, to tell a link scanner from a reader."""
+
+    __tablename__ = "link_hits"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    digest_id: Mapped[int] = mapped_column(Integer)
+    client: Mapped[str] = mapped_column(String(64))
+    token_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_link_hits_digest_client", "digest_id", "client", "created_at"),)
 
 
 Index("ix_feedback_user_paper", FeedbackRow.user_id, FeedbackRow.paper_id)

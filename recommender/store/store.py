@@ -167,6 +167,10 @@ class Store:
     def user_id(self, email: str) -> int:
         return self.sync_users([email])[email.lower()]
 
+    def user_ids(self) -> set[int]:
+        with self.read() as conn:
+            return set(conn.execute(select(UserRow.id)).scalars())
+
     def user_rows(self) -> list[Any]:
         with self.read() as conn:
             return list(conn.execute(select(UserRow).order_by(UserRow.email)))

@@ -1,0 +1,109 @@
+"""What a click means: verify the link token, find the digest entry it points to, and record
+the click (more / less / open), an undo, or an unsubscribe. The web app is a thin shell over this."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote_plus, urlsplit
+
+from recommender.config import Config
+from recommender.domain import Paper
+from recommender.errors import NotFoundError
+from recommender.store import Store
+from recommender.store.feedback import FeedbackLog
+from recommender.store.outbox import Outbox
+from recommender.tokens import LinkSigner, LinkToken, TokenError, check_secret, token_id
+
+Clock = Callable[[], datetime]
+EXPIRING = ("more", "less", "open", "view")
+
+
+class LinkGone(Exception):
+    """The link was valid but what it points to no longer exists (a deleted paper or digest)."""
+
+
+@dataclass(frozen=True)
+class Click:
+    token: str
+    link: LinkToken
+    paper: Paper | None
+
+    @property
+    def token_id(self) -> str:
+        return token_id(self.token)
+
+
+@dataclass(frozen=True)
+class ClickResult:
+    click: Click
+    recorded: bool  # False: a repeat of the same link, or a link scan
+    scan: bool = False
+
+
+class FeedbackService:
+    def __init__(self, config: Config, store: Store, clock: Clock | None = None):
+        self.config = config
+        self.store = store
+        self.clock = clock or (lambda: datetime.now(UTC))
+        secret = check_secret(config.feedback.secret, config.feedback.secret_env)
+        self.signer = LinkSigner(secret, self.clock)
+        self.log = FeedbackLog(store)
+        self.outbox = Outbox(store)
+
+    def resolve(self, token: str, action: str) -> Click:
+        """Verify a token for ``action``; raises TokenError, TokenExpired or LinkGone."""
+        if len(token) > 512:
+            raise TokenError("invalid link")
+        max_age = self.config.feedback.max_age_days * 86400 if action in EXPIRING else None
+        link = self.signer.verify(token, max_age_seconds=max_age)
+        if link.action != action:
+            raise TokenError("invalid link")
+        if link.digest_id == 0 and action != "unsubscribe":
+            raise TokenError("this link comes from a preview and does nothing")
+        if action == "unsubscribe":
+            if link.user_id not in self.store.user_ids():
+                raise LinkGone("unknown subscriber")
+            return Click(token, link, None)
+        if self.outbox.digest_owner(link.digest_id) != link.user_id:
+            raise LinkGone("this digest no longer exists")
+        if link.position < 0:
+            return Click(token, link, None)
+        entry = next((e for e in self.outbox.entries(link.digest_id) if e[0] == link.position), None)
+        if entry is None:
+            raise LinkGone("this entry no longer exists")
+        try:
+            paper = self.store.paper(entry[1])
+        except NotFoundError:
+            raise LinkGone("this paper no longer exists") from None
+        return Click(token, link, paper)
+
+    def click(self, click: Click, client: str) -> ClickResult:
+        """Record a more / less / open click once; a link scan records nothing."""
+        now = self.clock()
+        if self.log.note_hit(click.link.digest_id, client, click.token_id, now):
+            return ClickResult(click, recorded=False, scan=True)
+        assert click.paper is not None
+        recorded = self.log.record(click.link.user_id, click.paper.id, click.link.action, click.link.digest_id,
+                                   click.token_id, client, now)
+        return ClickResult(click, recorded)
+
+    def undo(self, click: Click) -> bool:
+        return self.log.undo(click.token_id)
+
+    def unsubscribe(self, click: Click) -> bool:
+        return self.outbox.set_unsubscribed(click.link.user_id, True)
+
+    def undo_url(self, click: Click) -> str:
+        return f"{self.config.feedback.base_url}/feedback/undo/{click.token}"
+
+
+def open_target(paper: Paper) -> str:
+    """Where an open link goes: the arXiv abstract page, else the stored http(s) URL, else an
+    arXiv title search built from the stored title. Nothing from the request takes part."""
+    if paper.arxiv_id:
+        return f"https://arxiv.org/abs/{paper.arxiv_id}"
+    if paper.url and urlsplit(paper.url).scheme in ("http", "https") and urlsplit(paper.url).netloc:
+        return paper.url
+    return f"https://arxiv.org/search/?query={quote_plus(paper.title or paper.abstract[:200])}&searchtype=title"

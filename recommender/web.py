@@ -1,0 +1,259 @@
+"""The feedback endpoint: a small Starlette app served by uvicorn. It shares the store with
+the CLI and the daemon and keeps no state of its own but a per-process rate limiter, so any
+number of processes can serve it behind a load balancer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from recommender import digest, digest_run
+from recommender.config import Config, find_config_path, load_config
+from recommender.digest import _ENV as TEMPLATES
+from recommender.domain import Explanation, Recommendation
+from recommender.feedback import Click, FeedbackService, LinkGone, open_target
+from recommender.store import Store
+from recommender.store.outbox import Outbox
+from recommender.tokens import LinkSigner, TokenError, TokenExpired
+
+log = logging.getLogger(__name__)
+MAX_BODY = 1024
+MAX_PATH = 2048
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                                 b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+
+
+class SecurityHeaders:
+    """Adds the security headers and a request id to every response; refuses oversized paths."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:12]
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() not in dict(SECURITY_HEADERS)]
+                message["headers"] = headers + SECURITY_HEADERS + [(b"x-request-id", request_id.encode())]
+            await send(message)
+
+        if len(scope.get("raw_path") or scope["path"].encode()) > MAX_PATH:
+            await PlainTextResponse("URI too long\n", status_code=414)(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
+
+
+class RateLimiter:
+    """At most ``per_minute`` hits per client in any 60 seconds (per process); 0 turns it off."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self.hits: dict[str, deque[float]] = {}
+        self.lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        if self.per_minute <= 0:
+            return True
+        now = time.monotonic()
+        with self.lock:
+            window = self.hits.setdefault(client, deque())
+            while window and window[0] <= now - 60:
+                window.popleft()
+            if len(window) >= self.per_minute:
+                return False
+            window.append(now)
+            if len(self.hits) > 100_000:  # forget idle clients
+                self.hits = {c: w for c, w in self.hits.items() if w and w[-1] > now - 60}
+            return True
+
+
+def page(heading: str, lines: list[str], status: int = 200, request: Request | None = None,
+         form: tuple[str, str, list[tuple[str, str]], str] | None = None) -> HTMLResponse:
+    action, label, fields, css = form or ("", "", [], "")
+    html = TEMPLATES.get_template("page.html.j2").render(
+        heading=heading, lines=lines, form_action=action, form_label=label, form_fields=fields, form_class=css,
+        request_id=request.scope.get("state", {}).get("request_id", "") if request is not None and status >= 400 else "")
+    return HTMLResponse(html, status_code=status)
+
+
+def create_app(config: Config, store: Store | None = None, clock: Callable[..., Any] | None = None) -> Starlette:
+    store = store or Store.open(config.database.url)
+    store.check_schema()
+    service = FeedbackService(config, store, clock)
+    limiter = RateLimiter(config.feedback.rate_limit_per_minute)
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def refusal(request: Request, exc: Exception) -> Response:
+        """Token errors become plain 4xx pages; nothing leaks a stack trace."""
+        if isinstance(exc, TokenExpired):
+            return page("This link has expired", ["Feedback links work for "
+                        f"{config.feedback.max_age_days} days. Newer digests have fresh links."], 410, request)
+        if isinstance(exc, LinkGone):
+            return page("This link no longer works", [f"{str(exc).capitalize()}. Nothing was recorded."], 404,
+                        request)
+        return page("This link is not valid", ["It may have been cut short or changed. "
+                    "Nothing was recorded."], 400, request)
+
+    def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        def wrapped(request: Request) -> Response:  # sync: Starlette runs it in its thread pool
+            try:
+                return handler(request)
+            except (TokenError, LinkGone) as exc:
+                return refusal(request, exc)
+
+        wrapped.__name__ = handler.__name__
+        return wrapped
+
+    def limited(request: Request) -> Response | None:
+        if not limiter.allow(client_of(request)):
+            return page("Too many requests", ["Please wait a minute and try again."], 429, request)
+        return None
+
+    def home(request: Request) -> Response:
+        return PlainTextResponse("recommender feedback endpoint: ok\n")
+
+    @guarded
+    def feedback(request: Request) -> Response:
+        action = request.path_params["action"]
+        blocked = limited(request)
+        if blocked:
+            return blocked
+        click = service.resolve(request.path_params["token"], action)
+        if request.method == "GET":
+            service.click(click, client_of(request))
+        return _feedback_page(click)
+
+    def _feedback_page(click: Click) -> Response:
+        title = click.paper.title if click.paper else ""
+        heading = f"Got it: {'more' if click.link.action == 'more' else 'fewer'} papers like “{title}”"
+        lines = ["Your next digest will take this into account.",
+                 "Clicked by mistake? Undo it below."]
+        return page(heading, lines, form=(f"/feedback/undo/{click.token}", "Undo", [], "secondary"))
+
+    @guarded
+    def undo(request: Request) -> Response:
+        blocked = limited(request)
+        if blocked:
+            return blocked
+        token = request.path_params["token"]
+        action = service.signer.verify(token).action
+        if action not in ("more", "less", "open"):
+            raise TokenError("invalid link")
+        click = service.resolve(token, action)
+        undone = service.undo(click)
+        return page("Undone" if undone else "Nothing to undo",
+                    ["Your feedback on this paper was removed." if undone else "No feedback from this link is recorded."])
+
+    @guarded
+    def open_paper(request: Request) -> Response:
+        blocked = limited(request)
+        if blocked:
+            return blocked
+        click = service.resolve(request.path_params["token"], "open")
+        if request.method == "GET":
+            service.click(click, client_of(request))
+        assert click.paper is not None
+        return RedirectResponse(open_target(click.paper), status_code=303)
+
+    async def unsubscribe(request: Request) -> Response:
+        try:
+            return await _unsubscribe(request)
+        except (TokenError, LinkGone) as exc:
+            return refusal(request, exc)
+
+    async def _unsubscribe(request: Request) -> Response:
+        token = request.path_params["token"]
+        if request.method == "POST":
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY:
+                    return page("Request too large", ["The request body is too large."], 413, request)
+            if b"List-Unsubscribe=One-Click" not in body:
+                return page("Not unsubscribed", ["Use the button on the unsubscribe page."], 400, request)
+            click = service.resolve(token, "unsubscribe")
+            service.unsubscribe(click)
+            log.info("user %d unsubscribed", click.link.user_id)
+            return page("You are unsubscribed", ["You will get no more digests. "
+                        "To receive them again, ask the operator to run `recommender users resubscribe`."])
+        service.resolve(token, "unsubscribe")
+        return page("Unsubscribe from the paper digest?", ["You will get no more digests at this address."],
+                    form=(f"/unsubscribe/{token}", "Unsubscribe", [("List-Unsubscribe", "One-Click")], ""))
+
+    @guarded
+    def view_digest(request: Request) -> Response:
+        blocked = limited(request)
+        if blocked:
+            return blocked
+        click = service.resolve(request.path_params["token"], "view")
+        return HTMLResponse(_digest_html(config, store, service.signer, click, service.clock()))
+
+    routes = [
+        Route("/", home, methods=["GET", "HEAD"]),
+        Route("/feedback/undo/{token}", undo, methods=["POST"]),
+        Route("/feedback/{action:str}/{token}", feedback, methods=["GET", "HEAD"]),
+        Route("/open/{token}", open_paper, methods=["GET", "HEAD"]),
+        Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "HEAD", "POST"]),
+        Route("/digest/{token}", view_digest, methods=["GET", "HEAD"]),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        code = getattr(exc, "status_code", 404)
+        return page("Not found" if code == 404 else "Not allowed", ["There is nothing at this address."], code, request)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("request %s failed: %s: %s", request.scope.get("state", {}).get("request_id"),
+                  type(exc).__name__, exc)
+        return page("Something went wrong", ["Please try again later."], 500, request)
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error})
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click, now: datetime) -> str:
+    """A stored digest as a web page, with fresh signed links for each entry."""
+    link = click.link
+    entries = Outbox(store).entries(link.digest_id)
+    papers = {p.id: p for p in store.papers([e[1] for e in entries])}
+    email = next((r.email for r in store.user_rows() if r.id == link.user_id), "")
+    user = next((u for u in config.users if u.email.lower() == email), None)
+    if user is None:
+        raise LinkGone("this subscriber is no longer configured")
+    picks = [Recommendation(user.email, papers[pid], score, position + 1,
+                            Explanation(personalized=not why.startswith("Not personalized"), stored=why))
+             for position, pid, score, why in entries if pid in papers]
+    links = digest.Links(config.feedback.base_url, signer, link.user_id, link.digest_id)
+    return digest_run.render_for(config, user, picks, links, now, web=True).html
+
+
+def app_from_environment() -> Starlette:
+    """uvicorn factory for several worker processes: the config comes from $RECOMMENDER_CONFIG."""
+    config = load_config(find_config_path(None), os.environ.get("RECOMMENDER_DATABASE_URL"))
+    return create_app(config)

@@ -1,0 +1,243 @@
+"""The feedback endpoint through its ASGI app (Starlette TestClient), on a real store."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from recommender import digest_run, pipeline, textmodel
+from recommender.config import Config, load_config
+from recommender.store import Store
+from recommender.store.feedback import FeedbackLog
+from recommender.store.outbox import Outbox
+from recommender.tokens import LinkSigner, LinkToken
+from recommender.web import create_app
+
+from conftest import SECRET, SEEDS, write_config
+
+USERS = """
+[[users]]
+email = "ada@example.org"
+name = "Ada"
+max_items = 6
+[[users]]
+email = "bob@example.org"
+max_items = 6
+"""
+
+
+class Clock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class World:
+    config: Config
+    store: Store
+    clock: Clock
+    client: TestClient
+
+    def links(self, email: str) -> dict[str, list[str]]:
+        """The links of the user's newest stored digest, by kind, in entry order."""
+        item = [i for i in Outbox(self.store).items() if i.email == email][-1]
+        message = message_from_bytes(Outbox(self.store).message(item.id), policy=policy.default)
+        text = message.get_body(("plain",)).get_content()
+        found: dict[str, list[str]] = {}
+        for kind, token in re.findall(r"http://127\.0\.0\.1:8080/(feedback/more|feedback/less|open|unsubscribe|digest)/([\w.-]+)", text):
+            found.setdefault(kind, []).append(f"/{kind}/{token}")
+        return found
+
+    def events(self) -> list[tuple[str, str, str]]:
+        return [(e.email, e.action, e.paper_id) for e in FeedbackLog(self.store).events()]
+
+
+def _world(tmp_path: Path, database_url: str | None = None, extra: str = "") -> World:
+    path = write_config(tmp_path, users=USERS, extra=extra, database_url=database_url)
+    config = load_config(path)
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    pipeline.ingest_files(store, SEEDS[:2], batch_date=date(2025, 3, 20))
+    tarot = store.search_papers("TAROT")[0]
+    store.star(store.user_id("ada@example.org"), [tarot.id])
+    clock = Clock(datetime(2025, 3, 21, 7, 30, tzinfo=UTC))
+    digest_run.queue_digests(config, store, config.users, clock)
+    client = TestClient(create_app(config, store, clock), base_url="http://127.0.0.1:8080")
+    return World(config, store, clock, client)
+
+
+@pytest.fixture
+def world(tmp_path: Path, database_url: str) -> World:
+    w = _world(tmp_path, database_url)
+    yield w
+    w.store.close()
+
+
+def _scores(world: World) -> dict[str, float]:
+    user = world.config.users[0]
+    picks = pipeline.recommend(world.config, world.store, [user], world.store.all_batch_ids(), limit=500)[user.email]
+    return {r.paper.id: r.score for r in picks}
+
+
+def _nearest_unsent(world: World, paper_id: str, candidates: dict[str, float]) -> str:
+    """The rankable paper most similar to ``paper_id`` (by the same TF-IDF model)."""
+    model = textmodel.load_or_fit(world.store, world.config.ranking)
+    ids = sorted(candidates)
+    sims = (model.rows(ids) @ model.rows([paper_id]).T).toarray().ravel()
+    return ids[int(sims.argmax())]
+
+
+def test_less_pushes_close_neighbours_down_and_more_pulls_them_up(world: World):
+    links = world.links("ada@example.org")
+    entries = Outbox(world.store).entries(Outbox(world.store).items()[0].id)
+    target = entries[0][1]
+    before = _scores(world)
+    response = world.client.get(links["feedback/less"][0])
+    assert response.status_code == 200 and "Got it: fewer papers like" in response.text
+    assert world.events() == [("ada@example.org", "less", target)]
+    after_less = _scores(world)
+    neighbour = _nearest_unsent(world, target, before)
+    assert after_less[neighbour] < before[neighbour]
+    # An opposite click on the same paper replaces the earlier one.
+    response = world.client.get(links["feedback/more"][0])
+    assert "Got it: more papers like" in response.text
+    assert world.events() == [("ada@example.org", "more", target)]
+    after_more = _scores(world)
+    assert after_more[neighbour] > before[neighbour]
+
+
+def test_a_replayed_click_counts_once_and_head_records_nothing(world: World):
+    link = world.links("ada@example.org")["feedback/more"][1]
+    assert world.client.head(link).status_code == 200
+    assert world.events() == []
+    first = world.client.get(link)
+    second = world.client.get(link)
+    assert first.status_code == second.status_code == 200 and first.text == second.text
+    assert len(world.events()) == 1
+
+
+def test_undo_removes_the_click(world: World):
+    link = world.links("ada@example.org")["feedback/more"][0]
+    page = world.client.get(link).text
+    action = re.search(r'<form method="post" action="([^"]+)"', page).group(1)
+    assert world.client.post(action).status_code == 200
+    assert world.events() == []
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda t: t[:-3] + ("AAA" if not t.endswith("AAA") else "BBB"),  # tampered signature
+    lambda t: "WyJtb3JlIiwxLDEsM10" + t[t.index("."):],  # payload swapped for another entry
+    lambda t: "not-a-token",
+])
+def test_forged_and_tampered_tokens_record_nothing(world: World, mangle):
+    link = world.links("ada@example.org")["feedback/more"][0]
+    prefix, token = link.rsplit("/", 1)
+    response = world.client.get(f"{prefix}/{mangle(token)}")
+    assert response.status_code == 400 and "not valid" in response.text
+    assert "Traceback" not in response.text and SECRET not in response.text
+    assert world.events() == []
+
+
+def test_tokens_signed_with_another_secret_or_for_another_user_are_refused(world: World):
+    item = Outbox(world.store).items()[0]
+    other = LinkSigner("some-other-secret-0123456789").sign(LinkToken("more", item.user_id, item.id, 0))
+    assert world.client.get(f"/feedback/more/{other}").status_code == 400
+    ada, bob = world.store.user_id("ada@example.org"), world.store.user_id("bob@example.org")
+    signer = LinkSigner(SECRET, world.clock)
+    cross = signer.sign(LinkToken("more", bob, item.id, 0))  # bob's id, ada's digest
+    assert item.user_id == ada
+    assert world.client.get(f"/feedback/more/{cross}").status_code == 404
+    wrong_action = signer.sign(LinkToken("less", ada, item.id, 0))
+    assert world.client.get(f"/feedback/more/{wrong_action}").status_code == 400
+    assert world.events() == []
+
+
+def test_expired_feedback_links_answer_410_but_unsubscribe_never_expires(world: World):
+    links = world.links("ada@example.org")
+    world.clock.now += timedelta(days=91)
+    response = world.client.get(links["feedback/more"][0])
+    assert response.status_code == 410 and world.events() == []
+    assert world.client.get(links["unsubscribe"][0]).status_code == 200
+
+
+def test_open_redirects_only_to_the_stored_paper(world: World):
+    link = world.links("ada@example.org")["open"][0]
+    paper = world.store.paper(Outbox(world.store).entries(1)[0][1])
+    response = world.client.get(link + "?next=https://evil.example/&url=https://evil.example/", follow_redirects=False)
+    assert response.status_code == 303
+    target = response.headers["location"]
+    assert target.startswith("https://arxiv.org/search/?query=") and "evil" not in target
+    assert paper.title.split()[0].rstrip(":") in target
+    assert world.events() == [("ada@example.org", "open", paper.id)]
+
+
+def test_unsubscribe_page_and_one_click_post_stop_the_next_digest(world: World, run, tmp_path: Path):
+    link = world.links("bob@example.org")["unsubscribe"][0]
+    page = world.client.get(link)
+    assert page.status_code == 200 and 'name="List-Unsubscribe" value="One-Click"' in page.text
+    assert world.client.post(link, content=b"nothing").status_code == 400
+    response = world.client.post(link, content=b"List-Unsubscribe=One-Click",
+                                 headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200 and "unsubscribed" in response.text
+    pipeline.ingest_files(world.store, SEEDS[2:3], batch_date=date(2025, 3, 21))
+    results = {r.email: r.status for r in digest_run.queue_digests(world.config, world.store, world.config.users,
+                                                                      world.clock).values()}
+    assert results["bob@example.org"] == "unsubscribed" and results["ada@example.org"] == "queued"
+    assert world.client.post(link, content=b"x" * 5000).status_code == 413
+
+
+def test_a_link_scanner_records_nothing(world: World):
+    links = world.links("ada@example.org")
+    everything = links["feedback/more"] + links["feedback/less"]
+    for link in everything[:5]:
+        world.client.get(link)
+    assert len(world.events()) == 5  # a reader could click five things
+    world.client.get(everything[5])
+    assert world.events() == []  # the sixth distinct link in ten seconds: it was a scanner
+
+
+def test_security_headers_and_errors_without_traces(world: World):
+    for path in ("/", "/nope", "/feedback/more/x", world.links("ada@example.org")["feedback/more"][0]):
+        response = world.client.get(path)
+        assert response.headers["content-security-policy"].startswith("default-src 'none'")
+        assert "script-src" not in response.headers["content-security-policy"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert "<script" not in response.text
+    assert world.client.get("/").status_code == 200
+    assert world.client.get("/nope").status_code == 404
+    assert world.client.get("/feedback/more/" + "a" * 5000).status_code in (400, 414)
+
+
+def test_rate_limit(tmp_path: Path):
+    world = _world(tmp_path, extra="[feedback]\nrate_limit_per_minute = 3\n")
+    link = world.links("ada@example.org")["feedback/more"][0]
+    codes = [world.client.get(link).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+
+
+def test_web_view_shows_the_digest_with_working_buttons(world: World):
+    view = world.links("ada@example.org")["digest"][0]
+    page = world.client.get(view)
+    assert page.status_code == 200
+    entries = Outbox(world.store).entries(1)
+    assert page.text.count(">More like this</a>") == len(entries)
+    more = re.findall(r'href="http://127\.0\.0\.1:8080(/feedback/more/[^"]+)"', page.text)[2]
+    assert "Got it" in world.client.get(more).text
+    assert world.events() == [("ada@example.org", "more", entries[2][1])]
+
+
+def test_a_deleted_paper_answers_404(world: World):
+    link = world.links("ada@example.org")["feedback/more"][0]
+    with world.store.write() as conn:
+        conn.exec_driver_sql("DELETE FROM digest_entries WHERE position = 0")
+    assert world.client.get(link).status_code == 404 and world.events() == []
