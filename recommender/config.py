@@ -99,6 +99,21 @@ class SourceConfig:
     kind: str
     path: str = ""
     url: str = ""
+    include_replacements: bool = False
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    misfire_grace_minutes: int = 60
+    fetch_freshness_minutes: int = 60
+    fetch_timeout_seconds: float = 30.0
+    fetch_max_bytes: int = 20_000_000
+    fetch_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    mode: str = "direct"  # direct: the daemon sends; queue: workers send from the outbox
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,8 @@ class Config:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     users: tuple[UserConfig, ...] = ()
     sources: tuple[SourceConfig, ...] = ()
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
 
     @property
     def folder(self) -> Path:
@@ -201,7 +218,24 @@ class _Parser:
             feedback=self.feedback(self.table(data, "feedback")),
             users=users,
             sources=sources,
+            scheduler=self.scheduler(self.table(data, "scheduler")),
+            delivery=self.delivery(self.table(data, "delivery")),
         )
+
+    def scheduler(self, table: dict[str, Any]) -> SchedulerConfig:
+        d = SchedulerConfig()
+        self.check_keys("scheduler", table, set(SchedulerConfig.__dataclass_fields__))
+        return SchedulerConfig(**{
+            key: self.positive("scheduler", table, key, type(getattr(d, key)), getattr(d, key))
+            for key in SchedulerConfig.__dataclass_fields__
+        })
+
+    def delivery(self, table: dict[str, Any]) -> DeliveryConfig:
+        self.check_keys("delivery", table, {"mode"})
+        mode = self.get("delivery", table, "mode", str, "direct")
+        if mode not in ("direct", "queue"):
+            raise self.fail("delivery.mode", "direct or queue", mode)
+        return DeliveryConfig(mode=mode)
 
     def table(self, data: dict[str, Any], key: str) -> dict[str, Any]:
         value = data.get(key, {})
@@ -330,8 +364,8 @@ class _Parser:
         except (ZoneInfoNotFoundError, ValueError):
             raise self.fail(f"{prefix}.timezone", "an IANA time zone such as Europe/London", timezone) from None
         send_at_text = self.get(prefix, table, "send_at", str, "07:30")
-        match = re.fullmatch(r"(\d{1,2}):(\d{2})", send_at_text)
-        if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        match = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", send_at_text)
+        if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59 or int(match.group(3) or 0) > 59:
             raise self.fail(f"{prefix}.send_at", "a time HH:MM", send_at_text)
         frequency = self.get(prefix, table, "frequency", str, d.frequency)
         if frequency not in ("daily", "weekly"):
@@ -347,7 +381,7 @@ class _Parser:
             email=email,
             name=self.get(prefix, table, "name", str, ""),
             timezone=timezone,
-            send_at=time(int(match.group(1)), int(match.group(2))),
+            send_at=time(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)),
             frequency=frequency,
             weekday=weekday,
             max_items=max_items,
@@ -362,7 +396,7 @@ class _Parser:
         prefix = f"sources[{index}]"
         if not isinstance(table, dict):
             raise self.fail(prefix, "a table", table)
-        self.check_keys(prefix, table, {"name", "kind", "path", "url"})
+        self.check_keys(prefix, table, {"name", "kind", "path", "url", "include_replacements"})
         name = self.get(prefix, table, "name", str, "")
         if not name:
             raise ConfigError(f"{self.path}: {prefix}.name: required key is missing")
@@ -375,4 +409,5 @@ class _Parser:
             raise ConfigError(f"{self.path}: {prefix}: give exactly one of path or url")
         if url and not re.match(r"^https?://", url):
             raise self.fail(f"{prefix}.url", "an http:// or https:// address", url)
-        return SourceConfig(name=name, kind=kind, path=path, url=url)
+        replacements = self.get(prefix, table, "include_replacements", bool, False)
+        return SourceConfig(name=name, kind=kind, path=path, url=url, include_replacements=replacements)

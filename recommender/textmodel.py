@@ -103,8 +103,12 @@ def fit(paper_ids: list[str], titles: list[str], abstracts: list[str], ranking: 
         counter = CountVectorizer(token_pattern=r"(?u)\b\w+\b", dtype=np.float64)
         counter.fit(["empty"])
     counts = ranking.title_weight * counter.transform(clean_titles) + counter.transform(clean_abstracts)
-    transformer = TfidfTransformer(sublinear_tf=ranking.sublinear_tf).fit(counts)
-    matrix = normalize(transformer.transform(counts)).tocsr()
+    transformer = TfidfTransformer(sublinear_tf=ranking.sublinear_tf)
+    transformer.fit(counts if counts.shape[0] else counter.transform(["empty"]))
+    if counts.shape[0]:
+        matrix = normalize(transformer.transform(counts)).tocsr()
+    else:
+        matrix = sp.csr_matrix((0, len(counter.vocabulary_)))
     return TextModel(counter, transformer, ranking.title_weight, paper_ids, matrix, version)
 
 

@@ -2,6 +2,7 @@
 
 from recommender.cli import (  # noqa: F401  (importing registers the commands)
     core_commands,
+    daemon_commands,
     digest_commands,
     paper_commands,
     star_commands,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from datetime import UTC, datetime
 
 import click
@@ -40,6 +41,10 @@ def serve(app: AppContext, host: str, port: int, workers: int) -> None:
     config = app.config
     check_secret(config.feedback.secret, config.feedback.secret_env)
     app.store  # noqa: B018 - checks the schema before binding the port
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
+    # that was there before; this one lets the command end normally (exit 0) after that.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
     if workers > 1:
         os.environ["RECOMMENDER_CONFIG"] = str(config.path)
         uvicorn.run("recommender.web:app_from_environment", factory=True, host=host, port=port, workers=workers,

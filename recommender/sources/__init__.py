@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 from recommender.domain import ParsedBatch
 from recommender.errors import InputError
-from recommender.sources import jsonl, trending_page
+from recommender.sources import arxiv, hf_daily, jsonl, trending_page
 from recommender.sources.lines import decoded_lines
 
 FORMATS = ("trending_page", "jsonl", "hf_daily", "arxiv")
@@ -34,7 +34,7 @@ def detect_format(data: bytes, name: str) -> str:
 
 
 def parse(data: bytes, name: str, fmt: str = "auto", year_hint: date | None = None,
-          modified: datetime | None = None) -> ParsedBatch:
+          modified: datetime | None = None, include_replacements: bool = False) -> ParsedBatch:
     """Parse one file's bytes in ``fmt`` (or the detected format)."""
     if fmt == "auto":
         fmt = detect_format(data, name)
@@ -42,9 +42,8 @@ def parse(data: bytes, name: str, fmt: str = "auto", year_hint: date | None = No
         return trending_page.parse(data, name, year_hint=year_hint, modified=modified)
     if fmt == "jsonl":
         return jsonl.parse(data, name, batch_date=year_hint)
-    if fmt in ("hf_daily", "arxiv"):
-        from recommender.sources import arxiv, hf_daily  # parsed only when asked for
-
-        module = hf_daily if fmt == "hf_daily" else arxiv
-        return module.parse(data, name, batch_date=year_hint)
+    if fmt == "hf_daily":
+        return hf_daily.parse(data, name, batch_date=year_hint)
+    if fmt == "arxiv":
+        return arxiv.parse(data, name, batch_date=year_hint, include_replacements=include_replacements)
     raise InputError(name, f"unknown format {fmt!r} (expected one of auto, {', '.join(FORMATS)})")

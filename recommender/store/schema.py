@@ -181,3 +181,22 @@ class LinkHitRow(Base):
 
 
 Index("ix_feedback_user_paper", FeedbackRow.user_id, FeedbackRow.paper_id)
+
+
+class SourceStateRow(Base):
+    """What the last fetch of a web source returned, for conditional requests and freshness."""
+
+    __tablename__ = "source_state"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    etag: Mapped[str] = mapped_column(Text, default="")
+    last_modified: Mapped[str] = mapped_column(Text, default="")
+    fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class ScheduleStateRow(Base):
+    """The last scheduled digest time processed per user, so a restart knows what it missed."""
+
+    __tablename__ = "schedule_state"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    last_run_at: Mapped[datetime] = mapped_column(UTCDateTime)

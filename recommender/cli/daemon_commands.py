@@ -1,0 +1,79 @@
+"""run, fetch, schedule list."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from recommender.cli.app import AppContext, cli, emit_json, pass_app, summary
+
+
+@cli.command()
+@pass_app
+def run(app: AppContext) -> None:
+    """Run the daemon: fetch sources and mail each subscriber at their send_at.
+
+    SIGHUP reloads the config; SIGTERM or Ctrl-C stops it cleanly. With
+    [delivery] mode = "queue" it only enqueues digests for `recommender worker`.
+
+    Example:
+
+    \b
+      recommender --config /etc/recommender/config.toml run
+    """
+    from recommender.scheduler import Daemon
+
+    app.store  # noqa: B018 - refuses an uninitialised or newer database before starting
+    Daemon(app.config.path, app.database_url).run_forever()
+
+
+@cli.command()
+@click.option("--source", "names", multiple=True, metavar="NAME", help="Only this source (repeatable).")
+@pass_app
+def fetch(app: AppContext, names: tuple[str, ...]) -> None:
+    """Pull the configured sources now (folders and web feeds), as one ingest run.
+
+    Example:
+
+    \b
+      recommender fetch
+      recommender fetch --source arxiv-lg
+    """
+    from recommender.fetch import Fetcher
+
+    fetcher = Fetcher(app.config, app.store)
+    outcomes = fetcher.fetch(fetcher.sources(names))
+    for outcome in outcomes:
+        click.echo(outcome.line())
+    failed = sum(o.status == "failed" for o in outcomes)
+    summary(f"fetched {len(outcomes)} source(s): {sum(o.new_papers for o in outcomes)} new papers, {failed} failed")
+    if failed:
+        raise SystemExit(1)
+
+
+@cli.group("schedule")
+def schedule_group() -> None:
+    """When digests go out."""
+
+
+@schedule_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per user.")
+@pass_app
+def schedule_list(app: AppContext, as_json: bool) -> None:
+    """Show each user's next digest time, as the daemon schedules it (before any daemon ran too).
+
+    Example:
+
+    \b
+      recommender schedule list --json
+    """
+    from recommender.scheduler import describe_schedule
+
+    rows = describe_schedule(app.config, app.store, datetime.now(UTC))
+    if as_json:
+        emit_json({"user": u.email, "next_run": when.isoformat(), "kind": kind, "timezone": u.timezone}
+                  for u, when, kind in rows)
+        return
+    for user, when, kind in rows:
+        click.echo(f"{user.email}\t{when.isoformat()}\t{kind}")

@@ -1,0 +1,61 @@
+"""Hugging Face Daily Papers JSON: a list of entries, each with a ``paper`` object carrying the
+arXiv ``id``, ``title``, ``summary``, ``authors[].name`` and ``publishedAt``. Unknown fields are
+ignored; an entry missing its id or text is skipped with a warning naming it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from typing import Any
+
+from recommender.domain import ParsedBatch, ParsedPaper
+from recommender.errors import InputError
+from recommender.sources.jsonl import authors_of
+from recommender.text import arxiv_id, one_line
+
+log = logging.getLogger(__name__)
+
+
+def _text(value: Any, keep_lines: bool = False) -> str:
+    if not isinstance(value, str):
+        return ""
+    return value.strip() if keep_lines else one_line(value)
+
+
+def _entry(item: Any, index: int, name: str) -> ParsedPaper | None:
+    paper = item.get("paper") if isinstance(item, dict) else None
+    if not isinstance(paper, dict):
+        log.warning("%s: entry %d has no 'paper' object; skipped", name, index)
+        return None
+    raw_id = paper.get("id")
+    arxiv = arxiv_id(str(raw_id)) if isinstance(raw_id, (str, int)) else ""
+    title = _text(paper.get("title") or item.get("title"))
+    summary = _text(paper.get("summary") or item.get("summary"), keep_lines=True)
+    if not arxiv or not (title or summary):
+        log.warning("%s: entry %d (%s) lacks an arXiv id or text; skipped", name, index, title[:60] or raw_id)
+        return None
+    try:
+        authors = authors_of(paper.get("authors"), name, index)
+    except InputError:
+        authors = ()
+    published = paper.get("publishedAt") or item.get("publishedAt") or ""
+    return ParsedPaper(title=title, abstract=summary, authors=authors, url=f"https://arxiv.org/abs/{arxiv}",
+                       arxiv_id=arxiv, published=str(published), line=index)
+
+
+def parse(data: bytes, name: str, batch_date: date | None = None) -> ParsedBatch:
+    try:
+        document = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise InputError(name, "not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(name, f"not valid JSON ({exc.msg}, column {exc.colno})", exc.lineno) from None
+    if isinstance(document, dict) and isinstance(document.get("papers"), list):
+        document = document["papers"]
+    if not isinstance(document, list):
+        raise InputError(name, "expected a JSON list of daily-paper entries")
+    entries = [p for i, item in enumerate(document, start=1) if (p := _entry(item, i, name)) is not None]
+    if not entries:
+        raise InputError(name, "no usable daily-paper entries")
+    return ParsedBatch(format="hf_daily", entries=tuple(entries), batch_date=batch_date)
