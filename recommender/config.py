@@ -44,6 +44,12 @@ class RankingConfig:
     open_weight: float = 0.25
     star_half_life_days: float = 0.0
     why_terms: int = 3
+    collaborative_weight: float = 0.75
+    collaborative_min_users: int = 10
+    lsa_dims: int = 1000
+    cf_factors: int = 500
+    cf_ridge: float = 1.0
+    interest_boost: float = 0.05
 
 
 @dataclass(frozen=True)

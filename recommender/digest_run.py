@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from recommender import digest, pipeline, textmodel
+from recommender import digest, pipeline
 from recommender.config import Config, UserConfig
 from recommender.delivery import Outcome, Outgoing, SmtpSender, build_message, make_message_id
 from recommender.domain import Recommendation
@@ -50,7 +50,7 @@ def signer_for(config: Config, clock: Clock) -> LinkSigner:
     return LinkSigner(secret, clock)
 
 
-def next_digest(config: Config, store: Store, model: textmodel.TextModel, user: UserConfig, user_id: int,
+def next_digest(config: Config, store: Store, model: pipeline.Models, user: UserConfig, user_id: int,
                 outbox: Outbox, now: datetime) -> tuple[list[Recommendation], int | None]:
     """The entries of the user's next digest and the newest batch it covers (None: nothing new)."""
     last = outbox.last_queued_batch(user_id)
@@ -71,7 +71,7 @@ def preview(config: Config, store: Store, user: UserConfig, clock: Clock) -> tup
     """The user's next digest, rendered, without storing or sending anything."""
     now = clock()
     user_id = store.user_id(user.email)
-    model = textmodel.load_or_fit(store, config.ranking)
+    model = pipeline.load_models(store, config)
     picks, _ = next_digest(config, store, model, user, user_id, Outbox(store), now)
     secret = config.feedback.secret or secrets.token_urlsafe(32)  # preview links need not verify
     links = digest.Links(config.feedback.base_url, LinkSigner(secret, clock), user_id, 0)
@@ -83,7 +83,7 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
     """Build and store (pending) each user's next digest; returns what happened per user."""
     signer = signer_for(config, clock)
     outbox = Outbox(store)
-    model = textmodel.load_or_fit(store, config.ranking)
+    model = pipeline.load_models(store, config)
     ids = store.sync_users(u.email for u in users)
     unsubscribed = outbox.unsubscribed()
     results: dict[str, UserResult] = {}

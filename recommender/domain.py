@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Explanation:
     terms: tuple[SharedTerm, ...] = ()
     followed_authors: tuple[str, ...] = ()
     matched_interests: tuple[str, ...] = ()
+    collaborative: float = 0.0  # the part of the score from what similar readers saved
     stored: str = ""  # the sentence as stored with a sent digest
 
     def sentence(self) -> str:
@@ -80,6 +83,8 @@ class Explanation:
         if self.nearest:
             _, title, _ = self.nearest[0]
             parts.append(f"close to your starred paper \"{title}\"")
+        if self.collaborative >= 0.1:
+            parts.append("saved by readers with interests like yours")
         if self.matched_interests:
             parts.append("matches your interests: " + ", ".join(self.matched_interests))
         if self.terms:
@@ -89,11 +94,19 @@ class Explanation:
 
 @dataclass(frozen=True)
 class Recommendation:
+    """One pick. Its explanation is computed when first asked for, so ranking many users
+    pays only for the explanations that are shown."""
+
     user: str
     paper: Paper
     score: float
     rank: int
-    explanation: Explanation = field(default_factory=lambda: Explanation(personalized=False))
+    explainer: Callable[[], Explanation] = field(default=lambda: Explanation(personalized=False), repr=False,
+                                                 compare=False)
+
+    @cached_property
+    def explanation(self) -> Explanation:
+        return self.explainer()
 
     def as_json(self) -> dict[str, object]:
         return {

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from recommender import profiles, textmodel
+from recommender import collab, profiles, textmodel
 from recommender.config import Config, UserConfig
 from recommender.domain import Paper, ParsedBatch, Recommendation
 from recommender.errors import InputError, NotFoundError
-from recommender.ranking import Choice, rank
+from recommender.ranking import Choice, rank_many
 from recommender.sources import parse
 from recommender.store import IngestResult, Store
 
@@ -98,18 +98,96 @@ def recommend(config: Config, store: Store, users: Sequence[UserConfig], batch_i
               limit: int | None = None, now: datetime | None = None) -> dict[str, list[Recommendation]]:
     """Each user's top papers among the entries of ``batch_ids``."""
     now = now or datetime.now(UTC)
-    model = textmodel.load_or_fit(store, config.ranking)
-    ids = store.sync_users(u.email for u in users)
+    models = load_models(store, config)
     candidates = store.papers(store.batch_entries(batch_ids))
-    return {user.email: rank_for_user(config, store, model, ids[user.email.lower()], user, candidates, limit, now)
-            for user in users}
+    return rank_users(config, store, models, users, candidates, limit, now)
 
 
-def rank_for_user(config: Config, store: Store, model: textmodel.TextModel, user_id: int, user: UserConfig,
+@dataclass(frozen=True)
+class Models:
+    text: textmodel.TextModel
+    collab: collab.CollabModel | None
+
+
+def load_models(store: Store, config: Config) -> Models:
+    """The fitted models for the current corpus and stars (fitting what is missing)."""
+    text = textmodel.load_or_fit(store, config.ranking)
+    return Models(text, collab.load_or_fit(store, text, config.ranking))
+
+
+def refresh(store: Store, config: Config, now: datetime | None = None) -> Models:
+    """Refit what the corpus or the stars changed and rebuild every configured user's profile, so
+    that ranking afterwards only reads (what ingest and star imports do eagerly)."""
+    models = load_models(store, config)
+    ids = store.sync_users(u.email for u in config.users)
+    profiles.build_many(store, models.text, models.collab, [(ids[u.email.lower()], u) for u in config.users],
+                        config.ranking, now or datetime.now(UTC))
+    return models
+
+
+def choice_for(config: Config, user: UserConfig, limit: int | None) -> Choice:
+    r = config.ranking
+    return Choice(user=user.email, limit=limit or user.max_items, min_score=user.min_score, exclude=user.exclude,
+                  authors=user.authors, why_terms=r.why_terms, collaborative_weight=r.collaborative_weight,
+                  interest_boost=r.interest_boost, interests=user.interests)
+
+
+def rank_users(config: Config, store: Store, models: Models, users: Sequence[UserConfig], candidates: list[Paper],
+               limit: int | None, now: datetime) -> dict[str, list[Recommendation]]:
+    """Rank ``candidates`` for every user at once: profiles from the signal log, starred and
+    already-sent papers skipped."""
+    ids = store.sync_users(u.email for u in users)
+    pairs = [(ids[u.email.lower()], u) for u in users]
+    built = profiles.build_many(store, models.text, models.collab, pairs, config.ranking, now)
+    user_ids = [uid for uid, _ in pairs]
+    starred, sent = store.starred_map(user_ids), store.sent_map(user_ids)
+    skips = [starred.get(uid, set()) | sent.get(uid, set()) for uid in user_ids]
+
+    def titles(paper_ids: list[str]) -> dict[str, str]:
+        return {p.id: p.title for p in store.papers(paper_ids)}
+
+    picks = rank_many(models.text, models.collab, built, candidates, skips,
+                      [choice_for(config, u, limit) for u in users], titles)
+    return {user.email: result for user, result in zip(users, picks, strict=True)}
+
+
+def rank_for_user(config: Config, store: Store, models: Models, user_id: int, user: UserConfig,
                   candidates: list[Paper], limit: int | None, now: datetime) -> list[Recommendation]:
-    profile = profiles.current(store, model, user_id, user, config.ranking, now)
-    skip = set(store.starred_ids(user_id)) | store.sent_paper_ids(user_id)
-    titles = {p.id: p.title for p in store.papers(profile.positives[:50])}
-    choice = Choice(user=user.email, limit=limit or user.max_items, min_score=user.min_score,
-                    exclude=user.exclude, authors=user.authors, why_terms=config.ranking.why_terms)
-    return rank(model, profile, candidates, skip, choice, titles)
+    return rank_users(config, store, models, [user], candidates, limit, now)[user.email]
+
+
+def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
+            now: datetime | None = None) -> dict[str, object]:
+    """The full score breakdown of one paper for one user (for `recommender explain`)."""
+    now = now or datetime.now(UTC)
+    paper = store.paper(paper_id)
+    models = load_models(store, config)
+    user_id = store.user_id(user.email)
+    built = profiles.build_many(store, models.text, models.collab, [(user_id, user)], config.ranking, now)
+    choice = choice_for(config, user, 1)
+    plain = Choice(user=choice.user, limit=1, why_terms=choice.why_terms, collaborative_weight=choice.collaborative_weight,
+                   interest_boost=choice.interest_boost, interests=choice.interests, authors=choice.authors)
+    pick = rank_many(models.text, models.collab, built, [paper], [set()], [plain],
+                     lambda ids: {p.id: p.title for p in store.papers(ids)})[0][0]
+    why = pick.explanation
+    content = float((built.matrix[0] @ models.text.rows([paper.id]).T).toarray().ravel()[0])
+    notes = []
+    if paper.id in store.starred_ids(user_id):
+        notes.append("you starred this paper, so it is never recommended to you")
+    if paper.id in store.sent_paper_ids(user_id):
+        notes.append("it was already in one of your digests")
+    if choice.exclude and any(w.lower() in f"{paper.title} {paper.abstract}".lower() for w in choice.exclude):
+        notes.append("an `exclude` keyword drops it")
+    if user.min_score is not None and pick.score < user.min_score:
+        notes.append(f"below your min_score {user.min_score}")
+    if not why.personalized:
+        notes.append("no profile yet: star papers to personalize")
+    return {
+        "user": user.email, "paper_id": paper.id, "title": paper.title, "score": round(pick.score, 6),
+        "content": round(content, 6), "collaborative": round(why.collaborative, 6),
+        "interests": round(pick.score - content - why.collaborative, 6) if why.personalized else 0.0,
+        "nearest": [{"paper_id": p, "title": t, "similarity": round(s, 4)} for p, t, s in why.nearest],
+        "terms": [{"term": t.term, "contribution": round(t.contribution, 4)} for t in why.terms],
+        "followed_authors": list(why.followed_authors), "matched_interests": list(why.matched_interests),
+        "why": why.sentence(), "notes": notes,
+    }

@@ -1,9 +1,11 @@
-"""User profiles: a Rocchio-style weighted sum of the vectors of the papers a user
-starred (and clicked on), plus their ``interests`` keywords while they have few stars.
+"""User profiles: a Rocchio-style weighted sum of the vectors of the papers a user starred
+(+1 each) and clicked on ("more" `more_weight`, "less" minus `less_weight`, "open"
+`open_weight`), plus their ``interests`` keywords while they have few stars; unit length.
 
-A profile is persisted in term space ({term: weight}) so it survives a refit: when only
-the model changed, the stored terms are projected into the new vocabulary; when the
-user's signals changed, it is rebuilt from the papers.
+Profiles are built for many users at once from the signal log (one sparse product), so
+ranking every subscriber costs a few matrix products, not a query per user. Each profile is
+also persisted in term space ({term: weight}, its strongest terms) whenever the user's
+signals or the model change, so it can be inspected and survives a refit.
 """
 
 from __future__ import annotations
@@ -11,16 +13,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
 
+from recommender.collab import CollabModel
 from recommender.config import RankingConfig, UserConfig
 from recommender.store import Store
 from recommender.textmodel import TextModel
 
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
+PROFILE_TERMS = 1000  # terms kept per persisted profile
 
 
 @dataclass(frozen=True)
@@ -34,14 +41,37 @@ class Signal:
 
 @dataclass
 class Profile:
+    """One user's profile, for explanations and `profile show`."""
+
     vector: np.ndarray  # unit length, in the model's term space; zero when empty
     positives: list[str]  # papers that pulled the profile towards them, strongest first
     negatives: list[str]
     interests: tuple[str, ...]
+    weights: dict[str, float] = field(default_factory=dict)  # paper -> its pull
 
     @property
     def empty(self) -> bool:
         return not np.any(self.vector)
+
+
+@dataclass
+class Profiles:
+    """Profiles of many users: row i belongs to ``user_ids[i]``."""
+
+    user_ids: list[int]
+    matrix: sp.csr_matrix  # users x terms, unit rows (zero rows: no profile yet)
+    collab: np.ndarray | None  # users x factors, unit rows, or None without a collaborative model
+    weights: list[dict[str, float]]
+    interests: list[tuple[str, ...]]
+
+    def empty(self, i: int) -> bool:
+        return self.matrix.indptr[i] == self.matrix.indptr[i + 1]
+
+    def profile(self, i: int) -> Profile:
+        weights = self.weights[i]
+        order = sorted(weights, key=lambda p: (-abs(weights[p]), p))
+        return Profile(vector=self.matrix[i].toarray().ravel(), positives=[p for p in order if weights[p] > 0],
+                       negatives=[p for p in order if weights[p] < 0], interests=self.interests[i], weights=weights)
 
 
 def signal_weight(signal: Signal, ranking: RankingConfig, now: datetime) -> float:
@@ -59,54 +89,68 @@ def signal_version(signals: list[Signal], user: UserConfig, ranking: RankingConf
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def build(model: TextModel, signals: list[Signal], user: UserConfig, ranking: RankingConfig,
-          now: datetime) -> Profile:
-    vector = np.zeros(len(model.terms))
-    weights: dict[str, float] = {}
-    for signal in signals:
-        if signal.paper_id in model.index:
-            weights[signal.paper_id] = weights.get(signal.paper_id, 0.0) + signal_weight(signal, ranking, now)
-    if weights:
-        ids = list(weights)
-        coefficients = np.array([weights[p] for p in ids])
-        vector += np.asarray(model.rows(ids).T @ coefficients).ravel()
-    stars = sum(1 for s in signals if s.kind == "star")
-    interests = user.interests if stars < FEW_STARS else ()
-    if interests and ranking.interests_weight > 0:
-        keywords = model.vectors(list(interests), [""] * len(interests))
-        vector += ranking.interests_weight * np.asarray(keywords.sum(axis=0)).ravel()
-    norm = np.linalg.norm(vector)
-    if norm > 0:
-        vector /= norm
-    order = sorted(weights, key=lambda p: (-abs(weights[p]), p))
-    return Profile(
-        vector=vector,
-        positives=[p for p in order if weights[p] > 0],
-        negatives=[p for p in order if weights[p] < 0],
-        interests=interests,
-    )
+def build_many(store: Store, model: TextModel, collab: CollabModel | None, users: Sequence[tuple[int, UserConfig]],
+               ranking: RankingConfig, now: datetime, persist: bool = True) -> Profiles:
+    """Profiles of ``users`` ((user id, config) pairs) from their signals, in one pass."""
+    user_ids = [uid for uid, _ in users]
+    signals = store.signals(user_ids)
+    rows, cols, values, weights, interests = [], [], [], [], []
+    for row, (uid, user) in enumerate(users):
+        pulls: dict[str, float] = {}
+        for signal in signals.get(uid, []):
+            pulls[signal.paper_id] = pulls.get(signal.paper_id, 0.0) + signal_weight(signal, ranking, now)
+        pulls = {p: w for p, w in pulls.items() if p in model.index and w != 0}
+        for paper, weight in pulls.items():
+            rows.append(row)
+            cols.append(model.index[paper])
+            values.append(weight)
+        weights.append(pulls)
+        stars = sum(1 for s in signals.get(uid, []) if s.kind == "star")
+        interests.append(user.interests if stars < FEW_STARS and ranking.interests_weight > 0 else ())
+    pull = sp.csr_matrix((values, (rows, cols)), shape=(len(users), len(model.paper_ids)))
+    matrix = (pull @ model.matrix).tocsr()
+    if any(interests):
+        matrix = (matrix + ranking.interests_weight * _interest_rows(model, interests)).tocsr()
+    matrix = normalize(matrix).tocsr()
+    matrix.eliminate_zeros()
+    collab_rows = None
+    if collab is not None:
+        collab_rows = normalize(pull @ collab.combined).astype(np.float32)
+    profiles = Profiles(user_ids, matrix, collab_rows, weights, interests)
+    if persist:
+        _persist_changed(store, model, profiles, users, signals, ranking)
+    return profiles
+
+
+def _interest_rows(model: TextModel, interests: list[tuple[str, ...]]) -> sp.csr_matrix:
+    unique = sorted({words for words in interests if words})
+    vectors = {words: model.vectors(list(words), [""] * len(words)).sum(axis=0) for words in unique}
+    rows = [sp.csr_matrix(vectors[w]) if w else sp.csr_matrix((1, model.matrix.shape[1])) for w in interests]
+    return sp.vstack(rows).tocsr()
+
+
+def _persist_changed(store: Store, model: TextModel, profiles: Profiles, users: Sequence[tuple[int, UserConfig]],
+                     signals: dict[int, list[Signal]], ranking: RankingConfig) -> None:
+    """Write the term-space profiles whose signals or model changed since they were stored."""
+    stored = store.profile_versions(profiles.user_ids)
+    changed = []
+    for row, (uid, user) in enumerate(users):
+        version = signal_version(signals.get(uid, []), user, ranking)
+        if stored.get(uid) == (version, model.version):
+            continue
+        start, end = profiles.matrix.indptr[row], profiles.matrix.indptr[row + 1]
+        cols, data = profiles.matrix.indices[start:end], profiles.matrix.data[start:end]
+        if len(cols) > PROFILE_TERMS:
+            keep = np.argsort(-np.abs(data), kind="stable")[:PROFILE_TERMS]
+            cols, data = cols[keep], data[keep]
+        terms = {str(model.terms[c]): round(float(v), 6) for c, v in sorted(zip(cols, data, strict=True))}
+        sources = [[p, round(w, 6)] for p, w in sorted(profiles.weights[row].items(), key=lambda x: (-abs(x[1]), x[0]))]
+        changed.append((uid, model.version, version, terms, sources))
+    if changed:
+        store.save_profiles(changed)
 
 
 def current(store: Store, model: TextModel, user_id: int, user: UserConfig, ranking: RankingConfig,
-            now: datetime) -> Profile:
-    """The user's profile for this model: reused, re-projected or rebuilt as needed, and saved."""
-    signals = [Signal(pid, "star", at) for pid, at in sorted(store.starred_ids(user_id).items())]
-    signals += [Signal(pid, kind, at) for pid, kind, at in store.feedback_signals(user_id)]
-    version = signal_version(signals, user, ranking)
-    saved = store.load_profile(user_id)
-    if saved is not None and saved.signal_version == version:
-        positives = [str(s[0]) for s in saved.sources if s[1] > 0]
-        negatives = [str(s[0]) for s in saved.sources if s[1] < 0]
-        interests = user.interests if sum(1 for s in signals if s.kind == "star") < FEW_STARS else ()
-        vector = model.from_terms(saved.terms)
-        norm = np.linalg.norm(vector)
-        if norm > 0:
-            vector /= norm
-        profile = Profile(vector, positives, negatives, interests)
-        if saved.model_version != model.version:
-            store.save_profile(user_id, model.version, version, saved.terms, saved.sources)
-        return profile
-    profile = build(model, signals, user, ranking, now)
-    sources: list[list[object]] = [[p, 1] for p in profile.positives] + [[p, -1] for p in profile.negatives]
-    store.save_profile(user_id, model.version, version, model.to_terms(profile.vector), sources)
-    return profile
+            now: datetime, collab: CollabModel | None = None) -> Profile:
+    """One user's profile (built from the signal log, persisted when it changed)."""
+    return build_many(store, model, collab, [(user_id, user)], ranking, now).profile(0)

@@ -17,7 +17,7 @@ from pathlib import Path
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from recommender import digest_run, schedule
+from recommender import digest_run, pipeline, schedule
 from recommender.config import Config, UserConfig, load_config
 from recommender.fetch import Fetcher
 from recommender.store import Store
@@ -106,8 +106,8 @@ class Daemon:
         with self.fetch_lock:
             fetcher = Fetcher(self.config, self.store, clock=self.clock)
             stale = fetcher.stale()
-            if stale:
-                fetcher.fetch(stale)
+            if stale and any(o.new_papers for o in fetcher.fetch(stale)):
+                pipeline.refresh(self.store, self.config, self.clock())
 
     def _on_event(self, event: JobExecutionEvent) -> None:
         if event.code == EVENT_JOB_MISSED:

@@ -115,8 +115,8 @@ def fit(paper_ids: list[str], titles: list[str], abstracts: list[str], ranking: 
 def load_or_fit(store: Store, ranking: RankingConfig) -> TextModel:
     """The cached model for the current corpus, fitting (and caching) it when missing."""
     version = store.corpus_version()
-    key = settings_key(ranking)
-    payload = store.load_model(version, key)
+    key = f"{version}:{settings_key(ranking)}"
+    payload = store.load_model("tfidf", key)
     if payload is not None:
         model = pickle.loads(payload)  # noqa: S301 - our own payload, written by save below
         if isinstance(model, TextModel):
@@ -126,5 +126,5 @@ def load_or_fit(store: Store, ranking: RankingConfig) -> TextModel:
     model = fit(ids, titles, abstracts, ranking, version)
     buffer = io.BytesIO()
     pickle.dump(model, buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    store.save_model(version, key, buffer.getvalue())
+    store.save_model("tfidf", key, buffer.getvalue())
     return model

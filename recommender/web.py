@@ -247,7 +247,7 @@ def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click,
     if user is None:
         raise LinkGone("this subscriber is no longer configured")
     picks = [Recommendation(user.email, papers[pid], score, position + 1,
-                            Explanation(personalized=not why.startswith("Not personalized"), stored=why))
+                            lambda why=why: Explanation(personalized=not why.startswith("Not personalized"), stored=why))
              for position, pid, score, why in entries if pid in papers]
     links = digest.Links(config.feedback.base_url, signer, link.user_id, link.digest_id)
     return digest_run.render_for(config, user, picks, links, now, web=True).html

@@ -111,25 +111,46 @@ def test_model_is_cached_and_refit_only_when_the_corpus_changes(corpus, store: S
     store.star(store.user_id("ada@example.org"), ["A0"])
     _recommend(corpus, store)
     version = store.corpus_version()
-    assert store.load_model(version, textmodel.settings_key(corpus.ranking)) is not None
+    assert store.load_model("tfidf", f"{version}:{textmodel.settings_key(corpus.ranking)}") is not None
     model = textmodel.load_or_fit(store, corpus.ranking)
     assert model.version == version
     store.ingest_batch(ParsedBatch("jsonl", (ParsedPaper(title="Optimal transport maps", abstract="x",
                                                           source_id="A9"),)), "more", "h-more", "run-more")
     assert store.corpus_version() == version + 1
-    assert store.load_model(version + 1, textmodel.settings_key(corpus.ranking)) is None
+    assert store.load_model("tfidf", f"{version + 1}:{textmodel.settings_key(corpus.ranking)}") is None
     assert textmodel.load_or_fit(store, corpus.ranking).version == version + 1
 
 
-def test_profile_is_persisted_in_term_space_and_survives_a_refit(corpus, store: Store):
+def test_profile_is_persisted_in_term_space_and_rebuilt_after_a_refit(corpus, store: Store):
     user_id = store.user_id("ada@example.org")
     store.star(user_id, ["A0"])
     _recommend(corpus, store)
     saved = store.load_profile(user_id)
-    assert "transport" in saved.terms and saved.sources == [["A0", 1]]
+    assert "transport" in saved.terms and saved.sources == [["A0", 1.0]]
+    _recommend(corpus, store)
+    assert store.load_profile(user_id).updated_at == saved.updated_at  # nothing changed: not rewritten
     store.ingest_batch(ParsedBatch("jsonl", (ParsedPaper(title="Another topic entirely", abstract="y",
                                                           source_id="C1"),)), "more", "h-c", "run-c")
     _recommend(corpus, store)
-    reprojected = store.load_profile(user_id)
-    assert reprojected.model_version == store.corpus_version()
-    assert reprojected.terms == saved.terms
+    refit = store.load_profile(user_id)
+    assert refit.model_version == store.corpus_version() != saved.model_version
+    assert refit.sources == saved.sources and set(refit.terms) == set(saved.terms)
+
+
+def test_explain_breaks_the_score_down(corpus, store: Store, run, tmp_path: Path):
+    import json
+
+    store.star(store.user_id("ada@example.org"), ["A0"])
+    folder = tmp_path / "explain"
+    folder.mkdir()
+    path = write_config(folder, database_url=store.engine.url.render_as_string(False))
+    result = json.loads(run("explain", "A1", "--json", config=path).stdout)
+    assert result["paper_id"] == "A1" and result["nearest"][0]["paper_id"] == "A0"
+    assert abs(result["score"] - (result["content"] + result["collaborative"] + result["interests"])) < 1e-6
+    starred = store.paper("A0")
+    candidate = store.paper("A1")
+    for term in result["terms"]:
+        for paper in (starred, candidate):
+            assert term["term"] in " ".join(re.findall(r"[a-z]+", f"{paper.title} {paper.abstract}".lower()))
+    assert "you starred this paper" in json.loads(run("explain", "A0", "--json", config=path).stdout)["notes"][0]
+    assert "score" in run("explain", "B1", config=path).stdout

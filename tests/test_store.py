@@ -96,8 +96,8 @@ def test_search_is_parameterised(store: Store):
 def test_init_is_harmless_twice_and_newer_schemas_are_refused(database_url: str):
     store = Store.open(database_url)
     before, after = store.upgrade_schema()
-    assert before is None and after == "0003"
-    assert store.upgrade_schema() == ("0003", "0003")
+    assert before is None and after == "0004"
+    assert store.upgrade_schema() == ("0004", "0004")
     store.check_schema()
     with store.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))

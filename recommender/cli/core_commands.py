@@ -92,6 +92,8 @@ def ingest(app: AppContext, paths: tuple[str, ...], fmt: str, batch_date: object
     with progress_bar() as bar:
         task = bar.add_task("parsing", total=len(files))
         result = pipeline.ingest_files(store, files, fmt, day, on_file=lambda n: bar.advance(task, n))
+    if result.new_papers:
+        pipeline.refresh(store, app.config)  # refit now, so ranking only reads
     summary(result.line())
 
 
@@ -153,3 +155,34 @@ def recommend(app: AppContext, email: str | None, all_users: bool, batch_spec: s
         if not picks:
             click.echo("nothing new to recommend")
     summary(f"ranked {sum(len(v) for v in results.values())} recommendation(s) for {len(users)} user(s)")
+
+
+@cli.command()
+@click.argument("paper_id")
+@click.option("--user", "email", metavar="EMAIL", help="For whom (default: the only user).")
+@click.option("--json", "as_json", is_flag=True, help="Print the breakdown as one JSON object.")
+@pass_app
+def explain(app: AppContext, paper_id: str, email: str | None, as_json: bool) -> None:
+    """Show how a paper's score for you is made up: content and collaborative parts, the
+    starred papers nearest to it and the terms they share, with their contributions.
+
+    Example:
+
+    \b
+      recommender explain 2412.00420
+    """
+    user = app.user(email)
+    breakdown = pipeline.explain(app.config, app.store, user, paper_id)
+    if as_json:
+        emit_json([breakdown])
+        return
+    click.echo(f"{breakdown['title']}  ({breakdown['paper_id']})")
+    click.echo(f"score {breakdown['score']:.4f} = content {breakdown['content']:.4f} "
+               f"+ collaborative {breakdown['collaborative']:.4f} + interests {breakdown['interests']:.4f}")
+    for note in breakdown["notes"]:
+        click.echo(f"note: {note}")
+    for near in breakdown["nearest"]:
+        click.echo(f"near your starred paper ({near['similarity']:.3f}): {near['title']}  ({near['paper_id']})")
+    for term in breakdown["terms"]:
+        click.echo(f"  shared term {term['term']!r}: {term['contribution']:.4f}")
+    click.echo(f"why: {breakdown['why']}")

@@ -44,6 +44,10 @@ def fetch(app: AppContext, names: tuple[str, ...]) -> None:
 
     fetcher = Fetcher(app.config, app.store)
     outcomes = fetcher.fetch(fetcher.sources(names))
+    if any(o.new_papers for o in outcomes):
+        from recommender import pipeline
+
+        pipeline.refresh(app.store, app.config)
     for outcome in outcomes:
         click.echo(outcome.line())
     failed = sum(o.status == "failed" for o in outcomes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from recommender import library
+from recommender import library, pipeline
 from recommender.cli.app import AppContext, cli, emit_json, existing_path, pass_app, summary
 from recommender.matching import paper_by_title
 
@@ -101,6 +101,8 @@ def stars_import(app: AppContext, file: str, skip_unknown: bool) -> None:
       recommender stars import exported.csv
     """
     result = library.import_stars(app.store, app.config, existing_path(file), skip_unknown)
+    if result.added:
+        pipeline.refresh(app.store, app.config)
     for problem in result.problems:
         click.echo(f"warning: {problem}", err=True)
     summary(f"imported {result.added} new star(s) from {result.lines} line(s)"

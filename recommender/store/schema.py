@@ -121,12 +121,12 @@ class ProfileRow(Base):
 
 
 class ModelRow(Base):
-    """The fitted TF-IDF model and paper matrix for one corpus version (pickled)."""
+    """Fitted models, one row per kind (tfidf, collab), pickled, with the key they were fit for
+    (corpus version and settings): a different key means refit."""
 
-    __tablename__ = "models"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    corpus_version: Mapped[int] = mapped_column(Integer, unique=True)
-    settings: Mapped[str] = mapped_column(String(64))
+    __tablename__ = "model_cache"
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128))
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

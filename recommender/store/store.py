@@ -352,39 +352,92 @@ class Store:
                 .where(DigestRow.user_id == user_id, DigestRow.status.in_(("pending", "sent")))
             ).scalars())
 
-    def feedback_signals(self, user_id: int) -> list[tuple[str, str, datetime]]:
-        """(paper id, action, time) of the user's feedback clicks, oldest first."""
-        with self.read() as conn:
-            rows = conn.execute(
-                select(FeedbackRow.paper_id, FeedbackRow.action, FeedbackRow.created_at)
-                .where(FeedbackRow.user_id == user_id).order_by(FeedbackRow.created_at, FeedbackRow.id)
-            )
-            return [(r.paper_id, r.action, r.created_at) for r in rows]
-
     # -- model and profiles -----------------------------------------------------------------
-    def load_model(self, corpus_version: int, settings: str) -> bytes | None:
+    def load_model(self, kind: str, key: str) -> bytes | None:
+        """The cached model of this kind if it was fit for ``key``."""
         with self.read() as conn:
-            return conn.execute(select(ModelRow.payload).where(
-                ModelRow.corpus_version == corpus_version, ModelRow.settings == settings)).scalar()
+            return conn.execute(select(ModelRow.payload).where(ModelRow.kind == kind, ModelRow.key == key)).scalar()
 
-    def save_model(self, corpus_version: int, settings: str, payload: bytes) -> None:
+    def save_model(self, kind: str, key: str, payload: bytes) -> None:
         with self.write() as conn:
-            conn.execute(delete(ModelRow))
-            conn.execute(insert(ModelRow).values(
-                corpus_version=corpus_version, settings=settings, payload=payload, created_at=utcnow()))
+            conn.execute(delete(ModelRow).where(ModelRow.kind == kind))
+            conn.execute(insert(ModelRow).values(kind=kind, key=key, payload=payload, created_at=utcnow()))
+
+    def interactions(self) -> list[tuple[int, str]]:
+        """Every (user id, paper id) star: what all subscribers saved, for collaborative signal."""
+        with self.read() as conn:
+            return [(r.user_id, r.paper_id) for r in conn.execute(select(StarRow.user_id, StarRow.paper_id))]
+
+    def star_count(self) -> int:
+        with self.read() as conn:
+            return conn.execute(select(func.count()).select_from(StarRow)).scalar_one()
+
+    def signals(self, user_ids: Sequence[int]) -> dict[int, list[Any]]:
+        """Stars and feedback clicks of these users, oldest first: user id -> [Signal]."""
+        from recommender.profiles import Signal
+
+        found: dict[int, list[Any]] = {}
+        wanted = list(user_ids)
+        with self.read() as conn:
+            for chunk in _chunks(wanted, 5000):
+                stars = conn.execute(select(StarRow.user_id, StarRow.paper_id, StarRow.created_at)
+                                     .where(StarRow.user_id.in_(chunk))
+                                     .order_by(StarRow.user_id, StarRow.created_at, StarRow.paper_id))
+                for row in stars:
+                    found.setdefault(row.user_id, []).append(Signal(row.paper_id, "star", row.created_at))
+                clicks = conn.execute(select(FeedbackRow.user_id, FeedbackRow.paper_id, FeedbackRow.action,
+                                             FeedbackRow.created_at).where(FeedbackRow.user_id.in_(chunk))
+                                      .order_by(FeedbackRow.user_id, FeedbackRow.created_at, FeedbackRow.id))
+                for row in clicks:
+                    found.setdefault(row.user_id, []).append(Signal(row.paper_id, row.action, row.created_at))
+        return found
+
+    def profile_versions(self, user_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+        """user id -> (signal version, model version) of the stored profile."""
+        found: dict[int, tuple[str, int]] = {}
+        with self.read() as conn:
+            for chunk in _chunks(list(user_ids), 5000):
+                for row in conn.execute(select(ProfileRow.user_id, ProfileRow.signal_version, ProfileRow.model_version)
+                                        .where(ProfileRow.user_id.in_(chunk))):
+                    found[row.user_id] = (row.signal_version, row.model_version)
+        return found
 
     def load_profile(self, user_id: int) -> Any:
         with self.read() as conn:
             return conn.execute(select(ProfileRow).where(ProfileRow.user_id == user_id)).first()
 
-    def save_profile(self, user_id: int, model_version: int, signal_version: str,
-                     terms: dict[str, float], sources: list[list[object]]) -> None:
-        values = {"model_version": model_version, "signal_version": signal_version, "terms": terms,
-                  "sources": sources, "updated_at": utcnow()}
+    def save_profiles(self, rows: Sequence[tuple[int, int, str, dict[str, float], list[list[object]]]]) -> None:
+        """Upsert (user id, model version, signal version, terms, sources) profiles in one transaction."""
+        now = utcnow()
         with self.write() as conn:
-            done = conn.execute(update(ProfileRow).where(ProfileRow.user_id == user_id).values(**values)).rowcount
-            if not done:
-                conn.execute(insert(ProfileRow).values(user_id=user_id, **values))
+            ids = [r[0] for r in rows]
+            for chunk in _chunks(ids, 5000):
+                conn.execute(delete(ProfileRow).where(ProfileRow.user_id.in_(chunk)))
+            for chunk in _chunks(list(rows), 1000):
+                conn.execute(insert(ProfileRow), [
+                    {"user_id": uid, "model_version": mv, "signal_version": sv, "terms": terms, "sources": sources,
+                     "updated_at": now} for uid, mv, sv, terms, sources in chunk])
+
+    def starred_map(self, user_ids: Sequence[int]) -> dict[int, set[str]]:
+        found: dict[int, set[str]] = {}
+        with self.read() as conn:
+            for chunk in _chunks(list(user_ids), 5000):
+                for row in conn.execute(select(StarRow.user_id, StarRow.paper_id).where(StarRow.user_id.in_(chunk))):
+                    found.setdefault(row.user_id, set()).add(row.paper_id)
+        return found
+
+    def sent_map(self, user_ids: Sequence[int]) -> dict[int, set[str]]:
+        """Papers already in a pending or sent digest, per user."""
+        found: dict[int, set[str]] = {}
+        with self.read() as conn:
+            for chunk in _chunks(list(user_ids), 5000):
+                rows = conn.execute(
+                    select(DigestRow.user_id, DigestEntryRow.paper_id)
+                    .join(DigestRow, DigestRow.id == DigestEntryRow.digest_id)
+                    .where(DigestRow.user_id.in_(chunk), DigestRow.status.in_(("pending", "sent"))))
+                for row in rows:
+                    found.setdefault(row.user_id, set()).add(row.paper_id)
+        return found
 
 
 def _configure_sqlite(engine: Engine) -> None:

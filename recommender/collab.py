@@ -1,0 +1,101 @@
+"""Collaborative signal that works for papers nobody has saved yet.
+
+From all subscribers' stars we learn item factors (a truncated SVD of the paper-by-user
+matrix), then a ridge regression from the paper's text (an LSA projection of its TF-IDF
+row) to those factors. A brand-new paper gets factors from its text alone; a user's factor
+vector is the weighted mean of the factors of the papers they starred (learned factors where
+the paper had savers, text-predicted ones otherwise). The score is the cosine between the two,
+blended with the content score by ``ranking.collaborative_weight``. With fewer than
+``collaborative_min_users`` users who starred something, it stays off (content alone).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.decomposition import TruncatedSVD
+from sklearn.preprocessing import normalize
+
+from recommender.config import RankingConfig
+from recommender.store import Store
+from recommender.textmodel import TextModel, settings_key
+
+log = logging.getLogger(__name__)
+MODEL_FORMAT = 1
+
+
+@dataclass
+class CollabModel:
+    predicted: np.ndarray  # papers x k, unit rows: factors predicted from text
+    has_learned: np.ndarray  # papers, bool: the paper had savers when the model was fit
+    index: dict[str, int]
+    combined: np.ndarray  # papers x k: learned factors where a paper had savers, else predicted
+
+    def user_vector(self, weights: dict[str, float]) -> np.ndarray | None:
+        """Unit factor vector of a user from weighted papers (stars +1, clicks by their weight)."""
+        rows = [(self.index[p], w) for p, w in weights.items() if p in self.index and w != 0]
+        if not rows:
+            return None
+        vector = sum(w * self.combined[i] for i, w in rows)
+        norm = float(np.linalg.norm(vector))
+        return vector / norm if norm > 0 else None
+
+    def scores(self, paper_ids: Sequence[str], user: np.ndarray) -> np.ndarray:
+        idx = np.array([self.index[p] for p in paper_ids], dtype=np.int64)
+        return self.predicted[idx] @ user
+
+
+def star_bucket(stars: int) -> int:
+    """Refit when the number of stars has grown by about 10% (not on every star)."""
+    return 0 if stars <= 0 else int(math.log(stars) / math.log(1.1))
+
+
+def fit(model: TextModel, interactions: Sequence[tuple[int, str]], ranking: RankingConfig) -> CollabModel | None:
+    users = sorted({u for u, _ in interactions})
+    if len(users) < max(2, ranking.collaborative_min_users) or ranking.collaborative_weight <= 0:
+        return None
+    user_index = {u: i for i, u in enumerate(users)}
+    pairs = [(model.index[p], user_index[u]) for u, p in interactions if p in model.index]
+    n_papers = len(model.paper_ids)
+    saves = sp.csr_matrix((np.ones(len(pairs)), ([p for p, _ in pairs], [u for _, u in pairs])),
+                          shape=(n_papers, len(users)))
+    saves.data[:] = 1.0
+    has_learned = np.asarray(saves.getnnz(axis=1)).ravel() > 0
+    k = min(ranking.cf_factors, len(users) - 1, int(has_learned.sum()) - 1)
+    d = min(ranking.lsa_dims, n_papers - 1, model.matrix.shape[1] - 1)
+    if k < 2 or d < 2:
+        return None
+    factors = TruncatedSVD(k, random_state=0).fit_transform(normalize(saves))
+    text = TruncatedSVD(d, algorithm="randomized", n_iter=3, random_state=0).fit_transform(model.matrix)
+    train = np.flatnonzero(has_learned)
+    z = text[train]
+    weights = np.linalg.solve(z.T @ z + ranking.cf_ridge * np.eye(d), z.T @ factors[train])
+    predicted = normalize(text @ weights).astype(np.float32)
+    learned = normalize(factors).astype(np.float32)
+    learned[~has_learned] = 0
+    log.info("collaborative model: %d users, %d saved papers, %d factors, %d text dimensions",
+             len(users), int(has_learned.sum()), k, d)
+    combined = np.where(has_learned[:, None], learned, predicted).astype(np.float32)
+    return CollabModel(predicted, has_learned, dict(model.index), combined)
+
+
+def load_or_fit(store: Store, model: TextModel, ranking: RankingConfig) -> CollabModel | None:
+    stars = store.star_count()
+    key = (f"{MODEL_FORMAT}:{model.version}:{settings_key(ranking)}:{star_bucket(stars)}:"
+           f"{ranking.collaborative_min_users}:{ranking.lsa_dims}:{ranking.cf_factors}:{ranking.cf_ridge}")
+    payload = store.load_model("collab", key)
+    if payload is not None:
+        cached = pickle.loads(payload)  # noqa: S301 - our own payload, written below
+        return cached if isinstance(cached, CollabModel) else None
+    fitted = fit(model, store.interactions(), ranking) if ranking.collaborative_weight > 0 else None
+    buffer = io.BytesIO()
+    pickle.dump(fitted, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    store.save_model("collab", key, buffer.getvalue())
+    return fitted
