@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from recommender import digest, pipeline
@@ -116,7 +117,8 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
 
 
 def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequence[int] | None = None,
-                    owner: str | None = None, batch_size: int = 50) -> list[Outcome]:
+                    owner: str | None = None, batch_size: int = 50, lease: timedelta = LEASE,
+                    stop: threading.Event | None = None) -> list[Outcome]:
     """Send every due pending digest (older ones first), recording each outcome as it comes."""
     outbox = Outbox(store)
     owner = owner or new_owner()
@@ -134,8 +136,8 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequen
             outbox.defer(outcome.digest_id, outcome.detail, retry_at, outcome.attempts)
 
     started = time.monotonic()
-    while True:
-        claimed = outbox.claim(owner, LEASE, batch_size, user_ids, now=clock())
+    while stop is None or not stop.is_set():
+        claimed = outbox.claim(owner, lease, batch_size, user_ids, now=clock())
         claimed = [c for c in claimed if c[0] not in {o.digest_id for o in outcomes}]
         if not claimed:
             break
@@ -164,3 +166,26 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
             papers += previous.papers  # an older pending digest went out too
         results[email] = UserResult(email, outcome.status, papers, outcome.detail)
     return [results[u.email] for u in users]
+
+
+def work(config: Config, store: Store, concurrency: int, once: bool, stop: threading.Event,
+         poll_seconds: float = 1.0, lease: timedelta = LEASE, clock: Clock | None = None) -> int:
+    """A worker: claim pending digests from the shared outbox (SKIP LOCKED on PostgreSQL, a lease
+    everywhere) and send them over ``concurrency`` connections until stopped (or, with ``once``,
+    until the queue is empty). Returns how many it sent."""
+    clock = clock or (lambda: datetime.now(UTC))
+    smtp = replace(config.smtp, max_connections=concurrency)
+    config = replace(config, smtp=smtp)
+    owner = new_owner()
+    sent = 0
+    log.info("worker %s started (concurrency %d)", owner, concurrency)
+    while not stop.is_set():
+        outcomes = deliver_pending(config, store, clock, owner=owner, batch_size=concurrency * 2, lease=lease,
+                                   stop=stop)
+        sent += sum(o.status == "sent" for o in outcomes)
+        if not outcomes:
+            if once:
+                break
+            stop.wait(poll_seconds)
+    log.info("worker %s stopped after sending %d digest(s)", owner, sent)
+    return sent

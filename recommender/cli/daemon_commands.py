@@ -81,3 +81,37 @@ def schedule_list(app: AppContext, as_json: bool) -> None:
         return
     for user, when, kind in rows:
         click.echo(f"{user.email}\t{when.isoformat()}\t{kind}")
+
+
+@cli.command()
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 256),
+              help="SMTP connections (digests in flight) of this worker.")
+@click.option("--once", is_flag=True, help="Exit when the queue is empty instead of waiting for more.")
+@click.option("--poll", "poll_seconds", default=1.0, show_default=True, type=click.FloatRange(0.05, 600),
+              help="Seconds between looks at an empty queue.")
+@click.option("--lease", "lease_seconds", default=600, show_default=True, type=click.IntRange(5, 86400),
+              help="How long a claimed digest is this worker's before another may take it.")
+@pass_app
+def worker(app: AppContext, concurrency: int, once: bool, poll_seconds: float, lease_seconds: int) -> None:
+    """Send queued digests from the shared outbox; run any number of workers on any hosts.
+
+    Pairs with `recommender run` and [delivery] mode = "queue". A worker killed mid-send
+    loses nothing: its digests are taken over by another worker (at once on the same host,
+    after the lease elsewhere) and re-sent with the same Message-ID.
+
+    Example:
+
+    \b
+      recommender worker --concurrency 8
+    """
+    import signal
+    import threading
+    from datetime import timedelta
+
+    from recommender import digest_run
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    sent = digest_run.work(app.config, app.store, concurrency, once, stop, poll_seconds, timedelta(seconds=lease_seconds))
+    summary(f"worker sent {sent} digest(s)")

@@ -1,0 +1,114 @@
+"""Many `recommender worker` processes sending from one outbox: every user gets exactly one
+digest, and a worker killed mid-run loses nothing (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from smtp_server import SmtpServer
+
+from recommender import digest_run, pipeline
+from recommender.config import load_config
+from recommender.store import Store
+from recommender.store.outbox import Outbox
+
+from conftest import SEEDS, recommender_command, smtp_section, write_config
+
+
+def _queue(tmp_path: Path, database_url: str, port: int, users: int) -> Path:
+    listing = "".join(f'[[users]]\nemail = "u{i:03d}@example.org"\nmax_items = 2\n' for i in range(users))
+    path = write_config(tmp_path, users=listing, database_url=database_url,
+                        extra=smtp_section(port) + '[delivery]\nmode = "queue"\n')
+    config = load_config(path)
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
+    queued = digest_run.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
+    assert [r.status for r in queued.values()] == ["queued"] * users
+    store.close()
+    return path
+
+
+def _workers(path: Path, count: int, *extra: str) -> list[subprocess.Popen[bytes]]:
+    return [subprocess.Popen(recommender_command("--config", str(path), "worker", "--once", "--concurrency", "4",
+                                                 *extra), cwd=path.parent, env=dict(os.environ),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(count)]
+
+
+def test_racing_workers_send_each_digest_exactly_once(tmp_path: Path, smtp_server: SmtpServer, database_url: str):
+    path = _queue(tmp_path, database_url, smtp_server.port, 500)
+    workers = _workers(path, 4)
+    for worker in workers:
+        assert worker.wait(timeout=240) == 0, worker.stderr.read().decode() if worker.stderr else ""
+    counts = Counter(str(m["To"]) for m in smtp_server.box.messages)
+    assert len(counts) == 500 and set(counts.values()) == {1}
+    store = Store.open(load_config(path).database.url)
+    assert Counter(i.status for i in Outbox(store).items()) == {"sent": 500}
+    store.close()
+
+
+class SlowHandlerServer(SmtpServer):
+    """Each DATA takes a little while, so a worker can be killed with messages in flight."""
+
+    def start(self) -> SlowHandlerServer:
+        super().start()
+        handler = self._controller.handler  # type: ignore[union-attr]
+        original = handler.handle_DATA
+
+        async def slow(server, session, envelope):  # noqa: ANN001 - aiosmtpd hook
+            await asyncio.sleep(0.03)
+            return await original(server, session, envelope)
+
+        handler.handle_DATA = slow
+        return self
+
+
+def test_a_worker_killed_midway_loses_nothing(tmp_path: Path, database_url: str):
+    server = SlowHandlerServer().start()
+    try:
+        path = _queue(tmp_path, database_url, server.port, 120)
+        victim, survivor = _workers(path, 2, "--poll", "0.1")
+        deadline = time.monotonic() + 60
+        while len(server.box.messages) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        assert survivor.wait(timeout=240) == 0
+        # Anything the victim still held (its process is gone) is sent by a fresh worker.
+        for worker in _workers(path, 1):
+            assert worker.wait(timeout=120) == 0
+        by_user = Counter(str(m["To"]) for m in server.box.messages)
+        assert len(by_user) == 120
+        twice = [user for user, n in by_user.items() if n > 1]
+        assert len(twice) <= 4  # only what was in flight in the killed worker
+        for user in twice:
+            ids = {str(m["Message-ID"]) for m in server.box.to(user)}
+            assert len(ids) == 1  # the same message, folded by mail clients
+        store = Store.open(load_config(path).database.url)
+        assert Counter(i.status for i in Outbox(store).items()) == {"sent": 120}
+        store.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_queue_mode_daemon_job_only_enqueues(tmp_path: Path, smtp_server: SmtpServer, database_url: str):
+    from recommender.scheduler import Daemon
+
+    path = _queue(tmp_path, database_url, smtp_server.port, 1)
+    config = load_config(path)
+    store = Store.open(config.database.url)
+    pipeline.ingest_files(store, SEEDS[1:2], batch_date=date(2025, 3, 21))
+    daemon = Daemon(path)
+    daemon.run_user("u000@example.org")
+    daemon.stop()
+    assert smtp_server.box.messages == []
+    assert [i.status for i in Outbox(store).items()] == ["pending", "pending"]
