@@ -66,68 +66,91 @@ class _Matches:
         return self.cache[words]
 
 
+def top_candidates(profiles: Profiles, rows: sp.csr_matrix, collab_rows: np.ndarray | None,
+                   skips: Sequence[set[str]], choices: Sequence[Choice], position: dict[str, int],
+                   matches: _Matches, pool: list[Paper], start: int, end: int,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Users ``start:end`` scored against every candidate at once: returns (picked candidate
+    indices, their scores, their collaborative parts, how many picks each row has), best first,
+    ties in source order. Cold-start rows (no profile) get the candidates in source order."""
+    n = rows.shape[0]
+    users = range(start, end)
+    content = np.asarray((profiles.matrix[start:end] @ rows.T).todense(), dtype=np.float64)
+    collaborative = np.zeros_like(content)
+    if collab_rows is not None and profiles.collab is not None:
+        weights = np.array([choices[u].collaborative_weight for u in users])[:, None]
+        collaborative = weights * (profiles.collab[start:end] @ collab_rows.T)
+    total = content + collaborative
+    by_words: dict[tuple[str, ...], list[int]] = {}
+    for offset, u in enumerate(users):
+        if choices[u].interests and choices[u].interest_boost:
+            by_words.setdefault(choices[u].interests, []).append(offset)
+    for words, offsets in by_words.items():
+        total[offsets] += choices[start + offsets[0]].interest_boost * matches(words)
+    cold = np.array([profiles.empty(u) for u in users], dtype=bool)
+    total[cold] = -np.arange(n, dtype=np.float64)  # source order for users without a profile
+    keyed = np.round(total, 12)
+    blocked_rows, blocked_cols = [], []
+    for offset, u in enumerate(users):
+        choice = choices[u]
+        for paper_id in skips[u]:
+            column = position.get(paper_id)
+            if column is not None:
+                blocked_rows.append(offset)
+                blocked_cols.append(column)
+        if choice.exclude:
+            keyed[offset, matches(choice.exclude)] = -np.inf
+        if choice.min_score is not None and not cold[offset]:
+            keyed[offset, total[offset] < choice.min_score] = -np.inf
+        if choice.authors:
+            bonus = np.array([bool(followed(p, choice.authors)) for p in pool])
+            keyed[offset, bonus] = np.where(cold[offset], FOLLOWED_BONUS - np.arange(n)[bonus], FOLLOWED_BONUS
+                                            + total[offset, bonus])
+    keyed[blocked_rows, blocked_cols] = -np.inf
+    k = min(n, max(choices[u].limit for u in users))
+    if k < n:
+        top = np.sort(np.argpartition(-keyed, k - 1, axis=1)[:, :k], axis=1)
+    else:
+        top = np.tile(np.arange(n), (end - start, 1))
+    order = np.argsort(-np.take_along_axis(keyed, top, axis=1), axis=1, kind="stable")
+    picked = np.take_along_axis(top, order, axis=1)
+    finite = np.isfinite(np.take_along_axis(keyed, picked, axis=1))
+    limits = np.array([choices[u].limit for u in users])
+    counts = np.minimum(finite.sum(axis=1), limits)
+    scores = np.where(cold[:, None], 0.0, np.take_along_axis(total, picked, axis=1))
+    return picked, scores, np.take_along_axis(collaborative, picked, axis=1), counts
+
+
 def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, pool: list[Paper],
               skips: Sequence[set[str]], choices: Sequence[Choice], titles: Callable[[list[str]], dict[str, str]],
               ) -> list[list[Recommendation]]:
     """Each user's top ``choice.limit`` candidates from ``pool`` (in source order), best first.
     ``skips`` holds each user's starred and already-sent ids; ``titles`` looks up titles."""
-    results: list[list[Recommendation]] = []
     if not pool:
         return [[] for _ in choices]
     position = {p.id: i for i, p in enumerate(pool)}
     rows = model.rows([p.id for p in pool])
     collab_rows = collab.predicted[[collab.index[p.id] for p in pool]] if collab is not None else None
     matches = _Matches(pool)
+    results: list[list[Recommendation]] = []
     for start in range(0, len(choices), CHUNK):
         end = min(start + CHUNK, len(choices))
-        content = np.asarray((profiles.matrix[start:end] @ rows.T).todense())
-        collaborative = np.zeros_like(content)
-        if collab_rows is not None and profiles.collab is not None:
-            weights = np.array([c.collaborative_weight for c in choices[start:end]])[:, None]
-            collaborative = weights * (profiles.collab[start:end] @ collab_rows.T)
+        picked, scores, collaborative, counts = top_candidates(profiles, rows, collab_rows, skips, choices, position,
+                                                               matches, pool, start, end)
         for offset in range(end - start):
             u = start + offset
-            results.append(_pick(model, profiles, u, pool, position, rows, content[offset], collaborative[offset],
-                                 skips[u], choices[u], matches, titles))
+            choice = choices[u]
+            if profiles.empty(u):
+                results.append([Recommendation(choice.user, pool[i], 0.0, n + 1,
+                                               lambda i=i, c=choice: Explanation(
+                                                   personalized=False, followed_authors=followed(pool[i], c.authors)))
+                                for n, i in enumerate(picked[offset, :counts[offset]])])
+                continue
+            explain = _Explainer(model, profiles, u, pool, rows, titles, choice, matches)
+            results.append([Recommendation(choice.user, pool[i], float(scores[offset, n]), n + 1,
+                                           lambda i=int(i), c=float(collaborative[offset, n]), e=explain: e(i, c))
+                            for n, i in enumerate(picked[offset, :counts[offset]])])
     return results
-
-
-def _pick(model: TextModel, profiles: Profiles, u: int, pool: list[Paper], position: dict[str, int],
-          rows: sp.csr_matrix, content: np.ndarray, collaborative: np.ndarray, skip: set[str], choice: Choice,
-          matches: _Matches, titles: Callable[[list[str]], dict[str, str]]) -> list[Recommendation]:
-    allowed = np.ones(len(pool), dtype=bool)
-    for paper_id in skip:
-        if paper_id in position:
-            allowed[position[paper_id]] = False
-    if choice.exclude:
-        allowed &= ~matches(choice.exclude)
-    by_followed = np.zeros(len(pool))
-    if choice.authors:
-        by_followed = np.array([FOLLOWED_BONUS if followed(p, choice.authors) else 0.0 for p in pool])
-    if profiles.empty(u):
-        order = [i for i in np.lexsort((np.arange(len(pool)), -by_followed)) if allowed[i]][:choice.limit]
-        return [Recommendation(choice.user, pool[i], 0.0, n + 1,
-                               lambda i=i: Explanation(personalized=False,
-                                                       followed_authors=followed(pool[i], choice.authors)))
-                for n, i in enumerate(order)]
-    boost = choice.interest_boost * matches(choice.interests) if choice.interests and choice.interest_boost else 0.0
-    total = content + collaborative + boost
-    if choice.min_score is not None:
-        allowed &= (total >= choice.min_score) | (by_followed > 0)
-    candidates = np.flatnonzero(allowed)
-    if len(candidates) == 0:
-        return []
-    keyed = np.round(total[candidates] + by_followed[candidates], 12)
-    if len(candidates) > choice.limit:
-        cut = np.argpartition(-keyed, choice.limit - 1)[:choice.limit]
-        threshold = keyed[cut].min()
-        candidates = candidates[keyed >= threshold]  # keep ties at the cut for a stable order
-        keyed = np.round(total[candidates] + by_followed[candidates], 12)
-    order = candidates[np.lexsort((candidates, -keyed))][:choice.limit]
-    explain = _Explainer(model, profiles, u, pool, rows, titles, choice, matches)
-    return [Recommendation(choice.user, pool[i], float(total[i]), n + 1,
-                           lambda i=i: explain(int(i), float(collaborative[i])))
-            for n, i in enumerate(order)]
 
 
 class _Explainer:

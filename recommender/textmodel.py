@@ -97,12 +97,13 @@ def fit(paper_ids: list[str], titles: list[str], abstracts: list[str], ranking: 
     )
     clean_titles = [for_ranking(t) for t in titles]
     clean_abstracts = [for_ranking(a) for a in abstracts]
-    try:
-        counter.fit([f"{t} {a}" for t, a in zip(clean_titles, clean_abstracts, strict=True)])
+    try:  # one pass over the full texts; titles (short) are counted again for their extra weight
+        combined = counter.fit_transform([f"{t} {a}" for t, a in zip(clean_titles, clean_abstracts, strict=True)])
     except ValueError:  # empty vocabulary: no paper has a usable word yet
         counter = CountVectorizer(token_pattern=r"(?u)\b\w+\b", dtype=np.float64)
         counter.fit(["empty"])
-    counts = ranking.title_weight * counter.transform(clean_titles) + counter.transform(clean_abstracts)
+        combined = sp.csr_matrix((len(clean_titles), len(counter.vocabulary_)))
+    counts = combined + (ranking.title_weight - 1) * counter.transform(clean_titles)
     transformer = TfidfTransformer(sublinear_tf=ranking.sublinear_tf)
     transformer.fit(counts if counts.shape[0] else counter.transform(["empty"]))
     if counts.shape[0]:
