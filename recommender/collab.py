@@ -52,6 +52,15 @@ class CollabModel:
         return self.predicted[idx] @ user
 
 
+def _frequent_terms(matrix: sp.csr_matrix, limit: int) -> sp.csr_matrix:
+    """The columns of the ``limit`` terms found in most papers (bounds the SVD's memory)."""
+    if matrix.shape[1] <= limit:
+        return matrix
+    document_frequency = np.bincount(matrix.indices, minlength=matrix.shape[1])
+    keep = np.sort(np.argsort(-document_frequency, kind="stable")[:limit])
+    return matrix[:, keep]
+
+
 def star_bucket(stars: int) -> int:
     """Refit when the number of stars has grown by about 10% (not on every star)."""
     return 0 if stars <= 0 else int(math.log(stars) / math.log(1.1))
@@ -73,7 +82,8 @@ def fit(model: TextModel, interactions: Sequence[tuple[int, str]], ranking: Rank
     if k < 2 or d < 2:
         return None
     factors = TruncatedSVD(k, random_state=0).fit_transform(normalize(saves))
-    text = TruncatedSVD(d, algorithm="randomized", n_iter=3, random_state=0).fit_transform(model.matrix)
+    text = TruncatedSVD(d, algorithm="randomized", n_iter=3, random_state=0).fit_transform(
+        _frequent_terms(model.matrix, ranking.lsa_max_terms))
     train = np.flatnonzero(has_learned)
     z = text[train]
     weights = np.linalg.solve(z.T @ z + ranking.cf_ridge * np.eye(d), z.T @ factors[train])
@@ -89,7 +99,8 @@ def fit(model: TextModel, interactions: Sequence[tuple[int, str]], ranking: Rank
 def load_or_fit(store: Store, model: TextModel, ranking: RankingConfig) -> CollabModel | None:
     stars = store.star_count()
     key = (f"{MODEL_FORMAT}:{model.version}:{settings_key(ranking)}:{star_bucket(stars)}:"
-           f"{ranking.collaborative_min_users}:{ranking.lsa_dims}:{ranking.cf_factors}:{ranking.cf_ridge}")
+           f"{ranking.collaborative_min_users}:{ranking.lsa_dims}:{ranking.cf_factors}:{ranking.cf_ridge}:"
+           f"{ranking.lsa_max_terms}")
     payload = store.load_model("collab", key)
     if payload is not None:
         cached = pickle.loads(payload)  # noqa: S301 - our own payload, written below

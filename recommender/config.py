@@ -49,6 +49,8 @@ class RankingConfig:
     lsa_dims: int = 1000
     cf_factors: int = 500
     cf_ridge: float = 1.0
+    lsa_max_terms: int = 30000
+    profile_terms: int = 500
     interest_boost: float = 0.05
 
 

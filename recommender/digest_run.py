@@ -80,40 +80,60 @@ def preview(config: Config, store: Store, user: UserConfig, clock: Clock) -> tup
 
 
 def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock,
-                  dry_run: bool = False) -> dict[str, UserResult]:
-    """Build and store (pending) each user's next digest; returns what happened per user."""
+                  dry_run: bool = False, chunk: int = 500) -> dict[str, UserResult]:
+    """Build and store (pending) each user's next digest; returns what happened per user.
+    Users who are owed the same batches are ranked together, ``chunk`` at a time, and each
+    digest is stored as soon as it is rendered (memory stays flat in the number of users)."""
     signer = signer_for(config, clock)
     outbox = Outbox(store)
-    model = pipeline.load_models(store, config)
+    models = pipeline.load_models(store, config)
     ids = store.sync_users(u.email for u in users)
     unsubscribed = outbox.unsubscribed()
     results: dict[str, UserResult] = {}
+    active = []
     for user in users:
-        user_id = ids[user.email.lower()]
-        if user_id in unsubscribed:
+        if ids[user.email.lower()] in unsubscribed:
             results[user.email] = UserResult(user.email, "unsubscribed")
+        else:
+            active.append(user)
+    last = outbox.last_queued_batches([ids[u.email.lower()] for u in active])
+    latest, every = store.latest_run_batch_ids(), store.all_batch_ids()
+    groups: dict[tuple[int, ...], list[UserConfig]] = {}
+    for user in active:
+        since = last.get(ids[user.email.lower()])
+        owed = latest if since is None else [b for b in every if b > since]
+        groups.setdefault(tuple(owed), []).append(user)
+    for batch_ids, members in groups.items():
+        if not batch_ids:
+            results.update({u.email: UserResult(u.email, "nothing new") for u in members})
             continue
-        now = clock()
-        picks, last_batch = next_digest(config, store, model, user, user_id, outbox, now)
-        if not picks or last_batch is None:
-            results[user.email] = UserResult(user.email, "nothing new")
-            continue
-        if dry_run:
-            results[user.email] = UserResult(user.email, "would send", len(picks))
-            continue
+        candidates = store.papers(store.batch_entries(batch_ids))
+        for start in range(0, len(members), chunk):
+            part = members[start:start + chunk]
+            picks = pipeline.rank_users(config, store, models, part, candidates, None, clock())
+            for user in part:
+                results[user.email] = _queue_one(config, outbox, signer, user, ids[user.email.lower()],
+                                                 picks[user.email], max(batch_ids), clock(), dry_run)
+    return {u.email: results[u.email] for u in users}
 
-        def render(digest_id: int, user: UserConfig = user, user_id: int = user_id,
-                   picks: list[Recommendation] = picks, now: datetime = now) -> NewDigest:
-            links = digest.Links(config.feedback.base_url, signer, user_id, digest_id)
-            rendered = render_for(config, user, picks, links, now)
-            message_id = make_message_id(digest_id, user_id, config.smtp.sender)
-            message = build_message(config.smtp, user, rendered, message_id, links.unsubscribe(),
-                                    config.feedback.unsubscribe_mailto, now)
-            return NewDigest(rendered.subject, message_id, message)
 
-        outbox.create(user_id, last_batch, [(r.paper.id, r.score, r.explanation.sentence()) for r in picks], render)
-        results[user.email] = UserResult(user.email, "queued", len(picks))
-    return results
+def _queue_one(config: Config, outbox: Outbox, signer: LinkSigner, user: UserConfig, user_id: int,
+               picks: list[Recommendation], last_batch: int, now: datetime, dry_run: bool) -> UserResult:
+    if not picks:
+        return UserResult(user.email, "nothing new")
+    if dry_run:
+        return UserResult(user.email, "would send", len(picks))
+
+    def render(digest_id: int) -> NewDigest:
+        links = digest.Links(config.feedback.base_url, signer, user_id, digest_id)
+        rendered = render_for(config, user, picks, links, now)
+        message_id = make_message_id(digest_id, user_id, config.smtp.sender)
+        message = build_message(config.smtp, user, rendered, message_id, links.unsubscribe(),
+                                config.feedback.unsubscribe_mailto, now)
+        return NewDigest(rendered.subject, message_id, message)
+
+    outbox.create(user_id, last_batch, [(r.paper.id, r.score, r.explanation.sentence()) for r in picks], render)
+    return UserResult(user.email, "queued", len(picks))
 
 
 def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequence[int] | None = None,

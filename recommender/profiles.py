@@ -28,6 +28,7 @@ from recommender.textmodel import TextModel
 
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
+PROFILE_CHUNK = 2000  # users per sparse product when building profiles
 
 
 @dataclass(frozen=True)
@@ -108,18 +109,48 @@ def build_many(store: Store, model: TextModel, collab: CollabModel | None, users
         stars = sum(1 for s in signals.get(uid, []) if s.kind == "star")
         interests.append(user.interests if stars < FEW_STARS and ranking.interests_weight > 0 else ())
     pull = sp.csr_matrix((values, (rows, cols)), shape=(len(users), len(model.paper_ids)))
-    matrix = (pull @ model.matrix).tocsr()
-    if any(interests):
-        matrix = (matrix + ranking.interests_weight * _interest_rows(model, interests)).tocsr()
-    matrix = normalize(matrix).tocsr()
-    matrix.eliminate_zeros()
-    collab_rows = None
-    if collab is not None:
-        collab_rows = normalize(pull @ collab.combined).astype(np.float32)
+    matrix, collab_rows = profile_rows(model, collab, pull, interests, ranking)
     profiles = Profiles(user_ids, matrix, collab_rows, weights, interests)
     if persist:
         _persist_changed(store, model, profiles, users, signals, ranking)
     return profiles
+
+
+def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matrix,
+                 interests: list[tuple[str, ...]], ranking: RankingConfig) -> tuple[sp.csr_matrix, np.ndarray | None]:
+    """Unit profile rows in term space (and in reader-factor space) from a users x papers matrix
+    of pulls: sparse products over chunks of users, each profile cut to its ``profile_terms``
+    strongest terms (memory stays bounded for any number of users)."""
+    parts = []
+    for start in range(0, pull.shape[0], PROFILE_CHUNK):
+        part = (pull[start:start + PROFILE_CHUNK] @ model.matrix).tocsr()
+        if any(interests[start:start + PROFILE_CHUNK]):
+            part = (part + ranking.interests_weight * _interest_rows(model, interests[start:start + PROFILE_CHUNK])).tocsr()
+        parts.append(_strongest(part, ranking.profile_terms))
+    matrix = normalize(sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, model.matrix.shape[1])))
+    matrix.eliminate_zeros()
+    collab_rows = None
+    if collab is not None:
+        collab_rows = normalize(pull @ collab.combined).astype(np.float32)
+    return matrix, collab_rows
+
+
+def _strongest(matrix: sp.csr_matrix, keep: int) -> sp.csr_matrix:
+    """Each row cut to its ``keep`` largest-magnitude entries."""
+    counts = np.diff(matrix.indptr)
+    if keep <= 0 or counts.max(initial=0) <= keep:
+        return matrix
+    rows, cols, data = [], [], []
+    for r in range(matrix.shape[0]):
+        start, end = matrix.indptr[r], matrix.indptr[r + 1]
+        row_cols, row_data = matrix.indices[start:end], matrix.data[start:end]
+        if end - start > keep:
+            top = np.argpartition(-np.abs(row_data), keep - 1)[:keep]
+            row_cols, row_data = row_cols[top], row_data[top]
+        rows.append(np.full(len(row_cols), r))
+        cols.append(row_cols)
+        data.append(row_data)
+    return sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=matrix.shape)
 
 
 def _interest_rows(model: TextModel, interests: list[tuple[str, ...]]) -> sp.csr_matrix:

@@ -96,6 +96,18 @@ class Outbox:
             return conn.execute(select(func.max(DigestRow.last_batch_id)).where(
                 DigestRow.user_id == user_id, DigestRow.status.in_(QUEUED))).scalar()
 
+    def last_queued_batches(self, user_ids: Sequence[int]) -> dict[int, int]:
+        """user id -> newest batch covered by their pending or sent digests (users with none left out)."""
+        found: dict[int, int] = {}
+        with self.store.read() as conn:
+            for start in range(0, len(user_ids), 5000):
+                chunk = list(user_ids[start:start + 5000])
+                rows = conn.execute(select(DigestRow.user_id, func.max(DigestRow.last_batch_id))
+                                    .where(DigestRow.user_id.in_(chunk), DigestRow.status.in_(QUEUED))
+                                    .group_by(DigestRow.user_id))
+                found.update({r[0]: r[1] for r in rows})
+        return found
+
     def batches_after(self, batch_id: int) -> list[int]:
         with self.store.read() as conn:
             return list(conn.execute(select(BatchRow.id).where(BatchRow.id > batch_id).order_by(BatchRow.id)).scalars())

@@ -1,0 +1,99 @@
+"""Feedback endpoint: clicks per second and p50/p99 latency at 50 concurrent connections
+against `recommender serve` on SQLite (rate limit off), the load from a separate process
+(bench/loadgen.py, loopback, bounded in count and time). Every click must be recorded exactly
+once: the feedback table is counted after the run. Baseline in the same run and way: GET /
+(the health line, no token check and no database write)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import synthetic  # noqa: E402
+from commands import SECRET, environment, recommender, timed, write_config  # noqa: E402
+
+from recommender.config import load_config  # noqa: E402
+from recommender.store import Store  # noqa: E402
+from recommender.store.feedback import FeedbackLog  # noqa: E402
+from recommender.store.outbox import Outbox  # noqa: E402
+from recommender.tokens import LinkSigner, LinkToken  # noqa: E402
+
+USERS, CLICKS_PER_DIGEST = 2_000, 5  # five distinct links per digest: a reader, not a scanner
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def load(base: str, paths: list[str], folder: Path, name: str) -> dict[str, object]:
+    listing = folder / f"{name}.txt"
+    listing.write_text("\n".join(paths))
+    output = subprocess.run([sys.executable, str(Path(__file__).with_name("loadgen.py")), base, str(listing),
+                             "--concurrency", "50", "--seconds", "120"], check=True, capture_output=True, text=True)
+    return json.loads(output.stdout)
+
+
+def main() -> int:
+    print(f"Feedback endpoint: {USERS * CLICKS_PER_DIGEST} distinct clicks, 50 concurrent connections, SQLite")
+    with tempfile.TemporaryDirectory() as folder_name:
+        folder = Path(folder_name)
+        data = synthetic.corpus(1_000, seed=9)
+        papers = folder / "papers.jsonl"
+        synthetic.write_jsonl(data, papers, range(1_000))
+        port = free_port()
+        config_path = write_config(folder, [f"u{i}@example.org" for i in range(USERS)],
+                                   f'[feedback]\nbase_url = "http://127.0.0.1:{port}"\nrate_limit_per_minute = 0\n'
+                                   '[ranking]\ncollaborative_min_users = 1000000\n'
+                                   '[delivery]\nmode = "queue"\n')
+        timed(recommender("--config", str(config_path), "init"), folder)
+        timed(recommender("--config", str(config_path), "ingest", str(papers)), folder)
+        config = load_config(config_path)
+        store = Store.open(config.database.url)
+        from recommender import digest_run
+
+        digest_run.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
+        signer = LinkSigner(SECRET)
+        paths = [f"/feedback/more/{signer.sign(LinkToken('more', item.user_id, item.id, position))}"
+                 for item in Outbox(store).items() for position in range(CLICKS_PER_DIGEST)]
+        server = subprocess.Popen(recommender("--config", str(config_path), "serve", "--port", str(port)), cwd=folder,
+                                  env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            base = f"http://127.0.0.1:{port}"
+            health = load(base, ["/"] * 5_000, folder, "health")
+            clicks = load(base, paths, folder, "clicks")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        recorded = FeedbackLog(store).count()
+        store.close()
+    print(f"  baseline GET / (no token, no write): {health['rate']:.0f} req/s, p50 {health['p50_ms']:.1f} ms, "
+          f"p99 {health['p99_ms']:.1f} ms")
+    print(f"  clicks: {clicks['count']} in {clicks['seconds']:.1f} s = {clicks['rate']:.0f} clicks/s, "
+          f"p50 {clicks['p50_ms']:.1f} ms, p99 {clicks['p99_ms']:.1f} ms, statuses {clicks['statuses']}; "
+          f"{clicks['rate'] / health['rate']:.2f}x the baseline's rate")
+    print(f"  recorded after the run: {recorded} of {len(paths)} clicks")
+    ok = clicks["rate"] >= 1500 and clicks["p99_ms"] < 50 and recorded == len(paths) == clicks["count"]
+    print(f"  target >= 1500 clicks/s, p99 < 50 ms, every click recorded once: {'PASS' if ok else 'MISS'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""`make bench`: every benchmark, each printing its figures, its baseline measured in the same
+run, and PASS/MISS per target. Exit status 0 only when every target passes."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = ["quality.py", "throughput.py", "ingest.py", "digest_run.py", "feedback_endpoint.py", "latency.py"]
+
+
+def main() -> int:
+    print(f"recommender benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+          f"{platform.python_version()}, {__import__('os').cpu_count()} cores", flush=True)
+    failed = []
+    started = time.monotonic()
+    for name in BENCHMARKS:
+        print(f"\n=== {name}", flush=True)
+        code = subprocess.run([sys.executable, str(HERE / name)]).returncode
+        if code:
+            failed.append(name)
+    print(f"\nall benchmarks in {time.monotonic() - started:.0f} s; "
+          + ("every target PASS" if not failed else f"targets missed in: {', '.join(failed)}"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
