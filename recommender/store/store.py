@@ -457,6 +457,13 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _generated_id(entry: ParsedPaper) -> str:
+    """The id of a paper known only by its text: a hash of its normalised title, else of its abstract."""
+    if title_key(entry.title):
+        return title_hash_id(entry.title)
+    return title_hash_id(f"abstract: {title_key(entry.abstract) or entry.abstract}")
+
+
 _FILLABLE = ("arxiv_id", "authors", "url", "abstract", "published")
 
 
@@ -464,7 +471,7 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper]) -> tuple[list[str
     """Match entries to stored papers (id, then arXiv id, then title) and return the id of
     each entry and the rows of papers to add. Matched papers keep their id and gain the
     fields they lacked (an arXiv id, authors, a URL). Later copies within the batch reuse the first."""
-    given = list({e.source_id for e in entries if e.source_id})
+    given = list({e.source_id or e.arxiv_id or _generated_id(e) for e in entries})
     arxivs = list({e.arxiv_id for e in entries if e.arxiv_id})
     keys = list({k for k in (title_key(e.title) for e in entries if e.title) if k})
     columns = (PaperRow.id, PaperRow.title_key, *(getattr(PaperRow, c) for c in _FILLABLE))
@@ -482,16 +489,20 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper]) -> tuple[list[str
     new_rows: list[dict[str, Any]] = []
     fills: dict[str, dict[str, Any]] = {}
     taken = set(by_id)
+    created: set[str] = set()
     for entry in entries:
         key = title_key(entry.title) if entry.title else ""
         pid = (by_id.get(entry.source_id) if entry.source_id else None) \
             or (by_arxiv.get(entry.arxiv_id) if entry.arxiv_id else None) \
-            or (by_key.get(key) if key else None)
+            or (by_key.get(key) if key else None) \
+            or (by_id.get(_generated_id(entry)) if not (entry.source_id or entry.arxiv_id) else None)
         if pid is None:
-            pid = entry.source_id or entry.arxiv_id or title_hash_id(entry.title or entry.abstract)
-            if pid in taken:
+            pid = entry.source_id or entry.arxiv_id or _generated_id(entry)
+            if pid in taken and pid not in created:
                 pid = title_hash_id(f"{pid} {entry.title} {entry.abstract}")
+        if pid not in created and pid not in stored:
             taken.add(pid)
+            created.add(pid)
             new_rows.append({
                 "id": pid, "arxiv_id": entry.arxiv_id or None, "title_key": key, "title": entry.title,
                 "abstract": entry.abstract, "authors": list(entry.authors), "url": entry.url,

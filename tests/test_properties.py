@@ -1,0 +1,88 @@
+"""Property-based tests (Hypothesis): every parser, fed arbitrary bytes and text, either parses
+or raises our own error type; a refused file writes nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recommender.config import load_config
+from recommender.errors import ConfigError, InputError
+from recommender.sources import arxiv, bibtex, hf_daily, jsonl, parse, trending_page
+from recommender.store import Store
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PARSERS = {
+    "auto": lambda data: parse(data, "x", "auto", year_hint=date(2025, 1, 1)),
+    "trending_page": lambda data: trending_page.parse(data, "x", year_hint=date(2025, 1, 1)),
+    "jsonl": lambda data: jsonl.parse(data, "x"),
+    "hf_daily": lambda data: hf_daily.parse(data, "x"),
+    "arxiv": lambda data: arxiv.parse(data, "x"),
+    "bibtex": lambda data: bibtex.parse(data, "x"),
+}
+text_like = st.one_of(
+    st.binary(max_size=2000),
+    st.text(max_size=2000).map(lambda s: s.encode("utf-8", "surrogatepass")),
+    st.lists(st.sampled_from(["Mar 11", "", "Title", "Abstract text here.", "{", '{"title": "x"}', "@article{k,",
+                              "title = {T}}", "<rss>", "<item>", "[", "]", "\x00", "\ufeff", "\r"]),
+             max_size=30).map(lambda parts: "\n".join(parts).encode("utf-8")),
+)
+
+
+@pytest.mark.parametrize("kind", sorted(PARSERS))
+@SETTINGS
+@given(data=text_like)
+def test_parsers_raise_only_our_error(kind: str, data: bytes):
+    try:
+        result = PARSERS[kind](data)
+    except InputError as exc:
+        assert "\n" not in str(exc)
+        return
+    entries = result if isinstance(result, list) else result.entries
+    for entry in entries:
+        assert "\n" not in entry.title and "\r" not in entry.title
+
+
+@SETTINGS
+@given(records=st.lists(st.one_of(
+    st.fixed_dictionaries({"title": st.text(max_size=80), "abstract": st.text(max_size=200)},
+                          optional={"id": st.one_of(st.text(max_size=10), st.integers()),
+                                    "authors": st.one_of(st.text(max_size=30), st.lists(st.text(max_size=20), max_size=3)),
+                                    "url": st.text(max_size=40)}),
+    st.text(max_size=40)), min_size=1, max_size=8))
+def test_jsonl_batches_are_stored_whole_or_not_at_all(tmp_path: Path, records: list[object]):
+    lines = [json.dumps(r) if isinstance(r, dict) else r for r in records]
+    data = "\n".join(str(line) for line in lines).encode("utf-8", "surrogatepass")
+    store = Store.open(f"sqlite:///{tmp_path / 'prop.sqlite'}")
+    store.upgrade_schema()
+    before = (len(store.papers()), len(store.batches()))
+    try:
+        batch = parse(data, "x.jsonl", "jsonl")
+    except InputError:
+        assert (len(store.papers()), len(store.batches())) == before
+        store.close()
+        return
+    store.ingest_batch(batch, "prop", __import__("hashlib").sha256(data).hexdigest(), "run")
+    assert len(store.batches()) == before[1] + 1
+    assert len(store.batch_entries(store.all_batch_ids()[-1:])) >= 1
+    store.close()
+
+
+@SETTINGS
+@given(text=st.one_of(st.text(max_size=600), st.lists(st.sampled_from([
+    "[[users]]", 'email = "a@b.org"', "max_items = 5", 'max_items = "x"', "[smtp]", "port = 99999",
+    'security = "tls"', "[ranking]", "title_weight = -3", "[database]", 'url = "nope"', "= =", "[[sources]]",
+    'kind = "arxiv"', 'url = "http://x"', 'send_at = "25:61"', "timezone = 5"]), max_size=20).map("\n".join)))
+def test_config_loading_raises_only_config_errors(tmp_path: Path, text: str):
+    path = tmp_path / "c.toml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass") if "\ud800" not in text else path.write_bytes(
+        text.encode("utf-8", "surrogatepass"))
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        assert str(exc).startswith(str(path)) and "\n" not in str(exc)
