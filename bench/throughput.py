@@ -75,11 +75,11 @@ def ours(model, reader_model, profiles: Profiles, pool: list[Paper], skips, choi
 
 
 def exact_top(model, reader_model, profiles: Profiles, pool: list[Paper], users: list[int], weight: float) -> list[set[int]]:
-    rows = model.rows([p.id for p in pool]).toarray()
+    rows = model.rows([p.id for p in pool])
     collab_rows = reader_model.predicted[[reader_model.index[p.id] for p in pool]] if reader_model else None
     tops = []
     for u in users:
-        scores = rows @ profiles.matrix[u].toarray().ravel()
+        scores = (rows @ profiles.matrix[u].T).toarray().ravel()
         if collab_rows is not None:
             scores = scores + weight * (collab_rows @ profiles.collab[u])
         tops.append(set(np.argsort(-scores, kind="stable")[:LIMIT].tolist()))

@@ -66,6 +66,7 @@ class SmtpConfig:
     max_connections: int = 4
     max_attempts: int = 5
     retry_initial_seconds: float = 2.0
+    ca_file: str = ""  # extra CA certificates to trust (e.g. a private mail relay's)
 
     @property
     def password(self) -> str:
@@ -305,7 +306,7 @@ class _Parser:
     def smtp(self, table: dict[str, Any]) -> SmtpConfig:
         self.check_keys("smtp", table, {"host", "port", "security", "username", "password_env", "from",
                                          "timeout_seconds", "max_connections", "max_attempts", "password",
-                                         "retry_initial_seconds"})
+                                         "retry_initial_seconds", "ca_file"})
         d = SmtpConfig()
         security = self.get("smtp", table, "security", str, d.security)
         if security not in ("none", "starttls", "tls"):
@@ -327,7 +328,14 @@ class _Parser:
             max_attempts=self.positive("smtp", table, "max_attempts", int, d.max_attempts),
             retry_initial_seconds=self.positive("smtp", table, "retry_initial_seconds", float,
                                                 d.retry_initial_seconds),
+            ca_file=str(self.resolve_path(self.get("smtp", table, "ca_file", str, ""))),
         )
+
+    def resolve_path(self, value: str) -> str:
+        if not value:
+            return ""
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else self.path.parent / path)
 
     def positive(self, prefix: str, table: dict[str, Any], key: str, kind: type, default: Any) -> Any:
         value = self.get(prefix, table, key, kind, default)

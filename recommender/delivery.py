@@ -104,11 +104,12 @@ class SmtpSender:
 
     def _client(self) -> aiosmtplib.SMTP:
         smtp = self.smtp
+        context = ssl.create_default_context(cafile=smtp.ca_file or None) if smtp.security != "none" else None
         return aiosmtplib.SMTP(
             hostname=smtp.host, port=smtp.port, use_tls=smtp.security == "tls",
             start_tls=True if smtp.security == "starttls" else False,
             username=smtp.username or None, password=smtp.password if smtp.username else None,
-            timeout=smtp.timeout_seconds,
+            timeout=smtp.timeout_seconds, tls_context=context,
         )
 
     async def send_all(self, outgoing: Sequence[Outgoing], on_outcome: Callable[[Outcome], None]) -> None:

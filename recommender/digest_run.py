@@ -26,6 +26,7 @@ from recommender.tokens import LinkSigner, check_secret
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=10)
+DEFER_SECONDS = 60  # a transient failure that outlasted a run's retries waits at least this long
 Clock = Callable[[], datetime]
 
 
@@ -151,14 +152,18 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequen
             outbox.mark_sent(outcome.digest_id, outcome.detail, outcome.attempts)
         elif outcome.status == "failed":
             outbox.mark_failed(outcome.digest_id, outcome.detail, outcome.attempts)
-        else:
-            retry_at = clock() + timedelta(seconds=config.smtp.retry_initial_seconds)
+        else:  # retried in a later run, not this one
+            retry_at = clock() + timedelta(seconds=max(DEFER_SECONDS, config.smtp.retry_initial_seconds))
             outbox.defer(outcome.digest_id, outcome.detail, retry_at, outcome.attempts)
 
     started = time.monotonic()
     while stop is None or not stop.is_set():
         claimed = outbox.claim(owner, lease, batch_size, user_ids, now=clock())
-        claimed = [c for c in claimed if c[0] not in {o.digest_id for o in outcomes}]
+        handled = {o.digest_id for o in outcomes}
+        again = [c[0] for c in claimed if c[0] in handled]
+        if again:
+            outbox.release(again)
+        claimed = [c for c in claimed if c[0] not in handled]
         if not claimed:
             break
         asyncio.run(sender.send_all([Outgoing(i, to, msg) for i, to, msg, _ in claimed], record))

@@ -139,9 +139,10 @@ def smtp_server() -> Iterator[SmtpServer]:
 
 
 def smtp_section(port: int, **extra: object) -> str:
-    lines = ["[smtp]", 'host = "127.0.0.1"', f"port = {port}", 'security = "none"',
-             "retry_initial_seconds = 0.05", "timeout_seconds = 5"]
-    lines += [f"{key} = {value!r}".replace("'", '"') for key, value in extra.items()]
+    values: dict[str, object] = {"host": "127.0.0.1", "port": port, "security": "none",
+                                 "retry_initial_seconds": 0.05, "timeout_seconds": 5}
+    values.update(extra)
+    lines = ["[smtp]"] + [f"{key} = {value!r}".replace("'", '"') for key, value in values.items()]
     return "\n".join(lines) + "\n"
 
 

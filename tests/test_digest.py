@@ -218,7 +218,7 @@ def test_process_killed_between_rendering_and_sending_delivers_on_the_next_run(t
 
     port = free_port()
     config_path = write_config(tmp_path, users='[[users]]\nemail = "ada@example.org"\n',
-                               extra=smtp_section(port).replace("timeout_seconds = 5", "timeout_seconds = 60"))
+                               extra=smtp_section(port, timeout_seconds=60))
     config = load_config(config_path)
     store = Store.open(config.database.url)
     store.upgrade_schema()

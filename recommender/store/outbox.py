@@ -159,6 +159,12 @@ class Outbox:
                              .values(lease_owner=owner, lease_until=now + lease))
         return [(r.id, r.email, r.message, r.attempts) for r in rows]
 
+    def release(self, digest_ids: Sequence[int]) -> None:
+        """Give claimed digests back to the queue without trying them."""
+        with self.store.write() as conn:
+            conn.execute(update(DigestRow).where(DigestRow.id.in_(list(digest_ids)))
+                         .values(lease_owner="", lease_until=None))
+
     def mark_sent(self, digest_id: int, reply: str, attempts: int = 1) -> None:
         with self.store.write() as conn:
             conn.execute(update(DigestRow).where(DigestRow.id == digest_id, DigestRow.status == "pending").values(

@@ -9,6 +9,7 @@ code runs on PostgreSQL.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +39,15 @@ from recommender.store.schema import (
 )
 from recommender.text import title_hash_id, title_key
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # $RECOMMENDER_BUSY_TIMEOUT (seconds) overrides
+
+
+def busy_timeout_ms() -> int:
+    value = os.environ.get("RECOMMENDER_BUSY_TIMEOUT", "")
+    try:
+        return max(0, int(float(value) * 1000)) if value else SQLITE_BUSY_TIMEOUT_MS
+    except ValueError:
+        return SQLITE_BUSY_TIMEOUT_MS
 _CHUNK = 500
 
 
@@ -86,7 +95,7 @@ class Store:
     def open(cls, url: str) -> Store:
         try:
             if url.startswith("sqlite"):
-                engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+                engine = create_engine(url, connect_args={"timeout": busy_timeout_ms() / 1000})
                 _configure_sqlite(engine)
             else:
                 engine = create_engine(url, pool_pre_ping=True)
@@ -445,7 +454,7 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see begin hook)
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
