@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["quality.py", "throughput.py", "ingest.py", "digest_run.py", "feedback_endpoint.py", "latency.py"]
+BENCHMARKS = ["quality.py", "throughput.py", "whole_command.py", "ingest.py", "digest_run.py", "feedback_endpoint.py",
+              "latency.py"]
 
 
 def main() -> int:
