@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from recommender.collab import CollabModel
 from recommender.domain import Explanation, Paper, Recommendation, SharedTerm
-from recommender.profiles import Profile, Profiles
+from recommender.profiles import Profiles
 from recommender.textmodel import TextModel
 
 CHUNK = 512
@@ -155,43 +155,48 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
 
 class _Explainer:
     """Builds one pick's explanation on demand: the starred papers nearest to it and the
-    terms it shares with the nearest one."""
+    terms it shares with the nearest one. Per-user work (the profile, the starred papers'
+    rows, their titles) is done once, at the first explanation asked for."""
 
     def __init__(self, model: TextModel, profiles: Profiles, u: int, pool: list[Paper], rows: sp.csr_matrix,
                  titles: Callable[[list[str]], dict[str, str]], choice: Choice, matches: _Matches):
         self.model, self.profiles, self.u, self.pool, self.rows = model, profiles, u, pool, rows
         self.titles, self.choice, self.matches = titles, choice, matches
-        self._profile: Profile | None = None
-        self._known: list[str] = []
-        self._titles: dict[str, str] = {}
+        self.pattern = keyword_pattern(choice.interests)
+        self._ready = False
 
-    def profile(self) -> Profile:
-        if self._profile is None:
-            self._profile = self.profiles.profile(self.u)
-            self._known = [p for p in self._profile.positives if p in self.model.index][:200]
-            self._titles = self.titles(self._known[:50])
-        return self._profile
+    def _prepare(self) -> None:
+        row = self.profiles.matrix[self.u]
+        self.vector_cols, self.vector_data = row.indices, row.data
+        weights = self.profiles.weights[self.u]
+        self.known = sorted((p for p, w in weights.items() if w > 0 and p in self.model.index),
+                            key=lambda p: (-weights[p], p))[:200]
+        self.known_rows = self.model.rows(self.known) if self.known else None
+        self.known_titles = self.titles(self.known[:50])
+        self._ready = True
 
     def __call__(self, i: int, collaborative: float) -> Explanation:
-        profile = self.profile()
+        if not self._ready:
+            self._prepare()
         row = self.rows[i]
         paper = self.pool[i]
         nearest: list[tuple[str, str, float]] = []
         terms: list[SharedTerm] = []
-        if self._known:
-            sims = (self.model.rows(self._known) @ row.T).toarray().ravel()
-            best = sorted(range(len(self._known)), key=lambda j: (-sims[j], self._known[j]))[:2]
-            nearest = [(self._known[j], self._titles.get(self._known[j], self._known[j]), float(sims[j]))
-                       for j in best if sims[j] > 0]
+        if self.known_rows is not None:
+            sims = (self.known_rows @ row.T).toarray().ravel()
+            best = sorted(np.flatnonzero(sims > 0), key=lambda j: (-sims[j], self.known[j]))[:2]
+            nearest = [(self.known[j], self.known_titles.get(self.known[j], self.known[j]), float(sims[j]))
+                       for j in best]
         if nearest:
-            overlap = self.model.rows([nearest[0][0]]).multiply(row).tocoo()
+            overlap = self.known_rows[self.known.index(nearest[0][0])].multiply(row).tocoo()
             terms = top_terms(self.model, overlap.col, overlap.data, self.choice.why_terms)
         if not terms:
+            weights = dict(zip(self.vector_cols.tolist(), self.vector_data.tolist(), strict=True))
             coo = row.tocoo()
-            terms = top_terms(self.model, coo.col, coo.data * profile.vector[coo.col], self.choice.why_terms)
-        pattern = keyword_pattern(self.choice.interests)
-        matched = tuple(sorted({m.group(0).lower() for m in pattern.finditer(f"{paper.title} {paper.abstract}")})) \
-            if pattern else ()
+            terms = top_terms(self.model, coo.col, coo.data * np.array([weights.get(c, 0.0) for c in coo.col]),
+                              self.choice.why_terms)
+        matched = tuple(sorted({m.group(0).lower() for m in self.pattern.finditer(f"{paper.title} {paper.abstract}")})) \
+            if self.pattern else ()
         return Explanation(personalized=True, nearest=tuple(nearest), terms=tuple(terms),
                            followed_authors=followed(paper, self.choice.authors), matched_interests=matched,
                            collaborative=collaborative)

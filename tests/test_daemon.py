@@ -11,9 +11,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from smtp_server import SmtpServer
-
 from conftest import SEEDS, recommender_command, smtp_section, write_config
+from smtp_server import SmtpServer
 
 
 def _user(email: str, due: datetime) -> str:
@@ -66,6 +65,7 @@ def test_daemon_sends_on_time_reloads_on_sighup_and_stops_on_sigterm(tmp_path: P
 
 def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path):
     import httpx
+
     from smtp_server import free_port
 
     port = free_port()

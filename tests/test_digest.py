@@ -10,7 +10,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from smtp_server import SmtpServer, free_port
 
 from recommender import digest_run, pipeline
 from recommender.config import load_config
@@ -19,6 +18,7 @@ from recommender.store.outbox import Outbox
 from recommender.tokens import LinkSigner
 
 from conftest import SECRET, SEEDS, Invoke, smtp_section, write_config
+from smtp_server import SmtpServer, free_port
 
 TAROT = "TAROT: Targeted Data Selection via Optimal Transport"
 NOW = datetime(2025, 3, 21, 7, 30, tzinfo=UTC)

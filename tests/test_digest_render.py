@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from recommender.config import load_config
 from recommender.store import Store
 from recommender.tokens import LinkSigner
 
+import browser
 from conftest import SEEDS, write_config
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -60,29 +60,13 @@ def test_html_is_mail_client_ready(tmp_path: Path):
     assert "http" not in html.split("<body")[0].replace("http-equiv", "")  # no external fonts or styles
 
 
-def _chromium() -> tuple[str, str] | None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
 @pytest.mark.browser
-@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium and chromium-driver are not installed")
+@pytest.mark.skipif(browser.chromium() is None, reason=browser.SKIP_REASON)
 @pytest.mark.parametrize("width", [375, 600])
 def test_nothing_overflows_in_a_real_browser(tmp_path: Path, width: int):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    browser, driver_path = _chromium()  # type: ignore[misc]
     page = tmp_path / "digest.html"
     page.write_text(_render(tmp_path).html, encoding="utf-8")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver = browser.start(tmp_path / "profile")
     try:
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 500})

@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from smtp_server import SmtpServer, free_port
 
 from recommender import digest_run, pipeline
 from recommender.config import load_config
@@ -26,6 +25,7 @@ from recommender.store import Store
 from recommender.store.outbox import Outbox
 
 from conftest import SEEDS, recommender_command, smtp_section, write_config
+from smtp_server import SmtpServer, free_port
 
 
 def _users(n: int) -> str:
@@ -250,3 +250,58 @@ def test_disk_full_while_ingesting_keeps_the_database_intact(tmp_path: Path, run
     conn = sqlite3.connect(database)
     assert conn.execute("SELECT count(*) FROM papers").fetchone() == (98,)
     assert conn.execute("SELECT count(*) FROM batches").fetchone() == (1,)
+
+
+def test_daemon_killed_mid_run_sends_everything_after_restart(tmp_path: Path):
+    """`recommender run` is SIGKILLed at seeded random moments while its digests go out; each
+    restart catches up the missed run (within the grace period) and sends what is pending."""
+    from datetime import timedelta
+
+    server = SmtpServer()
+    server.start()
+    handler = server._controller.handler  # type: ignore[union-attr]
+    original = handler.handle_DATA
+
+    async def slowish(smtp, session, envelope):  # noqa: ANN001 - aiosmtpd hook
+        await asyncio.sleep(0.05)
+        return await original(smtp, session, envelope)
+
+    handler.handle_DATA = slowish
+    try:
+        def users(due: datetime) -> str:
+            return "".join(f'[[users]]\nemail = "u{i:03d}@example.org"\ntimezone = "UTC"\nmax_items = 2\n'
+                           f'send_at = "{due:%H:%M:%S}"\n' for i in range(40))
+
+        extra = smtp_section(server.port, max_connections=1)
+        path = write_config(tmp_path, users=users(datetime.now(UTC)), extra=extra)
+        init = subprocess.run(recommender_command("--config", str(path), "init"), cwd=tmp_path, capture_output=True)
+        assert init.returncode == 0
+        subprocess.run(recommender_command("--config", str(path), "ingest", str(SEEDS[0])), cwd=tmp_path, check=True,
+                       capture_output=True)
+        write_config(tmp_path, users=users(datetime.now(UTC) + timedelta(seconds=5)), extra=extra)  # due soon
+        rng = random.Random(5)
+        command = recommender_command("--config", str(path), "run")
+        for attempt in range(4):
+            daemon = subprocess.Popen(command, cwd=tmp_path, env=dict(os.environ), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 30
+            target = len(server.box.messages) + rng.randint(3, 8)
+            while len(server.box.messages) < min(target, 40) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if attempt < 3:
+                daemon.send_signal(signal.SIGKILL)
+                daemon.wait(timeout=10)
+                _check_integrity(tmp_path / "db" / "recommender.sqlite")
+        deadline = time.monotonic() + 60
+        while len({str(m["To"]) for m in server.box.messages}) < 40 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+        received = Counter(str(m["To"]) for m in server.box.messages)
+        assert len(received) == 40
+        for user, copies in received.items():
+            if copies > 1:
+                assert len({str(m["Message-ID"]) for m in server.box.to(user)}) == 1
+        _check_integrity(tmp_path / "db" / "recommender.sqlite")
+    finally:
+        server.stop()

@@ -4,7 +4,6 @@ digest run writes to the same SQLite file, and a browser clicking a button."""
 from __future__ import annotations
 
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from smtp_server import SmtpServer, free_port
 
 from recommender import digest_run, pipeline
 from recommender.config import load_config
@@ -25,7 +23,9 @@ from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
 from recommender.web import create_app
 
+import browser
 from conftest import SEEDS, smtp_section, write_config
+from smtp_server import SmtpServer, free_port
 
 
 class LiveServer:
@@ -99,29 +99,15 @@ def test_concurrent_clicks_while_digests_are_sent_lose_nothing(live):
     assert len(smtp_server.box.messages) == 40
 
 
-def _chromium() -> tuple[str, str] | None:
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
 @pytest.mark.browser
-@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium and chromium-driver are not installed")
+@pytest.mark.skipif(browser.chromium() is None, reason=browser.SKIP_REASON)
 def test_browser_clicks_more_like_this_on_the_web_view(live, tmp_path: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     config, store, _, server = live
     digest_run.run(config, store, config.users[:1], lambda: datetime.now(UTC))
     view = _links(store, 1, "digest")[0]
-    browser, driver_path = _chromium()  # type: ignore[misc]
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver = browser.start(tmp_path / "profile")
     try:
         driver.get(server.url + view)
         buttons = driver.find_elements(By.LINK_TEXT, "More like this")

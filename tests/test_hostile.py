@@ -96,9 +96,9 @@ def test_a_slow_client_does_not_block_others(tmp_path: Path, run: Invoke):
     import subprocess
 
     import httpx
-    from smtp_server import free_port
 
     from conftest import recommender_command
+    from smtp_server import free_port
 
     path = write_config(tmp_path)
     run("init", config=path)

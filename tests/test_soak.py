@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from smtp_server import SmtpServer, free_port
 
 from recommender.config import load_config
 from recommender.store import Store
@@ -26,6 +25,7 @@ from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
 
 from conftest import SEEDS, recommender_command, smtp_section, write_config
+from smtp_server import SmtpServer, free_port
 
 USERS = 60
 DURATION = 150  # seconds of load

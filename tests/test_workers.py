@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from smtp_server import SmtpServer
 
 from recommender import digest_run, pipeline
 from recommender.config import load_config
@@ -21,6 +20,7 @@ from recommender.store import Store
 from recommender.store.outbox import Outbox
 
 from conftest import SEEDS, recommender_command, smtp_section, write_config
+from smtp_server import SmtpServer
 
 
 def _queue(tmp_path: Path, database_url: str, port: int, users: int) -> Path:
