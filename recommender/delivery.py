@@ -70,7 +70,7 @@ def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, 
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="base64")  # C-fast to encode
     return message.as_bytes()
 
 

@@ -146,7 +146,7 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
                                                    personalized=False, followed_authors=followed(pool[i], c.authors)))
                                 for n, i in enumerate(picked[offset, :counts[offset]])])
                 continue
-            explain = _Explainer(model, profiles, u, pool, rows, titles, choice, matches)
+            explain = _Explainer(model, profiles, u, pool, rows, titles, choice, picked[offset, :counts[offset]])
             results.append([Recommendation(choice.user, pool[i], float(scores[offset, n]), n + 1,
                                            lambda i=int(i), c=float(collaborative[offset, n]), e=explain: e(i, c))
                             for n, i in enumerate(picked[offset, :counts[offset]])])
@@ -155,45 +155,52 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
 
 class _Explainer:
     """Builds one pick's explanation on demand: the starred papers nearest to it and the
-    terms it shares with the nearest one. Per-user work (the profile, the starred papers'
-    rows, their titles) is done once, at the first explanation asked for."""
+    terms it shares with the nearest one. The per-user work (the starred papers' rows and
+    titles, their similarity to every pick) is done once, when the first explanation is asked for."""
 
     def __init__(self, model: TextModel, profiles: Profiles, u: int, pool: list[Paper], rows: sp.csr_matrix,
-                 titles: Callable[[list[str]], dict[str, str]], choice: Choice, matches: _Matches):
+                 titles: Callable[[list[str]], dict[str, str]], choice: Choice, picks: Sequence[int]):
         self.model, self.profiles, self.u, self.pool, self.rows = model, profiles, u, pool, rows
-        self.titles, self.choice, self.matches = titles, choice, matches
+        self.titles, self.choice, self.picks = titles, choice, [int(i) for i in picks]
         self.pattern = keyword_pattern(choice.interests)
         self._ready = False
 
     def _prepare(self) -> None:
-        row = self.profiles.matrix[self.u]
-        self.vector_cols, self.vector_data = row.indices, row.data
+        profile = self.profiles.matrix[self.u]
+        self.profile_weights = dict(zip(profile.indices.tolist(), profile.data.tolist(), strict=True))
         weights = self.profiles.weights[self.u]
         self.known = sorted((p for p, w in weights.items() if w > 0 and p in self.model.index),
                             key=lambda p: (-weights[p], p))[:200]
         self.known_rows = self.model.rows(self.known) if self.known else None
         self.known_titles = self.titles(self.known[:50])
+        self.column = {i: n for n, i in enumerate(self.picks)}
+        self.pick_rows = self.rows[self.picks]
+        self.sims = (self.known_rows @ self.pick_rows.T).toarray() if self.known_rows is not None else None
         self._ready = True
+
+    def _row(self, matrix: sp.csr_matrix, r: int) -> tuple[np.ndarray, np.ndarray]:
+        start, end = matrix.indptr[r], matrix.indptr[r + 1]
+        return matrix.indices[start:end], matrix.data[start:end]
 
     def __call__(self, i: int, collaborative: float) -> Explanation:
         if not self._ready:
             self._prepare()
-        row = self.rows[i]
         paper = self.pool[i]
+        n = self.column[i]
+        cols, data = self._row(self.pick_rows, n)
         nearest: list[tuple[str, str, float]] = []
         terms: list[SharedTerm] = []
-        if self.known_rows is not None:
-            sims = (self.known_rows @ row.T).toarray().ravel()
+        if self.sims is not None:
+            sims = self.sims[:, n]
             best = sorted(np.flatnonzero(sims > 0), key=lambda j: (-sims[j], self.known[j]))[:2]
             nearest = [(self.known[j], self.known_titles.get(self.known[j], self.known[j]), float(sims[j]))
                        for j in best]
-        if nearest:
-            overlap = self.known_rows[self.known.index(nearest[0][0])].multiply(row).tocoo()
-            terms = top_terms(self.model, overlap.col, overlap.data, self.choice.why_terms)
+            if best:
+                star_cols, star_data = self._row(self.known_rows, int(best[0]))
+                shared, in_star, in_pick = np.intersect1d(star_cols, cols, assume_unique=True, return_indices=True)
+                terms = top_terms(self.model, shared, star_data[in_star] * data[in_pick], self.choice.why_terms)
         if not terms:
-            weights = dict(zip(self.vector_cols.tolist(), self.vector_data.tolist(), strict=True))
-            coo = row.tocoo()
-            terms = top_terms(self.model, coo.col, coo.data * np.array([weights.get(c, 0.0) for c in coo.col]),
+            terms = top_terms(self.model, cols, data * np.array([self.profile_weights.get(c, 0.0) for c in cols.tolist()]),
                               self.choice.why_terms)
         matched = tuple(sorted({m.group(0).lower() for m in self.pattern.finditer(f"{paper.title} {paper.abstract}")})) \
             if self.pattern else ()
