@@ -7,6 +7,7 @@ once: the feedback table is counted after the run. Baseline in the same run and 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from recommender.store.outbox import Outbox  # noqa: E402
 from recommender.tokens import LinkSigner, LinkToken  # noqa: E402
 
 USERS, CLICKS_PER_DIGEST = 2_000, 5  # five distinct links per digest: a reader, not a scanner
+os.environ.setdefault("RECOMMENDER_SECRET", SECRET)
 
 
 def free_port() -> int:
@@ -40,7 +42,9 @@ def load(base: str, paths: list[str], folder: Path, name: str) -> dict[str, obje
     listing = folder / f"{name}.txt"
     listing.write_text("\n".join(paths))
     output = subprocess.run([sys.executable, str(Path(__file__).with_name("loadgen.py")), base, str(listing),
-                             "--concurrency", "50", "--seconds", "120"], check=True, capture_output=True, text=True)
+                             "--concurrency", "50", "--seconds", "120"], capture_output=True, text=True)
+    if output.returncode:
+        raise SystemExit(f"load generator failed: {output.stderr.strip().splitlines()[-1]}")
     return json.loads(output.stdout)
 
 

@@ -27,7 +27,11 @@ async def run(base: str, paths: list[str], concurrency: int, limit_seconds: floa
             while not queue.empty() and time.monotonic() < deadline:
                 path = queue.get_nowait()
                 started = time.perf_counter()
-                response = await client.get(path)
+                try:
+                    response = await client.get(path)
+                except httpx.HTTPError as exc:
+                    statuses[type(exc).__name__] += 1  # type: ignore[index]
+                    continue
                 latencies.append(time.perf_counter() - started)
                 statuses[response.status_code] += 1
 
