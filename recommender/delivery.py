@@ -45,10 +45,6 @@ class Outcome:
     attempts: int
 
 
-class PermanentFailure(Exception):
-    pass
-
-
 def make_message_id(digest_id: int, user_id: int, sender: str) -> str:
     domain = parseaddr(sender)[1].rpartition("@")[2] or "recommender.local"
     return f"<digest.{digest_id}.{user_id}.{secrets.token_hex(6)}@{domain}>"
@@ -75,8 +71,6 @@ def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, 
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, PermanentFailure):
-        return False
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         return all(400 <= r.code < 500 for r in exc.recipients)
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):

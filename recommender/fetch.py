@@ -35,7 +35,7 @@ class FetchError(RecommenderError):
 
 
 class _Transient(Exception):
-    pass
+    """A failure worth another try (5xx, 429)."""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ parser can be tested on saved files."""
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import date, datetime
 
 from recommender.domain import ParsedBatch
@@ -15,8 +16,7 @@ FORMATS = ("trending_page", "jsonl", "hf_daily", "arxiv")
 
 def detect_format(data: bytes, name: str) -> str:
     """Guess the format from the first meaningful bytes; fail clearly when none fits."""
-    for _ in decoded_lines(data, name):  # a line that is not UTF-8 (or binary) refuses the file first
-        pass
+    deque(decoded_lines(data, name), maxlen=0)  # a line that is not UTF-8 (or binary) refuses the file first
     head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:4096]
     if not head:
         raise InputError(name, "empty file: no digest entries to ingest")
