@@ -55,6 +55,9 @@ test: install-test browser
 	$(BIN)/pytest -p no:cacheprovider -m "not soak" $(PYTEST_ARGS)
 
 bench: install-test
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
+	  echo "wrk not installed: the endpoint benchmark uses the Python load generator" >&2
 	$(BIN)/python bench/run_all.py
 
 soak: install-test

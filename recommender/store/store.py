@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,6 +91,9 @@ def _paper(row: Any) -> Paper:
 class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
+        # Threads of one process queue for SQLite's single writer here, handing over at once,
+        # instead of in SQLite's busy handler, which sleeps between retries (long tail latency).
+        self._sqlite_writer = threading.RLock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -132,8 +136,12 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction (BEGIN IMMEDIATE on SQLite)."""
-        with self.engine.connect() as connection:
+        """A write transaction (BEGIN IMMEDIATE on SQLite, one writer thread at a time per process)."""
+        if self._sqlite_writer is None:
+            with self.engine.connect() as connection, connection.begin():
+                yield connection
+            return
+        with self._sqlite_writer, self.engine.connect() as connection:
             connection.execution_options(sqlite_immediate=True)
             with connection.begin():
                 yield connection
