@@ -38,19 +38,6 @@ class CollabModel:
     index: dict[str, int]
     combined: np.ndarray  # papers x k: learned factors where a paper had savers, else predicted
 
-    def user_vector(self, weights: dict[str, float]) -> np.ndarray | None:
-        """Unit factor vector of a user from weighted papers (stars +1, clicks by their weight)."""
-        rows = [(self.index[p], w) for p, w in weights.items() if p in self.index and w != 0]
-        if not rows:
-            return None
-        vector = sum(w * self.combined[i] for i, w in rows)
-        norm = float(np.linalg.norm(vector))
-        return vector / norm if norm > 0 else None
-
-    def scores(self, paper_ids: Sequence[str], user: np.ndarray) -> np.ndarray:
-        idx = np.array([self.index[p] for p in paper_ids], dtype=np.int64)
-        return self.predicted[idx] @ user
-
 
 def _frequent_terms(matrix: sp.csr_matrix, limit: int) -> sp.csr_matrix:
     """The columns of the ``limit`` terms found in most papers (bounds the SVD's memory)."""

@@ -71,7 +71,7 @@ def _environment() -> Environment:
     )
 
 
-_ENV = _environment()
+TEMPLATES = _environment()
 
 
 def subject_line(count: int, when: datetime, personalized: bool) -> str:
@@ -127,6 +127,6 @@ def context(config: Config, user: UserConfig, picks: list[Recommendation], links
 
 
 def render(values: dict[str, object]) -> RenderedDigest:
-    html = _INLINER.inline(_ENV.get_template("digest.html.j2").render(values))
-    text = _ENV.get_template("digest.txt.j2").render(values)
+    html = _INLINER.inline(TEMPLATES.get_template("digest.html.j2").render(values))
+    text = TEMPLATES.get_template("digest.txt.j2").render(values)
     return RenderedDigest(subject=str(values["subject"]), html=html, text=text)

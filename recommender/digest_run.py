@@ -52,16 +52,12 @@ def signer_for(config: Config, clock: Clock) -> LinkSigner:
     return LinkSigner(secret, clock)
 
 
-def next_digest(config: Config, store: Store, model: pipeline.Models, user: UserConfig, user_id: int,
-                outbox: Outbox, now: datetime) -> tuple[list[Recommendation], int | None]:
-    """The entries of the user's next digest and the newest batch it covers (None: nothing new)."""
-    last = outbox.last_queued_batch(user_id)
-    batch_ids = store.latest_run_batch_ids() if last is None else outbox.batches_after(last)
-    if not batch_ids:
-        return [], None
-    candidates = store.papers(store.batch_entries(batch_ids))
-    picks = pipeline.rank_for_user(config, store, model, user_id, user, candidates, None, now)
-    return picks, max(batch_ids)
+def owed_batches(store: Store, outbox: Outbox, user_ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
+    """The batches each user's next digest covers: those after their last queued (pending or
+    sent) digest, or, for a first digest, the most recent ingest run only."""
+    last = outbox.last_queued_batches(user_ids)
+    latest, every = tuple(store.latest_run_batch_ids()), store.all_batch_ids()
+    return {uid: latest if uid not in last else tuple(b for b in every if b > last[uid]) for uid in user_ids}
 
 
 def render_for(config: Config, user: UserConfig, picks: list[Recommendation], links: digest.Links,
@@ -73,8 +69,12 @@ def preview(config: Config, store: Store, user: UserConfig, clock: Clock) -> tup
     """The user's next digest, rendered, without storing or sending anything."""
     now = clock()
     user_id = store.user_id(user.email)
-    model = pipeline.load_models(store, config)
-    picks, _ = next_digest(config, store, model, user, user_id, Outbox(store), now)
+    batch_ids = owed_batches(store, Outbox(store), [user_id])[user_id]
+    picks: list[Recommendation] = []
+    if batch_ids:
+        candidates = store.papers(store.batch_entries(batch_ids))
+        picks = pipeline.rank_users(config, store, pipeline.load_models(store, config), [user], candidates, None,
+                                    now)[user.email]
     secret = config.feedback.secret or secrets.token_urlsafe(32)  # preview links need not verify
     links = digest.Links(config.feedback.base_url, LinkSigner(secret, clock), user_id, 0)
     return render_for(config, user, picks, links, now), len(picks)
@@ -97,13 +97,10 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
             results[user.email] = UserResult(user.email, "unsubscribed")
         else:
             active.append(user)
-    last = outbox.last_queued_batches([ids[u.email.lower()] for u in active])
-    latest, every = store.latest_run_batch_ids(), store.all_batch_ids()
+    owed = owed_batches(store, outbox, [ids[u.email.lower()] for u in active])
     groups: dict[tuple[int, ...], list[UserConfig]] = {}
     for user in active:
-        since = last.get(ids[user.email.lower()])
-        owed = latest if since is None else [b for b in every if b > since]
-        groups.setdefault(tuple(owed), []).append(user)
+        groups.setdefault(owed[ids[user.email.lower()]], []).append(user)
     for batch_ids, members in groups.items():
         if not batch_ids:
             results.update({u.email: UserResult(u.email, "nothing new") for u in members})

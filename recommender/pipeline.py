@@ -151,11 +151,6 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
     return {user.email: result for user, result in zip(users, picks, strict=True)}
 
 
-def rank_for_user(config: Config, store: Store, models: Models, user_id: int, user: UserConfig,
-                  candidates: list[Paper], limit: int | None, now: datetime) -> list[Recommendation]:
-    return rank_users(config, store, models, [user], candidates, limit, now)[user.email]
-
-
 def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
             now: datetime | None = None) -> dict[str, object]:
     """The full score breakdown of one paper for one user (for `recommender explain`)."""
@@ -174,7 +169,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     notes = []
     if paper.id in store.starred_ids(user_id):
         notes.append("you starred this paper, so it is never recommended to you")
-    if paper.id in store.sent_paper_ids(user_id):
+    if paper.id in store.sent_map([user_id]).get(user_id, set()):
         notes.append("it was already in one of your digests")
     if choice.exclude and any(w.lower() in f"{paper.title} {paper.abstract}".lower() for w in choice.exclude):
         notes.append("an `exclude` keyword drops it")

@@ -70,22 +70,6 @@ class TextModel:
     def rows(self, paper_ids: list[str]) -> sp.csr_matrix:
         return self.matrix[[self.index[p] for p in paper_ids]]
 
-    def to_terms(self, vector: np.ndarray, limit: int = 4000) -> dict[str, float]:
-        """A dense profile vector as {term: weight}, keeping the strongest ``limit`` terms."""
-        nonzero = np.flatnonzero(vector)
-        if len(nonzero) > limit:
-            nonzero = nonzero[np.argsort(-np.abs(vector[nonzero]), kind="stable")[:limit]]
-        return {str(self.terms[i]): float(vector[i]) for i in sorted(nonzero)}
-
-    def from_terms(self, terms: dict[str, float]) -> np.ndarray:
-        """Project a stored {term: weight} profile into this model's space (unknown terms drop)."""
-        vector = np.zeros(len(self.terms))
-        for term, weight in terms.items():
-            i = self.term_index.get(term)
-            if i is not None:
-                vector[i] = weight
-        return vector
-
 
 def fit(paper_ids: list[str], titles: list[str], abstracts: list[str], ranking: RankingConfig,
         version: int) -> TextModel:

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recommender import digest, digest_run
 from recommender.config import Config, find_config_path, load_config
-from recommender.digest import _ENV as TEMPLATES
+from recommender.digest import TEMPLATES
 from recommender.domain import Explanation, Recommendation
 from recommender.feedback import Click, FeedbackService, LinkGone, open_target
 from recommender.store import Store

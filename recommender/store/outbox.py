@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, insert, or_, select, update
 
-from recommender.store.schema import BatchRow, DigestEntryRow, DigestRow, UserRow
-from recommender.store.store import Store, utcnow
+from recommender.store.schema import DigestEntryRow, DigestRow, UserRow
+from recommender.store.store import Store, chunks, utcnow
 
 QUEUED = ("pending", "sent")
 
@@ -90,27 +90,16 @@ class Outbox:
         self.store = store
 
     # -- what a new digest covers ---------------------------------------------------------------
-    def last_queued_batch(self, user_id: int) -> int | None:
-        """The newest batch covered by the user's pending or sent digests (failed ones return theirs)."""
-        with self.store.read() as conn:
-            return conn.execute(select(func.max(DigestRow.last_batch_id)).where(
-                DigestRow.user_id == user_id, DigestRow.status.in_(QUEUED))).scalar()
-
     def last_queued_batches(self, user_ids: Sequence[int]) -> dict[int, int]:
         """user id -> newest batch covered by their pending or sent digests (users with none left out)."""
         found: dict[int, int] = {}
         with self.store.read() as conn:
-            for start in range(0, len(user_ids), 5000):
-                chunk = list(user_ids[start:start + 5000])
+            for chunk in chunks(list(user_ids), 5000):
                 rows = conn.execute(select(DigestRow.user_id, func.max(DigestRow.last_batch_id))
                                     .where(DigestRow.user_id.in_(chunk), DigestRow.status.in_(QUEUED))
                                     .group_by(DigestRow.user_id))
                 found.update({r[0]: r[1] for r in rows})
         return found
-
-    def batches_after(self, batch_id: int) -> list[int]:
-        with self.store.read() as conn:
-            return list(conn.execute(select(BatchRow.id).where(BatchRow.id > batch_id).order_by(BatchRow.id)).scalars())
 
     # -- writing --------------------------------------------------------------------------------
     def create(self, user_id: int, last_batch_id: int, entries: Sequence[tuple[str, float, str]],

@@ -8,7 +8,6 @@ code runs on PostgreSQL.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -76,7 +75,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
@@ -204,7 +203,7 @@ class Store:
                 return IngestResult(None, len(parsed.entries), 0, len(parsed.entries), skipped=True)
             paper_ids, new_rows, changed = _resolve(conn, parsed.entries)
             now = utcnow()
-            for chunk in _chunks(new_rows):
+            for chunk in chunks(new_rows):
                 conn.execute(insert(PaperRow), [dict(row, created_at=now) for row in chunk])
             batch_id = conn.execute(
                 insert(BatchRow).values(
@@ -213,7 +212,7 @@ class Store:
                 ).returning(BatchRow.id)
             ).scalar_one()
             entries = [{"batch_id": batch_id, "position": i, "paper_id": pid} for i, pid in enumerate(paper_ids)]
-            for chunk in _chunks(entries, 5000):
+            for chunk in chunks(entries, 5000):
                 conn.execute(insert(BatchEntryRow), list(chunk))
             if changed:
                 self._bump_corpus_version(conn)
@@ -224,7 +223,7 @@ class Store:
         with self.write() as conn:
             paper_ids, new_rows, changed = _resolve(conn, entries)
             now = utcnow()
-            for chunk in _chunks(new_rows):
+            for chunk in chunks(new_rows):
                 conn.execute(insert(PaperRow), [dict(row, created_at=now) for row in chunk])
             if changed:
                 self._bump_corpus_version(conn)
@@ -244,7 +243,7 @@ class Store:
             if ids is None:
                 return [_paper(r) for r in conn.execute(select(PaperRow).order_by(PaperRow.created_at, PaperRow.id))]
             found: dict[str, Paper] = {}
-            for chunk in _chunks(list(dict.fromkeys(ids))):
+            for chunk in chunks(list(dict.fromkeys(ids))):
                 for row in conn.execute(select(PaperRow).where(PaperRow.id.in_(chunk))):
                     found[row.id] = _paper(row)
         return [found[i] for i in ids if i in found]
@@ -252,7 +251,7 @@ class Store:
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         with self.read() as conn:
-            for chunk in _chunks(list(set(ids))):
+            for chunk in chunks(list(set(ids))):
                 found.update(conn.execute(select(PaperRow.id).where(PaperRow.id.in_(chunk))).scalars())
         return found
 
@@ -361,14 +360,6 @@ class Store:
             rows = conn.execute(select(StarRow.paper_id, StarRow.created_at).where(StarRow.user_id == user_id))
             return {r.paper_id: r.created_at for r in rows}
 
-    def sent_paper_ids(self, user_id: int) -> set[str]:
-        """Papers already in a digest for this user (sent, or queued to be sent)."""
-        with self.read() as conn:
-            return set(conn.execute(
-                select(DigestEntryRow.paper_id).join(DigestRow, DigestRow.id == DigestEntryRow.digest_id)
-                .where(DigestRow.user_id == user_id, DigestRow.status.in_(("pending", "sent")))
-            ).scalars())
-
     # -- model and profiles -----------------------------------------------------------------
     def load_model(self, kind: str, key: str) -> bytes | None:
         """The cached model of this kind if it was fit for ``key``."""
@@ -396,7 +387,7 @@ class Store:
         found: dict[int, list[Any]] = {}
         wanted = list(user_ids)
         with self.read() as conn:
-            for chunk in _chunks(wanted, 5000):
+            for chunk in chunks(wanted, 5000):
                 stars = conn.execute(select(StarRow.user_id, StarRow.paper_id, StarRow.created_at)
                                      .where(StarRow.user_id.in_(chunk))
                                      .order_by(StarRow.user_id, StarRow.created_at, StarRow.paper_id))
@@ -413,7 +404,7 @@ class Store:
         """user id -> (signal version, model version) of the stored profile."""
         found: dict[int, tuple[str, int]] = {}
         with self.read() as conn:
-            for chunk in _chunks(list(user_ids), 5000):
+            for chunk in chunks(list(user_ids), 5000):
                 for row in conn.execute(select(ProfileRow.user_id, ProfileRow.signal_version, ProfileRow.model_version)
                                         .where(ProfileRow.user_id.in_(chunk))):
                     found[row.user_id] = (row.signal_version, row.model_version)
@@ -428,9 +419,9 @@ class Store:
         now = utcnow()
         with self.write() as conn:
             ids = [r[0] for r in rows]
-            for chunk in _chunks(ids, 5000):
+            for chunk in chunks(ids, 5000):
                 conn.execute(delete(ProfileRow).where(ProfileRow.user_id.in_(chunk)))
-            for chunk in _chunks(list(rows), 1000):
+            for chunk in chunks(list(rows), 1000):
                 conn.execute(insert(ProfileRow), [
                     {"user_id": uid, "model_version": mv, "signal_version": sv, "terms": terms, "sources": sources,
                      "updated_at": now} for uid, mv, sv, terms, sources in chunk])
@@ -438,7 +429,7 @@ class Store:
     def starred_map(self, user_ids: Sequence[int]) -> dict[int, set[str]]:
         found: dict[int, set[str]] = {}
         with self.read() as conn:
-            for chunk in _chunks(list(user_ids), 5000):
+            for chunk in chunks(list(user_ids), 5000):
                 for row in conn.execute(select(StarRow.user_id, StarRow.paper_id).where(StarRow.user_id.in_(chunk))):
                     found.setdefault(row.user_id, set()).add(row.paper_id)
         return found
@@ -447,7 +438,7 @@ class Store:
         """Papers already in a pending or sent digest, per user."""
         found: dict[int, set[str]] = {}
         with self.read() as conn:
-            for chunk in _chunks(list(user_ids), 5000):
+            for chunk in chunks(list(user_ids), 5000):
                 rows = conn.execute(
                     select(DigestRow.user_id, DigestEntryRow.paper_id)
                     .join(DigestRow, DigestRow.id == DigestEntryRow.digest_id)
@@ -494,7 +485,7 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper]) -> tuple[list[str
     columns = (PaperRow.id, PaperRow.title_key, *(getattr(PaperRow, c) for c in _FILLABLE))
     stored: dict[str, Any] = {}
     for column, values in ((PaperRow.id, given), (PaperRow.arxiv_id, arxivs), (PaperRow.title_key, keys)):
-        for chunk in _chunks(values):
+        for chunk in chunks(values):
             for row in conn.execute(select(*columns).where(column.in_(chunk)).order_by(PaperRow.created_at, PaperRow.id)):
                 stored.setdefault(row.id, row)
     by_id = {pid: pid for pid in stored}
@@ -555,7 +546,3 @@ def _fill_in(row: Any, entry: ParsedPaper, values: dict[str, Any], by_arxiv: dic
         values["abstract"] = entry.abstract
     if entry.published and not row.published and "published" not in values:
         values["published"] = entry.published[:64]
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
