@@ -1,5 +1,5 @@
 """Ranking throughput: score N new papers for U users and select each user's top 20, through
-the ranking code the digest uses (profiles.profile_rows + ranking.top_candidates), for U in
+the ranking code the digest uses (profiles.profile_rows + ranking.picks_by_chunk), for U in
 {1k, 10k, 100k} and N in {500, 5000}; baselines measured in the same run: the per-user
 LinearSVC of arxiv-sanity-lite (timed on a sample of users, extrapolated) and a plain
 per-user Python loop over scipy rows. Also checks the top-20 lists against the exact
@@ -10,7 +10,6 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,8 @@ from recommender import collab, textmodel  # noqa: E402
 from recommender.config import RankingConfig  # noqa: E402
 from recommender.domain import Paper  # noqa: E402
 from recommender.profiles import Profiles, profile_rows  # noqa: E402
-from recommender.ranking import CHUNK, Choice, _Matches, top_candidates  # noqa: E402
+from recommender.ranking import Choice, _Matches, picks_by_chunk  # noqa: E402
+from recommender.scoring import PoolScorer  # noqa: E402
 
 CORPUS, NEW = 30_000, 5_000
 LIMIT = 20
@@ -62,15 +62,10 @@ def ours(model, reader_model, profiles: Profiles, pool: list[Paper], skips, choi
     collab_rows = reader_model.predicted[[reader_model.index[p.id] for p in pool]] if reader_model else None
     position = {p.id: i for i, p in enumerate(pool)}
     matches = _Matches(pool)
-    chunks = [(s, min(s + CHUNK, len(choices))) for s in range(0, len(choices), CHUNK)]
     started = time.perf_counter()
-
-    def run(bounds: tuple[int, int]) -> np.ndarray:
-        picked, _, _, _ = top_candidates(profiles, rows, collab_rows, skips, choices, position, matches, pool, *bounds)
-        return picked[:, :LIMIT]
-
-    with ThreadPoolExecutor(max_workers=2) as pool_threads:  # both cores: chunks run in parallel
-        tops = list(pool_threads.map(run, chunks))
+    scorer = PoolScorer(rows, collab_rows)
+    tops = [picked[:, :LIMIT] for _, (picked, _, _, _) in picks_by_chunk(profiles, scorer, skips, choices, position,
+                                                                          matches, pool)]
     return np.vstack(tops), time.perf_counter() - started
 
 

@@ -11,18 +11,22 @@ sparse/dense matrix products; explanations are computed only for the papers show
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from recommender.collab import CollabModel
 from recommender.domain import Explanation, Paper, Recommendation, SharedTerm
 from recommender.profiles import Profiles
+from recommender.scoring import PoolScorer
 from recommender.textmodel import TextModel
 
 CHUNK = 512
+PARALLEL_CHUNKS = 2
 FOLLOWED_BONUS = 1e6  # sorts a followed author's paper first; never shown as a score
 
 
@@ -66,21 +70,17 @@ class _Matches:
         return self.cache[words]
 
 
-def top_candidates(profiles: Profiles, rows: sp.csr_matrix, collab_rows: np.ndarray | None,
-                   skips: Sequence[set[str]], choices: Sequence[Choice], position: dict[str, int],
-                   matches: _Matches, pool: list[Paper], start: int, end: int,
+def top_candidates(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[str]], choices: Sequence[Choice],
+                   position: dict[str, int], matches: _Matches, pool: list[Paper], start: int, end: int,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Users ``start:end`` scored against every candidate at once: returns (picked candidate
     indices, their scores, their collaborative parts, how many picks each row has), best first,
     ties in source order. Cold-start rows (no profile) get the candidates in source order."""
-    n = rows.shape[0]
+    n = scorer.size
     users = range(start, end)
-    content = np.asarray((profiles.matrix[start:end] @ rows.T).todense(), dtype=np.float64)
-    collaborative = np.zeros_like(content)
-    if collab_rows is not None and profiles.collab is not None:
-        weights = np.array([choices[u].collaborative_weight for u in users])[:, None]
-        collaborative = weights * (profiles.collab[start:end] @ collab_rows.T)
-    total = content + collaborative
+    weights = np.array([choices[u].collaborative_weight for u in users], dtype=np.float32)
+    readers = profiles.collab[start:end] if profiles.collab is not None else None
+    total = scorer.scores(profiles.matrix[start:end], readers, weights)
     by_words: dict[tuple[str, ...], list[int]] = {}
     for offset, u in enumerate(users):
         if choices[u].interests and choices[u].interest_boost:
@@ -88,8 +88,15 @@ def top_candidates(profiles: Profiles, rows: sp.csr_matrix, collab_rows: np.ndar
     for words, offsets in by_words.items():
         total[offsets] += choices[start + offsets[0]].interest_boost * matches(words)
     cold = np.array([profiles.empty(u) for u in users], dtype=bool)
-    total[cold] = -np.arange(n, dtype=np.float64)  # source order for users without a profile
-    keyed = np.round(total, 12)
+    total[cold] = -np.arange(n, dtype=total.dtype)  # source order for users without a profile
+    # Picking keys: the total itself unless a row needs papers blocked or followed authors lifted
+    # (float64 then: a float32 cannot hold FOLLOWED_BONUS plus a score's digits).
+    if any(choices[u].authors for u in users):
+        keyed = total.astype(np.float64)
+    elif any(skips[u] or choices[u].exclude or choices[u].min_score is not None for u in users):
+        keyed = total.copy()
+    else:
+        keyed = total
     blocked_rows, blocked_cols = [], []
     for offset, u in enumerate(users):
         choice = choices[u]
@@ -118,7 +125,25 @@ def top_candidates(profiles: Profiles, rows: sp.csr_matrix, collab_rows: np.ndar
     limits = np.array([choices[u].limit for u in users])
     counts = np.minimum(finite.sum(axis=1), limits)
     scores = np.where(cold[:, None], 0.0, np.take_along_axis(total, picked, axis=1))
-    return picked, scores, np.take_along_axis(collaborative, picked, axis=1), counts
+    return picked, scores, scorer.reader_part(readers, weights, picked), counts
+
+
+def picks_by_chunk(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[str]], choices: Sequence[Choice],
+                   position: dict[str, int], matches: _Matches, pool: list[Paper],
+                   ) -> Iterator[tuple[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
+    """``top_candidates`` of every chunk of users, in order, computed on both cores: one chunk
+    per thread, each with single-threaded BLAS (faster than two threads each asking BLAS for
+    both cores); the heavy parts (BLAS, the compiled scatter) release the GIL."""
+    bounds = [(start, min(start + CHUNK, len(choices))) for start in range(0, len(choices), CHUNK)]
+
+    def pick(chunk: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return top_candidates(profiles, scorer, skips, choices, position, matches, pool, *chunk)
+
+    if len(bounds) == 1:
+        yield bounds[0], pick(bounds[0])
+        return
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=PARALLEL_CHUNKS) as workers:
+        yield from zip(bounds, workers.map(pick, bounds), strict=True)
 
 
 def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, pool: list[Paper],
@@ -126,17 +151,16 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
               ) -> list[list[Recommendation]]:
     """Each user's top ``choice.limit`` candidates from ``pool`` (in source order), best first.
     ``skips`` holds each user's starred and already-sent ids; ``titles`` looks up titles."""
-    if not pool:
+    if not pool or not choices:
         return [[] for _ in choices]
     position = {p.id: i for i, p in enumerate(pool)}
     rows = model.rows([p.id for p in pool])
     collab_rows = collab.predicted[[collab.index[p.id] for p in pool]] if collab is not None else None
+    scorer = PoolScorer(rows, collab_rows if profiles.collab is not None else None)
     matches = _Matches(pool)
     results: list[list[Recommendation]] = []
-    for start in range(0, len(choices), CHUNK):
-        end = min(start + CHUNK, len(choices))
-        picked, scores, collaborative, counts = top_candidates(profiles, rows, collab_rows, skips, choices, position,
-                                                               matches, pool, start, end)
+    for (start, end), (picked, scores, collaborative, counts) in picks_by_chunk(profiles, scorer, skips, choices,
+                                                                              position, matches, pool):
         for offset in range(end - start):
             u = start + offset
             choice = choices[u]
