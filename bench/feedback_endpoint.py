@@ -54,6 +54,8 @@ def load_wrk(base: str, paths: list[str], folder: Path, name: str) -> dict[str, 
     output = subprocess.run(["wrk", "-t2", "-c50", f"-d{seconds}s", "--latency", "-s",
                              str(Path(__file__).with_name("clicks.lua")), base], capture_output=True, text=True,
                             env=env, check=True).stdout
+    if "Latency Distribution" not in output or "Requests/sec" not in output:
+        raise SystemExit(f"wrk gave no figures:\n{output}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     count = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)

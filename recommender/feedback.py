@@ -3,16 +3,19 @@ the click (more / less / open), an undo, or an unsubscribe. The web app is a thi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote_plus, urlsplit
 
+from sqlalchemy import Connection
+
 from recommender.config import Config
 from recommender.domain import Paper
-from recommender.errors import NotFoundError
 from recommender.store import Store
-from recommender.store.feedback import FeedbackLog
+from recommender.group_commit import GroupCommit
+from recommender.store.feedback import ClickEvent, FeedbackLog
 from recommender.store.outbox import Outbox
 from recommender.tokens import LinkSigner, LinkToken, TokenError, check_secret, token_id
 
@@ -42,6 +45,13 @@ class ClickResult:
     scan: bool = False
 
 
+@dataclass(frozen=True)
+class ClickRequest:
+    token: str
+    action: str
+    client: str
+
+
 class FeedbackService:
     def __init__(self, config: Config, store: Store, clock: Clock | None = None):
         self.config = config
@@ -50,9 +60,10 @@ class FeedbackService:
         secret = check_secret(config.feedback.secret, config.feedback.secret_env)
         self.signer = LinkSigner(secret, self.clock)
         self.log = FeedbackLog(store)
+        self._clicks: GroupCommit[ClickRequest, ClickResult | TokenError | LinkGone] = GroupCommit(self._click_batch)
         self.outbox = Outbox(store)
 
-    def resolve(self, token: str, action: str) -> Click:
+    def resolve(self, token: str, action: str, connection: Connection | None = None) -> Click:
         """Verify a token for ``action``; raises TokenError, TokenExpired or LinkGone."""
         if len(token) > 512:
             raise TokenError("invalid link")
@@ -66,28 +77,43 @@ class FeedbackService:
             if link.user_id not in self.store.user_ids():
                 raise LinkGone("unknown subscriber")
             return Click(token, link, None)
-        if self.outbox.digest_owner(link.digest_id) != link.user_id:
+        owner, entry_exists, paper = self.store.linked_paper(link.digest_id, max(link.position, 0), connection)
+        if owner != link.user_id:
             raise LinkGone("this digest no longer exists")
         if link.position < 0:
             return Click(token, link, None)
-        entry = next((e for e in self.outbox.entries(link.digest_id) if e[0] == link.position), None)
-        if entry is None:
+        if not entry_exists:
             raise LinkGone("this entry no longer exists")
-        try:
-            paper = self.store.paper(entry[1])
-        except NotFoundError:
-            raise LinkGone("this paper no longer exists") from None
+        if paper is None:
+            raise LinkGone("this paper no longer exists")
         return Click(token, link, paper)
 
-    def click(self, click: Click, client: str) -> ClickResult:
-        """Record a more / less / open click once; a link scan records nothing."""
-        now = self.clock()
-        if self.log.note_hit(click.link.digest_id, client, click.token_id, now):
-            return ClickResult(click, recorded=False, scan=True)
-        assert click.paper is not None
-        recorded = self.log.record(click.link.user_id, click.paper.id, click.link.action, click.link.digest_id,
-                                   click.token_id, client, now)
-        return ClickResult(click, recorded)
+    async def click_async(self, token: str, action: str, client: str) -> ClickResult:
+        """Verify a more / less / open link and record the click once (a link scan records
+        nothing); raises TokenError, TokenExpired or LinkGone. Concurrent clicks are checked and
+        committed together (group commit); this returns once this one is stored, waiting
+        without holding a thread."""
+        return settle(await asyncio.wrap_future(self._clicks.enqueue(ClickRequest(token, action, client))))
+
+    def _click_batch(self, requests: Sequence[ClickRequest]) -> list[ClickResult | TokenError | LinkGone]:
+        outcomes: list[ClickResult | TokenError | LinkGone] = []
+        with self.store.write() as connection:
+            for request in requests:
+                try:
+                    click = self.resolve(request.token, request.action, connection)
+                except (TokenError, LinkGone) as refused:
+                    outcomes.append(refused)
+                    continue
+                assert click.paper is not None
+                recorded = self.log.click(connection, ClickEvent(
+                    click.link.user_id, click.paper.id, click.link.action, click.link.digest_id, click.token_id,
+                    request.client, self.clock()))
+                outcomes.append(ClickResult(click, recorded=recorded == "recorded", scan=recorded == "scan"))
+        return outcomes
+
+    def close(self) -> None:
+        """Commit the clicks still queued."""
+        self._clicks.close()
 
     def undo(self, click: Click) -> bool:
         return self.log.undo(click.token_id)
@@ -97,6 +123,12 @@ class FeedbackService:
 
     def undo_url(self, click: Click) -> str:
         return f"{self.config.feedback.base_url}/feedback/undo/{click.token}"
+
+
+def settle(outcome: ClickResult | TokenError | LinkGone) -> ClickResult:
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def open_target(paper: Paper) -> str:

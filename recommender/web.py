@@ -4,19 +4,21 @@ number of processes can serve it behind a load balancer."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -138,16 +140,23 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
     def home(request: Request) -> Response:
         return PlainTextResponse("recommender feedback endpoint: ok\n")
 
-    @guarded
-    def feedback(request: Request) -> Response:
+    async def feedback(request: Request) -> Response:
         action = request.path_params["action"]
         blocked = limited(request)
         if blocked:
             return blocked
-        click = service.resolve(request.path_params["token"], action)
-        if request.method == "GET":
-            service.click(click, client_of(request))
+        try:
+            click = await _click(request, action)
+        except (TokenError, LinkGone) as exc:
+            return refusal(request, exc)
         return _feedback_page(click)
+
+    async def _click(request: Request, action: str) -> Click:
+        """GET records the click (group-committed, awaited without a thread); HEAD only checks."""
+        token = request.path_params["token"]
+        if request.method == "GET":
+            return (await service.click_async(token, action, client_of(request))).click
+        return await run_in_threadpool(service.resolve, token, action)
 
     def _feedback_page(click: Click) -> Response:
         title = click.paper.title if click.paper else ""
@@ -170,14 +179,14 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
         return page("Undone" if undone else "Nothing to undo",
                     ["Your feedback on this paper was removed." if undone else "No feedback from this link is recorded."])
 
-    @guarded
-    def open_paper(request: Request) -> Response:
+    async def open_paper(request: Request) -> Response:
         blocked = limited(request)
         if blocked:
             return blocked
-        click = service.resolve(request.path_params["token"], "open")
-        if request.method == "GET":
-            service.click(click, client_of(request))
+        try:
+            click = await _click(request, "open")
+        except (TokenError, LinkGone) as exc:
+            return refusal(request, exc)
         assert click.paper is not None
         return RedirectResponse(open_target(click.paper), status_code=303)
 
@@ -232,7 +241,13 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
                   type(exc).__name__, exc)
         return page("Something went wrong", ["Please try again later."], 500, request)
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error})
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        service.close()  # commits the clicks still queued
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error},
+                    lifespan=lifespan)
     app.add_middleware(SecurityHeaders)
     return app
 

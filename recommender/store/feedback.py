@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
 from recommender.store.schema import (
     DigestEntryRow,
@@ -25,6 +25,62 @@ OPPOSITE = {"more": "less", "less": "more"}
 SCAN_WINDOW = timedelta(seconds=10)
 SCAN_DISTINCT_LINKS = 5
 HIT_RETENTION = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ClickEvent:
+    """One click on a digest link, to be recorded."""
+
+    user_id: int
+    paper_id: str
+    action: str
+    digest_id: int | None
+    token_id: str
+    client: str
+    at: datetime
+
+
+def _click(conn: Connection, click: ClickEvent) -> str:
+    if click.digest_id is not None and _scan(conn, click.digest_id, click.client, click.token_id, click.at):
+        return "scan"
+    return "recorded" if _record(conn, click) else "repeat"
+
+
+def _record(conn: Connection, click: ClickEvent) -> bool:
+    # A token names one (user, paper, action, digest), so one lookup finds both a repeat of this
+    # link and the same click through another link to the same entry.
+    earlier = conn.execute(select(FeedbackRow.action, FeedbackRow.digest_id).where(
+        FeedbackRow.user_id == click.user_id, FeedbackRow.paper_id == click.paper_id)).all()
+    if any(row.action == click.action and row.digest_id == click.digest_id for row in earlier):
+        return False
+    if click.action in OPPOSITE and any(row.action == OPPOSITE[click.action] for row in earlier):
+        conn.execute(delete(FeedbackRow).where(
+            FeedbackRow.user_id == click.user_id, FeedbackRow.paper_id == click.paper_id,
+            FeedbackRow.action == OPPOSITE[click.action]))
+    conn.execute(insert(FeedbackRow).values(
+        user_id=click.user_id, paper_id=click.paper_id, action=click.action, digest_id=click.digest_id,
+        token_id=click.token_id, client=click.client[:64], created_at=click.at))
+    return True
+
+
+def _scan(conn: Connection, digest_id: int, client: str, token_id: str, now: datetime) -> bool:
+    """Note a link hit; True when this client has now hit more than five distinct links of
+    the digest within ten seconds (a mail filter scanning the message). Then the clicks it
+    recorded in that window are removed too."""
+    since = now - SCAN_WINDOW
+    conn.execute(insert(LinkHitRow).values(digest_id=digest_id, client=client[:64], token_id=token_id,
+                                           created_at=now))
+    distinct = conn.execute(select(func.count(func.distinct(LinkHitRow.token_id))).where(
+        LinkHitRow.digest_id == digest_id, LinkHitRow.client == client[:64],
+        LinkHitRow.created_at >= since)).scalar_one()
+    if distinct > SCAN_DISTINCT_LINKS:
+        conn.execute(delete(FeedbackRow).where(
+            FeedbackRow.digest_id == digest_id, FeedbackRow.client == client[:64],
+            FeedbackRow.created_at >= since))
+        return True
+    if distinct == 1:  # cheap moment to forget old hits
+        conn.execute(delete(LinkHitRow).where(LinkHitRow.created_at < now - HIT_RETENTION))
+    return False
 
 
 @dataclass(frozen=True)
@@ -51,20 +107,13 @@ class FeedbackLog:
         """Record one click; False when this token was already recorded. A "more" replaces an
         earlier "less" on the same paper and vice versa."""
         with self.store.write() as conn:
-            if conn.execute(select(FeedbackRow.id).where(FeedbackRow.token_id == token_id)).first():
-                return False
-            if conn.execute(select(FeedbackRow.id).where(
-                    FeedbackRow.user_id == user_id, FeedbackRow.paper_id == paper_id, FeedbackRow.action == action,
-                    FeedbackRow.digest_id == digest_id)).first():
-                return False  # the same click through another link to the same entry
-            if action in OPPOSITE:
-                conn.execute(delete(FeedbackRow).where(
-                    FeedbackRow.user_id == user_id, FeedbackRow.paper_id == paper_id,
-                    FeedbackRow.action == OPPOSITE[action]))
-            conn.execute(insert(FeedbackRow).values(
-                user_id=user_id, paper_id=paper_id, action=action, digest_id=digest_id, token_id=token_id,
-                client=client[:64], created_at=now))
-        return True
+            return _record(conn, ClickEvent(user_id, paper_id, action, digest_id, token_id, client, now))
+
+    @staticmethod
+    def click(conn: Connection, click: ClickEvent) -> str:
+        """Record a link click inside the caller's write transaction: "recorded", "repeat"
+        (this click was recorded before) or "scan" (a link scanner's hit: nothing kept)."""
+        return _click(conn, click)
 
     def undo(self, token_id: str) -> bool:
         with self.store.write() as conn:
@@ -73,26 +122,6 @@ class FeedbackLog:
     def is_recorded(self, token_id: str) -> bool:
         with self.store.read() as conn:
             return conn.execute(select(FeedbackRow.id).where(FeedbackRow.token_id == token_id)).first() is not None
-
-    def note_hit(self, digest_id: int, client: str, token_id: str, now: datetime) -> bool:
-        """Note a link hit; True when this client has now hit more than five distinct links of
-        the digest within ten seconds (a mail filter scanning the message). Then the clicks it
-        recorded in that window are removed too."""
-        since = now - SCAN_WINDOW
-        with self.store.write() as conn:
-            conn.execute(insert(LinkHitRow).values(digest_id=digest_id, client=client[:64], token_id=token_id,
-                                                   created_at=now))
-            distinct = conn.execute(select(func.count(func.distinct(LinkHitRow.token_id))).where(
-                LinkHitRow.digest_id == digest_id, LinkHitRow.client == client[:64],
-                LinkHitRow.created_at >= since)).scalar_one()
-            if distinct > SCAN_DISTINCT_LINKS:
-                conn.execute(delete(FeedbackRow).where(
-                    FeedbackRow.digest_id == digest_id, FeedbackRow.client == client[:64],
-                    FeedbackRow.created_at >= since))
-                return True
-            if distinct == 1:  # cheap moment to forget old hits
-                conn.execute(delete(LinkHitRow).where(LinkHitRow.created_at < now - HIT_RETENTION))
-        return False
 
     def events(self, user_id: int | None = None) -> list[FeedbackEvent]:
         stmt = (select(FeedbackRow.id, UserRow.email, FeedbackRow.paper_id, PaperRow.title, FeedbackRow.action,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -236,6 +236,25 @@ class Store:
         if row is None:
             raise NotFoundError(f"no paper with id {paper_id!r} (see `recommender papers search`)")
         return _paper(row)
+
+    def linked_paper(self, digest_id: int, position: int,
+                     connection: Connection | None = None) -> tuple[int | None, bool, Paper | None]:
+        """What a digest link points to, in one query: (the digest's owner or None when the
+        digest is gone, whether the entry exists, the entry's paper or None when it is gone)."""
+        stmt = (select(DigestRow.user_id, DigestEntryRow.position, PaperRow)
+                .select_from(DigestRow)
+                .outerjoin(DigestEntryRow, and_(DigestEntryRow.digest_id == DigestRow.id,
+                                                DigestEntryRow.position == position))
+                .outerjoin(PaperRow, PaperRow.id == DigestEntryRow.paper_id)
+                .where(DigestRow.id == digest_id))
+        if connection is None:
+            with self.read() as conn:
+                row = conn.execute(stmt).first()
+        else:
+            row = connection.execute(stmt).first()
+        if row is None:
+            return None, False, None
+        return row.user_id, row.position is not None, _paper(row) if row.id is not None else None
 
     def papers(self, ids: Sequence[str] | None = None) -> list[Paper]:
         """Papers by id in the order given (unknown ids skipped), or all papers by id."""
