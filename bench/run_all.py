@@ -22,10 +22,13 @@ def main() -> int:
     started = time.monotonic()
     for name in BENCHMARKS:
         print(f"\n=== {name}", flush=True)
+        began = time.monotonic()
         code = subprocess.run([sys.executable, str(HERE / name)]).returncode
+        print(f"  ({name} took {time.monotonic() - began:.0f} s)", flush=True)
         if code:
             failed.append(name)
-    print(f"\nall benchmarks in {time.monotonic() - started:.0f} s; "
+    total = time.monotonic() - started
+    print(f"\nall benchmarks in {total:.0f} s (target < 900 s: {'PASS' if total < 900 else 'MISS'}); "
           + ("every target PASS" if not failed else f"targets missed in: {', '.join(failed)}"))
     return 1 if failed else 0
 

@@ -13,8 +13,8 @@ from sqlalchemy import Connection
 
 from recommender.config import Config
 from recommender.domain import Paper
-from recommender.store import Store
 from recommender.group_commit import GroupCommit
+from recommender.store import Store
 from recommender.store.feedback import ClickEvent, FeedbackLog
 from recommender.store.outbox import Outbox
 from recommender.tokens import LinkSigner, LinkToken, TokenError, check_secret, token_id
