@@ -114,10 +114,12 @@ def main() -> int:
     ok = True
     print(f"{'users':>7s} {'new':>5s} {'ours s':>8s} {'loop s':>8s} {'svm s':>10s} {'vs loop':>8s} {'vs svm':>8s}"
           f" {'top20 overlap':>13s} {'peak MB':>8s}")
+    profiles = None
     for users, n in SIZES:
+        profiles = None  # the previous size's profiles go before this size's are built
         pull, libraries = pulls_for(users, data, old)
-        matrix, collab_rows = profile_rows(model, reader_model, pull, [()] * users, ranking)
-        profiles = Profiles(list(range(users)), matrix, collab_rows, [{} for _ in range(users)], [()] * users)
+        profiles = Profiles(list(range(users)), *profile_rows(model, reader_model, pull, [()] * users, ranking),
+                            [{} for _ in range(users)], [()] * users)
         pool = papers[:n]
         choices = [Choice(user=str(u), limit=LIMIT, collaborative_weight=ranking.collaborative_weight)
                    for u in range(users)]

@@ -96,20 +96,21 @@ class FeedbackService:
         return settle(await asyncio.wrap_future(self._clicks.enqueue(ClickRequest(token, action, client))))
 
     def _click_batch(self, requests: Sequence[ClickRequest]) -> list[ClickResult | TokenError | LinkGone]:
-        outcomes: list[ClickResult | TokenError | LinkGone] = []
+        """One transaction: verify every link, then record the valid clicks in order."""
+        checked: list[Click | TokenError | LinkGone] = []
         with self.store.write() as connection:
             for request in requests:
                 try:
                     click = self.resolve(request.token, request.action, connection)
+                    checked.append(click if click.paper is not None else TokenError("invalid link"))
                 except (TokenError, LinkGone) as refused:
-                    outcomes.append(refused)
-                    continue
-                assert click.paper is not None
-                recorded = self.log.click(connection, ClickEvent(
-                    click.link.user_id, click.paper.id, click.link.action, click.link.digest_id, click.token_id,
-                    request.client, self.clock()))
-                outcomes.append(ClickResult(click, recorded=recorded == "recorded", scan=recorded == "scan"))
-        return outcomes
+                    checked.append(refused)
+            now = self.clock()
+            events = [ClickEvent(c.link.user_id, c.paper.id, c.link.action, c.link.digest_id, c.token_id,
+                                 request.client, now)
+                      for c, request in zip(checked, requests, strict=True) if isinstance(c, Click) and c.paper]
+            recorded = iter(self.log.record_clicks(connection, events))
+        return [ClickResult(c, *_outcome(next(recorded))) if isinstance(c, Click) else c for c in checked]
 
     def close(self) -> None:
         """Commit the clicks still queued."""
@@ -123,6 +124,11 @@ class FeedbackService:
 
     def undo_url(self, click: Click) -> str:
         return f"{self.config.feedback.base_url}/feedback/undo/{click.token}"
+
+
+def _outcome(recorded: str) -> tuple[bool, bool]:
+    """(recorded, scan) from the feedback log's word for a click."""
+    return recorded == "recorded", recorded == "scan"
 
 
 def settle(outcome: ClickResult | TokenError | LinkGone) -> ClickResult:

@@ -16,13 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from recommender import kernels
 from recommender.collab import CollabModel
 from recommender.domain import Explanation, Paper, Recommendation, SharedTerm
 from recommender.profiles import Profiles
-from recommender.scoring import PoolScorer
+from recommender.scoring import SPLIT_MIN_USERS, PoolScorer
 from recommender.textmodel import TextModel
 
 CHUNK = 512
@@ -156,11 +156,15 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
     position = {p.id: i for i, p in enumerate(pool)}
     rows = model.rows([p.id for p in pool])
     collab_rows = collab.predicted[[collab.index[p.id] for p in pool]] if collab is not None else None
-    scorer = PoolScorer(rows, collab_rows if profiles.collab is not None else None)
+    scorer = PoolScorer(rows, collab_rows if profiles.collab is not None else None,
+                        split=len(choices) >= SPLIT_MIN_USERS)
     matches = _Matches(pool)
     results: list[list[Recommendation]] = []
+    if not model.matrix.has_sorted_indices:
+        model.matrix.sort_indices()  # the explanation kernels merge rows by term index
     for (start, end), (picked, scores, collaborative, counts) in picks_by_chunk(profiles, scorer, skips, choices,
                                                                               position, matches, pool):
+        explain = _ChunkExplainer(model, profiles, pool, titles, choices, start, picked, counts)
         for offset in range(end - start):
             u = start + offset
             choice = choices[u]
@@ -170,67 +174,103 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
                                                    personalized=False, followed_authors=followed(pool[i], c.authors)))
                                 for n, i in enumerate(picked[offset, :counts[offset]])])
                 continue
-            explain = _Explainer(model, profiles, u, pool, rows, titles, choice, picked[offset, :counts[offset]])
             results.append([Recommendation(choice.user, pool[i], float(scores[offset, n]), n + 1,
-                                           lambda i=int(i), c=float(collaborative[offset, n]), e=explain: e(i, c))
+                                           lambda o=offset, n=n, c=float(collaborative[offset, n]), e=explain: e(o, n, c))
                             for n, i in enumerate(picked[offset, :counts[offset]])])
     return results
 
 
-class _Explainer:
-    """Builds one pick's explanation on demand: the starred papers nearest to it and the
-    terms it shares with the nearest one. The per-user work (the starred papers' rows and
-    titles, their similarity to every pick) is done once, when the first explanation is asked for."""
+class _ChunkExplainer:
+    """Explanations for every pick of one chunk of users, computed together the first time
+    one is asked for: the starred papers nearest to each pick (similarity of every (star, pick)
+    pair of a user, one compiled pass), the terms each pick shares with its nearest star, and
+    the titles of those stars (one query)."""
 
-    def __init__(self, model: TextModel, profiles: Profiles, u: int, pool: list[Paper], rows: sp.csr_matrix,
-                 titles: Callable[[list[str]], dict[str, str]], choice: Choice, picks: Sequence[int]):
-        self.model, self.profiles, self.u, self.pool, self.rows = model, profiles, u, pool, rows
-        self.titles, self.choice, self.picks = titles, choice, [int(i) for i in picks]
-        self.pattern = keyword_pattern(choice.interests)
-        self._ready = False
+    KNOWN = 200  # a user's strongest starred papers considered as "nearest"
+
+    def __init__(self, model: TextModel, profiles: Profiles, pool: list[Paper],
+                 titles: Callable[[list[str]], dict[str, str]], choices: Sequence[Choice], start: int,
+                 picked: np.ndarray, counts: np.ndarray):
+        self.model, self.profiles, self.pool, self.titles = model, profiles, pool, titles
+        self.choices, self.start, self.picked, self.counts = choices, start, picked, counts
+        self.ready = False
+
+    def __call__(self, offset: int, n: int, collaborative: float) -> Explanation:
+        if not self.ready:
+            self._prepare()
+        choice = self.choices[self.start + offset]
+        paper = self.pool[int(self.picked[offset, n])]
+        nearest = tuple((pid, self.star_titles.get(pid, pid), sim) for pid, sim in self.nearest[offset][n])
+        terms = self.shared[offset][n]
+        if not terms:
+            terms = self._profile_terms(offset, n, choice.why_terms)
+        pattern = keyword_pattern(choice.interests)
+        matched = tuple(sorted({m.group(0).lower() for m in pattern.finditer(f"{paper.title} {paper.abstract}")})) \
+            if pattern else ()
+        return Explanation(personalized=True, nearest=nearest, terms=tuple(terms),
+                           followed_authors=followed(paper, choice.authors), matched_interests=matched,
+                           collaborative=collaborative)
 
     def _prepare(self) -> None:
-        profile = self.profiles.matrix[self.u]
-        self.profile_weights = dict(zip(profile.indices.tolist(), profile.data.tolist(), strict=True))
-        weights = self.profiles.weights[self.u]
-        self.known = sorted((p for p, w in weights.items() if w > 0 and p in self.model.index),
-                            key=lambda p: (-weights[p], p))[:200]
-        self.known_rows = self.model.rows(self.known) if self.known else None
-        self.known_titles = self.titles(self.known[:50])
-        self.column = {i: n for n, i in enumerate(self.picks)}
-        self.pick_rows = self.rows[self.picks]
-        self.sims = (self.known_rows @ self.pick_rows.T).toarray() if self.known_rows is not None else None
-        self._ready = True
+        matrix, index = self.model.matrix, self.model.index
+        pool_rows = np.array([index[p.id] for p in self.pool], dtype=np.int64)
+        users = []  # (offset, known ids, their model rows, pick model rows)
+        for offset in range(self.picked.shape[0]):
+            u = self.start + offset
+            weights = self.profiles.weights[u]
+            known = sorted((p for p, w in weights.items() if w > 0 and p in index),
+                           key=lambda p: (-weights[p], p))[:self.KNOWN]
+            picks = pool_rows[self.picked[offset, :self.counts[offset]]]
+            if known and len(picks) and not self.profiles.empty(u):
+                users.append((offset, known, np.array([index[p] for p in known], dtype=np.int64), picks))
+        first = np.concatenate([np.repeat(rows, len(picks)) for _, _, rows, picks in users] or [np.zeros(0, np.int64)])
+        second = np.concatenate([np.tile(picks, len(rows)) for _, _, rows, picks in users] or [np.zeros(0, np.int64)])
+        sims = np.zeros(len(first))
+        kernels.run(kernels.pair_dots, len(first) * 200, matrix.indptr, matrix.indices, matrix.data, first, second, sims)
+        self.nearest: dict[int, list[list[tuple[str, float]]]] = {}
+        pairs_first, pairs_second, where = [], [], []
+        at = 0
+        for offset, known, rows, picks in users:
+            block = sims[at:at + len(known) * len(picks)].reshape(len(known), len(picks))
+            at += len(known) * len(picks)
+            by_id = np.argsort(np.argsort(np.array(known, dtype=object)))  # rank of each id, for ties
+            best_of_user = []
+            for n in range(len(picks)):
+                column = block[:, n]
+                best = [j for j in np.lexsort((by_id, -column))[:2] if column[j] > 0]
+                best_of_user.append([(known[j], float(column[j])) for j in best])
+                if best:
+                    pairs_first.append(rows[best[0]])
+                    pairs_second.append(picks[n])
+                    where.append((offset, n))
+            self.nearest[offset] = best_of_user
+        keep = max((c.why_terms for c in self.choices[self.start:self.start + self.picked.shape[0]]), default=0)
+        top_terms = np.full((len(where), max(keep, 1)), -1, dtype=np.int64)
+        top_values = np.zeros((len(where), max(keep, 1)))
+        kernels.run(kernels.pair_top_terms, len(where) * 400, matrix.indptr, matrix.indices, matrix.data,
+                    np.array(pairs_first, dtype=np.int64), np.array(pairs_second, dtype=np.int64), top_terms, top_values)
+        self.shared: dict[int, dict[int, list[SharedTerm]]] = {}
+        for m, (offset, n) in enumerate(where):
+            limit = self.choices[self.start + offset].why_terms
+            self.shared.setdefault(offset, {})[n] = [
+                SharedTerm(str(self.model.terms[t]), float(v))
+                for t, v in zip(top_terms[m, :limit], top_values[m, :limit], strict=True) if t >= 0]
+        for offset in range(self.picked.shape[0]):
+            self.nearest.setdefault(offset, [[] for _ in range(self.counts[offset])])
+            self.shared.setdefault(offset, {})
+            for n in range(self.counts[offset]):
+                self.shared[offset].setdefault(n, [])
+        wanted = sorted({pid for rows in self.nearest.values() for best in rows for pid, _ in best})
+        self.star_titles = self.titles(wanted) if wanted else {}
+        self.ready = True
 
-    def _row(self, matrix: sp.csr_matrix, r: int) -> tuple[np.ndarray, np.ndarray]:
-        start, end = matrix.indptr[r], matrix.indptr[r + 1]
-        return matrix.indices[start:end], matrix.data[start:end]
-
-    def __call__(self, i: int, collaborative: float) -> Explanation:
-        if not self._ready:
-            self._prepare()
-        paper = self.pool[i]
-        n = self.column[i]
-        cols, data = self._row(self.pick_rows, n)
-        nearest: list[tuple[str, str, float]] = []
-        terms: list[SharedTerm] = []
-        if self.sims is not None:
-            sims = self.sims[:, n]
-            best = sorted(np.flatnonzero(sims > 0), key=lambda j: (-sims[j], self.known[j]))[:2]
-            nearest = [(self.known[j], self.known_titles.get(self.known[j], self.known[j]), float(sims[j]))
-                       for j in best]
-            if best:
-                star_cols, star_data = self._row(self.known_rows, int(best[0]))
-                shared, in_star, in_pick = np.intersect1d(star_cols, cols, assume_unique=True, return_indices=True)
-                terms = top_terms(self.model, shared, star_data[in_star] * data[in_pick], self.choice.why_terms)
-        if not terms:
-            terms = top_terms(self.model, cols, data * np.array([self.profile_weights.get(c, 0.0) for c in cols.tolist()]),
-                              self.choice.why_terms)
-        matched = tuple(sorted({m.group(0).lower() for m in self.pattern.finditer(f"{paper.title} {paper.abstract}")})) \
-            if self.pattern else ()
-        return Explanation(personalized=True, nearest=tuple(nearest), terms=tuple(terms),
-                           followed_authors=followed(paper, self.choice.authors), matched_interests=matched,
-                           collaborative=collaborative)
+    def _profile_terms(self, offset: int, n: int, limit: int) -> list[SharedTerm]:
+        """Without a nearest star: the pick's terms weighted by the profile's weights."""
+        row = self.model.matrix[self.model.index[self.pool[int(self.picked[offset, n])].id]]
+        profile = self.profiles.matrix[self.start + offset]
+        weights = dict(zip(profile.indices.tolist(), profile.data.tolist(), strict=True))
+        return top_terms(self.model, row.indices, row.data * np.array([weights.get(c, 0.0) for c in row.indices.tolist()]),
+                         limit)
 
 
 def top_terms(model: TextModel, columns: np.ndarray, values: np.ndarray, n: int) -> list[SharedTerm]:

@@ -4,78 +4,58 @@
 
 Profiles and paper rows are sparse, but the few terms found in many candidates carry most of
 the work of a sparse product (with a Zipf vocabulary, ~5% of the candidates' terms make ~85%
-of the multiply-adds). Those "dense" terms go, next to the reader factors, into one float32
-matrix product (BLAS, both cores); the long tail of rare terms is added by a compiled
-scatter over the candidates' posting lists (numba, releasing the GIL so chunks run in
-parallel). For small chunks, where compiling or importing numba would cost more than it saves,
-the tail is added with a scipy product instead; both give the same sums.
+of the multiply-adds). Those "dense" terms (in >= 3% of the candidates) go, next to the reader
+factors, into one float32 matrix product (BLAS); the long tail of rare terms is added by a
+scatter over the candidates' posting lists (``kernels.scatter_rows``, compiled, releasing the
+GIL so chunks run on both cores). For small chunks, where importing numba would cost more than
+it saves, the tail is added with a scipy product instead; both give the same sums.
 """
 
 from __future__ import annotations
 
-import logging
-from functools import cache
-
 import numpy as np
 import scipy.sparse as sp
 
-log = logging.getLogger(__name__)
+from recommender import kernels
 
 DENSE_FRACTION = 0.03  # a term in at least this share of the candidates goes into the dense product
 DENSE_MIN_PAPERS = 64  # ...and in at least this many (small pools stay sparse)
 COMPILED_MIN_WORK = 2_000_000  # tail multiply-adds above which the compiled scatter is worth it
-
-
-@cache
-def _compiled_scatter():
-    """The numba kernel, compiled (or loaded from numba's cache) on first use; None without numba."""
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency; scipy remains correct without it
-        log.info("numba not available: the rare-term part of scoring uses scipy")
-        return None
-
-    @numba.njit(nogil=True, cache=True)
-    def scatter(indptr, indices, data, post_ptr, post_idx, post_val, out):  # pragma: no cover - compiled
-        for r in range(indptr.shape[0] - 1):
-            row = out[r]
-            for j in range(indptr[r], indptr[r + 1]):
-                t = indices[j]
-                w = np.float32(data[j])
-                for k in range(post_ptr[t], post_ptr[t + 1]):
-                    row[post_idx[k]] += w * post_val[k]
-
-    return scatter
+SPLIT_MIN_USERS = 64  # fewer users than this: score with a plain sparse product
 
 
 class PoolScorer:
-    """Everything about one candidate pool that every chunk of users reuses."""
+    """Everything about one candidate pool that every chunk of users reuses. With few users
+    (``split=False``) the pool is not prepared at all: a plain sparse product is quicker."""
 
-    def __init__(self, rows: sp.csr_matrix, reader_rows: np.ndarray | None,
+    def __init__(self, rows: sp.csr_matrix, reader_rows: np.ndarray | None, split: bool = True,
                  compiled_min_work: int = COMPILED_MIN_WORK):
         n, vocabulary = rows.shape
         self.compiled_min_work = compiled_min_work
         self.size = n
-        frequency = np.bincount(rows.indices, minlength=vocabulary)
-        threshold = max(DENSE_MIN_PAPERS, DENSE_FRACTION * n)
-        dense_terms = np.flatnonzero(frequency >= threshold)
+        self.reader_rows = reader_rows
+        self.factors = 0 if reader_rows is None else reader_rows.shape[1]
+        dense_terms = np.zeros(0, dtype=np.int64)
+        if split:
+            frequency = np.bincount(rows.indices, minlength=vocabulary)
+            dense_terms = np.flatnonzero(frequency >= max(DENSE_MIN_PAPERS, DENSE_FRACTION * n))
         self.dense_slot = np.full(vocabulary, -1, dtype=np.int64)
         self.dense_slot[dense_terms] = np.arange(len(dense_terms))
-        self.factors = 0 if reader_rows is None else reader_rows.shape[1]
-        self.reader_rows = reader_rows
         right = [rows[:, dense_terms].T.toarray().astype(np.float32)]
         if reader_rows is not None:
             right.insert(0, reader_rows.T.astype(np.float32))
         self.right = np.ascontiguousarray(np.vstack(right))  # (factors + dense terms) x candidates
-        rare = rows.copy()
-        rare.data = np.where(self.dense_slot[rare.indices] >= 0, 0.0, rare.data)
-        rare.eliminate_zeros()
+        rare = rows
+        if len(dense_terms):
+            rare = rows.copy()
+            rare.data = np.where(self.dense_slot[rare.indices] >= 0, 0.0, rare.data)
+            rare.eliminate_zeros()
         self.rare_rows = rare  # candidates x terms, rare terms only
-        postings = rare.T.tocsr()  # terms x candidates: who contains each rare term
-        self.post_ptr = postings.indptr.astype(np.int32)
-        self.post_idx = postings.indices.astype(np.int32)
-        self.post_val = postings.data.astype(np.float32)
-        self.rare_frequency = np.diff(self.post_ptr)
+        self.postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if split:  # terms x candidates: who contains each rare term, for the compiled scatter
+            postings = rare.T.tocsr()
+            self.postings = (postings.indptr.astype(np.int32), postings.indices.astype(np.int32),
+                             postings.data.astype(np.float32))
 
     def scores(self, profiles: sp.csr_matrix, readers: np.ndarray | None, weights: np.ndarray) -> np.ndarray:
         """float32 users x candidates: content score plus ``weights`` times the reader cosine."""
@@ -88,14 +68,16 @@ class PoolScorer:
         dense = slots >= 0
         left[owners[dense], self.factors + slots[dense]] = profiles.data[dense]
         out = left @ self.right
-        if out.shape[1] == 0:
+        if out.shape[1] == 0 or not self.rare_rows.nnz:
             return out
-        work = int(self.rare_frequency[profiles.indices].sum())
-        scatter = _compiled_scatter() if work >= self.compiled_min_work else None
+        scatter = None
+        if self.postings is not None:
+            post_ptr, post_idx, post_val = self.postings
+            work = int(np.diff(post_ptr)[profiles.indices].sum())
+            scatter = kernels.compiled(kernels.scatter_rows) if work >= self.compiled_min_work else None
         if scatter is not None:
-            scatter(profiles.indptr, profiles.indices, profiles.data,
-                    self.post_ptr, self.post_idx, self.post_val, out)
-        elif self.rare_rows.nnz:
+            scatter(profiles.indptr, profiles.indices, profiles.data, post_ptr, post_idx, post_val, out)
+        else:
             out += (profiles @ self.rare_rows.T).toarray()
         return out
 

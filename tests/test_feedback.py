@@ -241,3 +241,43 @@ def test_a_deleted_paper_answers_404(world: World):
     with world.store.write() as conn:
         conn.exec_driver_sql("DELETE FROM digest_entries WHERE position = 0")
     assert world.client.get(link).status_code == 404 and world.events() == []
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_clicks_recorded_in_one_group_match_clicks_recorded_one_at_a_time(tmp_path: Path, seed: int):
+    """Group commit changes the transactions, not the outcomes: random click sequences (repeats,
+    more/less flips on one paper, scanners, several clients and digests) give the same answers
+    and the same stored feedback whether recorded together or one by one."""
+    import random
+
+    from recommender.store.feedback import ClickEvent
+
+    rng = random.Random(seed)
+    for name in ("together", "alone"):
+        (tmp_path / name).mkdir()
+    worlds = [_world(tmp_path / name) for name in ("together", "alone")]
+    ada, bob = (worlds[0].store.user_id(e) for e in ("ada@example.org", "bob@example.org"))
+    digests = {item.user_id: item.id for item in Outbox(worlds[0].store).items()}
+    entries = {user: [e[1] for e in Outbox(worlds[0].store).entries(digests[user])] for user in (ada, bob)}
+    start = datetime(2025, 3, 21, 8, 0, tzinfo=UTC)
+    clicks = []
+    for n in range(40):
+        user = rng.choice((ada, bob))
+        position = rng.randrange(len(entries[user]))
+        action = rng.choice(("more", "less", "open"))
+        clicks.append(ClickEvent(user, entries[user][position], action, digests[user],
+                                 f"{user}-{position}-{action}-{rng.randrange(2)}", rng.choice(("a", "b")),
+                                 start + timedelta(seconds=n * rng.choice((0.1, 3)))))
+    logs = [FeedbackLog(w.store) for w in worlds]
+    with worlds[0].store.write() as conn:
+        together = logs[0].record_clicks(conn, clicks)
+    alone = []
+    for click in clicks:
+        with worlds[1].store.write() as conn:
+            alone += logs[1].record_clicks(conn, [click])
+    assert together == alone
+    assert {"recorded", "repeat"} <= set(together)
+    assert [(e.email, e.paper_id, e.action) for e in logs[0].events()] == \
+        [(e.email, e.paper_id, e.action) for e in logs[1].events()]
+    for w in worlds:
+        w.store.close()

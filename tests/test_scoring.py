@@ -22,9 +22,10 @@ def zipf_rows(rng: np.random.Generator, n: int, vocabulary: int, terms: int) -> 
     return normalize(sp.csr_matrix((data, indices, indptr), shape=(n, vocabulary)))
 
 
-@pytest.mark.parametrize("compiled_min_work", [0, 10**12], ids=["compiled", "scipy"])
+@pytest.mark.parametrize(("split", "compiled_min_work"), [(True, 0), (True, 10**12), (False, 0)],
+                         ids=["compiled", "scipy", "unsplit"])
 @pytest.mark.parametrize("with_readers", [True, False])
-def test_scores_equal_the_plain_sparse_product(compiled_min_work, with_readers):
+def test_scores_equal_the_plain_sparse_product(split, compiled_min_work, with_readers):
     rng = np.random.default_rng(3)
     candidates = zipf_rows(rng, 700, 5000, 60)
     profiles = zipf_rows(rng, 300, 5000, 150)
@@ -33,8 +34,8 @@ def test_scores_equal_the_plain_sparse_product(compiled_min_work, with_readers):
     readers = normalize(rng.normal(size=(300, 16))).astype(np.float32) if with_readers else None
     reader_rows = normalize(rng.normal(size=(700, 16))).astype(np.float32) if with_readers else None
     weights = rng.random(300).astype(np.float32)
-    scorer = PoolScorer(candidates, reader_rows, compiled_min_work=compiled_min_work)
-    assert 0 < scorer.dense_slot.max() + 1 < 5000  # both parts are in play
+    scorer = PoolScorer(candidates, reader_rows, split=split, compiled_min_work=compiled_min_work)
+    assert (0 < scorer.dense_slot.max() + 1 < 5000) == split  # both parts are in play when split
 
     got = scorer.scores(profiles, readers, weights)
 

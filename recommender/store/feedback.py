@@ -3,6 +3,7 @@ data operations (export, forget)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,47 +41,88 @@ class ClickEvent:
     at: datetime
 
 
-def _click(conn: Connection, click: ClickEvent) -> str:
-    if click.digest_id is not None and _scan(conn, click.digest_id, click.client, click.token_id, click.at):
-        return "scan"
-    return "recorded" if _record(conn, click) else "repeat"
+@dataclass
+class _Known:
+    """A feedback row as the batch sees it: stored already (``id``) or about to be inserted."""
+
+    id: int | None
+    action: str
+    digest_id: int | None
+    client: str
+    at: datetime
+    values: dict[str, object] | None = None  # the row to insert, for new ones
 
 
-def _record(conn: Connection, click: ClickEvent) -> bool:
-    # A token names one (user, paper, action, digest), so one lookup finds both a repeat of this
-    # link and the same click through another link to the same entry.
-    earlier = conn.execute(select(FeedbackRow.action, FeedbackRow.digest_id).where(
-        FeedbackRow.user_id == click.user_id, FeedbackRow.paper_id == click.paper_id)).all()
-    if any(row.action == click.action and row.digest_id == click.digest_id for row in earlier):
-        return False
-    if click.action in OPPOSITE and any(row.action == OPPOSITE[click.action] for row in earlier):
-        conn.execute(delete(FeedbackRow).where(
-            FeedbackRow.user_id == click.user_id, FeedbackRow.paper_id == click.paper_id,
-            FeedbackRow.action == OPPOSITE[click.action]))
-    conn.execute(insert(FeedbackRow).values(
-        user_id=click.user_id, paper_id=click.paper_id, action=click.action, digest_id=click.digest_id,
-        token_id=click.token_id, client=click.client[:64], created_at=click.at))
-    return True
+def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
+    """Record ``clicks`` in order with a handful of statements: the outcome of each is what
+    recording them one at a time would give. Rules: a client hitting more than five distinct
+    links of one digest within ten seconds is a link scanner (that hit and the clicks it
+    recorded in the window are dropped); the same (user, paper, action, digest) twice is a
+    repeat; "more" replaces an earlier "less" on the paper and vice versa."""
+    if not clicks:
+        return []
+    digests = sorted({c.digest_id for c in clicks if c.digest_id is not None})
+    earliest = min(c.at for c in clicks) - SCAN_WINDOW
+    hits: dict[tuple[int, str], list[tuple[datetime, str]]] = {}
+    if digests:
+        for row in conn.execute(select(LinkHitRow.digest_id, LinkHitRow.client, LinkHitRow.token_id,
+                                       LinkHitRow.created_at)
+                                .where(LinkHitRow.digest_id.in_(digests), LinkHitRow.created_at >= earliest)):
+            hits.setdefault((row.digest_id, row.client), []).append((row.created_at, row.token_id))
+    known: dict[tuple[int, str], list[_Known]] = {}
+    for row in conn.execute(select(FeedbackRow.id, FeedbackRow.user_id, FeedbackRow.paper_id, FeedbackRow.action,
+                                   FeedbackRow.digest_id, FeedbackRow.client, FeedbackRow.created_at)
+                            .where(FeedbackRow.user_id.in_(sorted({c.user_id for c in clicks})),
+                                   FeedbackRow.paper_id.in_(sorted({c.paper_id for c in clicks})))):
+        known.setdefault((row.user_id, row.paper_id), []).append(
+            _Known(row.id, row.action, row.digest_id, row.client, row.created_at))
+    outcomes, new_hits, stale_ids = [], [], set()
+    forget_old_hits = False
+    for click in clicks:
+        client = click.client[:64]
+        if click.digest_id is not None:
+            window = hits.setdefault((click.digest_id, client), [])
+            window.append((click.at, click.token_id))
+            new_hits.append({"digest_id": click.digest_id, "client": client, "token_id": click.token_id,
+                             "created_at": click.at})
+            since = click.at - SCAN_WINDOW
+            distinct = len({token for at, token in window if at >= since})
+            if distinct > SCAN_DISTINCT_LINKS:
+                _drop_scanned(conn, known, click.digest_id, client, since)
+                outcomes.append("scan")
+                continue
+            forget_old_hits = forget_old_hits or distinct == 1
+        rows = known.setdefault((click.user_id, click.paper_id), [])
+        if any(r.action == click.action and r.digest_id == click.digest_id for r in rows):
+            outcomes.append("repeat")  # this link, or another link to the same entry, was recorded
+            continue
+        if click.action in OPPOSITE:
+            replaced = [r for r in rows if r.action == OPPOSITE[click.action]]
+            stale_ids.update(r.id for r in replaced if r.id is not None)
+            rows[:] = [r for r in rows if r not in replaced]
+        rows.append(_Known(None, click.action, click.digest_id, client, click.at, {
+            "user_id": click.user_id, "paper_id": click.paper_id, "action": click.action,
+            "digest_id": click.digest_id, "token_id": click.token_id, "client": client, "created_at": click.at}))
+        outcomes.append("recorded")
+    if stale_ids:
+        conn.execute(delete(FeedbackRow).where(FeedbackRow.id.in_(sorted(stale_ids))))
+    inserts = [r.values for rows in known.values() for r in rows if r.values is not None]
+    if inserts:
+        conn.execute(insert(FeedbackRow), inserts)
+    if new_hits:
+        conn.execute(insert(LinkHitRow), new_hits)
+    if forget_old_hits:  # cheap moment to forget old hits
+        conn.execute(delete(LinkHitRow).where(LinkHitRow.created_at < max(c.at for c in clicks) - HIT_RETENTION))
+    return outcomes
 
 
-def _scan(conn: Connection, digest_id: int, client: str, token_id: str, now: datetime) -> bool:
-    """Note a link hit; True when this client has now hit more than five distinct links of
-    the digest within ten seconds (a mail filter scanning the message). Then the clicks it
-    recorded in that window are removed too."""
-    since = now - SCAN_WINDOW
-    conn.execute(insert(LinkHitRow).values(digest_id=digest_id, client=client[:64], token_id=token_id,
-                                           created_at=now))
-    distinct = conn.execute(select(func.count(func.distinct(LinkHitRow.token_id))).where(
-        LinkHitRow.digest_id == digest_id, LinkHitRow.client == client[:64],
-        LinkHitRow.created_at >= since)).scalar_one()
-    if distinct > SCAN_DISTINCT_LINKS:
-        conn.execute(delete(FeedbackRow).where(
-            FeedbackRow.digest_id == digest_id, FeedbackRow.client == client[:64],
-            FeedbackRow.created_at >= since))
-        return True
-    if distinct == 1:  # cheap moment to forget old hits
-        conn.execute(delete(LinkHitRow).where(LinkHitRow.created_at < now - HIT_RETENTION))
-    return False
+def _drop_scanned(conn: Connection, known: dict[tuple[int, str], list[_Known]], digest_id: int, client: str,
+                  since: datetime) -> None:
+    """A link scanner's clicks on this digest in the window record nothing, stored or pending."""
+    conn.execute(delete(FeedbackRow).where(FeedbackRow.digest_id == digest_id, FeedbackRow.client == client,
+                                           FeedbackRow.created_at >= since))
+    for rows in known.values():
+        rows[:] = [r for r in rows if not (r.digest_id == digest_id and r.client == client and r.at >= since)]
 
 
 @dataclass(frozen=True)
@@ -107,13 +149,14 @@ class FeedbackLog:
         """Record one click; False when this token was already recorded. A "more" replaces an
         earlier "less" on the same paper and vice versa."""
         with self.store.write() as conn:
-            return _record(conn, ClickEvent(user_id, paper_id, action, digest_id, token_id, client, now))
+            return _record_clicks(conn, [ClickEvent(user_id, paper_id, action, digest_id, token_id, client, now)]) \
+                == ["recorded"]
 
     @staticmethod
-    def click(conn: Connection, click: ClickEvent) -> str:
-        """Record a link click inside the caller's write transaction: "recorded", "repeat"
-        (this click was recorded before) or "scan" (a link scanner's hit: nothing kept)."""
-        return _click(conn, click)
+    def record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
+        """Record link clicks in order inside the caller's write transaction: "recorded",
+        "repeat" (recorded before) or "scan" (a link scanner's hit: nothing kept) for each."""
+        return _record_clicks(conn, clicks)
 
     def undo(self, token_id: str) -> bool:
         with self.store.write() as conn:

@@ -1,0 +1,98 @@
+"""Inner loops over sparse rows, compiled with numba when there is enough work to repay it.
+
+Each kernel is plain Python over CSR arrays (indptr, indices, data), so small jobs run it as is
+(no numba import, no compile: a one-user `recommend` stays quick) and big ones run the same
+function compiled (once per install, cached on disk) with the GIL released, so threads can
+share the cores. Rows must have sorted indices (scipy's ``sort_indices``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+COMPILED_MIN_WORK = 200_000  # inner-loop steps above which compiling (or loading the cache) pays
+
+
+def scatter_rows(indptr, indices, data, post_ptr, post_idx, post_val, out):  # noqa: ANN001, ANN201
+    """out[r, post_idx[k]] += data[j] * post_val[k] over every term j of row r and every
+    posting k of that term: a sparse (rows x terms) times (terms x columns) product, added in."""
+    for r in range(indptr.shape[0] - 1):
+        row = out[r]
+        for j in range(indptr[r], indptr[r + 1]):
+            t = indices[j]
+            w = np.float32(data[j])
+            for k in range(post_ptr[t], post_ptr[t + 1]):
+                row[post_idx[k]] += w * post_val[k]
+
+
+def pair_dots(indptr, indices, data, first, second, out):  # noqa: ANN001, ANN201
+    """out[n] = row first[n] . row second[n] of one CSR matrix (sorted indices)."""
+    for n in range(first.shape[0]):
+        p, p_end = indptr[first[n]], indptr[first[n] + 1]
+        q, q_end = indptr[second[n]], indptr[second[n] + 1]
+        total = 0.0
+        while p < p_end and q < q_end:
+            a, b = indices[p], indices[q]
+            if a == b:
+                total += data[p] * data[q]
+                p += 1
+                q += 1
+            elif a < b:
+                p += 1
+            else:
+                q += 1
+        out[n] = total
+
+
+def pair_top_terms(indptr, indices, data, first, second, top_terms, top_values):  # noqa: ANN001, ANN201
+    """For each pair of rows, the terms they share with the largest products data*data, best
+    first (ties: lower term index first); unused slots keep term -1."""
+    keep = top_terms.shape[1]
+    for n in range(first.shape[0]):
+        for s in range(keep):
+            top_terms[n, s] = -1
+            top_values[n, s] = 0.0
+        p, p_end = indptr[first[n]], indptr[first[n] + 1]
+        q, q_end = indptr[second[n]], indptr[second[n] + 1]
+        while p < p_end and q < q_end:
+            a, b = indices[p], indices[q]
+            if a == b:
+                value = data[p] * data[q]
+                slot = keep
+                while slot > 0 and (top_terms[n, slot - 1] == -1 or value > top_values[n, slot - 1]):
+                    slot -= 1
+                if slot < keep and value > 0:
+                    for s in range(keep - 1, slot, -1):
+                        top_terms[n, s] = top_terms[n, s - 1]
+                        top_values[n, s] = top_values[n, s - 1]
+                    top_terms[n, slot] = a
+                    top_values[n, slot] = value
+                p += 1
+                q += 1
+            elif a < b:
+                p += 1
+            else:
+                q += 1
+
+
+@cache
+def compiled(kernel: Callable[..., Any]) -> Callable[..., Any] | None:
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency; the plain kernel stays correct
+        log.info("numba not available: %s runs as plain Python", kernel.__name__)
+        return None
+    return numba.njit(nogil=True, cache=True)(kernel)
+
+
+def run(kernel: Callable[..., Any], work: int, *arrays: Any, min_work: int = COMPILED_MIN_WORK) -> None:
+    """Run ``kernel`` on ``arrays``, compiled when ``work`` (its inner-loop steps) is worth it."""
+    fast = compiled(kernel) if work >= min_work else None
+    (fast or kernel)(*arrays)
