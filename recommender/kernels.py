@@ -32,23 +32,25 @@ def scatter_rows(indptr, indices, data, post_ptr, post_idx, post_val, out):  # n
                 row[post_idx[k]] += w * post_val[k]
 
 
-def pair_dots(indptr, indices, data, first, second, out):  # noqa: ANN001, ANN201
-    """out[n] = row first[n] . row second[n] of one CSR matrix (sorted indices)."""
-    for n in range(first.shape[0]):
-        p, p_end = indptr[first[n]], indptr[first[n] + 1]
-        q, q_end = indptr[second[n]], indptr[second[n] + 1]
-        total = 0.0
-        while p < p_end and q < q_end:
-            a, b = indices[p], indices[q]
-            if a == b:
-                total += data[p] * data[q]
-                p += 1
-                q += 1
-            elif a < b:
-                p += 1
-            else:
-                q += 1
-        out[n] = total
+def block_dots(indptr, indices, data, block_ptr, firsts, first_ptr, seconds, second_ptr, scratch, out):  # noqa: ANN001, ANN201
+    """For each block b, the dot products of every row in firsts[first_ptr[b]:first_ptr[b+1]]
+    with every row in seconds[second_ptr[b]:second_ptr[b+1]] of one CSR matrix, written row-major
+    from out[block_ptr[b]]. Each second row is spread once into ``scratch`` (zeros, one slot per
+    column), so a dot is a gather over the first row's terms."""
+    for b in range(first_ptr.shape[0] - 1):
+        m = second_ptr[b + 1] - second_ptr[b]
+        for n in range(m):
+            row = seconds[second_ptr[b] + n]
+            for k in range(indptr[row], indptr[row + 1]):
+                scratch[indices[k]] = data[k]
+            for j in range(first_ptr[b + 1] - first_ptr[b]):
+                first = firsts[first_ptr[b] + j]
+                total = 0.0
+                for k in range(indptr[first], indptr[first + 1]):
+                    total += data[k] * scratch[indices[k]]
+                out[block_ptr[b] + j * m + n] = total
+            for k in range(indptr[row], indptr[row + 1]):
+                scratch[indices[k]] = 0.0
 
 
 def pair_top_terms(indptr, indices, data, first, second, top_terms, top_values):  # noqa: ANN001, ANN201

@@ -223,10 +223,12 @@ class _ChunkExplainer:
             picks = pool_rows[self.picked[offset, :self.counts[offset]]]
             if known and len(picks) and not self.profiles.empty(u):
                 users.append((offset, known, np.array([index[p] for p in known], dtype=np.int64), picks))
-        first = np.concatenate([np.repeat(rows, len(picks)) for _, _, rows, picks in users] or [np.zeros(0, np.int64)])
-        second = np.concatenate([np.tile(picks, len(rows)) for _, _, rows, picks in users] or [np.zeros(0, np.int64)])
-        sims = np.zeros(len(first))
-        kernels.run(kernels.pair_dots, len(first) * 200, matrix.indptr, matrix.indices, matrix.data, first, second, sims)
+        sizes = [len(rows) * len(picks) for _, _, rows, picks in users]
+        sims = np.zeros(sum(sizes))
+        kernels.run(kernels.block_dots, len(sims) * 100, matrix.indptr, matrix.indices, matrix.data, _offsets(sizes),
+                    _joined([rows for _, _, rows, _ in users]), _offsets([len(rows) for _, _, rows, _ in users]),
+                    _joined([picks for _, _, _, picks in users]), _offsets([len(picks) for _, _, _, picks in users]),
+                    np.zeros(matrix.shape[1]), sims)
         self.nearest: dict[int, list[list[tuple[str, float]]]] = {}
         pairs_first, pairs_second, where = [], [], []
         at = 0
@@ -271,6 +273,15 @@ class _ChunkExplainer:
         weights = dict(zip(profile.indices.tolist(), profile.data.tolist(), strict=True))
         return top_terms(self.model, row.indices, row.data * np.array([weights.get(c, 0.0) for c in row.indices.tolist()]),
                          limit)
+
+
+def _offsets(lengths: list[int]) -> np.ndarray:
+    """Where each of consecutive blocks of these lengths starts, and the end."""
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays).astype(np.int64) if arrays else np.zeros(0, dtype=np.int64)
 
 
 def top_terms(model: TextModel, columns: np.ndarray, values: np.ndarray, n: int) -> list[SharedTerm]:

@@ -62,3 +62,34 @@ def test_a_pool_too_small_for_dense_terms_is_scored_sparsely():
     assert scorer.dense_slot.max() == -1
     np.testing.assert_allclose(scorer.scores(profiles, None, np.zeros(4, np.float32)),
                                (profiles @ candidates.T).toarray(), atol=1e-6)
+
+
+@pytest.mark.parametrize("min_work", [0, 10**12], ids=["compiled", "plain"])
+def test_block_dots_and_shared_terms_match_numpy(min_work):
+    from recommender import kernels
+
+    rng = np.random.default_rng(11)
+    matrix = zipf_rows(rng, 60, 800, 40)
+    matrix.sort_indices()
+    blocks = [(rng.choice(60, size=int(rng.integers(1, 6)), replace=False), rng.choice(60, size=int(rng.integers(1, 4)),
+                                                                                     replace=False)) for _ in range(7)]
+    sizes = [len(a) * len(b) for a, b in blocks]
+    out = np.zeros(sum(sizes))
+    offsets = lambda lengths: np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)  # noqa: E731
+    kernels.run(kernels.block_dots, 0, matrix.indptr, matrix.indices, matrix.data, offsets(sizes),
+                np.concatenate([a for a, _ in blocks]).astype(np.int64), offsets([len(a) for a, _ in blocks]),
+                np.concatenate([b for _, b in blocks]).astype(np.int64), offsets([len(b) for _, b in blocks]),
+                np.zeros(800), out, min_work=min_work)
+    dense = matrix.toarray()
+    expected = np.concatenate([(dense[a] @ dense[b].T).ravel() for a, b in blocks])
+    np.testing.assert_allclose(out, expected, atol=1e-12)
+
+    first, second = rng.choice(60, size=30).astype(np.int64), rng.choice(60, size=30).astype(np.int64)
+    terms, values = np.zeros((30, 3), dtype=np.int64), np.zeros((30, 3))
+    kernels.run(kernels.pair_top_terms, 0, matrix.indptr, matrix.indices, matrix.data, first, second, terms, values,
+                min_work=min_work)
+    for n in range(30):
+        products = dense[first[n]] * dense[second[n]]
+        best = [int(t) for t in np.lexsort((np.arange(800), -products))[:3] if products[t] > 0]
+        assert terms[n][terms[n] >= 0].tolist() == best
+        np.testing.assert_allclose(values[n, :len(best)], products[best])
