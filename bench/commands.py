@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 SECRET = "bench-secret-0123456789abcdef"
@@ -20,11 +18,23 @@ def environment() -> dict[str, str]:
     return dict(os.environ, RECOMMENDER_SECRET=SECRET)
 
 
+# Runs one command and reports its own time and peak memory: a fresh parent per command, so
+# the memory of earlier commands (setup runs) does not count.
+_MEASURE = ("import resource, subprocess, sys, time\n"
+            "started = time.perf_counter()\n"
+            "code = subprocess.run(sys.argv[1:]).returncode\n"
+            "seconds = time.perf_counter() - started\n"
+            "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+            "sys.stderr.write(f'\\n@measured {seconds} {peak}\\n')\n"
+            "sys.exit(code)\n")
+
+
 def timed(args: list[str], cwd: Path, stdout: int | None = subprocess.DEVNULL) -> tuple[float, float]:
-    """Run a command; returns (seconds, peak RSS of the children in MB so far)."""
-    started = time.perf_counter()
-    subprocess.run(args, cwd=cwd, env=environment(), check=True, stdout=stdout, stderr=subprocess.PIPE)
-    return time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    """Run a command; returns (its seconds, its own peak RSS in MB)."""
+    done = subprocess.run([sys.executable, "-c", _MEASURE, *args], cwd=cwd, env=environment(), check=True,
+                          stdout=stdout, stderr=subprocess.PIPE, text=True)
+    seconds, peak_kb = done.stderr.rsplit("@measured ", 1)[1].split()
+    return float(seconds), float(peak_kb) / 1024
 
 
 def write_config(folder: Path, users: list[str], extra: str = "") -> Path:
