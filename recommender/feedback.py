@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote_plus, urlsplit
 
-from sqlalchemy import Connection
-
 from recommender.config import Config
 from recommender.domain import Paper
 from recommender.group_commit import GroupCommit
@@ -63,8 +61,16 @@ class FeedbackService:
         self._clicks: GroupCommit[ClickRequest, ClickResult | TokenError | LinkGone] = GroupCommit(self._click_batch)
         self.outbox = Outbox(store)
 
-    def resolve(self, token: str, action: str, connection: Connection | None = None) -> Click:
+    def resolve(self, token: str, action: str) -> Click:
         """Verify a token for ``action``; raises TokenError, TokenExpired or LinkGone."""
+        link = self._verify(token, action)
+        if action == "unsubscribe":
+            if link.user_id not in self.store.user_ids():
+                raise LinkGone("unknown subscriber")
+            return Click(token, link, None)
+        return _target(token, link, self.store.linked_paper(link.digest_id, max(link.position, 0)))
+
+    def _verify(self, token: str, action: str) -> LinkToken:
         if len(token) > 512:
             raise TokenError("invalid link")
         max_age = self.config.feedback.max_age_days * 86400 if action in EXPIRING else None
@@ -73,20 +79,7 @@ class FeedbackService:
             raise TokenError("invalid link")
         if link.digest_id == 0 and action != "unsubscribe":
             raise TokenError("this link comes from a preview and does nothing")
-        if action == "unsubscribe":
-            if link.user_id not in self.store.user_ids():
-                raise LinkGone("unknown subscriber")
-            return Click(token, link, None)
-        owner, entry_exists, paper = self.store.linked_paper(link.digest_id, max(link.position, 0), connection)
-        if owner != link.user_id:
-            raise LinkGone("this digest no longer exists")
-        if link.position < 0:
-            return Click(token, link, None)
-        if not entry_exists:
-            raise LinkGone("this entry no longer exists")
-        if paper is None:
-            raise LinkGone("this paper no longer exists")
-        return Click(token, link, paper)
+        return link
 
     async def click_async(self, token: str, action: str, client: str) -> ClickResult:
         """Verify a more / less / open link and record the click once (a link scan records
@@ -96,12 +89,23 @@ class FeedbackService:
         return settle(await asyncio.wrap_future(self._clicks.enqueue(ClickRequest(token, action, client))))
 
     def _click_batch(self, requests: Sequence[ClickRequest]) -> list[ClickResult | TokenError | LinkGone]:
-        """One transaction: verify every link, then record the valid clicks in order."""
-        checked: list[Click | TokenError | LinkGone] = []
+        """One transaction: verify every link, look up what they point to (one query), then
+        record the valid clicks in order."""
+        verified: list[LinkToken | TokenError | LinkGone] = []
+        for request in requests:
+            try:
+                verified.append(self._verify(request.token, request.action))
+            except TokenError as refused:
+                verified.append(refused)
         with self.store.write() as connection:
-            for request in requests:
+            targets = self.store.linked_papers([(v.digest_id, max(v.position, 0)) for v in verified
+                                                if isinstance(v, LinkToken)], connection)
+            checked: list[Click | TokenError | LinkGone] = []
+            for request, link in zip(requests, verified, strict=True):
                 try:
-                    click = self.resolve(request.token, request.action, connection)
+                    if not isinstance(link, LinkToken):
+                        raise link
+                    click = _target(request.token, link, targets[(link.digest_id, max(link.position, 0))])
                     checked.append(click if click.paper is not None else TokenError("invalid link"))
                 except (TokenError, LinkGone) as refused:
                     checked.append(refused)
@@ -124,6 +128,20 @@ class FeedbackService:
 
     def undo_url(self, click: Click) -> str:
         return f"{self.config.feedback.base_url}/feedback/undo/{click.token}"
+
+
+def _target(token: str, link: LinkToken, linked: tuple[int | None, bool, Paper | None]) -> Click:
+    """The click a verified link makes, given what it points to (``Store.linked_paper``)."""
+    owner, entry_exists, paper = linked
+    if owner != link.user_id:
+        raise LinkGone("this digest no longer exists")
+    if link.position < 0:
+        return Click(token, link, None)
+    if not entry_exists:
+        raise LinkGone("this entry no longer exists")
+    if paper is None:
+        raise LinkGone("this paper no longer exists")
+    return Click(token, link, paper)
 
 
 def _outcome(recorded: str) -> tuple[bool, bool]:

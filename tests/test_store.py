@@ -122,3 +122,25 @@ def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path: Path):
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     store.close()
+
+
+def test_writers_of_two_processes_queue_on_the_writer_lock(tmp_path: Path):
+    """A second process waits for the first one's write to end (no sleeping busy handler)."""
+    import subprocess
+    import sys
+
+    from recommender.store.store import WriterLock
+
+    database, marker = tmp_path / "shared.sqlite", tmp_path / "releasing"
+    database.touch()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom pathlib import Path\nfrom recommender.store.store import WriterLock\n"
+         "lock = WriterLock(Path(sys.argv[1]))\nlock.__enter__()\nprint('held', flush=True)\ntime.sleep(1)\n"
+         "Path(sys.argv[2]).touch()\nlock.__exit__(None)\n", str(database), str(marker)],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    lock = WriterLock(database)
+    with lock, lock:  # reentrant within a thread
+        assert marker.exists()  # we got the lock only once the other process let go
+    assert holder.wait(timeout=30) == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,10 +28,16 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone orders writers across processes
+    fcntl = None  # type: ignore[assignment]
 
 from recommender.domain import Paper, ParsedBatch, ParsedPaper
 from recommender.errors import NotFoundError, RecommenderError, SchemaError
@@ -91,6 +98,52 @@ def chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
         yield items[start:start + size]
 
 
+class WriterLock:
+    """SQLite's single writer, queued for here instead of in SQLite's busy handler, which sleeps
+    longer and longer between retries (up to 100 ms: a long tail under load). Threads of one
+    process hand over on a lock at once; processes sharing the file take an exclusive flock
+    of a file beside it, polled every millisecond up to the busy timeout (after which SQLite's
+    own timeout and error apply). Reentrant within a thread."""
+
+    def __init__(self, database: Path | None):
+        self._threads = threading.RLock()
+        self._depth = 0
+        self._path = database.with_name(database.name + "-writer") if database is not None and fcntl else None
+        self._fd: int | None = None
+
+    def __enter__(self) -> WriterLock:
+        self._threads.acquire()
+        self._depth += 1
+        if self._depth == 1:
+            self._lock_file()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._depth == 1 and self._fd is not None and fcntl:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._depth -= 1
+        self._threads.release()
+
+    def _lock_file(self) -> None:
+        if self._path is None or not fcntl:
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:  # a read-only folder: SQLite's busy timeout alone orders the writers
+            self._path = None
+            return
+        deadline = time.monotonic() + busy_timeout_ms() / 1000
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return  # let SQLite wait and report the lock in its own words
+                time.sleep(0.001)
+
+
 def _paper(row: Any) -> Paper:
     return Paper(
         id=row.id, title=row.title, abstract=row.abstract, authors=tuple(row.authors or ()),
@@ -101,9 +154,7 @@ def _paper(row: Any) -> Paper:
 class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
-        # Threads of one process queue for SQLite's single writer here, handing over at once,
-        # instead of in SQLite's busy handler, which sleeps between retries (long tail latency).
-        self._sqlite_writer = threading.RLock() if engine.dialect.name == "sqlite" else None
+        self._sqlite_writer = WriterLock(self.sqlite_path) if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -250,22 +301,31 @@ class Store:
 
     def linked_paper(self, digest_id: int, position: int,
                      connection: Connection | None = None) -> tuple[int | None, bool, Paper | None]:
-        """What a digest link points to, in one query: (the digest's owner or None when the
-        digest is gone, whether the entry exists, the entry's paper or None when it is gone)."""
-        stmt = (select(DigestRow.user_id, DigestEntryRow.position, PaperRow)
+        """What a digest link points to: (the digest's owner or None when the digest is gone,
+        whether the entry exists, the entry's paper or None when it is gone)."""
+        return self.linked_papers([(digest_id, position)], connection)[(digest_id, position)]
+
+    def linked_papers(self, links: Sequence[tuple[int, int]], connection: Connection | None = None,
+                      ) -> dict[tuple[int, int], tuple[int | None, bool, Paper | None]]:
+        """``linked_paper`` of many (digest id, position) links, in one query."""
+        wanted = sorted(set(links))
+        if not wanted:
+            return {}
+        stmt = (select(DigestRow.id.label("digest_id"), DigestRow.user_id, DigestEntryRow.position, PaperRow)
                 .select_from(DigestRow)
                 .outerjoin(DigestEntryRow, and_(DigestEntryRow.digest_id == DigestRow.id,
-                                                DigestEntryRow.position == position))
+                                                tuple_(DigestEntryRow.digest_id, DigestEntryRow.position).in_(wanted)))
                 .outerjoin(PaperRow, PaperRow.id == DigestEntryRow.paper_id)
-                .where(DigestRow.id == digest_id))
+                .where(DigestRow.id.in_(sorted({d for d, _ in wanted}))))
         if connection is None:
             with self.read() as conn:
-                row = conn.execute(stmt).first()
+                rows = conn.execute(stmt).all()
         else:
-            row = connection.execute(stmt).first()
-        if row is None:
-            return None, False, None
-        return row.user_id, row.position is not None, _paper(row) if row.id is not None else None
+            rows = connection.execute(stmt).all()
+        owners = {row.digest_id: row.user_id for row in rows}
+        found = {(row.digest_id, row.position): (row.user_id, True, _paper(row) if row.id is not None else None)
+                 for row in rows if row.position is not None}
+        return {link: found.get(link, (owners.get(link[0]), False, None)) for link in wanted}
 
     def papers(self, ids: Sequence[str] | None = None) -> list[Paper]:
         """Papers by id in the order given (unknown ids skipped), or all papers by id."""
