@@ -86,7 +86,7 @@ class FeedbackService:
         nothing); raises TokenError, TokenExpired or LinkGone. Concurrent clicks are checked and
         committed together (group commit); this returns once this one is stored, waiting
         without holding a thread."""
-        return settle(await asyncio.wrap_future(self._clicks.enqueue(ClickRequest(token, action, client))))
+        return _settle(await asyncio.wrap_future(self._clicks.enqueue(ClickRequest(token, action, client))))
 
     def _click_batch(self, requests: Sequence[ClickRequest]) -> list[ClickResult | TokenError | LinkGone]:
         """One transaction: verify every link, look up what they point to (one query), then
@@ -149,7 +149,7 @@ def _outcome(recorded: str) -> tuple[bool, bool]:
     return recorded == "recorded", recorded == "scan"
 
 
-def settle(outcome: ClickResult | TokenError | LinkGone) -> ClickResult:
+def _settle(outcome: ClickResult | TokenError | LinkGone) -> ClickResult:
     if isinstance(outcome, Exception):
         raise outcome
     return outcome

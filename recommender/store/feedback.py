@@ -162,10 +162,6 @@ class FeedbackLog:
         with self.store.write() as conn:
             return bool(conn.execute(delete(FeedbackRow).where(FeedbackRow.token_id == token_id)).rowcount)
 
-    def is_recorded(self, token_id: str) -> bool:
-        with self.store.read() as conn:
-            return conn.execute(select(FeedbackRow.id).where(FeedbackRow.token_id == token_id)).first() is not None
-
     def events(self, user_id: int | None = None) -> list[FeedbackEvent]:
         stmt = (select(FeedbackRow.id, UserRow.email, FeedbackRow.paper_id, PaperRow.title, FeedbackRow.action,
                        FeedbackRow.digest_id, FeedbackRow.created_at)

@@ -214,10 +214,6 @@ class Outbox:
                                 .where(DigestEntryRow.digest_id == digest_id).order_by(DigestEntryRow.position))
             return [(r.position, r.paper_id, r.score, r.why) for r in rows]
 
-    def digest_owner(self, digest_id: int) -> int | None:
-        with self.store.read() as conn:
-            return conn.execute(select(DigestRow.user_id).where(DigestRow.id == digest_id)).scalar()
-
     def unsubscribed(self) -> set[int]:
         with self.store.read() as conn:
             return set(conn.execute(select(UserRow.id).where(UserRow.unsubscribed_at.is_not(None))).scalars())
