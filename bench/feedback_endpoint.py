@@ -52,7 +52,7 @@ def load_wrk(base: str, paths: list[str], folder: Path, name: str) -> dict[str, 
     # first line would be consumed unsent, so it is a copy of the next one.
     listing.write_text("\n".join(paths[:1] + paths) + "\n")
     env = dict(os.environ, WRK_PATHS=str(listing), WRK_THREADS="2")
-    seconds = max(5, len(paths) // 400)  # long enough for every path; then replays (record nothing new)
+    seconds = max(5, len(paths) // 600)  # every path at >= 600/s; then replays (record nothing new)
     output = subprocess.run(["wrk", "-t2", "-c50", f"-d{seconds}s", "--latency", "-s",
                              str(Path(__file__).with_name("clicks.lua")), base], capture_output=True, text=True,
                             env=env, check=True).stdout
