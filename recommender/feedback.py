@@ -68,7 +68,7 @@ class FeedbackService:
             if link.user_id not in self.store.user_ids():
                 raise LinkGone("unknown subscriber")
             return Click(token, link, None)
-        return _target(token, link, self.store.linked_paper(link.digest_id, max(link.position, 0)))
+        return _target(token, link, self.store.linked_paper(*_entry(link)))
 
     def _verify(self, token: str, action: str) -> LinkToken:
         if len(token) > 512:
@@ -98,14 +98,13 @@ class FeedbackService:
             except TokenError as refused:
                 verified.append(refused)
         with self.store.write() as connection:
-            targets = self.store.linked_papers([(v.digest_id, max(v.position, 0)) for v in verified
-                                                if isinstance(v, LinkToken)], connection)
+            targets = self.store.linked_papers([_entry(v) for v in verified if isinstance(v, LinkToken)], connection)
             checked: list[Click | TokenError | LinkGone] = []
             for request, link in zip(requests, verified, strict=True):
                 try:
                     if not isinstance(link, LinkToken):
                         raise link
-                    click = _target(request.token, link, targets[(link.digest_id, max(link.position, 0))])
+                    click = _target(request.token, link, targets[_entry(link)])
                     checked.append(click if click.paper is not None else TokenError("invalid link"))
                 except (TokenError, LinkGone) as refused:
                     checked.append(refused)
@@ -128,6 +127,11 @@ class FeedbackService:
 
     def undo_url(self, click: Click) -> str:
         return f"{self.config.feedback.base_url}/feedback/undo/{click.token}"
+
+
+def _entry(link: LinkToken) -> tuple[int, int]:
+    """The (digest, position) a link points at; links to the digest as a whole use position 0."""
+    return link.digest_id, max(link.position, 0)
 
 
 def _target(token: str, link: LinkToken, linked: tuple[int | None, bool, Paper | None]) -> Click:

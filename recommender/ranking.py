@@ -200,8 +200,8 @@ class _ChunkExplainer:
             self._prepare()
         choice = self.choices[self.start + offset]
         paper = self.pool[int(self.picked[offset, n])]
-        nearest = tuple((pid, self.star_titles.get(pid, pid), sim) for pid, sim in self.nearest[offset][n])
-        terms = self.shared[offset][n]
+        nearest = tuple((pid, self.star_titles.get(pid, pid), sim) for pid, sim in self.nearest.get((offset, n), []))
+        terms = self.shared.get((offset, n), [])
         if not terms:
             terms = self._profile_terms(offset, n, choice.why_terms)
         pattern = keyword_pattern(choice.interests)
@@ -229,40 +229,34 @@ class _ChunkExplainer:
                     _joined([rows for _, _, rows, _ in users]), _offsets([len(rows) for _, _, rows, _ in users]),
                     _joined([picks for _, _, _, picks in users]), _offsets([len(picks) for _, _, _, picks in users]),
                     np.zeros(matrix.shape[1]), sims)
-        self.nearest: dict[int, list[list[tuple[str, float]]]] = {}
+        self.nearest: dict[tuple[int, int], list[tuple[str, float]]] = {}  # (user offset, pick) -> stars
         pairs_first, pairs_second, where = [], [], []
         at = 0
         for offset, known, rows, picks in users:
             block = sims[at:at + len(known) * len(picks)].reshape(len(known), len(picks))
             at += len(known) * len(picks)
             by_id = np.argsort(np.argsort(np.array(known, dtype=object)))  # rank of each id, for ties
-            best_of_user = []
             for n in range(len(picks)):
                 column = block[:, n]
                 best = [j for j in np.lexsort((by_id, -column))[:2] if column[j] > 0]
-                best_of_user.append([(known[j], float(column[j])) for j in best])
+                self.nearest[(offset, n)] = [(known[j], float(column[j])) for j in best]
                 if best:
                     pairs_first.append(rows[best[0]])
                     pairs_second.append(picks[n])
                     where.append((offset, n))
-            self.nearest[offset] = best_of_user
-        keep = max((c.why_terms for c in self.choices[self.start:self.start + self.picked.shape[0]]), default=0)
-        top_terms = np.full((len(where), max(keep, 1)), -1, dtype=np.int64)
-        top_values = np.zeros((len(where), max(keep, 1)))
+        keep = max(1, max((c.why_terms for c in self.choices[self.start:self.start + self.picked.shape[0]]), default=0))
+        term_slots = np.full((len(where), keep), -1, dtype=np.int64)
+        term_values = np.zeros((len(where), keep))
         kernels.run(kernels.pair_top_terms, len(where) * 400, matrix.indptr, matrix.indices, matrix.data,
-                    np.array(pairs_first, dtype=np.int64), np.array(pairs_second, dtype=np.int64), top_terms, top_values)
-        self.shared: dict[int, dict[int, list[SharedTerm]]] = {}
+                    np.array(pairs_first, dtype=np.int64), np.array(pairs_second, dtype=np.int64), term_slots,
+                    term_values)
+        self.shared: dict[tuple[int, int], list[SharedTerm]] = {}  # (user offset, pick) -> shared terms
         for m, (offset, n) in enumerate(where):
             limit = self.choices[self.start + offset].why_terms
-            self.shared.setdefault(offset, {})[n] = [
-                SharedTerm(str(self.model.terms[t]), float(v))
-                for t, v in zip(top_terms[m, :limit], top_values[m, :limit], strict=True) if t >= 0]
-        for offset in range(self.picked.shape[0]):
-            self.nearest.setdefault(offset, [[] for _ in range(self.counts[offset])])
-            self.shared.setdefault(offset, {})
-            for n in range(self.counts[offset]):
-                self.shared[offset].setdefault(n, [])
-        wanted = sorted({pid for rows in self.nearest.values() for best in rows for pid, _ in best})
+            self.shared[(offset, n)] = [SharedTerm(str(self.model.terms[t]), float(v))
+                                        for t, v in zip(term_slots[m, :limit], term_values[m, :limit], strict=True)
+                                        if t >= 0]
+        wanted = sorted({pid for best in self.nearest.values() for pid, _ in best})
         self.star_titles = self.titles(wanted) if wanted else {}
         self.ready = True
 

@@ -52,10 +52,12 @@ class PoolScorer:
             rare.eliminate_zeros()
         self.rare_rows = rare  # candidates x terms, rare terms only
         self.postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.posting_lengths = np.zeros(vocabulary, dtype=np.int64)
         if split:  # terms x candidates: who contains each rare term, for the compiled scatter
             postings = rare.T.tocsr()
             self.postings = (postings.indptr.astype(np.int32), postings.indices.astype(np.int32),
                              postings.data.astype(np.float32))
+            self.posting_lengths = np.diff(postings.indptr)
 
     def scores(self, profiles: sp.csr_matrix, readers: np.ndarray | None, weights: np.ndarray) -> np.ndarray:
         """float32 users x candidates: content score plus ``weights`` times the reader cosine."""
@@ -73,7 +75,7 @@ class PoolScorer:
         scatter = None
         if self.postings is not None:
             post_ptr, post_idx, post_val = self.postings
-            work = int(np.diff(post_ptr)[profiles.indices].sum())
+            work = int(self.posting_lengths[profiles.indices].sum())
             scatter = kernels.compiled(kernels.scatter_rows) if work >= self.compiled_min_work else None
         if scatter is not None:
             scatter(profiles.indptr, profiles.indices, profiles.data, post_ptr, post_idx, post_val, out)

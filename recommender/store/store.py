@@ -119,13 +119,13 @@ class WriterLock:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._depth == 1 and self._fd is not None and fcntl:
+        if self._depth == 1 and self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._depth -= 1
         self._threads.release()
 
     def _lock_file(self) -> None:
-        if self._path is None or not fcntl:
+        if self._path is None:
             return
         try:
             if self._fd is None:
