@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
 
 from recommender.config import RankingConfig
+from recommender.norms import unit_rows
 from recommender.store import Store
 from recommender.textmodel import TextModel, settings_key
 
@@ -70,14 +70,14 @@ def fit(model: TextModel, interactions: Sequence[tuple[int, str]], ranking: Rank
     # Imported here: only fitting needs it, and it costs every command's start-up 0.15 s.
     from sklearn.decomposition import TruncatedSVD
 
-    factors = TruncatedSVD(k, random_state=0).fit_transform(normalize(saves))
+    factors = TruncatedSVD(k, random_state=0).fit_transform(unit_rows(saves))
     text = TruncatedSVD(d, algorithm="randomized", n_iter=3, random_state=0).fit_transform(
         _frequent_terms(model.matrix, ranking.lsa_max_terms))
     train = np.flatnonzero(has_learned)
     z = text[train]
     weights = np.linalg.solve(z.T @ z + ranking.cf_ridge * np.eye(d), z.T @ factors[train])
-    predicted = normalize(text @ weights).astype(np.float32)
-    learned = normalize(factors).astype(np.float32)
+    predicted = unit_rows(text @ weights).astype(np.float32)
+    learned = unit_rows(factors).astype(np.float32)
     learned[~has_learned] = 0
     log.info("collaborative model: %d users, %d saved papers, %d factors, %d text dimensions",
              len(users), int(has_learned.sum()), k, d)

@@ -19,10 +19,10 @@ from datetime import datetime
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
 
 from recommender.collab import CollabModel
 from recommender.config import RankingConfig, UserConfig
+from recommender.norms import unit_rows
 from recommender.store import Store
 from recommender.textmodel import TextModel
 
@@ -127,12 +127,12 @@ def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matr
         if any(interests[start:start + PROFILE_CHUNK]):
             part = (part + ranking.interests_weight * _interest_rows(model, interests[start:start + PROFILE_CHUNK])).tocsr()
         # float32 from here: a profile's weights need no more, and 100k profiles fit in half the memory.
-        parts.append(normalize(_strongest(part, ranking.profile_terms)).astype(np.float32))
+        parts.append(unit_rows(_strongest(part, ranking.profile_terms)).astype(np.float32))
     matrix = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, model.matrix.shape[1]), dtype=np.float32)
     matrix.eliminate_zeros()
     collab_rows = None
     if collab is not None:
-        collab_rows = normalize(pull @ collab.combined).astype(np.float32)
+        collab_rows = unit_rows(pull @ collab.combined).astype(np.float32)
     return matrix, collab_rows
 
 

@@ -1,9 +1,10 @@
 """The TF-IDF model over every stored paper, fitted once per corpus version and cached.
 
-Title and abstract are counted over one vocabulary and added with the title weighted
-higher; then sublinear tf and idf (scikit-learn), rows L2-normalised. The fitted model and
-the paper matrix are pickled into the database, so ``recommend`` refits only when
-the corpus (or a ranking setting that changes the features) changed.
+Title and abstract are counted over one vocabulary (scikit-learn's CountVectorizer) and
+added with the title weighted higher; then sublinear tf and smooth idf, rows L2-normalised.
+The fitted vocabulary, idf and paper matrix are pickled into the database as plain arrays, so
+``recommend`` refits only when the corpus (or a ranking setting that changes the features)
+changed, and loading them never imports scikit-learn.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import io
 import logging
 import pickle
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer, TfidfTransformer
-from sklearn.preprocessing import normalize
 
 from recommender.config import RankingConfig
+from recommender.norms import unit_rows
 from recommender.store import Store
 from recommender.text import for_ranking
 
@@ -32,10 +33,16 @@ result results show shows shown novel new based using use used study studies wor
 demonstrate demonstrates significant significantly existing state art outperforms achieve
 achieves address introduce introduces extensive experiments code available github com https http
 """.split())
-STOP_WORDS = sorted(ENGLISH_STOP_WORDS | ACADEMIC_STOP_WORDS)
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W_]+\b"
 SMALL_CORPUS = 100  # below this many papers, keep every term (document-frequency cut-offs misfire)
-MODEL_FORMAT = 1
+# 2: plain arrays only (no scikit-learn objects), so loading a model never imports scikit-learn.
+MODEL_FORMAT = 2
+
+
+def stop_words() -> list[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return sorted(ENGLISH_STOP_WORDS | ACADEMIC_STOP_WORDS)
 
 
 def settings_key(ranking: RankingConfig) -> str:
@@ -46,36 +53,81 @@ def settings_key(ranking: RankingConfig) -> str:
 
 @dataclass
 class TextModel:
-    counter: CountVectorizer
-    transformer: TfidfTransformer
+    """The fitted vocabulary and weights as plain arrays, and the corpus's unit TF-IDF rows.
+
+    Loading one from the cache unpickles numpy buffers only; the tokenizer (scikit-learn) is
+    built on first use of :meth:`vectors`, which ranking stored papers never needs.
+    """
+
+    vocabulary: str  # the terms, sorted, joined by newlines (one string pickles and loads fast)
+    idf: np.ndarray
+    sublinear_tf: bool
+    ngram_max: int
     title_weight: float
     paper_ids: list[str]
     matrix: sp.csr_matrix
     version: int
     index: dict[str, int] = field(default_factory=dict)
-    terms: np.ndarray = field(default_factory=lambda: np.array([]))
-    term_index: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.index = {pid: i for i, pid in enumerate(self.paper_ids)}
-        self.terms = self.counter.get_feature_names_out()
-        self.term_index = {t: i for i, t in enumerate(self.terms)}
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for derived in ("index", "terms", "_counter"):
+            state.pop(derived, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
+    @cached_property
+    def terms(self) -> list[str]:
+        return self.vocabulary.split("\n") if self.vocabulary else []
+
+    @cached_property
+    def _counter(self):
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        return CountVectorizer(stop_words=stop_words(), token_pattern=TOKEN_PATTERN, lowercase=True,
+                               ngram_range=(1, self.ngram_max), dtype=np.float64,
+                               vocabulary={t: i for i, t in enumerate(self.terms)})
 
     def vectors(self, titles: list[str], abstracts: list[str]) -> sp.csr_matrix:
         """L2-normalised TF-IDF rows for texts not necessarily in the corpus."""
-        counts = self.title_weight * self.counter.transform([for_ranking(t) for t in titles]) \
-            + self.counter.transform([for_ranking(a) for a in abstracts])
-        return normalize(self.transformer.transform(counts)).tocsr()
+        counts = self.title_weight * self._counter.transform([for_ranking(t) for t in titles]) \
+            + self._counter.transform([for_ranking(a) for a in abstracts])
+        return weigh(counts, self.idf, self.sublinear_tf)
 
     def rows(self, paper_ids: list[str]) -> sp.csr_matrix:
         return self.matrix[[self.index[p] for p in paper_ids]]
 
 
+def weigh(counts: sp.spmatrix, idf: np.ndarray, sublinear_tf: bool) -> sp.csr_matrix:
+    """Unit TF-IDF rows from term counts: ``1 + log(tf)`` when sublinear, times idf (as
+    scikit-learn's TfidfTransformer computes them)."""
+    weighted = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    if sublinear_tf:
+        np.log(weighted.data, out=weighted.data)
+        weighted.data += 1
+    weighted.data *= idf[weighted.indices]
+    return unit_rows(weighted)
+
+
+def smooth_idf(counts: sp.csr_matrix) -> np.ndarray:
+    """``ln((1 + n) / (1 + df)) + 1`` per term, scikit-learn's default (smooth_idf=True)."""
+    document_frequency = np.bincount(counts.indices, minlength=counts.shape[1])
+    return np.log((1 + counts.shape[0]) / (1 + document_frequency)) + 1
+
+
 def fit(paper_ids: list[str], titles: list[str], abstracts: list[str], ranking: RankingConfig,
         version: int) -> TextModel:
+    from sklearn.feature_extraction.text import CountVectorizer
+
     small = len(paper_ids) < SMALL_CORPUS
     counter = CountVectorizer(
-        stop_words=STOP_WORDS, token_pattern=TOKEN_PATTERN, lowercase=True,
+        stop_words=stop_words(), token_pattern=TOKEN_PATTERN, lowercase=True,
         ngram_range=(1, ranking.ngram_max), min_df=1 if small else ranking.min_df,
         max_df=1.0 if small else ranking.max_df, dtype=np.float64,
     )
@@ -83,18 +135,14 @@ def fit(paper_ids: list[str], titles: list[str], abstracts: list[str], ranking: 
     clean_abstracts = [for_ranking(a) for a in abstracts]
     try:  # one pass over the full texts; titles (short) are counted again for their extra weight
         combined = counter.fit_transform([f"{t} {a}" for t, a in zip(clean_titles, clean_abstracts, strict=True)])
+        terms = counter.get_feature_names_out().tolist()
+        counts = (combined + (ranking.title_weight - 1) * counter.transform(clean_titles)).tocsr()
     except ValueError:  # empty vocabulary: no paper has a usable word yet
-        counter = CountVectorizer(token_pattern=r"(?u)\b\w+\b", dtype=np.float64)
-        counter.fit(["empty"])
-        combined = sp.csr_matrix((len(clean_titles), len(counter.vocabulary_)))
-    counts = combined + (ranking.title_weight - 1) * counter.transform(clean_titles)
-    transformer = TfidfTransformer(sublinear_tf=ranking.sublinear_tf)
-    transformer.fit(counts if counts.shape[0] else counter.transform(["empty"]))
-    if counts.shape[0]:
-        matrix = normalize(transformer.transform(counts)).tocsr()
-    else:
-        matrix = sp.csr_matrix((0, len(counter.vocabulary_)))
-    return TextModel(counter, transformer, ranking.title_weight, paper_ids, matrix, version)
+        terms = ["empty"]  # one placeholder term keeps every matrix at least one column wide
+        counts = sp.csr_matrix((len(clean_titles), 1))
+    idf = smooth_idf(counts)
+    return TextModel("\n".join(terms), idf, ranking.sublinear_tf, ranking.ngram_max, ranking.title_weight,
+                     paper_ids, weigh(counts, idf, ranking.sublinear_tf), version)
 
 
 def load_or_fit(store: Store, ranking: RankingConfig) -> TextModel:

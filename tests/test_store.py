@@ -144,3 +144,20 @@ def test_writers_of_two_processes_queue_on_the_writer_lock(tmp_path: Path):
     with lock, lock:  # reentrant within a thread
         assert marker.exists()  # we got the lock only once the other process let go
     assert holder.wait(timeout=30) == 0
+
+
+def test_the_schema_head_constant_is_the_newest_migration():
+    """Commands skip Alembic when the stored revision equals HEAD_REVISION: a new migration
+    must move the constant too, or no database would ever be found current."""
+    from importlib.resources import as_file
+
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from recommender.resources import migrations_dir
+    from recommender.store import migrate
+
+    with as_file(migrations_dir()) as location:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(location))
+        assert ScriptDirectory.from_config(config).get_current_head() == migrate.HEAD_REVISION

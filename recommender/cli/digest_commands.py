@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from recommender import digest_run
 from recommender.cli.app import AppContext, cli, emit_json, pass_app, summary
 from recommender.errors import RecommenderError
 from recommender.store.outbox import Outbox
@@ -38,6 +37,9 @@ def digest_preview(app: AppContext, email: str | None, out: str | None, text_out
       recommender digest preview --out preview/digest.html
     """
     user = app.user(email)
+    # Imported on use: rendering and SMTP imports would cost every other command's start-up.
+    from recommender import digest_run
+
     rendered, count = digest_run.preview(app.config, app.store, user, _now)
     target = Path(out or "digest-preview.html").expanduser()
     _write(target, rendered.html)
@@ -72,6 +74,8 @@ def digest_send(app: AppContext, email: str | None, dry_run: bool) -> None:
       recommender digest send --user ada@example.org --dry-run
     """
     users = app.users(email, all_users=True)
+    from recommender import digest_run
+
     results = digest_run.run(app.config, app.store, users, _now, dry_run=dry_run)
     for result in results:
         click.echo(result.line())
@@ -121,6 +125,8 @@ def outbox_retry(app: AppContext) -> None:
     """
     store = app.store
     requeued = Outbox(store).requeue_failed()
+    from recommender import digest_run
+
     outcomes = digest_run.deliver_pending(app.config, store, _now)
     sent = sum(o.status == "sent" for o in outcomes)
     for outcome in outcomes:

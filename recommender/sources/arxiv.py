@@ -7,12 +7,14 @@ from __future__ import annotations
 import logging
 import re
 from datetime import date
-
-import feedparser
+from typing import TYPE_CHECKING
 
 from recommender.domain import ParsedBatch, ParsedPaper
 from recommender.errors import InputError
 from recommender.text import arxiv_id, one_line
+
+if TYPE_CHECKING:
+    import feedparser
 
 log = logging.getLogger(__name__)
 _ANNOUNCE = re.compile(r"Announce Type:\s*([\w-]+)", re.IGNORECASE)
@@ -30,6 +32,8 @@ def _authors(entry: feedparser.FeedParserDict) -> tuple[str, ...]:
 def parse(data: bytes, name: str, batch_date: date | None = None, include_replacements: bool = False) -> ParsedBatch:
     if not data.strip():
         raise InputError(name, "empty response: no arXiv entries")
+    import feedparser  # on use: every other command's start-up is spared it
+
     feed = feedparser.parse(data)
     if not feed.get("version"):
         reason = feed.get("bozo_exception")
