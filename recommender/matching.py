@@ -23,7 +23,7 @@ def paper_by_title(store: Store, typed: str) -> Paper:
         return exact[0]
     if len(exact) > 1:
         raise AmbiguousError(_several(typed, exact))
-    choices = {pid: title_key(title) for pid, title in store.titles() if title}
+    choices = {pid: title_key(title) for pid, title in store.titles().items() if title}
     found = process.extract(key, choices, scorer=fuzz.WRatio, limit=5)
     if not found or found[0][1] < GOOD_MATCH:
         raise NotFoundError(f"no paper titled {typed!r} (try `recommender papers search WORDS`)")

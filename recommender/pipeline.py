@@ -143,11 +143,8 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
     starred, sent = store.starred_map(user_ids), store.sent_map(user_ids)
     skips = [starred.get(uid, set()) | sent.get(uid, set()) for uid in user_ids]
 
-    def titles(paper_ids: list[str]) -> dict[str, str]:
-        return {p.id: p.title for p in store.papers(paper_ids)}
-
     picks = rank_many(models.text, models.collab, built, candidates, skips,
-                      [choice_for(config, u, limit) for u in users], titles)
+                      [choice_for(config, u, limit) for u in users], store.titles)
     return {user.email: result for user, result in zip(users, picks, strict=True)}
 
 
@@ -163,7 +160,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     plain = Choice(user=choice.user, limit=1, why_terms=choice.why_terms, collaborative_weight=choice.collaborative_weight,
                    interest_boost=choice.interest_boost, interests=choice.interests, authors=choice.authors)
     pick = rank_many(models.text, models.collab, built, [paper], [set()], [plain],
-                     lambda ids: {p.id: p.title for p in store.papers(ids)})[0][0]
+                     store.titles)[0][0]
     why = pick.explanation
     content = float((built.matrix[0] @ models.text.rows([paper.id]).T).toarray().ravel()[0])
     notes = []

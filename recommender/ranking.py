@@ -52,6 +52,8 @@ def keyword_pattern(words: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 def followed(paper: Paper, authors: tuple[str, ...]) -> tuple[str, ...]:
+    if not authors:
+        return ()
     wanted = {a.casefold() for a in authors}
     return tuple(a for a in paper.authors if a.casefold() in wanted)
 
@@ -236,10 +238,11 @@ class _ChunkExplainer:
             block = sims[at:at + len(known) * len(picks)].reshape(len(known), len(picks))
             at += len(known) * len(picks)
             by_id = np.argsort(np.argsort(np.array(known, dtype=object)))  # rank of each id, for ties
+            # The two most similar stars of every pick at once: highest similarity, then lowest id.
+            top_two = np.lexsort((np.broadcast_to(by_id[:, None], block.shape), -block), axis=0)[:2]
             for n in range(len(picks)):
-                column = block[:, n]
-                best = [j for j in np.lexsort((by_id, -column))[:2] if column[j] > 0]
-                self.nearest[(offset, n)] = [(known[j], float(column[j])) for j in best]
+                best = [int(j) for j in top_two[:, n] if block[j, n] > 0]
+                self.nearest[(offset, n)] = [(known[j], float(block[j, n])) for j in best]
                 if best:
                     pairs_first.append(rows[best[0]])
                     pairs_second.append(picks[n])
@@ -251,11 +254,11 @@ class _ChunkExplainer:
                     np.array(pairs_first, dtype=np.int64), np.array(pairs_second, dtype=np.int64), term_slots,
                     term_values)
         self.shared: dict[tuple[int, int], list[SharedTerm]] = {}  # (user offset, pick) -> shared terms
+        terms, slots, values = self.model.terms, term_slots.tolist(), term_values.tolist()  # plain ints: fast
         for m, (offset, n) in enumerate(where):
             limit = self.choices[self.start + offset].why_terms
-            self.shared[(offset, n)] = [SharedTerm(str(self.model.terms[t]), float(v))
-                                        for t, v in zip(term_slots[m, :limit], term_values[m, :limit], strict=True)
-                                        if t >= 0]
+            self.shared[(offset, n)] = [SharedTerm(terms[t], v)
+                                        for t, v in zip(slots[m][:limit], values[m][:limit], strict=True) if t >= 0]
         wanted = sorted({pid for best in self.nearest.values() for pid, _ in best})
         self.star_titles = self.titles(wanted) if wanted else {}
         self.ready = True

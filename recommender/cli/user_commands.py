@@ -107,7 +107,7 @@ def profile_show(app: AppContext, email: str | None, n_terms: int, as_json: bool
     order = np.argsort(-profile.vector, kind="stable")
     positive = [(str(model.terms[i]), float(profile.vector[i])) for i in order[:n_terms] if profile.vector[i] > 0]
     negative = [(str(model.terms[i]), float(profile.vector[i])) for i in order[::-1][:n_terms] if profile.vector[i] < 0]
-    papers = {p.id: p.title for p in store.papers(profile.positives + profile.negatives)}
+    papers = store.titles(profile.positives + profile.negatives)
     record = {
         "user": user.email,
         "positive_terms": [{"term": t, "weight": round(w, 4)} for t, w in positive],

@@ -367,10 +367,16 @@ class Store:
         with self.read() as conn:
             return [_paper(r) for r in conn.execute(stmt)]
 
-    def titles(self) -> list[tuple[str, str]]:
-        """(id, title) of every paper, for matching a typed title."""
+    def titles(self, ids: Sequence[str] | None = None) -> dict[str, str]:
+        """Title by id of these papers (unknown ids skipped), or of every paper."""
+        stmt = select(PaperRow.id, PaperRow.title)
         with self.read() as conn:
-            return [(r.id, r.title) for r in conn.execute(select(PaperRow.id, PaperRow.title))]
+            if ids is None:
+                return {r.id: r.title for r in conn.execute(stmt)}
+            found: dict[str, str] = {}
+            for chunk in chunks(list(dict.fromkeys(ids))):
+                found.update((r.id, r.title) for r in conn.execute(stmt.where(PaperRow.id.in_(chunk))))
+        return found
 
     def find_by_title_key(self, key: str) -> list[Paper]:
         with self.read() as conn:
