@@ -9,12 +9,15 @@ connection reused for several messages.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import secrets
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, formataddr, parseaddr
@@ -52,7 +55,62 @@ def make_message_id(digest_id: int, user_id: int, sender: str) -> str:
 
 def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, message_id: str,
                   unsubscribe_url: str, unsubscribe_mailto: str, now: datetime) -> bytes:
-    """multipart/alternative (text/plain, then text/html) with RFC 8058 one-click unsubscribe."""
+    """multipart/alternative (text/plain, then text/html) with RFC 8058 one-click unsubscribe.
+
+    Written out directly: the email package's header registry and generator took ~5 ms a
+    message, most of a digest run. Same structure and encodings (quoted-printable text, base64
+    HTML, RFC 2047 for non-ASCII names and subjects, CRLF lines); an address that is not ASCII
+    itself (SMTPUTF8) goes through the email package instead."""
+    sender_name, sender_address = parseaddr(smtp.sender)
+    if not (sender_address.isascii() and user.email.isascii()):
+        return _build_with_email_package(smtp, user, rendered, message_id, unsubscribe_url, unsubscribe_mailto, now)
+    targets = [f"<{unsubscribe_url}>"]
+    if unsubscribe_mailto:
+        targets.append(f"<mailto:{unsubscribe_mailto}?subject=unsubscribe>")
+    boundary = f"=_{secrets.token_hex(16)}"  # "=" never occurs in quoted-printable or base64 lines
+    headers = [
+        f"From: {_address(one_line(sender_name), sender_address or smtp.sender)}",
+        f"To: {_address(one_line(user.name), user.email)}",
+        f"Subject: {_encoded(one_line(rendered.subject), 'Subject')}",
+        f"Date: {format_datetime(now)}",
+        f"Message-ID: {one_line(message_id)}",
+        "List-Unsubscribe: " + ",\r\n ".join(one_line(t) for t in targets),
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        "Auto-Submitted: auto-generated",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+    ]
+    text = binascii.b2a_qp(_crlf_lines(rendered.text), istext=True)
+    html = base64.encodebytes(_crlf_lines(rendered.html)).replace(b"\n", b"\r\n")
+    return b"".join([
+        "\r\n".join(headers).encode("ascii"), b"\r\n\r\n",
+        f"--{boundary}\r\n".encode(),
+        b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n',
+        text, b"\r\n",  # the line break before a boundary belongs to the boundary (RFC 2046)
+        f"--{boundary}\r\n".encode(),
+        b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n',
+        html, b"\r\n",
+        f"--{boundary}--\r\n".encode(),
+    ])
+
+
+def _crlf_lines(text: str) -> bytes:
+    """UTF-8 lines, each ended by CRLF (as the email package stores a text part)."""
+    return b"".join(line + b"\r\n" for line in text.encode("utf-8").splitlines() or [b""])
+
+
+def _encoded(value: str, name: str) -> str:
+    """A header value as ASCII: RFC 2047 encoded words when not ASCII, folded to 78 columns."""
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    return Header(value, charset, header_name=name).encode(linesep="\r\n")
+
+
+def _address(name: str, address: str) -> str:
+    return formataddr((name, address), charset="utf-8") if name else address
+
+
+def _build_with_email_package(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, message_id: str,
+                              unsubscribe_url: str, unsubscribe_mailto: str, now: datetime) -> bytes:
     message = EmailMessage(policy=SMTP_POLICY)
     message["From"] = smtp.sender
     message["To"] = formataddr((one_line(user.name), user.email))
@@ -66,7 +124,7 @@ def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, 
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="base64")  # C-fast to encode
+    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="base64")
     return message.as_bytes()
 
 

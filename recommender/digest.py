@@ -3,18 +3,18 @@
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import css_inline
 from jinja2 import Environment, FunctionLoader, StrictUndefined, select_autoescape
 
 from recommender.config import Config, UserConfig
-from recommender.domain import Recommendation
+from recommender.domain import Paper, Recommendation
 from recommender.resources import templates_dir
-from recommender.text import one_line, snippet
+from recommender.text import one_line, snippet, wrap
 from recommender.tokens import LinkSigner, LinkToken
 
 SNIPPET_CHARS = 280
@@ -85,6 +85,19 @@ def schedule_label(user: UserConfig) -> str:
     return f"daily at {when}" if user.frequency == "daily" else f"weekly on {user.weekday.title()} at {when}"
 
 
+@lru_cache(maxsize=4096)
+def paper_fields(paper: Paper) -> dict[str, object]:
+    """What a digest shows of a paper, the same in every user's digest: computed once per paper
+    of a run (a run renders the same few hundred papers thousands of times)."""
+    text_snippet = snippet(paper.abstract, SNIPPET_CHARS)
+    return {
+        "title": one_line(paper.title) or snippet(paper.abstract, 90),
+        "authors": ", ".join(one_line(a) for a in paper.authors[:8]) + (" et al." if len(paper.authors) > 8 else ""),
+        "snippet": text_snippet,
+        "snippet_lines": tuple(wrap(text_snippet, 72)),
+    }
+
+
 def context(config: Config, user: UserConfig, picks: list[Recommendation], links: Links,
             now: datetime, web: bool = False) -> dict[str, object]:
     local = now.astimezone(ZoneInfo(user.timezone))
@@ -94,16 +107,12 @@ def context(config: Config, user: UserConfig, picks: list[Recommendation], links
     for position, rec in enumerate(picks):
         fraction = max(0.0, min(1.0, rec.score / top)) if personalized else 0.0
         cells = round(fraction * BAR_CELLS)
-        text_snippet = snippet(rec.paper.abstract, SNIPPET_CHARS)
+        why = one_line(rec.explanation.sentence())
         entries.append({
             "rank": rec.rank,
-            "title": one_line(rec.paper.title) or snippet(rec.paper.abstract, 90),
-            "authors": ", ".join(one_line(a) for a in rec.paper.authors[:8])
-                       + (" et al." if len(rec.paper.authors) > 8 else ""),
-            "snippet": text_snippet,
-            "snippet_lines": textwrap.wrap(text_snippet, 72),
-            "why": one_line(rec.explanation.sentence()),
-            "why_lines": textwrap.wrap(one_line(rec.explanation.sentence()), 67),
+            **paper_fields(rec.paper),
+            "why": why,
+            "why_lines": wrap(why, 67),
             "bar_percent": max(4, round(fraction * 100)) if personalized else 0,
             "score_label": f"{rec.score:.2f}",
             "score_text_bar": "[" + "#" * cells + "." * (BAR_CELLS - cells) + "]",

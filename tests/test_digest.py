@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import re
 import threading
@@ -252,3 +254,39 @@ def test_process_killed_between_rendering_and_sending_delivers_on_the_next_run(t
     finally:
         server.stop()
         store.close()
+
+
+@pytest.mark.parametrize(("sender", "name", "subject", "text"), [
+    ("Paper Digest <digest@example.org>", "Ada", "5 new papers for you — 21 Mar", "plain\nlines\n"),
+    ("Zoë’s Digest <digest@example.org>", "Ünïcode, \"Quoted\" Name", "x" * 150 + " — long subject " + "y" * 90,
+     "trailing space \n.starts with a dot\nFrom the start\n" + "long " * 60 + "\n=3D literal\r\nmixed\rbreaks"),
+    ("digest@example.org", "", "ascii only subject that is long enough to need folding " * 3, ""),
+    ("Paper Digest <digest@example.org>", "Ada", "plain", "a\n" * 3),
+])
+def test_the_written_out_message_reads_like_the_email_package_one(sender: str, name: str, subject: str, text: str):
+    """build_message writes the MIME bytes itself (speed); a mail reader must see exactly what
+    the email package's own message says: headers, both parts, their encodings."""
+    from recommender import delivery
+    from recommender.config import SmtpConfig, UserConfig
+    from recommender.digest import RenderedDigest
+
+    smtp, user = SmtpConfig(sender=sender), UserConfig(email="ada@example.org", name=name)
+    rendered = RenderedDigest(subject, "<html><body><p>é ≠ — " + "<b>x</b>" * 200 + "</p></body></html>", text)
+    args = (smtp, user, rendered, "<digest.1.2.abc@example.org>", "https://r.example/unsubscribe/" + "t" * 90,
+            "unsubscribe@example.org", datetime(2026, 3, 21, 7, 30, tzinfo=UTC))
+    ours = delivery.build_message(*args)
+    theirs = delivery._build_with_email_package(*args)
+    assert all(line.endswith(b"\r") or not line for line in ours.split(b"\n")[:-1])  # CRLF only
+    assert max(len(line) for line in ours.split(b"\r\n")) <= 998 and ours.isascii()
+    mine, reference = (email.message_from_bytes(m, policy=email.policy.default) for m in (ours, theirs))
+    for header in ("From", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post",
+                   "Auto-Submitted", "MIME-Version"):
+        assert str(mine[header]) == str(reference[header]), header
+    recipient = mine["To"].addresses[0]  # (the email package itself drops the quotes inside a name)
+    assert (recipient.display_name, recipient.addr_spec) == (name, "ada@example.org")
+    assert mine.get_content_type() == "multipart/alternative" and not mine.defects
+    for kind in ("plain", "html"):
+        part, expected = mine.get_body((kind,)), reference.get_body((kind,))
+        assert part.get_content() == expected.get_content() and not part.defects
+        assert part["Content-Transfer-Encoding"] == expected["Content-Transfer-Encoding"]
+        assert part.get_content_charset() == "utf-8"

@@ -281,3 +281,23 @@ def test_clicks_recorded_in_one_group_match_clicks_recorded_one_at_a_time(tmp_pa
         [(e.email, e.paper_id, e.action) for e in logs[1].events()]
     for w in worlds:
         w.store.close()
+
+
+@pytest.mark.parametrize("token", [LinkToken("more", 1, 2, 3), LinkToken("unsubscribe", 10**12, 10**9, -1),
+                                   LinkToken("open", 7, 7777777777, 19)])
+def test_links_are_itsdangerous_tokens_that_a_plain_serializer_reads(token: LinkToken):
+    """Links are signed without itsdangerous' zlib attempt (it dominated signing); they must
+    stay tokens that its serializer verifies, identical to its own when it would not compress."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    moment = datetime(2026, 11, 22, 5, 0, tzinfo=UTC)
+    signed = LinkSigner(SECRET, lambda: moment).sign(token)
+    plain = URLSafeTimedSerializer(SECRET, salt="recommender.links.v1")
+    payload, stamp = plain.loads(signed, return_timestamp=True)
+    assert payload == token.opaque and stamp == moment
+    assert LinkSigner(SECRET, lambda: moment).verify(signed).opaque == token.opaque
+    theirs = LinkSigner(SECRET, lambda: moment)._serializer.dumps(token.opaque)
+    if not theirs.startswith("."):  # uncompressed: byte for byte the same token
+        assert signed == theirs
+    with pytest.raises(Exception, match="invalid"):
+        LinkSigner(SECRET + "x", lambda: moment).verify(signed)
