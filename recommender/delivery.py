@@ -14,7 +14,7 @@ import binascii
 import logging
 import secrets
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
@@ -164,20 +164,26 @@ class SmtpSender:
             timeout=smtp.timeout_seconds, tls_context=context,
         )
 
-    async def send_all(self, outgoing: Sequence[Outgoing], on_outcome: Callable[[Outcome], None]) -> None:
+    async def send_all(self, outgoing: Sequence[Outgoing],
+                       on_outcome: Callable[[Outcome], Awaitable[None] | None]) -> None:
+        """Send everything; a connection reports each outcome (and awaits the report, when it
+        returns an awaitable) before it sends its next message."""
         queue: asyncio.Queue[Outgoing] = asyncio.Queue()
         for item in outgoing:
             queue.put_nowait(item)
         workers = max(1, min(self.smtp.max_connections, len(outgoing)))
         await asyncio.gather(*(self._worker(queue, on_outcome) for _ in range(workers)))
 
-    async def _worker(self, queue: asyncio.Queue[Outgoing], on_outcome: Callable[[Outcome], None]) -> None:
+    async def _worker(self, queue: asyncio.Queue[Outgoing],
+                      on_outcome: Callable[[Outcome], Awaitable[None] | None]) -> None:
         client: aiosmtplib.SMTP | None = None
         try:
             while not queue.empty():
                 item = queue.get_nowait()
                 client, outcome = await self._deliver(client, item)
-                on_outcome(outcome)
+                reported = on_outcome(outcome)
+                if reported is not None:
+                    await reported
         finally:
             if client is not None and client.is_connected:
                 try:

@@ -58,11 +58,18 @@ class Links:
         return self._url("digest", "view")
 
 
+# Templates whose CSS is inlined once, when loaded, instead of into every rendered message (the
+# inliner parsed each 50 kB digest again). Their Jinja tags sit only in text and attribute
+# values, which the inliner keeps as they are.
+INLINED_WHEN_LOADED = ("digest.html.j2",)
+
+
 def _environment() -> Environment:
     folder = templates_dir()
 
     def load(name: str) -> str:
-        return folder.joinpath(name).read_text(encoding="utf-8")
+        source = folder.joinpath(name).read_text(encoding="utf-8")
+        return _INLINER.inline(source) if name in INLINED_WHEN_LOADED else source
 
     return Environment(
         loader=FunctionLoader(load),
@@ -136,6 +143,6 @@ def context(config: Config, user: UserConfig, picks: list[Recommendation], links
 
 
 def render(values: dict[str, object]) -> RenderedDigest:
-    html = _INLINER.inline(TEMPLATES.get_template("digest.html.j2").render(values))
+    html = TEMPLATES.get_template("digest.html.j2").render(values)
     text = TEMPLATES.get_template("digest.txt.j2").render(values)
     return RenderedDigest(subject=str(values["subject"]), html=html, text=text)

@@ -20,12 +20,14 @@ from recommender import digest, pipeline
 from recommender.config import Config, UserConfig
 from recommender.delivery import Outcome, Outgoing, SmtpSender, build_message, make_message_id
 from recommender.domain import Recommendation
+from recommender.group_commit import GroupCommit
 from recommender.store import Store
-from recommender.store.outbox import NewDigest, Outbox, new_owner
+from recommender.store.outbox import DigestToCreate, NewDigest, Outbox, new_owner
 from recommender.tokens import LinkSigner, check_secret
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=10)
+CREATE_GROUP = 25  # digests stored per transaction (short enough not to keep other writers waiting)
 DEFER_SECONDS = 60  # a transient failure that outlasted a run's retries waits at least this long
 Clock = Callable[[], datetime]
 
@@ -108,19 +110,28 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
         candidates = store.papers(store.batch_entries(batch_ids))
         for start in range(0, len(members), chunk):
             part = members[start:start + chunk]
-            picks = pipeline.rank_users(config, store, models, part, candidates, None, clock())
+            now = clock()
+            picks = pipeline.rank_users(config, store, models, part, candidates, None, now)
+            ready: list[DigestToCreate] = []
             for user in part:
-                results[user.email] = _queue_one(config, outbox, signer, user, ids[user.email.lower()],
-                                                 picks[user.email], max(batch_ids), clock(), dry_run)
+                user_picks = picks[user.email]
+                if not user_picks:
+                    results[user.email] = UserResult(user.email, "nothing new")
+                    continue
+                results[user.email] = UserResult(user.email, "would send" if dry_run else "queued", len(user_picks))
+                if not dry_run:
+                    ready.append(DigestToCreate(
+                        ids[user.email.lower()], max(batch_ids),
+                        [(r.paper.id, r.score, r.explanation.sentence()) for r in user_picks],
+                        _renderer(config, signer, user, ids[user.email.lower()], user_picks, now)))
+            for group in range(0, len(ready), CREATE_GROUP):
+                outbox.create_many(ready[group:group + CREATE_GROUP])
     return {u.email: results[u.email] for u in users}
 
 
-def _queue_one(config: Config, outbox: Outbox, signer: LinkSigner, user: UserConfig, user_id: int,
-               picks: list[Recommendation], last_batch: int, now: datetime, dry_run: bool) -> UserResult:
-    if not picks:
-        return UserResult(user.email, "nothing new")
-    if dry_run:
-        return UserResult(user.email, "would send", len(picks))
+def _renderer(config: Config, signer: LinkSigner, user: UserConfig, user_id: int, picks: list[Recommendation],
+              now: datetime) -> Callable[[int], NewDigest]:
+    """The digest's message, once its id (which its links and Message-ID carry) is known."""
 
     def render(digest_id: int) -> NewDigest:
         links = digest.Links(config.feedback.base_url, signer, user_id, digest_id)
@@ -130,8 +141,7 @@ def _queue_one(config: Config, outbox: Outbox, signer: LinkSigner, user: UserCon
                                 config.feedback.unsubscribe_mailto, now)
         return NewDigest(rendered.subject, message_id, message)
 
-    outbox.create(user_id, last_batch, [(r.paper.id, r.score, r.explanation.sentence()) for r in picks], render)
-    return UserResult(user.email, "queued", len(picks))
+    return render
 
 
 def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequence[int] | None = None,
@@ -143,27 +153,35 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequen
     sender = SmtpSender(config.smtp)
     outcomes: list[Outcome] = []
 
-    def record(outcome: Outcome) -> None:
+    def write(batch: Sequence[Outcome]) -> list[None]:
+        # Deferred ones are retried in a later run, not this one.
+        retry_at = clock() + timedelta(seconds=max(DEFER_SECONDS, config.smtp.retry_initial_seconds))
+        outbox.record_outcomes(batch, retry_at)
+        return [None] * len(batch)
+
+    # Each connection waits until its outcome is stored before sending its next message (so a
+    # crash re-sends only what was in flight), while the outcomes of all connections are
+    # committed together.
+    recorder: GroupCommit[Outcome, None] = GroupCommit(write)
+
+    async def record(outcome: Outcome) -> None:
         outcomes.append(outcome)
-        if outcome.status == "sent":
-            outbox.mark_sent(outcome.digest_id, outcome.detail, outcome.attempts)
-        elif outcome.status == "failed":
-            outbox.mark_failed(outcome.digest_id, outcome.detail, outcome.attempts)
-        else:  # retried in a later run, not this one
-            retry_at = clock() + timedelta(seconds=max(DEFER_SECONDS, config.smtp.retry_initial_seconds))
-            outbox.defer(outcome.digest_id, outcome.detail, retry_at, outcome.attempts)
+        await asyncio.wrap_future(recorder.enqueue(outcome))
 
     started = time.monotonic()
-    while stop is None or not stop.is_set():
-        claimed = outbox.claim(owner, lease, batch_size, user_ids, now=clock())
-        handled = {o.digest_id for o in outcomes}
-        again = [c[0] for c in claimed if c[0] in handled]
-        if again:
-            outbox.release(again)
-        claimed = [c for c in claimed if c[0] not in handled]
-        if not claimed:
-            break
-        asyncio.run(sender.send_all([Outgoing(i, to, msg) for i, to, msg, _ in claimed], record))
+    try:
+        while stop is None or not stop.is_set():
+            claimed = outbox.claim(owner, lease, batch_size, user_ids, now=clock())
+            handled = {o.digest_id for o in outcomes}
+            again = [c[0] for c in claimed if c[0] in handled]
+            if again:
+                outbox.release(again)
+            claimed = [c for c in claimed if c[0] not in handled]
+            if not claimed:
+                break
+            asyncio.run(sender.send_all([Outgoing(i, to, msg) for i, to, msg, _ in claimed], record))
+    finally:
+        recorder.close()
     log.info("delivered %d digest(s) in %.1fs", sum(o.status == "sent" for o in outcomes), time.monotonic() - started)
     return outcomes
 

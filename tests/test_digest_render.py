@@ -52,6 +52,36 @@ def test_golden_digest(tmp_path: Path):
     assert rendered.subject == "4 new papers for you — 12 Mar"
 
 
+def test_css_inlined_into_the_template_once_gives_the_html_of_inlining_each_message(tmp_path: Path):
+    """The digest template is inlined when loaded, not per message; the mail must read the same
+    as the message inlined after rendering (entities aside), hostile titles included."""
+    import html as html_module
+
+    import css_inline
+    from jinja2 import Environment, FunctionLoader, StrictUndefined, select_autoescape
+
+    from recommender.resources import templates_dir
+
+    rendered = _render(tmp_path)
+    config = load_config(tmp_path / "config.toml")
+    hostile = digest.context(config, config.users[0], [], digest.Links("http://x", LinkSigner("s" * 20), 1, 1), NOW)
+    with_entries = dict(hostile, personalized=True, entries=[{
+        "rank": 1, "title": '<b>"bold" & \'quoted\'</b> ‮rtl', "authors": "A & B <a@b>", "snippet": "x < y > z &amp;",
+        "snippet_lines": ("x",), "why": 'close to "it"; <script>alert(1)</script>', "why_lines": ("w",),
+        "bar_percent": 50, "score_label": "0.50", "score_text_bar": "[#####.....]",
+        "open_url": 'http://x/open/a"b', "more_url": "http://x/more/<t>", "less_url": "http://x/less/&t",
+    }])
+    plain = Environment(loader=FunctionLoader(lambda name: templates_dir().joinpath(name).read_text(encoding="utf-8")),
+                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=True))
+    inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+    previous = inliner.inline(plain.get_template("digest.html.j2").render(with_entries))
+    now = digest.render(with_entries).html
+    assert html_module.unescape(now) == html_module.unescape(previous)
+    assert "<script>" not in now and '"bold"' not in now.split("<body")[1]  # still escaped
+    assert rendered.html.count('style="') > 40
+
+
 def test_html_is_mail_client_ready(tmp_path: Path):
     html = _render(tmp_path).html
     assert "<script" not in html.lower() and "<link" not in html.lower() and "@import" not in html

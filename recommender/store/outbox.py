@@ -10,8 +10,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from recommender.store.schema import DigestEntryRow, DigestRow, UserRow
 from recommender.store.store import Store, chunks, utcnow
@@ -51,6 +52,23 @@ class NewDigest:
     subject: str
     message_id: str
     message: bytes
+
+
+@dataclass(frozen=True)
+class DigestToCreate:
+    user_id: int
+    last_batch_id: int
+    entries: Sequence[tuple[str, float, str]]  # (paper id, score, why)
+    render: Callable[[int], NewDigest]  # called with the new digest's id, inside the transaction
+
+
+class DeliveryOutcome(Protocol):
+    """What a sender reports about one delivery (recommender.delivery.Outcome)."""
+
+    digest_id: int
+    status: str  # sent | failed | deferred
+    detail: str  # the server's reply, or the error
+    attempts: int
 
 
 def new_owner() -> str:
@@ -102,25 +120,29 @@ class Outbox:
         return found
 
     # -- writing --------------------------------------------------------------------------------
-    def create(self, user_id: int, last_batch_id: int, entries: Sequence[tuple[str, float, str]],
-               render: Callable[[int], NewDigest]) -> int:
-        """Insert a pending digest with its entries and rendered message, in one transaction."""
+    def create_many(self, digests: Sequence[DigestToCreate]) -> list[int]:
+        """Insert pending digests with their entries and rendered messages, in one transaction
+        (all or none): a few statements for the group instead of three per digest."""
+        if not digests:
+            return []
         now = utcnow()
         with self.store.write() as conn:
-            digest_id = conn.execute(insert(DigestRow).values(
-                user_id=user_id, status="pending", message_id=f"<pending-{uuid.uuid4().hex}>",
-                subject="", message=b"", last_batch_id=last_batch_id, attempts=0, last_error="",
-                server_reply="", lease_owner="", created_at=now,
-            ).returning(DigestRow.id)).scalar_one()
+            ids = list(conn.execute(insert(DigestRow).returning(DigestRow.id, sort_by_parameter_order=True), [{
+                "user_id": d.user_id, "status": "pending", "message_id": f"<pending-{uuid.uuid4().hex}>",
+                "subject": "", "message": b"", "last_batch_id": d.last_batch_id, "attempts": 0, "last_error": "",
+                "server_reply": "", "lease_owner": "", "created_at": now,
+            } for d in digests]).scalars())
+            entries = [{"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why}
+                       for digest_id, d in zip(ids, digests, strict=True)
+                       for i, (pid, score, why) in enumerate(d.entries)]
             if entries:
-                conn.execute(insert(DigestEntryRow), [
-                    {"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why}
-                    for i, (pid, score, why) in enumerate(entries)
-                ])
-            rendered = render(digest_id)
-            conn.execute(update(DigestRow).where(DigestRow.id == digest_id).values(
-                subject=rendered.subject, message_id=rendered.message_id, message=rendered.message))
-        return digest_id
+                conn.execute(insert(DigestEntryRow), entries)
+            rendered = [d.render(digest_id) for digest_id, d in zip(ids, digests, strict=True)]
+            conn.execute(update(DigestRow).where(DigestRow.id == bindparam("digest_id")).values(
+                subject=bindparam("subject"), message_id=bindparam("new_message_id"), message=bindparam("message")),
+                [{"digest_id": digest_id, "subject": r.subject, "new_message_id": r.message_id, "message": r.message}
+                 for digest_id, r in zip(ids, rendered, strict=True)])
+        return ids
 
     def claim(self, owner: str, lease: timedelta, limit: int = 100, user_ids: Sequence[int] | None = None,
               now: datetime | None = None) -> list[tuple[int, str, bytes, int]]:
@@ -154,24 +176,29 @@ class Outbox:
             conn.execute(update(DigestRow).where(DigestRow.id.in_(list(digest_ids)))
                          .values(lease_owner="", lease_until=None))
 
-    def mark_sent(self, digest_id: int, reply: str, attempts: int = 1) -> None:
+    def record_outcomes(self, outcomes: Sequence[DeliveryOutcome], retry_at: datetime) -> None:
+        """What happened to each of these deliveries, in one transaction: sent, failed, or
+        deferred until ``retry_at`` (a transient failure that outlasted a run's retries)."""
+        if not outcomes:
+            return
+        now = utcnow()
+        sent = [{"digest_id": o.digest_id, "reply": o.detail[:500], "tries": o.attempts}
+                for o in outcomes if o.status == "sent"]
         with self.store.write() as conn:
-            conn.execute(update(DigestRow).where(DigestRow.id == digest_id, DigestRow.status == "pending").values(
-                status="sent", server_reply=reply[:500], sent_at=utcnow(), lease_owner="", lease_until=None,
-                attempts=DigestRow.attempts + attempts, last_error=""))
-
-    def mark_failed(self, digest_id: int, reason: str, attempts: int = 1) -> None:
-        with self.store.write() as conn:
-            conn.execute(update(DigestRow).where(DigestRow.id == digest_id).values(
-                status="failed", last_error=reason[:1000], lease_owner="", lease_until=None,
-                attempts=DigestRow.attempts + attempts))
-
-    def defer(self, digest_id: int, reason: str, retry_at: datetime, attempts: int) -> None:
-        """A transient failure that outlasted this run's retries: stays pending for the next run."""
-        with self.store.write() as conn:
-            conn.execute(update(DigestRow).where(DigestRow.id == digest_id).values(
-                last_error=reason[:1000], lease_owner="", lease_until=None, next_attempt_at=retry_at,
-                attempts=DigestRow.attempts + attempts))
+            if sent:
+                conn.execute(update(DigestRow).where(DigestRow.id == bindparam("digest_id"), DigestRow.status == "pending")
+                             .values(status="sent", server_reply=bindparam("reply"), sent_at=now, lease_owner="",
+                                     lease_until=None, attempts=DigestRow.attempts + bindparam("tries"),
+                                     last_error=""), sent)
+            for o in outcomes:
+                if o.status == "failed":
+                    conn.execute(update(DigestRow).where(DigestRow.id == o.digest_id).values(
+                        status="failed", last_error=o.detail[:1000], lease_owner="", lease_until=None,
+                        attempts=DigestRow.attempts + o.attempts))
+                elif o.status != "sent":
+                    conn.execute(update(DigestRow).where(DigestRow.id == o.digest_id).values(
+                        last_error=o.detail[:1000], lease_owner="", lease_until=None, next_attempt_at=retry_at,
+                        attempts=DigestRow.attempts + o.attempts))
 
     def requeue_failed(self, user_ids: Sequence[int] | None = None) -> list[int]:
         with self.store.write() as conn:
