@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import multiprocessing.connection
+import os
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -87,6 +91,7 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
     """Build and store (pending) each user's next digest; returns what happened per user.
     Users who are owed the same batches are ranked together, ``chunk`` at a time, and each
     digest is stored as soon as it is rendered (memory stays flat in the number of users)."""
+    started = time.monotonic()
     signer = signer_for(config, clock)
     outbox = Outbox(store)
     models = pipeline.load_models(store, config)
@@ -126,6 +131,8 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
                         _renderer(config, signer, user, ids[user.email.lower()], user_picks, now)))
             for group in range(0, len(ready), CREATE_GROUP):
                 outbox.create_many(ready[group:group + CREATE_GROUP])
+    log.info("queued %d digest(s) in %.1fs", sum(r.status == "queued" for r in results.values()),
+             time.monotonic() - started)
     return {u.email: results[u.email] for u in users}
 
 
@@ -146,7 +153,7 @@ def _renderer(config: Config, signer: LinkSigner, user: UserConfig, user_id: int
 
 def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequence[int] | None = None,
                     owner: str | None = None, batch_size: int = 50, lease: timedelta = LEASE,
-                    stop: threading.Event | None = None) -> list[Outcome]:
+                    stop: threading.Event | _ParentGone | None = None) -> list[Outcome]:
     """Send every due pending digest (older ones first), recording each outcome as it comes."""
     outbox = Outbox(store)
     owner = owner or new_owner()
@@ -182,30 +189,115 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequen
             asyncio.run(sender.send_all([Outgoing(i, to, msg) for i, to, msg, _ in claimed], record))
     finally:
         recorder.close()
-    log.info("delivered %d digest(s) in %.1fs", sum(o.status == "sent" for o in outcomes), time.monotonic() - started)
+    if outcomes:
+        log.info("delivered %d digest(s) in %.1fs", sum(o.status == "sent" for o in outcomes),
+                 time.monotonic() - started)
     return outcomes
 
 
 def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock | None = None,
-        dry_run: bool = False) -> list[UserResult]:
-    """`digest send`: queue each user's digest, then deliver all pending ones for these users."""
+        dry_run: bool = False, deliver_while_queueing: bool = False) -> list[UserResult]:
+    """`digest send`: queue each user's digest, then deliver all pending ones for these users.
+    With ``deliver_while_queueing`` (the command, where fork is available), a child process
+    delivers what is queued while this one renders the rest."""
     clock = clock or (lambda: datetime.now(UTC))
-    results = queue_digests(config, store, users, clock, dry_run)
     if dry_run:
-        return list(results.values())
-    ids = store.sync_users(u.email for u in users)
-    by_digest = {item.id: item for item in Outbox(store).items("pending", list(ids.values()))}
-    for outcome in deliver_pending(config, store, clock, list(ids.values())):
-        item = by_digest.get(outcome.digest_id)
-        if item is None:
+        return list(queue_digests(config, store, users, clock, dry_run=True).values())
+    user_ids = list(store.sync_users(u.email for u in users).values())
+    background = DeliveryProcess(config, store, clock, user_ids) if deliver_while_queueing and can_fork() else None
+    try:
+        results = queue_digests(config, store, users, clock)
+    finally:
+        if background is not None:
+            background.everything_queued()
+    outcomes = deliver_pending(config, store, clock, user_ids)  # beside the child, on rows it has not claimed
+    if background is not None:
+        outcomes += background.finish()
+        outcomes += deliver_pending(config, store, clock, user_ids)  # whatever a child that died left
+    items = {item.id: item for item in Outbox(store).items(digest_ids=[o.digest_id for o in outcomes])}
+    emails = {u.email.lower(): u.email for u in users}
+    for outcome in outcomes:
+        item = items.get(outcome.digest_id)
+        if item is None or item.email not in emails:
             continue
-        email = next(u.email for u in users if u.email.lower() == item.email)
+        email = emails[item.email]
         previous = results.get(email)
         papers = item.entries
         if outcome.status == "sent" and previous and previous.status == "sent":
             papers += previous.papers  # an older pending digest went out too
         results[email] = UserResult(email, outcome.status, papers, outcome.detail)
     return [results[u.email] for u in users]
+
+
+def can_fork() -> bool:
+    return sys.platform.startswith("linux")
+
+
+class DeliveryProcess:
+    """A forked child that delivers the digests already queued while the parent ranks and
+    renders the rest, so both cores work instead of one phase after the other. It polls the
+    outbox until told everything is queued, delivers what is left, and reports its outcomes.
+    Whatever it leaves (it died, or was killed) the parent delivers: its leases free as soon as
+    its process is gone. It stops when the parent is gone."""
+
+    POLL_SECONDS = 0.2
+
+    def __init__(self, config: Config, store: Store, clock: Clock, user_ids: Sequence[int]):
+        context = multiprocessing.get_context("fork")
+        self._queued_all = context.Event()
+        self._reports, reports = context.Pipe(duplex=False)
+        self._process = context.Process(target=self._deliver, args=(config, store, clock, list(user_ids), reports),
+                                        name="digest-delivery", daemon=True)
+        self._process.start()
+        reports.close()
+
+    def everything_queued(self) -> None:
+        """The child delivers what is pending and then stops."""
+        self._queued_all.set()
+
+    def finish(self) -> list[Outcome]:
+        """The child's outcomes once it is done (none if it died)."""
+        self._queued_all.set()
+        outcomes: list[Outcome] = []
+        while True:
+            if self._reports.poll(0.1):
+                try:
+                    outcomes = self._reports.recv()
+                except EOFError:  # died without reporting: the parent's own pass delivers the rest
+                    pass
+                break
+            if not self._process.is_alive() and not self._reports.poll(0):
+                break
+        self._process.join()
+        self._reports.close()
+        return outcomes
+
+    def _deliver(self, config: Config, parent_store: Store, clock: Clock, user_ids: list[int],
+                 reports: multiprocessing.connection.Connection) -> None:  # in the child
+        parent_store.engine.dispose(close=False)  # the parent's pooled connections are not ours
+        store = Store.open(parent_store.engine.url.render_as_string(hide_password=False))
+        parent_gone = _ParentGone(os.getppid())
+        outcomes: list[Outcome] = []
+        try:
+            while not parent_gone.is_set():
+                last_round = self._queued_all.is_set()
+                outcomes += deliver_pending(config, store, clock, user_ids, stop=parent_gone)
+                if last_round:
+                    break
+                self._queued_all.wait(self.POLL_SECONDS)
+        finally:
+            store.close()
+            reports.send(outcomes)
+
+
+class _ParentGone:
+    """A stop flag that is set once the process that forked us has exited."""
+
+    def __init__(self, parent: int):
+        self._parent = parent
+
+    def is_set(self) -> bool:
+        return os.getppid() != self._parent
 
 
 def work(config: Config, store: Store, concurrency: int, once: bool, stop: threading.Event,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ class Mailbox:
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user" to refuse every recipient
     data_reply: str | None = None
+    data_seconds: float = 0.0  # how long the server takes to accept each message
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def message_ids(self) -> list[str]:
@@ -47,6 +49,8 @@ class _Handler:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
         if self.box.data_reply:
             return self.box.data_reply
+        if self.box.data_seconds:
+            await asyncio.sleep(self.box.data_seconds)
         parsed = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
         with self.box.lock:
             self.box.messages.append(parsed)  # type: ignore[arg-type]

@@ -290,3 +290,59 @@ def test_the_written_out_message_reads_like_the_email_package_one(sender: str, n
         assert part.get_content() == expected.get_content() and not part.defects
         assert part["Content-Transfer-Encoding"] == expected["Content-Transfer-Encoding"]
         assert part.get_content_charset() == "utf-8"
+
+
+def _many_users(n: int) -> str:
+    return "".join(f'[[users]]\nemail = "u{i:03d}@example.org"\nmax_items = 2\n' for i in range(n))
+
+
+def test_digest_send_delivers_from_a_second_process_while_it_queues(tmp_path: Path, smtp_server: SmtpServer,
+                                                                     database_url: str):
+    config, store = _setup(tmp_path, smtp_server.port, database_url, users=_many_users(60), max_connections=4)
+    results = digest_run.run(config, store, config.users, _clock, deliver_while_queueing=True)
+    assert [(r.status, r.papers) for r in results] == [("sent", 2)] * 60
+    received = sorted(str(m["To"]) for m in smtp_server.box.messages)
+    assert received == sorted(f"u{i:03d}@example.org" for i in range(60))  # each exactly once
+    assert {i.status for i in Outbox(store).items()} == {"sent"}
+    assert digest_run.run(config, store, config.users, _clock, deliver_while_queueing=True)[0].status == "nothing new"
+
+
+def test_the_delivery_child_reports_what_it_sent(tmp_path: Path, smtp_server: SmtpServer, database_url: str):
+    config, store = _setup(tmp_path, smtp_server.port, database_url, users=_many_users(20))
+    digest_run.queue_digests(config, store, config.users, _clock)
+    ids = list(store.sync_users(u.email for u in config.users).values())
+    pending = {i.id for i in Outbox(store).items("pending")}
+    child = digest_run.DeliveryProcess(config, store, _clock, ids)
+    child.everything_queued()
+    outcomes = child.finish()
+    assert sorted(o.digest_id for o in outcomes) == sorted(pending) and {o.status for o in outcomes} == {"sent"}
+    assert len(smtp_server.box.messages) == 20
+    assert digest_run.deliver_pending(config, store, _clock, ids) == []  # nothing left for the parent
+
+
+def test_a_delivery_child_killed_midway_leaves_the_rest_to_the_parent(tmp_path: Path, smtp_server: SmtpServer):
+    import os
+    import signal
+
+    config, store = _setup(tmp_path, smtp_server.port, users=_many_users(30), max_connections=2)
+    smtp_server.box.data_seconds = 0.05
+    digest_run.queue_digests(config, store, config.users, _clock)
+    ids = list(store.sync_users(u.email for u in config.users).values())
+    child = digest_run.DeliveryProcess(config, store, _clock, ids)
+    child.everything_queued()
+    deadline = time.monotonic() + 30
+    while len(smtp_server.box.messages) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(child._process.pid, signal.SIGKILL)
+    assert child.finish() == []  # it died without reporting
+    rest = digest_run.deliver_pending(config, store, _clock, ids)
+    assert rest and {o.status for o in rest} == {"sent"}
+    by_recipient: dict[str, set[str]] = {}
+    copies: dict[str, int] = {}
+    for message in smtp_server.box.messages:
+        by_recipient.setdefault(str(message["To"]), set()).add(str(message["Message-ID"]))
+        copies[str(message["To"])] = copies.get(str(message["To"]), 0) + 1
+    assert sorted(by_recipient) == sorted(f"u{i:03d}@example.org" for i in range(30))  # nobody lost
+    assert all(len(ids) == 1 for ids in by_recipient.values())  # a second copy has the same Message-ID
+    assert sum(n - 1 for n in copies.values()) <= 2  # only what was in flight on its 2 connections
+    assert {i.status for i in Outbox(store).items()} == {"sent"}

@@ -76,7 +76,7 @@ def digest_send(app: AppContext, email: str | None, dry_run: bool) -> None:
     users = app.users(email, all_users=True)
     from recommender import digest_run
 
-    results = digest_run.run(app.config, app.store, users, _now, dry_run=dry_run)
+    results = digest_run.run(app.config, app.store, users, _now, dry_run=dry_run, deliver_while_queueing=True)
     for result in results:
         click.echo(result.line())
     failed = [r for r in results if r.status in ("failed", "deferred")]

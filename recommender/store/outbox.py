@@ -212,20 +212,22 @@ class Outbox:
         return ids
 
     # -- reading --------------------------------------------------------------------------------
-    def items(self, status: str | None = None, user_ids: Sequence[int] | None = None) -> list[OutboxItem]:
-        counts = (select(DigestEntryRow.digest_id, func.count().label("n"))
-                  .group_by(DigestEntryRow.digest_id).subquery())
+    def items(self, status: str | None = None, user_ids: Sequence[int] | None = None,
+              digest_ids: Sequence[int] | None = None) -> list[OutboxItem]:
         d = DigestRow
         stmt = (select(d.id, d.user_id, UserRow.email, d.status, d.subject, d.message_id, d.attempts, d.last_error,
-                       d.server_reply, d.created_at, d.sent_at, counts.c.n)
-                .join(UserRow, UserRow.id == DigestRow.user_id)
-                .outerjoin(counts, counts.c.digest_id == DigestRow.id).order_by(DigestRow.id))
+                       d.server_reply, d.created_at, d.sent_at,
+                       select(func.count()).where(DigestEntryRow.digest_id == d.id).scalar_subquery().label("n"))
+                .join(UserRow, UserRow.id == DigestRow.user_id).order_by(DigestRow.id))
         if status:
             stmt = stmt.where(DigestRow.status == status)
         if user_ids is not None:
             stmt = stmt.where(DigestRow.user_id.in_(list(user_ids)))
         with self.store.read() as conn:
-            rows = conn.execute(stmt).all()
+            if digest_ids is None:
+                rows = conn.execute(stmt).all()
+            else:
+                rows = [r for chunk in chunks(sorted(set(digest_ids))) for r in conn.execute(stmt.where(d.id.in_(chunk)))]
         return [OutboxItem(r.id, r.user_id, r.email, r.status, r.subject, r.message_id, r.attempts, r.last_error,
                            r.server_reply, r.created_at, r.sent_at, r.n or 0) for r in rows]
 
