@@ -16,6 +16,7 @@ _LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
 _LATEX_SCRIPT = re.compile(r"[_^]\{?[-\w]*\}?")
 _CITE_KEY = re.compile(r"~\s*[a-z]+\d{4}[a-z]+")
 _NON_WORD = re.compile(r"[^\w\s-]+")
+_KEY_WORD = re.compile(r"[^\W_]+")
 
 
 def one_line(text: str) -> str:
@@ -25,9 +26,10 @@ def one_line(text: str) -> str:
 
 def title_key(title: str) -> str:
     """Key for matching the same paper across sources: case, accents, punctuation folded."""
-    text = unicodedata.normalize("NFKD", _ZERO_WIDTH.sub("", title))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
-    return " ".join(re.findall(r"[^\W_]+", text))
+    text = _ZERO_WIDTH.sub("", title)
+    if not text.isascii():  # ASCII has no accents to fold (and this runs for every ingested paper)
+        text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    return " ".join(_KEY_WORD.findall(text.casefold()))
 
 
 def title_hash_id(title: str) -> str:

@@ -1,7 +1,7 @@
 """The TF-IDF model over every stored paper, fitted once per corpus version and cached.
 
-Title and abstract are counted over one vocabulary (scikit-learn's CountVectorizer) and
-added with the title weighted higher; then sublinear tf and smooth idf, rows L2-normalised.
+Title and abstract are counted over one vocabulary (scikit-learn's CountVectorizer
+semantics, counted by recommender.term_counts) and added with the title weighted higher; then sublinear tf and smooth idf, rows L2-normalised.
 The fitted vocabulary, idf and paper matrix are pickled into the database as plain arrays, so
 ``recommend`` refits only when the corpus (or a ranking setting that changes the features)
 changed, and loading them never imports scikit-learn.
@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from recommender.config import RankingConfig
 from recommender.norms import unit_rows
 from recommender.store import Store
+from recommender.term_counts import count_known, fit_counts
 from recommender.text import for_ranking
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,15 @@ achieves address introduce introduces extensive experiments code available githu
 """.split())
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W_]+\b"
 SMALL_CORPUS = 100  # below this many papers, keep every term (document-frequency cut-offs misfire)
-# 2: plain arrays only (no scikit-learn objects), so loading a model never imports scikit-learn.
-MODEL_FORMAT = 2
+# 2: plain arrays only (no scikit-learn objects), so loading a model never imports scikit-learn;
+# 3: with its stop words (texts are counted without scikit-learn).
+MODEL_FORMAT = 3
 
 
-def stop_words() -> list[str]:
+def stop_words() -> frozenset[str]:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    return sorted(ENGLISH_STOP_WORDS | ACADEMIC_STOP_WORDS)
+    return frozenset(ENGLISH_STOP_WORDS | ACADEMIC_STOP_WORDS)
 
 
 def settings_key(ranking: RankingConfig) -> str:
@@ -55,14 +57,15 @@ def settings_key(ranking: RankingConfig) -> str:
 class TextModel:
     """The fitted vocabulary and weights as plain arrays, and the corpus's unit TF-IDF rows.
 
-    Loading one from the cache unpickles numpy buffers only; the tokenizer (scikit-learn) is
-    built on first use of :meth:`vectors`, which ranking stored papers never needs.
+    Loading one from the cache unpickles numpy buffers only (no scikit-learn); the term index
+    is built on first use of :meth:`vectors`, which ranking stored papers never needs.
     """
 
     vocabulary: str  # the terms, sorted, joined by newlines (one string pickles and loads fast)
     idf: np.ndarray
     sublinear_tf: bool
     ngram_max: int
+    stop_words: frozenset[str]
     title_weight: float
     paper_ids: list[str]
     matrix: sp.csr_matrix
@@ -74,7 +77,7 @@ class TextModel:
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        for derived in ("index", "terms", "_counter"):
+        for derived in ("index", "terms", "term_index"):
             state.pop(derived, None)
         return state
 
@@ -87,18 +90,17 @@ class TextModel:
         return self.vocabulary.split("\n") if self.vocabulary else []
 
     @cached_property
-    def _counter(self):
-        from sklearn.feature_extraction.text import CountVectorizer
-
-        return CountVectorizer(stop_words=stop_words(), token_pattern=TOKEN_PATTERN, lowercase=True,
-                               ngram_range=(1, self.ngram_max), dtype=np.float64,
-                               vocabulary={t: i for i, t in enumerate(self.terms)})
+    def term_index(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.terms)}
 
     def vectors(self, titles: list[str], abstracts: list[str]) -> sp.csr_matrix:
         """L2-normalised TF-IDF rows for texts not necessarily in the corpus."""
-        counts = self.title_weight * self._counter.transform([for_ranking(t) for t in titles]) \
-            + self._counter.transform([for_ranking(a) for a in abstracts])
-        return weigh(counts, self.idf, self.sublinear_tf)
+
+        def counts(texts: list[str]) -> sp.csr_matrix:
+            return count_known([for_ranking(t) for t in texts], self.term_index, TOKEN_PATTERN, self.stop_words,
+                               self.ngram_max)
+
+        return weigh(self.title_weight * counts(titles) + counts(abstracts), self.idf, self.sublinear_tf)
 
     def rows(self, paper_ids: list[str]) -> sp.csr_matrix:
         return self.matrix[[self.index[p] for p in paper_ids]]
@@ -123,25 +125,22 @@ def smooth_idf(counts: sp.csr_matrix) -> np.ndarray:
 
 def fit(paper_ids: list[str], titles: list[str], abstracts: list[str], ranking: RankingConfig,
         version: int) -> TextModel:
-    from sklearn.feature_extraction.text import CountVectorizer
-
     small = len(paper_ids) < SMALL_CORPUS
-    counter = CountVectorizer(
-        stop_words=stop_words(), token_pattern=TOKEN_PATTERN, lowercase=True,
-        ngram_range=(1, ranking.ngram_max), min_df=1 if small else ranking.min_df,
-        max_df=1.0 if small else ranking.max_df, dtype=np.float64,
-    )
+    stop = stop_words()
     clean_titles = [for_ranking(t) for t in titles]
     clean_abstracts = [for_ranking(a) for a in abstracts]
     try:  # one pass over the full texts; titles (short) are counted again for their extra weight
-        combined = counter.fit_transform([f"{t} {a}" for t, a in zip(clean_titles, clean_abstracts, strict=True)])
-        terms = counter.get_feature_names_out().tolist()
-        counts = (combined + (ranking.title_weight - 1) * counter.transform(clean_titles)).tocsr()
+        terms, combined = fit_counts([f"{t} {a}" for t, a in zip(clean_titles, clean_abstracts, strict=True)],
+                                     TOKEN_PATTERN, stop, ranking.ngram_max, 1 if small else ranking.min_df,
+                                     1.0 if small else ranking.max_df)
+        title_counts = count_known(clean_titles, {t: i for i, t in enumerate(terms)}, TOKEN_PATTERN, stop,
+                                   ranking.ngram_max)
+        counts = (combined + (ranking.title_weight - 1) * title_counts).tocsr()
     except ValueError:  # empty vocabulary: no paper has a usable word yet
         terms = ["empty"]  # one placeholder term keeps every matrix at least one column wide
         counts = sp.csr_matrix((len(clean_titles), 1))
     idf = smooth_idf(counts)
-    return TextModel("\n".join(terms), idf, ranking.sublinear_tf, ranking.ngram_max, ranking.title_weight,
+    return TextModel("\n".join(terms), idf, ranking.sublinear_tf, ranking.ngram_max, stop, ranking.title_weight,
                      paper_ids, weigh(counts, idf, ranking.sublinear_tf), version)
 
 

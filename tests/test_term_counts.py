@@ -1,0 +1,58 @@
+"""Our term counting must be scikit-learn's CountVectorizer, term for term and count for count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.feature_extraction.text import CountVectorizer
+
+from recommender.term_counts import count_known, fit_counts
+from recommender.textmodel import TOKEN_PATTERN, stop_words
+
+from conftest import SEEDS
+
+STOP = stop_words()
+
+
+def _scikit_learn(texts: list[str], ngram_max: int, min_df: float, max_df: float):
+    counter = CountVectorizer(stop_words=sorted(STOP), token_pattern=TOKEN_PATTERN, lowercase=True,
+                              ngram_range=(1, ngram_max), min_df=min_df, max_df=max_df, dtype=np.float64)
+    return counter.get_feature_names_out().tolist() if counter.fit(texts) else [], counter
+
+
+def _assert_same(texts: list[str], ngram_max: int, min_df: float, max_df: float) -> None:
+    try:
+        expected_terms, counter = _scikit_learn(texts, ngram_max, min_df, max_df)
+    except ValueError as exc:
+        with pytest.raises(ValueError):
+            fit_counts(texts, TOKEN_PATTERN, STOP, ngram_max, min_df, max_df)
+        assert str(exc)
+        return
+    terms, counts = fit_counts(texts, TOKEN_PATTERN, STOP, ngram_max, min_df, max_df)
+    assert terms == expected_terms
+    assert counts.dtype == np.float64 and counts.has_sorted_indices
+    assert (counts != counter.transform(texts)).nnz == 0
+    vocabulary = {t: i for i, t in enumerate(terms)}
+    titles = [t[:60] for t in texts]
+    assert (count_known(titles, vocabulary, TOKEN_PATTERN, STOP, ngram_max) != counter.transform(titles)).nnz == 0
+
+
+@pytest.mark.parametrize(("ngram_max", "min_df", "max_df"), [(2, 2, 0.5), (1, 1, 1.0), (2, 1, 1.0), (2, 3, 0.3),
+                                                             (3, 2, 0.5), (2, 0.01, 0.9), (2, 2, 40)])
+def test_the_seed_digests_are_counted_as_scikit_learn_counts_them(ngram_max: int, min_df: float, max_df: float):
+    texts = [line for path in SEEDS for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(texts) > 100
+    _assert_same(texts, ngram_max, min_df, max_df)
+
+
+words = st.sampled_from(["graph", "Graph", "neural", "the", "of", "model", "x1", "é", "naïve", "a", "β-vae",
+                         "state", "art", "under_score", "42", "l'été", "Deep", "learning", "ΔΣ"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=st.lists(st.lists(words, max_size=25).map(" ".join) | st.text(max_size=80), max_size=25),
+       ngram_max=st.integers(1, 2), min_df=st.integers(1, 3), max_df=st.sampled_from([1.0, 0.8, 0.5]))
+def test_any_corpus_is_counted_as_scikit_learn_counts_it(texts: list[str], ngram_max: int, min_df: int, max_df: float):
+    _assert_same(texts, ngram_max, min_df, max_df)
