@@ -3,18 +3,24 @@ stop words, unigrams and bigrams, document-frequency pruning, sorted columns), c
 numpy instead of a Python dictionary lookup per term occurrence.
 
 Fitting the vocabulary of 100,000 abstracts took CountVectorizer about a minute, nearly all of
-it in that per-occurrence loop; here each token is looked up once, bigrams are pairs of token
-ids, and the counting is a sparse sum. Longer n-grams go to scikit-learn itself.
+it in that per-occurrence loop; here each token is looked up once (a large corpus is tokenized
+on two cores), bigrams are pairs of token ids, and all the counting is one sort of
+(feature, document) keys. Longer n-grams go to scikit-learn itself.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import numbers
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+
+PARALLEL_FROM = 20_000  # texts; below, starting a process costs more than half the tokenizing
 
 
 def analyzer(token_pattern: str, stop_words: frozenset[str]):
@@ -28,12 +34,82 @@ def analyzer(token_pattern: str, stop_words: frozenset[str]):
 
 
 def fit_counts(texts: Sequence[str], token_pattern: str, stop_words: frozenset[str], ngram_max: int,
-               min_df: float, max_df: float) -> tuple[list[str], sp.csr_matrix]:
+               min_df: float, max_df: float, parallel_from: int = PARALLEL_FROM) -> tuple[list[str], sp.csr_matrix]:
     """(sorted terms, documents x terms counts) as ``CountVectorizer(...).fit_transform`` gives
-    them, float64. Raises ValueError where it does (no terms at all, none left after pruning)."""
+    them, float64. Raises ValueError where it does (no terms at all, none left after pruning).
+    From ``parallel_from`` texts on, a forked child tokenizes the second half."""
     if ngram_max > 2:
         return _fit_with_scikit_learn(texts, token_pattern, stop_words, ngram_max, min_df, max_df)
-    tokens = analyzer(token_pattern, stop_words)
+    words, unigrams, lengths = _token_ids(texts, analyzer(token_pattern, stop_words), parallel_from)
+    n_documents, n_words = len(texts), len(words)
+    documents = np.repeat(np.arange(n_documents, dtype=np.int64), lengths)
+    # A feature is a word id, or n_words + (first word id * n_words + second) for a bigram.
+    features, feature_documents = unigrams, documents
+    width = n_words
+    if ngram_max == 2 and len(unigrams) > 1:
+        same_document = documents[:-1] == documents[1:]
+        features = np.concatenate([unigrams, n_words + unigrams[:-1][same_document] * n_words
+                                   + unigrams[1:][same_document]])
+        feature_documents = np.concatenate([documents, documents[:-1][same_document]])
+        width = n_words + n_words * n_words
+    if len(features) == 0:
+        raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
+    if width * n_documents >= 2**62:  # (feature, document) keys would overflow int64
+        return _fit_with_scikit_learn(texts, token_pattern, stop_words, ngram_max, min_df, max_df)
+    # One sort of (feature, document) keys: equal keys are one feature's occurrences in one
+    # document (their number is its count there); runs of one feature give its document frequency.
+    keys = np.sort(features * n_documents + feature_documents)
+    pair_starts = _run_starts(keys)
+    pair_counts = np.diff(np.append(pair_starts, len(keys))).astype(np.float64)
+    pair_keys = keys[pair_starts]
+    pair_features = pair_keys // n_documents
+    pair_documents = pair_keys - pair_features * n_documents
+    del keys
+    feature_starts = _run_starts(pair_features)
+    frequency = np.diff(np.append(feature_starts, len(pair_features)))
+    keep = _within_document_frequency(frequency, n_documents, min_df, max_df)
+    kept = pair_features[feature_starts][keep]
+    names = [words[f] if f < n_words else f"{words[(f - n_words) // n_words]} {words[(f - n_words) % n_words]}"
+             for f in kept.tolist()]
+    order = sorted(range(len(names)), key=names.__getitem__)
+    kept_pairs = np.repeat(keep, frequency)
+    by_feature = sp.csc_matrix((pair_counts[kept_pairs], pair_documents[kept_pairs],
+                                np.concatenate([[0], np.cumsum(frequency[keep])])), shape=(n_documents, len(kept)))
+    counts = by_feature[:, order].tocsr()
+    counts.sort_indices()
+    return [names[i] for i in order], counts
+
+
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of a sorted array starts."""
+    return np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
+
+
+def _token_ids(texts: Sequence[str], tokens: Callable[[str], list[str]],
+               parallel_from: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(the words in id order, every token's word id, the number of tokens of each text)."""
+    if len(texts) < parallel_from or not sys.platform.startswith("linux"):
+        return _token_ids_here(texts, tokens)
+    half = len(texts) // 2
+    context = multiprocessing.get_context("fork")
+    reader, writer = context.Pipe(duplex=False)
+    child = context.Process(target=_send_token_ids, args=(texts[half:], tokens, writer), daemon=True)
+    child.start()
+    writer.close()
+    words, ids, lengths = _token_ids_here(texts[:half], tokens)
+    try:
+        child_words, child_ids, child_lengths = reader.recv()
+    except EOFError:  # the child died: do its half here
+        child_words, child_ids, child_lengths = _token_ids_here(texts[half:], tokens)
+    finally:
+        child.join()
+        reader.close()
+    index = {w: i for i, w in enumerate(words)}
+    to_ours = np.array([index.setdefault(w, len(index)) for w in child_words], dtype=np.int64)
+    return list(index), np.concatenate([ids, to_ours[child_ids]]), np.concatenate([lengths, child_lengths])
+
+
+def _token_ids_here(texts: Sequence[str], tokens: Callable[[str], list[str]]) -> tuple[list[str], np.ndarray, np.ndarray]:
     ids: dict[str, int] = {}
     flat: list[int] = []
     lengths = np.zeros(len(texts), dtype=np.int64)
@@ -41,29 +117,14 @@ def fit_counts(texts: Sequence[str], token_pattern: str, stop_words: frozenset[s
         found = tokens(text)
         lengths[n] = len(found)
         flat.extend([ids.setdefault(t, len(ids)) for t in found])
-    unigrams = np.array(flat, dtype=np.int64)
-    documents = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
-    n_words = len(ids)
-    features, feature_documents, pair_codes = unigrams, documents, np.zeros(0, dtype=np.int64)
-    if ngram_max == 2 and len(unigrams) > 1:
-        same_document = documents[:-1] == documents[1:]
-        codes = unigrams[:-1][same_document] * n_words + unigrams[1:][same_document]
-        pair_codes, pair_ids = np.unique(codes, return_inverse=True)
-        features = np.concatenate([unigrams, n_words + pair_ids.ravel()])
-        feature_documents = np.concatenate([documents, documents[:-1][same_document]])
-    n_features = n_words + len(pair_codes)
-    if n_features == 0:
-        raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
-    counts = sp.csr_matrix((np.ones(len(features)), (feature_documents, features)), shape=(len(texts), n_features))
-    counts.sum_duplicates()
-    keep = _within_document_frequency(counts, len(texts), min_df, max_df)
-    words = list(ids)
-    names = [words[f] if f < n_words else f"{words[pair_codes[f - n_words] // n_words]} "
-             f"{words[pair_codes[f - n_words] % n_words]}" for f in keep.tolist()]
-    order = sorted(range(len(names)), key=names.__getitem__)
-    column = np.full(n_features, -1, dtype=np.int64)
-    column[keep[order]] = np.arange(len(order))
-    return [names[i] for i in order], _remap_columns(counts, column, len(order))
+    return list(ids), np.array(flat, dtype=np.int64), lengths
+
+
+def _send_token_ids(texts: Sequence[str], tokens: Callable[[str], list[str]],
+                    writer: multiprocessing.connection.Connection) -> None:  # in the child
+    words, ids, lengths = _token_ids_here(texts, tokens)
+    writer.send((words, ids.astype(np.int32), lengths))
+    writer.close()
 
 
 def count_known(texts: Sequence[str], vocabulary: dict[str, int], token_pattern: str, stop_words: frozenset[str],
@@ -85,29 +146,17 @@ def count_known(texts: Sequence[str], vocabulary: dict[str, int], token_pattern:
     return counts
 
 
-def _within_document_frequency(counts: sp.csr_matrix, n_documents: int, min_df: float, max_df: float) -> np.ndarray:
-    """Feature indices found in at least ``min_df`` and at most ``max_df`` documents (counts when
-    integers, fractions of the corpus otherwise), as CountVectorizer prunes them."""
+def _within_document_frequency(frequency: np.ndarray, n_documents: int, min_df: float, max_df: float) -> np.ndarray:
+    """Which features (a mask) are found in at least ``min_df`` and at most ``max_df`` documents
+    (counts when integers, fractions of the corpus otherwise), as CountVectorizer prunes them."""
     most = max_df if isinstance(max_df, numbers.Integral) else max_df * n_documents
     least = min_df if isinstance(min_df, numbers.Integral) else min_df * n_documents
     if most < least:
         raise ValueError("max_df corresponds to < documents than min_df")
-    frequency = np.bincount(counts.indices, minlength=counts.shape[1])
-    keep = np.flatnonzero((frequency >= least) & (frequency <= most))
-    if len(keep) == 0:
+    keep = (frequency >= least) & (frequency <= most)
+    if not keep.any():
         raise ValueError("After pruning, no terms remain. Try a lower min_df or a higher max_df.")
     return keep
-
-
-def _remap_columns(counts: sp.csr_matrix, column: np.ndarray, width: int) -> sp.csr_matrix:
-    """``counts`` with column c moved to ``column[c]`` (dropped where -1), indices sorted."""
-    new_columns = column[counts.indices]
-    kept = new_columns >= 0
-    rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))[kept]
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=counts.shape[0]))])
-    result = sp.csr_matrix((counts.data[kept], new_columns[kept], indptr), shape=(counts.shape[0], width))
-    result.sort_indices()
-    return result
 
 
 def _fit_with_scikit_learn(texts: Sequence[str], token_pattern: str, stop_words: frozenset[str], ngram_max: int,

@@ -50,12 +50,17 @@ def arxiv_id(text: str) -> str:
 
 def for_ranking(text: str) -> str:
     """Text with LaTeX residue removed, for the vectoriser only (stored text is kept as given)."""
-    text = _ZERO_WIDTH.sub("", text)
-    text = _CITE_KEY.sub(" ", text)
-    text = _LATEX_COMMAND.sub(" ", text)
-    text = _LATEX_SCRIPT.sub(" ", text)
-    text = text.replace("$", " ")
-    return _NON_WORD.sub(" ", text)
+    # Each pass only where its marker occurs: most abstracts have no LaTeX, and ingest cleans
+    # every title and abstract.
+    if not text.isascii():
+        text = _ZERO_WIDTH.sub("", text)
+    if "~" in text:
+        text = _CITE_KEY.sub(" ", text)
+    if "\\" in text:
+        text = _LATEX_COMMAND.sub(" ", text)
+    if "_" in text or "^" in text:
+        text = _LATEX_SCRIPT.sub(" ", text)
+    return _NON_WORD.sub(" ", text.replace("$", " "))
 
 
 def snippet(text: str, limit: int) -> str:

@@ -97,3 +97,16 @@ def test_wrap_gives_the_lines_of_textwrap(text: str, width: int):
     from recommender.text import wrap
 
     assert wrap(text, width) == textwrap.wrap(text, width)
+
+
+@given(text=st.text(max_size=80) | st.text(alphabet="ab_^{}~\\$ 12-.\u200bé", max_size=50))
+def test_cleaning_for_ranking_skips_only_passes_that_would_change_nothing(text: str):
+    """for_ranking runs each LaTeX pass only where its marker occurs; the result must be that
+    of running every pass."""
+    from recommender import text as cleaning
+
+    every_pass = cleaning._ZERO_WIDTH.sub("", text)
+    every_pass = cleaning._CITE_KEY.sub(" ", every_pass)
+    every_pass = cleaning._LATEX_COMMAND.sub(" ", every_pass)
+    every_pass = cleaning._LATEX_SCRIPT.sub(" ", every_pass).replace("$", " ")
+    assert cleaning.for_ranking(text) == cleaning._NON_WORD.sub(" ", every_pass)

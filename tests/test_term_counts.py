@@ -22,7 +22,7 @@ def _scikit_learn(texts: list[str], ngram_max: int, min_df: float, max_df: float
     return counter.get_feature_names_out().tolist() if counter.fit(texts) else [], counter
 
 
-def _assert_same(texts: list[str], ngram_max: int, min_df: float, max_df: float) -> None:
+def _assert_same(texts: list[str], ngram_max: int, min_df: float, max_df: float, parallel_from: int = 10**9) -> None:
     try:
         expected_terms, counter = _scikit_learn(texts, ngram_max, min_df, max_df)
     except ValueError as exc:
@@ -30,7 +30,7 @@ def _assert_same(texts: list[str], ngram_max: int, min_df: float, max_df: float)
             fit_counts(texts, TOKEN_PATTERN, STOP, ngram_max, min_df, max_df)
         assert str(exc)
         return
-    terms, counts = fit_counts(texts, TOKEN_PATTERN, STOP, ngram_max, min_df, max_df)
+    terms, counts = fit_counts(texts, TOKEN_PATTERN, STOP, ngram_max, min_df, max_df, parallel_from)
     assert terms == expected_terms
     assert counts.dtype == np.float64 and counts.has_sorted_indices
     assert (counts != counter.transform(texts)).nnz == 0
@@ -45,6 +45,7 @@ def test_the_seed_digests_are_counted_as_scikit_learn_counts_them(ngram_max: int
     texts = [line for path in SEEDS for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert len(texts) > 100
     _assert_same(texts, ngram_max, min_df, max_df)
+    _assert_same(texts, ngram_max, min_df, max_df, parallel_from=10)  # half tokenized by a forked child
 
 
 words = st.sampled_from(["graph", "Graph", "neural", "the", "of", "model", "x1", "é", "naïve", "a", "β-vae",
@@ -56,3 +57,11 @@ words = st.sampled_from(["graph", "Graph", "neural", "the", "of", "model", "x1",
        ngram_max=st.integers(1, 2), min_df=st.integers(1, 3), max_df=st.sampled_from([1.0, 0.8, 0.5]))
 def test_any_corpus_is_counted_as_scikit_learn_counts_it(texts: list[str], ngram_max: int, min_df: int, max_df: float):
     _assert_same(texts, ngram_max, min_df, max_df)
+
+
+def test_our_copy_of_the_english_stop_words_is_scikit_learns():
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from recommender.textmodel import ENGLISH_STOP_WORDS as ours
+
+    assert ours == ENGLISH_STOP_WORDS
