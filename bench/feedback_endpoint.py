@@ -31,6 +31,7 @@ from recommender.store.outbox import Outbox  # noqa: E402
 from recommender.tokens import LinkSigner, LinkToken  # noqa: E402
 
 USERS, CLICKS_PER_DIGEST = 2_000, 5  # five distinct links per digest: a reader, not a scanner
+PROBE_DIGESTS, PROBE_SECONDS = 800, 1
 os.environ.setdefault("RECOMMENDER_SECRET", SECRET)
 
 
@@ -45,14 +46,14 @@ def _ms(text: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def load_wrk(base: str, paths: list[str], folder: Path, name: str) -> dict[str, object]:
+def load_wrk(base: str, paths: list[str], folder: Path, name: str, seconds: int | None = None) -> dict[str, object]:
     """wrk (C, Debian's package) with a script that sends each path once, then replays."""
     listing = folder / f"{name}.txt"
     # wrk asks the script for one request before the run to check it and never sends it: that
     # first line would be consumed unsent, so it is a copy of the next one.
     listing.write_text("\n".join(paths[:1] + paths) + "\n")
     env = dict(os.environ, WRK_PATHS=str(listing), WRK_THREADS="2")
-    seconds = max(5, len(paths) // 600)  # every path at >= 600/s; then replays (record nothing new)
+    seconds = seconds or max(5, len(paths) // 600)  # every path at >= 600/s; then replays (record nothing new)
     output = subprocess.run(["wrk", "-t2", "-c50", f"-d{seconds}s", "--latency", "-s",
                              str(Path(__file__).with_name("clicks.lua")), base], capture_output=True, text=True,
                             env=env, check=True).stdout
@@ -62,8 +63,9 @@ def load_wrk(base: str, paths: list[str], folder: Path, name: str) -> dict[str, 
     count = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {"count": count, "seconds": seconds, "rate": rate,
-            "p50_ms": _ms(re.search(r"50%\s+(\S+)", output).group(1)),  # type: ignore[union-attr]
-            "p99_ms": _ms(re.search(r"99%\s+(\S+)", output).group(1)),  # type: ignore[union-attr]
+            # the distribution's own lines (a "72.50%" elsewhere must not match)
+            "p50_ms": _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)),  # type: ignore[union-attr]
+            "p99_ms": _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)),  # type: ignore[union-attr]
             "statuses": {"non-2xx": int(errors.group(1)) if errors else 0}}
 
 
@@ -100,8 +102,11 @@ def main() -> int:
 
         digest_run.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
         signer = LinkSigner(SECRET)
-        paths = [f"/feedback/more/{signer.sign(LinkToken('more', item.user_id, item.id, position))}"
+        links = [f"/feedback/more/{signer.sign(LinkToken('more', item.user_id, item.id, position))}"
                  for item in Outbox(store).items() for position in range(CLICKS_PER_DIGEST)]
+        # Two sets of digests: a short run of first clicks only (no repeat among them), then the
+        # main run, which sends each of its links once and then repeats its last one.
+        probe_paths, paths = links[:PROBE_DIGESTS * CLICKS_PER_DIGEST], links[PROBE_DIGESTS * CLICKS_PER_DIGEST:]
         server = subprocess.Popen(recommender("--config", str(config_path), "serve", "--port", str(port)), cwd=folder,
                                   env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -114,11 +119,15 @@ def main() -> int:
                     time.sleep(0.2)
             base = f"http://127.0.0.1:{port}"
             health = load(base, ["/"] * 5_000, folder, "health")
+            probe = load_wrk(base, probe_paths, folder, "probe", seconds=PROBE_SECONDS) if shutil.which("wrk") else None
             clicks = load(base, paths, folder, "clicks")
         finally:
             server.terminate()
             server.wait(timeout=30)
-        recorded = FeedbackLog(store).count()
+        main_digests = {int(LinkSigner(SECRET).verify(p.rsplit("/", 1)[1]).digest_id) for p in paths}
+        events = [(e.digest_id, e.paper_id) for e in FeedbackLog(store).events()]
+        recorded = sum(1 for digest, _ in events if digest in main_digests)
+        duplicates = len(events) - len(set(events))
         store.close()
     print(f"  baseline GET / (no token, no write): {health['rate']:.0f} req/s, p50 {health['p50_ms']:.1f} ms, "
           f"p99 {health['p99_ms']:.1f} ms")
@@ -127,10 +136,18 @@ def main() -> int:
           f"{clicks['rate'] / health['rate']:.2f}x the baseline's rate")
     every_path = clicks["count"] >= len(paths)  # wrk replays after the last path; replays record nothing new
     print(f"  recorded after the run: {recorded} of {len(paths)} distinct clicks "
-          f"({clicks['count']} requests, {'each path at least once' if every_path else 'not every path sent'})")
+          f"({clicks['count']} requests, {'each path at least once' if every_path else 'not every path sent'}); "
+          f"clicks stored twice: {duplicates}")
+    if probe is not None:
+        only_first = probe["count"] <= len(probe_paths)
+        print(f"  first clicks only ({PROBE_SECONDS} s over {len(probe_paths)} other links, run before): "
+              f"{probe['rate']:.0f} clicks/s, p50 {probe['p50_ms']:.1f} ms, p99 {probe['p99_ms']:.1f} ms"
+              f"{'' if only_first else ' (the links ran out: repeats included)'}")
     ok = (clicks["rate"] >= 1500 and clicks["p99_ms"] < 50 and recorded == len(paths) and every_path
-          and not clicks["statuses"].get("non-2xx"))
-    print(f"  target >= 1500 clicks/s, p99 < 50 ms, every click recorded once: {'PASS' if ok else 'MISS'}")
+          and duplicates == 0 and not clicks["statuses"].get("non-2xx"))
+    if probe is not None:  # first clicks alone must reach it too
+        ok = ok and probe["rate"] >= 1500 and probe["p99_ms"] < 50 and not probe["statuses"].get("non-2xx")
+    print(f"  target >= 1500 clicks/s, p99 < 50 ms (both runs), every click recorded once: {'PASS' if ok else 'MISS'}")
     return 0 if ok else 1
 
 

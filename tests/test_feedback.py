@@ -205,6 +205,28 @@ def test_a_link_scanner_records_nothing(world: World):
     assert world.events() == []  # the sixth distinct link in ten seconds: it was a scanner
 
 
+def test_a_link_clicked_over_and_over_is_one_hit_and_the_scan_window_still_slides(world: World):
+    """Repeat hits of one link keep one stored hit (its latest), so hammering a link costs
+    nothing more to check; whether it counts toward a scan depends on that latest hit."""
+    from sqlalchemy import text
+
+    links = world.links("ada@example.org")
+    everything = links["feedback/more"] + links["feedback/less"]
+    for _ in range(40):
+        assert world.client.get(everything[0]).status_code == 200
+    with world.store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM link_hits")).scalar() == 1
+    assert len(world.events()) == 1
+    world.clock.now += timedelta(seconds=8)
+    world.client.get(everything[0])  # its latest hit moves to now
+    for link in everything[1:5]:
+        world.client.get(link)
+    world.clock.now += timedelta(seconds=5)  # 13 s after the first hits, 5 s after the latest
+    assert len(world.events()) == 5
+    world.client.get(everything[5])  # six distinct links within ten seconds of now: a scanner
+    assert len(world.events()) == 1  # what it recorded in the window is dropped; the click of 13 s ago stays
+
+
 def test_security_headers_and_errors_without_traces(world: World):
     for path in ("/", "/nope", "/feedback/more/x", world.links("ada@example.org")["feedback/more"][0]):
         response = world.client.get(path)

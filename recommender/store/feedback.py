@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from recommender.store.schema import (
     DigestEntryRow,
@@ -53,6 +53,23 @@ class _Known:
     values: dict[str, object] | None = None  # the row to insert, for new ones
 
 
+@dataclass
+class _Hit:
+    """A link's latest hit from one client: stored already (``id``) or about to be (``values``)."""
+
+    at: datetime
+    id: int | None
+    values: dict[str, object] | None = None
+    moved: bool = False  # a stored hit whose time must be moved forward
+
+    def move_to(self, at: datetime) -> None:
+        self.at = at
+        if self.values is not None:
+            self.values["created_at"] = at
+        else:
+            self.moved = True
+
+
 def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
     """Record ``clicks`` in order with a handful of statements: the outcome of each is what
     recording them one at a time would give. Rules: a client hitting more than five distinct
@@ -63,12 +80,18 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
         return []
     digests = sorted({c.digest_id for c in clicks if c.digest_id is not None})
     earliest = min(c.at for c in clicks) - SCAN_WINDOW
-    hits: dict[tuple[int, str], list[tuple[datetime, str]]] = {}
+    # Per (digest, client): each link's latest hit. Whether a link was hit within the window
+    # depends on its latest hit only, so one row per link is kept (moved forward on a repeat
+    # hit), and a link clicked over and over costs nothing more to check.
+    hits: dict[tuple[int, str], dict[str, _Hit]] = {}
     if digests:
-        for row in conn.execute(select(LinkHitRow.digest_id, LinkHitRow.client, LinkHitRow.token_id,
+        for row in conn.execute(select(LinkHitRow.id, LinkHitRow.digest_id, LinkHitRow.client, LinkHitRow.token_id,
                                        LinkHitRow.created_at)
                                 .where(LinkHitRow.digest_id.in_(digests), LinkHitRow.created_at >= earliest)):
-            hits.setdefault((row.digest_id, row.client), []).append((row.created_at, row.token_id))
+            window = hits.setdefault((row.digest_id, row.client), {})
+            seen = window.get(row.token_id)
+            if seen is None or row.created_at > seen.at:
+                window[row.token_id] = _Hit(row.created_at, row.id)
     known: dict[tuple[int, str], list[_Known]] = {}
     for row in conn.execute(select(FeedbackRow.id, FeedbackRow.user_id, FeedbackRow.paper_id, FeedbackRow.action,
                                    FeedbackRow.digest_id, FeedbackRow.client, FeedbackRow.created_at)
@@ -76,17 +99,20 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
                                    FeedbackRow.paper_id.in_(sorted({c.paper_id for c in clicks})))):
         known.setdefault((row.user_id, row.paper_id), []).append(
             _Known(row.id, row.action, row.digest_id, row.client, row.created_at))
-    outcomes, new_hits, stale_ids = [], [], set()
+    outcomes, stale_ids = [], set()
     forget_old_hits = False
     for click in clicks:
         client = click.client[:64]
         if click.digest_id is not None:
-            window = hits.setdefault((click.digest_id, client), [])
-            window.append((click.at, click.token_id))
-            new_hits.append({"digest_id": click.digest_id, "client": client, "token_id": click.token_id,
-                             "created_at": click.at})
+            window = hits.setdefault((click.digest_id, client), {})
+            seen = window.get(click.token_id)
+            if seen is None:
+                window[click.token_id] = _Hit(click.at, None, {
+                    "digest_id": click.digest_id, "client": client, "token_id": click.token_id, "created_at": click.at})
+            elif click.at > seen.at:
+                seen.move_to(click.at)
             since = click.at - SCAN_WINDOW
-            distinct = len({token for at, token in window if at >= since})
+            distinct = sum(1 for hit in window.values() if hit.at >= since)
             if distinct > SCAN_DISTINCT_LINKS:
                 _drop_scanned(conn, known, click.digest_id, client, since)
                 outcomes.append("scan")
@@ -109,8 +135,13 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
     inserts = [r.values for rows in known.values() for r in rows if r.values is not None]
     if inserts:
         conn.execute(insert(FeedbackRow), inserts)
+    new_hits = [h.values for window in hits.values() for h in window.values() if h.values is not None]
     if new_hits:
         conn.execute(insert(LinkHitRow), new_hits)
+    moved = [{"hit_id": h.id, "at": h.at} for window in hits.values() for h in window.values() if h.moved]
+    if moved:
+        conn.execute(update(LinkHitRow).where(LinkHitRow.id == bindparam("hit_id")).values(created_at=bindparam("at")),
+                     moved)
     if forget_old_hits:  # cheap moment to forget old hits
         conn.execute(delete(LinkHitRow).where(LinkHitRow.created_at < max(c.at for c in clicks) - HIT_RETENTION))
     return outcomes
