@@ -207,9 +207,12 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
     background = DeliveryProcess(config, store, clock, user_ids) if deliver_while_queueing and can_fork() else None
     try:
         results = queue_digests(config, store, users, clock)
-    finally:
+    except BaseException:
         if background is not None:
-            background.everything_queued()
+            background.finish()  # what was queued still goes out (or, on Ctrl-C, the child stops too)
+        raise
+    if background is not None:
+        background.everything_queued()
     outcomes = deliver_pending(config, store, clock, user_ids)  # beside the child, on rows it has not claimed
     if background is not None:
         outcomes += background.finish()
