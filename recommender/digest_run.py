@@ -8,6 +8,7 @@ digest; a user's first digest covers the most recent ingest run only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -264,10 +265,8 @@ class DeliveryProcess:
         outcomes: list[Outcome] = []
         while True:
             if self._reports.poll(0.1):
-                try:
+                with contextlib.suppress(EOFError):  # it died without reporting: the parent delivers the rest
                     outcomes = self._reports.recv()
-                except EOFError:  # died without reporting: the parent's own pass delivers the rest
-                    pass
                 break
             if not self._process.is_alive() and not self._reports.poll(0):
                 break
