@@ -63,9 +63,7 @@ def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, 
     sender_name, sender_address = parseaddr(smtp.sender)
     if not (sender_address.isascii() and user.email.isascii()):
         return _build_with_email_package(smtp, user, rendered, message_id, unsubscribe_url, unsubscribe_mailto, now)
-    targets = [f"<{unsubscribe_url}>"]
-    if unsubscribe_mailto:
-        targets.append(f"<mailto:{unsubscribe_mailto}?subject=unsubscribe>")
+    targets = _unsubscribe_targets(unsubscribe_url, unsubscribe_mailto)
     boundary = f"=_{secrets.token_hex(16)}"  # quoted-printable never has "=_" (= takes two hex digits)
     headers = [
         f"From: {_address(one_line(sender_name), sender_address or smtp.sender)}",
@@ -93,6 +91,11 @@ def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, 
     ])
 
 
+def _unsubscribe_targets(url: str, mailto: str) -> list[str]:
+    """The List-Unsubscribe entries: the one-click URL, then the mailto address if configured."""
+    return [f"<{url}>"] + ([f"<mailto:{mailto}?subject=unsubscribe>"] if mailto else [])
+
+
 def _crlf_lines(text: str) -> bytes:
     """UTF-8 lines, each ended by CRLF (as the email package stores a text part)."""
     return b"".join(line + b"\r\n" for line in text.encode("utf-8").splitlines() or [b""])
@@ -116,9 +119,7 @@ def _build_with_email_package(smtp: SmtpConfig, user: UserConfig, rendered: Rend
     message["Subject"] = one_line(rendered.subject)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id
-    targets = [f"<{unsubscribe_url}>"]
-    if unsubscribe_mailto:
-        targets.append(f"<mailto:{unsubscribe_mailto}?subject=unsubscribe>")
+    targets = _unsubscribe_targets(unsubscribe_url, unsubscribe_mailto)
     message["List-Unsubscribe"] = ", ".join(targets)
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"

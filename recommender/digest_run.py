@@ -88,7 +88,7 @@ def preview(config: Config, store: Store, user: UserConfig, clock: Clock) -> tup
 
 
 def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock,
-                  dry_run: bool = False, chunk: int = 500) -> dict[str, UserResult]:
+                  dry_run: bool = False, chunk: int = 500, ids: dict[str, int] | None = None) -> dict[str, UserResult]:
     """Build and store (pending) each user's next digest; returns what happened per user.
     Users who are owed the same batches are ranked together, ``chunk`` at a time, and each
     digest is stored as soon as it is rendered (memory stays flat in the number of users)."""
@@ -96,7 +96,7 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
     signer = signer_for(config, clock)
     outbox = Outbox(store)
     models = pipeline.load_models(store, config)
-    ids = store.sync_users(u.email for u in users)
+    ids = ids if ids is not None else store.sync_users(u.email for u in users)  # (lower-case email -> id)
     unsubscribed = outbox.unsubscribed()
     results: dict[str, UserResult] = {}
     active = []
@@ -204,10 +204,11 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
     clock = clock or (lambda: datetime.now(UTC))
     if dry_run:
         return list(queue_digests(config, store, users, clock, dry_run=True).values())
-    user_ids = list(store.sync_users(u.email for u in users).values())
+    ids = store.sync_users(u.email for u in users)
+    user_ids = list(ids.values())
     background = DeliveryProcess(config, store, clock, user_ids) if deliver_while_queueing and can_fork() else None
     try:
-        results = queue_digests(config, store, users, clock)
+        results = queue_digests(config, store, users, clock, ids=ids)
     except BaseException:
         if background is not None:
             background.finish()  # what was queued still goes out (or, on Ctrl-C, the child stops too)
