@@ -14,7 +14,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -199,14 +198,14 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequen
 def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock | None = None,
         dry_run: bool = False, deliver_while_queueing: bool = False) -> list[UserResult]:
     """`digest send`: queue each user's digest, then deliver all pending ones for these users.
-    With ``deliver_while_queueing`` (the command, where fork is available), a child process
+    With ``deliver_while_queueing`` (the command, where ``halves.can_fork()``), a child process
     delivers what is queued while this one renders the rest."""
     clock = clock or (lambda: datetime.now(UTC))
     if dry_run:
         return list(queue_digests(config, store, users, clock, dry_run=True).values())
     ids = store.sync_users(u.email for u in users)
     user_ids = list(ids.values())
-    background = DeliveryProcess(config, store, clock, user_ids) if deliver_while_queueing and can_fork() else None
+    background = DeliveryProcess(config, store, clock, user_ids) if deliver_while_queueing else None
     try:
         results = queue_digests(config, store, users, clock, ids=ids)
     except BaseException:
@@ -232,10 +231,6 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
             papers += previous.papers  # an older pending digest went out too
         results[email] = UserResult(email, outcome.status, papers, outcome.detail)
     return [results[u.email] for u in users]
-
-
-def can_fork() -> bool:
-    return sys.platform.startswith("linux")
 
 
 class DeliveryProcess:
@@ -277,19 +272,17 @@ class DeliveryProcess:
 
     def _deliver(self, config: Config, parent_store: Store, clock: Clock, user_ids: list[int],
                  reports: multiprocessing.connection.Connection) -> None:  # in the child
-        parent_store.engine.dispose(close=False)  # the parent's pooled connections are not ours
-        store = Store.open(parent_store.engine.url.render_as_string(hide_password=False))
         parent_gone = _ParentGone(os.getppid())
         outcomes: list[Outcome] = []
         try:
-            while not parent_gone.is_set():
-                last_round = self._queued_all.is_set()
-                outcomes += deliver_pending(config, store, clock, user_ids, stop=parent_gone)
-                if last_round:
-                    break
-                self._queued_all.wait(self.POLL_SECONDS)
+            with parent_store.for_forked_child() as store:
+                while not parent_gone.is_set():
+                    last_round = self._queued_all.is_set()
+                    outcomes += deliver_pending(config, store, clock, user_ids, stop=parent_gone)
+                    if last_round:
+                        break
+                    self._queued_all.wait(self.POLL_SECONDS)
         finally:
-            store.close()
             reports.send(outcomes)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
+from functools import cached_property, lru_cache
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,7 @@ class Paper:
         }
 
 
-@dataclass(frozen=True)
-class SharedTerm:
+class SharedTerm(NamedTuple):  # a tuple: explanations make tens of thousands of them
     term: str
     contribution: float
 
@@ -109,14 +110,16 @@ class Recommendation:
         return self.explainer()
 
     def as_json(self) -> dict[str, object]:
+        return {"user": self.user, "rank": self.rank, **_paper_fields(self.paper), **self._judgement()}
+
+    def as_json_line(self) -> str:
+        """``json.dumps(self.as_json(), ensure_ascii=False)``, with the paper's part encoded once
+        per paper (every user's picks come from one batch: the abstracts repeat)."""
+        return (f'{{"user": {json.dumps(self.user, ensure_ascii=False)}, "rank": {self.rank}, '
+                f'{_paper_fields_json(self.paper)}, {json.dumps(self._judgement(), ensure_ascii=False)[1:]}')
+
+    def _judgement(self) -> dict[str, object]:
         return {
-            "user": self.user,
-            "rank": self.rank,
-            "paper_id": self.paper.id,
-            "title": self.paper.title,
-            "abstract": self.paper.abstract,
-            "authors": list(self.paper.authors),
-            "url": self.paper.url,
             "score": round(self.score, 6),
             "personalized": self.explanation.personalized,
             "why": self.explanation.sentence(),
@@ -128,3 +131,14 @@ class Recommendation:
                 {"term": t.term, "contribution": round(t.contribution, 4)} for t in self.explanation.terms
             ],
         }
+
+
+def _paper_fields(paper: Paper) -> dict[str, object]:
+    return {"paper_id": paper.id, "title": paper.title, "abstract": paper.abstract, "authors": list(paper.authors),
+            "url": paper.url}
+
+
+@lru_cache(maxsize=16_384)
+def _paper_fields_json(paper: Paper) -> str:
+    """The paper's fields of a recommendation's JSON object, without the braces."""
+    return json.dumps(_paper_fields(paper), ensure_ascii=False)[1:-1]

@@ -84,6 +84,31 @@ def pair_top_terms(indptr, indices, data, first, second, top_terms, top_values):
                 q += 1
 
 
+def top_columns(keyed, k, out):  # noqa: ANN001, ANN201
+    """out[r] = the columns of the ``k`` largest values of keyed[r], largest first, equal values
+    in column order: the first k of a stable descending sort, found in one pass per row (a
+    value enters only if it beats the k-th best so far, which few do)."""
+    best = np.empty(k, dtype=keyed.dtype)
+    for r in range(keyed.shape[0]):
+        row = keyed[r]
+        filled = 0
+        for c in range(keyed.shape[1]):
+            value = row[c]
+            if filled == k:
+                if not value > best[k - 1]:
+                    continue
+                slot = k - 1
+            else:
+                slot = filled
+                filled += 1
+            while slot > 0 and best[slot - 1] < value:  # after equal values: they came first
+                best[slot] = best[slot - 1]
+                out[r, slot] = out[r, slot - 1]
+                slot -= 1
+            best[slot] = value
+            out[r, slot] = c
+
+
 @cache
 def compiled(kernel: Callable[..., Any]) -> Callable[..., Any] | None:
     try:

@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TypeVar
 
-from recommender import collab, profiles, textmodel
+from recommender import collab, halves, profiles, textmodel
 from recommender.config import Config, UserConfig
 from recommender.domain import Paper, ParsedBatch, Recommendation
 from recommender.errors import InputError, NotFoundError
@@ -21,6 +22,9 @@ from recommender.store import IngestResult, Store
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
+Rendered = TypeVar("Rendered")
+
+PARALLEL_USERS = 200  # from this many users on, `recommend` ranks half of them in a forked child
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,30 @@ def recommend(config: Config, store: Store, users: Sequence[UserConfig], batch_i
     models = load_models(store, config)
     candidates = store.papers(store.batch_entries(batch_ids))
     return rank_users(config, store, models, users, candidates, limit, now)
+
+
+def recommend_rendered(config: Config, store: Store, users: Sequence[UserConfig], batch_ids: Sequence[int],
+                       limit: int | None, render: Callable[[Sequence[UserConfig], dict[str, list[Recommendation]]], Rendered],
+                       now: datetime | None = None) -> list[Rendered]:
+    """``render`` applied to ``recommend``'s results, in parts in user order. For many users
+    the second half is ranked and rendered by a forked child on the other core (profiles,
+    explanations and output are Python-bound; the models are loaded once, before the fork)."""
+    now = now or datetime.now(UTC)
+    models = load_models(store, config)
+    candidates = store.papers(store.batch_entries(batch_ids))
+    store.sync_users(u.email for u in users)  # here, so that neither half writes users
+
+    def part(some: Sequence[UserConfig], on: Store = store) -> Rendered:
+        return render(some, rank_users(config, on, models, some, candidates, limit, now))
+
+    if len(users) < PARALLEL_USERS:
+        return [part(users)]
+
+    def child_part(some: Sequence[UserConfig]) -> Rendered:
+        with store.for_forked_child() as own:
+            return part(some, own)
+
+    return list(halves.in_two(part, users, child_part))
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,8 @@ def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matr
     matrix.eliminate_zeros()
     collab_rows = None
     if collab is not None:
-        collab_rows = unit_rows(pull @ collab.combined).astype(np.float32)
+        # float32 pulls: against the float32 factors, a float64 product would first copy them all.
+        collab_rows = unit_rows(pull.astype(collab.combined.dtype) @ collab.combined).astype(np.float32)
     return matrix, collab_rows
 
 

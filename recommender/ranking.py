@@ -28,6 +28,7 @@ from recommender.textmodel import TextModel
 CHUNK = 512
 PARALLEL_CHUNKS = 2
 FOLLOWED_BONUS = 1e6  # sorts a followed author's paper first; never shown as a score
+COMPILED_SELECTION_FROM = 1_000_000  # scores from which one compiled pass beats sorting each row
 
 
 @dataclass(frozen=True)
@@ -116,18 +117,22 @@ def top_candidates(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[s
             keyed[offset, bonus] = np.where(cold[offset], FOLLOWED_BONUS - np.arange(n)[bonus], FOLLOWED_BONUS
                                             + total[offset, bonus])
     keyed[blocked_rows, blocked_cols] = -np.inf
-    k = min(n, max(choices[u].limit for u in users))
-    if k < n:
-        top = np.sort(np.argpartition(-keyed, k - 1, axis=1)[:, :k], axis=1)
-    else:
-        top = np.tile(np.arange(n), (end - start, 1))
-    order = np.argsort(-np.take_along_axis(keyed, top, axis=1), axis=1, kind="stable")
-    picked = np.take_along_axis(top, order, axis=1)
+    picked = best_columns(keyed, min(n, max(choices[u].limit for u in users)))
     finite = np.isfinite(np.take_along_axis(keyed, picked, axis=1))
     limits = np.array([choices[u].limit for u in users])
     counts = np.minimum(finite.sum(axis=1), limits)
     scores = np.where(cold[:, None], 0.0, np.take_along_axis(total, picked, axis=1))
     return picked, scores, scorer.reader_part(readers, weights, picked), counts
+
+
+def best_columns(keyed: np.ndarray, k: int) -> np.ndarray:
+    """The columns of each row's ``k`` largest keys, best first, equal keys in column order."""
+    fast = kernels.compiled(kernels.top_columns) if keyed.size >= COMPILED_SELECTION_FROM else None
+    if fast is None:
+        return np.argsort(-keyed, axis=1, kind="stable")[:, :k]
+    picked = np.empty((keyed.shape[0], k), dtype=np.int64)
+    fast(keyed, k, picked)
+    return picked
 
 
 def picks_by_chunk(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[str]], choices: Sequence[Choice],
@@ -159,7 +164,7 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
     rows = model.rows([p.id for p in pool])
     collab_rows = collab.predicted[[collab.index[p.id] for p in pool]] if collab is not None else None
     scorer = PoolScorer(rows, collab_rows if profiles.collab is not None else None,
-                        split=len(choices) >= SPLIT_MIN_USERS)
+                        split=len(choices) >= SPLIT_MIN_USERS, profiles=profiles.matrix)
     matches = _Matches(pool)
     results: list[list[Recommendation]] = []
     if not model.matrix.has_sorted_indices:

@@ -4,11 +4,14 @@
 
 Profiles and paper rows are sparse, but the few terms found in many candidates carry most of
 the work of a sparse product (with a Zipf vocabulary, ~5% of the candidates' terms make ~85%
-of the multiply-adds). Those "dense" terms (in >= 3% of the candidates) go, next to the reader
-factors, into one float32 matrix product (BLAS); the long tail of rare terms is added by a
-scatter over the candidates' posting lists (``kernels.scatter_rows``, compiled, releasing the
-GIL so chunks run on both cores). For small chunks, where importing numba would cost more than
-it saves, the tail is added with a scipy product instead; both give the same sums.
+of the multiply-adds). Those "dense" terms go, next to the reader factors, into one float32
+matrix product (BLAS); the long tail of rare terms is added by a scatter over the candidates'
+posting lists (``kernels.scatter_rows``, compiled, releasing the GIL so chunks run on both
+cores). A term is dense when scattering it would cost more than its column of the product:
+when the profiles are known, by its expected scatter work per user (the share of profiles
+holding it times its number of candidates); otherwise by its share of the candidates. For small
+chunks, where importing numba would cost more than it saves, the tail is added with a scipy
+product instead; all give the same sums.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from recommender import kernels
 
 DENSE_FRACTION = 0.03  # a term in at least this share of the candidates goes into the dense product
 DENSE_MIN_PAPERS = 64  # ...and in at least this many (small pools stay sparse)
+# With the profiles known: dense from this many expected scatter steps per user (a column of
+# the BLAS product costs about as much as 50-100 scattered multiply-adds per user, measured).
+DENSE_MIN_WORK = 100.0
 COMPILED_MIN_WORK = 2_000_000  # tail multiply-adds above which the compiled scatter is worth it
 SPLIT_MIN_USERS = 64  # fewer users than this: score with a plain sparse product
 
@@ -29,7 +35,7 @@ class PoolScorer:
     (``split=False``) the pool is not prepared at all: a plain sparse product is quicker."""
 
     def __init__(self, rows: sp.csr_matrix, reader_rows: np.ndarray | None, split: bool = True,
-                 compiled_min_work: int = COMPILED_MIN_WORK):
+                 compiled_min_work: int = COMPILED_MIN_WORK, profiles: sp.csr_matrix | None = None):
         n, vocabulary = rows.shape
         self.compiled_min_work = compiled_min_work
         self.size = n
@@ -38,7 +44,12 @@ class PoolScorer:
         dense_terms = np.zeros(0, dtype=np.int64)
         if split:
             frequency = np.bincount(rows.indices, minlength=vocabulary)
-            dense_terms = np.flatnonzero(frequency >= max(DENSE_MIN_PAPERS, DENSE_FRACTION * n))
+            if profiles is not None and profiles.shape[0]:
+                share = np.bincount(profiles.indices, minlength=vocabulary) / profiles.shape[0]
+                dense = (frequency >= DENSE_MIN_PAPERS) & (frequency * share >= DENSE_MIN_WORK)
+            else:
+                dense = frequency >= max(DENSE_MIN_PAPERS, DENSE_FRACTION * n)
+            dense_terms = np.flatnonzero(dense)
         self.dense_slot = np.full(vocabulary, -1, dtype=np.int64)
         self.dense_slot[dense_terms] = np.arange(len(dense_terms))
         right = [rows[:, dense_terms].T.toarray().astype(np.float32)]
@@ -54,8 +65,8 @@ class PoolScorer:
         self.postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.posting_lengths = np.zeros(vocabulary, dtype=np.int64)
         if split:  # terms x candidates: who contains each rare term, for the compiled scatter
-            postings = rare.T.tocsr()
-            self.postings = (postings.indptr.astype(np.int32), postings.indices.astype(np.int32),
+            postings = rare.T.tocsr()  # unsigned indices: the compiled loop skips negative-index checks
+            self.postings = (postings.indptr.astype(np.uint32), postings.indices.astype(np.uint32),
                              postings.data.astype(np.float32))
             self.posting_lengths = np.diff(postings.indptr)
 
@@ -75,10 +86,14 @@ class PoolScorer:
         scatter = None
         if self.postings is not None:
             post_ptr, post_idx, post_val = self.postings
-            work = int(self.posting_lengths[profiles.indices].sum())
-            scatter = kernels.compiled(kernels.scatter_rows) if work >= self.compiled_min_work else None
+            lengths = self.posting_lengths[profiles.indices]
+            scatter = kernels.compiled(kernels.scatter_rows) if lengths.sum() >= self.compiled_min_work else None
         if scatter is not None:
-            scatter(profiles.indptr, profiles.indices, profiles.data, post_ptr, post_idx, post_val, out)
+            # Only the profile terms with rare postings here: the others would cost a lookup each.
+            kept = lengths > 0
+            indptr = np.concatenate([[0], np.cumsum(kept)])[profiles.indptr].astype(np.uint32)
+            scatter(indptr, profiles.indices[kept].astype(np.uint32), profiles.data[kept], post_ptr, post_idx,
+                    post_val, out)
         else:
             out += (profiles @ self.rare_rows.T).toarray()
         return out

@@ -10,15 +10,14 @@ on two cores), bigrams are pairs of token ids, and all the counting is one sort 
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.connection
 import numbers
 import re
-import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+
+from recommender import halves
 
 PARALLEL_FROM = 20_000  # texts; below, starting a process costs more than half the tokenizing
 
@@ -88,28 +87,18 @@ def _run_starts(values: np.ndarray) -> np.ndarray:
 def _token_ids(texts: Sequence[str], tokens: Callable[[str], list[str]],
                parallel_from: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(the words in id order, every token's word id, the number of tokens of each text)."""
-    if len(texts) < parallel_from or not sys.platform.startswith("linux"):
-        return _token_ids_here(texts, tokens)
-    half = len(texts) // 2
-    context = multiprocessing.get_context("fork")
-    reader, writer = context.Pipe(duplex=False)
-    child = context.Process(target=_send_token_ids, args=(texts[half:], tokens, writer), daemon=True)
-    child.start()
-    writer.close()
-    words, ids, lengths = _token_ids_here(texts[:half], tokens)
-    try:
-        child_words, child_ids, child_lengths = reader.recv()
-    except EOFError:  # the child died: do its half here
-        child_words, child_ids, child_lengths = _token_ids_here(texts[half:], tokens)
-    finally:
-        child.join()
-        reader.close()
+    if len(texts) < parallel_from:
+        words, ids, lengths = _token_ids_here(texts, tokens)
+        return words, ids.astype(np.int64), lengths
+    (words, ids, lengths), (child_words, child_ids, child_lengths) = halves.in_two(
+        lambda part: _token_ids_here(part, tokens), texts)
     index = {w: i for i, w in enumerate(words)}
     to_ours = np.array([index.setdefault(w, len(index)) for w in child_words], dtype=np.int64)
-    return list(index), np.concatenate([ids, to_ours[child_ids]]), np.concatenate([lengths, child_lengths])
+    return list(index), np.concatenate([ids.astype(np.int64), to_ours[child_ids]]), np.concatenate([lengths, child_lengths])
 
 
 def _token_ids_here(texts: Sequence[str], tokens: Callable[[str], list[str]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Word ids as int32 (half the bytes to send back from the child)."""
     ids: dict[str, int] = {}
     flat: list[int] = []
     lengths = np.zeros(len(texts), dtype=np.int64)
@@ -117,14 +106,7 @@ def _token_ids_here(texts: Sequence[str], tokens: Callable[[str], list[str]]) ->
         found = tokens(text)
         lengths[n] = len(found)
         flat.extend([ids.setdefault(t, len(ids)) for t in found])
-    return list(ids), np.array(flat, dtype=np.int64), lengths
-
-
-def _send_token_ids(texts: Sequence[str], tokens: Callable[[str], list[str]],
-                    writer: multiprocessing.connection.Connection) -> None:  # in the child
-    words, ids, lengths = _token_ids_here(texts, tokens)
-    writer.send((words, ids.astype(np.int32), lengths))
-    writer.close()
+    return list(ids), np.array(flat, dtype=np.int32), lengths
 
 
 def count_known(texts: Sequence[str], vocabulary: dict[str, int], token_pattern: str, stop_words: frozenset[str],

@@ -13,7 +13,6 @@ import hashlib
 import io
 import logging
 import pickle
-import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -23,7 +22,7 @@ import scipy.sparse as sp
 from recommender.config import RankingConfig
 from recommender.norms import unit_rows
 from recommender.store import Store
-from recommender.term_counts import PARALLEL_FROM, count_known, fit_counts
+from recommender.term_counts import count_known, fit_counts
 from recommender.text import for_ranking
 
 log = logging.getLogger(__name__)
@@ -157,13 +156,9 @@ def fit(paper_ids: list[str], titles: list[str], abstracts: list[str], ranking: 
     clean_titles = [for_ranking(t) for t in titles]
     clean_abstracts = [for_ranking(a) for a in abstracts]
     try:  # one pass over the full texts; titles (short) are counted again for their extra weight
-        # A forked child tokenizes half of a large corpus, but only from a process without other
-        # threads (the daemon refits in a worker thread): a child forked beside running threads
-        # could wait forever on a lock one of them held.
-        parallel_from = PARALLEL_FROM if threading.active_count() == 1 else len(paper_ids) + 1
         terms, combined = fit_counts([f"{t} {a}" for t, a in zip(clean_titles, clean_abstracts, strict=True)],
                                      TOKEN_PATTERN, stop, ranking.ngram_max, 1 if small else ranking.min_df,
-                                     1.0 if small else ranking.max_df, parallel_from)
+                                     1.0 if small else ranking.max_df)
         title_counts = count_known(clean_titles, {t: i for i, t in enumerate(terms)}, TOKEN_PATTERN, stop,
                                    ranking.ngram_max)
         counts = (combined + (ranking.title_weight - 1) * title_counts).tocsr()

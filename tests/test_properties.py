@@ -110,3 +110,20 @@ def test_cleaning_for_ranking_skips_only_passes_that_would_change_nothing(text: 
     every_pass = cleaning._LATEX_COMMAND.sub(" ", every_pass)
     every_pass = cleaning._LATEX_SCRIPT.sub(" ", every_pass).replace("$", " ")
     assert cleaning.for_ranking(text) == cleaning._NON_WORD.sub(" ", every_pass)
+
+
+@settings(max_examples=200, deadline=None)
+@given(user=st.text(max_size=30), title=st.text(max_size=80), abstract=st.text(max_size=300),
+       authors=st.lists(st.text(max_size=20), max_size=3), url=st.text(max_size=40),
+       score=st.floats(-10, 10), rank=st.integers(1, 100), nearest=st.lists(
+           st.tuples(st.text(max_size=10), st.text(max_size=40), st.floats(0, 1)), max_size=2),
+       terms=st.lists(st.tuples(st.text(max_size=12), st.floats(0, 1)), max_size=3))
+def test_a_recommendation_line_is_the_json_of_its_object(user, title, abstract, authors, url, score, rank, nearest,
+                                                         terms):
+    from recommender.domain import Explanation, Paper, Recommendation, SharedTerm
+
+    why = Explanation(personalized=True, nearest=tuple(nearest), terms=tuple(SharedTerm(*t) for t in terms))
+    pick = Recommendation(user, Paper("p1", title, abstract, tuple(authors), url), score, rank, lambda: why)
+    line = pick.as_json_line()
+    assert line == json.dumps(pick.as_json(), ensure_ascii=False)
+    assert json.loads(line) == pick.as_json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -154,3 +155,30 @@ def test_explain_breaks_the_score_down(corpus, store: Store, run, tmp_path: Path
             assert term["term"] in " ".join(re.findall(r"[a-z]+", f"{paper.title} {paper.abstract}".lower()))
     assert "you starred this paper" in json.loads(run("explain", "A0", "--json", config=path).stdout)["notes"][0]
     assert "score" in run("explain", "B1", config=path).stdout
+
+
+def test_many_users_are_ranked_half_in_a_forked_child_with_the_same_results(corpus, store: Store,
+                                                                             monkeypatch: pytest.MonkeyPatch):
+    import os
+
+    from recommender import halves
+
+    users = [replace(corpus.users[0], email=f"u{i:03d}@example.org") for i in range(pipeline.PARALLEL_USERS + 10)]
+    for i, user in enumerate(users[::3]):
+        store.star(store.user_id(user.email), ["A0" if i % 2 else "B0"])
+
+    def render(part, results):
+        return [(u.email, os.getpid(), [r.as_json_line() for r in results[u.email]]) for u in part]
+
+    assert halves.can_fork(), "a thread left running by an earlier test"
+    parts = pipeline.recommend_rendered(corpus, store, users, store.latest_run_batch_ids(), None, render)
+    monkeypatch.setattr(pipeline, "PARALLEL_USERS", len(users) + 1)
+    (alone,) = pipeline.recommend_rendered(corpus, store, users, store.latest_run_batch_ids(), None, render)
+
+    assert len(parts) == 2 and {pid for _, pid, _ in parts[1]} != {os.getpid()}  # a child did the second half
+    assert [(email, lines) for part in parts for email, _, lines in part] == [(email, lines) for email, _, lines in alone]
+    assert all(lines for _, _, lines in alone)
+    tops = [json.loads(lines[0])["paper_id"][0] for _, _, lines in alone]
+    assert tops[0] == "B" and tops[3] == "A"  # the stars of each user count, in both halves
+    last = (len(users) - 1) // 3 * 3  # the last starred user, in the child's half
+    assert tops[last] == ("A" if last // 3 % 2 else "B")

@@ -25,7 +25,8 @@ def zipf_rows(rng: np.random.Generator, n: int, vocabulary: int, terms: int) -> 
 @pytest.mark.parametrize(("split", "compiled_min_work"), [(True, 0), (True, 10**12), (False, 0)],
                          ids=["compiled", "scipy", "unsplit"])
 @pytest.mark.parametrize("with_readers", [True, False])
-def test_scores_equal_the_plain_sparse_product(split, compiled_min_work, with_readers):
+@pytest.mark.parametrize("profile_aware", [True, False], ids=["dense-by-work", "dense-by-share"])
+def test_scores_equal_the_plain_sparse_product(split, compiled_min_work, with_readers, profile_aware):
     rng = np.random.default_rng(3)
     candidates = zipf_rows(rng, 700, 5000, 60)
     profiles = zipf_rows(rng, 300, 5000, 150)
@@ -34,7 +35,8 @@ def test_scores_equal_the_plain_sparse_product(split, compiled_min_work, with_re
     readers = normalize(rng.normal(size=(300, 16))).astype(np.float32) if with_readers else None
     reader_rows = normalize(rng.normal(size=(700, 16))).astype(np.float32) if with_readers else None
     weights = rng.random(300).astype(np.float32)
-    scorer = PoolScorer(candidates, reader_rows, split=split, compiled_min_work=compiled_min_work)
+    scorer = PoolScorer(candidates, reader_rows, split=split, compiled_min_work=compiled_min_work,
+                        profiles=profiles if profile_aware else None)
     assert (0 < scorer.dense_slot.max() + 1 < 5000) == split  # both parts are in play when split
 
     got = scorer.scores(profiles, readers, weights)
@@ -93,3 +95,38 @@ def test_block_dots_and_shared_terms_match_numpy(min_work):
         best = [int(t) for t in np.lexsort((np.arange(800), -products))[:3] if products[t] > 0]
         assert terms[n][terms[n] >= 0].tolist() == best
         np.testing.assert_allclose(values[n, :len(best)], products[best])
+
+
+def test_dense_terms_are_chosen_by_the_scatter_work_they_would_cost():
+    rng = np.random.default_rng(8)
+    candidates = zipf_rows(rng, 2000, 3000, 60)
+    profiles = zipf_rows(rng, 200, 3000, 100)
+    frequency = np.bincount(candidates.indices, minlength=3000)
+    profiles.data[profiles.indices == np.argmax(frequency)] = 0  # the commonest term: in no profile
+    profiles.eliminate_zeros()
+    share = np.bincount(profiles.indices, minlength=3000) / 200
+    dense = PoolScorer(candidates, None, profiles=profiles).dense_slot >= 0
+    # A term many candidates hold but no profile uses stays out of the dense product, and the
+    # choice follows frequency x share, not frequency alone.
+    unused = (share == 0) & (frequency >= 64)
+    assert unused.any() and not dense[unused].any()
+    assert np.array_equal(dense, (frequency >= 64) & (frequency * share >= 100))
+    assert dense.any() and (~dense & (frequency >= 64)).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_compiled_selection_equals_a_stable_descending_sort(dtype):
+    from recommender import kernels
+    from recommender.ranking import COMPILED_SELECTION_FROM, best_columns
+
+    rng = np.random.default_rng(4)
+    keys = rng.integers(0, 40, size=(COMPILED_SELECTION_FROM // 300 + 1, 300)).astype(dtype)  # many ties
+    keys[keys == 7] = -np.inf  # blocked papers
+    keys[0] = -np.inf  # a row with nothing left
+    for k in (1, 20, 300):
+        expected = np.argsort(-keys, axis=1, kind="stable")[:, :k]
+        assert np.array_equal(best_columns(keys, k), expected)  # compiled (large)
+        assert np.array_equal(best_columns(keys[:3], k), expected[:3])  # sorted (small)
+        plain = np.empty((3, k), dtype=np.int64)
+        kernels.top_columns(keys[:3], k, plain)  # the same kernel uncompiled
+        assert np.array_equal(plain, expected[:3])

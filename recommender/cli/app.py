@@ -137,12 +137,21 @@ def progress_bar() -> Progress:
                     console=console, transient=True, disable=not console.is_terminal)
 
 
+def json_lines(records: Iterable[dict[str, Any]]) -> str:
+    """One JSON object per line."""
+    return "".join([json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in records])
+
+
 def emit_json(records: Iterable[dict[str, Any]]) -> None:
-    """One JSON object per line, written in one call. ``color=True`` skips click's scan for
-    ANSI codes to strip: JSON escapes every control character, so there are none."""
-    lines = [json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in records]
-    if lines:
-        click.echo("".join(lines), nl=False, color=True)
+    """``json_lines`` written in one call."""
+    emit(json_lines(records))
+
+
+def emit(text: str) -> None:
+    """Text that holds its own line ends, written in one call. ``color=True`` skips click's
+    scan for ANSI codes to strip: our output has none (JSON escapes every control character)."""
+    if text:
+        click.echo(text, nl=False, color=True)
 
 
 def summary(line: str) -> None:

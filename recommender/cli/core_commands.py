@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import date
 
 import click
@@ -11,13 +12,15 @@ from recommender import pipeline
 from recommender.cli.app import (
     AppContext,
     cli,
+    emit,
     emit_json,
     existing_path,
     pass_app,
     progress_bar,
     summary,
 )
-from recommender.config import EXAMPLE_SECRET
+from recommender.config import EXAMPLE_SECRET, UserConfig
+from recommender.domain import Recommendation
 from recommender.sources import FORMATS
 
 
@@ -140,21 +143,27 @@ def recommend(app: AppContext, email: str | None, all_users: bool, batch_spec: s
     if email and all_users:
         raise click.UsageError("give --user or --all-users, not both")
     users = app.users(email, all_users)
-    store = app.store
-    results = pipeline.recommend(app.config, store, users, pipeline.candidate_batches(store, batch_spec), limit)
-    for user in users:
-        picks = results[user.email]
+
+    def render(part: Sequence[UserConfig], results: dict[str, list[Recommendation]]) -> tuple[str, int]:
+        picks = [results[user.email] for user in part]
         if as_json:
-            emit_json(r.as_json() for r in picks)
-            continue
-        if len(users) > 1:
-            click.echo(f"== {user.email}")
-        for r in picks:
-            click.echo(f"{r.rank:2d}. [{r.score:.3f}] {r.paper.title}  ({r.paper.id})")
-            click.echo(f"    why: {r.explanation.sentence()}")
-        if not picks:
-            click.echo("nothing new to recommend")
-    summary(f"ranked {sum(len(v) for v in results.values())} recommendation(s) for {len(users)} user(s)")
+            return "".join([r.as_json_line() + "\n" for user_picks in picks for r in user_picks]), sum(map(len, picks))
+        lines = []
+        for user, user_picks in zip(part, picks, strict=True):
+            if len(users) > 1:
+                lines.append(f"== {user.email}")
+            for r in user_picks:
+                lines.append(f"{r.rank:2d}. [{r.score:.3f}] {r.paper.title}  ({r.paper.id})")
+                lines.append(f"    why: {r.explanation.sentence()}")
+            if not user_picks:
+                lines.append("nothing new to recommend")
+        return "".join(line + "\n" for line in lines), sum(map(len, picks))
+
+    parts = pipeline.recommend_rendered(app.config, app.store, users, pipeline.candidate_batches(app.store, batch_spec),
+                                        limit, render)
+    for text, _ in parts:
+        emit(text)
+    summary(f"ranked {sum(n for _, n in parts)} recommendation(s) for {len(users)} user(s)")
 
 
 @cli.command()

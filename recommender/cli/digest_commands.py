@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,12 +74,10 @@ def digest_send(app: AppContext, email: str | None, dry_run: bool) -> None:
       recommender digest send --user ada@example.org --dry-run
     """
     users = app.users(email, all_users=True)
-    from recommender import digest_run
+    from recommender import digest_run, halves
 
-    # A second process delivers while this one queues, when forking is safe: no other threads
-    # here whose locks a forked child could inherit held.
-    alone = threading.active_count() == 1
-    results = digest_run.run(app.config, app.store, users, _now, dry_run=dry_run, deliver_while_queueing=alone)
+    results = digest_run.run(app.config, app.store, users, _now, dry_run=dry_run,
+                             deliver_while_queueing=halves.can_fork())
     for result in results:
         click.echo(result.line())
     failed = [r for r in results if r.status in ("failed", "deferred")]

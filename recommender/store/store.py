@@ -171,6 +171,17 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    @contextmanager
+    def for_forked_child(self) -> Iterator[Store]:
+        """A store of its own for a process forked from ours: the pooled connections and the
+        writer lock it inherited are the parent's (sharing them corrupts both sides' state)."""
+        self.engine.dispose(close=False)
+        store = Store.open(self.engine.url.render_as_string(hide_password=False))
+        try:
+            yield store
+        finally:
+            store.close()
+
     # -- schema -----------------------------------------------------------------------------
     @property
     def sqlite_path(self) -> Path | None:
@@ -233,13 +244,16 @@ class Store:
     def sync_users(self, emails: Iterable[str]) -> dict[str, int]:
         """Make sure every configured email has a row; returns email (lower-case) -> id."""
         wanted = {email.lower() for email in emails}
-        with self.write() as conn:
+        with self.read() as conn:  # usually all there: no write lock taken then
             existing = {row.email: row.id for row in conn.execute(select(UserRow.email, UserRow.id))}
-            missing = sorted(wanted - set(existing))
-            if missing:
-                now = utcnow()
-                conn.execute(insert(UserRow), [{"email": e, "created_at": now} for e in missing])
+        if wanted - set(existing):
+            with self.write() as conn:
                 existing = {row.email: row.id for row in conn.execute(select(UserRow.email, UserRow.id))}
+                missing = sorted(wanted - set(existing))
+                if missing:
+                    now = utcnow()
+                    conn.execute(insert(UserRow), [{"email": e, "created_at": now} for e in missing])
+                    existing = {row.email: row.id for row in conn.execute(select(UserRow.email, UserRow.id))}
         return {email: existing[email] for email in wanted}
 
     def user_id(self, email: str) -> int:
