@@ -30,6 +30,7 @@ from recommender.text import one_line
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 60.0
+MAX_LINE_OCTETS = 998  # without the CRLF (RFC 5322 2.1.1)
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, 
     """multipart/alternative (text/plain, then text/html) with RFC 8058 one-click unsubscribe.
 
     Written out directly: the email package's header registry and generator took ~5 ms a
-    message, most of a digest run. Same structure and encodings (quoted-printable text and
-    HTML, RFC 2047 for non-ASCII names and subjects, CRLF lines); an address that is not ASCII
+    message, most of a digest run. Same structure and encodings (7bit or quoted-printable parts,
+    RFC 2047 for non-ASCII names and subjects, CRLF lines); an address that is not ASCII
     itself (SMTPUTF8) goes through the email package instead."""
     sender_name, sender_address = parseaddr(smtp.sender)
     if not (sender_address.isascii() and user.email.isascii()):
@@ -77,18 +78,39 @@ def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, 
         "MIME-Version: 1.0",
         f'Content-Type: multipart/alternative; boundary="{boundary}"',
     ]
-    text = binascii.b2a_qp(_crlf_lines(rendered.text), istext=True)
-    html = binascii.b2a_qp(_crlf_lines(rendered.html), istext=True)
+    text_encoding, text = _encoded_body(_crlf_lines(rendered.text))
+    html_encoding, html = _encoded_body(_crlf_lines(ascii_html(rendered.html)))
     return b"".join([
         "\r\n".join(headers).encode("ascii"), b"\r\n\r\n",
         f"--{boundary}\r\n".encode(),
-        b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n',
+        f'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: {text_encoding}\r\n\r\n'.encode(),
         text, b"\r\n",  # the line break before a boundary belongs to the boundary (RFC 2046)
         f"--{boundary}\r\n".encode(),
-        b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n',
+        f'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: {html_encoding}\r\n\r\n'.encode(),
         html, b"\r\n",
         f"--{boundary}--\r\n".encode(),
     ])
+
+
+def ascii_html(html: str) -> str:
+    """The same document in ASCII: other characters as numeric character references, which
+    mean the same in HTML text and attributes (our template puts none in <style>)."""
+    return html if html.isascii() else html.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def _encoded_body(lines: bytes) -> tuple[str, bytes]:
+    """(Content-Transfer-Encoding, body). 7bit when the part is ASCII in lines SMTP carries as
+    they are (at most 998 octets, RFC 5322): a server reads the message a line at a time, and a
+    quoted-printable HTML part has ten times as many lines, each with "=" escapes. Else
+    quoted-printable."""
+    if _fits_7bit(lines):
+        return "7bit", lines
+    return "quoted-printable", binascii.b2a_qp(lines, istext=True)
+
+
+def _fits_7bit(lines: bytes) -> bool:
+    return (lines.isascii() and b"\0" not in lines and b"\r" not in lines.replace(b"\r\n", b"")
+            and max(map(len, lines.split(b"\r\n"))) <= MAX_LINE_OCTETS)
 
 
 def _unsubscribe_targets(url: str, mailto: str) -> list[str]:
@@ -123,8 +145,9 @@ def _build_with_email_package(smtp: SmtpConfig, user: UserConfig, rendered: Rend
     message["List-Unsubscribe"] = ", ".join(targets)
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    html = ascii_html(rendered.html)
+    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_encoded_body(_crlf_lines(rendered.text))[0])
+    message.add_alternative(html, subtype="html", charset="utf-8", cte=_encoded_body(_crlf_lines(html))[0])
     return message.as_bytes()
 
 

@@ -271,6 +271,7 @@ def test_the_written_out_message_reads_like_the_email_package_one(sender: str, n
     from recommender.digest import RenderedDigest
 
     smtp, user = SmtpConfig(sender=sender), UserConfig(email="ada@example.org", name=name)
+    # One HTML line too long for 7bit (quoted-printable then), and with characters beyond ASCII.
     rendered = RenderedDigest(subject, "<html><body><p>é ≠ — " + "<b>x</b>" * 200 + "</p></body></html>", text)
     args = (smtp, user, rendered, "<digest.1.2.abc@example.org>", "https://r.example/unsubscribe/" + "t" * 90,
             "unsubscribe@example.org", datetime(2026, 3, 21, 7, 30, tzinfo=UTC))

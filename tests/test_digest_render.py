@@ -52,6 +52,28 @@ def test_golden_digest(tmp_path: Path):
     assert rendered.subject == "4 new papers for you — 12 Mar"
 
 
+def test_a_digest_goes_out_as_7bit_lines_that_mean_the_same_html(tmp_path: Path):
+    import email
+    import email.policy
+    import html
+
+    from recommender import delivery
+    from recommender.config import SmtpConfig, UserConfig
+
+    rendered = _render(tmp_path)
+    assert not rendered.html.isascii()  # the seeds have names and dashes beyond ASCII
+    raw = delivery.build_message(SmtpConfig(), UserConfig(email="ada@example.org"), rendered, "<d.1@example.org>",
+                                 "https://r.example/u/t", "", NOW)
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    part = message.get_body(("html",))
+    assert part["Content-Transfer-Encoding"] == "7bit" and raw.isascii()
+    assert raw.count(b"\r\n") < 400  # a quoted-printable part would be ~10x the lines
+    sent = part.get_content().replace("\r\n", "\n")  # (a 7bit part reads back with its CRLFs)
+    assert sent.isascii() and html.unescape(sent).rstrip("\n") == html.unescape(rendered.html).rstrip("\n")
+    plain = message.get_body(("plain",))
+    assert plain.get_content().replace("\r\n", "\n").rstrip("\n") == rendered.text.rstrip("\n")
+
+
 def test_css_inlined_into_the_template_once_gives_the_html_of_inlining_each_message(tmp_path: Path):
     """The digest template is inlined when loaded, not per message; the mail must read the same
     as the message inlined after rendering (entities aside), hostile titles included."""
