@@ -231,13 +231,15 @@ def test_process_killed_between_rendering_and_sending_delivers_on_the_next_run(t
     blackhole.bind(("127.0.0.1", port))
     blackhole.listen(5)
     process = subprocess.Popen(recommender_command("--config", str(config_path), "digest", "send"),
-                               cwd=tmp_path, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               cwd=tmp_path, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while not Outbox(store).items() and time.monotonic() < deadline:
             time.sleep(0.05)
         blackhole.accept()  # the sender has connected: the message is rendered and stored, not sent
-        process.send_signal(signal.SIGKILL)
+        # The whole command dies (with its delivery child, which may be the one sending).
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     finally:
         if process.poll() is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
@@ -72,7 +73,20 @@ def _world(tmp_path: Path, database_url: str | None = None, extra: str = "") -> 
     clock = Clock(datetime(2025, 3, 21, 7, 30, tzinfo=UTC))
     digest_run.queue_digests(config, store, config.users, clock)
     client = TestClient(create_app(config, store, clock), base_url="http://127.0.0.1:8080")
+    client.__enter__()  # runs the app's lifespan: its shutdown stops the click writer thread
+    _open_clients.append(client)
     return World(config, store, clock, client)
+
+
+_open_clients: list[TestClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _shut_apps_down() -> Iterator[None]:
+    """Every app a test made is shut down after it (no writer threads left behind)."""
+    yield
+    while _open_clients:
+        _open_clients.pop().__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ def _sum_with_pid(items):
 
 
 def test_the_second_half_is_done_by_a_child_and_comes_back():
-    assert halves.can_fork(), "a thread left running by an earlier test"
+    assert halves.can_fork(), f"threads left running by earlier tests: {threading.enumerate()}"
     (here, first), (there, second) = halves.in_two(_sum_with_pid, list(range(1001)))
     assert (first, second) == (sum(range(500)), sum(range(500, 1001)))
     assert here == os.getpid() and there != os.getpid()

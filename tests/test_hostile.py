@@ -76,10 +76,10 @@ def test_web_pages_escape_titles(hostile):
     import re
 
     links = re.findall(r"http://127\.0\.0\.1:8080(/feedback/more/[\w.-]+)", text)
-    client = TestClient(create_app(config, store), base_url="http://127.0.0.1:8080")
-    for link in links:
-        page = client.get(link).text
-        assert "<script>alert" not in page and "<img src=x" not in page
+    with TestClient(create_app(config, store), base_url="http://127.0.0.1:8080") as client:
+        for link in links:
+            page = client.get(link).text
+            assert "<script>alert" not in page and "<img src=x" not in page
 
 
 @pytest.mark.parametrize("query", ["' OR 1=1 --", "%", "_", "\"; DROP TABLE papers; --", "\\"])
@@ -136,9 +136,9 @@ def test_the_signing_secret_is_never_logged(tmp_path: Path, smtp_server, caplog:
     pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
     with caplog.at_level(logging.DEBUG):
         digest_run.run(config, store, config.users, lambda: datetime.now(UTC))
-        client = TestClient(create_app(config, store))
-        client.get("/feedback/more/forged.token.value")
-        client.get("/nope")
+        with TestClient(create_app(config, store)) as client:
+            client.get("/feedback/more/forged.token.value")
+            client.get("/nope")
     assert SECRET not in caplog.text
 
 

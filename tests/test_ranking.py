@@ -170,7 +170,7 @@ def test_many_users_are_ranked_half_in_a_forked_child_with_the_same_results(corp
     def render(part, results):
         return [(u.email, os.getpid(), [r.as_json_line() for r in results[u.email]]) for u in part]
 
-    assert halves.can_fork(), "a thread left running by an earlier test"
+    assert halves.can_fork(), f"threads left running by earlier tests: {__import__('threading').enumerate()}"
     parts = pipeline.recommend_rendered(corpus, store, users, store.latest_run_batch_ids(), None, render)
     monkeypatch.setattr(pipeline, "PARALLEL_USERS", len(users) + 1)
     (alone,) = pipeline.recommend_rendered(corpus, store, users, store.latest_run_batch_ids(), None, render)
