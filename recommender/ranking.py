@@ -28,7 +28,7 @@ from recommender.textmodel import TextModel
 CHUNK = 512
 PARALLEL_CHUNKS = 2
 FOLLOWED_BONUS = 1e6  # sorts a followed author's paper first; never shown as a score
-COMPILED_SELECTION_FROM = 1_000_000  # scores from which one compiled pass beats sorting each row
+COMPILED_SELECTION_FROM = 200_000  # scores from which one compiled pass beats sorting each row
 
 
 @dataclass(frozen=True)

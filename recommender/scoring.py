@@ -9,7 +9,8 @@ matrix product (BLAS); the long tail of rare terms is added by a scatter over th
 posting lists (``kernels.scatter_rows``, compiled, releasing the GIL so chunks run on both
 cores). A term is dense when scattering it would cost more than its column of the product:
 when the profiles are known, by its expected scatter work per user (the share of profiles
-holding it times its number of candidates); otherwise by its share of the candidates. For small
+holding it times its number of candidates) against the pool's size; otherwise by its share of
+the candidates. For small
 chunks, where importing numba would cost more than it saves, the tail is added with a scipy
 product instead; all give the same sums.
 """
@@ -23,9 +24,10 @@ from recommender import kernels
 
 DENSE_FRACTION = 0.03  # a term in at least this share of the candidates goes into the dense product
 DENSE_MIN_PAPERS = 64  # ...and in at least this many (small pools stay sparse)
-# With the profiles known: dense from this many expected scatter steps per user (a column of
-# the BLAS product costs about as much as 50-100 scattered multiply-adds per user, measured).
-DENSE_MIN_WORK = 100.0
+# With the profiles known: dense from this many expected scatter steps per user per candidate
+# (a column of the BLAS product costs each user one multiply-add per candidate, about 50 times
+# cheaper than a scattered one, measured: 100 steps for a pool of 5,000).
+DENSE_MIN_WORK_PER_CANDIDATE = 0.02
 COMPILED_MIN_WORK = 2_000_000  # tail multiply-adds above which the compiled scatter is worth it
 SPLIT_MIN_USERS = 64  # fewer users than this: score with a plain sparse product
 
@@ -46,7 +48,7 @@ class PoolScorer:
             frequency = np.bincount(rows.indices, minlength=vocabulary)
             if profiles is not None and profiles.shape[0]:
                 share = np.bincount(profiles.indices, minlength=vocabulary) / profiles.shape[0]
-                dense = (frequency >= DENSE_MIN_PAPERS) & (frequency * share >= DENSE_MIN_WORK)
+                dense = (frequency >= DENSE_MIN_PAPERS) & (frequency * share >= DENSE_MIN_WORK_PER_CANDIDATE * n)
             else:
                 dense = frequency >= max(DENSE_MIN_PAPERS, DENSE_FRACTION * n)
             dense_terms = np.flatnonzero(dense)

@@ -110,7 +110,7 @@ def test_dense_terms_are_chosen_by_the_scatter_work_they_would_cost():
     # choice follows frequency x share, not frequency alone.
     unused = (share == 0) & (frequency >= 64)
     assert unused.any() and not dense[unused].any()
-    assert np.array_equal(dense, (frequency >= 64) & (frequency * share >= 100))
+    assert np.array_equal(dense, (frequency >= 64) & (frequency * share >= 0.02 * 2000))
     assert dense.any() and (~dense & (frequency >= 64)).any()
 
 
