@@ -116,10 +116,10 @@ def recommend_rendered(config: Config, store: Store, users: Sequence[UserConfig]
     now = now or datetime.now(UTC)
     models = load_models(store, config)
     candidates = store.papers(store.batch_entries(batch_ids))
-    store.sync_users(u.email for u in users)  # here, so that neither half writes users
+    ids = store.sync_users(u.email for u in users)  # once, here: neither half writes users
 
     def part(some: Sequence[UserConfig], on: Store = store) -> Rendered:
-        return render(some, rank_users(config, on, models, some, candidates, limit, now))
+        return render(some, rank_users(config, on, models, some, candidates, limit, now, ids))
 
     if len(users) < PARALLEL_USERS:
         return [part(users)]
@@ -161,10 +161,10 @@ def choice_for(config: Config, user: UserConfig, limit: int | None) -> Choice:
 
 
 def rank_users(config: Config, store: Store, models: Models, users: Sequence[UserConfig], candidates: list[Paper],
-               limit: int | None, now: datetime) -> dict[str, list[Recommendation]]:
+               limit: int | None, now: datetime, ids: dict[str, int] | None = None) -> dict[str, list[Recommendation]]:
     """Rank ``candidates`` for every user at once: profiles from the signal log, starred and
-    already-sent papers skipped."""
-    ids = store.sync_users(u.email for u in users)
+    already-sent papers skipped. ``ids`` (lower-case email -> id) when the users are synced."""
+    ids = ids if ids is not None else store.sync_users(u.email for u in users)
     pairs = [(ids[u.email.lower()], u) for u in users]
     built = profiles.build_many(store, models.text, models.collab, pairs, config.ranking, now)
     user_ids = [uid for uid, _ in pairs]

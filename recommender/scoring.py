@@ -10,9 +10,8 @@ posting lists (``kernels.scatter_rows``, compiled, releasing the GIL so chunks r
 cores). A term is dense when scattering it would cost more than its column of the product:
 when the profiles are known, by its expected scatter work per user (the share of profiles
 holding it times its number of candidates) against the pool's size; otherwise by its share of
-the candidates. For small
-chunks, where importing numba would cost more than it saves, the tail is added with a scipy
-product instead; all give the same sums.
+the candidates. For small chunks, where importing numba would cost more than it saves, the tail
+is added with a scipy product instead; all give the same sums.
 """
 
 from __future__ import annotations
