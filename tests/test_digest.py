@@ -349,3 +349,32 @@ def test_a_delivery_child_killed_midway_leaves_the_rest_to_the_parent(tmp_path: 
     assert all(len(ids) == 1 for ids in by_recipient.values())  # a second copy has the same Message-ID
     assert sum(n - 1 for n in copies.values()) <= 2  # only what was in flight on its 2 connections
     assert {i.status for i in Outbox(store).items()} == {"sent"}
+
+
+def test_messages_are_rendered_outside_the_write_and_carry_the_ids_their_rows_get(database_url: str):
+    """create_many renders before taking the write lock, for ids it reserved; a writer that
+    takes those ids meanwhile (SQLite) makes it render again for the ids the rows really get."""
+    from recommender.store.outbox import DigestToCreate, NewDigest
+
+    store, other = Store.open(database_url), Store.open(database_url)
+    store.upgrade_schema()
+    user = store.sync_users(["ada@example.org"])["ada@example.org"]
+    rendered_for: list[int] = []
+
+    def render(digest_id: int) -> NewDigest:
+        if not rendered_for:  # another process queues a digest while this one renders
+            Outbox(other).create_many([DigestToCreate(user, 1, [], lambda i: NewDigest("other", f"<o{i}@x>", b"o"))])
+        rendered_for.append(digest_id)
+        return NewDigest(f"digest {digest_id}", f"<d{digest_id}@x>", f"message of {digest_id}".encode())
+
+    ids = Outbox(store).create_many([DigestToCreate(user, 1, [], render) for _ in range(3)])
+    items = {i.id: i for i in Outbox(store).items()}
+    assert len(items) == 4 and len(set(ids)) == 3
+    for digest_id in ids:
+        assert items[digest_id].subject == f"digest {digest_id}"
+        assert items[digest_id].message_id == f"<d{digest_id}@x>"
+    assert [i.subject for i in items.values() if i.id not in ids] == ["other"]
+    # SQLite hands out rowids, so the reserved ones were taken and all three rendered again
+    assert len(rendered_for) == (6 if store.engine.dialect.name == "sqlite" else 3)
+    store.close()
+    other.close()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
 
 from recommender.store.schema import DigestEntryRow, DigestRow, UserRow
 from recommender.store.store import Store, chunks, utcnow
@@ -59,7 +59,7 @@ class DigestToCreate:
     user_id: int
     last_batch_id: int
     entries: Sequence[tuple[str, float, str]]  # (paper id, score, why)
-    render: Callable[[int], NewDigest]  # called with the new digest's id, inside the transaction
+    render: Callable[[int], NewDigest]  # called with the id the digest will get (again if that changed)
 
 
 class DeliveryOutcome(Protocol):
@@ -122,27 +122,52 @@ class Outbox:
     # -- writing --------------------------------------------------------------------------------
     def create_many(self, digests: Sequence[DigestToCreate]) -> list[int]:
         """Insert pending digests with their entries and rendered messages, in one transaction
-        (all or none): a few statements for the group instead of three per digest."""
+        (all or none): a few statements for the group instead of three per digest.
+
+        A message carries its digest's id (links, Message-ID), yet rendering is slow: done
+        inside the write transaction it held SQLite's only write lock for the whole group,
+        and the delivery side's outcome commits queued behind it. So the messages are rendered
+        first, for ids reserved beforehand (PostgreSQL: from the sequence; SQLite: the next
+        rowids, checked again under the write lock and rendered again there if another writer
+        took them meanwhile)."""
         if not digests:
             return []
         now = utcnow()
+        reserved = self._reserve_ids(len(digests))
+        rendered = [d.render(digest_id) for digest_id, d in zip(reserved, digests, strict=True)]
         with self.store.write() as conn:
-            ids = list(conn.execute(insert(DigestRow).returning(DigestRow.id, sort_by_parameter_order=True), [{
-                "user_id": d.user_id, "status": "pending", "message_id": f"<pending-{uuid.uuid4().hex}>",
-                "subject": "", "message": b"", "last_batch_id": d.last_batch_id, "attempts": 0, "last_error": "",
-                "server_reply": "", "lease_owner": "", "created_at": now,
-            } for d in digests]).scalars())
+            if conn.dialect.name == "sqlite" and self._next_sqlite_id(conn) != reserved[0]:
+                reserved = self._reserve_ids(len(digests), conn)
+                rendered = [d.render(digest_id) for digest_id, d in zip(reserved, digests, strict=True)]
+            conn.execute(insert(DigestRow), [{
+                "id": digest_id, "user_id": d.user_id, "status": "pending", "message_id": r.message_id,
+                "subject": r.subject, "message": r.message, "last_batch_id": d.last_batch_id, "attempts": 0,
+                "last_error": "", "server_reply": "", "lease_owner": "", "created_at": now,
+            } for digest_id, d, r in zip(reserved, digests, rendered, strict=True)])
             entries = [{"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why}
-                       for digest_id, d in zip(ids, digests, strict=True)
+                       for digest_id, d in zip(reserved, digests, strict=True)
                        for i, (pid, score, why) in enumerate(d.entries)]
             if entries:
                 conn.execute(insert(DigestEntryRow), entries)
-            rendered = [d.render(digest_id) for digest_id, d in zip(ids, digests, strict=True)]
-            conn.execute(update(DigestRow).where(DigestRow.id == bindparam("digest_id")).values(
-                subject=bindparam("subject"), message_id=bindparam("new_message_id"), message=bindparam("message")),
-                [{"digest_id": digest_id, "subject": r.subject, "new_message_id": r.message_id, "message": r.message}
-                 for digest_id, r in zip(ids, rendered, strict=True)])
-        return ids
+        return reserved
+
+    def _reserve_ids(self, count: int, conn: Connection | None = None) -> list[int]:
+        """``count`` ids for new digests: drawn from PostgreSQL's sequence (never handed out
+        twice), or SQLite's next rowids (free until another writer inserts: checked on insert)."""
+        if conn is None:
+            with self.store.read() as reader:
+                return self._reserve_ids(count, reader)
+        if conn.dialect.name == "postgresql":
+            return list(conn.execute(text(
+                "SELECT nextval(pg_get_serial_sequence('digests', 'id')) FROM generate_series(1, :n)"), {"n": count})
+                .scalars())
+        first = self._next_sqlite_id(conn)
+        return list(range(first, first + count))
+
+    @staticmethod
+    def _next_sqlite_id(conn: Connection) -> int:
+        """The rowid SQLite gives the next digest (the table has no AUTOINCREMENT: largest + 1)."""
+        return (conn.execute(select(func.max(DigestRow.id))).scalar() or 0) + 1
 
     def claim(self, owner: str, lease: timedelta, limit: int = 100, user_ids: Sequence[int] | None = None,
               now: datetime | None = None) -> list[tuple[int, str, bytes, int]]:
