@@ -33,50 +33,111 @@ def analyzer(token_pattern: str, stop_words: frozenset[str]):
 
 
 def fit_counts(texts: Sequence[str], token_pattern: str, stop_words: frozenset[str], ngram_max: int,
-               min_df: float, max_df: float, parallel_from: int = PARALLEL_FROM) -> tuple[list[str], sp.csr_matrix]:
+               min_df: float, max_df: float, parallel_from: int = PARALLEL_FROM,
+               prefixes: Sequence[str] | None = None, prefix_weight: float = 1.0) -> tuple[list[str], sp.csr_matrix]:
     """(sorted terms, documents x terms counts) as ``CountVectorizer(...).fit_transform`` gives
     them, float64. Raises ValueError where it does (no terms at all, none left after pruning).
-    From ``parallel_from`` texts on, a forked child tokenizes the second half."""
+    From ``parallel_from`` texts on, a forked child tokenizes the second half.
+
+    With ``prefixes`` (titles), document i is ``f"{prefixes[i]} {texts[i]}"``, and each
+    occurrence of a term inside the prefix counts ``prefix_weight`` times: the same as fitting
+    the joined texts and adding ``prefix_weight - 1`` times the prefixes' own counts."""
+    joined = texts if prefixes is None else [f"{p} {t}" for p, t in zip(prefixes, texts, strict=True)]
     if ngram_max > 2:
-        return _fit_with_scikit_learn(texts, token_pattern, stop_words, ngram_max, min_df, max_df)
-    words, unigrams, lengths = _token_ids(texts, analyzer(token_pattern, stop_words), parallel_from)
+        return _fit_with_scikit_learn(joined, token_pattern, stop_words, ngram_max, min_df, max_df, prefixes,
+                                      prefix_weight)
+    weighted = prefixes is not None and prefix_weight != 1
+    words, unigrams, lengths, prefix_lengths = _token_ids(texts, analyzer(token_pattern, stop_words), parallel_from,
+                                                          prefixes)
     n_documents, n_words = len(texts), len(words)
-    documents = np.repeat(np.arange(n_documents, dtype=np.int64), lengths)
     # A feature is a word id, or n_words + (first word id * n_words + second) for a bigram.
-    features, feature_documents = unigrams, documents
-    width = n_words
-    if ngram_max == 2 and len(unigrams) > 1:
-        same_document = documents[:-1] == documents[1:]
-        features = np.concatenate([unigrams, n_words + unigrams[:-1][same_document] * n_words
-                                   + unigrams[1:][same_document]])
-        feature_documents = np.concatenate([documents, documents[:-1][same_document]])
-        width = n_words + n_words * n_words
-    if len(features) == 0:
+    bigrams = ngram_max == 2 and len(unigrams) > 1
+    width = n_words + n_words * n_words if bigrams else n_words
+    if len(unigrams) == 0:
         raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
-    if width * n_documents >= 2**62:  # (feature, document) keys would overflow int64
-        return _fit_with_scikit_learn(texts, token_pattern, stop_words, ngram_max, min_df, max_df)
+    if width * n_documents * 2 >= 2**62:  # (feature, document, in prefix) keys would overflow int64
+        return _fit_with_scikit_learn(joined, token_pattern, stop_words, ngram_max, min_df, max_df, prefixes,
+                                      prefix_weight)
     # One sort of (feature, document) keys: equal keys are one feature's occurrences in one
     # document (their number is its count there); runs of one feature give its document frequency.
-    keys = np.sort(features * n_documents + feature_documents)
-    pair_starts = _run_starts(keys)
-    pair_counts = np.diff(np.append(pair_starts, len(keys))).astype(np.float64)
-    pair_keys = keys[pair_starts]
-    pair_features = pair_keys // n_documents
-    pair_documents = pair_keys - pair_features * n_documents
+    # Weighted, the key's lowest bit says "in the prefix", so each (feature, document) is at
+    # most two runs, side by side. Arrays are built in place and dropped as soon as they are used:
+    # on a virtual machine every page touched for the first time is expensive (seconds per few
+    # GB), and a large corpus has tens of millions of keys.
+    keys = _feature_document_keys(unigrams, lengths, n_words, n_documents, bigrams,
+                                  prefix_lengths if weighted else None)
+    del unigrams
+    keys.sort()
+    pair_keys, pair_counts = _runs(keys)
     del keys
+    if weighted:
+        pair_counts[(pair_keys & 1) == 1] *= prefix_weight
+        pair_keys >>= 1
+        pair_starts = _run_starts(pair_keys)
+        pair_keys, pair_counts = pair_keys[pair_starts], np.add.reduceat(pair_counts, pair_starts)
+        del pair_starts
+    pair_features, pair_documents = np.divmod(pair_keys, n_documents)
+    del pair_keys
+    pair_documents = pair_documents.astype(np.int32)
     feature_starts = _run_starts(pair_features)
-    frequency = np.diff(np.append(feature_starts, len(pair_features)))
+    frequency = np.diff(feature_starts, append=len(pair_features))
     keep = _within_document_frequency(frequency, n_documents, min_df, max_df)
     kept = pair_features[feature_starts][keep]
+    del pair_features, feature_starts
     names = [words[f] if f < n_words else f"{words[(f - n_words) // n_words]} {words[(f - n_words) % n_words]}"
              for f in kept.tolist()]
     order = sorted(range(len(names)), key=names.__getitem__)
-    kept_pairs = np.repeat(keep, frequency)
-    by_feature = sp.csc_matrix((pair_counts[kept_pairs], pair_documents[kept_pairs],
-                                np.concatenate([[0], np.cumsum(frequency[keep])])), shape=(n_documents, len(kept)))
+    if not keep.all():
+        kept_pairs = np.repeat(keep, frequency)
+        pair_counts, pair_documents = pair_counts[kept_pairs], pair_documents[kept_pairs]
+        del kept_pairs
+    by_feature = sp.csc_matrix((pair_counts, pair_documents, np.concatenate([[0], np.cumsum(frequency[keep])])),
+                               shape=(n_documents, len(kept)))
+    del pair_counts, pair_documents
     counts = by_feature[:, order].tocsr()
+    del by_feature
     counts.sort_indices()
     return [names[i] for i in order], counts
+
+
+def _runs(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each distinct key, how often it occurs, float64) of a sorted array."""
+    first = np.empty(len(sorted_keys), dtype=bool)
+    first[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    del first
+    return sorted_keys[starts], np.diff(starts, append=len(sorted_keys)).astype(np.float64)
+
+
+def _feature_document_keys(unigrams: np.ndarray, lengths: np.ndarray, n_words: int, n_documents: int,
+                           bigrams: bool, prefix_lengths: np.ndarray | None) -> np.ndarray:
+    """``feature * n_documents + document`` of every unigram and (within a document) bigram,
+    int64; with ``prefix_lengths``, times two plus one for the grams inside a document's prefix."""
+    documents = np.repeat(np.arange(n_documents, dtype=np.int32), lengths)
+    same_document = documents[:-1] == documents[1:] if bigrams else np.zeros(0, dtype=bool)
+    n_unigrams, n_bigrams = len(unigrams), int(np.count_nonzero(same_document))
+    keys = np.empty(n_unigrams + n_bigrams, dtype=np.int64)
+    head, tail = keys[:n_unigrams], keys[n_unigrams:]
+    np.multiply(unigrams, n_documents, out=head, dtype=np.int64)
+    head += documents
+    if n_bigrams:
+        np.multiply(unigrams[:-1][same_document], n_words, out=tail, dtype=np.int64)
+        tail += unigrams[1:][same_document]
+        tail += n_words
+        tail *= n_documents
+        tail += documents[:-1][same_document]
+    if prefix_lengths is not None:
+        # a token is in the prefix when its place in its document is below the prefix's length
+        place = np.arange(n_unigrams, dtype=np.int64)
+        place -= np.repeat(np.cumsum(lengths) - lengths, lengths)
+        in_prefix = place < np.repeat(prefix_lengths, lengths)
+        del place
+        keys *= 2
+        head += in_prefix
+        if n_bigrams:
+            tail += in_prefix[1:][same_document]  # both words in the prefix: the second one is
+    return keys
 
 
 def _run_starts(values: np.ndarray) -> np.ndarray:
@@ -84,29 +145,39 @@ def _run_starts(values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
 
 
-def _token_ids(texts: Sequence[str], tokens: Callable[[str], list[str]],
-               parallel_from: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(the words in id order, every token's word id, the number of tokens of each text)."""
+def _token_ids(texts: Sequence[str], tokens: Callable[[str], list[str]], parallel_from: int,
+               prefixes: Sequence[str] | None = None) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None]:
+    """(the words in id order, every token's word id (int32), the number of tokens of each
+    document, of which the first so many are its prefix's)."""
+    documents = list(zip(prefixes, texts, strict=True)) if prefixes is not None else texts
     if len(texts) < parallel_from:
-        words, ids, lengths = _token_ids_here(texts, tokens)
-        return words, ids.astype(np.int64), lengths
-    (words, ids, lengths), (child_words, child_ids, child_lengths) = halves.in_two(
-        lambda part: _token_ids_here(part, tokens), texts)
+        return _token_ids_here(documents, tokens, prefixes is not None)
+    (words, ids, lengths, prefix_lengths), (child_words, child_ids, child_lengths, child_prefix_lengths) = \
+        halves.in_two(lambda part: _token_ids_here(part, tokens, prefixes is not None), documents)
     index = {w: i for i, w in enumerate(words)}
-    to_ours = np.array([index.setdefault(w, len(index)) for w in child_words], dtype=np.int64)
-    return list(index), np.concatenate([ids.astype(np.int64), to_ours[child_ids]]), np.concatenate([lengths, child_lengths])
+    to_ours = np.array([index.setdefault(w, len(index)) for w in child_words], dtype=np.int32)
+    return (list(index), np.concatenate([ids, to_ours[child_ids]]), np.concatenate([lengths, child_lengths]),
+            None if prefixes is None else np.concatenate([prefix_lengths, child_prefix_lengths]))
 
 
-def _token_ids_here(texts: Sequence[str], tokens: Callable[[str], list[str]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _token_ids_here(documents: Sequence[str] | Sequence[tuple[str, str]], tokens: Callable[[str], list[str]],
+                    with_prefixes: bool) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None]:
     """Word ids as int32 (half the bytes to send back from the child)."""
     ids: dict[str, int] = {}
     flat: list[int] = []
-    lengths = np.zeros(len(texts), dtype=np.int64)
-    for n, text in enumerate(texts):
-        found = tokens(text)
+    lengths = np.zeros(len(documents), dtype=np.int64)
+    prefix_lengths = np.zeros(len(documents), dtype=np.int64) if with_prefixes else None
+    for n, document in enumerate(documents):
+        if with_prefixes:  # tokens cannot span the space that joins the two parts
+            prefix, text = document
+            head = tokens(prefix)
+            prefix_lengths[n] = len(head)
+            found = head + tokens(text)
+        else:
+            found = tokens(document)
         lengths[n] = len(found)
         flat.extend([ids.setdefault(t, len(ids)) for t in found])
-    return list(ids), np.array(flat, dtype=np.int32), lengths
+    return list(ids), np.array(flat, dtype=np.int32), lengths, prefix_lengths
 
 
 def count_known(texts: Sequence[str], vocabulary: dict[str, int], token_pattern: str, stop_words: frozenset[str],
@@ -142,11 +213,16 @@ def _within_document_frequency(frequency: np.ndarray, n_documents: int, min_df: 
 
 
 def _fit_with_scikit_learn(texts: Sequence[str], token_pattern: str, stop_words: frozenset[str], ngram_max: int,
-                           min_df: float, max_df: float) -> tuple[list[str], sp.csr_matrix]:
+                           min_df: float, max_df: float, prefixes: Sequence[str] | None = None,
+                           prefix_weight: float = 1.0) -> tuple[list[str], sp.csr_matrix]:
     from sklearn.feature_extraction.text import CountVectorizer
 
     counter = CountVectorizer(stop_words=sorted(stop_words), token_pattern=token_pattern, lowercase=True,
                               ngram_range=(1, ngram_max), min_df=min_df, max_df=max_df, dtype=np.float64)
     counts = counter.fit_transform(texts).tocsr()
+    terms = counter.get_feature_names_out().tolist()
+    if prefixes is not None and prefix_weight != 1:
+        counts = (counts + (prefix_weight - 1) * count_known(prefixes, {t: i for i, t in enumerate(terms)},
+                                                             token_pattern, stop_words, ngram_max)).tocsr()
     counts.sort_indices()
-    return counter.get_feature_names_out().tolist(), counts
+    return terms, counts

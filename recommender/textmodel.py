@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.config import RankingConfig
-from recommender.norms import unit_rows
+from recommender.norms import scale_to_unit_rows
 from recommender.store import Store
 from recommender.term_counts import count_known, fit_counts
 from recommender.text import for_ranking
@@ -132,15 +132,19 @@ class TextModel:
         return self.matrix[[self.index[p] for p in paper_ids]]
 
 
-def weigh(counts: sp.spmatrix, idf: np.ndarray, sublinear_tf: bool) -> sp.csr_matrix:
+def weigh(counts: sp.spmatrix, idf: np.ndarray, sublinear_tf: bool, in_place: bool = False) -> sp.csr_matrix:
     """Unit TF-IDF rows from term counts: ``1 + log(tf)`` when sublinear, times idf (as
-    scikit-learn's TfidfTransformer computes them)."""
-    weighted = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    scikit-learn's TfidfTransformer computes them). ``in_place`` reuses a float64 CSR
+    ``counts`` the caller no longer needs (fitting a large corpus: one matrix, not three)."""
+    if in_place and sp.isspmatrix_csr(counts) and counts.dtype == np.float64:
+        weighted = counts
+    else:
+        weighted = sp.csr_matrix(counts, dtype=np.float64, copy=True)
     if sublinear_tf:
         np.log(weighted.data, out=weighted.data)
         weighted.data += 1
     weighted.data *= idf[weighted.indices]
-    return unit_rows(weighted)
+    return scale_to_unit_rows(weighted)
 
 
 def smooth_idf(counts: sp.csr_matrix) -> np.ndarray:
@@ -155,19 +159,16 @@ def fit(paper_ids: list[str], titles: list[str], abstracts: list[str], ranking: 
     stop = stop_words()
     clean_titles = [for_ranking(t) for t in titles]
     clean_abstracts = [for_ranking(a) for a in abstracts]
-    try:  # one pass over the full texts; titles (short) are counted again for their extra weight
-        terms, combined = fit_counts([f"{t} {a}" for t, a in zip(clean_titles, clean_abstracts, strict=True)],
-                                     TOKEN_PATTERN, stop, ranking.ngram_max, 1 if small else ranking.min_df,
-                                     1.0 if small else ranking.max_df)
-        title_counts = count_known(clean_titles, {t: i for i, t in enumerate(terms)}, TOKEN_PATTERN, stop,
-                                   ranking.ngram_max)
-        counts = (combined + (ranking.title_weight - 1) * title_counts).tocsr()
+    try:  # titles and abstracts counted in one pass, with the title's occurrences weighted higher
+        terms, counts = fit_counts(clean_abstracts, TOKEN_PATTERN, stop, ranking.ngram_max, 1 if small else ranking.min_df,
+                                   1.0 if small else ranking.max_df, prefixes=clean_titles,
+                                   prefix_weight=ranking.title_weight)
     except ValueError:  # empty vocabulary: no paper has a usable word yet
         terms = ["empty"]  # one placeholder term keeps every matrix at least one column wide
         counts = sp.csr_matrix((len(clean_titles), 1))
     idf = smooth_idf(counts)
     return TextModel("\n".join(terms), idf, ranking.sublinear_tf, ranking.ngram_max, stop, ranking.title_weight,
-                     paper_ids, weigh(counts, idf, ranking.sublinear_tf), version)
+                     paper_ids, weigh(counts, idf, ranking.sublinear_tf, in_place=True), version)
 
 
 def load_or_fit(store: Store, ranking: RankingConfig) -> TextModel:

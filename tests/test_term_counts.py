@@ -65,3 +65,40 @@ def test_our_copy_of_the_english_stop_words_is_scikit_learns():
     from recommender.textmodel import ENGLISH_STOP_WORDS as ours
 
     assert ours == ENGLISH_STOP_WORDS
+
+
+def _assert_same_with_prefixes(prefixes: list[str], texts: list[str], ngram_max: int, min_df: float, max_df: float,
+                               weight: float, parallel_from: int = 10**9) -> None:
+    """Titles as prefixes weighted ``weight``: what fitting the joined texts and adding the
+    titles' own counts ``weight - 1`` times gives."""
+    joined = [f"{p} {t}" for p, t in zip(prefixes, texts, strict=True)]
+    try:
+        expected_terms, counter = _scikit_learn(joined, ngram_max, min_df, max_df)
+    except ValueError:
+        with pytest.raises(ValueError):
+            fit_counts(texts, TOKEN_PATTERN, STOP, ngram_max, min_df, max_df, prefixes=prefixes, prefix_weight=weight)
+        return
+    expected = counter.transform(joined) + (weight - 1) * counter.transform(prefixes)
+    terms, counts = fit_counts(texts, TOKEN_PATTERN, STOP, ngram_max, min_df, max_df, parallel_from,
+                               prefixes=prefixes, prefix_weight=weight)
+    assert terms == expected_terms
+    assert counts.has_sorted_indices
+    np.testing.assert_allclose(counts.toarray(), expected.toarray(), rtol=1e-12)
+
+
+@pytest.mark.parametrize(("ngram_max", "weight"), [(2, 2.0), (2, 3.5), (1, 2.0), (3, 2.0), (2, 1.0)])
+def test_weighted_titles_count_as_the_joined_text_plus_the_extra_title_counts(ngram_max: int, weight: float):
+    lines = [line for path in SEEDS for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    prefixes, texts = lines[::2], lines[1::2][:len(lines[::2])]
+    prefixes = prefixes[:len(texts)]
+    _assert_same_with_prefixes(prefixes, texts, ngram_max, 2, 0.5, weight)
+    _assert_same_with_prefixes(prefixes, texts, ngram_max, 2, 0.5, weight, parallel_from=10)
+
+
+@settings(max_examples=150, deadline=None)
+@given(documents=st.lists(st.tuples(st.lists(words, max_size=6).map(" ".join) | st.text(max_size=20),
+                                    st.lists(words, max_size=25).map(" ".join) | st.text(max_size=80)), max_size=25),
+       ngram_max=st.integers(1, 2), min_df=st.integers(1, 3), weight=st.sampled_from([1.0, 2.0, 2.5, 4.0]))
+def test_any_titled_corpus_is_counted_as_its_joined_texts_plus_the_extra_title_counts(documents, ngram_max, min_df,
+                                                                                       weight):
+    _assert_same_with_prefixes([p for p, _ in documents], [t for _, t in documents], ngram_max, min_df, 1.0, weight)
