@@ -11,10 +11,8 @@ blended with the content score by ``ranking.collaborative_weight``. With fewer t
 
 from __future__ import annotations
 
-import io
 import logging
 import math
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -90,12 +88,9 @@ def load_or_fit(store: Store, model: TextModel, ranking: RankingConfig) -> Colla
     key = (f"{MODEL_FORMAT}:{model.version}:{settings_key(ranking)}:{star_bucket(stars)}:"
            f"{ranking.collaborative_min_users}:{ranking.lsa_dims}:{ranking.cf_factors}:{ranking.cf_ridge}:"
            f"{ranking.lsa_max_terms}")
-    payload = store.load_model("collab", key)
-    if payload is not None:
-        cached = pickle.loads(payload)  # noqa: S301 - our own payload, written below
+    cached = store.load_model("collab", key)
+    if cached is not None:
         return cached if isinstance(cached, CollabModel) else None
     fitted = fit(model, store.interactions(), ranking) if ranking.collaborative_weight > 0 else None
-    buffer = io.BytesIO()
-    pickle.dump(fitted, buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    store.save_model("collab", key, buffer.getvalue())
+    store.save_model("collab", key, fitted)
     return fitted

@@ -9,7 +9,9 @@ share the cores. Rows must have sorted indices (scipy's ``sort_indices``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -123,3 +125,27 @@ def run(kernel: Callable[..., Any], work: int, *arrays: Any, min_work: int = COM
     """Run ``kernel`` on ``arrays``, compiled when ``work`` (its inner-loop steps) is worth it."""
     fast = compiled(kernel) if work >= min_work else None
     (fast or kernel)(*arrays)
+
+
+def load_compiler() -> None:
+    """Import numba and set its compiler up by running one small kernel. That costs the first
+    compiled kernel of a process about a quarter of a second; the kernels after it load from
+    the disk cache in milliseconds."""
+    try:
+        fast = compiled(top_columns)
+        if fast is not None:
+            fast(np.zeros((1, 1), dtype=np.float32), 1, np.empty((1, 1), dtype=np.int64))
+    except Exception as exc:  # noqa: BLE001 - the kernel's real call reports it, where it matters
+        log.debug("could not load the compiler ahead: %s", exc)
+
+
+@contextmanager
+def compiler_loading() -> Iterator[None]:
+    """The compiler loaded by a thread while the block runs (best while that block reads the
+    database: the loading is mostly LLVM's, outside the GIL); joined when the block ends."""
+    thread = threading.Thread(target=load_compiler, name="load-compiler", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()

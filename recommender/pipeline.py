@@ -3,16 +3,17 @@ profiles -> ranking. The CLI and the scheduler call these functions and nothing 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import multiprocessing
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TypeVar
 
-from recommender import collab, halves, profiles, textmodel
+from recommender import collab, halves, kernels, profiles, textmodel
 from recommender.config import Config, UserConfig
 from recommender.domain import Paper, ParsedBatch, Recommendation
 from recommender.errors import InputError, NotFoundError
@@ -22,7 +23,6 @@ from recommender.store import IngestResult, Store
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
-Rendered = TypeVar("Rendered")
 
 PARALLEL_USERS = 200  # from this many users on, `recommend` ranks half of them in a forked child
 
@@ -107,28 +107,54 @@ def recommend(config: Config, store: Store, users: Sequence[UserConfig], batch_i
     return rank_users(config, store, models, users, candidates, limit, now)
 
 
-def recommend_rendered(config: Config, store: Store, users: Sequence[UserConfig], batch_ids: Sequence[int],
-                       limit: int | None, render: Callable[[Sequence[UserConfig], dict[str, list[Recommendation]]], Rendered],
-                       now: datetime | None = None) -> list[Rendered]:
-    """``render`` applied to ``recommend``'s results, in parts in user order. For many users
-    the second half is ranked and rendered by a forked child on the other core (profiles,
-    explanations and output are Python-bound; the models are loaded once, before the fork)."""
+def recommend_written(config: Config, store: Store, users: Sequence[UserConfig], batch_ids: Sequence[int],
+                      limit: int | None, render: Callable[[Sequence[UserConfig], dict[str, list[Recommendation]]], str],
+                      write: Callable[[str], None], now: datetime | None = None) -> int:
+    """``render`` of ``recommend``'s results handed to ``write`` in user order; returns how many
+    recommendations were written. For many users the second half is ranked, rendered and written
+    by a forked child on the other core (profiles, explanations and output are Python-bound; the
+    models are loaded once, before the fork), after this process has written the first half: its
+    output never has to be sent back through a pipe."""
     now = now or datetime.now(UTC)
-    models = load_models(store, config)
-    candidates = store.papers(store.batch_entries(batch_ids))
-    ids = store.sync_users(u.email for u in users)  # once, here: neither half writes users
+    halved = len(users) >= PARALLEL_USERS and halves.can_fork()
+    # Many users need the compiled kernels: loaded once, before the fork, beside the reading.
+    with kernels.compiler_loading() if halved else contextlib.nullcontext():
+        models = load_models(store, config)
+        candidates = store.papers(store.batch_entries(batch_ids))
+        ids = store.sync_users(u.email for u in users)  # once, here: neither half writes users
 
-    def part(some: Sequence[UserConfig], on: Store = store) -> Rendered:
-        return render(some, rank_users(config, on, models, some, candidates, limit, now, ids))
+    def ranked(some: Sequence[UserConfig], on: Store = store) -> tuple[str, int]:
+        results = rank_users(config, on, models, some, candidates, limit, now, ids)
+        return render(some, results), sum(len(picks) for picks in results.values())
 
-    if len(users) < PARALLEL_USERS:
-        return [part(users)]
+    def part(some: Sequence[UserConfig]) -> int:
+        text, count = ranked(some)
+        write(text)
+        return count
 
-    def child_part(some: Sequence[UserConfig]) -> Rendered:
+    if not halved:
+        return part(users)
+    context = multiprocessing.get_context("fork")
+    turn, first_written = context.Event(), context.Value("b", 0)
+
+    def first_part(some: Sequence[UserConfig]) -> int:
+        try:
+            count = part(some)
+            first_written.value = 1
+            return count
+        finally:
+            turn.set()  # the child writes next, or (if this half failed) gives up
+
+    def child_part(some: Sequence[UserConfig]) -> int:
         with store.for_forked_child() as own:
-            return part(some, own)
+            text, count = ranked(some, own)
+        turn.wait()
+        if not first_written.value:
+            raise RuntimeError("the first half was not written")
+        write(text)
+        return count
 
-    return list(halves.in_two(part, users, child_part))
+    return sum(halves.in_two(first_part, users, child_part))
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,7 @@ changed, and loading them never imports scikit-learn.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
-import pickle
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -175,15 +173,11 @@ def load_or_fit(store: Store, ranking: RankingConfig) -> TextModel:
     """The cached model for the current corpus, fitting (and caching) it when missing."""
     version = store.corpus_version()
     key = f"{version}:{settings_key(ranking)}"
-    payload = store.load_model("tfidf", key)
-    if payload is not None:
-        model = pickle.loads(payload)  # noqa: S301 - our own payload, written by save below
-        if isinstance(model, TextModel):
-            return model
+    model = store.load_model("tfidf", key)
+    if isinstance(model, TextModel):
+        return model
     ids, titles, abstracts = store.paper_texts()
     log.info("fitting TF-IDF model on %d papers (corpus version %d)", len(ids), version)
     model = fit(ids, titles, abstracts, ranking, version)
-    buffer = io.BytesIO()
-    pickle.dump(model, buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    store.save_model("tfidf", key, buffer.getvalue())
+    store.save_model("tfidf", key, model)
     return model

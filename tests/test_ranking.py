@@ -157,7 +157,7 @@ def test_explain_breaks_the_score_down(corpus, store: Store, run, tmp_path: Path
     assert "score" in run("explain", "B1", config=path).stdout
 
 
-def test_many_users_are_ranked_half_in_a_forked_child_with_the_same_results(corpus, store: Store,
+def test_many_users_are_ranked_half_in_a_forked_child_with_the_same_results(corpus, store: Store, tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch):
     import os
 
@@ -168,17 +168,53 @@ def test_many_users_are_ranked_half_in_a_forked_child_with_the_same_results(corp
         store.star(store.user_id(user.email), ["A0" if i % 2 else "B0"])
 
     def render(part, results):
-        return [(u.email, os.getpid(), [r.as_json_line() for r in results[u.email]]) for u in part]
+        return "".join(json.dumps([u.email, os.getpid(), [r.as_json_line() for r in results[u.email]]]) + "\n"
+                       for u in part)
+
+    def written(name: str) -> tuple[int, list]:
+        path = tmp_path / name
+
+        def write(text: str) -> None:
+            with path.open("a", encoding="utf-8") as out:  # appended by whichever process writes
+                out.write(text)
+
+        count = pipeline.recommend_written(corpus, store, users, store.latest_run_batch_ids(), None, render, write)
+        return count, [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
     assert halves.can_fork(), f"threads left running by earlier tests: {__import__('threading').enumerate()}"
-    parts = pipeline.recommend_rendered(corpus, store, users, store.latest_run_batch_ids(), None, render)
+    count, parts = written("halves.jsonl")
     monkeypatch.setattr(pipeline, "PARALLEL_USERS", len(users) + 1)
-    (alone,) = pipeline.recommend_rendered(corpus, store, users, store.latest_run_batch_ids(), None, render)
+    alone_count, alone = written("alone.jsonl")
 
-    assert len(parts) == 2 and {pid for _, pid, _ in parts[1]} != {os.getpid()}  # a child did the second half
-    assert [(email, lines) for part in parts for email, _, lines in part] == [(email, lines) for email, _, lines in alone]
+    half = len(users) // 2
+    assert {pid for _, pid, _ in parts[:half]} == {os.getpid()} != {pid for _, pid, _ in parts[half:]}  # a child wrote
+    assert [(email, lines) for email, _, lines in parts] == [(email, lines) for email, _, lines in alone]
+    assert count == alone_count == sum(len(lines) for _, _, lines in alone)
     assert all(lines for _, _, lines in alone)
     tops = [json.loads(lines[0])["paper_id"][0] for _, _, lines in alone]
     assert tops[0] == "B" and tops[3] == "A"  # the stars of each user count, in both halves
     last = (len(users) - 1) // 3 * 3  # the last starred user, in the child's half
     assert tops[last] == ("A" if last // 3 % 2 else "B")
+
+
+def test_when_the_first_half_fails_the_child_writes_nothing(corpus, store: Store, tmp_path: Path):
+    import os
+
+    from recommender import halves
+
+    users = [replace(corpus.users[0], email=f"u{i:03d}@example.org") for i in range(pipeline.PARALLEL_USERS + 10)]
+    parent, out = os.getpid(), tmp_path / "out.txt"
+
+    def render(part, results):
+        if os.getpid() == parent:
+            raise ValueError("rendering failed here")
+        return "".join(f"{u.email}\n" for u in part)
+
+    def write(text: str) -> None:
+        with out.open("a", encoding="utf-8") as file:
+            file.write(text)
+
+    assert halves.can_fork()
+    with pytest.raises(ValueError, match="rendering failed here"):
+        pipeline.recommend_written(corpus, store, users, store.latest_run_batch_ids(), None, render, write)
+    assert not out.exists()  # no second half without the first

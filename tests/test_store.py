@@ -6,7 +6,9 @@ import json
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 from sqlalchemy import text
 
 from recommender import pipeline
@@ -161,3 +163,80 @@ def test_the_schema_head_constant_is_the_newest_migration():
         config = AlembicConfig()
         config.set_main_option("script_location", str(location))
         assert ScriptDirectory.from_config(config).get_current_head() == migrate.HEAD_REVISION
+
+
+def _model_arrays(seed: int) -> dict[str, object]:
+    rng = np.random.default_rng(seed)
+    return {"matrix": sp.random(50, 40, density=0.2, random_state=seed, format="csr"),
+            "factors": rng.random((50, 8)).astype(np.float32), "ids": [f"p{i}" for i in range(50)]}
+
+
+def _base_object(array: np.ndarray) -> object:
+    while isinstance(getattr(array, "base", None), np.ndarray):
+        array = array.base
+    base = array.base
+    return base.obj if isinstance(base, memoryview) else base
+
+
+def test_a_saved_model_comes_back_equal_and_writable_on_every_backend(store: Store):
+    model = _model_arrays(1)
+    store.save_model("tfidf", "k1", model)
+    for _ in range(2):  # the second time from the mapped copy, on SQLite
+        loaded = store.load_model("tfidf", "k1")
+        assert loaded["ids"] == model["ids"]
+        assert (loaded["matrix"] != model["matrix"]).nnz == 0
+        np.testing.assert_array_equal(loaded["factors"], model["factors"])
+        loaded["factors"][0, 0] = 42.0  # writable, and the write stays in this copy
+    assert store.load_model("tfidf", "k1")["factors"][0, 0] == model["factors"][0, 0]
+    assert store.load_model("tfidf", "other key") is None
+    assert store.load_model("collab", "k1") is None
+
+
+def test_models_are_mapped_from_a_file_beside_the_sqlite_database(tmp_path: Path):
+    import mmap
+
+    store = Store.open(f"sqlite:///{tmp_path / 'a.sqlite'}")
+    store.upgrade_schema()
+    store.save_model("collab", "k", _model_arrays(2))
+    assert (tmp_path / "a.sqlite-models" / "collab.model").is_file()
+    loaded = store.load_model("collab", "k")
+    assert isinstance(_base_object(loaded["factors"]), mmap.mmap)
+    assert isinstance(_base_object(loaded["matrix"].data), mmap.mmap)
+    assert loaded["factors"].ctypes.data % 64 == 0  # arrays start aligned in the file
+    store.close()
+
+
+def test_a_copy_left_by_another_database_at_the_same_path_is_not_used(tmp_path: Path):
+    import shutil
+
+    url = f"sqlite:///{tmp_path / 'a.sqlite'}"
+    first = Store.open(url)
+    first.upgrade_schema()
+    first.save_model("tfidf", "same key", _model_arrays(3))
+    first.close()
+    shutil.move(tmp_path / "a.sqlite-models", tmp_path / "old-models")
+    (tmp_path / "a.sqlite").unlink()
+    second = Store.open(url)
+    second.upgrade_schema()
+    second.save_model("tfidf", "same key", _model_arrays(4))
+    shutil.rmtree(tmp_path / "a.sqlite-models")
+    shutil.move(tmp_path / "old-models", tmp_path / "a.sqlite-models")  # the first database's copy
+    expected = _model_arrays(4)["factors"]
+    np.testing.assert_array_equal(second.load_model("tfidf", "same key")["factors"], expected)
+    np.testing.assert_array_equal(second.load_model("tfidf", "same key")["factors"], expected)  # copy renewed
+    assert isinstance(_base_object(second.load_model("tfidf", "same key")["factors"]), __import__("mmap").mmap)
+    second.close()
+
+
+def test_models_stored_as_plain_pickles_by_earlier_versions_still_load(store: Store):
+    import pickle
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from recommender.store.schema import ModelRow
+
+    with store.write() as conn:
+        conn.execute(insert(ModelRow).values(kind="tfidf", key="old", payload=pickle.dumps(_model_arrays(5)),
+                                             created_at=datetime.now(UTC)))
+    np.testing.assert_array_equal(store.load_model("tfidf", "old")["factors"], _model_arrays(5)["factors"])

@@ -144,10 +144,10 @@ def recommend(app: AppContext, email: str | None, all_users: bool, batch_spec: s
         raise click.UsageError("give --user or --all-users, not both")
     users = app.users(email, all_users)
 
-    def render(part: Sequence[UserConfig], results: dict[str, list[Recommendation]]) -> tuple[str, int]:
+    def render(part: Sequence[UserConfig], results: dict[str, list[Recommendation]]) -> str:
         picks = [results[user.email] for user in part]
         if as_json:
-            return "".join([r.as_json_line() + "\n" for user_picks in picks for r in user_picks]), sum(map(len, picks))
+            return "".join([r.as_json_line() + "\n" for user_picks in picks for r in user_picks])
         lines = []
         for user, user_picks in zip(part, picks, strict=True):
             if len(users) > 1:
@@ -157,13 +157,11 @@ def recommend(app: AppContext, email: str | None, all_users: bool, batch_spec: s
                 lines.append(f"    why: {r.explanation.sentence()}")
             if not user_picks:
                 lines.append("nothing new to recommend")
-        return "".join(line + "\n" for line in lines), sum(map(len, picks))
+        return "".join(line + "\n" for line in lines)
 
-    parts = pipeline.recommend_rendered(app.config, app.store, users, pipeline.candidate_batches(app.store, batch_spec),
-                                        limit, render)
-    for text, _ in parts:
-        emit(text)
-    summary(f"ranked {sum(n for _, n in parts)} recommendation(s) for {len(users)} user(s)")
+    count = pipeline.recommend_written(app.config, app.store, users, pipeline.candidate_batches(app.store, batch_spec),
+                                       limit, render, emit)
+    summary(f"ranked {count} recommendation(s) for {len(users)} user(s)")
 
 
 @cli.command()

@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone o
 
 from recommender.domain import Paper, ParsedBatch, ParsedPaper
 from recommender.errors import NotFoundError, RecommenderError, SchemaError
-from recommender.store import migrate
+from recommender.store import migrate, model_files
 from recommender.store.schema import (
     BatchEntryRow,
     BatchRow,
@@ -471,15 +471,35 @@ class Store:
             return {r.paper_id: r.created_at for r in rows}
 
     # -- model and profiles -----------------------------------------------------------------
-    def load_model(self, kind: str, key: str) -> bytes | None:
-        """The cached model of this kind if it was fit for ``key``."""
+    def load_model(self, kind: str, key: str) -> Any | None:
+        """The cached model of this kind if it was fit for ``key``: mapped from its file beside
+        a SQLite database when that copies the stored one (see model_files), else read."""
         with self.read() as conn:
-            return conn.execute(select(ModelRow.payload).where(ModelRow.kind == kind, ModelRow.key == key)).scalar()
+            row = conn.execute(select(ModelRow.key, ModelRow.created_at).where(ModelRow.kind == kind)).first()
+            if row is None or row.key != key:
+                return None
+            stamp = f"{row.key}|{row.created_at.isoformat()}"
+            files = self._model_files()
+            mapped = files.load(kind, stamp) if files is not None else None
+            if mapped is not None:
+                return mapped
+            payload = conn.execute(select(ModelRow.payload).where(ModelRow.kind == kind)).scalar()
+        if files is not None:
+            files.save(kind, stamp, payload)
+        return model_files.loads(bytearray(payload))  # a copy the arrays can be written in
 
-    def save_model(self, kind: str, key: str, payload: bytes) -> None:
+    def save_model(self, kind: str, key: str, model: Any) -> None:
+        payload, now = model_files.dumps(model), utcnow()
         with self.write() as conn:
             conn.execute(delete(ModelRow).where(ModelRow.kind == kind))
-            conn.execute(insert(ModelRow).values(kind=kind, key=key, payload=payload, created_at=utcnow()))
+            conn.execute(insert(ModelRow).values(kind=kind, key=key, payload=payload, created_at=now))
+        files = self._model_files()
+        if files is not None:
+            files.save(kind, f"{key}|{now.isoformat()}", payload)
+
+    def _model_files(self) -> model_files.ModelFiles | None:
+        database = self.sqlite_path
+        return model_files.ModelFiles(database.with_name(database.name + "-models")) if database else None
 
     def interactions(self) -> list[tuple[int, str]]:
         """Every (user id, paper id) star: what all subscribers saved, for collaborative signal."""
