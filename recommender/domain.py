@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import json.encoder
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -113,10 +115,17 @@ class Recommendation:
         return {"user": self.user, "rank": self.rank, **_paper_fields(self.paper), **self._judgement()}
 
     def as_json_line(self) -> str:
-        """``json.dumps(self.as_json(), ensure_ascii=False)``, with the paper's part encoded once
-        per paper (every user's picks come from one batch: the abstracts repeat)."""
-        return (f'{{"user": {json.dumps(self.user, ensure_ascii=False)}, "rank": {self.rank}, '
-                f'{_paper_fields_json(self.paper)}, {json.dumps(self._judgement(), ensure_ascii=False)[1:]}')
+        """``json.dumps(self.as_json(), ensure_ascii=False)``, written out directly (a run writes
+        tens of thousands of lines), with the paper's part encoded once per paper (every user's
+        picks come from one batch: the abstracts repeat)."""
+        why = self.explanation
+        nearest = ", ".join([f'{{"paper_id": {_string(pid)}, "title": {_string(title)}, '
+                             f'"similarity": {_number(round(sim, 4))}}}' for pid, title, sim in why.nearest])
+        terms = ", ".join([f'{{"term": {_string(t.term)}, "contribution": {_number(round(t.contribution, 4))}}}'
+                           for t in why.terms])
+        return (f'{{"user": {_string(self.user)}, "rank": {int(self.rank)}, {_paper_fields_json(self.paper)}, '
+                f'"score": {_number(round(self.score, 6))}, "personalized": {"true" if why.personalized else "false"}, '
+                f'"why": {_string(why.sentence())}, "nearest": [{nearest}], "terms": [{terms}]}}')
 
     def _judgement(self) -> dict[str, object]:
         return {
@@ -142,3 +151,11 @@ def _paper_fields(paper: Paper) -> dict[str, object]:
 def _paper_fields_json(paper: Paper) -> str:
     """The paper's fields of a recommendation's JSON object, without the braces."""
     return json.dumps(_paper_fields(paper), ensure_ascii=False)[1:-1]
+
+
+_string = json.encoder.encode_basestring  # a JSON string as json.dumps(..., ensure_ascii=False) writes it
+
+
+def _number(value: float) -> str:
+    """A float as json.dumps writes it."""
+    return float.__repr__(value) if math.isfinite(value) else json.dumps(value)
