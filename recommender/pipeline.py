@@ -124,7 +124,7 @@ def recommend_written(config: Config, store: Store, users: Sequence[UserConfig],
         ids = store.sync_users(u.email for u in users)  # once, here: neither half writes users
 
     def ranked(some: Sequence[UserConfig], on: Store = store) -> tuple[str, int]:
-        results = rank_users(config, on, models, some, candidates, limit, now, ids)
+        results = rank_users(config, on, models, some, candidates, limit, now, ids, persist=False)
         return render(some, results), sum(len(picks) for picks in results.values())
 
     def part(some: Sequence[UserConfig]) -> int:
@@ -187,12 +187,14 @@ def choice_for(config: Config, user: UserConfig, limit: int | None) -> Choice:
 
 
 def rank_users(config: Config, store: Store, models: Models, users: Sequence[UserConfig], candidates: list[Paper],
-               limit: int | None, now: datetime, ids: dict[str, int] | None = None) -> dict[str, list[Recommendation]]:
+               limit: int | None, now: datetime, ids: dict[str, int] | None = None,
+               persist: bool = True) -> dict[str, list[Recommendation]]:
     """Rank ``candidates`` for every user at once: profiles from the signal log, starred and
-    already-sent papers skipped. ``ids`` (lower-case email -> id) when the users are synced."""
+    already-sent papers skipped. ``ids`` (lower-case email -> id) when the users are synced;
+    ``persist``: store the profiles that changed (`recommend` only reads)."""
     ids = ids if ids is not None else store.sync_users(u.email for u in users)
     pairs = [(ids[u.email.lower()], u) for u in users]
-    built = profiles.build_many(store, models.text, models.collab, pairs, config.ranking, now)
+    built = profiles.build_many(store, models.text, models.collab, pairs, config.ranking, now, persist)
     user_ids = [uid for uid, _ in pairs]
     starred, sent = store.starred_map(user_ids), store.sent_map(user_ids)
     skips = [starred.get(uid, set()) | sent.get(uid, set()) for uid in user_ids]
