@@ -34,25 +34,47 @@ def scatter_rows(indptr, indices, data, post_ptr, post_idx, post_val, out):  # n
                 row[post_idx[k]] += w * post_val[k]
 
 
-def block_dots(indptr, indices, data, block_ptr, firsts, first_ptr, seconds, second_ptr, scratch, out):  # noqa: ANN001, ANN201
+def block_dots(indptr, indices, data, block_ptr, firsts, first_ptr, seconds, second_ptr, head, out):  # noqa: ANN001, ANN201
     """For each block b, the dot products of every row in firsts[first_ptr[b]:first_ptr[b+1]]
     with every row in seconds[second_ptr[b]:second_ptr[b+1]] of one CSR matrix, written row-major
-    from out[block_ptr[b]]. Each second row is spread once into ``scratch`` (zeros, one slot per
-    column), so a dot is a gather over the first row's terms."""
+    from out[block_ptr[b]] (which must hold zeros). A block's second rows are indexed by term
+    first (``head``: -1 for every column on entry and on return; per term, a linked list of
+    (second row, value)), so each term of a first row costs one lookup, plus one step per
+    second row sharing it: rows share few terms, and a dense spread would cost a step for every
+    pair. The products are added in the first row's term order, as a plain dot adds them."""
+    most = 0
+    for b in range(first_ptr.shape[0] - 1):
+        size = 0
+        for n in range(second_ptr[b], second_ptr[b + 1]):
+            size += indptr[seconds[n] + 1] - indptr[seconds[n]]
+        most = max(most, size)
+    following = np.empty(most, dtype=np.int64)
+    owner = np.empty(most, dtype=np.int64)
+    value = np.empty(most, dtype=data.dtype)
     for b in range(first_ptr.shape[0] - 1):
         m = second_ptr[b + 1] - second_ptr[b]
+        entry = 0
         for n in range(m):
             row = seconds[second_ptr[b] + n]
             for k in range(indptr[row], indptr[row + 1]):
-                scratch[indices[k]] = data[k]
-            for j in range(first_ptr[b + 1] - first_ptr[b]):
-                first = firsts[first_ptr[b] + j]
-                total = 0.0
-                for k in range(indptr[first], indptr[first + 1]):
-                    total += data[k] * scratch[indices[k]]
-                out[block_ptr[b] + j * m + n] = total
+                t = indices[k]
+                following[entry] = head[t]
+                owner[entry] = n
+                value[entry] = data[k]
+                head[t] = entry
+                entry += 1
+        for j in range(first_ptr[b + 1] - first_ptr[b]):
+            first = firsts[first_ptr[b] + j]
+            at = block_ptr[b] + j * m
+            for k in range(indptr[first], indptr[first + 1]):
+                x = head[indices[k]]
+                while x != -1:
+                    out[at + owner[x]] += data[k] * value[x]
+                    x = following[x]
+        for n in range(m):
+            row = seconds[second_ptr[b] + n]
             for k in range(indptr[row], indptr[row + 1]):
-                scratch[indices[k]] = 0.0
+                head[indices[k]] = -1
 
 
 def pair_top_terms(indptr, indices, data, first, second, top_terms, top_values):  # noqa: ANN001, ANN201

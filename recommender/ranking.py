@@ -235,7 +235,7 @@ class _ChunkExplainer:
         kernels.run(kernels.block_dots, len(sims) * 100, matrix.indptr, matrix.indices, matrix.data, _offsets(sizes),
                     _joined([rows for _, _, rows, _ in users]), _offsets([len(rows) for _, _, rows, _ in users]),
                     _joined([picks for _, _, _, picks in users]), _offsets([len(picks) for _, _, _, picks in users]),
-                    np.zeros(matrix.shape[1]), sims)
+                    np.full(matrix.shape[1], -1, dtype=np.int64), sims)
         self.nearest: dict[tuple[int, int], list[tuple[str, float]]] = {}  # (user offset, pick) -> stars
         pairs_first, pairs_second, where = [], [], []
         at = 0

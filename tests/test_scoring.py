@@ -76,15 +76,25 @@ def test_block_dots_and_shared_terms_match_numpy(min_work):
     blocks = [(rng.choice(60, size=int(rng.integers(1, 6)), replace=False), rng.choice(60, size=int(rng.integers(1, 4)),
                                                                                      replace=False)) for _ in range(7)]
     sizes = [len(a) * len(b) for a, b in blocks]
-    out = np.zeros(sum(sizes))
+    out, head = np.zeros(sum(sizes)), np.full(800, -1, dtype=np.int64)
     offsets = lambda lengths: np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)  # noqa: E731
     kernels.run(kernels.block_dots, 0, matrix.indptr, matrix.indices, matrix.data, offsets(sizes),
                 np.concatenate([a for a, _ in blocks]).astype(np.int64), offsets([len(a) for a, _ in blocks]),
                 np.concatenate([b for _, b in blocks]).astype(np.int64), offsets([len(b) for _, b in blocks]),
-                np.zeros(800), out, min_work=min_work)
+                head, out, min_work=min_work)
+    assert (head == -1).all()  # left as found, for the next call
     dense = matrix.toarray()
     expected = np.concatenate([(dense[a] @ dense[b].T).ravel() for a, b in blocks])
     np.testing.assert_allclose(out, expected, atol=1e-12)
+
+    def plain_dot(first: int, second: int) -> float:  # the products added in the first row's term order
+        row = dict(zip(matrix[second].indices.tolist(), matrix[second].data.tolist(), strict=True))
+        total = 0.0
+        for term, weight in zip(matrix[first].indices.tolist(), matrix[first].data.tolist(), strict=True):
+            total += weight * row.get(term, 0.0)
+        return total
+
+    assert out.tolist() == [plain_dot(i, j) for a, b in blocks for i in a for j in b]  # bit for bit
 
     first, second = rng.choice(60, size=30).astype(np.int64), rng.choice(60, size=30).astype(np.int64)
     terms, values = np.zeros((30, 3), dtype=np.int64), np.zeros((30, 3))
