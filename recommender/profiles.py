@@ -37,7 +37,7 @@ class Signal:
 
     paper_id: str
     kind: str  # star | more | less | open
-    at: datetime
+    at: datetime | None  # None when read without times (see Store.signals)
 
 
 @dataclass
@@ -94,7 +94,8 @@ def build_many(store: Store, model: TextModel, collab: CollabModel | None, users
                ranking: RankingConfig, now: datetime, persist: bool = True) -> Profiles:
     """Profiles of ``users`` ((user id, config) pairs) from their signals, in one pass."""
     user_ids = [uid for uid, _ in users]
-    signals = store.signals(user_ids)
+    # The times count only for ageing stars and for the version a stored profile keeps.
+    signals = store.signals(user_ids, times=persist or ranking.star_half_life_days > 0)
     rows, cols, values, weights, interests = [], [], [], [], []
     for row, (uid, user) in enumerate(users):
         pulls: dict[str, float] = {}

@@ -240,3 +240,17 @@ def test_models_stored_as_plain_pickles_by_earlier_versions_still_load(store: St
         conn.execute(insert(ModelRow).values(kind="tfidf", key="old", payload=pickle.dumps(_model_arrays(5)),
                                              created_at=datetime.now(UTC)))
     np.testing.assert_array_equal(store.load_model("tfidf", "old")["factors"], _model_arrays(5)["factors"])
+
+
+def test_signals_read_without_times_come_in_the_same_order(store: Store):
+    pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 1, 1))
+    ids = [p.id for p in store.papers()][:6]
+    users = store.sync_users(["a@example.org", "b@example.org"])
+    store.star(users["a@example.org"], ids[:4])
+    store.star(users["b@example.org"], ids[3:6])
+    timed, untimed = store.signals(list(users.values())), store.signals(list(users.values()), times=False)
+    assert {u: [(s.paper_id, s.kind) for s in signals] for u, signals in timed.items()} == \
+        {u: [(s.paper_id, s.kind) for s in signals] for u, signals in untimed.items()}
+    assert all(s.at is not None for signals in timed.values() for s in signals)
+    assert all(s.at is None for signals in untimed.values() for s in signals)
+    assert len(timed[users["a@example.org"]]) == 4

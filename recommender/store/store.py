@@ -26,6 +26,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    null,
     or_,
     select,
     tuple_,
@@ -510,24 +511,27 @@ class Store:
         with self.read() as conn:
             return conn.execute(select(func.count()).select_from(StarRow)).scalar_one()
 
-    def signals(self, user_ids: Sequence[int]) -> dict[int, list[Any]]:
-        """Stars and feedback clicks of these users, oldest first: user id -> [Signal]."""
+    def signals(self, user_ids: Sequence[int], times: bool = True) -> dict[int, list[Any]]:
+        """Stars and feedback clicks of these users, oldest first: user id -> [Signal]. Without
+        ``times`` their ``at`` is None (reading and converting the timestamps is most of the cost)."""
         from recommender.profiles import Signal
 
         found: dict[int, list[Any]] = {}
         wanted = list(user_ids)
+        star_at = StarRow.created_at if times else null()
+        click_at = FeedbackRow.created_at if times else null()
         with self.read() as conn:
             for chunk in chunks(wanted, 5000):
-                stars = conn.execute(select(StarRow.user_id, StarRow.paper_id, StarRow.created_at)
+                stars = conn.execute(select(StarRow.user_id, StarRow.paper_id, star_at)
                                      .where(StarRow.user_id.in_(chunk))
                                      .order_by(StarRow.user_id, StarRow.created_at, StarRow.paper_id))
-                for row in stars:
-                    found.setdefault(row.user_id, []).append(Signal(row.paper_id, "star", row.created_at))
-                clicks = conn.execute(select(FeedbackRow.user_id, FeedbackRow.paper_id, FeedbackRow.action,
-                                             FeedbackRow.created_at).where(FeedbackRow.user_id.in_(chunk))
+                for user_id, paper_id, at in stars:
+                    found.setdefault(user_id, []).append(Signal(paper_id, "star", at))
+                clicks = conn.execute(select(FeedbackRow.user_id, FeedbackRow.paper_id, FeedbackRow.action, click_at)
+                                      .where(FeedbackRow.user_id.in_(chunk))
                                       .order_by(FeedbackRow.user_id, FeedbackRow.created_at, FeedbackRow.id))
-                for row in clicks:
-                    found.setdefault(row.user_id, []).append(Signal(row.paper_id, row.action, row.created_at))
+                for user_id, paper_id, action, at in clicks:
+                    found.setdefault(user_id, []).append(Signal(paper_id, action, at))
         return found
 
     def profile_versions(self, user_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
