@@ -15,7 +15,6 @@ _ARXIV_OLD = re.compile(r"\b([a-z\-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?\b")
 _LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
 _LATEX_SCRIPT = re.compile(r"[_^]\{?[-\w]*\}?")
 _CITE_KEY = re.compile(r"~\s*[a-z]+\d{4}[a-z]+")
-_NON_WORD = re.compile(r"[^\w\s-]+")
 _KEY_WORD = re.compile(r"[^\W_]+")
 
 
@@ -49,7 +48,8 @@ def arxiv_id(text: str) -> str:
 
 
 def for_ranking(text: str) -> str:
-    """Text with LaTeX residue removed, for the vectoriser only (stored text is kept as given)."""
+    """Text with LaTeX residue removed, for the vectoriser only (stored text is kept as given).
+    Punctuation stays: the tokenizer splits on it as on a space (a test holds it to that)."""
     # Each pass only where its marker occurs: most abstracts have no LaTeX, and ingest cleans
     # every title and abstract.
     if not text.isascii():
@@ -60,7 +60,7 @@ def for_ranking(text: str) -> str:
         text = _LATEX_COMMAND.sub(" ", text)
     if "_" in text or "^" in text:
         text = _LATEX_SCRIPT.sub(" ", text)
-    return _NON_WORD.sub(" ", text.replace("$", " "))
+    return text
 
 
 def snippet(text: str, limit: int) -> str:
