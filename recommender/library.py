@@ -12,7 +12,6 @@ from pathlib import Path
 from recommender.config import Config
 from recommender.errors import InputError, NotFoundError
 from recommender.pipeline import read_input
-from recommender.sources import bibtex
 from recommender.sources.lines import decoded_lines
 from recommender.store import Store
 from recommender.text import arxiv_id, title_key
@@ -110,6 +109,9 @@ def import_stars(store: Store, config: Config, path: Path, skip_unknown: bool) -
 
 
 def import_bibtex(store: Store, email: str, path: Path) -> BibtexImport:
+    # Imported here: bibtexparser would cost every other command's start-up.
+    from recommender.sources import bibtex
+
     entries = bibtex.parse(read_input(path), str(path))
     ids, added = store.add_papers(entries)
     new_stars = store.star(store.user_id(email), ids, origin="bibtex")

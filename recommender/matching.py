@@ -3,8 +3,6 @@ then the single clearly-best fuzzy match; several close matches ask for an id.""
 
 from __future__ import annotations
 
-from rapidfuzz import fuzz, process
-
 from recommender.domain import Paper
 from recommender.errors import AmbiguousError, NotFoundError
 from recommender.store import Store
@@ -24,6 +22,8 @@ def paper_by_title(store: Store, typed: str) -> Paper:
     if len(exact) > 1:
         raise AmbiguousError(_several(typed, exact))
     choices = {pid: title_key(title) for pid, title in store.titles().items() if title}
+    from rapidfuzz import fuzz, process  # here: only a title that matches no paper exactly needs it
+
     found = process.extract(key, choices, scorer=fuzz.WRatio, limit=5)
     if not found or found[0][1] < GOOD_MATCH:
         raise NotFoundError(f"no paper titled {typed!r} (try `recommender papers search WORDS`)")
