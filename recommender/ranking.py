@@ -181,9 +181,13 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
                                                    personalized=False, followed_authors=followed(pool[i], c.authors)))
                                 for n, i in enumerate(picked[offset, :counts[offset]])])
                 continue
-            results.append([Recommendation(choice.user, pool[i], float(scores[offset, n]), n + 1,
-                                           lambda o=offset, n=n, c=float(collaborative[offset, n]), e=explain: e(o, n, c))
-                            for n, i in enumerate(picked[offset, :counts[offset]])])
+            count = counts[offset]  # the row's numbers as Python floats at once, not one numpy scalar each
+            results.append([Recommendation(choice.user, pool[i], score, n + 1,
+                                           lambda o=offset, n=n, c=part, e=explain: e(o, n, c))
+                            for n, (i, score, part) in enumerate(zip(picked[offset, :count].tolist(),
+                                                                     scores[offset, :count].tolist(),
+                                                                     collaborative[offset, :count].tolist(),
+                                                                     strict=True))])
     return results
 
 
