@@ -196,8 +196,8 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
     pairs = [(ids[u.email.lower()], u) for u in users]
     built = profiles.build_many(store, models.text, models.collab, pairs, config.ranking, now, persist)
     user_ids = [uid for uid, _ in pairs]
-    starred, sent = store.starred_map(user_ids), store.sent_map(user_ids)
-    skips = [starred.get(uid, set()) | sent.get(uid, set()) for uid in user_ids]
+    sent = store.sent_map(user_ids)
+    skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]
 
     picks = rank_many(models.text, models.collab, built, candidates, skips,
                       [choice_for(config, u, limit) for u in users], store.titles)

@@ -64,6 +64,7 @@ class Profiles:
     collab: np.ndarray | None  # users x factors, unit rows, or None without a collaborative model
     weights: list[dict[str, float]]
     interests: list[tuple[str, ...]]
+    starred: list[set[str]]  # each user's starred papers (never recommended to them)
 
     def empty(self, i: int) -> bool:
         return self.matrix.indptr[i] == self.matrix.indptr[i + 1]
@@ -96,7 +97,7 @@ def build_many(store: Store, model: TextModel, collab: CollabModel | None, users
     user_ids = [uid for uid, _ in users]
     # The times count only for ageing stars and for the version a stored profile keeps.
     signals = store.signals(user_ids, times=persist or ranking.star_half_life_days > 0)
-    rows, cols, values, weights, interests = [], [], [], [], []
+    rows, cols, values, weights, interests, starred = [], [], [], [], [], []
     for row, (uid, user) in enumerate(users):
         pulls: dict[str, float] = {}
         for signal in signals.get(uid, []):
@@ -107,11 +108,12 @@ def build_many(store: Store, model: TextModel, collab: CollabModel | None, users
             cols.append(model.index[paper])
             values.append(weight)
         weights.append(pulls)
-        stars = sum(1 for s in signals.get(uid, []) if s.kind == "star")
-        interests.append(user.interests if stars < FEW_STARS and ranking.interests_weight > 0 else ())
+        stars = {s.paper_id for s in signals.get(uid, []) if s.kind == "star"}
+        starred.append(stars)
+        interests.append(user.interests if len(stars) < FEW_STARS and ranking.interests_weight > 0 else ())
     pull = sp.csr_matrix((values, (rows, cols)), shape=(len(users), len(model.paper_ids)))
     matrix, collab_rows = profile_rows(model, collab, pull, interests, ranking)
-    profiles = Profiles(user_ids, matrix, collab_rows, weights, interests)
+    profiles = Profiles(user_ids, matrix, collab_rows, weights, interests, starred)
     if persist:
         _persist_changed(store, model, profiles, users, signals, ranking)
     return profiles

@@ -560,14 +560,6 @@ class Store:
                     {"user_id": uid, "model_version": mv, "signal_version": sv, "terms": terms, "sources": sources,
                      "updated_at": now} for uid, mv, sv, terms, sources in chunk])
 
-    def starred_map(self, user_ids: Sequence[int]) -> dict[int, set[str]]:
-        found: dict[int, set[str]] = {}
-        with self.read() as conn:
-            for chunk in chunks(list(user_ids), 5000):
-                for row in conn.execute(select(StarRow.user_id, StarRow.paper_id).where(StarRow.user_id.in_(chunk))):
-                    found.setdefault(row.user_id, set()).add(row.paper_id)
-        return found
-
     def sent_map(self, user_ids: Sequence[int]) -> dict[int, set[str]]:
         """Papers already in a pending or sent digest, per user."""
         found: dict[int, set[str]] = {}
