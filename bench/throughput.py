@@ -119,7 +119,7 @@ def main() -> int:
         profiles = None  # the previous size's profiles go before this size's are built
         pull, libraries = pulls_for(users, data, old)
         profiles = Profiles(list(range(users)), *profile_rows(model, reader_model, pull, [()] * users, ranking),
-                            [{} for _ in range(users)], [()] * users)
+                            [{} for _ in range(users)], [()] * users, [set() for _ in range(users)])
         pool = papers[:n]
         choices = [Choice(user=str(u), limit=LIMIT, collaborative_weight=ranking.collaborative_weight)
                    for u in range(users)]

@@ -254,3 +254,16 @@ def test_signals_read_without_times_come_in_the_same_order(store: Store):
     assert all(s.at is not None for signals in timed.values() for s in signals)
     assert all(s.at is None for signals in untimed.values() for s in signals)
     assert len(timed[users["a@example.org"]]) == 4
+
+
+def test_a_damaged_model_copy_is_ignored_and_renewed(tmp_path: Path):
+    store = Store.open(f"sqlite:///{tmp_path / 'a.sqlite'}")
+    store.upgrade_schema()
+    store.save_model("tfidf", "k", _model_arrays(6))
+    copy = tmp_path / "a.sqlite-models" / "tfidf.model"
+    data = bytearray(copy.read_bytes())
+    data[300:340] = b"\xff" * 40  # inside the pickle
+    copy.write_bytes(bytes(data))
+    np.testing.assert_array_equal(store.load_model("tfidf", "k")["factors"], _model_arrays(6)["factors"])
+    assert copy.read_bytes() != bytes(data)  # written again from the database
+    store.close()

@@ -79,7 +79,11 @@ class ModelFiles:
                 mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
         except (OSError, ValueError):
             return None
-        return loads(memoryview(mapped)[STAMP_BYTES:])
+        try:
+            return loads(memoryview(mapped)[STAMP_BYTES:])
+        except Exception as exc:  # noqa: BLE001 - a damaged copy: the database still holds the model
+            log.warning("ignoring the damaged model copy %s: %s", self._path(kind), exc)
+            return None
 
     def save(self, kind: str, stamp: str, payload: bytes) -> None:
         """Write the copy (whole or not at all: a new file moved into place); a folder that

@@ -136,7 +136,7 @@ class Outbox:
         reserved = self._reserve_ids(len(digests))
         rendered = [d.render(digest_id) for digest_id, d in zip(reserved, digests, strict=True)]
         with self.store.write() as conn:
-            if conn.dialect.name == "sqlite" and self._next_sqlite_id(conn) != reserved[0]:
+            if conn.dialect.name != "postgresql" and self._next_rowid(conn) != reserved[0]:
                 reserved = self._reserve_ids(len(digests), conn)
                 rendered = [d.render(digest_id) for digest_id, d in zip(reserved, digests, strict=True)]
             conn.execute(insert(DigestRow), [{
@@ -153,7 +153,7 @@ class Outbox:
 
     def _reserve_ids(self, count: int, conn: Connection | None = None) -> list[int]:
         """``count`` ids for new digests: drawn from PostgreSQL's sequence (never handed out
-        twice), or SQLite's next rowids (free until another writer inserts: checked on insert)."""
+        twice), or SQLite's next row ids (free until another writer inserts: checked on insert)."""
         if conn is None:
             with self.store.read() as reader:
                 return self._reserve_ids(count, reader)
@@ -161,12 +161,12 @@ class Outbox:
             return list(conn.execute(text(
                 "SELECT nextval(pg_get_serial_sequence('digests', 'id')) FROM generate_series(1, :n)"), {"n": count})
                 .scalars())
-        first = self._next_sqlite_id(conn)
+        first = self._next_rowid(conn)
         return list(range(first, first + count))
 
     @staticmethod
-    def _next_sqlite_id(conn: Connection) -> int:
-        """The rowid SQLite gives the next digest (the table has no AUTOINCREMENT: largest + 1)."""
+    def _next_rowid(conn: Connection) -> int:
+        """The id SQLite gives the next digest (the table has no AUTOINCREMENT: largest + 1)."""
         return (conn.execute(select(func.max(DigestRow.id))).scalar() or 0) + 1
 
     def claim(self, owner: str, lease: timedelta, limit: int = 100, user_ids: Sequence[int] | None = None,
