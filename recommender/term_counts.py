@@ -102,11 +102,7 @@ def fit_counts(texts: Sequence[str], token_pattern: str, stop_words: frozenset[s
 
 def _runs(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(each distinct key, how often it occurs, float64) of a sorted array."""
-    first = np.empty(len(sorted_keys), dtype=bool)
-    first[0] = True
-    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
-    del first
+    starts = _run_starts(sorted_keys)
     return sorted_keys[starts], np.diff(starts, append=len(sorted_keys)).astype(np.float64)
 
 
@@ -141,8 +137,11 @@ def _feature_document_keys(unigrams: np.ndarray, lengths: np.ndarray, n_words: i
 
 
 def _run_starts(values: np.ndarray) -> np.ndarray:
-    """Where each run of equal values of a sorted array starts."""
-    return np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
+    """Where each run of equal values of a sorted array starts (one mask, filled in place)."""
+    first = np.empty(len(values), dtype=bool)
+    first[:1] = True
+    np.not_equal(values[1:], values[:-1], out=first[1:])
+    return np.flatnonzero(first)
 
 
 def _token_ids(texts: Sequence[str], tokens: Callable[[str], list[str]], parallel_from: int,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -134,10 +135,8 @@ def main() -> None:
     # written; what is still buffered is flushed here.
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be written
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more can be written anyway
-            pass
     if code is None or isinstance(code, int):
         os._exit(code or 0)
     sys.exit(code)  # a message instead of a status: printed by the normal exit
