@@ -42,9 +42,8 @@ def fit_counts(texts: Sequence[str], token_pattern: str, stop_words: frozenset[s
     With ``prefixes`` (titles), document i is ``f"{prefixes[i]} {texts[i]}"``, and each
     occurrence of a term inside the prefix counts ``prefix_weight`` times: the same as fitting
     the joined texts and adding ``prefix_weight - 1`` times the prefixes' own counts."""
-    joined = texts if prefixes is None else [f"{p} {t}" for p, t in zip(prefixes, texts, strict=True)]
     if ngram_max > 2:
-        return _fit_with_scikit_learn(joined, token_pattern, stop_words, ngram_max, min_df, max_df, prefixes,
+        return _fit_with_scikit_learn(texts, token_pattern, stop_words, ngram_max, min_df, max_df, prefixes,
                                       prefix_weight)
     weighted = prefixes is not None and prefix_weight != 1
     words, unigrams, lengths, prefix_lengths = _token_ids(texts, analyzer(token_pattern, stop_words), parallel_from,
@@ -56,7 +55,7 @@ def fit_counts(texts: Sequence[str], token_pattern: str, stop_words: frozenset[s
     if len(unigrams) == 0:
         raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
     if width * n_documents * 2 >= 2**62:  # (feature, document, in prefix) keys would overflow int64
-        return _fit_with_scikit_learn(joined, token_pattern, stop_words, ngram_max, min_df, max_df, prefixes,
+        return _fit_with_scikit_learn(texts, token_pattern, stop_words, ngram_max, min_df, max_df, prefixes,
                                       prefix_weight)
     # One sort of (feature, document) keys: equal keys are one feature's occurrences in one
     # document (their number is its count there); runs of one feature give its document frequency.
@@ -214,11 +213,14 @@ def _within_document_frequency(frequency: np.ndarray, n_documents: int, min_df: 
 def _fit_with_scikit_learn(texts: Sequence[str], token_pattern: str, stop_words: frozenset[str], ngram_max: int,
                            min_df: float, max_df: float, prefixes: Sequence[str] | None = None,
                            prefix_weight: float = 1.0) -> tuple[list[str], sp.csr_matrix]:
+    """``fit_counts`` by CountVectorizer itself (longer n-grams, or keys too wide for int64); the
+    prefixes joined to their texts here, where only this path needs the joined strings."""
     from sklearn.feature_extraction.text import CountVectorizer
 
     counter = CountVectorizer(stop_words=sorted(stop_words), token_pattern=token_pattern, lowercase=True,
                               ngram_range=(1, ngram_max), min_df=min_df, max_df=max_df, dtype=np.float64)
-    counts = counter.fit_transform(texts).tocsr()
+    joined = texts if prefixes is None else [f"{p} {t}" for p, t in zip(prefixes, texts, strict=True)]
+    counts = counter.fit_transform(joined).tocsr()
     terms = counter.get_feature_names_out().tolist()
     if prefixes is not None and prefix_weight != 1:
         counts = (counts + (prefix_weight - 1) * count_known(prefixes, {t: i for i, t in enumerate(terms)},
