@@ -78,7 +78,7 @@ def preview(config: Config, store: Store, user: UserConfig, clock: Clock) -> tup
     batch_ids = owed_batches(store, Outbox(store), [user_id])[user_id]
     picks: list[Recommendation] = []
     if batch_ids:
-        candidates = store.papers(store.batch_entries(batch_ids))
+        candidates = store.batch_papers(batch_ids)
         picks = pipeline.rank_users(config, store, pipeline.load_models(store, config), [user], candidates, None,
                                     now)[user.email]
     secret = config.feedback.secret or secrets.token_urlsafe(32)  # preview links need not verify
@@ -112,7 +112,7 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
         if not batch_ids:
             results.update({u.email: UserResult(u.email, "nothing new") for u in members})
             continue
-        candidates = store.papers(store.batch_entries(batch_ids))
+        candidates = store.batch_papers(batch_ids)
         for start in range(0, len(members), chunk):
             part = members[start:start + chunk]
             now = clock()

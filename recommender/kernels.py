@@ -143,10 +143,20 @@ def compiled(kernel: Callable[..., Any]) -> Callable[..., Any] | None:
     return numba.njit(nogil=True, cache=True)(kernel)
 
 
+_compiled_always = False  # see prefer_compiled
+
+
 def run(kernel: Callable[..., Any], work: int, *arrays: Any, min_work: int = COMPILED_MIN_WORK) -> None:
     """Run ``kernel`` on ``arrays``, compiled when ``work`` (its inner-loop steps) is worth it."""
-    fast = compiled(kernel) if work >= min_work else None
+    fast = compiled(kernel) if _compiled_always or work >= min_work else None
     (fast or kernel)(*arrays)
+
+
+def prefer_compiled() -> None:
+    """Run every kernel compiled from now on, small jobs too: for a long-lived process, where
+    loading each compiled kernel once is repaid by every later request."""
+    global _compiled_always  # noqa: PLW0603 - one switch for the whole process, set once at start
+    _compiled_always = True
 
 
 def load_compiler() -> None:

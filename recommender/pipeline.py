@@ -103,7 +103,7 @@ def recommend(config: Config, store: Store, users: Sequence[UserConfig], batch_i
     """Each user's top papers among the entries of ``batch_ids``."""
     now = now or datetime.now(UTC)
     models = load_models(store, config)
-    candidates = store.papers(store.batch_entries(batch_ids))
+    candidates = store.batch_papers(batch_ids)
     return rank_users(config, store, models, users, candidates, limit, now)
 
 
@@ -120,7 +120,7 @@ def recommend_written(config: Config, store: Store, users: Sequence[UserConfig],
     # Many users need the compiled kernels: loaded once, before the fork, beside the reading.
     with kernels.compiler_loading() if halved else contextlib.nullcontext():
         models = load_models(store, config)
-        candidates = store.papers(store.batch_entries(batch_ids))
+        candidates = store.batch_papers(batch_ids)
         ids = store.sync_users(u.email for u in users)  # once, here: neither half writes users
 
     def ranked(some: Sequence[UserConfig], on: Store = store) -> tuple[str, int]:

@@ -63,13 +63,19 @@ class _Matches:
     """Which candidates match a keyword list (exclude, interests), computed once per distinct list."""
 
     def __init__(self, pool: Sequence[Paper]):
-        self.texts = [f"{p.title} {p.abstract}" for p in pool]
+        self.pool = pool
+        self.texts: list[str] | None = None  # joined when a list first has words
         self.cache: dict[tuple[str, ...], np.ndarray] = {}
 
     def __call__(self, words: tuple[str, ...]) -> np.ndarray:
         if words not in self.cache:
             pattern = keyword_pattern(words)
-            self.cache[words] = np.array([bool(pattern and pattern.search(t)) for t in self.texts], dtype=bool)
+            if pattern is None:
+                self.cache[words] = np.zeros(len(self.pool), dtype=bool)
+            else:
+                if self.texts is None:
+                    self.texts = [f"{p.title} {p.abstract}" for p in self.pool]
+                self.cache[words] = np.array([bool(pattern.search(t)) for t in self.texts], dtype=bool)
         return self.cache[words]
 
 

@@ -29,6 +29,7 @@ DENSE_MIN_PAPERS = 64  # ...and in at least this many (small pools stay sparse)
 DENSE_MIN_WORK_PER_CANDIDATE = 0.02
 COMPILED_MIN_WORK = 2_000_000  # tail multiply-adds above which the compiled scatter is worth it
 SPLIT_MIN_USERS = 64  # fewer users than this: score with a plain sparse product
+DENSE_PROFILES_MAX_VALUES = 4_000_000  # ...against dense profiles up to this size (32 MB)
 
 
 class PoolScorer:
@@ -96,8 +97,19 @@ class PoolScorer:
             scatter(indptr, profiles.indices[kept].astype(np.uint32), profiles.data[kept], post_ptr, post_idx,
                     post_val, out)
         else:
-            out += (profiles @ self.rare_rows.T).toarray()
+            out += self._rare_products(profiles)
         return out
+
+    def _rare_products(self, profiles: sp.csr_matrix) -> np.ndarray:
+        """users x candidates: the profiles times the rare rows, as the candidates' rows times
+        the profiles (transposing a few profiles is cheap, transposing the pool's rows is not),
+        against dense profile columns when they are small: one pass over the rows, no sparse
+        result. Each sum runs over a candidate's terms in term order either way (a term the
+        profile lacks adds an exact zero): the same floats as the sparse product."""
+        users, vocabulary = profiles.shape
+        if users * vocabulary <= DENSE_PROFILES_MAX_VALUES:
+            return (self.rare_rows @ profiles.T.toarray()).T
+        return (self.rare_rows @ profiles.T.tocsr()).T.toarray()
 
     def reader_part(self, readers: np.ndarray | None, weights: np.ndarray, picked: np.ndarray) -> np.ndarray:
         """The weighted reader cosine of each user's picked candidates (for explanations)."""

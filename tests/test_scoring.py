@@ -140,3 +140,18 @@ def test_the_compiled_selection_equals_a_stable_descending_sort(dtype):
         plain = np.empty((3, k), dtype=np.int64)
         kernels.top_columns(keys[:3], k, plain)  # the same kernel uncompiled
         assert np.array_equal(plain, expected[:3])
+
+
+def test_few_profiles_score_the_same_against_dense_or_sparse_columns(monkeypatch: pytest.MonkeyPatch):
+    import recommender.scoring as scoring
+
+    rng = np.random.default_rng(11)
+    candidates = zipf_rows(rng, 900, 4000, 60)
+    profiles = zipf_rows(rng, 5, 4000, 300).astype(np.float32)
+    scorer = PoolScorer(candidates, None, split=False)
+    dense = scorer.scores(profiles, None, np.zeros(5, dtype=np.float32))
+    monkeypatch.setattr(scoring, "DENSE_PROFILES_MAX_VALUES", 0)
+    sparse = scorer.scores(profiles, None, np.zeros(5, dtype=np.float32))
+    np.testing.assert_array_equal(dense, sparse)  # the same sums, bit for bit
+    np.testing.assert_allclose(dense, (profiles @ candidates.T).toarray(), atol=2e-6)
+    assert (dense > 0).sum() > 1000

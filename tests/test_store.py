@@ -35,6 +35,10 @@ def test_latest_run_is_the_last_ingest_command(store: Store):
     latest = store.latest_run_batch_ids()
     assert len(latest) == 3
     assert len(store.batch_entries(latest)) == len(set(store.batch_entries(latest)))
+    # The candidates of a ranking run, read in one query, are these entries' papers in order.
+    candidates = store.batch_papers(latest)
+    assert candidates == store.papers(store.batch_entries(latest))
+    assert len(candidates) > 200
 
 
 def _batch(*papers: ParsedPaper) -> ParsedBatch:
@@ -54,6 +58,7 @@ def test_same_paper_from_two_sources_is_one_row_keeping_its_first_id(store: Stor
     papers = store.papers()
     assert len(papers) == 1 and papers[0].id == first.id
     assert store.batch_entries(store.all_batch_ids()) == [first.id]
+    assert store.batch_papers(store.all_batch_ids()) == papers
 
 
 def test_titles_are_stored_on_one_line(store: Store):

@@ -27,10 +27,13 @@ from recommender.store import Store
 class AppContext:
     """Built once per command: the config and the store, opened on first use."""
 
-    def __init__(self, config_option: str | None, database_url: str | None):
+    def __init__(self, config_option: str | None, database_url: str | None,
+                 kept_stores: dict[str, Store] | None = None):
         self.config_option = config_option
         self.database_url = database_url
         self._store: Store | None = None
+        # Given by `recommender warm`: stores (with their models) that outlive this command.
+        self.kept_stores = kept_stores
 
     @cached_property
     def config(self) -> Config:
@@ -45,8 +48,13 @@ class AppContext:
 
     @cached_property
     def raw_store(self) -> Store:
-        self._store = Store.open(self.config.database.url)
-        return self._store
+        url = self.config.database.url
+        if self.kept_stores is None:
+            self._store = Store.open(url)
+            return self._store
+        if url not in self.kept_stores:
+            self.kept_stores[url] = Store.open(url, keep_models=True)
+        return self.kept_stores[url]
 
     def close(self) -> None:
         if self._store is not None:
@@ -116,7 +124,16 @@ def cli(ctx: click.Context, config_path: str | None, database_url: str | None, v
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
-    ctx.obj = AppContext(config_path, database_url)
+    ctx.obj = AppContext(config_path, database_url, ctx.obj)  # ctx.obj: run_command's kept_stores
+
+
+def run_command(args: list[str] | None = None, kept_stores: dict[str, Store] | None = None) -> object:
+    """Run one command line (``sys.argv`` when ``args`` is None); returns its exit status."""
+    try:
+        cli.main(args, prog_name="recommender", obj=kept_stores)
+    except SystemExit as exc:
+        return exc.code
+    return 0
 
 
 def main() -> None:
@@ -124,11 +141,7 @@ def main() -> None:
     # default threshold (700) the cyclic collector rescans them all over and over (10-15% of a
     # 2,000-user `recommend --all-users`). Collecting less often costs a little memory only.
     gc.set_threshold(10_000, 20, 20)
-    try:
-        cli(prog_name="recommender")
-        code: object = 0
-    except SystemExit as exc:
-        code = exc.code
+    code = run_command()
     # Ending the process at once instead of tearing the interpreter down: after a large run the
     # teardown frees millions of objects one by one (a quarter of a second for 2,000 users'
     # recommendations). The command is over: its database connections are closed and its files

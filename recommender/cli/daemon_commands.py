@@ -1,4 +1,4 @@
-"""run, fetch, schedule list."""
+"""run, warm, fetch, schedule list."""
 
 from __future__ import annotations
 
@@ -26,6 +26,29 @@ def run(app: AppContext) -> None:
 
     app.store  # noqa: B018 - refuses an uninitialised or newer database before starting
     Daemon(app.config.path, app.database_url).run_forever()
+
+
+@cli.command()
+@pass_app
+def warm(app: AppContext) -> None:
+    """Keep models loaded so `recommend` answers in a fraction of the time.
+
+    While it runs, `recommend` with the same config (and --database-url)
+    is handed to it over a private Unix socket and writes straight to your
+    terminal: no start-up, no model loading. Results are the same as
+    without it: papers, stars and feedback are read afresh on every request,
+    and a model is reloaded when an ingest refits it. SIGTERM or Ctrl-C stops it.
+
+    Example:
+
+    \b
+      recommender --config config.toml warm &
+      recommender --config config.toml recommend --limit 5
+    """
+    from recommender.warm import WarmServer
+
+    app.store  # noqa: B018 - refuses an uninitialised or newer database before starting
+    WarmServer(app.config.path, app.database_url).serve(ready=lambda: summary("warm: ready"))
 
 
 @cli.command()

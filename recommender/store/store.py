@@ -8,6 +8,7 @@ code runs on PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -20,7 +21,9 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Text,
     and_,
+    cast,
     create_engine,
     delete,
     event,
@@ -153,12 +156,16 @@ def _paper(row: Any) -> Paper:
 
 
 class Store:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, keep_models: bool = False):
         self.engine = engine
         self._sqlite_writer = WriterLock(self.sqlite_path) if engine.dialect.name == "sqlite" else None
+        # kind -> (stamp, model) when ``keep_models``: the last model loaded or saved, handed out
+        # again (the same object, not a copy) while the stored row keeps that stamp. For a store
+        # that serves many commands (`recommender warm`); one command loads each model once.
+        self._models: dict[str, tuple[str, Any]] | None = {} if keep_models else None
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, keep_models: bool = False) -> Store:
         try:
             if url.startswith("sqlite"):
                 engine = create_engine(url, connect_args={"timeout": busy_timeout_ms() / 1000})
@@ -167,7 +174,7 @@ class Store:
                 engine = create_engine(url, pool_pre_ping=True)
         except (SQLAlchemyError, ImportError) as exc:
             raise RecommenderError(f"cannot open database {url}: {exc}") from None
-        return cls(engine)
+        return cls(engine, keep_models)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -416,6 +423,26 @@ class Store:
         with self.read() as conn:
             return list(conn.execute(select(BatchRow.id).order_by(BatchRow.id)).scalars())
 
+    def batch_papers(self, batch_ids: Sequence[int]) -> list[Paper]:
+        """The papers of ``batch_entries``, in that order, in one query: the candidates of a
+        ranking run. Only the columns a Paper holds are read, and authors are decoded here from
+        their JSON text (SQLAlchemy's per-row result processing was most of the time)."""
+        columns = (PaperRow.id, PaperRow.title, PaperRow.abstract, cast(PaperRow.authors, Text), PaperRow.url,
+                   PaperRow.arxiv_id, PaperRow.published)
+        with self.read() as conn:
+            rows = conn.execute(
+                select(*columns).join(BatchEntryRow, BatchEntryRow.paper_id == PaperRow.id)
+                .where(BatchEntryRow.batch_id.in_(list(batch_ids)))
+                .order_by(BatchEntryRow.batch_id, BatchEntryRow.position)
+            ).all()
+        papers: dict[str, Paper] = {}
+        for paper_id, title, abstract, authors, url, arxiv_id, published in rows:
+            if paper_id not in papers:  # first position wins
+                papers[paper_id] = Paper(id=paper_id, title=title, abstract=abstract,
+                                         authors=tuple(json.loads(authors) or ()) if authors else (),
+                                         url=url or "", arxiv_id=arxiv_id or "", published=published or "")
+        return list(papers.values())
+
     def batch_entries(self, batch_ids: Sequence[int]) -> list[str]:
         """Paper ids of these batches in source order, each paper once (first position wins)."""
         with self.read() as conn:
@@ -480,23 +507,31 @@ class Store:
             if row is None or row.key != key:
                 return None
             stamp = f"{row.key}|{row.created_at.isoformat()}"
+            known = self._models.get(kind) if self._models is not None else None
+            if known is not None and known[0] == stamp:
+                return known[1]
             files = self._model_files()
-            mapped = files.load(kind, stamp) if files is not None else None
-            if mapped is not None:
-                return mapped
-            payload = conn.execute(select(ModelRow.payload).where(ModelRow.kind == kind)).scalar()
-        if files is not None:
-            files.save(kind, stamp, payload)
-        return model_files.loads(bytearray(payload))  # a copy the arrays can be written in
+            model = files.load(kind, stamp) if files is not None else None
+            if model is None:
+                payload = conn.execute(select(ModelRow.payload).where(ModelRow.kind == kind)).scalar()
+                if files is not None:
+                    files.save(kind, stamp, payload)
+                model = model_files.loads(bytearray(payload))  # a copy the arrays can be written in
+        if self._models is not None:
+            self._models[kind] = (stamp, model)
+        return model
 
     def save_model(self, kind: str, key: str, model: Any) -> None:
         payload, now = model_files.dumps(model), utcnow()
         with self.write() as conn:
             conn.execute(delete(ModelRow).where(ModelRow.kind == kind))
             conn.execute(insert(ModelRow).values(kind=kind, key=key, payload=payload, created_at=now))
+        stamp = f"{key}|{now.isoformat()}"
         files = self._model_files()
         if files is not None:
-            files.save(kind, f"{key}|{now.isoformat()}", payload)
+            files.save(kind, stamp, payload)
+        if self._models is not None:
+            self._models[kind] = (stamp, model)
 
     def _model_files(self) -> model_files.ModelFiles | None:
         database = self.sqlite_path

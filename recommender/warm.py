@@ -1,0 +1,197 @@
+"""`recommender warm`: a resident process that answers the command line's `recommend` with
+everything a cold start pays for already done: numpy, scipy and SQLAlchemy imported, the
+database open, the models mapped and the compiled kernels loaded.
+
+It listens on a Unix socket that only its user can reach (see warm_client). Each request
+brings the caller's stdout and stderr; the command runs here, one at a time, through the same
+command line code as a cold start and writes straight to them. Nothing is answered from a
+cache that could be stale: papers, stars and feedback are read afresh for every request, and
+a model is reused only while its stored stamp is unchanged (a new ingest refits it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from recommender import kernels
+from recommender.cli.app import run_command
+from recommender.config import load_config
+from recommender.errors import RecommenderError
+from recommender.store import Store
+from recommender.warm_client import WARM_COMMANDS, socket_folder, socket_name
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST = 1 << 20
+
+
+class WarmServer:
+    def __init__(self, config: Path, database_url: str | None):
+        self.config, self.database_url = str(config), database_url
+        folder = socket_folder(os.environ, create=True)
+        if folder is None:
+            raise RecommenderError("cannot make a private folder for the warm socket (set XDG_RUNTIME_DIR to one "
+                                   "only you can enter)")
+        self.path = folder / socket_name(self.config, database_url)
+        self.kept_stores: dict[str, Store] = {}
+
+    def serve(self, ready: Any = None) -> None:
+        """Answer requests until SIGTERM or Ctrl-C. ``ready`` (a callable) is called once listening."""
+        listener = self._listen()
+        previous = signal.signal(signal.SIGTERM, _stop)
+        try:
+            self._warm_up()
+            log.info("warm: answering `recommend` for %s on %s", self.config, self.path)
+            if ready is not None:
+                ready()
+            while True:
+                connection, _ = listener.accept()
+                with connection:
+                    self._answer(connection)
+        except KeyboardInterrupt:
+            log.info("warm: stopped")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            listener.close()
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            for store in self.kept_stores.values():
+                store.close()
+
+    def _listen(self) -> socket.socket:
+        if self.path.exists():
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            with probe:
+                try:
+                    probe.connect(str(self.path))
+                except OSError:
+                    self.path.unlink()  # left by a warm process that was killed
+                else:
+                    raise RecommenderError(f"a warm process already answers for {self.config} ({self.path})")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.path))
+        os.chmod(self.path, 0o600)
+        listener.listen(16)
+        return listener
+
+    def _warm_up(self) -> None:
+        """Everything a first request would otherwise wait for: the store, its models and the
+        compiled kernels (here even small jobs run compiled: the compiler is loaded already)."""
+        started = time.perf_counter()
+        kernels.load_compiler()
+        kernels.prefer_compiled()
+        users = load_config(Path(self.config), self.database_url).users
+        if users:
+            with _quiet_output():
+                run_command(self._argv({"verbose": 0, "command": ["recommend", "--user", users[0].email]}),
+                            self.kept_stores)
+        log.info("warm: ready in %.1f s", time.perf_counter() - started)
+
+    def _argv(self, request: dict[str, Any]) -> list[str]:
+        argv = ["--config", self.config]
+        if self.database_url:
+            argv += ["--database-url", self.database_url]
+        return argv + ["-v"] * int(request["verbose"]) + [str(word) for word in request["command"]]
+
+    def _answer(self, connection: socket.socket) -> None:
+        started = time.perf_counter()
+        try:
+            request, streams = _receive(connection)
+        except (OSError, ValueError) as exc:
+            log.warning("warm: unreadable request: %s", exc)
+            return
+        try:
+            code = self._run(request, streams)
+        finally:
+            for fd in streams:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        with contextlib.suppress(OSError):  # the caller may have gone (Ctrl-C)
+            connection.sendall(str(code).encode())
+        log.info("warm: answered %s in %.0f ms (exit %s)", " ".join(map(str, request.get("command", [])[:1])),
+                 1000 * (time.perf_counter() - started), code)
+
+    def _run(self, request: dict[str, Any], streams: list[int]) -> int:
+        if len(streams) != 2 or not isinstance(request.get("command"), list) or not request["command"]:
+            return 2
+        mismatch = (request.get("config") != self.config or (request.get("database_url") or None) != self.database_url
+                    or request["command"][0] not in WARM_COMMANDS)
+        if mismatch:  # cannot happen through warm_client: the socket's name says what it serves
+            return 2
+        out = open(streams[0], "w", encoding="utf-8", closefd=False)  # noqa: SIM115 - closed below
+        err = open(streams[1], "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        root = logging.getLogger()
+        handlers, level, cwd = root.handlers[:], root.level, os.getcwd()
+        try:
+            os.chdir(request.get("cwd") or cwd)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = run_command(self._argv(request), self.kept_stores)
+        except OSError:
+            code = 1  # the caller's output went away
+        finally:
+            os.chdir(cwd)
+            root.handlers[:], root.level = handlers, level  # the command set logging up on its stderr
+            for stream in (out, err):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.close()
+        if code is None or isinstance(code, int):
+            return code or 0
+        with contextlib.suppress(OSError):
+            os.write(streams[1], f"{code}\n".encode())  # a message in place of a status
+        return 1
+
+
+def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    data, streams, _, _ = socket.recv_fds(connection, MAX_REQUEST, 2)
+    try:
+        _check_peer(connection)
+        while chunk := connection.recv(65536):
+            data += chunk
+            if len(data) > MAX_REQUEST:
+                raise ValueError("request too long")
+        request = json.loads(data)
+        if not isinstance(request, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError):
+        for fd in streams:
+            os.close(fd)
+        raise
+    return request, list(streams)
+
+
+def _check_peer(connection: socket.socket) -> None:
+    """Only this user's processes: the socket's folder already ensures it; Linux lets us check."""
+    if hasattr(socket, "SO_PEERCRED"):
+        import struct
+
+        _, uid, _ = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                              struct.calcsize("3i")))
+        if uid != os.getuid():
+            raise OSError(f"request from user {uid}")
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _quiet_output() -> Iterator[None]:
+    with open(os.devnull, "w", encoding="utf-8") as sink, contextlib.redirect_stdout(sink), \
+            contextlib.redirect_stderr(sink):
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        try:
+            yield
+        finally:
+            root.handlers[:], root.level = handlers, level
+
