@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -122,24 +123,33 @@ class WarmServer:
                  1000 * (time.perf_counter() - started), code)
 
     def _run(self, request: dict[str, Any], streams: list[int]) -> int:
-        if len(streams) != 2 or not isinstance(request.get("command"), list) or not request["command"]:
-            return 2
-        mismatch = (request.get("config") != self.config or (request.get("database_url") or None) != self.database_url
-                    or request["command"][0] not in WARM_COMMANDS)
-        if mismatch:  # cannot happen through warm_client: the socket's name says what it serves
+        command, verbose, cwd = request.get("command"), request.get("verbose"), request.get("cwd")
+        well_formed = (len(streams) == 2 and isinstance(command, list) and command
+                       and all(isinstance(word, str) for word in command) and command[0] in WARM_COMMANDS
+                       and isinstance(verbose, int) and 0 <= verbose <= 3 and isinstance(cwd, str)
+                       and request.get("config") == self.config
+                       and (request.get("database_url") or None) == self.database_url)
+        if not well_formed:  # never from warm_client: the socket's name says what this process serves
+            if len(streams) == 2:
+                with contextlib.suppress(OSError):
+                    os.write(streams[1], b"Error: the warm process refused a request it does not answer\n")
             return 2
         out = open(streams[0], "w", encoding="utf-8", closefd=False)  # noqa: SIM115 - closed below
         err = open(streams[1], "w", encoding="utf-8", closefd=False)  # noqa: SIM115
         root = logging.getLogger()
-        handlers, level, cwd = root.handlers[:], root.level, os.getcwd()
+        handlers, level, home = root.handlers[:], root.level, os.getcwd()
         try:
-            os.chdir(request.get("cwd") or cwd)
+            os.chdir(cwd)
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 code = run_command(self._argv(request), self.kept_stores)
         except OSError:
-            code = 1  # the caller's output went away
+            code = 1  # the caller's output or folder went away
+        except Exception:  # a bug: reported as a cold start would report it, and we go on serving
+            with contextlib.suppress(OSError, ValueError):
+                traceback.print_exc(file=err)
+            code = 1
         finally:
-            os.chdir(cwd)
+            os.chdir(home)
             root.handlers[:], root.level = handlers, level  # the command set logging up on its stderr
             for stream in (out, err):
                 with contextlib.suppress(OSError, ValueError):

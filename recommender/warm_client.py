@@ -60,7 +60,7 @@ def warm_request(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
             if not config.is_file():
                 return None  # the full command line reports it
             return {"config": str(config.resolve()), "database_url": chosen["database_url"] or None,
-                    "verbose": verbose, "command": list(argv[at:]), "cwd": str(cwd)}
+                    "verbose": min(verbose, 3), "command": list(argv[at:]), "cwd": str(cwd)}
         else:
             return None
         at += 1

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -134,6 +135,23 @@ def test_errors_come_back_as_one_line_and_the_same_exit_status(project: Path, wa
         hot, cold = _command(project, *args, code=code), _cold(project, *args, code=code)
         assert warm.answered() == before + 1
         assert hot.stderr == cold.stderr and "Traceback" not in hot.stderr
+    # Requests warm_client never sends are refused with a message, and the process goes on.
+    path = next(Path(os.environ["XDG_RUNTIME_DIR"], "recommender").iterdir())
+    config = str(project / "config.toml")
+    good = {"config": config, "database_url": None, "verbose": 0, "command": ["recommend"], "cwd": str(project)}
+    for request in (b"not json", json.dumps([1]).encode(), json.dumps({**good, "command": ["init"]}).encode(),
+                    json.dumps({**good, "verbose": 10**9}).encode(), json.dumps({**good, "config": "/x"}).encode()):
+        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.connect(str(path))
+            socket.send_fds(connection, [request], [out.fileno(), err.fileno()])
+            connection.shutdown(socket.SHUT_WR)
+            reply = connection.recv(64)
+        err.seek(0)
+        assert reply in (b"", b"2"), request
+        assert reply == b"" or err.read() == b"Error: the warm process refused a request it does not answer\n"
+    hot = _command(project, "recommend", "--user", "ada@example.org")
+    assert hot.stdout == _cold(project, "recommend", "--user", "ada@example.org").stdout
     assert warm.stop() == 0
 
 
