@@ -69,8 +69,11 @@ def fit(model: TextModel, interactions: Sequence[tuple[int, str]], ranking: Rank
     from sklearn.decomposition import TruncatedSVD
 
     factors = TruncatedSVD(k, random_state=0).fit_transform(unit_rows(saves))
+    # The text projection in float32: half the memory traffic of its sparse products and
+    # factorisations, twice as fast (74 -> 39 s for 30,000 papers here); the regression below
+    # runs in float64 again.
     text = TruncatedSVD(d, algorithm="randomized", n_iter=3, random_state=0).fit_transform(
-        _frequent_terms(model.matrix, ranking.lsa_max_terms))
+        _frequent_terms(model.matrix, ranking.lsa_max_terms).astype(np.float32)).astype(np.float64)
     train = np.flatnonzero(has_learned)
     z = text[train]
     weights = np.linalg.solve(z.T @ z + ranking.cf_ridge * np.eye(d), z.T @ factors[train])

@@ -172,6 +172,7 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
     scorer = PoolScorer(rows, collab_rows if profiles.collab is not None else None,
                         split=len(choices) >= SPLIT_MIN_USERS, profiles=profiles.matrix)
     matches = _Matches(pool)
+    titles = _RunTitles(titles)
     results: list[list[Recommendation]] = []
     if not model.matrix.has_sorted_indices:
         model.matrix.sort_indices()  # the explanation kernels merge rows by term index
@@ -195,6 +196,23 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
                                                                      collaborative[offset, :count].tolist(),
                                                                      strict=True))])
     return results
+
+
+class _RunTitles:
+    """Titles looked up once per ranking run: the same starred papers are the nearest ones for
+    many users, in every chunk."""
+
+    def __init__(self, lookup: Callable[[list[str]], dict[str, str]]):
+        self.lookup = lookup
+        self.known: dict[str, str] = {}
+        self.asked: set[str] = set()
+
+    def __call__(self, ids: list[str]) -> dict[str, str]:
+        missing = [i for i in ids if i not in self.asked]
+        if missing:
+            self.known.update(self.lookup(missing))
+            self.asked.update(missing)
+        return {i: self.known[i] for i in ids if i in self.known}
 
 
 class _ChunkExplainer:

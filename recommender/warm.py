@@ -80,9 +80,13 @@ class WarmServer:
                 else:
                     raise RecommenderError(f"a warm process already answers for {self.config} ({self.path})")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self.path))
-        os.chmod(self.path, 0o600)
-        listener.listen(16)
+        try:
+            listener.bind(str(self.path))
+            os.chmod(self.path, 0o600)
+            listener.listen(16)
+        except OSError as exc:  # another warm process started at the same moment, say
+            listener.close()
+            raise RecommenderError(f"cannot listen on {self.path}: {exc.strerror or exc}") from None
         return listener
 
     def _warm_up(self) -> None:
@@ -119,8 +123,9 @@ class WarmServer:
                     os.close(fd)
         with contextlib.suppress(OSError):  # the caller may have gone (Ctrl-C)
             connection.sendall(str(code).encode())
-        log.info("warm: answered %s in %.0f ms (exit %s)", " ".join(map(str, request.get("command", [])[:1])),
-                 1000 * (time.perf_counter() - started), code)
+        command = request.get("command")
+        name = command[0] if isinstance(command, list) and command and isinstance(command[0], str) else "?"
+        log.info("warm: answered %s in %.0f ms (exit %s)", name[:40], 1000 * (time.perf_counter() - started), code)
 
     def _run(self, request: dict[str, Any], streams: list[int]) -> int:
         command, verbose, cwd = request.get("command"), request.get("verbose"), request.get("cwd")

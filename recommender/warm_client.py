@@ -72,9 +72,9 @@ def socket_folder(environ: Mapping[str, str], create: bool = False) -> Path | No
     runtime = environ.get("XDG_RUNTIME_DIR")
     folder = (Path(runtime) / "recommender" if runtime
               else Path(environ.get("TMPDIR") or "/tmp") / f"recommender-{os.getuid()}")
-    if create:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
+        if create:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = folder.lstat()
     except OSError:
         return None

@@ -218,3 +218,19 @@ def test_when_the_first_half_fails_the_child_writes_nothing(corpus, store: Store
     with pytest.raises(ValueError, match="rendering failed here"):
         pipeline.recommend_written(corpus, store, users, store.latest_run_batch_ids(), None, render, write)
     assert not out.exists()  # no second half without the first
+
+
+def test_titles_are_looked_up_once_per_ranking_run():
+    from recommender.ranking import _RunTitles
+
+    asked: list[list[str]] = []
+
+    def lookup(ids: list[str]) -> dict[str, str]:
+        asked.append(list(ids))
+        return {i: f"title of {i}" for i in ids if i != "gone"}
+
+    titles = _RunTitles(lookup)
+    assert titles(["a", "b", "gone"]) == {"a": "title of a", "b": "title of b"}
+    assert titles(["b", "c", "gone"]) == {"b": "title of b", "c": "title of c"}
+    assert titles(["a", "gone"]) == {"a": "title of a"}
+    assert asked == [["a", "b", "gone"], ["c"]]  # each id asked once, known or not
