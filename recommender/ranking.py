@@ -64,18 +64,15 @@ class _Matches:
 
     def __init__(self, pool: Sequence[Paper]):
         self.pool = pool
-        self.texts: list[str] | None = None  # joined when a list first has words
+        self.texts: list[str] | None = None  # joined on first use: most runs match no keywords
         self.cache: dict[tuple[str, ...], np.ndarray] = {}
 
     def __call__(self, words: tuple[str, ...]) -> np.ndarray:
         if words not in self.cache:
             pattern = keyword_pattern(words)
-            if pattern is None:
-                self.cache[words] = np.zeros(len(self.pool), dtype=bool)
-            else:
-                if self.texts is None:
-                    self.texts = [f"{p.title} {p.abstract}" for p in self.pool]
-                self.cache[words] = np.array([bool(pattern.search(t)) for t in self.texts], dtype=bool)
+            if self.texts is None:
+                self.texts = [f"{p.title} {p.abstract}" for p in self.pool]
+            self.cache[words] = np.array([bool(pattern and pattern.search(t)) for t in self.texts], dtype=bool)
         return self.cache[words]
 
 
