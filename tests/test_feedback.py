@@ -251,6 +251,10 @@ def test_security_headers_and_errors_without_traces(world: World):
         assert "<script" not in response.text
     assert world.client.get("/").status_code == 200
     assert world.client.get("/nope").status_code == 404
+    ids = [world.client.get("/").headers["x-request-id"] for _ in range(3)]
+    assert len(set(ids)) == 3 and all(len(i) == 12 and int(i, 16) >= 0 for i in ids)
+    missing = world.client.get("/nope")
+    assert missing.headers["x-request-id"] in missing.text  # the error page names its request
     assert world.client.get("/feedback/more/" + "a" * 5000).status_code in (400, 414)
 
 
