@@ -120,6 +120,12 @@ def test_recommend_answered_warm_equals_cold_and_follows_new_ingests(project: Pa
     starred = _command(project, "recommend", "--user", "ada@example.org", "--json").stdout
     assert first not in [json.loads(line)["paper_id"] for line in starred.splitlines()]
     assert starred == _cold(project, "recommend", "--user", "ada@example.org", "--json").stdout
+    # A user added to the config is known at once: the config is read for every request.
+    config = project / "config.toml"
+    config.write_text(config.read_text() + '[[users]]\nemail = "cy@example.org"\n')
+    newcomer = _command(project, "recommend", "--user", "cy@example.org", "--json")
+    assert newcomer.stdout == _cold(project, "recommend", "--user", "cy@example.org", "--json").stdout
+    assert json.loads(newcomer.stdout.splitlines()[0])["user"] == "cy@example.org"
     # Commands it does not answer run as usual beside it.
     before = warm.answered()
     assert "ada@example.org" in _command(project, "users", "list").stdout
