@@ -17,9 +17,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from recommender.errors import ConfigError
+from recommender.warm_client import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG_NAME  # noqa: F401
 
-CONFIG_ENV = "RECOMMENDER_CONFIG"
-DEFAULT_CONFIG_NAME = "config.toml"
+# CONFIG_ENV and friends live beside the start-up code, which finds the config too and must not
+# import this module.
 SOURCE_KINDS = ("trending_page", "jsonl", "hf_daily", "arxiv")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 EXAMPLE_SECRET = "change-me-to-a-long-random-string"

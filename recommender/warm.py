@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from recommender import kernels
 from recommender.cli.app import run_command
@@ -97,16 +97,15 @@ class WarmServer:
         kernels.prefer_compiled()
         users = load_config(Path(self.config), self.database_url).users
         if users:
-            with _quiet_output():
-                run_command(self._argv({"verbose": 0, "command": ["recommend", "--user", users[0].email]}),
-                            self.kept_stores)
+            with open(os.devnull, "w", encoding="utf-8") as sink, _command_output(sink, sink):
+                run_command(self._argv(0, ["recommend", "--user", users[0].email]), self.kept_stores)
         log.info("warm: ready in %.1f s", time.perf_counter() - started)
 
-    def _argv(self, request: dict[str, Any]) -> list[str]:
+    def _argv(self, verbose: int, command: list[str]) -> list[str]:
         argv = ["--config", self.config]
         if self.database_url:
             argv += ["--database-url", self.database_url]
-        return argv + ["-v"] * int(request["verbose"]) + [str(word) for word in request["command"]]
+        return argv + ["-v"] * verbose + command
 
     def _answer(self, connection: socket.socket) -> None:
         started = time.perf_counter()
@@ -141,12 +140,11 @@ class WarmServer:
             return 2
         out = open(streams[0], "w", encoding="utf-8", closefd=False)  # noqa: SIM115 - closed below
         err = open(streams[1], "w", encoding="utf-8", closefd=False)  # noqa: SIM115
-        root = logging.getLogger()
-        handlers, level, home = root.handlers[:], root.level, os.getcwd()
+        home = os.getcwd()
         try:
             os.chdir(cwd)
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                code = run_command(self._argv(request), self.kept_stores)
+            with _command_output(out, err):
+                code = run_command(self._argv(verbose, command), self.kept_stores)
         except OSError:
             code = 1  # the caller's output or folder went away
         except Exception:  # a bug: reported as a cold start would report it, and we go on serving
@@ -155,7 +153,6 @@ class WarmServer:
             code = 1
         finally:
             os.chdir(home)
-            root.handlers[:], root.level = handlers, level  # the command set logging up on its stderr
             for stream in (out, err):
                 with contextlib.suppress(OSError, ValueError):
                     stream.close()
@@ -200,13 +197,14 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_output() -> Iterator[None]:
-    with open(os.devnull, "w", encoding="utf-8") as sink, contextlib.redirect_stdout(sink), \
-            contextlib.redirect_stderr(sink):
-        root = logging.getLogger()
-        handlers, level = root.handlers[:], root.level
-        try:
+def _command_output(out: TextIO, err: TextIO) -> Iterator[None]:
+    """A command's output on these streams; afterwards our logging as it was (a command sets
+    the root logger up on its own stderr)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             yield
-        finally:
-            root.handlers[:], root.level = handlers, level
+    finally:
+        root.handlers[:], root.level = handlers, level
 

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recommender import digest, digest_run
-from recommender.config import Config, find_config_path, load_config
+from recommender.config import DATABASE_URL_ENV, Config, find_config_path, load_config
 from recommender.digest import TEMPLATES
 from recommender.domain import Explanation, Recommendation
 from recommender.feedback import Click, FeedbackService, LinkGone, open_target
@@ -281,5 +281,5 @@ def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click,
 
 def app_from_environment() -> Starlette:
     """uvicorn factory for several worker processes: the config comes from $RECOMMENDER_CONFIG."""
-    config = load_config(find_config_path(None), os.environ.get("RECOMMENDER_DATABASE_URL"))
+    config = load_config(find_config_path(None), os.environ.get(DATABASE_URL_ENV))
     return create_app(config)

@@ -19,7 +19,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.exc import SQLAlchemyError
 
 from recommender import __version__
-from recommender.config import Config, UserConfig, find_config_path, load_config
+from recommender.config import (
+    CONFIG_ENV,
+    DATABASE_URL_ENV,
+    Config,
+    UserConfig,
+    find_config_path,
+    load_config,
+)
 from recommender.errors import ConfigError, RecommenderError
 from recommender.store import Store
 
@@ -104,9 +111,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 @click.group(cls=RecommenderGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", envvar="RECOMMENDER_CONFIG", metavar="PATH",
+@click.option("--config", "config_path", envvar=CONFIG_ENV, metavar="PATH",
               help="Config file (default: $RECOMMENDER_CONFIG, else ./config.toml).")
-@click.option("--database-url", envvar="RECOMMENDER_DATABASE_URL", metavar="URL",
+@click.option("--database-url", envvar=DATABASE_URL_ENV, metavar="URL",
               help="Override [database].url (also $RECOMMENDER_DATABASE_URL).")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
 @click.version_option(__version__, prog_name="recommender")

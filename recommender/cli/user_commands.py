@@ -12,6 +12,7 @@ import numpy as np
 
 from recommender import profiles, textmodel
 from recommender.cli.app import AppContext, cli, emit_json, pass_app, summary
+from recommender.config import CONFIG_ENV
 from recommender.errors import NotFoundError
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
@@ -46,7 +47,7 @@ def serve(app: AppContext, host: str, port: int, workers: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
     if workers > 1:
-        os.environ["RECOMMENDER_CONFIG"] = str(config.path)
+        os.environ[CONFIG_ENV] = str(config.path)
         uvicorn.run("recommender.web:app_from_environment", factory=True, host=host, port=port, workers=workers,
                     log_level="info", access_log=False)
         return
