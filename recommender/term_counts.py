@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import numbers
 import re
-from collections.abc import Callable, Sequence
+from array import array
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,6 +23,7 @@ import scipy.sparse as sp
 from recommender import halves
 
 PARALLEL_FROM = 20_000  # texts; below, starting a process costs more than half the tokenizing
+PARALLEL_SORT_FROM = 1_000_000  # keys; below, a plain sort takes milliseconds
 
 
 def analyzer(token_pattern: str, stop_words: frozenset[str]):
@@ -46,8 +50,7 @@ def fit_counts(texts: Sequence[str], token_pattern: str, stop_words: frozenset[s
         return _fit_with_scikit_learn(texts, token_pattern, stop_words, ngram_max, min_df, max_df, prefixes,
                                       prefix_weight)
     weighted = prefixes is not None and prefix_weight != 1
-    words, unigrams, lengths, prefix_lengths = _token_ids(texts, analyzer(token_pattern, stop_words), parallel_from,
-                                                          prefixes)
+    words, unigrams, lengths, prefix_lengths = _token_ids(texts, token_pattern, stop_words, parallel_from, prefixes)
     n_documents, n_words = len(texts), len(words)
     # A feature is a word id, or n_words + (first word id * n_words + second) for a bigram.
     bigrams = ngram_max == 2 and len(unigrams) > 1
@@ -66,7 +69,7 @@ def fit_counts(texts: Sequence[str], token_pattern: str, stop_words: frozenset[s
     keys = _feature_document_keys(unigrams, lengths, n_words, n_documents, bigrams,
                                   prefix_lengths if weighted else None)
     del unigrams
-    keys.sort()
+    _sort_on_two_cores(keys)
     pair_keys, pair_counts = _runs(keys)
     del keys
     if weighted:
@@ -99,10 +102,25 @@ def fit_counts(texts: Sequence[str], token_pattern: str, stop_words: frozenset[s
     return [names[i] for i in order], counts
 
 
+def _sort_on_two_cores(keys: np.ndarray) -> None:
+    """``keys.sort()``, a large array split first (in place, around its median) into halves
+    that two threads sort at once: numpy sorts without holding the GIL."""
+    half = len(keys) // 2
+    if len(keys) < PARALLEL_SORT_FROM:
+        keys.sort()
+        return
+    keys.partition(half)
+    with ThreadPoolExecutor(max_workers=2) as sorters:
+        list(sorters.map(np.ndarray.sort, (keys[:half], keys[half:])))
+
+
 def _runs(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(each distinct key, how often it occurs, float64) of a sorted array."""
     starts = _run_starts(sorted_keys)
-    return sorted_keys[starts], np.diff(starts, append=len(sorted_keys)).astype(np.float64)
+    counts = np.empty(len(starts), dtype=np.float64)  # the gaps between starts, written as floats at once
+    np.subtract(starts[1:], starts[:-1], out=counts[:-1])
+    counts[-1:] = len(sorted_keys) - starts[-1:]
+    return sorted_keys[starts], counts
 
 
 def _feature_document_keys(unigrams: np.ndarray, lengths: np.ndarray, n_words: int, n_documents: int,
@@ -143,39 +161,92 @@ def _run_starts(values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(first)
 
 
-def _token_ids(texts: Sequence[str], tokens: Callable[[str], list[str]], parallel_from: int,
+def _token_ids(texts: Sequence[str], token_pattern: str, stop_words: frozenset[str], parallel_from: int,
                prefixes: Sequence[str] | None = None) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None]:
     """(the words in id order, every token's word id (int32), the number of tokens of each
     document, of which the first so many are its prefix's)."""
     documents = list(zip(prefixes, texts, strict=True)) if prefixes is not None else texts
+
+    def here(part: Sequence[str] | Sequence[tuple[str, str]]) -> tuple[list[str], np.ndarray, np.ndarray,
+                                                                        np.ndarray | None]:
+        return _token_ids_here(part, token_pattern, stop_words, prefixes is not None)
+
     if len(texts) < parallel_from:
-        return _token_ids_here(documents, tokens, prefixes is not None)
+        return here(documents)
     (words, ids, lengths, prefix_lengths), (child_words, child_ids, child_lengths, child_prefix_lengths) = \
-        halves.in_two(lambda part: _token_ids_here(part, tokens, prefixes is not None), documents)
+        halves.in_two(here, documents)
     index = {w: i for i, w in enumerate(words)}
     to_ours = np.array([index.setdefault(w, len(index)) for w in child_words], dtype=np.int32)
     return (list(index), np.concatenate([ids, to_ours[child_ids]]), np.concatenate([lengths, child_lengths]),
             None if prefixes is None else np.concatenate([prefix_lengths, child_prefix_lengths]))
 
 
-def _token_ids_here(documents: Sequence[str] | Sequence[tuple[str, str]], tokens: Callable[[str], list[str]],
-                    with_prefixes: bool) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None]:
-    """Word ids as int32 (half the bytes to send back from the child)."""
-    ids: dict[str, int] = {}
-    flat: list[int] = []
+DEFAULT_TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W_]+\b"  # scikit-learn's; the ASCII fast path below is its equivalent
+# ASCII text, lowercased: every byte that is not a word character (\w: letters, digits, "_")
+# becomes a space, so a split gives the maximal runs of word characters.
+_ASCII_WORD_RUNS = bytes(c if chr(c).isascii() and (chr(c).isalnum() or chr(c) == "_") else 0x20 for c in range(256))
+
+
+def _token_ids_here(documents: Sequence[str] | Sequence[tuple[str, str]], token_pattern: str,
+                    stop_words: frozenset[str], with_prefixes: bool,
+                    ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None]:
+    """Word ids as int32 (half the bytes to send back from the child).
+
+    Each candidate token is looked up once in a dictionary, with no Python code per token:
+    stop words, and for ASCII text the runs the token pattern would not match, are given ids
+    like any word and dropped afterwards by one array mask over their ids. With the default
+    pattern an ASCII text's candidates are its runs of word characters (a translate and a
+    split); the pattern matches exactly the runs of two or more that start with a letter and
+    hold no "_" (a run is all word characters, so \\b only falls at its ends)."""
+    vocabulary: defaultdict[bytes, int] = defaultdict()
+    vocabulary.default_factory = vocabulary.__len__  # a new word gets the next id
+    word_id = vocabulary.__getitem__
+    findall = re.compile(token_pattern).findall
+    fast = token_pattern == DEFAULT_TOKEN_PATTERN
+
+    def candidates(text: str) -> list[bytes]:
+        text = text.lower()
+        if fast and text.isascii():
+            return text.encode("ascii").translate(_ASCII_WORD_RUNS).split()
+        return [t.encode("utf-8") for t in findall(text)]
+
+    flat = array("q")
     lengths = np.zeros(len(documents), dtype=np.int64)
     prefix_lengths = np.zeros(len(documents), dtype=np.int64) if with_prefixes else None
     for n, document in enumerate(documents):
         if with_prefixes:  # tokens cannot span the space that joins the two parts
             prefix, text = document
-            head = tokens(prefix)
+            head = candidates(prefix)
             prefix_lengths[n] = len(head)
-            found = head + tokens(text)
+            flat.extend(map(word_id, head))
+            found = candidates(text)
+            lengths[n] = len(head) + len(found)
         else:
-            found = tokens(document)
-        lengths[n] = len(found)
-        flat.extend([ids.setdefault(t, len(ids)) for t in found])
-    return list(ids), np.array(flat, dtype=np.int32), lengths, prefix_lengths
+            found = candidates(document)
+            lengths[n] = len(found)
+        flat.extend(map(word_id, found))
+    words = [w.decode("utf-8") for w in vocabulary]
+    is_token = np.fromiter((_is_token(w, stop_words, fast) for w in words), dtype=bool, count=len(words))
+    ids = np.frombuffer(flat, dtype=np.int64)
+    kept = is_token[ids]
+    documents_of = np.repeat(np.arange(len(documents)), lengths)
+    if prefix_lengths is not None:
+        place = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        prefix_lengths = np.bincount(documents_of[kept & (place < np.repeat(prefix_lengths, lengths))],
+                                     minlength=len(documents)).astype(np.int64)
+    lengths = np.bincount(documents_of[kept], minlength=len(documents)).astype(np.int64)
+    renumbered = (np.cumsum(is_token) - 1).astype(np.int32)
+    return [w for w, keep in zip(words, is_token.tolist(), strict=True) if keep], renumbered[ids[kept]], lengths, \
+        prefix_lengths
+
+
+def _is_token(word: str, stop_words: frozenset[str], runs: bool) -> bool:
+    """Whether a candidate is a token: not a stop word, and with ``runs`` (the default
+    pattern, whose own matches always pass this too) two or more characters, a letter first,
+    no "_"."""
+    if runs and (len(word) < 2 or word[0].isdecimal() or "_" in word):
+        return False
+    return word not in stop_words
 
 
 def count_known(texts: Sequence[str], vocabulary: dict[str, int], token_pattern: str, stop_words: frozenset[str],

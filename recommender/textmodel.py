@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from recommender.config import RankingConfig
 from recommender.norms import scale_to_unit_rows
 from recommender.store import Store
-from recommender.term_counts import count_known, fit_counts
+from recommender.term_counts import DEFAULT_TOKEN_PATTERN, count_known, fit_counts
 from recommender.text import for_ranking
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ result results show shows shown novel new based using use used study studies wor
 demonstrate demonstrates significant significantly existing state art outperforms achieve
 achieves address introduce introduces extensive experiments code available github com https http
 """.split())
-TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W_]+\b"
+TOKEN_PATTERN = DEFAULT_TOKEN_PATTERN  # scikit-learn's default
 SMALL_CORPUS = 100  # below this many papers, keep every term (document-frequency cut-offs misfire)
 # 2: plain arrays only (no scikit-learn objects), so loading a model never imports scikit-learn;
 # 3: with its stop words (texts are counted without scikit-learn).

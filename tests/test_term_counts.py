@@ -49,7 +49,10 @@ def test_the_seed_digests_are_counted_as_scikit_learn_counts_them(ngram_max: int
 
 
 words = st.sampled_from(["graph", "Graph", "neural", "the", "of", "model", "x1", "é", "naïve", "a", "β-vae",
-                         "state", "art", "under_score", "42", "l'été", "Deep", "learning", "ΔΣ"])
+                         "state", "art", "under_score", "42", "l'été", "Deep", "learning", "ΔΣ",
+                         # ASCII runs the token pattern matches only in part or not at all
+                         "1st", "x_", "_ab", "ab12", "don't", "e.g.", "C++", "3D-CNN", "GPT-4o", "__init__", "K",
+                         "\u212a-means", "café", "naive"])
 
 
 @settings(max_examples=150, deadline=None)
@@ -57,6 +60,18 @@ words = st.sampled_from(["graph", "Graph", "neural", "the", "of", "model", "x1",
        ngram_max=st.integers(1, 2), min_df=st.integers(1, 3), max_df=st.sampled_from([1.0, 0.8, 0.5]))
 def test_any_corpus_is_counted_as_scikit_learn_counts_it(texts: list[str], ngram_max: int, min_df: int, max_df: float):
     _assert_same(texts, ngram_max, min_df, max_df)
+
+
+def test_a_large_key_array_sorted_on_two_cores_is_sorted_like_numpy_sorts_it():
+    from recommender.term_counts import PARALLEL_SORT_FROM, _runs, _sort_on_two_cores
+
+    keys = np.random.default_rng(7).zipf(1.3, PARALLEL_SORT_FROM + 12_345).astype(np.int64)  # many equal keys
+    expected = np.sort(keys)
+    _sort_on_two_cores(keys)
+    np.testing.assert_array_equal(keys, expected)
+    distinct, counts = _runs(keys)
+    np.testing.assert_array_equal(distinct, np.unique(expected))
+    np.testing.assert_array_equal(counts, np.unique(expected, return_counts=True)[1].astype(np.float64))
 
 
 def test_our_copy_of_the_english_stop_words_is_scikit_learns():
