@@ -13,7 +13,7 @@ import binascii
 import logging
 import secrets
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
@@ -187,22 +187,29 @@ class SmtpSender:
             timeout=smtp.timeout_seconds, tls_context=context,
         )
 
-    async def send_all(self, outgoing: Sequence[Outgoing],
-                       on_outcome: Callable[[Outcome], Awaitable[None] | None]) -> None:
-        """Send everything; a connection reports each outcome (and awaits the report, when it
-        returns an awaitable) before it sends its next message."""
-        queue: asyncio.Queue[Outgoing] = asyncio.Queue()
-        for item in outgoing:
-            queue.put_nowait(item)
-        workers = max(1, min(self.smtp.max_connections, len(outgoing)))
-        await asyncio.gather(*(self._worker(queue, on_outcome) for _ in range(workers)))
+    async def send_stream(self, batches: AsyncIterator[Sequence[Outgoing]],
+                          on_outcome: Callable[[Outcome], Awaitable[None] | None]) -> None:
+        """Send every message of every batch over up to ``max_connections`` connections, kept
+        open from one batch to the next; the next batch is fetched while the connections still
+        send the last messages of this one. A connection reports each outcome (and awaits the
+        report, when it returns an awaitable) before it sends its next message."""
+        workers = max(1, self.smtp.max_connections)
+        queue: asyncio.Queue[Outgoing | None] = asyncio.Queue(maxsize=workers)
 
-    async def _worker(self, queue: asyncio.Queue[Outgoing],
+        async def feed() -> None:  # if fetching fails, gather raises at once and the connections are cancelled
+            async for batch in batches:
+                for item in batch:
+                    await queue.put(item)
+            for _ in range(workers):
+                await queue.put(None)  # each connection stops after what was queued before
+
+        await asyncio.gather(feed(), *(self._worker(queue, on_outcome) for _ in range(workers)))
+
+    async def _worker(self, queue: asyncio.Queue[Outgoing | None],
                       on_outcome: Callable[[Outcome], Awaitable[None] | None]) -> None:
         client: aiosmtplib.SMTP | None = None
         try:
-            while not queue.empty():
-                item = queue.get_nowait()
+            while (item := await queue.get()) is not None:
                 client, outcome = await self._deliver(client, item)
                 reported = on_outcome(outcome)
                 if reported is not None:

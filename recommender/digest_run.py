@@ -16,9 +16,10 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from recommender import digest, pipeline
 from recommender.config import Config, UserConfig
@@ -34,6 +35,14 @@ LEASE = timedelta(minutes=10)
 CREATE_GROUP = 25  # digests stored per transaction (short enough not to keep other writers waiting)
 DEFER_SECONDS = 60  # a transient failure that outlasted a run's retries waits at least this long
 Clock = Callable[[], datetime]
+
+
+class Waitable(Protocol):
+    """A threading or multiprocessing Event."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -153,8 +162,12 @@ def _renderer(config: Config, signer: LinkSigner, user: UserConfig, user_id: int
 
 def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequence[int] | None = None,
                     owner: str | None = None, batch_size: int = 50, lease: timedelta = LEASE,
-                    stop: threading.Event | _ParentGone | None = None) -> list[Outcome]:
-    """Send every due pending digest (older ones first), recording each outcome as it comes."""
+                    stop: threading.Event | _ParentGone | None = None, more: Waitable | None = None,
+                    poll_seconds: float = 0.2) -> list[Outcome]:
+    """Send every due pending digest (older ones first), recording each outcome as it comes.
+    With ``more`` (set once another process has queued everything), an empty outbox is polled
+    every ``poll_seconds`` until it is set. The connections stay open from one claimed batch to
+    the next, and the next is claimed while they send the last messages of this one."""
     outbox = Outbox(store)
     owner = owner or new_owner()
     sender = SmtpSender(config.smtp)
@@ -175,18 +188,28 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequen
         outcomes.append(outcome)
         await asyncio.wrap_future(recorder.enqueue(outcome))
 
+    async def batches() -> AsyncIterator[list[Outgoing]]:
+        while stop is None or not stop.is_set():
+            handled = {o.digest_id for o in outcomes}
+            final = more is None or more.is_set()  # read before the claim: nothing is queued after it is set
+            claimed = await asyncio.to_thread(claim, handled)
+            if claimed:
+                yield claimed
+            elif final:
+                return
+            else:
+                await asyncio.to_thread(more.wait, poll_seconds)  # the connections stay open meanwhile
+
+    def claim(handled: set[int]) -> list[Outgoing]:
+        claimed = outbox.claim(owner, lease, batch_size, user_ids, now=clock())
+        again = [c[0] for c in claimed if c[0] in handled]
+        if again:
+            outbox.release(again)
+        return [Outgoing(i, to, msg) for i, to, msg, _ in claimed if i not in handled]
+
     started = time.monotonic()
     try:
-        while stop is None or not stop.is_set():
-            claimed = outbox.claim(owner, lease, batch_size, user_ids, now=clock())
-            handled = {o.digest_id for o in outcomes}
-            again = [c[0] for c in claimed if c[0] in handled]
-            if again:
-                outbox.release(again)
-            claimed = [c for c in claimed if c[0] not in handled]
-            if not claimed:
-                break
-            asyncio.run(sender.send_all([Outgoing(i, to, msg) for i, to, msg, _ in claimed], record))
+        asyncio.run(sender.send_stream(batches(), record))
     finally:
         recorder.close()
     if outcomes:
@@ -276,12 +299,8 @@ class DeliveryProcess:
         outcomes: list[Outcome] = []
         try:
             with parent_store.for_forked_child() as store:
-                while not parent_gone.is_set():
-                    last_round = self._queued_all.is_set()
-                    outcomes += deliver_pending(config, store, clock, user_ids, stop=parent_gone)
-                    if last_round:
-                        break
-                    self._queued_all.wait(self.POLL_SECONDS)
+                outcomes += deliver_pending(config, store, clock, user_ids, stop=parent_gone, more=self._queued_all,
+                                            poll_seconds=self.POLL_SECONDS)
         finally:
             reports.send(outcomes)
 

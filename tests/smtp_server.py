@@ -22,6 +22,7 @@ def free_port() -> int:
 class Mailbox:
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    peers: list[tuple[str, int]] = field(default_factory=list)  # the client's address of each message: its connection
     rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user" to refuse every recipient
     data_reply: str | None = None
     data_seconds: float = 0.0  # how long the server takes to accept each message
@@ -55,6 +56,7 @@ class _Handler:
         with self.box.lock:
             self.box.messages.append(parsed)  # type: ignore[arg-type]
             self.box.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self.box.peers.append(tuple(session.peer))
         return "250 2.0.0 queued as test"
 
 

@@ -323,6 +323,31 @@ def test_the_delivery_child_reports_what_it_sent(tmp_path: Path, smtp_server: Sm
     assert digest_run.deliver_pending(config, store, _clock, ids) == []  # nothing left for the parent
 
 
+def test_connections_stay_open_from_one_claimed_batch_to_the_next(tmp_path: Path, smtp_server: SmtpServer):
+    config, store = _setup(tmp_path, smtp_server.port, users=_many_users(20), max_connections=2)
+    digest_run.queue_digests(config, store, config.users, _clock)
+    outcomes = digest_run.deliver_pending(config, store, _clock, batch_size=3)  # seven claims
+    assert len(outcomes) == 20 and {o.status for o in outcomes} == {"sent"}
+    assert sorted(str(m["To"]) for m in smtp_server.box.messages) == [f"u{i:03d}@example.org" for i in range(20)]
+    assert len(set(smtp_server.box.peers)) == 2  # two connections carried all seven batches
+
+
+def test_a_delivery_child_polls_until_everything_is_queued(tmp_path: Path, smtp_server: SmtpServer):
+    config, store = _setup(tmp_path, smtp_server.port, users=_many_users(12), max_connections=2)
+    ids = list(store.sync_users(u.email for u in config.users).values())
+    child = digest_run.DeliveryProcess(config, store, _clock, ids)
+    digest_run.queue_digests(config, store, config.users[:5], _clock)  # queued while the child polls
+    deadline = time.monotonic() + 30
+    while len(smtp_server.box.messages) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    digest_run.queue_digests(config, store, config.users[5:], _clock)
+    child.everything_queued()
+    outcomes = child.finish()
+    assert len(outcomes) == 12 and {o.status for o in outcomes} == {"sent"}
+    assert sorted(str(m["To"]) for m in smtp_server.box.messages) == [f"u{i:03d}@example.org" for i in range(12)]
+    assert len(set(smtp_server.box.peers)) <= 2  # the connections waited open while the outbox was empty
+
+
 def test_a_delivery_child_killed_midway_leaves_the_rest_to_the_parent(tmp_path: Path, smtp_server: SmtpServer):
     import os
     import signal
