@@ -119,8 +119,13 @@ def _unsubscribe_targets(url: str, mailto: str) -> list[str]:
 
 
 def _crlf_lines(text: str) -> bytes:
-    """UTF-8 lines, each ended by CRLF (as the email package stores a text part)."""
-    return b"".join(line + b"\r\n" for line in text.encode("utf-8").splitlines() or [b""])
+    """UTF-8 lines, each ended by CRLF (as the email package stores a text part): the lines of
+    ``bytes.splitlines`` (CRLF, CR and LF end a line), by three replaces instead of a join of
+    every line."""
+    data = text.encode("utf-8").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    return data.replace(b"\n", b"\r\n")
 
 
 def _encoded(value: str, name: str) -> str:

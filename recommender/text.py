@@ -20,6 +20,8 @@ _KEY_WORD = re.compile(r"[^\W_]+")
 
 def one_line(text: str) -> str:
     """CR, LF, tabs and control characters become single spaces; ends are trimmed."""
+    if text.isascii() and text.isprintable() and "  " not in text:  # nothing to replace (the usual case)
+        return text.strip()
     return _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
 
 

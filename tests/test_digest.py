@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recommender import digest_run, pipeline
 from recommender.config import load_config
@@ -293,6 +295,15 @@ def test_the_written_out_message_reads_like_the_email_package_one(sender: str, n
         assert part.get_content() == expected.get_content() and not part.defects
         assert part["Content-Transfer-Encoding"] == expected["Content-Transfer-Encoding"]
         assert part.get_content_charset() == "utf-8"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "é", " ", "\r", "\n", "\r\n", "\x0b", "\x85", "\u2028"]), max_size=30).map("".join)
+       | st.text(max_size=40))
+def test_message_lines_end_in_crlf_where_bytes_splitlines_ends_them(text: str):
+    from recommender.delivery import _crlf_lines
+
+    assert _crlf_lines(text) == b"".join(line + b"\r\n" for line in text.encode("utf-8").splitlines() or [b""])
 
 
 def _many_users(n: int) -> str:

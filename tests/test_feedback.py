@@ -341,3 +341,21 @@ def test_links_are_itsdangerous_tokens_that_a_plain_serializer_reads(token: Link
         assert signed == theirs
     with pytest.raises(Exception, match="invalid"):
         LinkSigner(SECRET + "x", lambda: moment).verify(signed)
+
+
+def test_one_signer_stamps_each_link_with_the_time_it_was_signed():
+    """The encoded timestamp is reused while the clock stays in one second, and only then."""
+    moments = iter([datetime(2026, 11, 22, 5, 0, tzinfo=UTC)] * 2 + [datetime(2026, 11, 22, 5, 0, 1, tzinfo=UTC),
+                                                                     datetime(2027, 1, 1, tzinfo=UTC)])
+    now = [datetime(2026, 11, 22, 5, 0, tzinfo=UTC)]
+
+    def clock() -> datetime:
+        now[0] = next(moments)
+        return now[0]
+
+    signer = LinkSigner(SECRET, clock)
+    for position in range(4):
+        token = LinkToken("less", 3, 4, position)
+        signed = signer.sign(token)
+        assert signed == LinkSigner(SECRET, lambda: now[0])._serializer.dumps(token.opaque)
+        assert signer.verify(signed).issued_at == now[0]

@@ -1,3 +1,6 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from recommender.text import arxiv_id, for_ranking, one_line, snippet, title_hash_id, title_key
 
 
@@ -27,3 +30,12 @@ def test_snippet_cuts_at_a_word_boundary():
     text = "alpha beta gamma delta epsilon"
     assert snippet(text, 14) == "alpha beta…"
     assert snippet(text, 100) == text
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["a", "B", " ", "  ", "\t", "\r\n", "\x00", "\x1b", "\x7f", "\x85", "\u2028", "é", "\xa0",
+                                 "\u3000", "."]), max_size=20).map("".join) | st.text(max_size=30))
+def test_one_line_is_the_same_with_or_without_its_shortcut(text: str):
+    import re
+
+    assert one_line(text) == re.sub(r"\s+", " ", re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", text)).strip()
