@@ -31,6 +31,7 @@ from recommender.text import one_line
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 60.0
 MAX_LINE_OCTETS = 998  # without the CRLF (RFC 5322 2.1.1)
+PACKED_LINE_CHARS = 900  # the HTML part's lines are joined up to this length
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, 
         f'Content-Type: multipart/alternative; boundary="{boundary}"',
     ]
     text_encoding, text = _encoded_body(_crlf_lines(rendered.text))
-    html_encoding, html = _encoded_body(_crlf_lines(ascii_html(rendered.html)))
+    html_encoding, html = _encoded_body(_crlf_lines(packed_lines(ascii_html(rendered.html))))
     return b"".join([
         "\r\n".join(headers).encode("ascii"), b"\r\n\r\n",
         f"--{boundary}\r\n".encode(),
@@ -96,6 +97,25 @@ def ascii_html(html: str) -> str:
     """The same document in ASCII: other characters as numeric character references, which
     mean the same in HTML text and attributes (our template puts none in <style>)."""
     return html if html.isascii() else html.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def packed_lines(html: str, width: int = PACKED_LINE_CHARS) -> str:
+    """The document with consecutive lines joined by a space into lines of up to ``width``
+    characters (a longer line stays as it is). In HTML a line break is whitespace like a space
+    (our templates have no <pre> or <textarea>, and no line breaks inside attribute values),
+    and a mail server reads a message a line at a time: a quarter of the lines, a quarter of
+    its reading."""
+    lines = html.rstrip("\n").split("\n")
+    packed, current, length = [], [lines[0]], len(lines[0])
+    for line in lines[1:]:
+        if length + 1 + len(line) <= width:
+            current.append(line)
+            length += 1 + len(line)
+        else:
+            packed.append(" ".join(current))
+            current, length = [line], len(line)
+    packed.append(" ".join(current))
+    return "\n".join(packed) + ("\n" if html.endswith("\n") else "")
 
 
 def _encoded_body(lines: bytes) -> tuple[str, bytes]:
@@ -150,7 +170,7 @@ def _build_with_email_package(smtp: SmtpConfig, user: UserConfig, rendered: Rend
     message["List-Unsubscribe"] = ", ".join(targets)
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"
-    html = ascii_html(rendered.html)
+    html = packed_lines(ascii_html(rendered.html))
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_encoded_body(_crlf_lines(rendered.text))[0])
     message.add_alternative(html, subtype="html", charset="utf-8", cte=_encoded_body(_crlf_lines(html))[0])
     return message.as_bytes()

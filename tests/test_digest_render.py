@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recommender import digest, pipeline
 from recommender.config import load_config
@@ -69,9 +71,26 @@ def test_a_digest_goes_out_as_7bit_lines_that_mean_the_same_html(tmp_path: Path)
     assert part["Content-Transfer-Encoding"] == "7bit" and raw.isascii()
     assert raw.count(b"\r\n") < 400  # a quoted-printable part would be ~10x the lines
     sent = part.get_content().replace("\r\n", "\n")  # (a 7bit part reads back with its CRLFs)
-    assert sent.isascii() and html.unescape(sent).rstrip("\n") == html.unescape(rendered.html).rstrip("\n")
+    # Lines joined by spaces: the same document, whitespace aside, in a fraction of the lines.
+    assert sent.isascii() and html.unescape(sent).split() == html.unescape(rendered.html).split()
+    assert sent.count("\n") * 3 < rendered.html.count("\n") and max(map(len, sent.split("\n"))) <= 998
+    assert "<pre" not in rendered.html and "<textarea" not in rendered.html
     plain = message.get_body(("plain",))
     assert plain.get_content().replace("\r\n", "\n").rstrip("\n") == rendered.text.rstrip("\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from("ab <>/=\"."), max_size=120), min_size=1, max_size=30),
+       st.booleans(), st.integers(10, 200))
+def test_packed_lines_keep_every_word_and_only_join_lines(lines: list[str], newline_at_end: bool, width: int):
+    from recommender.delivery import packed_lines
+
+    document = "\n".join(lines) + ("\n" if newline_at_end else "")
+    packed = packed_lines(document, width)
+    assert packed.split() == document.split() and packed.endswith("\n") == document.endswith("\n")
+    assert packed.rstrip("\n").replace("\n", " ") == document.rstrip("\n").replace("\n", " ")  # breaks became spaces
+    original = {len(line) for line in document.rstrip("\n").split("\n")}
+    assert all(len(line) <= width or len(line) in original for line in packed.rstrip("\n").split("\n"))
 
 
 def test_css_inlined_into_the_template_once_gives_the_html_of_inlining_each_message(tmp_path: Path):
