@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -126,6 +127,12 @@ class DeliveryConfig:
     mode: str = "direct"  # direct: the daemon sends; queue: workers send from the outbox
 
 
+
+def listed_emails(users: Sequence[UserConfig], most: int = 5) -> str:
+    """The first few users' emails for a one-line message, and how many more there are."""
+    shown = ", ".join(u.email for u in users[:most])
+    return f"{shown} and {len(users) - most} more" if len(users) > most else shown
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -146,8 +153,8 @@ class Config:
         for user in self.users:
             if user.email.lower() == email.lower():
                 return user
-        known = ", ".join(u.email for u in self.users) or "none"
-        raise ConfigError(f"{self.path}: no [[users]] entry with email {email!r} (configured: {known})")
+        raise ConfigError(f"{self.path}: no [[users]] entry with email {email!r} "
+                          f"(configured: {listed_emails(self.users) or 'none'})")
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the config file's folder."""

@@ -91,3 +91,15 @@ def test_config_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_database_url_override_wins(tmp_path: Path):
     config = load_config(_write(tmp_path, '[database]\nurl = "sqlite:///a.sqlite"\n'), "sqlite:////tmp/other.sqlite")
     assert config.database.url == "sqlite:////tmp/other.sqlite"
+
+
+def test_messages_naming_the_configured_users_list_a_few_and_count_the_rest(tmp_path: Path):
+    users = "".join(f'[[users]]\nemail = "u{i}@example.org"\n' for i in range(8))
+    path = tmp_path / "config.toml"
+    path.write_text(users, encoding="utf-8")
+    config = load_config(path)
+    with pytest.raises(ConfigError) as raised:
+        config.user("nobody@example.org")
+    message = str(raised.value)
+    assert "u0@example.org, u1@example.org, u2@example.org, u3@example.org, u4@example.org and 3 more" in message
+    assert "u5@example.org" not in message and "\n" not in message

@@ -25,6 +25,7 @@ from recommender.config import (
     Config,
     UserConfig,
     find_config_path,
+    listed_emails,
     load_config,
 )
 from recommender.errors import ConfigError, RecommenderError
@@ -76,8 +77,8 @@ class AppContext:
             return [self.config.user(email)]
         if all_users or len(configured) == 1:
             return configured
-        listed = ", ".join(u.email for u in configured)
-        raise click.UsageError(f"several users are configured; choose one with --user EMAIL ({listed})")
+        raise click.UsageError(f"several users are configured; choose one with --user EMAIL "
+                               f"({listed_emails(configured)})")
 
     def user(self, email: str | None) -> UserConfig:
         return self.users(email)[0]
