@@ -28,6 +28,7 @@ from recommender.digest import TEMPLATES
 from recommender.domain import Explanation, Recommendation
 from recommender.feedback import Click, FeedbackService, LinkGone, open_target
 from recommender.store import Store
+from recommender.store.checkpoints import BackgroundCheckpoints
 from recommender.store.outbox import Outbox
 from recommender.tokens import LinkSigner, TokenError, TokenExpired
 
@@ -118,6 +119,7 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
     store.check_schema()
     service = FeedbackService(config, store, clock)
     limiter = RateLimiter(config.feedback.rate_limit_per_minute)
+    checkpoints = BackgroundCheckpoints(store)
 
     def client_of(request: Request) -> str:
         return request.client.host if request.client else "unknown"
@@ -253,9 +255,13 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
         return page("Something went wrong", ["Please try again later."], 500, request)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
-        service.close()  # commits the clicks still queued
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.checkpoints = checkpoints.start()  # clicks never wait on a checkpoint's fsync
+        try:
+            yield
+        finally:
+            service.close()  # commits the clicks still queued
+            checkpoints.stop()
 
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error},
                     lifespan=lifespan)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -359,3 +360,21 @@ def test_one_signer_stamps_each_link_with_the_time_it_was_signed():
         signed = signer.sign(token)
         assert signed == LinkSigner(SECRET, lambda: now[0])._serializer.dumps(token.opaque)
         assert signer.verify(signed).issued_at == now[0]
+
+
+def test_the_endpoint_checkpoints_the_log_from_a_thread_never_inside_a_click(tmp_path: Path):
+    """A commit that fills SQLite's log checkpoints it by default, fsync included: hundreds of
+    milliseconds on a slow disk, with every queued click waiting. The endpoint's connections do
+    not; a thread checkpoints what the clicks wrote."""
+    world = _world(tmp_path)
+    with world.store.write() as connection:
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    assert world.client.get(world.links("ada@example.org")["feedback/more"][0]).status_code == 200
+    checkpoints = world.client.app.state.checkpoints
+    clicked = len(world.events())
+    deadline = time.monotonic() + 10
+    while (checkpoints.last is None or checkpoints.last[1] == 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    busy, frames, done = checkpoints.last
+    assert clicked == 1 and busy == 0 and frames > 0 and done == frames  # the whole log, by the thread
+    world.store.close()

@@ -179,6 +179,22 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def stop_automatic_checkpoints(self) -> None:
+        """SQLite: this process's connections stop checkpointing the write-ahead log inside the
+        commit that fills it (see ``store.checkpoints``); whoever calls this checkpoints instead."""
+        @event.listens_for(self.engine, "connect")
+        def _no_automatic_checkpoint(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")
+
+        self.engine.dispose()  # connections already pooled reopen with it
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """SQLite: a PASSIVE checkpoint of the write-ahead log (waits for no reader or writer):
+        (1 if it could not run, frames in the log, frames checkpointed)."""
+        with self.engine.connect() as connection:
+            busy, frames, done = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        return int(busy), int(frames), int(done)
+
     @contextmanager
     def for_forked_child(self) -> Iterator[Store]:
         """A store of its own for a process forked from ours: the pooled connections and the
