@@ -80,7 +80,7 @@ def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, 
         f'Content-Type: multipart/alternative; boundary="{boundary}"',
     ]
     text_encoding, text = _encoded_body(_crlf_lines(rendered.text))
-    html_encoding, html = _encoded_body(_crlf_lines(packed_lines(ascii_html(rendered.html))))
+    html_encoding, html = _encoded_body(_crlf_lines(_mail_html(rendered.html)))
     return b"".join([
         "\r\n".join(headers).encode("ascii"), b"\r\n\r\n",
         f"--{boundary}\r\n".encode(),
@@ -97,6 +97,11 @@ def ascii_html(html: str) -> str:
     """The same document in ASCII: other characters as numeric character references, which
     mean the same in HTML text and attributes (our template puts none in <style>)."""
     return html if html.isascii() else html.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def _mail_html(html: str) -> str:
+    """The HTML part as it is sent: ASCII, in long lines."""
+    return packed_lines(ascii_html(html))
 
 
 def packed_lines(html: str, width: int = PACKED_LINE_CHARS) -> str:
@@ -170,7 +175,7 @@ def _build_with_email_package(smtp: SmtpConfig, user: UserConfig, rendered: Rend
     message["List-Unsubscribe"] = ", ".join(targets)
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"
-    html = packed_lines(ascii_html(rendered.html))
+    html = _mail_html(rendered.html)
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_encoded_body(_crlf_lines(rendered.text))[0])
     message.add_alternative(html, subtype="html", charset="utf-8", cte=_encoded_body(_crlf_lines(html))[0])
     return message.as_bytes()

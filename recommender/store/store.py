@@ -182,11 +182,9 @@ class Store:
     def stop_automatic_checkpoints(self) -> None:
         """SQLite: this process's connections stop checkpointing the write-ahead log inside the
         commit that fills it (see ``store.checkpoints``); whoever calls this checkpoints instead."""
-        @event.listens_for(self.engine, "connect")
-        def _no_automatic_checkpoint(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")
-
-        self.engine.dispose()  # connections already pooled reopen with it
+        if not event.contains(self.engine, "connect", _no_automatic_checkpoint):  # once per store
+            event.listen(self.engine, "connect", _no_automatic_checkpoint)
+            self.engine.dispose()  # connections already pooled reopen with it
 
     def checkpoint(self) -> tuple[int, int, int]:
         """SQLite: a PASSIVE checkpoint of the write-ahead log (waits for no reader or writer):
@@ -623,6 +621,10 @@ class Store:
                 for row in rows:
                     found.setdefault(row.user_id, set()).add(row.paper_id)
         return found
+
+
+def _no_automatic_checkpoint(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")
 
 
 def _configure_sqlite(engine: Engine) -> None:
