@@ -20,6 +20,7 @@ from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
 
 import aiosmtplib
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -153,8 +154,10 @@ def _crlf_lines(text: str) -> bytes:
     return data.replace(b"\n", b"\r\n")
 
 
+@lru_cache(maxsize=256)
 def _encoded(value: str, name: str) -> str:
-    """A header value as ASCII: RFC 2047 encoded words when not ASCII, folded to 78 columns."""
+    """A header value as ASCII: RFC 2047 encoded words when not ASCII, folded to 78 columns.
+    Cached: the email package's encoder is slow, and a run's subjects repeat."""
     charset = "us-ascii" if value.isascii() else "utf-8"
     return Header(value, charset, header_name=name).encode(linesep="\r\n")
 

@@ -75,8 +75,10 @@ class Explanation:
     stored: str = ""  # the sentence as stored with a sent digest
 
     def sentence(self) -> str:
-        if self.stored:
-            return self.stored
+        return self.stored or self._sentence
+
+    @cached_property
+    def _sentence(self) -> str:  # once: a digest run stores it and renders it
         if not self.personalized:
             return ("Not personalized yet: this is the digest in its source order. "
                     "Star papers you like (recommender star ID or --title) to rank by your interests.")

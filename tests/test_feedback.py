@@ -344,6 +344,29 @@ def test_links_are_itsdangerous_tokens_that_a_plain_serializer_reads(token: Link
         LinkSigner(SECRET + "x", lambda: moment).verify(signed)
 
 
+def test_a_digests_links_all_carry_the_time_it_was_made():
+    """One issue time per digest (read from the clock once), however long rendering takes."""
+    from recommender.digest import Links
+
+    moments = iter(datetime(2026, 11, 22, 5, 0, second, tzinfo=UTC) for second in range(10))
+    signer = LinkSigner(SECRET, lambda: next(moments))
+    links = Links("http://x", signer, 3, 9)
+    urls = [links.more(0), links.less(1), links.open(2), links.unsubscribe(), links.view()]
+    tokens = [signer.verify(url.rsplit("/", 1)[1]) for url in urls]
+    assert {t.issued_at for t in tokens} == {datetime(2026, 11, 22, 5, 0, 0, tzinfo=UTC)}
+    assert [t.action for t in tokens] == ["more", "less", "open", "unsubscribe", "view"]
+    assert signer.verify(Links("http://x", signer, 3, 9).more(0).rsplit("/", 1)[1]).issued_at.second == 1
+
+
+def test_link_base64_is_itsdangerous_base64_for_every_padding():
+    from itsdangerous.encoding import base64_encode
+
+    from recommender.tokens import _base64
+
+    for data in [bytes(range(n)) for n in range(40)] + [b"\xfb\xff" * 9, b"\xff\xfe\xfd"]:
+        assert _base64(data) == base64_encode(data)
+
+
 def test_one_signer_stamps_each_link_with_the_time_it_was_signed():
     """The encoded timestamp is reused while the clock stays in one second, and only then."""
     moments = iter([datetime(2026, 11, 22, 5, 0, tzinfo=UTC)] * 2 + [datetime(2026, 11, 22, 5, 0, 1, tzinfo=UTC),
