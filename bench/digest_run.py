@@ -57,7 +57,7 @@ def run(users: int, folder: Path, port: int, sink: Sink) -> tuple[float, float]:
     seconds, peak = timed(recommender("--config", str(config), "digest", "send"), folder)
     assert sink.count - before == users, (sink.count - before, users)
     database = sqlite3.connect(folder / "db" / "recommender.sqlite")
-    messages = [row[0] for row in database.execute("SELECT message FROM digests ORDER BY id LIMIT 1000")]
+    messages = [row[0] for row in database.execute("SELECT message FROM digest_messages ORDER BY digest_id LIMIT 1000")]
     database.close()
     return seconds, peak, messages
 

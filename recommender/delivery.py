@@ -16,6 +16,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email import message_from_bytes
 from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -125,18 +126,26 @@ def packed_lines(html: str, width: int = PACKED_LINE_CHARS) -> str:
 
 
 def _encoded_body(lines: bytes) -> tuple[str, bytes]:
-    """(Content-Transfer-Encoding, body). 7bit when the part is ASCII in lines SMTP carries as
-    they are (at most 998 octets, RFC 5322): a server reads the message a line at a time, and a
-    quoted-printable HTML part has ten times as many lines, each with "=" escapes. Else
-    quoted-printable."""
-    if _fits_7bit(lines):
-        return "7bit", lines
+    """(Content-Transfer-Encoding, body). The part as it is when SMTP carries its lines
+    unchanged (at most 998 octets, no NUL or lone CR: RFC 5322): 7bit if it is ASCII, else 8bit
+    (UTF-8; sent with BODY=8BITMIME, RFC 6152, or re-encoded for a server without it). A server
+    reads a message a line at a time, and quoted-printable adds "=" escapes and breaks lines
+    at 76 characters, links included. Else quoted-printable."""
+    if _carried_as_is(lines):
+        return ("7bit" if lines.isascii() else "8bit"), lines
     return "quoted-printable", binascii.b2a_qp(lines, istext=True)
 
 
-def _fits_7bit(lines: bytes) -> bool:
-    return (lines.isascii() and b"\0" not in lines and b"\r" not in lines.replace(b"\r\n", b"")
+def _carried_as_is(lines: bytes) -> bool:
+    return (b"\0" not in lines and b"\r" not in lines.replace(b"\r\n", b"")
             and max(map(len, lines.split(b"\r\n"))) <= MAX_LINE_OCTETS)
+
+
+def seven_bit(message: bytes) -> bytes:
+    """The message with its 8bit parts re-encoded (base64) for a server without 8BITMIME; the
+    headers and everything else mean the same."""
+    parsed = message_from_bytes(message, policy=SMTP_POLICY)
+    return parsed.as_bytes(policy=SMTP_POLICY.clone(cte_type="7bit"))
 
 
 def _unsubscribe_targets(url: str, mailto: str) -> list[str]:
@@ -201,6 +210,18 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return f"{exc.code} {one_line(exc.message)}"
     return one_line(f"{type(exc).__name__}: {exc}") or type(exc).__name__
+
+
+async def _as_server_takes(client: aiosmtplib.SMTP, message: bytes) -> tuple[bytes, list[str]]:
+    """The message and MAIL FROM options for this server: a message with 8-bit parts goes with
+    BODY=8BITMIME where the server offers it, and re-encoded to 7 bits where it does not."""
+    if message.isascii():
+        return message, []
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    if client.supports_extension("8BITMIME"):
+        return message, ["BODY=8BITMIME"]
+    return seven_bit(message), []
 
 
 class SmtpSender:
@@ -269,8 +290,9 @@ class SmtpSender:
                         if client is None or not client.is_connected:
                             client = self._client()
                             await client.connect()
-                        errors, reply = await client.sendmail(self.envelope_from, [item.recipient], item.message,
-                                                              timeout=self.smtp.timeout_seconds)
+                        message, options = await _as_server_takes(client, item.message)
+                        errors, reply = await client.sendmail(self.envelope_from, [item.recipient], message,
+                                                              mail_options=options, timeout=self.smtp.timeout_seconds)
                     except BaseException:
                         if client is not None:
                             client.close()

@@ -267,15 +267,17 @@ class _ChunkExplainer:
         for offset, known, rows, picks in users:
             block = sims[at:at + len(known) * len(picks)].reshape(len(known), len(picks))
             at += len(known) * len(picks)
-            by_id = np.argsort(np.argsort(np.array(known, dtype=object)))  # rank of each id, for ties
+            by_id = np.empty(len(known), dtype=np.int64)  # rank of each id, for ties
+            by_id[sorted(range(len(known)), key=known.__getitem__)] = np.arange(len(known))
             # The two most similar stars of every pick at once: highest similarity, then lowest id.
-            top_two = np.lexsort((np.broadcast_to(by_id[:, None], block.shape), -block), axis=0)[:2]
+            top_two = np.lexsort((np.broadcast_to(by_id[:, None], block.shape), -block), axis=0)[:2].tolist()
+            values, star_rows, pick_rows = block.tolist(), rows.tolist(), picks.tolist()  # plain numbers: no numpy scalars
             for n in range(len(picks)):
-                best = [int(j) for j in top_two[:, n] if block[j, n] > 0]
-                self.nearest[(offset, n)] = [(known[j], float(block[j, n])) for j in best]
+                best = [j for j in (t[n] for t in top_two) if values[j][n] > 0]
+                self.nearest[(offset, n)] = [(known[j], values[j][n]) for j in best]
                 if best:
-                    pairs_first.append(rows[best[0]])
-                    pairs_second.append(picks[n])
+                    pairs_first.append(star_rows[best[0]])
+                    pairs_second.append(pick_rows[n])
                     where.append((offset, n))
         keep = max(1, max((c.why_terms for c in self.choices[self.start:self.start + self.picked.shape[0]]), default=0))
         term_slots = np.full((len(where), keep), -1, dtype=np.int64)

@@ -23,6 +23,9 @@ class Mailbox:
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     peers: list[tuple[str, int]] = field(default_factory=list)  # the client's address of each message: its connection
+    raw: list[bytes] = field(default_factory=list)  # each message as received
+    mail_options: list[list[str]] = field(default_factory=list)  # each message's MAIL FROM parameters
+    eight_bit_mime: bool = True  # offer 8BITMIME in the EHLO reply
     rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user" to refuse every recipient
     data_reply: str | None = None
     data_seconds: float = 0.0  # how long the server takes to accept each message
@@ -41,6 +44,10 @@ class _Handler:
     def __init__(self, box: Mailbox):
         self.box = box
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802, ANN001 - aiosmtpd hook
+        session.host_name = hostname
+        return [r for r in responses if self.box.eight_bit_mime or "8BITMIME" not in r]
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd hook
         if self.box.rcpt_reply:
             return self.box.rcpt_reply
@@ -57,6 +64,8 @@ class _Handler:
             self.box.messages.append(parsed)  # type: ignore[arg-type]
             self.box.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             self.box.peers.append(tuple(session.peer))
+            self.box.raw.append(envelope.original_content or envelope.content)
+            self.box.mail_options.append(list(envelope.mail_options))
         return "250 2.0.0 queued as test"
 
 

@@ -8,6 +8,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -266,6 +267,7 @@ def test_process_killed_between_rendering_and_sending_delivers_on_the_next_run(t
      "trailing space \n.starts with a dot\nFrom the start\n" + "long " * 60 + "\n=3D literal\r\nmixed\rbreaks"),
     ("digest@example.org", "", "ascii only subject that is long enough to need folding " * 3, ""),
     ("Paper Digest <digest@example.org>", "Ada", "plain", "a\n" * 3),
+    ("Paper Digest <digest@example.org>", "Ada", "plain", "Schrödinger’s cat · 3 papers\n   “quoted” … ≠\n"),
 ])
 def test_the_written_out_message_reads_like_the_email_package_one(sender: str, name: str, subject: str, text: str):
     """build_message writes the MIME bytes itself (speed); a mail reader must see exactly what
@@ -282,8 +284,10 @@ def test_the_written_out_message_reads_like_the_email_package_one(sender: str, n
     ours = delivery.build_message(*args)
     theirs = delivery._build_with_email_package(*args)
     assert all(line.endswith(b"\r") or not line for line in ours.split(b"\n")[:-1])  # CRLF only
-    assert max(len(line) for line in ours.split(b"\r\n")) <= 998 and ours.isascii()
+    assert max(len(line) for line in ours.split(b"\r\n")) <= 998
     mine, reference = (email.message_from_bytes(m, policy=email.policy.default) for m in (ours, theirs))
+    assert ours.isascii() == text.isascii()  # only a plain text beyond ASCII goes 8bit
+    assert mine.get_body(("plain",))["Content-Transfer-Encoding"] == ("7bit" if text.isascii() else "8bit")
     for header in ("From", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post",
                    "Auto-Submitted", "MIME-Version"):
         assert str(mine[header]) == str(reference[header]), header
@@ -295,6 +299,40 @@ def test_the_written_out_message_reads_like_the_email_package_one(sender: str, n
         assert part.get_content() == expected.get_content() and not part.defects
         assert part["Content-Transfer-Encoding"] == expected["Content-Transfer-Encoding"]
         assert part.get_content_charset() == "utf-8"
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_an_8bit_text_part_goes_as_8bitmime_or_is_re_encoded_for_a_server_without_it(smtp_server: SmtpServer,
+                                                                                     offered: bool):
+    """RFC 6152: 8-bit data only to a server that offers 8BITMIME, announced with BODY=8BITMIME;
+    for one that does not, the same message re-encoded to 7 bits."""
+    import asyncio
+
+    from recommender import delivery
+    from recommender.config import SmtpConfig, UserConfig
+    from recommender.digest import RenderedDigest
+
+    smtp_server.box.eight_bit_mime = offered
+    smtp = SmtpConfig(host="127.0.0.1", port=smtp_server.port, security="none", sender="d@example.org")
+    text = "Schrödinger’s cat · 3 papers\n" + "   naïve café " * 20 + "\n"
+    rendered = RenderedDigest("Subject", "<p>caf&#233;</p>", text)
+    message = delivery.build_message(smtp, UserConfig(email="ada@example.org"), rendered, "<d.1.1.x@example.org>",
+                                     "https://r.example/u/t", "", datetime(2026, 3, 21, 7, 30, tzinfo=UTC))
+    outcomes = []
+    asyncio.run(delivery.SmtpSender(smtp).send_stream(_one_batch([delivery.Outgoing(1, "ada@example.org", message)]),
+                                                      outcomes.append))
+    assert [o.status for o in outcomes] == ["sent"]
+    raw, options = smtp_server.box.raw[0], smtp_server.box.mail_options[0]
+    assert ("BODY=8BITMIME" in options) == offered
+    assert raw.isascii() != offered
+    received = smtp_server.box.messages[0]
+    assert received.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+    assert received.get_body(("html",)).get_content().strip() == "<p>caf&#233;</p>"
+    assert str(received["Message-ID"]) == "<d.1.1.x@example.org>" and not received.defects
+
+
+async def _one_batch(items: list) -> AsyncIterator[list]:
+    yield items
 
 
 @settings(max_examples=300, deadline=None)

@@ -68,7 +68,7 @@ def test_a_digest_goes_out_as_7bit_lines_that_mean_the_same_html(tmp_path: Path)
                                  "https://r.example/u/t", "", NOW)
     message = email.message_from_bytes(raw, policy=email.policy.default)
     part = message.get_body(("html",))
-    assert part["Content-Transfer-Encoding"] == "7bit" and raw.isascii()
+    assert part["Content-Transfer-Encoding"] == "7bit" and part.as_bytes().isascii()
     assert raw.count(b"\r\n") < 400  # a quoted-printable part would be ~10x the lines
     sent = part.get_content().replace("\r\n", "\n")  # (a 7bit part reads back with its CRLFs)
     # Lines joined by spaces: the same document, whitespace aside, in a fraction of the lines.
@@ -76,6 +76,7 @@ def test_a_digest_goes_out_as_7bit_lines_that_mean_the_same_html(tmp_path: Path)
     assert sent.count("\n") * 3 < rendered.html.count("\n") and max(map(len, sent.split("\n"))) <= 998
     assert "<pre" not in rendered.html and "<textarea" not in rendered.html
     plain = message.get_body(("plain",))
+    assert plain["Content-Transfer-Encoding"] == "8bit"  # UTF-8 as it is, in its own lines
     assert plain.get_content().replace("\r\n", "\n").rstrip("\n") == rendered.text.rstrip("\n")
 
 

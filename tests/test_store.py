@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
+from importlib.resources import as_file
 from pathlib import Path
 
 import numpy as np
@@ -100,11 +101,48 @@ def test_search_is_parameterised(store: Store):
     assert len(store.papers()) == 98
 
 
+def test_stored_digest_messages_move_to_their_own_table_and_back(database_url: str):
+    """0005 moves each digest's message out of its row (delivery updates the row twice, and
+    SQLite rewrites a whole row on update); the digest and its message survive both ways."""
+    from alembic import command
+
+    from recommender.resources import migrations_dir
+    from recommender.store import migrate
+    from recommender.store.outbox import Outbox
+
+    store = Store.open(database_url)
+    migrate.upgrade(store.engine, target="0004")
+    message = b"Subject: kept\r\n\r\n" + bytes(range(256)) * 300
+    with store.engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, email, created_at) VALUES (1, 'a@example.org', '2026-01-01')"))
+        conn.execute(text(
+            "INSERT INTO digests (id, user_id, status, message_id, subject, message, last_batch_id, attempts, "
+            "last_error, server_reply, lease_owner, created_at) VALUES (7, 1, 'pending', '<m@x>', 's', :m, 1, 0, "
+            "'', '', '', '2026-01-01')"), {"m": message})
+        conn.execute(text("INSERT INTO papers (id, title_key, title, abstract, authors, url, published, created_at) "
+                          "VALUES ('p1', 'a paper', 'A paper', 'x', '[]', '', '', '2026-01-01')"))
+        conn.execute(text("INSERT INTO digest_entries (digest_id, position, paper_id, score, why) "
+                          "VALUES (7, 0, 'p1', 0.5, 'because')"))
+    assert store.upgrade_schema() == ("0004", "0005")
+    with store.engine.connect() as conn:  # not deleted through ON DELETE CASCADE by a copy of the table
+        assert conn.execute(text("SELECT why FROM digest_entries WHERE digest_id = 7")).scalar_one() == "because"
+    assert Outbox(store).message(7) == message
+    claimed = Outbox(store).claim("me", timedelta(minutes=5))
+    assert [(digest_id, email, body) for digest_id, email, body, _ in claimed] == [(7, "a@example.org", message)]
+    with as_file(migrations_dir()) as location, store.engine.begin() as conn:
+        config = migrate._alembic_config(str(location))
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT message FROM digests WHERE id = 7")).scalar_one() == message
+    store.close()
+
+
 def test_init_is_harmless_twice_and_newer_schemas_are_refused(database_url: str):
     store = Store.open(database_url)
     before, after = store.upgrade_schema()
-    assert before is None and after == "0004"
-    assert store.upgrade_schema() == ("0004", "0004")
+    assert before is None and after == "0005"
+    assert store.upgrade_schema() == ("0005", "0005")
     store.check_schema()
     with store.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 
 from recommender.store.schema import (
     DigestEntryRow,
+    DigestMessageRow,
     DigestRow,
     FeedbackRow,
     LinkHitRow,
@@ -253,6 +254,7 @@ class FeedbackLog:
             }
             if digest_ids:
                 conn.execute(delete(DigestEntryRow).where(DigestEntryRow.digest_id.in_(digest_ids)))
+                conn.execute(delete(DigestMessageRow).where(DigestMessageRow.digest_id.in_(digest_ids)))
                 conn.execute(delete(LinkHitRow).where(LinkHitRow.digest_id.in_(digest_ids)))
             counts["digests"] = conn.execute(delete(DigestRow).where(DigestRow.user_id == user_id)).rowcount
             conn.execute(delete(ProfileRow).where(ProfileRow.user_id == user_id))

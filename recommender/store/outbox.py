@@ -14,7 +14,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
 
-from recommender.store.schema import DigestEntryRow, DigestRow, UserRow
+from recommender.store.schema import DigestEntryRow, DigestMessageRow, DigestRow, UserRow
 from recommender.store.store import Store, chunks, utcnow
 
 QUEUED = ("pending", "sent")
@@ -141,9 +141,11 @@ class Outbox:
                 rendered = [d.render(digest_id) for digest_id, d in zip(reserved, digests, strict=True)]
             conn.execute(insert(DigestRow), [{
                 "id": digest_id, "user_id": d.user_id, "status": "pending", "message_id": r.message_id,
-                "subject": r.subject, "message": r.message, "last_batch_id": d.last_batch_id, "attempts": 0,
+                "subject": r.subject, "last_batch_id": d.last_batch_id, "attempts": 0,
                 "last_error": "", "server_reply": "", "lease_owner": "", "created_at": now,
             } for digest_id, d, r in zip(reserved, digests, rendered, strict=True)])
+            conn.execute(insert(DigestMessageRow), [{"digest_id": digest_id, "message": r.message}
+                                                    for digest_id, r in zip(reserved, rendered, strict=True)])
             entries = [{"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why}
                        for digest_id, d in zip(reserved, digests, strict=True)
                        for i, (pid, score, why) in enumerate(d.entries)]
@@ -178,8 +180,9 @@ class Outbox:
             holders = conn.execute(select(DigestRow.lease_owner).distinct().where(
                 DigestRow.status == "pending", DigestRow.lease_until >= now)).scalars()
             dead = [h for h in holders if owner_is_dead(h)]
-            stmt = (select(DigestRow.id, UserRow.email, DigestRow.message, DigestRow.attempts)
+            stmt = (select(DigestRow.id, UserRow.email, DigestMessageRow.message, DigestRow.attempts)
                     .join(UserRow, UserRow.id == DigestRow.user_id)
+                    .join(DigestMessageRow, DigestMessageRow.digest_id == DigestRow.id)
                     .where(DigestRow.status == "pending",
                            or_(DigestRow.lease_until.is_(None), DigestRow.lease_until < now,
                                DigestRow.lease_owner.in_(dead)),
@@ -258,7 +261,8 @@ class Outbox:
 
     def message(self, digest_id: int) -> bytes:
         with self.store.read() as conn:
-            return conn.execute(select(DigestRow.message).where(DigestRow.id == digest_id)).scalar_one()
+            return conn.execute(select(DigestMessageRow.message)
+                                .where(DigestMessageRow.digest_id == digest_id)).scalar_one()
 
     def entries(self, digest_id: int) -> list[tuple[int, str, float, str]]:
         """(position, paper id, score, why) of a digest's entries."""

@@ -146,7 +146,6 @@ class DigestRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)  # pending | sent | failed
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     subject: Mapped[str] = mapped_column(Text)
-    message: Mapped[bytes] = mapped_column(LargeBinary)
     last_batch_id: Mapped[int] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
@@ -156,6 +155,15 @@ class DigestRow(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DigestMessageRow(Base):
+    """A digest's rendered message, apart from its row: delivery updates the row (lease, then
+    outcome), and SQLite rewrites a whole row on update, a large message included."""
+
+    __tablename__ = "digest_messages"
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True)
+    message: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class DigestEntryRow(Base):
