@@ -263,10 +263,10 @@ def test_a_copy_left_by_another_database_at_the_same_path_is_not_used(tmp_path: 
     second.upgrade_schema()
     second.save_model("tfidf", "same key", _model_arrays(4))
     shutil.rmtree(tmp_path / "a.sqlite-models")
-    shutil.move(tmp_path / "old-models", tmp_path / "a.sqlite-models")  # the first database's copy
-    expected = _model_arrays(4)["factors"]
-    np.testing.assert_array_equal(second.load_model("tfidf", "same key")["factors"], expected)
-    np.testing.assert_array_equal(second.load_model("tfidf", "same key")["factors"], expected)  # copy renewed
+    shutil.move(tmp_path / "old-models", tmp_path / "a.sqlite-models")  # the first database's file
+    assert second.load_model("tfidf", "same key") is None  # not the first database's model: fit again
+    second.save_model("tfidf", "same key", _model_arrays(4))
+    np.testing.assert_array_equal(second.load_model("tfidf", "same key")["factors"], _model_arrays(4)["factors"])
     assert isinstance(_base_object(second.load_model("tfidf", "same key")["factors"]), __import__("mmap").mmap)
     second.close()
 
@@ -299,7 +299,7 @@ def test_signals_read_without_times_come_in_the_same_order(store: Store):
     assert len(timed[users["a@example.org"]]) == 4
 
 
-def test_a_damaged_model_copy_is_ignored_and_renewed(tmp_path: Path):
+def test_a_damaged_model_file_is_never_used(tmp_path: Path):
     store = Store.open(f"sqlite:///{tmp_path / 'a.sqlite'}")
     store.upgrade_schema()
     store.save_model("tfidf", "k", _model_arrays(6))
@@ -307,6 +307,30 @@ def test_a_damaged_model_copy_is_ignored_and_renewed(tmp_path: Path):
     data = bytearray(copy.read_bytes())
     data[300:340] = b"\xff" * 40  # inside the pickle
     copy.write_bytes(bytes(data))
-    np.testing.assert_array_equal(store.load_model("tfidf", "k")["factors"], _model_arrays(6)["factors"])
-    assert copy.read_bytes() != bytes(data)  # written again from the database
+    assert store.load_model("tfidf", "k") is None  # the caller fits it again
     store.close()
+
+
+def test_beside_sqlite_a_model_is_kept_in_its_file_and_in_the_row_only_when_the_file_cannot_be(tmp_path: Path):
+    """Writing a 250 MB model into SQLite's log and then its pages doubled a large ingest's
+    writes; the row keeps only the key and time that stamp the file."""
+    from sqlalchemy import select
+
+    from recommender.store.schema import ModelRow
+
+    store = Store.open(f"sqlite:///{tmp_path / 'a.sqlite'}")
+    store.upgrade_schema()
+    store.save_model("tfidf", "k", _model_arrays(7))
+    with store.read() as conn:
+        assert conn.execute(select(ModelRow.payload).where(ModelRow.kind == "tfidf")).scalar() == b""
+    np.testing.assert_array_equal(store.load_model("tfidf", "k")["factors"], _model_arrays(7)["factors"])
+    store.close()
+
+    blocked = Store.open(f"sqlite:///{tmp_path / 'b.sqlite'}")
+    blocked.upgrade_schema()
+    (tmp_path / "b.sqlite-models").write_text("a file where the folder would be")
+    blocked.save_model("tfidf", "k", _model_arrays(8))
+    with blocked.read() as conn:
+        assert conn.execute(select(ModelRow.payload).where(ModelRow.kind == "tfidf")).scalar()
+    np.testing.assert_array_equal(blocked.load_model("tfidf", "k")["factors"], _model_arrays(8)["factors"])
+    blocked.close()

@@ -1,12 +1,13 @@
-"""Fitted models as pickles whose numpy arrays lie out of band, and their memory-mapped copies
+"""Fitted models as pickles whose numpy arrays lie out of band, and their memory-mapped files
 beside a SQLite database.
 
-The database row is the source of truth: every process and host reads it. Next to a SQLite
-database a copy of the payload is kept as a file, which loading maps instead of reading: a
-command touches only the pages it uses (the rows of one batch's papers, not every row of a
-100 MB model), nothing is copied, and a forked child shares the pages. The file starts with a
-stamp naming the row it copies (its key and when it was written), so a replaced model or a new
-database at the same path is never served from an old file.
+On PostgreSQL the database row holds the model: every host reads it. Beside a SQLite database
+the model is a file, which loading maps instead of reading: a command touches only the pages
+it uses (the rows of one batch's papers, not every row of a 250 MB model), nothing is copied,
+and a forked child shares the pages. The row then holds only the key and time that stamp the
+file (and the model itself only when the file could not be written), so a replaced model or a
+new database at the same path is never served from an old file. A model is a cache of what
+the papers give: a file that is gone or damaged means it is fit again.
 """
 
 from __future__ import annotations
@@ -81,16 +82,16 @@ class ModelFiles:
             return None
         try:
             return loads(memoryview(mapped)[STAMP_BYTES:])
-        except Exception as exc:  # noqa: BLE001 - a damaged copy: the database still holds the model
-            log.warning("ignoring the damaged model copy %s: %s", self._path(kind), exc)
+        except Exception as exc:  # noqa: BLE001 - never used: the row's model, or a new fit
+            log.warning("ignoring the damaged model file %s: %s", self._path(kind), exc)
             return None
 
-    def save(self, kind: str, stamp: str, payload: bytes) -> None:
-        """Write the copy (whole or not at all: a new file moved into place); a folder that
-        cannot be written only means loading reads the database."""
+    def save(self, kind: str, stamp: str, payload: bytes) -> bool:
+        """Write the file (whole or not at all: a new file moved into place); False when the
+        folder cannot be written (the database row keeps the model then)."""
         head = stamp.encode()
         if len(head) > STAMP_BYTES:
-            return
+            return False
         try:
             self.folder.mkdir(exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=f".{kind}-")
@@ -103,4 +104,6 @@ class ModelFiles:
                 Path(temporary).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            log.debug("could not keep a mapped copy of the %s model: %s", kind, exc)
+            log.debug("could not write the %s model's file: %s", kind, exc)
+            return False
+        return True
