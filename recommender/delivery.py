@@ -111,8 +111,9 @@ def packed_lines(html: str, width: int = PACKED_LINE_CHARS) -> str:
     characters (a longer line stays as it is). In HTML a line break is whitespace like a space
     (our templates have no <pre> or <textarea>, and no line breaks inside attribute values),
     and a mail server reads a message a line at a time: a quarter of the lines, a quarter of
-    its reading."""
-    lines = html.rstrip("\n").split("\n")
+    its reading. The indentation of each line goes too: it only adds to the whitespace between
+    the lines, which HTML collapses into one space."""
+    lines = [line.strip(" ") for line in html.rstrip("\n").split("\n")]
     packed, current, length = [], [lines[0]], len(lines[0])
     for line in lines[1:]:
         if length + 1 + len(line) <= width:
