@@ -219,7 +219,10 @@ async def _as_server_takes(client: aiosmtplib.SMTP, message: bytes) -> tuple[byt
     if message.isascii():
         return message, []
     if client.is_ehlo_or_helo_needed:
-        await client.ehlo()
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await client.helo()  # no extensions at all
     if client.supports_extension("8BITMIME"):
         return message, ["BODY=8BITMIME"]
     return seven_bit(message), []

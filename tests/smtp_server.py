@@ -26,6 +26,7 @@ class Mailbox:
     raw: list[bytes] = field(default_factory=list)  # each message as received
     mail_options: list[list[str]] = field(default_factory=list)  # each message's MAIL FROM parameters
     eight_bit_mime: bool = True  # offer 8BITMIME in the EHLO reply
+    ehlo: bool = True  # False: refuse EHLO (an old server that knows only HELO)
     rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user" to refuse every recipient
     data_reply: str | None = None
     data_seconds: float = 0.0  # how long the server takes to accept each message
@@ -45,6 +46,8 @@ class _Handler:
         self.box = box
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802, ANN001 - aiosmtpd hook
+        if not self.box.ehlo:
+            return ["502 5.5.1 EHLO not implemented"]
         session.host_name = hostname
         return [r for r in responses if self.box.eight_bit_mime or "8BITMIME" not in r]
 

@@ -301,18 +301,18 @@ def test_the_written_out_message_reads_like_the_email_package_one(sender: str, n
         assert part.get_content_charset() == "utf-8"
 
 
-@pytest.mark.parametrize("offered", [True, False])
+@pytest.mark.parametrize(("offered", "ehlo"), [(True, True), (False, True), (False, False)])
 def test_an_8bit_text_part_goes_as_8bitmime_or_is_re_encoded_for_a_server_without_it(smtp_server: SmtpServer,
-                                                                                     offered: bool):
+                                                                                     offered: bool, ehlo: bool):
     """RFC 6152: 8-bit data only to a server that offers 8BITMIME, announced with BODY=8BITMIME;
-    for one that does not, the same message re-encoded to 7 bits."""
+    for one that does not (or knows only HELO), the same message re-encoded to 7 bits."""
     import asyncio
 
     from recommender import delivery
     from recommender.config import SmtpConfig, UserConfig
     from recommender.digest import RenderedDigest
 
-    smtp_server.box.eight_bit_mime = offered
+    smtp_server.box.eight_bit_mime, smtp_server.box.ehlo = offered, ehlo
     smtp = SmtpConfig(host="127.0.0.1", port=smtp_server.port, security="none", sender="d@example.org")
     text = "Schrödinger’s cat · 3 papers\n" + "   naïve café " * 20 + "\n"
     rendered = RenderedDigest("Subject", "<p>caf&#233;</p>", text)
