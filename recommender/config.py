@@ -127,11 +127,11 @@ class DeliveryConfig:
     mode: str = "direct"  # direct: the daemon sends; queue: workers send from the outbox
 
 
-
 def listed_emails(users: Sequence[UserConfig], most: int = 5) -> str:
     """The first few users' emails for a one-line message, and how many more there are."""
     shown = ", ".join(u.email for u in users[:most])
     return f"{shown} and {len(users) - most} more" if len(users) > most else shown
+
 
 @dataclass(frozen=True)
 class Config:

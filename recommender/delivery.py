@@ -142,7 +142,7 @@ def _carried_as_is(lines: bytes) -> bool:
             and max(map(len, lines.split(b"\r\n"))) <= MAX_LINE_OCTETS)
 
 
-def seven_bit(message: bytes) -> bytes:
+def _seven_bit(message: bytes) -> bytes:
     """The message with its 8bit parts re-encoded (base64) for a server without 8BITMIME; the
     headers and everything else mean the same."""
     parsed = message_from_bytes(message, policy=SMTP_POLICY)
@@ -225,7 +225,7 @@ async def _as_server_takes(client: aiosmtplib.SMTP, message: bytes) -> tuple[byt
             await client.helo()  # no extensions at all
     if client.supports_extension("8BITMIME"):
         return message, ["BODY=8BITMIME"]
-    return seven_bit(message), []
+    return _seven_bit(message), []
 
 
 class SmtpSender:

@@ -126,7 +126,10 @@ class Entry:
     digest's ~900 lookups was a tenth of rendering it."""
 
     rank: int
-    paper: PaperFields
+    title: str
+    authors: str
+    snippet: str
+    snippet_lines: tuple[str, ...]
     why: str
     why_lines: tuple[str, ...]
     bar_percent: int
@@ -135,22 +138,6 @@ class Entry:
     open_url: str
     more_url: str
     less_url: str
-
-    @property
-    def title(self) -> str:
-        return self.paper.title
-
-    @property
-    def authors(self) -> str:
-        return self.paper.authors
-
-    @property
-    def snippet(self) -> str:
-        return self.paper.snippet
-
-    @property
-    def snippet_lines(self) -> tuple[str, ...]:
-        return self.paper.snippet_lines
 
 
 def context(config: Config, user: UserConfig, picks: list[Recommendation], links: Links,
@@ -163,9 +150,13 @@ def context(config: Config, user: UserConfig, picks: list[Recommendation], links
         fraction = max(0.0, min(1.0, rec.score / top)) if personalized else 0.0
         cells = round(fraction * BAR_CELLS)
         why = one_line(rec.explanation.sentence())
+        shown = paper_fields(rec.paper)
         entries.append(Entry(
             rank=rec.rank,
-            paper=paper_fields(rec.paper),
+            title=shown.title,
+            authors=shown.authors,
+            snippet=shown.snippet,
+            snippet_lines=shown.snippet_lines,
             why=why,
             why_lines=tuple(wrap(why, 67)),
             bar_percent=max(4, round(fraction * 100)) if personalized else 0,

@@ -3,9 +3,10 @@
 By default SQLite checkpoints inside the commit that brings the log to 1,000 pages, and a
 checkpoint ends with an fsync: on a slow disk that one commit takes a few hundred milliseconds
 (measured on this project's CI machine: up to 0.5 s, against 0.2 ms for a plain commit). In the
-feedback endpoint every click queued behind it waits as long. A server process therefore turns
-automatic checkpoints off on its own connections and checkpoints every second from a thread
-(PASSIVE: it waits for no reader or writer, and an fsync there holds no click up). Other
+feedback endpoint every click queued behind it waits as long, and `ingest` waited ~1 s on the
+checkpoint of its 100,000-paper commit. Those two therefore turn automatic checkpoints off on
+their own connections and checkpoint every second from a thread (PASSIVE: it waits for no
+reader or writer), the endpoint while it serves and `ingest` while it refits the model. Other
 processes keep checkpointing as before; PostgreSQL needs none of this.
 """
 
