@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from threadpoolctl import threadpool_limits
+
 from recommender import digest, pipeline
 from recommender.config import Config, UserConfig
 from recommender.delivery import Outcome, Outgoing, SmtpSender, build_message, make_message_id
@@ -230,7 +232,9 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
     user_ids = list(ids.values())
     background = DeliveryProcess(config, store, clock, user_ids) if deliver_while_queueing else None
     try:
-        results = queue_digests(config, store, users, clock, ids=ids)
+        # With the child delivering on the other core, BLAS threads would only wait for (and take) it.
+        with threadpool_limits(limits=1, user_api="blas") if background is not None else contextlib.nullcontext():
+            results = queue_digests(config, store, users, clock, ids=ids)
     except BaseException:
         if background is not None:
             background.finish()  # what was queued still goes out (or, on Ctrl-C, the child stops too)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from recommender import collab, halves, kernels, profiles, textmodel
 from recommender.config import Config, UserConfig
 from recommender.domain import Paper, ParsedBatch, Recommendation
@@ -124,7 +126,9 @@ def recommend_written(config: Config, store: Store, users: Sequence[UserConfig],
         ids = store.sync_users(u.email for u in users)  # once, here: neither half writes users
 
     def ranked(some: Sequence[UserConfig], on: Store = store) -> tuple[str, int]:
-        results = rank_users(config, on, models, some, candidates, limit, now, ids, persist=False)
+        # Each half has one core: BLAS threads would only wait for (and take) the other half's.
+        with threadpool_limits(limits=1, user_api="blas") if halved else contextlib.nullcontext():
+            results = rank_users(config, on, models, some, candidates, limit, now, ids, persist=False)
         return render(some, results), sum(len(picks) for picks in results.values())
 
     def part(some: Sequence[UserConfig]) -> int:
