@@ -23,10 +23,10 @@ from typing import Protocol
 
 from threadpoolctl import threadpool_limits
 
-from recommender import digest, pipeline
+from recommender import digest, halves, pipeline
 from recommender.config import Config, UserConfig
 from recommender.delivery import Outcome, Outgoing, SmtpSender, build_message, make_message_id
-from recommender.domain import Recommendation
+from recommender.domain import Paper, Recommendation
 from recommender.group_commit import GroupCommit
 from recommender.store import Store
 from recommender.store.outbox import DigestToCreate, NewDigest, Outbox, new_owner
@@ -98,15 +98,18 @@ def preview(config: Config, store: Store, user: UserConfig, clock: Clock) -> tup
 
 
 def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock,
-                  dry_run: bool = False, chunk: int = 500, ids: dict[str, int] | None = None) -> dict[str, UserResult]:
+                  dry_run: bool = False, chunk: int = 500, ids: dict[str, int] | None = None,
+                  in_two: bool = False) -> dict[str, UserResult]:
     """Build and store (pending) each user's next digest; returns what happened per user.
     Users who are owed the same batches are ranked together, ``chunk`` at a time, and each
-    digest is stored as soon as it is rendered (memory stays flat in the number of users)."""
+    digest is stored as soon as it is rendered (memory stays flat in the number of users).
+    With ``in_two``, a forked child ranks, renders and stores the second half of many users
+    (ranking and rendering are Python-bound: one process uses one core)."""
     started = time.monotonic()
     signer = signer_for(config, clock)
-    outbox = Outbox(store)
     models = pipeline.load_models(store, config)
     ids = ids if ids is not None else store.sync_users(u.email for u in users)  # (lower-case email -> id)
+    outbox = Outbox(store)
     unsubscribed = outbox.unsubscribed()
     results: dict[str, UserResult] = {}
     active = []
@@ -116,35 +119,59 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
         else:
             active.append(user)
     owed = owed_batches(store, outbox, [ids[u.email.lower()] for u in active])
-    groups: dict[tuple[int, ...], list[UserConfig]] = {}
-    for user in active:
-        groups.setdefault(owed[ids[user.email.lower()]], []).append(user)
-    for batch_ids, members in groups.items():
-        if not batch_ids:
-            results.update({u.email: UserResult(u.email, "nothing new") for u in members})
-            continue
-        candidates = store.batch_papers(batch_ids)
-        for start in range(0, len(members), chunk):
-            part = members[start:start + chunk]
-            now = clock()
-            picks = pipeline.rank_users(config, store, models, part, candidates, None, now)
-            ready: list[DigestToCreate] = []
-            for user in part:
-                user_picks = picks[user.email]
-                if not user_picks:
-                    results[user.email] = UserResult(user.email, "nothing new")
-                    continue
-                results[user.email] = UserResult(user.email, "would send" if dry_run else "queued", len(user_picks))
-                if not dry_run:
-                    ready.append(DigestToCreate(
-                        ids[user.email.lower()], max(batch_ids),
-                        [(r.paper.id, r.score, r.explanation.sentence()) for r in user_picks],
-                        _renderer(config, signer, user, ids[user.email.lower()], user_picks, now)))
-            for group in range(0, len(ready), CREATE_GROUP):
-                outbox.create_many(ready[group:group + CREATE_GROUP])
+
+    def queue_part(part: Sequence[UserConfig], on: Store = store) -> dict[str, UserResult]:
+        part_results: dict[str, UserResult] = {}
+        groups: dict[tuple[int, ...], list[UserConfig]] = {}
+        for user in part:
+            groups.setdefault(owed[ids[user.email.lower()]], []).append(user)
+        for batch_ids, members in groups.items():
+            if not batch_ids:
+                part_results.update({u.email: UserResult(u.email, "nothing new") for u in members})
+                continue
+            candidates = on.batch_papers(batch_ids)
+            for start in range(0, len(members), chunk):
+                part_results.update(_queue_chunk(config, on, models, signer, members[start:start + chunk], ids,
+                                                 batch_ids, candidates, clock(), dry_run))
+        return part_results
+
+    def child_part(part: Sequence[UserConfig]) -> dict[str, UserResult]:
+        with store.for_forked_child() as own:
+            return queue_part(part, own)
+
+    if in_two and len(active) >= pipeline.PARALLEL_USERS and halves.can_fork():
+        log.info("queueing the digests of %d users in two processes", len(active))
+        for part_results in halves.in_two(queue_part, active, child_part):
+            results.update(part_results)
+    else:
+        results.update(queue_part(active))
     log.info("queued %d digest(s) in %.1fs", sum(r.status == "queued" for r in results.values()),
              time.monotonic() - started)
     return {u.email: results[u.email] for u in users}
+
+
+def _queue_chunk(config: Config, store: Store, models: pipeline.Models, signer: LinkSigner,
+                 users: Sequence[UserConfig], ids: dict[str, int], batch_ids: tuple[int, ...],
+                 candidates: list[Paper], now: datetime, dry_run: bool) -> dict[str, UserResult]:
+    """Rank ``candidates`` for these users (owed the same batches) and store their digests."""
+    picks = pipeline.rank_users(config, store, models, users, candidates, None, now)
+    results: dict[str, UserResult] = {}
+    ready: list[DigestToCreate] = []
+    for user in users:
+        user_picks = picks[user.email]
+        if not user_picks:
+            results[user.email] = UserResult(user.email, "nothing new")
+            continue
+        results[user.email] = UserResult(user.email, "would send" if dry_run else "queued", len(user_picks))
+        if not dry_run:
+            ready.append(DigestToCreate(
+                ids[user.email.lower()], max(batch_ids),
+                [(r.paper.id, r.score, r.explanation.sentence()) for r in user_picks],
+                _renderer(config, signer, user, ids[user.email.lower()], user_picks, now)))
+    outbox = Outbox(store)
+    for group in range(0, len(ready), CREATE_GROUP):
+        outbox.create_many(ready[group:group + CREATE_GROUP])
+    return results
 
 
 def _renderer(config: Config, signer: LinkSigner, user: UserConfig, user_id: int, picks: list[Recommendation],
@@ -234,7 +261,7 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
     try:
         # With the child delivering on the other core, BLAS threads would only wait for (and take) it.
         with threadpool_limits(limits=1, user_api="blas") if background is not None else contextlib.nullcontext():
-            results = queue_digests(config, store, users, clock, ids=ids)
+            results = queue_digests(config, store, users, clock, ids=ids, in_two=background is not None)
     except BaseException:
         if background is not None:
             background.finish()  # what was queued still goes out (or, on Ctrl-C, the child stops too)

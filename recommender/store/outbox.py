@@ -14,10 +14,11 @@ from typing import Protocol
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
 
-from recommender.store.schema import DigestEntryRow, DigestMessageRow, DigestRow, UserRow
+from recommender.store.schema import DigestEntryRow, DigestMessageRow, DigestRow, MetaRow, UserRow
 from recommender.store.store import Store, chunks, utcnow
 
 QUEUED = ("pending", "sent")
+NEXT_DIGEST_ID = "next_digest_id"  # meta key: the first digest id not yet reserved (SQLite)
 
 
 @dataclass(frozen=True)
@@ -126,19 +127,15 @@ class Outbox:
 
         A message carries its digest's id (links, Message-ID), yet rendering is slow: done
         inside the write transaction it held SQLite's only write lock for the whole group,
-        and the delivery side's outcome commits queued behind it. So the messages are rendered
-        first, for ids reserved beforehand (PostgreSQL: from the sequence; SQLite: the next
-        rowids, checked again under the write lock and rendered again there if another writer
-        took them meanwhile)."""
+        and the delivery side's outcome commits queued behind it. So the ids are reserved
+        first (never handed out twice, so several processes can render at once), the messages
+        rendered, and only then is the write lock taken."""
         if not digests:
             return []
         now = utcnow()
         reserved = self._reserve_ids(len(digests))
         rendered = [d.render(digest_id) for digest_id, d in zip(reserved, digests, strict=True)]
         with self.store.write() as conn:
-            if conn.dialect.name != "postgresql" and self._next_rowid(conn) != reserved[0]:
-                reserved = self._reserve_ids(len(digests), conn)
-                rendered = [d.render(digest_id) for digest_id, d in zip(reserved, digests, strict=True)]
             conn.execute(insert(DigestRow), [{
                 "id": digest_id, "user_id": d.user_id, "status": "pending", "message_id": r.message_id,
                 "subject": r.subject, "last_batch_id": d.last_batch_id, "attempts": 0,
@@ -153,17 +150,22 @@ class Outbox:
                 conn.execute(insert(DigestEntryRow), entries)
         return reserved
 
-    def _reserve_ids(self, count: int, conn: Connection | None = None) -> list[int]:
-        """``count`` ids for new digests: drawn from PostgreSQL's sequence (never handed out
-        twice), or SQLite's next row ids (free until another writer inserts: checked on insert)."""
-        if conn is None:
-            with self.store.read() as reader:
-                return self._reserve_ids(count, reader)
-        if conn.dialect.name == "postgresql":
-            return list(conn.execute(text(
-                "SELECT nextval(pg_get_serial_sequence('digests', 'id')) FROM generate_series(1, :n)"), {"n": count})
-                .scalars())
-        first = self._next_rowid(conn)
+    def _reserve_ids(self, count: int) -> list[int]:
+        """``count`` ids for new digests, never handed out twice: drawn from PostgreSQL's
+        sequence, or on SQLite from a counter in the meta table (kept beyond the largest id),
+        moved on in a write transaction of its own that lasts a moment."""
+        if self.store.engine.dialect.name == "postgresql":
+            with self.store.read() as conn:
+                return list(conn.execute(text(
+                    "SELECT nextval(pg_get_serial_sequence('digests', 'id')) FROM generate_series(1, :n)"),
+                    {"n": count}).scalars())
+        with self.store.write() as conn:
+            counter = conn.execute(select(MetaRow.value).where(MetaRow.key == NEXT_DIGEST_ID)).scalar()
+            first = max(self._next_rowid(conn), int(counter or 0))
+            if counter is None:
+                conn.execute(insert(MetaRow).values(key=NEXT_DIGEST_ID, value=str(first + count)))
+            else:
+                conn.execute(update(MetaRow).where(MetaRow.key == NEXT_DIGEST_ID).values(value=str(first + count)))
         return list(range(first, first + count))
 
     @staticmethod
