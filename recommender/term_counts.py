@@ -73,7 +73,10 @@ def fit_counts(texts: Sequence[str], token_pattern: str, stop_words: frozenset[s
     pair_keys, pair_counts = _runs(keys)
     del keys
     if weighted:
-        pair_counts[(pair_keys & 1) == 1] *= prefix_weight
+        # the low bit, written one byte a key (not as another eight-byte array of the keys)
+        in_prefix = np.bitwise_and(pair_keys, 1, out=np.empty(len(pair_keys), dtype=np.uint8), casting="unsafe")
+        pair_counts[in_prefix.view(bool)] *= prefix_weight
+        del in_prefix
         pair_keys >>= 1
         pair_starts = _run_starts(pair_keys)
         pair_keys, pair_counts = pair_keys[pair_starts], np.add.reduceat(pair_counts, pair_starts)
@@ -141,11 +144,14 @@ def _feature_document_keys(unigrams: np.ndarray, lengths: np.ndarray, n_words: i
         tail *= n_documents
         tail += documents[:-1][same_document]
     if prefix_lengths is not None:
-        # a token is in the prefix when its place in its document is below the prefix's length
-        place = np.arange(n_unigrams, dtype=np.int64)
-        place -= np.repeat(np.cumsum(lengths) - lengths, lengths)
-        in_prefix = place < np.repeat(prefix_lengths, lengths)
-        del place
+        # 1 for the tokens of each document's prefix: a step up where a document starts, a step
+        # down where its prefix ends, summed in one byte a token (not eight, as token places would)
+        starts = np.cumsum(lengths) - lengths
+        steps = np.zeros(n_unigrams + 1, dtype=np.int8)
+        np.add.at(steps, starts, 1)
+        np.add.at(steps, starts + prefix_lengths, -1)
+        in_prefix = np.cumsum(steps[:-1], dtype=np.int8)
+        del steps
         keys *= 2
         head += in_prefix
         if n_bigrams:

@@ -666,7 +666,8 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper]) -> tuple[list[str
     fields they lacked (an arXiv id, authors, a URL). Later copies within the batch reuse the first."""
     given = list({e.source_id or e.arxiv_id or _generated_id(e) for e in entries})
     arxivs = list({e.arxiv_id for e in entries if e.arxiv_id})
-    keys = list({k for k in (title_key(e.title) for e in entries if e.title) if k})
+    entry_keys = [title_key(e.title) if e.title else "" for e in entries]
+    keys = list({k for k in entry_keys if k})
     columns = (PaperRow.id, PaperRow.title_key, *(getattr(PaperRow, c) for c in _FILLABLE))
     stored: dict[str, Any] = {}
     for column, values in ((PaperRow.id, given), (PaperRow.arxiv_id, arxivs), (PaperRow.title_key, keys)):
@@ -683,8 +684,7 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper]) -> tuple[list[str
     fills: dict[str, dict[str, Any]] = {}
     taken = set(by_id)
     created: set[str] = set()
-    for entry in entries:
-        key = title_key(entry.title) if entry.title else ""
+    for entry, key in zip(entries, entry_keys, strict=True):
         pid = (by_id.get(entry.source_id) if entry.source_id else None) \
             or (by_arxiv.get(entry.arxiv_id) if entry.arxiv_id else None) \
             or (by_key.get(key) if key else None) \
