@@ -9,6 +9,7 @@ forked beside a running thread can inherit a lock that thread held and hang on i
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -43,6 +44,9 @@ def in_two(work: Callable[[Sequence[Item]], Result], items: Sequence[Item],
     reader, writer = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(child_work or work, items[half:], writer), daemon=True,
                             name="second-half")
+    # The objects both processes start with stay out of either's cyclic collector while they
+    # work: a collection writes to every object it visits, and each page written is copied.
+    gc.freeze()
     child.start()
     writer.close()
     try:
@@ -55,6 +59,7 @@ def in_two(work: Callable[[Sequence[Item]], Result], items: Sequence[Item],
     finally:
         reader.close()
         child.join()
+        gc.unfreeze()
     return first, second
 
 
