@@ -270,13 +270,15 @@ class _ChunkExplainer:
             by_id = np.empty(len(known), dtype=np.int64)  # rank of each id, for ties
             by_id[sorted(range(len(known)), key=known.__getitem__)] = np.arange(len(known))
             # The two most similar stars of every pick at once: highest similarity, then lowest id.
-            top_two = np.lexsort((np.broadcast_to(by_id[:, None], block.shape), -block), axis=0)[:2].tolist()
-            values, star_rows, pick_rows = block.tolist(), rows.tolist(), picks.tolist()  # plain numbers: no numpy scalars
+            order = np.lexsort((np.broadcast_to(by_id[:, None], block.shape), -block), axis=0)[:2]
+            # plain numbers (no numpy scalars), and only those of the two: not the whole block
+            top_two, top_values = order.tolist(), np.take_along_axis(block, order, axis=0).tolist()
+            star_rows, pick_rows = rows.tolist(), picks.tolist()
             for n in range(len(picks)):
-                best = [j for j in (t[n] for t in top_two) if values[j][n] > 0]
-                self.nearest[(offset, n)] = [(known[j], values[j][n]) for j in best]
+                best = [(t[n], v[n]) for t, v in zip(top_two, top_values, strict=True) if v[n] > 0]
+                self.nearest[(offset, n)] = [(known[j], value) for j, value in best]
                 if best:
-                    pairs_first.append(star_rows[best[0]])
+                    pairs_first.append(star_rows[best[0][0]])
                     pairs_second.append(pick_rows[n])
                     where.append((offset, n))
         keep = max(1, max((c.why_terms for c in self.choices[self.start:self.start + self.picked.shape[0]]), default=0))
