@@ -251,7 +251,8 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
         dry_run: bool = False, deliver_while_queueing: bool = False) -> list[UserResult]:
     """`digest send`: queue each user's digest, then deliver all pending ones for these users.
     With ``deliver_while_queueing`` (the command, where ``halves.can_fork()``), a child process
-    delivers what is queued while this one renders the rest."""
+    delivers what is queued while this one renders the rest, and for many users a second child
+    ranks and renders half of them."""
     clock = clock or (lambda: datetime.now(UTC))
     if dry_run:
         return list(queue_digests(config, store, users, clock, dry_run=True).values())
