@@ -118,9 +118,11 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
             results[user.email] = UserResult(user.email, "unsubscribed")
         else:
             active.append(user)
-    owed = owed_batches(store, outbox, [ids[u.email.lower()] for u in active])
 
     def queue_part(part: Sequence[UserConfig], on: Store = store) -> dict[str, UserResult]:
+        # Read here, not before the fork: if the child dies, this process does its half, and
+        # the digests the child stored already count.
+        owed = owed_batches(on, Outbox(on), [ids[u.email.lower()] for u in part])
         part_results: dict[str, UserResult] = {}
         groups: dict[tuple[int, ...], list[UserConfig]] = {}
         for user in part:

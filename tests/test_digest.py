@@ -397,6 +397,35 @@ def test_digest_send_for_many_users_queues_from_two_processes_and_sends_each_one
     store.close()
 
 
+def test_when_the_second_renderer_dies_its_users_still_get_one_digest_each(tmp_path: Path, database_url: str,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    """The child that queues half of the users dies after storing some digests: this process
+    queues the rest of its half, and nobody gets a second digest."""
+    import os
+
+    from recommender import halves
+
+    config, store = _setup(tmp_path, free_port(), database_url, users=_many_users(60))
+    monkeypatch.setattr(pipeline, "PARALLEL_USERS", 20)
+    parent, queue_chunk = os.getpid(), digest_run._queue_chunk
+
+    def dies_after_its_first_chunk(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        results = queue_chunk(*args, **kwargs)
+        if os.getpid() != parent:
+            os._exit(1)  # stored, then gone without a word
+        return results
+
+    monkeypatch.setattr(digest_run, "_queue_chunk", dies_after_its_first_chunk)
+    assert halves.can_fork(), f"threads left running by earlier tests: {__import__('threading').enumerate()}"
+    results = digest_run.queue_digests(config, store, config.users, _clock, chunk=10, in_two=True)
+    assert sorted(i.email for i in Outbox(store).items()) == sorted(u.email for u in config.users)  # one each
+    statuses = [results[u.email].status for u in config.users]
+    assert statuses[:30] == ["queued"] * 30  # this process's half
+    assert statuses[30:40] == ["nothing new"] * 10  # the child stored these before it died
+    assert statuses[40:] == ["queued"] * 20  # the rest of the child's half, done here
+    store.close()
+
+
 def test_the_delivery_child_reports_what_it_sent(tmp_path: Path, smtp_server: SmtpServer, database_url: str):
     config, store = _setup(tmp_path, smtp_server.port, database_url, users=_many_users(20))
     digest_run.queue_digests(config, store, config.users, _clock)
