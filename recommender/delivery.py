@@ -144,7 +144,7 @@ def _carried_as_is(lines: bytes) -> bool:
     longer exactly when a stretch of that many octets plus the CRLF holds no line end, so the
     check jumps from line end to line end, the furthest within reach each time: a few steps a
     message instead of a copy of every line."""
-    if b"\0" in lines or not lines.count(b"\r") == lines.count(b"\n") == lines.count(b"\r\n"):
+    if b"\0" in lines or not _crlf_only(lines):
         return False
     start = 0
     while len(lines) - start > MAX_LINE_OCTETS:
@@ -153,6 +153,11 @@ def _carried_as_is(lines: bytes) -> bool:
             return False
         start = end + 1
     return True
+
+
+def _crlf_only(data: bytes) -> bool:
+    """CR and LF occur only together, as CRLF (three counts, no copy)."""
+    return data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n")
 
 
 def _seven_bit(message: bytes) -> bytes:
@@ -244,7 +249,7 @@ async def _as_server_takes(client: aiosmtplib.SMTP, message: bytes) -> tuple[byt
 def _transmitted_size(message: bytes) -> int:
     """The octets of the message as DATA transmits it: every line ended by CRLF. Ours already
     are, which three counts confirm (instead of a rewrite of the whole message to measure it)."""
-    if not message.count(b"\r") == message.count(b"\n") == message.count(b"\r\n"):
+    if not _crlf_only(message):
         message = re.sub(rb"\r\n|\r|\n", b"\r\n", message)
     return len(message) + (0 if message.endswith(b"\r\n") else 2)
 

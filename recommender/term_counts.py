@@ -144,19 +144,23 @@ def _feature_document_keys(unigrams: np.ndarray, lengths: np.ndarray, n_words: i
         tail *= n_documents
         tail += documents[:-1][same_document]
     if prefix_lengths is not None:
-        # 1 for the tokens of each document's prefix: a step up where a document starts, a step
-        # down where its prefix ends, summed in one byte a token (not eight, as token places would)
-        starts = np.cumsum(lengths) - lengths
-        steps = np.zeros(n_unigrams + 1, dtype=np.int8)
-        np.add.at(steps, starts, 1)
-        np.add.at(steps, starts + prefix_lengths, -1)
-        in_prefix = np.cumsum(steps[:-1], dtype=np.int8)
-        del steps
+        in_prefix = _in_prefix(lengths, prefix_lengths)
         keys *= 2
         head += in_prefix
         if n_bigrams:
             tail += in_prefix[1:][same_document]  # both words in the prefix: the second one is
     return keys
+
+
+def _in_prefix(lengths: np.ndarray, prefix_lengths: np.ndarray) -> np.ndarray:
+    """1 for each token inside its document's prefix, else 0 (int8), for documents of these
+    lengths laid end to end: a step up where a document starts, a step down where its prefix
+    ends, summed in one byte a token (not eight, as token places would take)."""
+    starts = np.cumsum(lengths) - lengths
+    steps = np.zeros(int(lengths.sum()) + 1, dtype=np.int8)
+    np.add.at(steps, starts, 1)
+    np.add.at(steps, starts + prefix_lengths, -1)
+    return np.cumsum(steps[:-1], dtype=np.int8)
 
 
 def _run_starts(values: np.ndarray) -> np.ndarray:
@@ -237,8 +241,7 @@ def _token_ids_here(documents: Sequence[str] | Sequence[tuple[str, str]], token_
     kept = is_token[ids]
     documents_of = np.repeat(np.arange(len(documents)), lengths)
     if prefix_lengths is not None:
-        place = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        prefix_lengths = np.bincount(documents_of[kept & (place < np.repeat(prefix_lengths, lengths))],
+        prefix_lengths = np.bincount(documents_of[kept & _in_prefix(lengths, prefix_lengths).view(bool)],
                                      minlength=len(documents)).astype(np.int64)
     lengths = np.bincount(documents_of[kept], minlength=len(documents)).astype(np.int64)
     renumbered = (np.cumsum(is_token) - 1).astype(np.int32)
