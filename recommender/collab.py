@@ -26,6 +26,7 @@ from recommender.textmodel import TextModel, settings_key
 
 log = logging.getLogger(__name__)
 MODEL_FORMAT = 1
+NO_MODEL = "no collaborative model"  # cached when there is none (too few readers, or switched off)
 
 
 @dataclass
@@ -95,5 +96,7 @@ def load_or_fit(store: Store, model: TextModel, ranking: RankingConfig) -> Colla
     if cached is not None:
         return cached if isinstance(cached, CollabModel) else None
     fitted = fit(model, store.interactions(), ranking) if ranking.collaborative_weight > 0 else None
-    store.save_model("collab", key, fitted)
+    # "None" is cached too (as a marker, since a missing model also loads as None): else every
+    # command of a small install would fit again, and write the row anew.
+    store.save_model("collab", key, fitted if fitted is not None else NO_MODEL)
     return fitted

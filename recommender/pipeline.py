@@ -178,8 +178,8 @@ def refresh(store: Store, config: Config, now: datetime | None = None) -> Models
     that ranking afterwards only reads (what ingest and star imports do eagerly)."""
     models = load_models(store, config)
     ids = store.sync_users(u.email for u in config.users)
-    profiles.build_many(store, models.text, models.collab, [(ids[u.email.lower()], u) for u in config.users],
-                        config.ranking, now or datetime.now(UTC))
+    profiles.build_and_cache(store, models.text, models.collab, [(ids[u.email.lower()], u) for u in config.users],
+                             config.ranking, now or datetime.now(UTC))
     return models
 
 
@@ -198,7 +198,7 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
     ``persist``: store the profiles that changed (`recommend` only reads)."""
     ids = ids if ids is not None else store.sync_users(u.email for u in users)
     pairs = [(ids[u.email.lower()], u) for u in users]
-    built = profiles.build_many(store, models.text, models.collab, pairs, config.ranking, now, persist)
+    built = profiles.build_or_reuse(store, models.text, models.collab, pairs, config.ranking, now, persist)
     user_ids = [uid for uid, _ in pairs]
     sent = store.sent_map(user_ids)
     skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]

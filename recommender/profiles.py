@@ -6,6 +6,11 @@ Profiles are built for many users at once from the signal log (one sparse produc
 ranking every subscriber costs a few matrix products, not a query per user. Each profile is
 also persisted in term space ({term: weight}, its strongest terms) whenever the user's
 signals or the model change, so it can be inspected and survives a refit.
+
+Beside a SQLite database, what ingest and star imports build is also kept as a cache of
+arrays (`CachedProfiles`), so ranking reads those users' profiles instead of rebuilding them:
+a user's row is taken while their signal generation (counted by triggers on every change to
+their stars and feedback) and interests are those it was built from; the others are rebuilt.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from recommender.textmodel import TextModel
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
 PROFILE_CHUNK = 2000  # users per sparse product when building profiles
+CACHE_FORMAT = 1  # part of the cache's key: a new way of building profiles never reads old ones
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,21 @@ class Profiles:
                        negatives=[p for p in order if weights[p] < 0], interests=self.interests[i], weights=weights)
 
 
+@dataclass
+class CachedProfiles:
+    """Profiles as ingest or a star import built them, with what each was built from besides the
+    models and settings that key the cache: its user's signal generation and interests. Arrays
+    only: loading maps them, and a command that ranks a few users reads only their rows."""
+
+    user_ids: np.ndarray  # int64
+    generations: np.ndarray  # int64, each user's signal generation when the row was built
+    interests: np.ndarray  # int64 fingerprint of each user's interests keywords
+    matrix: sp.csr_matrix
+    collab: np.ndarray | None
+    pulls: sp.csr_matrix  # users x papers: each paper's summed pull (Profiles.weights)
+    stars: sp.csr_matrix  # users x papers: ones where the user starred the paper
+
+
 def signal_weight(signal: Signal, ranking: RankingConfig, now: datetime) -> float:
     base = {"star": 1.0, "more": ranking.more_weight, "less": -ranking.less_weight,
             "open": ranking.open_weight}[signal.kind]
@@ -110,13 +131,111 @@ def build_many(store: Store, model: TextModel, collab: CollabModel | None, users
         weights.append(pulls)
         stars = {s.paper_id for s in signals.get(uid, []) if s.kind == "star"}
         starred.append(stars)
-        interests.append(user.interests if len(stars) < FEW_STARS and ranking.interests_weight > 0 else ())
+        interests.append(_profile_interests(user, len(stars), ranking))
     pull = sp.csr_matrix((values, (rows, cols)), shape=(len(users), len(model.paper_ids)))
     matrix, collab_rows = profile_rows(model, collab, pull, interests, ranking)
     profiles = Profiles(user_ids, matrix, collab_rows, weights, interests, starred)
     if persist:
         _persist_changed(store, model, profiles, users, signals, ranking)
     return profiles
+
+
+def _profile_interests(user: UserConfig, stars: int, ranking: RankingConfig) -> tuple[str, ...]:
+    return user.interests if stars < FEW_STARS and ranking.interests_weight > 0 else ()
+
+
+def cache_key(store: Store, ranking: RankingConfig) -> str | None:
+    """The key of the profiles cached for the models ``store`` loaded and these settings; None
+    when profiles are not cached (no model loaded, or stars that age change them with time)."""
+    text_stamp = store.model_stamp("tfidf")
+    if text_stamp is None or ranking.star_half_life_days > 0:
+        return None
+    parts = [CACHE_FORMAT, text_stamp, store.model_stamp("collab"), repr(ranking)]
+    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()
+
+
+def _fingerprint(interests: tuple[str, ...]) -> int:
+    return int.from_bytes(hashlib.sha1(json.dumps(list(interests)).encode()).digest()[:8], "little", signed=True)
+
+
+def build_and_cache(store: Store, model: TextModel, collab: CollabModel | None,
+                    users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig, now: datetime) -> Profiles:
+    """``build_many`` (persisting), and the result cached beside a SQLite database."""
+    # Read before the signals: a change in between leaves a row that is merely stale.
+    generations = store.signal_generations([uid for uid, _ in users])
+    built = build_many(store, model, collab, users, ranking, now)
+    key = cache_key(store, ranking)
+    if generations is None or key is None:
+        return built
+    index, rows, cols, values, star_rows, star_cols = model.index, [], [], [], [], []
+    for row, (weights, stars) in enumerate(zip(built.weights, built.starred, strict=True)):
+        if any(p not in index for p in stars):
+            return built  # a star on a paper the model does not know yet: nothing to cache
+        rows += [row] * len(weights)
+        cols += [index[p] for p in weights]
+        values += weights.values()
+        star_rows += [row] * len(stars)
+        star_cols += [index[p] for p in stars]
+    shape = (len(users), len(model.paper_ids))
+    store.save_model("profiles", key, CachedProfiles(
+        user_ids=np.array([uid for uid, _ in users], dtype=np.int64),
+        generations=np.array([generations.get(uid, 0) for uid, _ in users], dtype=np.int64),
+        interests=np.array([_fingerprint(user.interests) for _, user in users], dtype=np.int64),
+        matrix=built.matrix, collab=built.collab,
+        pulls=sp.csr_matrix((np.array(values, dtype=np.float64), (rows, cols)), shape=shape),
+        stars=sp.csr_matrix((np.ones(len(star_cols), dtype=np.int8), (star_rows, star_cols)), shape=shape)))
+    return built
+
+
+def build_or_reuse(store: Store, model: TextModel, collab: CollabModel | None, users: Sequence[tuple[int, UserConfig]],
+                   ranking: RankingConfig, now: datetime, persist: bool = True) -> Profiles:
+    """``build_many``, taking from the cache the profiles whose user's signals and interests have
+    not changed since it was built (what that costs: one read of the users' generations)."""
+    key = cache_key(store, ranking) if users else None
+    cached = store.load_model("profiles", key) if key else None
+    generations = store.signal_generations([uid for uid, _ in users]) if isinstance(cached, CachedProfiles) else None
+    if generations is None:
+        return build_many(store, model, collab, users, ranking, now, persist)
+    position = {uid: i for i, uid in enumerate(cached.user_ids.tolist())}
+    taken, stale, order = [], [], []  # order: each user's row among the taken rows, then the rebuilt
+    for uid, user in users:
+        i = position.get(uid)
+        if (i is not None and cached.generations[i] == generations.get(uid, 0)
+                and cached.interests[i] == _fingerprint(user.interests)):
+            order.append(len(taken))
+            taken.append((i, user))
+        else:
+            order.append(-1 - len(stale))
+            stale.append((uid, user))
+    reused = _cached_rows(cached, model, taken, ranking)
+    if not stale:
+        return reused
+    rebuilt = build_many(store, model, collab, stale, ranking, now, persist)
+    at = [o if o >= 0 else len(taken) - 1 - o for o in order]
+
+    def joined(a: list, b: list) -> list:
+        both = a + b
+        return [both[k] for k in at]
+
+    return Profiles([uid for uid, _ in users], sp.vstack([reused.matrix, rebuilt.matrix], format="csr")[at],
+                    None if reused.collab is None else np.concatenate([reused.collab, rebuilt.collab])[at],
+                    joined(reused.weights, rebuilt.weights), joined(reused.interests, rebuilt.interests),
+                    joined(reused.starred, rebuilt.starred))
+
+
+def _cached_rows(cached: CachedProfiles, model: TextModel, taken: list[tuple[int, UserConfig]],
+                 ranking: RankingConfig) -> Profiles:
+    rows = np.array([i for i, _ in taken], dtype=np.int64)
+    pulls, stars, paper_ids = cached.pulls[rows], cached.stars[rows], model.paper_ids
+    weights, starred, interests = [], [], []
+    for r, (_, user) in enumerate(taken):
+        start, end = pulls.indptr[r], pulls.indptr[r + 1]
+        weights.append(dict(zip([paper_ids[c] for c in pulls.indices[start:end].tolist()],
+                                pulls.data[start:end].tolist(), strict=True)))
+        starred.append({paper_ids[c] for c in stars.indices[stars.indptr[r]:stars.indptr[r + 1]].tolist()})
+        interests.append(_profile_interests(user, len(starred[-1]), ranking))
+    return Profiles(cached.user_ids[rows].tolist(), cached.matrix[rows],
+                    None if cached.collab is None else cached.collab[rows], weights, interests, starred)
 
 
 def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matrix,

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from recommender import pipeline, textmodel
+from recommender import pipeline, profiles, textmodel
 from recommender.config import load_config
 from recommender.domain import ParsedBatch, ParsedPaper
 from recommender.store import Store
+from recommender.store.feedback import FeedbackLog
 
 from conftest import write_config
 
@@ -234,3 +236,81 @@ def test_titles_are_looked_up_once_per_ranking_run():
     assert titles(["b", "c", "gone"]) == {"b": "title of b", "c": "title of c"}
     assert titles(["a", "gone"]) == {"a": "title of a"}
     assert asked == [["a", "b", "gone"], ["c"]]  # each id asked once, known or not
+
+
+def _reused_and_built(config, store: Store) -> tuple[profiles.Profiles, profiles.Profiles]:
+    """Profiles as ranking gets them (from the cache where it can) and as the signal log gives them."""
+    models = pipeline.load_models(store, config)
+    ids = store.sync_users(u.email for u in config.users)
+    pairs = [(ids[u.email.lower()], u) for u in config.users]
+    now = datetime.now(UTC)
+    return (profiles.build_or_reuse(store, models.text, models.collab, pairs, config.ranking, now, persist=False),
+            profiles.build_many(store, models.text, models.collab, pairs, config.ranking, now, persist=False))
+
+
+def _row(built: profiles.Profiles, i: int) -> tuple:
+    row = built.matrix[i]
+    return (tuple(row.indices), tuple(row.data), built.weights[i], built.starred[i], built.interests[i])
+
+
+def _three_users(corpus, store: Store):
+    config = replace(corpus, users=(replace(corpus.users[0], email="ada@example.org"),
+                                    replace(corpus.users[0], email="bob@example.org"),
+                                    replace(corpus.users[0], email="cy@example.org", interests=("protein folding",))))
+    store.star(store.user_id("ada@example.org"), ["A0"])
+    store.star(store.user_id("bob@example.org"), ["B0", "A1"])
+    return config
+
+
+def test_profiles_built_at_ingest_are_reused_until_their_users_signals_or_interests_change(corpus, store: Store):
+    config = _three_users(corpus, store)
+    pipeline.refresh(store, config)  # what ingest and star imports do: models, profiles, the cache
+    key = profiles.cache_key(store, config.ranking)
+    cached = store.load_model("profiles", key)
+    if store.sqlite_path is None:
+        assert cached is None and store.signal_generations([1]) is None  # PostgreSQL: always built
+        return
+    assert isinstance(cached, profiles.CachedProfiles)
+    reused, built = _reused_and_built(config, store)
+    first = [_row(built, i)[:2] for i in range(3)]  # each user's profile vector (terms, weights)
+    assert [_row(reused, i) for i in range(3)] == [_row(built, i) for i in range(3)]
+    # Proof the rows come from the cache: with them rotated, each user gets the next one's...
+    store.save_model("profiles", key, replace(cached, matrix=cached.matrix[[1, 2, 0]]))
+    reused, built = _reused_and_built(config, store)
+    assert [_row(reused, i)[:2] for i in range(3)] == [first[1], first[2], first[0]]
+    # ...until their signals change: stars, a feedback click, or other interests. (As many stars
+    # as before: a growing count can refit the collaborative model, which keys another cache.)
+    store.unstar(store.user_id("ada@example.org"), ["A0"])
+    store.star(store.user_id("ada@example.org"), ["A2"])
+    reused, built = _reused_and_built(config, store)
+    assert _row(reused, 0) == _row(built, 0) and reused.starred[0] == {"A2"}
+    assert [_row(reused, i)[:2] for i in (1, 2)] == [first[2], first[0]]  # still rotated, from the cache
+    FeedbackLog(store).record(store.user_id("bob@example.org"), "B1", "more", None, "t-bob", "test", datetime.now(UTC))
+    reused, built = _reused_and_built(config, store)
+    assert _row(reused, 1) == _row(built, 1) and reused.weights[1]["B1"] == 1.0
+    assert _row(reused, 2)[:2] == first[0] != first[2]
+    config = replace(config, users=(*config.users[:2], replace(config.users[2], interests=("transport",))))
+    reused, built = _reused_and_built(config, store)
+    assert [_row(reused, i) for i in range(3)] == [_row(built, i) for i in range(3)]
+    # Another model or other settings key another cache: nothing read from this one.
+    assert profiles.cache_key(store, replace(config.ranking, more_weight=2.0)) != key
+
+
+def test_every_change_to_a_users_stars_and_feedback_moves_their_signal_generation_on(corpus, store: Store):
+    ada = store.user_id("ada@example.org")
+    if store.sqlite_path is None:
+        assert store.signal_generations([ada]) is None  # counted on SQLite only: PostgreSQL caches no profiles
+        return
+    log = FeedbackLog(store)
+    seen = [store.signal_generations([ada]).get(ada, 0)]
+    for change in (lambda: store.star(ada, ["A0", "B0"]), lambda: store.unstar(ada, ["B0"]),
+                   lambda: log.record(ada, "A1", "less", None, "t1", "test", datetime.now(UTC)),
+                   lambda: log.record(ada, "A1", "more", None, "t2", "test", datetime.now(UTC)),  # replaces the less
+                   lambda: log.undo("t2"), lambda: store.star_many([(ada, "B1")], "import")):
+        change()
+        seen.append(store.signal_generations([ada])[ada])
+    assert seen == sorted(set(seen)) and seen[0] == 0  # each change moved it on, never back
+    log.forget(ada)
+    again = store.user_id("ada@example.org")
+    # A generation outlives its user: a new user given the same id never matches the old one's cache.
+    assert store.signal_generations([again]).get(again, 0) > (seen[-1] if again == ada else -1)

@@ -23,6 +23,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    column,
+    table,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -208,3 +210,7 @@ class ScheduleStateRow(Base):
     __tablename__ = "schedule_state"
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     last_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# SQLite only, written by triggers (migration 0006), so not part of the mapped schema.
+SIGNAL_GENERATIONS = table("signal_generations", column("user_id", Integer), column("generation", Integer))

@@ -47,6 +47,7 @@ from recommender.domain import Paper, ParsedBatch, ParsedPaper
 from recommender.errors import NotFoundError, RecommenderError, SchemaError
 from recommender.store import migrate, model_files
 from recommender.store.schema import (
+    SIGNAL_GENERATIONS,
     BatchEntryRow,
     BatchRow,
     DigestEntryRow,
@@ -163,6 +164,7 @@ class Store:
         # again (the same object, not a copy) while the stored row keeps that stamp. For a store
         # that serves many commands (`recommender warm`); one command loads each model once.
         self._models: dict[str, tuple[str, Any]] | None = {} if keep_models else None
+        self._stamps: dict[str, str] = {}
 
     @classmethod
     def open(cls, url: str, keep_models: bool = False) -> Store:
@@ -199,6 +201,7 @@ class Store:
         writer lock it inherited are the parent's (sharing them corrupts both sides' state)."""
         self.engine.dispose(close=False)
         store = Store.open(self.engine.url.render_as_string(hide_password=False))
+        store._stamps = dict(self._stamps)  # the child ranks with the models this store loaded
         try:
             yield store
         finally:
@@ -536,6 +539,7 @@ class Store:
                 model = model_files.loads(bytearray(payload))  # a copy the arrays can be written in
         if self._models is not None:
             self._models[kind] = (stamp, model)
+        self._stamps[kind] = stamp
         return model
 
     def save_model(self, kind: str, key: str, model: Any) -> None:
@@ -552,6 +556,24 @@ class Store:
                                                  created_at=now))
         if self._models is not None:
             self._models[kind] = (stamp, model)
+        self._stamps[kind] = stamp
+
+    def model_stamp(self, kind: str) -> str | None:
+        """The stamp (key and time) of the model of this kind this store last loaded or saved:
+        what a cache derived from that very model can be keyed by."""
+        return self._stamps.get(kind)
+
+    def signal_generations(self, user_ids: Sequence[int]) -> dict[int, int] | None:
+        """user id -> how many times their stars and feedback changed (SQLite, where triggers
+        count them; users with no change are left out). None on PostgreSQL, which counts none."""
+        if self.sqlite_path is None:
+            return None
+        found: dict[int, int] = {}
+        with self.read() as conn:
+            for chunk in chunks(list(user_ids), 5000):
+                found.update(conn.execute(select(SIGNAL_GENERATIONS.c.user_id, SIGNAL_GENERATIONS.c.generation)
+                                          .where(SIGNAL_GENERATIONS.c.user_id.in_(chunk))).all())
+        return found
 
     def _model_files(self) -> model_files.ModelFiles | None:
         database = self.sqlite_path
