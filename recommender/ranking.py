@@ -23,7 +23,7 @@ from recommender.collab import CollabModel
 from recommender.domain import Explanation, Paper, Recommendation, SharedTerm
 from recommender.profiles import Profiles
 from recommender.scoring import SPLIT_MIN_USERS, PoolScorer
-from recommender.textmodel import TextModel
+from recommender.textmodel import TextModel, taken_rows
 
 CHUNK = 512
 PARALLEL_CHUNKS = 2
@@ -165,7 +165,8 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
         return [[] for _ in choices]
     position = {p.id: i for i, p in enumerate(pool)}
     rows = model.rows([p.id for p in pool])
-    collab_rows = collab.predicted[[collab.index[p.id] for p in pool]] if collab is not None else None
+    collab_rows = None if collab is None else \
+        taken_rows(collab.predicted, np.array([collab.index[p.id] for p in pool], dtype=np.int64))
     scorer = PoolScorer(rows, collab_rows if profiles.collab is not None else None,
                         split=len(choices) >= SPLIT_MIN_USERS, profiles=profiles.matrix)
     matches = _Matches(pool)

@@ -52,12 +52,16 @@ class PoolScorer:
             else:
                 dense = frequency >= max(DENSE_MIN_PAPERS, DENSE_FRACTION * n)
             dense_terms = np.flatnonzero(dense)
-        self.dense_slot = np.full(vocabulary, -1, dtype=np.int64)
-        self.dense_slot[dense_terms] = np.arange(len(dense_terms))
-        right = [rows[:, dense_terms].T.toarray().astype(np.float32)]
-        if reader_rows is not None:
-            right.insert(0, reader_rows.T.astype(np.float32))
-        self.right = np.ascontiguousarray(np.vstack(right))  # (factors + dense terms) x candidates
+        # Each term's column among the dense ones, or -1 (None: no dense terms, as for one user).
+        self.dense_slot: np.ndarray | None = None
+        if len(dense_terms):
+            self.dense_slot = np.full(vocabulary, -1, dtype=np.int64)
+            self.dense_slot[dense_terms] = np.arange(len(dense_terms))
+        right = [] if reader_rows is None else [reader_rows.T.astype(np.float32, copy=False)]
+        if len(dense_terms) or not right:
+            right.append(rows[:, dense_terms].T.toarray().astype(np.float32))
+        # (factors + dense terms) x candidates; the reader rows' transposed view when alone
+        self.right = right[0] if len(right) == 1 else np.ascontiguousarray(np.vstack(right))
         rare = rows
         if len(dense_terms):
             rare = rows.copy()
@@ -78,10 +82,11 @@ class PoolScorer:
         left = np.zeros((users, self.right.shape[0]), dtype=np.float32)
         if readers is not None and self.factors:
             left[:, :self.factors] = readers * weights[:, None]
-        owners = np.repeat(np.arange(users), np.diff(profiles.indptr))
-        slots = self.dense_slot[profiles.indices]
-        dense = slots >= 0
-        left[owners[dense], self.factors + slots[dense]] = profiles.data[dense]
+        if self.dense_slot is not None:
+            owners = np.repeat(np.arange(users), np.diff(profiles.indptr))
+            slots = self.dense_slot[profiles.indices]
+            dense = slots >= 0
+            left[owners[dense], self.factors + slots[dense]] = profiles.data[dense]
         out = left @ self.right
         if out.shape[1] == 0 or not self.rare_rows.nnz:
             return out

@@ -127,7 +127,24 @@ class TextModel:
         return weigh(self.title_weight * counts(titles) + counts(abstracts), self.idf, self.sublinear_tf)
 
     def rows(self, paper_ids: list[str]) -> sp.csr_matrix:
-        return self.matrix[[self.index[p] for p in paper_ids]]
+        return taken_rows(self.matrix, np.array([self.index[p] for p in paper_ids], dtype=np.int64))
+
+
+def taken_rows(matrix: sp.csr_matrix | np.ndarray, at: np.ndarray) -> sp.csr_matrix | np.ndarray:
+    """Rows ``at`` of a CSR matrix or an array (read only): a view when they are one run of
+    consecutive rows, as a batch's papers usually are (stored, and so fitted, together), which
+    spares copying 5,000 rows to rank one user; else a copy."""
+    if not (len(at) and at[-1] - at[0] == len(at) - 1 and bool((np.diff(at) == 1).all())):
+        return matrix[at]
+    first, end = int(at[0]), int(at[-1]) + 1
+    if not sp.issparse(matrix):
+        return matrix[first:end]
+    start, stop = matrix.indptr[first], matrix.indptr[end]
+    view = sp.csr_matrix((end - first, matrix.shape[1]), dtype=matrix.dtype)
+    # Set, not passed to the constructor: that copies a slice much smaller than its base array.
+    view.indptr, view.indices, view.data = matrix.indptr[first:end + 1] - start, matrix.indices[start:stop], \
+        matrix.data[start:stop]
+    return view
 
 
 def weigh(counts: sp.spmatrix, idf: np.ndarray, sublinear_tf: bool, in_place: bool = False) -> sp.csr_matrix:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recommender import pipeline, profiles, textmodel
@@ -314,3 +315,19 @@ def test_every_change_to_a_users_stars_and_feedback_moves_their_signal_generatio
     again = store.user_id("ada@example.org")
     # A generation outlives its user: a new user given the same id never matches the old one's cache.
     assert store.signal_generations([again]).get(again, 0) > (seen[-1] if again == ada else -1)
+
+
+def test_a_batchs_papers_are_one_run_of_model_rows_and_taken_as_a_view(corpus, store: Store):
+    """On SQLite the model keeps the order papers were stored in, so a new batch's rows are one
+    run in source order: ranking takes them as a view (not a copy of 5,000 rows for one user)."""
+    model = textmodel.load_or_fit(store, corpus.ranking)
+    ids = [p.id for p in store.batch_papers(store.latest_run_batch_ids())]
+    for wanted in (ids, ids[::-1]):
+        rows = model.rows(wanted)
+        assert rows.shape == (len(wanted), model.matrix.shape[1])
+        assert (rows != model.matrix[[model.index[i] for i in wanted]]).nnz == 0
+    assert np.shares_memory(model.rows(ids).data, model.matrix.data) == (store.sqlite_path is not None)
+    assert not np.shares_memory(model.rows(ids[::-1]).data, model.matrix.data)
+    dense = np.arange(20.0).reshape(10, 2)
+    assert np.shares_memory(textmodel.taken_rows(dense, np.array([3, 4, 5])), dense)
+    assert textmodel.taken_rows(dense, np.array([5, 3])).tolist() == [[10.0, 11.0], [6.0, 7.0]]

@@ -37,7 +37,8 @@ def test_scores_equal_the_plain_sparse_product(split, compiled_min_work, with_re
     weights = rng.random(300).astype(np.float32)
     scorer = PoolScorer(candidates, reader_rows, split=split, compiled_min_work=compiled_min_work,
                         profiles=profiles if profile_aware else None)
-    assert (0 < scorer.dense_slot.max() + 1 < 5000) == split  # both parts are in play when split
+    # both parts are in play when split; unsplit, no dense terms (and no slot table) at all
+    assert (scorer.dense_slot is not None and 0 < scorer.dense_slot.max() + 1 < 5000) == split
 
     got = scorer.scores(profiles, readers, weights)
 
@@ -61,7 +62,7 @@ def test_a_pool_too_small_for_dense_terms_is_scored_sparsely():
     candidates = zipf_rows(rng, 20, 300, 30)
     profiles = zipf_rows(rng, 4, 300, 40)
     scorer = PoolScorer(candidates, None)
-    assert scorer.dense_slot.max() == -1
+    assert scorer.dense_slot is None
     np.testing.assert_allclose(scorer.scores(profiles, None, np.zeros(4, np.float32)),
                                (profiles @ candidates.T).toarray(), atol=1e-6)
 

@@ -29,6 +29,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     null,
     or_,
     select,
@@ -385,9 +386,13 @@ class Store:
         return found
 
     def paper_texts(self) -> tuple[list[str], list[str], list[str]]:
-        """All papers as (ids, titles, abstracts), ordered by id, for fitting the model."""
+        """All papers as (ids, titles, abstracts), for fitting the model: on SQLite in the order
+        they were stored, so a batch's new papers are one run of the model's rows in source
+        order (taken as a view when ranking, not copied), and read in one pass over the table;
+        on PostgreSQL by id."""
+        order = literal_column("papers.rowid") if self.engine.dialect.name == "sqlite" else PaperRow.id
         with self.read() as conn:
-            rows = conn.execute(select(PaperRow.id, PaperRow.title, PaperRow.abstract).order_by(PaperRow.id)).all()
+            rows = conn.execute(select(PaperRow.id, PaperRow.title, PaperRow.abstract).order_by(order)).all()
         return [r.id for r in rows], [r.title for r in rows], [r.abstract for r in rows]
 
     def search_papers(self, query: str, limit: int | None = None) -> list[Paper]:
