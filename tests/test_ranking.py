@@ -331,3 +331,21 @@ def test_a_batchs_papers_are_one_run_of_model_rows_and_taken_as_a_view(corpus, s
     dense = np.arange(20.0).reshape(10, 2)
     assert np.shares_memory(textmodel.taken_rows(dense, np.array([3, 4, 5])), dense)
     assert textmodel.taken_rows(dense, np.array([5, 3])).tolist() == [[10.0, 11.0], [6.0, 7.0]]
+
+
+def test_without_its_cache_file_ranking_builds_the_same_profiles_from_the_log(corpus, store: Store):
+    config = _three_users(corpus, store)
+    pipeline.refresh(store, config)
+
+    def ranked() -> list:
+        picks = pipeline.recommend(config, store, config.users, store.latest_run_batch_ids())
+        return [(r.user, r.paper.id, r.score, r.explanation.sentence()) for u in config.users for r in picks[u.email]]
+
+    with_cache = ranked()
+    if store.sqlite_path is not None:
+        cache_file = store.sqlite_path.with_name(store.sqlite_path.name + "-models") / "profiles.model"
+        cache_file.write_bytes(cache_file.read_bytes()[:400])  # cut short: a damaged file is never used
+        assert store.load_model("profiles", profiles.cache_key(store, config.ranking)) is None
+        assert ranked() == with_cache
+        cache_file.unlink()
+    assert ranked() == with_cache and {u for u, *_ in with_cache} == {u.email for u in config.users}
