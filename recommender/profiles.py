@@ -115,6 +115,13 @@ def signal_version(signals: list[Signal], user: UserConfig, ranking: RankingConf
 def build_many(store: Store, model: TextModel, collab: CollabModel | None, users: Sequence[tuple[int, UserConfig]],
                ranking: RankingConfig, now: datetime, persist: bool = True) -> Profiles:
     """Profiles of ``users`` ((user id, config) pairs) from their signals, in one pass."""
+    return _build_with_pulls(store, model, collab, users, ranking, now, persist)[0]
+
+
+def _build_with_pulls(store: Store, model: TextModel, collab: CollabModel | None,
+                      users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig, now: datetime,
+                      persist: bool) -> tuple[Profiles, sp.csr_matrix]:
+    """``build_many``, and the users x papers matrix of pulls the profiles were built from."""
     user_ids = [uid for uid, _ in users]
     # The times count only for ageing stars and for the version a stored profile keeps.
     signals = store.signals(user_ids, times=persist or ranking.star_half_life_days > 0)
@@ -137,7 +144,7 @@ def build_many(store: Store, model: TextModel, collab: CollabModel | None, users
     profiles = Profiles(user_ids, matrix, collab_rows, weights, interests, starred)
     if persist:
         _persist_changed(store, model, profiles, users, signals, ranking)
-    return profiles
+    return profiles, pull
 
 
 def _profile_interests(user: UserConfig, stars: int, ranking: RankingConfig) -> tuple[str, ...]:
@@ -163,27 +170,22 @@ def build_and_cache(store: Store, model: TextModel, collab: CollabModel | None,
     """``build_many`` (persisting), and the result cached beside a SQLite database."""
     # Read before the signals: a change in between leaves a row that is merely stale.
     generations = store.signal_generations([uid for uid, _ in users])
-    built = build_many(store, model, collab, users, ranking, now)
+    built, pulls = _build_with_pulls(store, model, collab, users, ranking, now, persist=True)
     key = cache_key(store, ranking)
     if generations is None or key is None:
         return built
-    index, rows, cols, values, star_rows, star_cols = model.index, [], [], [], [], []
-    for row, (weights, stars) in enumerate(zip(built.weights, built.starred, strict=True)):
+    index, star_rows, star_cols = model.index, [], []
+    for row, stars in enumerate(built.starred):
         if any(p not in index for p in stars):
             return built  # a star on a paper the model does not know yet: nothing to cache
-        rows += [row] * len(weights)
-        cols += [index[p] for p in weights]
-        values += weights.values()
         star_rows += [row] * len(stars)
         star_cols += [index[p] for p in stars]
-    shape = (len(users), len(model.paper_ids))
     store.save_model("profiles", key, CachedProfiles(
         user_ids=np.array([uid for uid, _ in users], dtype=np.int64),
         generations=np.array([generations.get(uid, 0) for uid, _ in users], dtype=np.int64),
         interests=np.array([_fingerprint(user.interests) for _, user in users], dtype=np.int64),
-        matrix=built.matrix, collab=built.collab,
-        pulls=sp.csr_matrix((np.array(values, dtype=np.float64), (rows, cols)), shape=shape),
-        stars=sp.csr_matrix((np.ones(len(star_cols), dtype=np.int8), (star_rows, star_cols)), shape=shape)))
+        matrix=built.matrix, collab=built.collab, pulls=pulls,
+        stars=sp.csr_matrix((np.ones(len(star_cols), dtype=np.int8), (star_rows, star_cols)), shape=pulls.shape)))
     return built
 
 
