@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import time
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import email_validator
 
 from recommender.errors import ConfigError
 from recommender.warm_client import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG_NAME  # noqa: F401
@@ -25,7 +28,29 @@ from recommender.warm_client import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG
 SOURCE_KINDS = ("trending_page", "jsonl", "hf_daily", "arxiv")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 EXAMPLE_SECRET = "change-me-to-a-long-random-string"
-_EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
+EXAMPLE_SENDER = "digest@example.org"
+# String values that end up in a mail header: a line break in one would end the header.
+HEADER_BOUND = frozenset({"from", "name", "email", "unsubscribe_mailto", "base_url", "dkim_selector",
+                          "dkim_domain", "tls_server_name", "username"})
+SMTP_KEYS = ("host", "port", "security", "username", "password_env", "from", "timeout_seconds",
+             "max_connections", "max_attempts", "retry_initial_seconds", "retry_delay_seconds", "ca_file",
+             "tls_server_name", "allow_plaintext_auth", "dkim_selector", "dkim_domain", "dkim_key_file")
+
+
+class ConfigErrors(ConfigError):
+    """Every mistake of a config file: the message is the first (with how many more there are);
+    ``errors`` has them all, for ``config check``."""
+
+    def __init__(self, errors: list[str]):
+        more = f" (and {len(errors) - 1} more: run 'recommender config check')" if len(errors) > 1 else ""
+        super().__init__(errors[0] + more)
+        self.errors = list(errors)
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(frozen=True)
@@ -69,6 +94,12 @@ class SmtpConfig:
     max_attempts: int = 5
     retry_initial_seconds: float = 2.0
     ca_file: str = ""  # extra CA certificates to trust (e.g. a private mail relay's)
+    tls_server_name: str = ""  # the name the server's certificate must carry, if not host
+    allow_plaintext_auth: bool = False  # log in over an unencrypted connection (a relay on this host)
+    retry_delay_seconds: float = 60.0  # a digest deferred by a temporary failure waits this long
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_key_file: str = ""
 
     @property
     def password(self) -> str:
@@ -162,6 +193,40 @@ class Config:
         return candidate if candidate.is_absolute() else self.folder / candidate
 
 
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "127.0.0.1", "::1", "[::1]") or host.startswith("127.")
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What works but will hurt in production, each with what to change."""
+    found = []
+    secret = config.feedback.secret
+    if not secret:
+        found.append(f"${config.feedback.secret_env} is not set: feedback links cannot be signed "
+                     "(needed by serve, run and digest send)")
+    elif secret == EXAMPLE_SECRET:
+        found.append(f"${config.feedback.secret_env} is the example value; choose a random secret")
+    elif len(secret) < 16:
+        found.append(f"${config.feedback.secret_env} is shorter than 16 characters: serve, run and digest send "
+                     "refuse it; use a long random secret")
+    smtp = config.smtp
+    if smtp.username and not smtp.password:
+        found.append(f"${smtp.password_env} is not set but smtp.username is: sending will fail")
+    if parseaddr(smtp.sender)[1].lower().endswith("@example.org"):
+        found.append(f"smtp.from is the example sender ({smtp.sender}): set your own address, in a domain "
+                     "your mail server may send for")
+    scheme, _, rest = config.feedback.base_url.partition("://")
+    host = rest.split("/")[0].rsplit(":", 1)[0] if not rest.startswith("[") else rest.split("]")[0] + "]"
+    if scheme == "http" and not _loopback(host):
+        found.append(f"feedback.base_url is {config.feedback.base_url}: one-click unsubscribe (RFC 8058) and "
+                     "mail providers need https:// links; serve it behind TLS and use https://")
+    for i, user in enumerate(config.users):
+        if not user.email.isascii():
+            found.append(f"users[{i}].email {user.email}: an international address; it is delivered only "
+                         "through a mail server that offers SMTPUTF8")
+    return found
+
+
 def find_config_path(option: str | None) -> Path:
     """Command-line option, then RECOMMENDER_CONFIG, then ./config.toml."""
     chosen = option or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
@@ -197,47 +262,71 @@ def _toml_error(path: Path, exc: tomllib.TOMLDecodeError) -> str:
 
 
 class _Parser:
-    """Turns the TOML dict into typed objects, naming file and key on any mistake."""
+    """Turns the TOML dict into typed objects, naming file and key on any mistake. Every mistake
+    is collected (a key in error takes its default, a table in error is left out) so that one
+    run of ``config check`` reports them all."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.errors: list[str] = []
 
     def fail(self, key: str, expected: str, value: Any) -> ConfigError:
-        return ConfigError(f"{self.path}: {key}: expected {expected}, got {value!r}")
+        return ConfigError(f"{self.path}: {key}: expected {expected}, got {_shown(value)}")
+
+    def note(self, error: ConfigError) -> None:
+        self.errors.append(error.message)
+
+    def guarded(self, parse: Callable[[], Any], default: Any) -> Any:
+        """``parse()``, or ``default`` with the error noted."""
+        try:
+            return parse()
+        except ConfigError as exc:
+            self.note(exc)
+            return default
 
     def config(self, data: dict[str, Any], database_url: str | None) -> Config:
         known = {"database", "ranking", "smtp", "feedback", "users", "sources", "delivery", "scheduler"}
         for key in data:
             if key not in known:
-                raise ConfigError(f"{self.path}: {key}: unknown section (expected one of {', '.join(sorted(known))})")
+                self.note(ConfigError(f"{self.path}: {key}: unknown section (expected one of {', '.join(sorted(known))})"))
         users_raw = data.get("users", [])
         if not isinstance(users_raw, list):
-            raise self.fail("users", "an array of tables ([[users]])", users_raw)
-        users = tuple(self.user(i, u) for i, u in enumerate(users_raw))
+            self.note(self.fail("users", "an array of tables ([[users]])", users_raw))
+            users_raw = []
+        parsed_users = [self.guarded(lambda i=i, u=u: self.user(i, u), None) for i, u in enumerate(users_raw)]
+        users = tuple(u for u in parsed_users if u is not None)
         seen: set[str] = set()
-        for i, user in enumerate(users):
+        for i, user in enumerate(parsed_users):
+            if user is None:
+                continue
             if user.email.lower() in seen:
-                raise ConfigError(f"{self.path}: users[{i}].email: duplicate email {user.email!r}")
+                self.note(ConfigError(f"{self.path}: users[{i}].email: duplicate email {user.email!r}"))
             seen.add(user.email.lower())
         sources_raw = data.get("sources", [])
         if not isinstance(sources_raw, list):
-            raise self.fail("sources", "an array of tables ([[sources]])", sources_raw)
-        sources = tuple(self.source(i, s) for i, s in enumerate(sources_raw))
+            self.note(self.fail("sources", "an array of tables ([[sources]])", sources_raw))
+            sources_raw = []
+        sources = tuple(s for s in (self.guarded(lambda i=i, s=s: self.source(i, s), None)
+                                    for i, s in enumerate(sources_raw)) if s is not None)
         names = [s.name for s in sources]
-        for name in names:
+        for name in sorted(set(names)):
             if names.count(name) > 1:
-                raise ConfigError(f"{self.path}: sources: duplicate source name {name!r}")
-        return Config(
+                self.note(ConfigError(f"{self.path}: sources: duplicate source name {name!r}"))
+        config = Config(
             path=self.path,
-            database=self.database(self.table(data, "database"), database_url),
-            ranking=self.ranking(self.table(data, "ranking")),
-            smtp=self.smtp(self.table(data, "smtp")),
-            feedback=self.feedback(self.table(data, "feedback")),
+            database=self.guarded(lambda: self.database(self.table(data, "database"), database_url),
+                                  DatabaseConfig("sqlite:///:memory:")),
+            ranking=self.guarded(lambda: self.ranking(self.table(data, "ranking")), RankingConfig()),
+            smtp=self.guarded(lambda: self.smtp(self.table(data, "smtp")), SmtpConfig()),
+            feedback=self.guarded(lambda: self.feedback(self.table(data, "feedback")), FeedbackConfig()),
             users=users,
             sources=sources,
-            scheduler=self.scheduler(self.table(data, "scheduler")),
-            delivery=self.delivery(self.table(data, "delivery")),
+            scheduler=self.guarded(lambda: self.scheduler(self.table(data, "scheduler")), SchedulerConfig()),
+            delivery=self.guarded(lambda: self.delivery(self.table(data, "delivery")), DeliveryConfig()),
         )
+        if self.errors:
+            raise ConfigErrors(self.errors)
+        return config
 
     def scheduler(self, table: dict[str, Any]) -> SchedulerConfig:
         d = SchedulerConfig()
@@ -263,7 +352,8 @@ class _Parser:
     def check_keys(self, prefix: str, table: dict[str, Any], allowed: set[str]) -> None:
         for key in table:
             if key not in allowed:
-                raise ConfigError(f"{self.path}: {prefix}.{key}: unknown key (expected one of {', '.join(sorted(allowed))})")
+                self.note(ConfigError(f"{self.path}: {prefix}.{key}: unknown key "
+                                      f"(expected one of {', '.join(sorted(allowed))})"))
 
     def get(self, prefix: str, table: dict[str, Any], key: str, kind: type, default: Any, expected: str = "") -> Any:
         if key not in table:
@@ -273,7 +363,12 @@ class _Parser:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok:
-            raise self.fail(f"{prefix}.{key}", expected or f"a {kind.__name__}", value)
+            self.note(self.fail(f"{prefix}.{key}", expected or f"a {kind.__name__}", value))
+            return default
+        if kind is str and key in HEADER_BOUND and ("\r" in value or "\n" in value):
+            self.note(ConfigError(f"{self.path}: {prefix}.{key}: must be one line (a line break here would "
+                                  "end a mail header)"))
+            return default
         return value
 
     def strings(self, prefix: str, table: dict[str, Any], key: str) -> tuple[str, ...]:
@@ -312,32 +407,68 @@ class _Parser:
         return RankingConfig(**values)
 
     def smtp(self, table: dict[str, Any]) -> SmtpConfig:
-        self.check_keys("smtp", table, {"host", "port", "security", "username", "password_env", "from",
-                                         "timeout_seconds", "max_connections", "max_attempts", "password",
-                                         "retry_initial_seconds", "ca_file"})
+        self.check_keys("smtp", table, set(SMTP_KEYS) | {"password"})
+        if "password" in table:
+            self.note(ConfigError(f"{self.path}: smtp.password: secrets do not belong in the file; put the "
+                                  "password in an environment variable named by smtp.password_env"))
         d = SmtpConfig()
         security = self.get("smtp", table, "security", str, d.security)
         if security not in ("none", "starttls", "tls"):
-            raise self.fail("smtp.security", "one of none, starttls, tls", security)
+            self.note(self.fail("smtp.security", "one of none, starttls, tls", security))
+            security = d.security
         port = self.get("smtp", table, "port", int, d.port, "an integer port")
         if not 0 < port < 65536:
-            raise self.fail("smtp.port", "a port between 1 and 65535", port)
-        if "password" in table:
-            raise ConfigError(f"{self.path}: smtp.password: secrets do not belong in the file; put the password in an environment variable named by smtp.password_env")
-        return SmtpConfig(
+            self.note(self.fail("smtp.port", "a port between 1 and 65535", port))
+            port = d.port
+        sender = self.get("smtp", table, "from", str, d.sender)
+        name, address = parseaddr(sender)
+        if not address or "@" not in address or self.address_error(address):
+            self.note(self.fail("smtp.from", 'a sender address such as "Paper Digest <digest@example.org>"'
+                                + (f" ({self.address_error(address)})" if address and "@" in address else ""), sender))
+            sender = d.sender
+        values = {
+            key: self.positive("smtp", table, key, type(getattr(d, key)), getattr(d, key))
+            for key in ("timeout_seconds", "max_connections", "max_attempts", "retry_initial_seconds",
+                        "retry_delay_seconds")
+        }
+        dkim = {key: self.get("smtp", table, key, str, "") for key in ("dkim_selector", "dkim_domain", "dkim_key_file")}
+        if any(dkim.values()) and not all(dkim.values()):
+            missing = ", ".join(f"smtp.{k}" for k, v in dkim.items() if not v)
+            self.note(ConfigError(f"{self.path}: smtp.dkim_*: DKIM signing needs dkim_selector, dkim_domain and "
+                                  f"dkim_key_file together (missing: {missing})"))
+            dkim = dict.fromkeys(dkim, "")
+        dkim["dkim_key_file"] = self.resolve_path(dkim["dkim_key_file"])
+        if dkim["dkim_key_file"] and not Path(dkim["dkim_key_file"]).is_file():
+            self.note(ConfigError(f"{self.path}: smtp.dkim_key_file: {dkim['dkim_key_file']}: no such file"))
+        ca_file = self.resolve_path(self.get("smtp", table, "ca_file", str, ""))
+        if ca_file and not Path(ca_file).is_file():
+            self.note(ConfigError(f"{self.path}: smtp.ca_file: {ca_file}: no such file"))
+        config = SmtpConfig(
             host=self.get("smtp", table, "host", str, d.host),
             port=port,
             security=security,
             username=self.get("smtp", table, "username", str, d.username),
             password_env=self.get("smtp", table, "password_env", str, d.password_env),
-            sender=self.get("smtp", table, "from", str, d.sender),
-            timeout_seconds=self.positive("smtp", table, "timeout_seconds", float, d.timeout_seconds),
-            max_connections=self.positive("smtp", table, "max_connections", int, d.max_connections),
-            max_attempts=self.positive("smtp", table, "max_attempts", int, d.max_attempts),
-            retry_initial_seconds=self.positive("smtp", table, "retry_initial_seconds", float,
-                                                d.retry_initial_seconds),
-            ca_file=str(self.resolve_path(self.get("smtp", table, "ca_file", str, ""))),
+            sender=sender,
+            ca_file=ca_file,
+            tls_server_name=self.get("smtp", table, "tls_server_name", str, ""),
+            allow_plaintext_auth=self.get("smtp", table, "allow_plaintext_auth", bool, False),
+            **values, **dkim,
         )
+        if config.username and config.security == "none" and not config.allow_plaintext_auth:
+            self.note(ConfigError(f'{self.path}: smtp.security: "none" with smtp.username would send the password '
+                                  'in clear text: use "starttls" or "tls" (or set smtp.allow_plaintext_auth = true '
+                                  "for a relay on this host)"))
+        del name
+        return config
+
+    def address_error(self, address: str) -> str:
+        """Why ``address`` is not a valid email address (syntax only, no DNS), or ""."""
+        try:
+            email_validator.validate_email(address, check_deliverability=False, allow_smtputf8=True)
+        except email_validator.EmailNotValidError as exc:
+            return str(exc)
+        return ""
 
     def resolve_path(self, value: str) -> str:
         if not value:
@@ -379,13 +510,14 @@ class _Parser:
         if "email" not in table:
             raise ConfigError(f"{self.path}: {prefix}.email: required key is missing")
         email = self.get(prefix, table, "email", str, "").strip()
-        if not _EMAIL.match(email):
-            raise self.fail(f"{prefix}.email", "an email address", email)
+        problem = self.address_error(email)
+        if problem:
+            raise self.fail(f"{prefix}.email", f"an email address ({problem})", email)
         d = UserConfig(email=email)
         timezone = self.get(prefix, table, "timezone", str, d.timezone)
         try:
             ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise self.fail(f"{prefix}.timezone", "an IANA time zone such as Europe/London", timezone) from None
         send_at_text = self.get(prefix, table, "send_at", str, "07:30")
         match = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", send_at_text)
@@ -435,3 +567,14 @@ class _Parser:
             raise self.fail(f"{prefix}.url", "an http:// or https:// address", url)
         replacements = self.get(prefix, table, "include_replacements", bool, False)
         return SourceConfig(name=name, kind=kind, path=path, url=url, include_replacements=replacements)
+
+
+def masked_url(url: str) -> str:
+    """A database URL fit to print: its password replaced by ***."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import contextlib
 import logging
-import re
 import secrets
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes
 from email.header import Header
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, formataddr, parseaddr
@@ -30,6 +30,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from recommender.config import SmtpConfig, UserConfig
 from recommender.digest import RenderedDigest
+from recommender.errors import DeliveryError
 from recommender.text import one_line
 
 log = logging.getLogger(__name__)
@@ -161,10 +162,14 @@ def _crlf_only(data: bytes) -> bool:
 
 
 def _seven_bit(message: bytes) -> bytes:
-    """The message with its 8bit parts re-encoded (base64) for a server without 8BITMIME; the
-    headers and everything else mean the same."""
+    """The message with its 8bit parts re-encoded for a server without 8BITMIME (RFC 6152).
+    Only the parts are re-encoded: the top-level header block goes out byte for byte as it was
+    (the email package would fold structured headers such as List-Unsubscribe into RFC 2047
+    encoded words, which RFC 2369 forbids and providers then ignore)."""
+    head, separator, _ = message.partition(b"\r\n\r\n")
     parsed = message_from_bytes(message, policy=SMTP_POLICY)
-    return parsed.as_bytes(policy=SMTP_POLICY.clone(cte_type="7bit"))
+    regenerated = parsed.as_bytes(policy=SMTP_POLICY.clone(cte_type="7bit"))
+    return head + separator + regenerated.partition(b"\r\n\r\n")[2]
 
 
 def _unsubscribe_targets(url: str, mailto: str) -> list[str]:
@@ -196,9 +201,11 @@ def _address(name: str, address: str) -> str:
 
 def _build_with_email_package(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, message_id: str,
                               unsubscribe_url: str, unsubscribe_mailto: str, now: datetime) -> bytes:
-    message = EmailMessage(policy=SMTP_POLICY)
+    # An address beyond ASCII goes as UTF-8 in the headers (RFC 6532), over SMTPUTF8.
+    message = EmailMessage(policy=SMTP_POLICY.clone(utf8=True))
     message["From"] = smtp.sender
-    message["To"] = formataddr((one_line(user.name), user.email))
+    local, _, domain = user.email.rpartition("@")  # (addr_spec= refuses a local part beyond ASCII)
+    message["To"] = Address(display_name=one_line(user.name), username=local, domain=domain)
     message["Subject"] = one_line(rendered.subject)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id
@@ -212,80 +219,191 @@ def _build_with_email_package(smtp: SmtpConfig, user: UserConfig, rendered: Rend
     return message.as_bytes()
 
 
+class DeliveryAborted(DeliveryError):
+    """The server refused our login or its TLS certificate did not verify: no message can go
+    out, and retrying would only repeat the refusal (and lock a real account after a few failed
+    logins), so the run stops at the first connection."""
+
+
+DKIM_HEADERS = (b"From", b"To", b"Subject", b"Date", b"Message-ID", b"List-Unsubscribe",
+                b"List-Unsubscribe-Post", b"MIME-Version", b"Content-Type")
+
+
+def dkim_key(smtp: SmtpConfig) -> bytes | None:
+    """The DKIM private key (PEM) when signing is configured, read before any connection."""
+    if not smtp.dkim_selector:
+        return None
+    try:
+        with open(smtp.dkim_key_file, "rb") as key:
+            return key.read()
+    except OSError as exc:
+        raise DeliveryError(f"{smtp.dkim_key_file}: cannot read the DKIM key (smtp.dkim_key_file): "
+                            f"{exc.strerror}") from None
+
+
+def dkim_signed(smtp: SmtpConfig, key: bytes | None, message: bytes) -> bytes:
+    """The message with a DKIM-Signature (RFC 6376, dkimpy) covering, among others, both
+    List-Unsubscribe headers as RFC 8058 requires; unchanged when signing is not configured.
+    Signed as it goes out (after any re-encoding for the server), so the body hash holds."""
+    if key is None:
+        return message
+    import dkim  # only where signing is configured
+
+    try:
+        signature = dkim.sign(message, smtp.dkim_selector.encode(), smtp.dkim_domain.encode(), key,
+                              canonicalize=(b"relaxed", b"relaxed"), include_headers=list(DKIM_HEADERS))
+    except dkim.DKIMException as exc:
+        raise DeliveryError(f"{smtp.dkim_key_file}: cannot sign with this DKIM key: {exc}") from None
+    return signature + message
+
+
+def check_credentials(smtp: SmtpConfig) -> None:
+    """Refuse before connecting what can only fail or leak: a login without its password, or a
+    password sent in clear text."""
+    if smtp.username and not smtp.password:
+        raise DeliveryError(f"${smtp.password_env} is not set, but smtp.username is: set the SMTP password "
+                            "in that environment variable")
+    if smtp.username and smtp.security == "none" and not smtp.allow_plaintext_auth:
+        raise DeliveryError("smtp.security = \"none\" would send the SMTP password in clear text: use "
+                            "starttls or tls (or set smtp.allow_plaintext_auth = true for a relay on this host)")
+
+
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+    if isinstance(exc, (aiosmtplib.SMTPAuthenticationError, aiosmtplib.SMTPNotSupported, DeliveryError)):
         return False
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return all(400 <= r.code < 500 for r in exc.recipients)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return 400 <= exc.code < 500
     return isinstance(exc, (aiosmtplib.SMTPException, OSError, ssl.SSLError, asyncio.TimeoutError))
 
 
 def describe(exc: BaseException) -> str:
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        exc = exc.recipients[0]
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return f"{exc.code} {one_line(exc.message)}"
     return one_line(f"{type(exc).__name__}: {exc}") or type(exc).__name__
 
 
-async def _as_server_takes(client: aiosmtplib.SMTP, message: bytes) -> tuple[bytes, list[str]]:
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure behind a connection error (aiosmtplib wraps it), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _fatal_reason(smtp: SmtpConfig, exc: BaseException) -> str | None:
+    """Why no message can go out this run, for a connection failure that no retry heals."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return f"the mail server refused the login of {smtp.username!r}: {describe(exc)}"
+    certificate = _certificate_error(exc)
+    if certificate is not None:
+        return (f"the TLS certificate of {smtp.tls_server_name or smtp.host} did not verify: "
+                f"{one_line(certificate.verify_message or str(certificate))} (see smtp.ca_file and "
+                "smtp.tls_server_name)")
+    if smtp.username and isinstance(exc, aiosmtplib.SMTPException) and "AUTH" in str(exc):
+        return f"the mail server offers no login we can use: {describe(exc)}"
+    return None
+
+
+def _options_for(client: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes) -> tuple[bytes, list[str]]:
     """The message and MAIL FROM options for this server: a message with 8-bit parts goes with
-    BODY=8BITMIME where the server offers it, and re-encoded to 7 bits where it does not; its
-    size (RFC 1870) where the server takes it."""
-    if client.is_ehlo_or_helo_needed:
-        try:
-            await client.ehlo()
-        except aiosmtplib.SMTPHeloError:
-            await client.helo()  # no extensions at all
+    BODY=8BITMIME where the server offers it, and with its parts re-encoded to 7 bits where it
+    does not; an address beyond ASCII needs SMTPUTF8 (RFC 6531)."""
     options = []
+    if not (sender.isascii() and recipient.isascii()):
+        if not client.supports_extension("SMTPUTF8"):
+            raise aiosmtplib.SMTPNotSupported(
+                f"the mail server does not offer SMTPUTF8, which the address {recipient if not recipient.isascii() else sender} needs")
+        options.append("SMTPUTF8")
     if not message.isascii():
         if client.supports_extension("8BITMIME"):
             options.append("BODY=8BITMIME")
         else:
             message = _seven_bit(message)
-    if client.supports_extension("SIZE"):
-        options.insert(0, f"SIZE={_transmitted_size(message)}")
     return message, options
 
 
-def _transmitted_size(message: bytes) -> int:
-    """The octets of the message as DATA transmits it: every line ended by CRLF. Ours already
-    are, which three counts confirm (instead of a rewrite of the whole message to measure it)."""
-    if not _crlf_only(message):
-        message = re.sub(rb"\r\n|\r|\n", b"\r\n", message)
-    return len(message) + (0 if message.endswith(b"\r\n") else 2)
-
-
-async def _send(client: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes, options: list[str],
-                timeout: float) -> str:
-    """``client.sendmail`` for one recipient, its commands one by one: MAIL FROM with our own
-    measure of the size (sendmail rewrites the whole message once more only to measure it),
-    RCPT TO, DATA; on a refusal the envelope is reset for the next message, as sendmail does.
-    Returns the server's reply to the message."""
-    try:
-        await client.mail(sender, options=options, timeout=timeout)
-        await client.rcpt(recipient, timeout=timeout)
-        return (await client.data(message, timeout=timeout)).message
-    except aiosmtplib.SMTPResponseException:
-        with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
-            await client.rset(timeout=timeout)
-        raise
+def _connection_still_good(exc: BaseException) -> bool:
+    """After this failure the connection can carry the next message: the server refused this one
+    (and sendmail reset the envelope), or nothing was sent at all."""
+    if isinstance(exc, (aiosmtplib.SMTPNotSupported, aiosmtplib.SMTPRecipientsRefused, ValueError)):
+        return True
+    return isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code != 421  # 421: the server closes
 
 
 class SmtpSender:
-    """Sends stored messages; reports each outcome through ``on_outcome`` as soon as it is known."""
+    """Sends stored messages; reports each outcome through ``on_outcome`` as soon as it is known.
+    Until one connection has logged in, connections are opened one at a time, so a refused
+    login or certificate is met once and ends the run (``DeliveryAborted``)."""
 
     def __init__(self, smtp: SmtpConfig):
+        check_credentials(smtp)
         self.smtp = smtp
         self.envelope_from = parseaddr(smtp.sender)[1] or smtp.sender
+        self.dkim_key = dkim_key(smtp)
+        self._first_connection: asyncio.Lock | None = None
+        self._connected_once = False
+        self._aborted = ""
 
-    def _client(self) -> aiosmtplib.SMTP:
+    def _client(self, sock: socket.socket | None = None) -> aiosmtplib.SMTP:
+        """A client; with ``smtp.tls_server_name`` the certificate is checked against that name
+        (implicit TLS: over a socket already connected to ``host``; STARTTLS: in ``_open``)."""
         smtp = self.smtp
         context = ssl.create_default_context(cafile=smtp.ca_file or None) if smtp.security != "none" else None
+        named_starttls = smtp.security == "starttls" and bool(smtp.tls_server_name)
+        login = smtp.username and not named_starttls
         return aiosmtplib.SMTP(
-            hostname=smtp.host, port=smtp.port, use_tls=smtp.security == "tls",
-            start_tls=True if smtp.security == "starttls" else False,
-            username=smtp.username or None, password=smtp.password if smtp.username else None,
+            hostname=smtp.tls_server_name if sock is not None else smtp.host,
+            port=None if sock is not None else smtp.port, sock=sock,
+            use_tls=smtp.security == "tls", start_tls=smtp.security == "starttls" and not named_starttls,
+            username=smtp.username if login else None, password=smtp.password if login else None,
             timeout=smtp.timeout_seconds, tls_context=context,
         )
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        if self._aborted:
+            raise DeliveryAborted(self._aborted)
+        if self._connected_once:
+            return await self._open()
+        assert self._first_connection is not None
+        async with self._first_connection:
+            if self._aborted:
+                raise DeliveryAborted(self._aborted)
+            return await self._open()
+
+    async def _open(self) -> aiosmtplib.SMTP:
+        smtp = self.smtp
+        sock = None
+        if smtp.security == "tls" and smtp.tls_server_name:
+            sock = await asyncio.to_thread(socket.create_connection, (smtp.host, smtp.port), smtp.timeout_seconds)
+        client = self._client(sock)
+        try:
+            await client.connect()
+            if smtp.security == "starttls" and smtp.tls_server_name:
+                await client.starttls(server_hostname=smtp.tls_server_name)
+                if smtp.username:
+                    await client.login(smtp.username, smtp.password)
+            if client.is_ehlo_or_helo_needed:
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()  # an old server: no extensions at all
+        except Exception as exc:
+            client.close()
+            reason = _fatal_reason(smtp, exc)
+            if reason:
+                self._aborted = reason
+                raise DeliveryAborted(reason) from None
+            raise
+        self._connected_once = True
+        return client
 
     async def send_stream(self, batches: AsyncIterator[Sequence[Outgoing]],
                           on_outcome: Callable[[Outcome], Awaitable[None] | None]) -> None:
@@ -295,6 +413,7 @@ class SmtpSender:
         report, when it returns an awaitable) before it sends its next message."""
         workers = max(1, self.smtp.max_connections)
         queue: asyncio.Queue[Outgoing | None] = asyncio.Queue(maxsize=workers)
+        self._first_connection = asyncio.Lock()
 
         async def feed() -> None:  # if fetching fails, gather raises at once and the connections are cancelled
             async for batch in batches:
@@ -332,20 +451,22 @@ class SmtpSender:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
+                    if client is None or not client.is_connected:
+                        client = await self._connect()
                     try:
-                        if client is None or not client.is_connected:
-                            client = self._client()
-                            await client.connect()
-                        message, options = await _as_server_takes(client, item.message)
-                        reply = await _send(client, self.envelope_from, item.recipient, message, options,
-                                            self.smtp.timeout_seconds)
-                    except BaseException:
-                        if client is not None:
+                        message, options = _options_for(client, self.envelope_from, item.recipient, item.message)
+                        message = dkim_signed(self.smtp, self.dkim_key, message)
+                        _, reply = await client.sendmail(self.envelope_from, [item.recipient], message,
+                                                         mail_options=options, timeout=self.smtp.timeout_seconds)
+                    except BaseException as exc:
+                        if not _connection_still_good(exc):
                             client.close()
-                        client = None
+                            client = None
                         raise
             log.info("digest %d sent to %s: %s", item.digest_id, item.recipient, one_line(reply))
             return client, Outcome(item.digest_id, "sent", one_line(reply), attempts)
+        except DeliveryAborted:
+            raise
         except Exception as exc:  # classified below; nothing escapes unreported
             status = "deferred" if is_transient(exc) else "failed"
             log.warning("digest %d to %s %s after %d attempt(s): %s", item.digest_id, item.recipient,

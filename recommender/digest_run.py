@@ -25,17 +25,27 @@ from threadpoolctl import threadpool_limits
 
 from recommender import digest, halves, pipeline
 from recommender.config import Config, UserConfig
-from recommender.delivery import Outcome, Outgoing, SmtpSender, build_message, make_message_id
+from recommender.delivery import (
+    DeliveryAborted,
+    Outcome,
+    Outgoing,
+    SmtpSender,
+    build_message,
+    check_credentials,
+    dkim_key,
+    dkim_signed,
+    make_message_id,
+)
 from recommender.domain import Paper, Recommendation
 from recommender.group_commit import GroupCommit
 from recommender.store import Store
 from recommender.store.outbox import DigestToCreate, NewDigest, Outbox, new_owner
+from recommender.store.store import utcnow
 from recommender.tokens import LinkSigner, check_secret
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=10)
 CREATE_GROUP = 25  # digests stored per transaction (short enough not to keep other writers waiting)
-DEFER_SECONDS = 60  # a transient failure that outlasted a run's retries waits at least this long
 Clock = Callable[[], datetime]
 
 
@@ -49,24 +59,26 @@ class Waitable(Protocol):
 
 @dataclass(frozen=True)
 class UserResult:
+    """One user's line of `digest send`: the state of the digest they are owed."""
+
     email: str
-    status: str  # sent | nothing new | failed | deferred | unsubscribed | queued | would send
+    status: str  # sent | nothing new | failed | deferred | in flight elsewhere | unsubscribed | queued | would send
     papers: int = 0
     detail: str = ""
+    until: datetime | None = None  # deferred: the next attempt
 
     def line(self) -> str:
         if self.status in ("sent", "queued", "would send"):
             return f"{self.email}: {self.status} {self.papers} paper(s)"
+        if self.status == "deferred" and self.until is not None:
+            return f"{self.email}: deferred until {self.until:%Y-%m-%d %H:%M:%S} UTC: {self.detail}"
         if self.status in ("failed", "deferred"):
             return f"{self.email}: {self.status}: {self.detail}"
         return f"{self.email}: {self.status}"
 
 
 def signer_for(config: Config, clock: Clock) -> LinkSigner:
-    secret = check_secret(config.feedback.secret, config.feedback.secret_env)
-    if len(secret) < 16:
-        log.warning("$%s is shorter than 16 characters; use a longer random secret", config.feedback.secret_env)
-    return LinkSigner(secret, clock)
+    return LinkSigner(check_secret(config.feedback.secret, config.feedback.secret_env), clock)
 
 
 def owed_batches(store: Store, outbox: Outbox, user_ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
@@ -82,8 +94,9 @@ def render_for(config: Config, user: UserConfig, picks: list[Recommendation], li
     return digest.render(digest.context(config, user, picks, links, now, web=web))
 
 
-def preview(config: Config, store: Store, user: UserConfig, clock: Clock) -> tuple[digest.RenderedDigest, int]:
-    """The user's next digest, rendered, without storing or sending anything."""
+def preview(config: Config, store: Store, user: UserConfig, clock: Clock) -> tuple[digest.RenderedDigest, int, bytes]:
+    """The user's next digest, rendered and as the message that would be sent (DKIM-signed when
+    configured), without storing or sending anything."""
     now = clock()
     user_id = store.user_id(user.email)
     batch_ids = owed_batches(store, Outbox(store), [user_id])[user_id]
@@ -94,7 +107,10 @@ def preview(config: Config, store: Store, user: UserConfig, clock: Clock) -> tup
                                     now)[user.email]
     secret = config.feedback.secret or secrets.token_urlsafe(32)  # preview links need not verify
     links = digest.Links(config.feedback.base_url, LinkSigner(secret, clock), user_id, 0)
-    return render_for(config, user, picks, links, now), len(picks)
+    rendered = render_for(config, user, picks, links, now)
+    message = build_message(config.smtp, user, rendered, make_message_id(0, user_id, config.smtp.sender),
+                            links.unsubscribe(), config.feedback.unsubscribe_mailto, now)
+    return rendered, len(picks), dkim_signed(config.smtp, dkim_key(config.smtp), message)
 
 
 def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock,
@@ -205,9 +221,8 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequen
     outcomes: list[Outcome] = []
 
     def write(batch: Sequence[Outcome]) -> list[None]:
-        # Deferred ones are retried in a later run, not this one.
-        retry_at = clock() + timedelta(seconds=max(DEFER_SECONDS, config.smtp.retry_initial_seconds))
-        outbox.record_outcomes(batch, retry_at)
+        # Deferred ones wait smtp.retry_delay_seconds (a later run, or `outbox retry` at once).
+        outbox.record_outcomes(batch, clock() + timedelta(seconds=config.smtp.retry_delay_seconds))
         return [None] * len(batch)
 
     # Each connection waits until its outcome is stored before sending its next message (so a
@@ -241,6 +256,10 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequen
     started = time.monotonic()
     try:
         asyncio.run(sender.send_stream(batches(), record))
+    except DeliveryAborted:
+        recorder.close()
+        outbox.release_owner(owner)  # nothing was tried: the next run sends them
+        raise
     finally:
         recorder.close()
     if outcomes:
@@ -251,13 +270,17 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequen
 
 def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock | None = None,
         dry_run: bool = False, deliver_while_queueing: bool = False) -> list[UserResult]:
-    """`digest send`: queue each user's digest, then deliver all pending ones for these users.
-    With ``deliver_while_queueing`` (the command, where ``halves.can_fork()``), a child process
-    delivers what is queued while this one renders the rest, and for many users a second child
-    ranks and renders half of them."""
+    """`digest send`: queue each user's digest, then deliver all pending ones for these users,
+    and report where each user's owed digest stands. With ``deliver_while_queueing`` (the
+    command, where ``halves.can_fork()``), a child process delivers what is queued while this
+    one renders the rest, and for many users a second child ranks and renders half of them.
+    Only one process sends at a time, so ``smtp.max_connections`` caps the whole run."""
     clock = clock or (lambda: datetime.now(UTC))
     if dry_run:
         return list(queue_digests(config, store, users, clock, dry_run=True).values())
+    check_credentials(config.smtp)
+    signer_for(config, clock)  # a missing secret fails before anything is stored or sent
+    started = utcnow()
     ids = store.sync_users(u.email for u in users)
     user_ids = list(ids.values())
     background = DeliveryProcess(config, store, clock, user_ids) if deliver_while_queueing else None
@@ -269,25 +292,42 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
         if background is not None:
             background.finish()  # what was queued still goes out (or, on Ctrl-C, the child stops too)
         raise
+    outcomes: list[Outcome] = []
     if background is not None:
-        background.everything_queued()
-    outcomes = deliver_pending(config, store, clock, user_ids)  # beside the child, on rows it has not claimed
-    if background is not None:
-        outcomes += background.finish()
-        outcomes += deliver_pending(config, store, clock, user_ids)  # whatever a child that died left
-    items = {item.id: item for item in Outbox(store).items(digest_ids=[o.digest_id for o in outcomes])}
-    emails = {u.email.lower(): u.email for u in users}
-    for outcome in outcomes:
-        item = items.get(outcome.digest_id)
-        if item is None or item.email not in emails:
+        outcomes += background.finish()  # raises DeliveryAborted if the child met a refused login
+    outcomes += deliver_pending(config, store, clock, user_ids)  # all of it, or what a child that died left
+    return owed_states(store, users, ids, results, started, {o.digest_id for o in outcomes}, clock())
+
+
+def owed_states(store: Store, users: Sequence[UserConfig], ids: dict[str, int], queued: dict[str, UserResult],
+                started: datetime, handled: set[int], now: datetime) -> list[UserResult]:
+    """Each user's line after a run, read from the outbox (so digests another process or a child
+    that died handled count too): sent, deferred until when, failed and why, in flight
+    elsewhere, unsubscribed, or nothing new."""
+    states = Outbox(store).latest_states(list(ids.values()))
+    lines = []
+    for user in users:
+        state = states.get(ids[user.email.lower()])
+        queued_result = queued.get(user.email)
+        if queued_result is not None and queued_result.status == "unsubscribed":
+            lines.append(queued_result)
             continue
-        email = emails[item.email]
-        previous = results.get(email)
-        papers = item.entries
-        if outcome.status == "sent" and previous and previous.status == "sent":
-            papers += previous.papers  # an older pending digest went out too
-        results[email] = UserResult(email, outcome.status, papers, outcome.detail)
-    return [results[u.email] for u in users]
+        touched = state is not None and (state.created_at >= started or state.id in handled)
+        if state is None:
+            lines.append(UserResult(user.email, "nothing new"))
+        elif state.status == "sent" and state.sent_at is not None and state.sent_at >= started:
+            lines.append(UserResult(user.email, "sent", state.entries))
+        elif state.status == "pending" and state.in_flight_elsewhere(now):
+            lines.append(UserResult(user.email, "in flight elsewhere", state.entries))
+        elif state.status == "pending":
+            lines.append(UserResult(user.email, "deferred", state.entries, state.last_error, state.next_attempt_at))
+        elif state.status == "failed" and touched:
+            lines.append(UserResult(user.email, "failed", state.entries, state.last_error))
+        elif state.status == "unsubscribed":
+            lines.append(UserResult(user.email, "unsubscribed"))
+        else:
+            lines.append(UserResult(user.email, "nothing new"))
+    return lines
 
 
 class DeliveryProcess:
@@ -313,28 +353,34 @@ class DeliveryProcess:
         self._queued_all.set()
 
     def finish(self) -> list[Outcome]:
-        """The child's outcomes once it is done (none if it died)."""
+        """The child's outcomes once it is done (none if it died); ``DeliveryAborted`` if the
+        server refused its login or certificate."""
         self._queued_all.set()
-        outcomes: list[Outcome] = []
+        report: list[Outcome] | str = []
         while True:
             if self._reports.poll(0.1):
                 with contextlib.suppress(EOFError):  # it died without reporting: the parent delivers the rest
-                    outcomes = self._reports.recv()
+                    report = self._reports.recv()
                 break
             if not self._process.is_alive() and not self._reports.poll(0):
                 break
         self._process.join()
         self._reports.close()
-        return outcomes
+        if isinstance(report, str):
+            raise DeliveryAborted(report)
+        return report
 
     def _deliver(self, config: Config, parent_store: Store, clock: Clock, user_ids: list[int],
                  reports: multiprocessing.connection.Connection) -> None:  # in the child
         parent_gone = _ParentGone(os.getppid())
-        outcomes: list[Outcome] = []
+        halves.die_with_parent(parent_gone.parent)  # never sends on, unrecorded, after the command is gone
+        outcomes: list[Outcome] | str = []
         try:
             with parent_store.for_forked_child() as store:
-                outcomes += deliver_pending(config, store, clock, user_ids, stop=parent_gone, more=self._queued_all,
-                                            poll_seconds=self.POLL_SECONDS)
+                outcomes = deliver_pending(config, store, clock, user_ids, stop=parent_gone, more=self._queued_all,
+                                           poll_seconds=self.POLL_SECONDS)
+        except DeliveryAborted as exc:
+            outcomes = exc.message
         finally:
             reports.send(outcomes)
 
@@ -343,10 +389,10 @@ class _ParentGone:
     """A stop flag that is set once the process that forked us has exited."""
 
     def __init__(self, parent: int):
-        self._parent = parent
+        self.parent = parent
 
     def is_set(self) -> bool:
-        return os.getppid() != self._parent
+        return os.getppid() != self.parent
 
 
 def work(config: Config, store: Store, concurrency: int, once: bool, stop: threading.Event,

@@ -9,11 +9,13 @@ forked beside a running thread can inherit a lock that thread held and hang on i
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -42,7 +44,7 @@ def in_two(work: Callable[[Sequence[Item]], Result], items: Sequence[Item],
         stream.flush()
     context = multiprocessing.get_context("fork")
     reader, writer = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(child_work or work, items[half:], writer), daemon=True,
+    child = context.Process(target=_child, args=(child_work or work, items[half:], writer, os.getpid()), daemon=True,
                             name="second-half")
     # The objects both processes start with stay out of either's cyclic collector while they
     # work: a collection writes to every object it visits, and each page written is copied.
@@ -63,8 +65,22 @@ def in_two(work: Callable[[Sequence[Item]], Result], items: Sequence[Item],
     return first, second
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel kill this (forked) process as soon as ``parent`` dies, however it dies
+    (SIGKILL, the OOM killer): no helper may go on working, unrecorded, after its command."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
+
+
 def _child(work: Callable[[Sequence[Item]], Result], items: Sequence[Item],
-           writer: multiprocessing.connection.Connection) -> None:
+           writer: multiprocessing.connection.Connection, parent: int) -> None:
+    die_with_parent(parent)
     try:
         writer.send(work(items))
         writer.close()

@@ -19,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from recommender import digest_run, pipeline, schedule
 from recommender.config import Config, UserConfig, load_config
+from recommender.delivery import check_credentials
 from recommender.fetch import Fetcher
 from recommender.store import Store
 from recommender.store.state import DaemonState
@@ -37,6 +38,7 @@ class Daemon:
         self.store.check_schema()
         if self.config.delivery.mode == "direct":
             digest_run.signer_for(self.config, self.clock)  # refuse a missing secret before starting
+            check_credentials(self.config.smtp)  # and a login that can only fail or leak
         self.state = DaemonState(self.store)
         self.fetch_lock = threading.Lock()
         self.stopping = threading.Event()

@@ -13,6 +13,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -81,11 +82,11 @@ def settings_key(ranking: RankingConfig) -> str:
 class TextModel:
     """The fitted vocabulary and weights as plain arrays, and the corpus's unit TF-IDF rows.
 
-    Loading one from the cache unpickles numpy buffers only (no scikit-learn); the term index
+    Loading one from the cache maps its arrays only (no scikit-learn); the term index
     is built on first use of :meth:`vectors`, which ranking stored papers never needs.
     """
 
-    vocabulary: str  # the terms, sorted, joined by newlines (one string pickles and loads fast)
+    vocabulary: str  # the terms, sorted, joined by newlines (one string stores and loads fast)
     idf: np.ndarray
     sublinear_tf: bool
     ngram_max: int
@@ -95,19 +96,10 @@ class TextModel:
     matrix: sp.csr_matrix
     version: int
     index: dict[str, int] = field(default_factory=dict)
+    derived_fields: ClassVar[tuple[str, ...]] = ("index",)  # rebuilt on load, not stored
 
     def __post_init__(self) -> None:
         self.index = {pid: i for i, pid in enumerate(self.paper_ids)}
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        for derived in ("index", "terms", "term_index"):
-            state.pop(derived, None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self.__post_init__()
 
     @cached_property
     def terms(self) -> list[str]:

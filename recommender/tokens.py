@@ -47,12 +47,19 @@ class LinkToken:
         return [self.action, self.user_id, self.digest_id, self.position]
 
 
+MIN_SECRET_LENGTH = 16
+
+
 def check_secret(secret: str, env_name: str) -> str:
-    """Refuse an empty or example signing secret (the caller warns when it is short)."""
+    """Refuse an empty, example or short signing secret: whoever guesses it can forge any
+    reader's links (unsubscribe them, skew their profile)."""
     if not secret:
         raise ConfigError(f"${env_name} is not set: links cannot be signed (set it to a long random string)")
     if secret == EXAMPLE_SECRET:
         raise ConfigError(f"${env_name} is the example value from config.example.toml; choose a random secret")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"${env_name} is shorter than {MIN_SECRET_LENGTH} characters: use a long random "
+                          "string (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
     return secret
 
 

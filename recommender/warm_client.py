@@ -27,6 +27,9 @@ _VALUE_OPTIONS = {"--config": "config", "--database-url": "database_url"}
 
 
 def main() -> None:
+    # Everything the command writes (database, its log, models, previews, sockets) is its
+    # owner's alone, whatever umask it was started with: it holds readers' addresses and clicks.
+    os.umask(0o077)
     code = forwarded(sys.argv[1:])
     if code is None:
         from recommender.cli import main as full_command_line

@@ -5,11 +5,14 @@ number of processes can serve it behind a load balancer."""
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 import itertools
 import logging
 import os
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -112,6 +115,23 @@ def page(heading: str, lines: list[str], status: int = 200, request: Request | N
         heading=heading, lines=lines, form_action=action, form_label=label, form_fields=fields, form_class=css,
         request_id=request.scope.get("state", {}).get("request_id", "") if request is not None and status >= 400 else "")
     return HTMLResponse(html, status_code=status)
+
+
+def _one_click(content_type: str, body: bytes, in_query: str | None) -> bool:
+    """An RFC 8058 one-click request: ``List-Unsubscribe=One-Click`` as a multipart/form-data
+    field (what the RFC says a provider SHOULD send), a urlencoded field, or in the query."""
+    if in_query == "One-Click":
+        return True
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        form = email.message_from_bytes(b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n"
+                                        + body, policy=email.policy.default)
+        if not form.is_multipart():
+            return False
+        return any(part.get_param("name", header="content-disposition") == "List-Unsubscribe"
+                   and part.get_payload(decode=True).strip() == b"One-Click" for part in form.iter_parts())
+    fields = urllib.parse.parse_qs(body.decode("latin-1"), keep_blank_values=True)
+    return "One-Click" in fields.get("List-Unsubscribe", [])
 
 
 def create_app(config: Config, store: Store | None = None, clock: Callable[..., Any] | None = None) -> Starlette:
@@ -217,7 +237,7 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
                 body += chunk
                 if len(body) > MAX_BODY:
                     return page("Request too large", ["The request body is too large."], 413, request)
-            if b"List-Unsubscribe=One-Click" not in body:
+            if not _one_click(request.headers.get("content-type", ""), body, request.query_params.get("List-Unsubscribe")):
                 return page("Not unsubscribed", ["Use the button on the unsubscribe page."], 400, request)
             click = service.resolve(token, "unsubscribe")
             service.unsubscribe(click)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import settings
 
 if TYPE_CHECKING:
     from smtp_server import SmtpServer
@@ -24,6 +25,12 @@ REPO = Path(__file__).resolve().parent.parent
 SEEDS = sorted((REPO / "seeds").glob("*.txt"))
 PG_URL = os.environ.get("RECOMMENDER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SECRET = "test-secret-0123456789abcdef"
+
+# Property tests: the same examples on every CI run (a red CI then means a change, not a new draw);
+# locally they explore.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 # The suite tests the installed package (templates and migrations come from the wheel).
 assert Path(recommender.__file__).resolve().parent != REPO / "recommender", "run tests via `make test`"
@@ -144,7 +151,8 @@ def smtp_section(port: int, **extra: object) -> str:
     values: dict[str, object] = {"host": "127.0.0.1", "port": port, "security": "none",
                                  "retry_initial_seconds": 0.05, "timeout_seconds": 5}
     values.update(extra)
-    lines = ["[smtp]"] + [f"{key} = {value!r}".replace("'", '"') for key, value in values.items()]
+    lines = ["[smtp]"] + [f"{key} = {str(value).lower() if isinstance(value, bool) else repr(value)}".replace("'", '"')
+                          for key, value in values.items()]
     return "\n".join(lines) + "\n"
 
 

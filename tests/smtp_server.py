@@ -28,6 +28,9 @@ class Mailbox:
     eight_bit_mime: bool = True  # offer 8BITMIME in the EHLO reply
     ehlo: bool = True  # False: refuse EHLO (an old server that knows only HELO)
     rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user" to refuse every recipient
+    rcpt_replies: dict[str, str] = field(default_factory=dict)  # recipient -> reply, to refuse chosen ones
+    drop_data: int = 0  # drop the connection in the middle of this many DATA transfers
+    auth_sessions: set[int] = field(default_factory=set)  # connections that tried to log in
     data_reply: str | None = None
     data_seconds: float = 0.0  # how long the server takes to accept each message
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -54,12 +57,19 @@ class _Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd hook
         if self.box.rcpt_reply:
             return self.box.rcpt_reply
+        if address in self.box.rcpt_replies:
+            return self.box.rcpt_replies[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
         if self.box.data_reply:
             return self.box.data_reply
+        with self.box.lock:
+            drop, self.box.drop_data = self.box.drop_data > 0, max(0, self.box.drop_data - 1)
+        if drop:  # the message has arrived, but no reply will: the client cannot know it was taken
+            server.transport.close()
+            return "421 4.3.0 closing"
         if self.box.data_seconds:
             await asyncio.sleep(self.box.data_seconds)
         parsed = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
@@ -72,14 +82,39 @@ class _Handler:
         return "250 2.0.0 queued as test"
 
 
+class _Refusing:
+    """An aiosmtpd authenticator that notes which connections tried to log in and accepts only
+    ``password``."""
+
+    def __init__(self, box: Mailbox, password: str | None = None):
+        self.box, self.password = box, password
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):  # noqa: ANN001 - aiosmtpd hook
+        from aiosmtpd.smtp import AuthResult
+
+        with self.box.lock:
+            self.box.auth_sessions.add(id(session))
+        ok = self.password is not None and getattr(auth_data, "password", b"") == self.password.encode()
+        return AuthResult(success=ok, handled=False)
+
+
 class SmtpServer:
-    def __init__(self, port: int | None = None):
+    """``smtputf8``: offer SMTPUTF8 (RFC 6531), as aiosmtpd does not by default; ``password``:
+    require AUTH (over plain text, as a relay on loopback may) and accept only this password."""
+
+    def __init__(self, port: int | None = None, smtputf8: bool = False, password: str | None = None):
         self.port = port or free_port()
         self.box = Mailbox()
+        self.smtputf8 = smtputf8
+        self.password = password
         self._controller: Controller | None = None
 
     def start(self) -> SmtpServer:
-        self._controller = Controller(_Handler(self.box), hostname="127.0.0.1", port=self.port)
+        options: dict[str, object] = {"enable_SMTPUTF8": self.smtputf8}
+        if self.password is not None:
+            options.update(authenticator=_Refusing(self.box, self.password), auth_required=True,
+                           auth_require_tls=False)
+        self._controller = Controller(_Handler(self.box), hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
         return self
 

@@ -142,14 +142,19 @@ def test_the_signing_secret_is_never_logged(tmp_path: Path, smtp_server, caplog:
     assert SECRET not in caplog.text
 
 
-def test_a_short_secret_is_accepted_with_a_warning(tmp_path: Path, smtp_server, monkeypatch, caplog, run: Invoke):
+def test_a_short_secret_is_refused_by_every_command_that_signs(tmp_path: Path, smtp_server, monkeypatch,
+                                                                run: Invoke):
     from conftest import SEEDS
 
     path = write_config(tmp_path, extra=smtp_section(smtp_server.port))
     run("init", config=path)
     run("ingest", *map(str, SEEDS[:1]), config=path)
-    monkeypatch.setenv("RECOMMENDER_SECRET", "short")
+    monkeypatch.setenv("RECOMMENDER_SECRET", "short-secret-15")
     assert "shorter than 16 characters" in run("config", "check", config=path).stdout
-    result = run("digest", "send", config=path)
-    assert "shorter than 16 characters" in result.stderr
+    for command in (["digest", "send"], ["serve", "--port", "1"], ["run"]):
+        result = run(*command, config=path, code=2)
+        assert "shorter than 16 characters" in result.stderr and "Traceback" not in result.output
+    assert smtp_server.box.messages == []
+    monkeypatch.setenv("RECOMMENDER_SECRET", "sixteen-chars-ok")
+    run("digest", "send", config=path)
     assert len(smtp_server.box.messages) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import date, timedelta
 from importlib.resources import as_file
 from pathlib import Path
@@ -271,18 +272,71 @@ def test_a_copy_left_by_another_database_at_the_same_path_is_not_used(tmp_path: 
     second.close()
 
 
-def test_models_stored_as_plain_pickles_by_earlier_versions_still_load(store: Store):
+class _Planted:
+    """A pickle that runs a command when loaded: what write access to the database could plant."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_planted_pickle_in_the_model_cache_never_runs(store: Store, tmp_path: Path):
     import pickle
     from datetime import UTC, datetime
 
-    from sqlalchemy import insert
+    from sqlalchemy import insert, update
 
     from recommender.store.schema import ModelRow
 
+    marker = tmp_path / "pwned"
     with store.write() as conn:
-        conn.execute(insert(ModelRow).values(kind="tfidf", key="old", payload=pickle.dumps(_model_arrays(5)),
+        conn.execute(insert(ModelRow).values(kind="tfidf", key="old", payload=pickle.dumps(_Planted(marker)),
                                              created_at=datetime.now(UTC)))
-    np.testing.assert_array_equal(store.load_model("tfidf", "old")["factors"], _model_arrays(5)["factors"])
+    assert store.load_model("tfidf", "old") is None  # damaged: fit again
+    assert not marker.exists()
+    # A planted model file beside a SQLite database, with the row's stamp: the same.
+    store.save_model("tfidf", "new", _model_arrays(5))
+    files = store._model_files()
+    if files is None:  # PostgreSQL keeps models in their rows only
+        return
+    stamp = store.model_stamp("tfidf")
+    path = files._path("tfidf")
+    path.write_bytes(stamp.encode().ljust(256, b"\0") + pickle.dumps(_Planted(marker)))
+    with store.write() as conn:
+        conn.execute(update(ModelRow).values(payload=b""))
+    fresh = Store.open(str(store.engine.url))
+    assert fresh.load_model("tfidf", "new") is None and not marker.exists()
+    fresh.close()
+
+
+def test_models_round_trip_as_arrays_and_json_only(store: Store):
+    store.save_model("tfidf", "k", _model_arrays(7))
+    fresh = Store.open(str(store.engine.url))
+    loaded = fresh.load_model("tfidf", "k")
+    expected = _model_arrays(7)
+    assert loaded["ids"] == expected["ids"]
+    np.testing.assert_array_equal(loaded["factors"], expected["factors"])
+    np.testing.assert_array_equal(loaded["matrix"].toarray(), expected["matrix"].toarray())
+    fresh.close()
+
+
+def test_no_module_of_the_package_can_unpickle():
+    import ast
+
+    import recommender
+
+    forbidden = {"pickle", "cPickle", "joblib", "cloudpickle", "dill", "shelve", "marshal"}
+    for source in Path(recommender.__file__).parent.rglob("*.py"):
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert not {a.name.split(".")[0] for a in node.names} & forbidden, source
+            elif isinstance(node, ast.ImportFrom):
+                assert (node.module or "").split(".")[0] not in forbidden, source
+            elif isinstance(node, ast.keyword) and node.arg == "allow_pickle":
+                assert isinstance(node.value, ast.Constant) and node.value.value is False, source
 
 
 def test_signals_read_without_times_come_in_the_same_order(store: Store):

@@ -97,13 +97,26 @@ class RecommenderGroup(click.Group):
             fail(str(exc), exc.exit_code)
         except SQLAlchemyError as exc:
             origin = getattr(exc, "orig", None) or exc
-            fail(f"database error: {str(origin).splitlines()[0]}", 1)
+            app = ctx.find_object(AppContext)
+            fail(f"database error: {_without_password(str(origin).splitlines()[0], app)}", 1)
         except KeyboardInterrupt:
             fail("interrupted", 130)
         finally:
             app = ctx.find_object(AppContext)
             if app is not None:
                 app.close()
+
+
+def _without_password(message: str, app: AppContext | None) -> str:
+    """The message with the database password, wherever it appears, replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = app.config.database.url if app is not None else ""
+        password = make_url(url).password if url else None
+    except (RecommenderError, SQLAlchemyError, ValueError):
+        return message
+    return message.replace(str(password), "***") if password else message
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from datetime import date
 
@@ -19,7 +18,7 @@ from recommender.cli.app import (
     progress_bar,
     summary,
 )
-from recommender.config import EXAMPLE_SECRET, UserConfig
+from recommender.config import ConfigErrors, UserConfig, config_warnings, masked_url
 from recommender.domain import Recommendation
 from recommender.sources import FORMATS
 from recommender.store.checkpoints import BackgroundCheckpoints
@@ -38,7 +37,9 @@ def init(app: AppContext) -> None:
     before, after = app.raw_store.upgrade_schema()
     app.raw_store.sync_users(u.email for u in app.config.users)
     state = "created" if before is None else ("upgraded" if before != after else "already up to date")
-    click.echo(f"database {state} (schema {after}): {app.config.database.url}")
+    click.echo(f"database {state} (schema {after}): {masked_url(app.config.database.url)}")
+    for path in app.raw_store.tighten_permissions():
+        click.echo(f"made owner-only: {path}")
 
 
 @cli.group("config")
@@ -49,26 +50,24 @@ def config_group() -> None:
 @config_group.command("check")
 @pass_app
 def config_check(app: AppContext) -> None:
-    """Validate the config file and report missing environment variables.
+    """Validate the config file: every error (exit 2) and warning (exit 0) in one run.
 
     Example:
 
     \b
       recommender --config config.toml config check
     """
-    config = app.config
+    try:
+        config = app.config
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            click.echo(f"error: {error}")
+        summary(f"{len(exc.errors)} error(s)")
+        raise SystemExit(2) from None
     click.echo(f"{config.path}: OK: {len(config.users)} user(s), {len(config.sources)} source(s), "
-               f"database {config.database.url}")
-    secret = os.environ.get(config.feedback.secret_env, "")
-    if not secret:
-        click.echo(f"warning: ${config.feedback.secret_env} is not set: feedback links cannot be signed "
-                   "(needed by serve, run and digest send)")
-    elif secret == EXAMPLE_SECRET:
-        click.echo(f"warning: ${config.feedback.secret_env} is the example value; choose a random secret")
-    elif len(secret) < 16:
-        click.echo(f"warning: ${config.feedback.secret_env} is shorter than 16 characters")
-    if config.smtp.username and not os.environ.get(config.smtp.password_env):
-        click.echo(f"warning: ${config.smtp.password_env} is not set but smtp.username is: sending will fail")
+               f"database {masked_url(config.database.url)}")
+    for warning in config_warnings(config):
+        click.echo(f"warning: {warning}")
 
 
 @cli.command()

@@ -27,32 +27,41 @@ def digest() -> None:
               help="Where to write the HTML (default: digest-preview.html here).")
 @click.option("--text", "text_out", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the plain-text part here.")
+@click.option("--eml", "eml_out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the whole message, headers included, as it would be sent (for a spam checker).")
 @pass_app
-def digest_preview(app: AppContext, email: str | None, out: str | None, text_out: str | None) -> None:
+def digest_preview(app: AppContext, email: str | None, out: str | None, text_out: str | None,
+                   eml_out: str | None) -> None:
     """Render the next digest without sending it or changing anything; prints the file's path.
 
     Example:
 
     \b
       recommender digest preview --out preview/digest.html
+      recommender digest preview --eml preview/digest.eml && spamassassin -t < preview/digest.eml
     """
     user = app.user(email)
     # Imported on use: rendering and SMTP imports would cost every other command's start-up.
     from recommender import digest_run
 
-    rendered, count = digest_run.preview(app.config, app.store, user, _now)
+    rendered, count, message = digest_run.preview(app.config, app.store, user, _now)
     target = Path(out or "digest-preview.html").expanduser()
     _write(target, rendered.html)
     if text_out:
         _write(Path(text_out).expanduser(), rendered.text)
+    if eml_out:
+        _write(Path(eml_out).expanduser(), message)
     click.echo(str(target.resolve()))
     summary(f"{user.email}: preview of {count} paper(s): {rendered.subject}")
 
 
-def _write(path: Path, content: str) -> None:
+def _write(path: Path, content: str | bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
     except OSError as exc:
         raise RecommenderError(f"{path}: cannot write: {exc.strerror}") from None
 
@@ -93,7 +102,8 @@ def outbox() -> None:
 
 
 @outbox.command("list")
-@click.option("--status", type=click.Choice(("pending", "sent", "failed")), default=None, help="Only this status.")
+@click.option("--status", type=click.Choice(("pending", "sent", "failed", "superseded", "unsubscribed")), default=None,
+              help="Only this status.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per delivery.")
 @pass_app
 def outbox_list(app: AppContext, status: str | None, as_json: bool) -> None:
@@ -117,7 +127,9 @@ def outbox_list(app: AppContext, status: str | None, as_json: bool) -> None:
 @outbox.command("retry")
 @pass_app
 def outbox_retry(app: AppContext) -> None:
-    """Send failed deliveries again (with their stored message and Message-ID).
+    """Send failed and deferred deliveries now (with their stored message and Message-ID).
+
+    A failed digest that a newer digest has superseded is not sent again.
 
     Example:
 
@@ -133,6 +145,6 @@ def outbox_retry(app: AppContext) -> None:
     for outcome in outcomes:
         if outcome.status != "sent":
             click.echo(f"digest {outcome.digest_id}: {outcome.status}: {outcome.detail}")
-    summary(f"requeued {len(requeued)} failed deliver{'y' if len(requeued) == 1 else 'ies'}; sent {sent}")
+    summary(f"requeued {len(requeued)} failed or deferred deliver{'y' if len(requeued) == 1 else 'ies'}; sent {sent}")
     if sent < len(outcomes):
         raise SystemExit(1)

@@ -1,5 +1,11 @@
-"""Fitted models as pickles whose numpy arrays lie out of band, and their memory-mapped files
-beside a SQLite database.
+"""Fitted models as plain arrays and JSON, and their memory-mapped files beside a SQLite
+database.
+
+A payload is ``MAGIC``, a JSON header that describes the model (dataclasses of an allow-list,
+strings, numbers, lists, dicts, sets) with each array as a reference, then each array's raw
+bytes, aligned. Nothing is unpickled: a payload read back from the database or a file can only
+ever become these values and arrays of plain (non-object) dtypes, so whoever can write the
+database cannot make a host that ranks run code.
 
 On PostgreSQL the database row holds the model: every host reads it. Beside a SQLite database
 the model is a file, which loading maps instead of reading: a command touches only the pages
@@ -12,53 +18,146 @@ the papers give: a file that is gone or damaged means it is fit again.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import json
 import logging
 import mmap
 import os
-import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
+
 log = logging.getLogger(__name__)
 
-MAGIC = b"recommender-model/1\n"
+MAGIC = b"recommender-model/2\n"
 ALIGN = 64  # each array starts on a 64-byte boundary (numpy and BLAS like aligned rows)
 STAMP_BYTES = 256  # the file's first bytes: the stamp, padded (keeps the payload aligned)
+# The only classes a payload may name: each is imported by this fixed name, never by one read.
+MODEL_CLASSES = frozenset({"recommender.textmodel.TextModel", "recommender.collab.CollabModel",
+                           "recommender.profiles.CachedProfiles"})
+
+
+_PLAIN = (str, int, float, bool)
+
+
+class DamagedModel(ValueError):
+    """A payload that is not a model this code wrote (damaged, or of an older format)."""
 
 
 def dumps(model: Any) -> bytes:
-    """``MAGIC``, the pickle's length, the pickle, then each array's bytes, aligned."""
-    buffers: list[pickle.PickleBuffer] = []
-    main = pickle.dumps(model, protocol=5, buffer_callback=buffers.append)
-    raws = [buffer.raw() for buffer in buffers]
-    header = " ".join(str(n) for n in [len(main), *(raw.nbytes for raw in raws)]).encode() + b"\n"
-    parts: list[bytes | memoryview] = [MAGIC, header, main]
-    offset = len(MAGIC) + len(header) + len(main)
-    for raw in raws:
+    """``MAGIC``, the header's length, the JSON header, then each array's bytes, aligned."""
+    arrays: list[np.ndarray] = []
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            if value.dtype.hasobject:
+                raise TypeError("an array of Python objects cannot be stored")
+            arrays.append(np.ascontiguousarray(value))
+            return {"$array": len(arrays) - 1, "dtype": value.dtype.str, "shape": list(value.shape)}
+        if sp.issparse(value):
+            csr = sp.csr_matrix(value)
+            return {"$csr": [encode(csr.data), encode(csr.indices), encode(csr.indptr)], "shape": list(csr.shape)}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            name = f"{type(value).__module__}.{type(value).__qualname__}"
+            if name not in MODEL_CLASSES:
+                raise TypeError(f"{name} is not a model class (model_files.MODEL_CLASSES)")
+            derived = getattr(type(value), "derived_fields", ())
+            return {"$model": name, "fields": {f.name: encode(getattr(value, f.name))
+                                               for f in dataclasses.fields(value) if f.init and f.name not in derived}}
+        if isinstance(value, (set, frozenset)):
+            return {"$frozenset" if isinstance(value, frozenset) else "$set": [encode(v) for v in sorted(value)]}
+        if isinstance(value, tuple):
+            return {"$tuple": [encode(v) for v in value]}
+        if isinstance(value, list):
+            # A list of plain values stays a JSON list (read back as it is: 100,000 paper ids).
+            return value if all(v is None or type(v) in _PLAIN for v in value) else {"$list": [encode(v) for v in value]}
+        if isinstance(value, dict):
+            if all(type(k) is str and (v is None or type(v) in _PLAIN) for k, v in value.items()):
+                return {"$plaindict": value}
+            return {"$dict": [[encode(k), encode(v)] for k, v in value.items()]}
+        if isinstance(value, np.generic):
+            return value.item()
+        if value is None or isinstance(value, (str, bool, int, float)):
+            return value
+        raise TypeError(f"cannot store a {type(value).__name__} in a model")
+
+    header = json.dumps(encode(model), separators=(",", ":")).encode()
+    parts: list[bytes | memoryview] = [MAGIC, f"{len(header)}\n".encode(), header]
+    offset = sum(len(p) for p in parts)
+    for array in arrays:
         pad = -offset % ALIGN
+        raw = memoryview(array).cast("B")
         parts += [b"\0" * pad, raw]
         offset += pad + raw.nbytes
     return b"".join(parts)
 
 
 def loads(payload: bytes | bytearray | memoryview) -> Any:
-    """The model of a ``dumps`` payload (or of a plain pickle, as older versions stored them).
-    Its arrays are views of ``payload``: writable when the payload is."""
+    """The model of a ``dumps`` payload. Its arrays are views of ``payload``: writable when the
+    payload is. ``DamagedModel`` for anything else."""
     view = memoryview(payload)
     if bytes(view[:len(MAGIC)]) != MAGIC:
-        return pickle.loads(view)  # noqa: S301 - our own payload
-    end = bytes(view[len(MAGIC):len(MAGIC) + 4096]).index(b"\n") + len(MAGIC)
-    main_length, *lengths = (int(n) for n in bytes(view[len(MAGIC):end]).split())
-    offset = end + 1
-    main = view[offset:offset + main_length]
-    offset += main_length
-    buffers = []
-    for length in lengths:
-        offset += -offset % ALIGN
-        buffers.append(view[offset:offset + length])
-        offset += length
-    return pickle.loads(main, buffers=buffers)  # noqa: S301 - our own payload
+        raise DamagedModel("not a model payload of this version")
+    try:
+        end = bytes(view[len(MAGIC):len(MAGIC) + 32]).index(b"\n") + len(MAGIC)
+        length = int(bytes(view[len(MAGIC):end]))
+        description = json.loads(bytes(view[end + 1:end + 1 + length]))
+    except (ValueError, RecursionError) as exc:
+        raise DamagedModel(f"unreadable header: {exc}") from None
+    offset = end + 1 + length
+    return _Decoder(view, offset).decode(description)
+
+
+class _Decoder:
+    def __init__(self, view: memoryview, start: int):
+        self.view, self.offset = view, start
+
+    def array(self, spec: dict[str, Any]) -> np.ndarray:
+        dtype = np.dtype(spec["dtype"])
+        if dtype.hasobject:
+            raise DamagedModel("an object array")
+        shape = tuple(int(n) for n in spec["shape"])
+        count = int(np.prod(shape, dtype=np.int64))
+        self.offset += -self.offset % ALIGN
+        size = count * dtype.itemsize
+        if self.offset + size > len(self.view):
+            raise DamagedModel("truncated")
+        array = np.frombuffer(self.view[self.offset:self.offset + size], dtype=dtype, count=count).reshape(shape)
+        self.offset += size
+        return array
+
+    def decode(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value  # a plain value, or a list of plain values
+        if "$list" in value:
+            return [self.decode(v) for v in value["$list"]]
+        if "$plaindict" in value:
+            return value["$plaindict"]
+        if "$array" in value:
+            return self.array(value)
+        if "$csr" in value:
+            data, indices, indptr = (self.decode(v) for v in value["$csr"])
+            return sp.csr_matrix((data, indices, indptr), shape=tuple(value["shape"]))
+        if "$model" in value:
+            name = value["$model"]
+            if name not in MODEL_CLASSES:
+                raise DamagedModel(f"{name!r} is not a model class")
+            module, _, cls_name = name.rpartition(".")
+            cls = getattr(importlib.import_module(module), cls_name)
+            return cls(**{k: self.decode(v) for k, v in value["fields"].items()})
+        if "$frozenset" in value:
+            return frozenset(self.decode(v) for v in value["$frozenset"])
+        if "$set" in value:
+            return {self.decode(v) for v in value["$set"]}
+        if "$tuple" in value:
+            return tuple(self.decode(v) for v in value["$tuple"])
+        if "$dict" in value:
+            return {self.decode(k): self.decode(v) for k, v in value["$dict"]}
+        raise DamagedModel("an unknown value")
 
 
 class ModelFiles:
@@ -93,7 +192,7 @@ class ModelFiles:
         if len(head) > STAMP_BYTES:
             return False
         try:
-            self.folder.mkdir(exist_ok=True)
+            self.folder.mkdir(mode=0o700, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=f".{kind}-")
             try:
                 with os.fdopen(handle, "wb") as file:

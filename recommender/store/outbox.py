@@ -47,6 +47,27 @@ class OutboxItem:
 
 
 @dataclass(frozen=True)
+class DigestState:
+    """Where a user's newest digest stands."""
+
+    id: int
+    status: str  # pending | sent | failed | unsubscribed
+    next_attempt_at: datetime | None
+    lease_owner: str
+    lease_until: datetime | None
+    last_error: str
+    created_at: datetime
+    sent_at: datetime | None
+    entries: int
+
+    def in_flight_elsewhere(self, now: datetime) -> bool:
+        """Held by a live sender other than this process."""
+        return (self.status == "pending" and bool(self.lease_owner) and self.lease_until is not None
+                and self.lease_until >= now and not owner_is_dead(self.lease_owner)
+                and self.lease_owner.split(":")[1:2] != [str(os.getpid())])
+
+
+@dataclass(frozen=True)
 class NewDigest:
     """What a renderer returns once it knows the digest's id."""
 
@@ -143,6 +164,10 @@ class Outbox:
             } for digest_id, d, r in zip(reserved, digests, rendered, strict=True)])
             conn.execute(insert(DigestMessageRow), [{"digest_id": digest_id, "message": r.message}
                                                     for digest_id, r in zip(reserved, rendered, strict=True)])
+            # A new digest covers the batches of its user's failed ones (they do not count as
+            # queued): those are superseded, so no paper goes out twice under two Message-IDs.
+            conn.execute(update(DigestRow).where(DigestRow.user_id.in_({d.user_id for d in digests}),
+                                                 DigestRow.status == "failed").values(status="superseded"))
             entries = [{"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why}
                        for digest_id, d in zip(reserved, digests, strict=True)
                        for i, (pid, score, why) in enumerate(d.entries)]
@@ -179,6 +204,12 @@ class Outbox:
         (id, recipient, message, attempts). PostgreSQL skips rows other workers hold."""
         now = now or utcnow()
         with self.store.write() as conn:
+            # A reader who unsubscribed gets nothing more, digests waiting for a retry included
+            # (marked, not deleted).
+            conn.execute(update(DigestRow).where(
+                DigestRow.status == "pending",
+                DigestRow.user_id.in_(select(UserRow.id).where(UserRow.unsubscribed_at.is_not(None))))
+                .values(status="unsubscribed", lease_owner="", lease_until=None))
             holders = conn.execute(select(DigestRow.lease_owner).distinct().where(
                 DigestRow.status == "pending", DigestRow.lease_until >= now)).scalars()
             dead = [h for h in holders if owner_is_dead(h)]
@@ -231,15 +262,43 @@ class Outbox:
                         attempts=DigestRow.attempts + o.attempts))
 
     def requeue_failed(self, user_ids: Sequence[int] | None = None) -> list[int]:
+        """Make failed and deferred digests due now (those of unsubscribed readers stay as they are)."""
         with self.store.write() as conn:
-            stmt = select(DigestRow.id).where(DigestRow.status == "failed")
+            stmt = (select(DigestRow.id).join(UserRow, UserRow.id == DigestRow.user_id)
+                    .where(UserRow.unsubscribed_at.is_(None),
+                           or_(DigestRow.status == "failed",
+                               and_(DigestRow.status == "pending", DigestRow.next_attempt_at.is_not(None)))))
             if user_ids is not None:
                 stmt = stmt.where(DigestRow.user_id.in_(list(user_ids)))
             ids = list(conn.execute(stmt).scalars())
             if ids:
                 conn.execute(update(DigestRow).where(DigestRow.id.in_(ids)).values(
-                    status="pending", next_attempt_at=None, lease_until=None, lease_owner=""))
+                    status="pending", next_attempt_at=None))
         return ids
+
+    def release_owner(self, owner: str) -> None:
+        """Give back every digest this owner holds and has not sent (its run stopped)."""
+        with self.store.write() as conn:
+            conn.execute(update(DigestRow).where(DigestRow.lease_owner == owner, DigestRow.status == "pending")
+                         .values(lease_owner="", lease_until=None))
+
+    def latest_states(self, user_ids: Sequence[int]) -> dict[int, DigestState]:
+        """Each user's newest digest that is still owed or was just handled (users with none left out)."""
+        found: dict[int, DigestState] = {}
+        d = DigestRow
+        with self.store.read() as conn:
+            for chunk in chunks(list(user_ids), 5000):
+                newest = (select(func.max(d.id)).where(d.user_id.in_(chunk), d.status != "superseded")
+                          .group_by(d.user_id))
+                rows = conn.execute(select(d.id, d.user_id, d.status, d.next_attempt_at, d.lease_owner,
+                                           d.lease_until, d.last_error, d.created_at, d.sent_at,
+                                           select(func.count()).where(DigestEntryRow.digest_id == d.id)
+                                           .scalar_subquery().label("n"))
+                                    .where(d.id.in_(newest)))
+                for r in rows:
+                    found[r.user_id] = DigestState(r.id, r.status, r.next_attempt_at, r.lease_owner, r.lease_until,
+                                                   r.last_error, r.created_at, r.sent_at, r.n or 0)
+        return found
 
     # -- reading --------------------------------------------------------------------------------
     def items(self, status: str | None = None, user_ids: Sequence[int] | None = None,

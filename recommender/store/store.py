@@ -9,6 +9,7 @@ code runs on PostgreSQL.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -44,6 +45,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone orders writers across processes
     fcntl = None  # type: ignore[assignment]
 
+from recommender.config import masked_url
 from recommender.domain import Paper, ParsedBatch, ParsedPaper
 from recommender.errors import NotFoundError, RecommenderError, SchemaError
 from recommender.store import migrate, model_files
@@ -64,6 +66,8 @@ from recommender.store.schema import (
 from recommender.text import title_hash_id, title_key
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # $RECOMMENDER_BUSY_TIMEOUT (seconds) overrides
+
+log = logging.getLogger(__name__)
 
 
 def busy_timeout_ms() -> int:
@@ -176,7 +180,7 @@ class Store:
             else:
                 engine = create_engine(url, pool_pre_ping=True)
         except (SQLAlchemyError, ImportError) as exc:
-            raise RecommenderError(f"cannot open database {url}: {exc}") from None
+            raise RecommenderError(f"cannot open database {masked_url(url)}: {exc}") from None
         return cls(engine, keep_models)
 
     def close(self) -> None:
@@ -218,8 +222,39 @@ class Store:
 
     def upgrade_schema(self) -> tuple[str | None, str]:
         if self.sqlite_path is not None:
-            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_private(self.sqlite_path)
         return self._guard(lambda: migrate.upgrade(self.engine))
+
+    @staticmethod
+    def _create_private(database: Path) -> None:
+        """The database file (and a folder for it) created owner-only, whatever the umask:
+        SQLite gives its -wal and -shm files the database file's mode."""
+        if not database.parent.exists():
+            database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not database.exists():
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.chmod(database, 0o600)  # (the umask may have taken bits away, never added any)
+
+    def tighten_permissions(self) -> list[str]:
+        """Make the SQLite database and everything beside it that it owns owner-only (0600
+        files, 0700 folders); the paths changed, with their old modes."""
+        changed: list[str] = []
+        database = self.sqlite_path
+        if database is None:
+            return changed
+        beside = [database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm", "-journal", "-writer")]
+        models = database.with_name(database.name + "-models")
+        paths = beside + ([models, *models.iterdir()] if models.is_dir() else [])
+        for path in paths:
+            try:
+                mode = path.stat().st_mode & 0o777
+            except FileNotFoundError:
+                continue
+            wanted = 0o700 if path.is_dir() else 0o600
+            if mode & 0o077:
+                os.chmod(path, mode & wanted)
+                changed.append(f"{path} (was {mode:04o})")
+        return changed
 
     def check_schema(self) -> None:
         if self.sqlite_path is not None and not self.sqlite_path.exists():
@@ -541,7 +576,11 @@ class Store:
                     return None
                 if files is not None:
                     files.save(kind, stamp, payload)
-                model = model_files.loads(bytearray(payload))  # a copy the arrays can be written in
+                try:
+                    model = model_files.loads(bytearray(payload))  # a copy the arrays can be written in
+                except model_files.DamagedModel as exc:
+                    log.warning("ignoring the stored %s model (%s): it is fit again", kind, exc)
+                    return None
         if self._models is not None:
             self._models[kind] = (stamp, model)
         self._stamps[kind] = stamp
