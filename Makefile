@@ -65,6 +65,7 @@ soak: install-test
 
 lint: install-test
 	$(BIN)/ruff check recommender tests bench
+	$(BIN)/bandit -q -r recommender
 
 clean:
 	rm -rf $(VENV) build dist db/*.sqlite db/*.sqlite-* preview tests/artifacts

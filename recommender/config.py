@@ -7,6 +7,7 @@ environment variables that hold them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -27,7 +28,7 @@ from recommender.warm_client import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG
 # import this module.
 SOURCE_KINDS = ("trending_page", "jsonl", "hf_daily", "arxiv")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-EXAMPLE_SECRET = "change-me-to-a-long-random-string"
+EXAMPLE_SECRET = "change-me-to-a-long-random-string"  # nosec B105  # the example value, refused as a secret
 EXAMPLE_SENDER = "digest@example.org"
 # String values that end up in a mail header: a line break in one would end the header.
 HEADER_BOUND = frozenset({"from", "name", "email", "unsubscribe_mailto", "base_url", "dkim_selector",
@@ -113,6 +114,9 @@ class FeedbackConfig:
     max_age_days: int = 90
     rate_limit_per_minute: int = 600
     unsubscribe_mailto: str = ""
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For names the client
+    max_connections: int = 1000  # open connections at once; more are answered 503
+    request_timeout_seconds: float = 20.0  # a request not received whole by then is closed
 
     @property
     def secret(self) -> str:
@@ -249,6 +253,8 @@ def load_config(path: Path, database_url: str | None = None) -> Config:
         raise ConfigError(f"{path}: config file is not valid UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_toml_error(path, exc)) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: tables or arrays nested too deeply") from None
     return _Parser(path).config(data, database_url)
 
 
@@ -483,7 +489,9 @@ class _Parser:
         return value
 
     def feedback(self, table: dict[str, Any]) -> FeedbackConfig:
-        self.check_keys("feedback", table, {"base_url", "secret_env", "max_age_days", "rate_limit_per_minute", "unsubscribe_mailto", "secret"})
+        self.check_keys("feedback", table, {"base_url", "secret_env", "max_age_days", "rate_limit_per_minute",
+                                            "unsubscribe_mailto", "secret", "trusted_proxies", "max_connections",
+                                            "request_timeout_seconds"})
         if "secret" in table:
             raise ConfigError(f"{self.path}: feedback.secret: secrets do not belong in the file; put it in an environment variable named by feedback.secret_env")
         d = FeedbackConfig()
@@ -498,8 +506,30 @@ class _Parser:
             secret_env=self.get("feedback", table, "secret_env", str, d.secret_env),
             max_age_days=self.positive("feedback", table, "max_age_days", int, d.max_age_days),
             rate_limit_per_minute=rate,
-            unsubscribe_mailto=self.get("feedback", table, "unsubscribe_mailto", str, d.unsubscribe_mailto),
+            unsubscribe_mailto=self.mailto(table),
+            trusted_proxies=self.proxies(table),
+            max_connections=self.positive("feedback", table, "max_connections", int, d.max_connections),
+            request_timeout_seconds=self.positive("feedback", table, "request_timeout_seconds", float,
+                                                  d.request_timeout_seconds),
         )
+
+    def mailto(self, table: dict[str, Any]) -> str:
+        address = self.get("feedback", table, "unsubscribe_mailto", str, "")
+        problem = self.address_error(address) if address else ""
+        if problem:
+            self.note(self.fail("feedback.unsubscribe_mailto", f"an email address ({problem})", address))
+            return ""
+        return address
+
+    def proxies(self, table: dict[str, Any]) -> tuple[str, ...]:
+        proxies = self.strings("feedback", table, "trusted_proxies")
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                self.note(self.fail("feedback.trusted_proxies", "IP addresses or networks such as 10.0.0.0/8", proxy))
+                return ()
+        return proxies
 
     def user(self, index: int, table: Any) -> UserConfig:
         prefix = f"users[{index}]"

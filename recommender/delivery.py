@@ -372,7 +372,7 @@ class SmtpSender:
             raise DeliveryAborted(self._aborted)
         if self._connected_once:
             return await self._open()
-        assert self._first_connection is not None
+        assert self._first_connection is not None  # nosec B101  # set by send_stream, the only caller
         async with self._first_connection:
             if self._aborted:
                 raise DeliveryAborted(self._aborted)

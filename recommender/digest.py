@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -37,10 +37,11 @@ class Links:
     signer: LinkSigner
     user_id: int
     digest_id: int
-    issued: int = field(init=False)  # the digest's links share one issue time
+    issued: int | None = None  # the digest's links share one issue time (default: now)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "issued", self.signer.now())
+        if self.issued is None:
+            object.__setattr__(self, "issued", self.signer.now())
 
     def _url(self, path: str, action: str, position: int = -1) -> str:
         token = self.signer.sign_link(action, self.user_id, self.digest_id, position, self.issued)
@@ -110,6 +111,7 @@ class PaperFields:
 def paper_fields(paper: Paper) -> PaperFields:
     """Computed once per paper of a run (a run renders the same few hundred papers thousands
     of times)."""
+    paper = paper.display
     text_snippet = snippet(paper.abstract, SNIPPET_CHARS)
     return PaperFields(
         title=one_line(paper.title) or snippet(paper.abstract, 90),

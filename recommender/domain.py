@@ -6,10 +6,12 @@ import json
 import json.encoder
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import cached_property, lru_cache
 from typing import NamedTuple
+
+from recommender.text import shown
 
 
 @dataclass(frozen=True)
@@ -45,15 +47,23 @@ class Paper:
     arxiv_id: str = ""
     published: str = ""
 
+    @cached_property
+    def display(self) -> Paper:
+        """The paper as it is shown (CLI, JSON, digest, web page): see ``text.shown``."""
+        shown_paper = replace(self, title=shown(self.title), abstract=shown(self.abstract),
+                              authors=tuple(shown(a) for a in self.authors), url=shown(self.url))
+        return self if shown_paper == self else shown_paper
+
     def as_json(self) -> dict[str, object]:
+        paper = self.display
         return {
-            "id": self.id,
-            "title": self.title,
-            "abstract": self.abstract,
-            "authors": list(self.authors),
-            "url": self.url,
-            "arxiv_id": self.arxiv_id or None,
-            "published": self.published or None,
+            "id": paper.id,
+            "title": paper.title,
+            "abstract": paper.abstract,
+            "authors": list(paper.authors),
+            "url": paper.url,
+            "arxiv_id": paper.arxiv_id or None,
+            "published": paper.published or None,
         }
 
 
@@ -87,7 +97,7 @@ class Explanation:
             parts.append("by " + ", ".join(self.followed_authors) + " (followed author)")
         if self.nearest:
             _, title, _ = self.nearest[0]
-            parts.append(f"close to your starred paper \"{title}\"")
+            parts.append(f"close to your starred paper \"{shown(title)}\"")
         if self.collaborative >= 0.1:
             parts.append("saved by readers with interests like yours")
         if self.matched_interests:
@@ -121,7 +131,7 @@ class Recommendation:
         tens of thousands of lines), with the paper's part encoded once per paper (every user's
         picks come from one batch: the abstracts repeat)."""
         why = self.explanation
-        nearest = ", ".join([f'{{"paper_id": {_string(pid)}, "title": {_string(title)}, '
+        nearest = ", ".join([f'{{"paper_id": {_string(pid)}, "title": {_string(shown(title))}, '
                              f'"similarity": {_number(round(sim, 4))}}}' for pid, title, sim in why.nearest])
         terms = ", ".join([f'{{"term": {_string(t.term)}, "contribution": {_number(round(t.contribution, 4))}}}'
                            for t in why.terms])
@@ -135,7 +145,7 @@ class Recommendation:
             "personalized": self.explanation.personalized,
             "why": self.explanation.sentence(),
             "nearest": [
-                {"paper_id": pid, "title": title, "similarity": round(sim, 4)}
+                {"paper_id": pid, "title": shown(title), "similarity": round(sim, 4)}
                 for pid, title, sim in self.explanation.nearest
             ],
             "terms": [
@@ -145,6 +155,7 @@ class Recommendation:
 
 
 def _paper_fields(paper: Paper) -> dict[str, object]:
+    paper = paper.display
     return {"paper_id": paper.id, "title": paper.title, "abstract": paper.abstract, "authors": list(paper.authors),
             "url": paper.url}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from recommender.config import Config
 from recommender.errors import InputError, NotFoundError
 from recommender.pipeline import read_input
-from recommender.sources.lines import decoded_lines
+from recommender.sources.lines import decoded_lines, json_document
 from recommender.store import Store
 from recommender.text import arxiv_id, title_key
 
@@ -64,10 +63,7 @@ def _rows(path: Path, data: bytes) -> list[tuple[int, str, str]]:
         for number, text in lines:
             if not text.strip():
                 continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(name, f"not valid JSON ({exc.msg})", number) from None
+            record = json_document(text, name, number)
             if not isinstance(record, dict) or not isinstance(record.get("user"), str) \
                     or not isinstance(record.get("paper_id"), (str, int)):
                 raise InputError(name, "expected an object with string fields 'user' and 'paper_id'", number)

@@ -22,6 +22,7 @@ from recommender.errors import InputError, NotFoundError
 from recommender.ranking import Choice, rank_many
 from recommender.sources import parse
 from recommender.store import IngestResult, Store
+from recommender.text import shown
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
@@ -235,10 +236,10 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     if not why.personalized:
         notes.append("no profile yet: star papers to personalize")
     return {
-        "user": user.email, "paper_id": paper.id, "title": paper.title, "score": round(pick.score, 6),
+        "user": user.email, "paper_id": paper.id, "title": paper.display.title, "score": round(pick.score, 6),
         "content": round(content, 6), "collaborative": round(why.collaborative, 6),
         "interests": round(pick.score - content - why.collaborative, 6) if why.personalized else 0.0,
-        "nearest": [{"paper_id": p, "title": t, "similarity": round(s, 4)} for p, t, s in why.nearest],
+        "nearest": [{"paper_id": p, "title": shown(t), "similarity": round(s, 4)} for p, t, s in why.nearest],
         "terms": [{"term": t.term, "contribution": round(t.contribution, 4)} for t in why.terms],
         "followed_authors": list(why.followed_authors), "matched_interests": list(why.matched_interests),
         "why": why.sentence(), "notes": notes,

@@ -109,7 +109,7 @@ def signal_weight(signal: Signal, ranking: RankingConfig, now: datetime) -> floa
 def signal_version(signals: list[Signal], user: UserConfig, ranking: RankingConfig) -> str:
     text = json.dumps([[s.paper_id, s.kind, s.at.isoformat()] for s in signals]
                       + [list(user.interests), repr(ranking)], sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def build_many(store: Store, model: TextModel, collab: CollabModel | None, users: Sequence[tuple[int, UserConfig]],
@@ -158,11 +158,11 @@ def cache_key(store: Store, ranking: RankingConfig) -> str | None:
     if text_stamp is None or ranking.star_half_life_days > 0:
         return None
     parts = [CACHE_FORMAT, text_stamp, store.model_stamp("collab"), repr(ranking)]
-    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()
+    return hashlib.sha1(json.dumps(parts).encode(), usedforsecurity=False).hexdigest()
 
 
 def _fingerprint(interests: tuple[str, ...]) -> int:
-    return int.from_bytes(hashlib.sha1(json.dumps(list(interests)).encode()).digest()[:8], "little", signed=True)
+    return int.from_bytes(hashlib.sha1(json.dumps(list(interests)).encode(), usedforsecurity=False).digest()[:8], "little", signed=True)
 
 
 def build_and_cache(store: Store, model: TextModel, collab: CollabModel | None,

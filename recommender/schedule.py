@@ -112,5 +112,5 @@ def next_run(user: UserConfig, last_run: datetime | None, now: datetime, grace: 
     if owed.due is not None:
         return owed.due
     fire = trigger.get_next_fire_time(None, now)
-    assert fire is not None
+    assert fire is not None  # nosec B101  # a type narrowing; the trigger always has a next time here
     return fire

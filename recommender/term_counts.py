@@ -191,7 +191,7 @@ def _token_ids(texts: Sequence[str], token_pattern: str, stop_words: frozenset[s
             None if prefixes is None else np.concatenate([prefix_lengths, child_prefix_lengths]))
 
 
-DEFAULT_TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W_]+\b"  # scikit-learn's; the ASCII fast path below is its equivalent
+DEFAULT_TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W_]+\b"  # nosec B105  # a regex, not a password; scikit-learn's; the ASCII fast path below is its equivalent
 # ASCII text, lowercased: every byte that is not a word character (\w: letters, digits, "_")
 # becomes a space, so a split gives the maximal runs of word characters.
 _ASCII_WORD_RUNS = bytes(c if chr(c).isascii() and (chr(c).isalnum() or chr(c) == "_") else 0x20 for c in range(256))

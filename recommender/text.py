@@ -19,10 +19,31 @@ _CITE_KEY = re.compile(r"~\s*[a-z]+\d{4}[a-z]+")
 _KEY_WORD = re.compile(r"[^\W_]+")
 
 
+# Terminal control sequences (ECMA-48): CSI (ESC [ or 0x9b ... final byte), OSC, DCS, SOS, PM
+# and APC strings (up to BEL or ST), and two-character escapes.
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[!-/]*[0-~]?")
+_ESCAPE_START = re.compile(r"[\x1b\x90\x98\x9b\x9d\x9e\x9f]")
+_UNSHOWABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 controls but tab and newline
+
+
+def shown(text: str) -> str:
+    """Text as we show it (terminal, JSON, email, web page): terminal escape sequences and
+    control characters removed, tab and newline kept. Stored text stays as given."""
+    if text.isprintable() or not _UNSHOWABLE.search(text):
+        return text
+    return _UNSHOWABLE.sub("", _ESCAPE_SEQUENCE.sub("", text))
+
+
 def one_line(text: str) -> str:
-    """CR, LF, tabs and control characters become single spaces; ends are trimmed."""
+    """CR, LF, tabs and control characters become single spaces, terminal escape sequences
+    go; ends are trimmed."""
     if text.isascii() and text.isprintable() and "  " not in text:  # nothing to replace (the usual case)
         return text.strip()
+    if _ESCAPE_START.search(text):  # a terminal sequence goes whole, not only its ESC
+        text = _ESCAPE_SEQUENCE.sub("", text)
     return _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
 
 
@@ -36,7 +57,7 @@ def title_key(title: str) -> str:
 
 def title_hash_id(title: str) -> str:
     """Stable id for a paper known only by its title."""
-    return "t" + hashlib.sha1(title_key(title).encode("utf-8")).hexdigest()[:12]
+    return "t" + hashlib.sha1(title_key(title).encode("utf-8"), usedforsecurity=False).hexdigest()[:12]
 
 
 def arxiv_id(text: str) -> str:

@@ -75,7 +75,7 @@ def stop_words() -> frozenset[str]:
 def settings_key(ranking: RankingConfig) -> str:
     """Fingerprint of the settings that change the features (a change forces a refit)."""
     text = f"{MODEL_FORMAT}|{ranking.title_weight}|{ranking.ngram_max}|{ranking.min_df}|{ranking.max_df}|{ranking.sublinear_tf}"
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 @dataclass

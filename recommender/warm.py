@@ -12,9 +12,11 @@ a model is reused only while its stored stamp is unchanged (a new ingest refits 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import time
@@ -34,6 +36,7 @@ from recommender.warm_client import WARM_COMMANDS, socket_folder, socket_name
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 1 << 20
+PEER_SECONDS = 5.0  # a caller that sends or reads nothing for this long is dropped
 
 
 class WarmServer:
@@ -109,13 +112,20 @@ class WarmServer:
 
     def _answer(self, connection: socket.socket) -> None:
         started = time.perf_counter()
+        connection.settimeout(PEER_SECONDS)  # a silent or stalled caller is dropped within seconds
         try:
             request, streams = _receive(connection)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             log.warning("warm: unreadable request: %s", exc)
             return
         try:
+            connection.sendall(b"+")
+            if connection.recv(1) != b"!":  # the caller gave up waiting and runs the command itself
+                return
             code = self._run(request, streams)
+        except OSError as exc:
+            log.warning("warm: the caller went away: %s", exc)
+            return
         finally:
             for fd in streams:
                 with contextlib.suppress(OSError):
@@ -136,45 +146,66 @@ class WarmServer:
         if not well_formed:  # never from warm_client: the socket's name says what this process serves
             if len(streams) == 2:
                 with contextlib.suppress(OSError):
-                    os.write(streams[1], b"Error: the warm process refused a request it does not answer\n")
+                    _write_within(streams[1], "Error: the warm process refused a request it does not answer\n")
             return 2
-        out = open(streams[0], "w", encoding="utf-8", closefd=False)  # noqa: SIM115 - closed below
-        err = open(streams[1], "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        # The command writes into memory; its output then goes to the caller's streams with a
+        # deadline, so a caller whose output nobody reads cannot hold this process.
+        out, err = io.StringIO(), io.StringIO()
         home = os.getcwd()
         try:
             os.chdir(cwd)
             with _command_output(out, err):
                 code = run_command(self._argv(verbose, command), self.kept_stores)
         except OSError:
-            code = 1  # the caller's output or folder went away
+            code = 1  # the caller's folder went away
         except Exception:  # a bug: reported as a cold start would report it, and we go on serving
-            with contextlib.suppress(OSError, ValueError):
-                traceback.print_exc(file=err)
+            traceback.print_exc(file=err)
             code = 1
         finally:
             os.chdir(home)
-            for stream in (out, err):
-                with contextlib.suppress(OSError, ValueError):
-                    stream.close()
+        try:
+            _write_within(streams[0], out.getvalue())
+            _write_within(streams[1], err.getvalue())
+        except OSError as exc:
+            log.warning("warm: could not write the answer: %s", exc)
+            return 1
         if code is None or isinstance(code, int):
             return code or 0
         with contextlib.suppress(OSError):
-            os.write(streams[1], f"{code}\n".encode())  # a message in place of a status
+            _write_within(streams[1], f"{code}\n")  # a message in place of a status
         return 1
+
+
+def _write_within(fd: int, text: str, seconds: float | None = None) -> None:
+    """Write ``text`` to ``fd`` (a caller's terminal, pipe or file), giving up with
+    ``TimeoutError`` when it takes no more for ``seconds``: each chunk is at most PIPE_BUF
+    bytes and is written only once poll says it fits, so no write blocks."""
+    data = memoryview(text.encode("utf-8"))
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    deadline = time.monotonic() + (PEER_SECONDS if seconds is None else seconds)
+    while data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(left * 1000):
+            raise TimeoutError("the caller's output is not being read")
+        data = data[os.write(fd, data[:select.PIPE_BUF]):]
 
 
 def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
     data, streams, _, _ = socket.recv_fds(connection, MAX_REQUEST, 2)
     try:
         _check_peer(connection)
-        while chunk := connection.recv(65536):
+        while not data.endswith(b"\n"):
+            chunk = connection.recv(65536)
+            if not chunk:
+                raise ValueError("request cut short")
             data += chunk
             if len(data) > MAX_REQUEST:
                 raise ValueError("request too long")
         request = json.loads(data)
         if not isinstance(request, dict):
             raise ValueError("not a JSON object")
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         for fd in streams:
             os.close(fd)
         raise

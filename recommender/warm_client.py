@@ -24,6 +24,7 @@ WARM_COMMANDS = frozenset({"recommend"})
 CONFIG_ENV, DATABASE_URL_ENV = "RECOMMENDER_CONFIG", "RECOMMENDER_DATABASE_URL"
 DEFAULT_CONFIG_NAME = "config.toml"
 _VALUE_OPTIONS = {"--config": "config", "--database-url": "database_url"}
+HANDSHAKE_SECONDS = 3.0  # how long a caller waits for a warm process to take its request
 
 
 def main() -> None:
@@ -74,7 +75,7 @@ def socket_folder(environ: Mapping[str, str], create: bool = False) -> Path | No
     """Where warm processes listen: a folder only this user can enter, else None."""
     runtime = environ.get("XDG_RUNTIME_DIR")
     folder = (Path(runtime) / "recommender" if runtime
-              else Path(environ.get("TMPDIR") or "/tmp") / f"recommender-{os.getuid()}")
+              else Path(environ.get("TMPDIR") or "/tmp") / f"recommender-{os.getuid()}")  # nosec B108  # checked below: ours, 0700
     try:
         if create:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -105,13 +106,20 @@ def forwarded(argv: Sequence[str]) -> int | None:
         return None
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with connection:
+        # A warm process takes a request within seconds or not at all: one that is busy with a
+        # stalled caller (or hung) is passed over for a cold run here. It runs a command only
+        # once we answer its "+" with "!", so a command is never run by both.
+        connection.settimeout(HANDSHAKE_SECONDS)
         try:
             connection.connect(str(folder / socket_name(str(request["config"]), request["database_url"])))
+            socket.send_fds(connection, [json.dumps(request).encode() + b"\n"], streams)
+            if connection.recv(1) != b"+":
+                return None
+            connection.sendall(b"!")
         except OSError:
-            return None  # none running (or a socket left by one that was killed)
+            return None  # none running, a socket left by one that was killed, or a silent one
+        connection.settimeout(None)
         try:
-            socket.send_fds(connection, [json.dumps(request).encode()], streams)
-            connection.shutdown(socket.SHUT_WR)
             reply = b""
             while chunk := connection.recv(64):
                 reply += chunk

@@ -4,6 +4,7 @@ number of processes can serve it behind a load balancer."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import email.policy
@@ -13,7 +14,7 @@ import os
 import threading
 import time
 import urllib.parse
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from recommender import digest, digest_run
 from recommender.config import DATABASE_URL_ENV, Config, find_config_path, load_config
@@ -38,6 +40,9 @@ from recommender.tokens import LinkSigner, TokenError, TokenExpired
 log = logging.getLogger(__name__)
 MAX_BODY = 1024
 MAX_PATH = 2048
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers (nginx's default large_client_header_buffers is 32 KB)
+DEFAULT_REQUEST_SECONDS = 20.0
+REQUEST_TIMEOUT_ENV = "RECOMMENDER_REQUEST_TIMEOUT_SECONDS"  # set by `serve` for its worker processes
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
                                  b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
@@ -65,6 +70,11 @@ class SecurityHeaders:
     def __init__(self, app: ASGIApp):
         self.app = app
 
+    @property
+    def state(self) -> Any:
+        """The wrapped application's state (its lifespan keeps the checkpoint thread there)."""
+        return self.app.state  # type: ignore[attr-defined]
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -85,11 +95,14 @@ class SecurityHeaders:
 
 
 class RateLimiter:
-    """At most ``per_minute`` hits per client in any 60 seconds (per process); 0 turns it off."""
+    """At most ``per_minute`` hits per client in any 60 seconds (per process); 0 turns it off.
+    The clients seen are kept least recently used first, and the oldest forgotten beyond
+    ``max_clients``, so a hit costs the same with 100 clients or 100,000."""
 
-    def __init__(self, per_minute: int):
+    def __init__(self, per_minute: int, max_clients: int = 100_000):
         self.per_minute = per_minute
-        self.hits: dict[str, deque[float]] = {}
+        self.max_clients = max_clients
+        self.hits: OrderedDict[str, deque[float]] = OrderedDict()
         self.lock = threading.Lock()
 
     def allow(self, client: str) -> bool:
@@ -97,15 +110,83 @@ class RateLimiter:
             return True
         now = time.monotonic()
         with self.lock:
-            window = self.hits.setdefault(client, deque())
+            window = self.hits.get(client)
+            if window is None:
+                window = self.hits[client] = deque()
+                if len(self.hits) > self.max_clients:
+                    self.hits.popitem(last=False)
+            else:
+                self.hits.move_to_end(client)
             while window and window[0] <= now - 60:
                 window.popleft()
             if len(window) >= self.per_minute:
                 return False
             window.append(now)
-            if len(self.hits) > 100_000:  # forget idle clients
-                self.hits = {c: w for c, w in self.hits.items() if w and w[-1] > now - 60}
             return True
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol with the limits an endpoint facing the internet needs: a request
+    head larger than ``MAX_HEAD_BYTES`` is answered 431 and the connection closed; a request not
+    received whole within ``request_seconds`` of its connection (or of the previous response)
+    is closed, so idle, trickling and half-sent connections cannot pile up."""
+
+    request_seconds = float(os.environ.get(REQUEST_TIMEOUT_ENV, DEFAULT_REQUEST_SECONDS))
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_bytes = 0
+        self._reading_head = True
+        self._deadline: asyncio.TimerHandle | None = None
+        self._arm_deadline()
+
+    def _arm_deadline(self) -> None:
+        self._cancel_deadline()
+        self._deadline = self.loop.call_later(self.request_seconds, self._too_slow)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse_head()
+                return
+        super().data_received(data)
+
+    def _refuse_head(self) -> None:
+        body = b"Request header fields too large\n"
+        head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
+        head += [name + b": " + value + b"\r\n" for name, value in SECURITY_HEADERS]
+        head += [b"content-type: text/plain; charset=utf-8\r\n", b"content-length: %d\r\n" % len(body),
+                 b"connection: close\r\n\r\n", body]
+        self.transport.write(b"".join(head))
+        self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._cancel_deadline()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._reading_head, self._head_bytes = True, 0
+            self._arm_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
 
 
 def page(heading: str, lines: list[str], status: int = 200, request: Request | None = None,
@@ -134,7 +215,7 @@ def _one_click(content_type: str, body: bytes, in_query: str | None) -> bool:
     return "One-Click" in fields.get("List-Unsubscribe", [])
 
 
-def create_app(config: Config, store: Store | None = None, clock: Callable[..., Any] | None = None) -> Starlette:
+def create_app(config: Config, store: Store | None = None, clock: Callable[..., Any] | None = None) -> ASGIApp:
     store = store or Store.open(config.database.url)
     store.check_schema()
     service = FeedbackService(config, store, clock)
@@ -220,10 +301,13 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
             click = await _click(request, "open")
         except (TokenError, LinkGone) as exc:
             return refusal(request, exc)
-        assert click.paper is not None
+        assert click.paper is not None  # nosec B101  # an open link always resolves to a paper (else LinkGone)
         return RedirectResponse(open_target(click.paper), status_code=303)
 
     async def unsubscribe(request: Request) -> Response:
+        blocked = limited(request)
+        if blocked:
+            return blocked
         try:
             return await _unsubscribe(request)
         except (TokenError, LinkGone) as exc:
@@ -285,8 +369,8 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
 
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error},
                     lifespan=lifespan)
-    app.add_middleware(SecurityHeaders)
-    return app
+    # Outside Starlette's own error middleware, so a 500 page carries the headers too.
+    return SecurityHeaders(app)
 
 
 def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click, now: datetime) -> str:
@@ -301,11 +385,14 @@ def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click,
     picks = [Recommendation(user.email, papers[pid], score, position + 1,
                             lambda why=why: Explanation(personalized=not why.startswith("Not personalized"), stored=why))
              for position, pid, score, why in entries if pid in papers]
-    links = digest.Links(config.feedback.base_url, signer, link.user_id, link.digest_id)
+    # The page's links keep the digest's issue time: a view link near its expiry must not
+    # hand out links that live another max_age_days.
+    issued = int(link.issued_at.timestamp()) if link.issued_at is not None else None
+    links = digest.Links(config.feedback.base_url, signer, link.user_id, link.digest_id, issued)
     return digest_run.render_for(config, user, picks, links, now, web=True).html
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> ASGIApp:
     """uvicorn factory for several worker processes: the config comes from $RECOMMENDER_CONFIG."""
     config = load_config(find_config_path(None), os.environ.get(DATABASE_URL_ENV))
     return create_app(config)

@@ -212,34 +212,33 @@ def test_unsubscribe_page_and_one_click_post_stop_the_next_digest(world: World, 
 
 def test_a_link_scanner_records_nothing(world: World):
     links = world.links("ada@example.org")
-    everything = links["feedback/more"] + links["feedback/less"]
-    for link in everything[:5]:
+    more, less = links["feedback/more"], links["feedback/less"]
+    for link in [more[0], more[1], more[2], less[0]]:
         world.client.get(link)
-    assert len(world.events()) == 5  # a reader could click five things
-    world.client.get(everything[5])
-    assert world.events() == []  # the sixth distinct link in ten seconds: it was a scanner
+    assert len(world.events()) == 3  # "less" of the first paper replaced its "more": a reader may change their mind
+    world.client.get(less[1])  # more and less of two papers within a minute: a scanner fetching every link
+    assert world.events() == []
 
 
-def test_a_link_clicked_over_and_over_is_one_hit_and_the_scan_window_still_slides(world: World):
+def test_a_link_clicked_over_and_over_is_one_hit_and_the_sweep_window_still_slides(world: World):
     """Repeat hits of one link keep one stored hit (its latest), so hammering a link costs
-    nothing more to check; whether it counts toward a scan depends on that latest hit."""
+    nothing more to check; whether it counts toward a sweep depends on that latest hit."""
     from sqlalchemy import text
 
     links = world.links("ada@example.org")
-    everything = links["feedback/more"] + links["feedback/less"]
+    more, less, opens = links["feedback/more"], links["feedback/less"], links["open"]
+    world.client.get(opens[2])
     for _ in range(40):
-        assert world.client.get(everything[0]).status_code == 200
+        assert world.client.get(more[0]).status_code == 200
     with world.store.engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM link_hits")).scalar() == 1
-    assert len(world.events()) == 1
-    world.clock.now += timedelta(seconds=8)
-    world.client.get(everything[0])  # its latest hit moves to now
-    for link in everything[1:5]:
+        assert conn.execute(text("SELECT count(*) FROM link_hits")).scalar() == 2
+    assert len(world.events()) == 2
+    world.clock.now += timedelta(seconds=61)
+    for link in (less[0], more[1], less[1]):  # the first paper's "more" is out of the window now
         world.client.get(link)
-    world.clock.now += timedelta(seconds=5)  # 13 s after the first hits, 5 s after the latest
-    assert len(world.events()) == 5
-    world.client.get(everything[5])  # six distinct links within ten seconds of now: a scanner
-    assert len(world.events()) == 1  # what it recorded in the window is dropped; the click of 13 s ago stays
+    assert sorted(e[1] for e in world.events()) == ["less", "less", "open"]
+    world.client.get(more[0])  # its latest hit moves to now: more and less of two papers within a minute
+    assert [e[1] for e in world.events()] == ["open"]  # the window's clicks are dropped; the open of 61 s ago stays
 
 
 def test_security_headers_and_errors_without_traces(world: World):

@@ -4,8 +4,9 @@ from hypothesis import strategies as st
 from recommender.text import arxiv_id, for_ranking, one_line, snippet, title_hash_id, title_key
 
 
-def test_one_line_folds_control_characters():
+def test_one_line_folds_control_characters_and_drops_terminal_sequences():
     assert one_line(" a\r\nb\tc\x00d\x1b  e ") == "a b c d e"
+    assert one_line("Title\x1b]0;pwned\x07 here \x1b[2Jnow\x9b31m") == "Title here now"
 
 
 def test_title_key_folds_case_accents_and_punctuation():
@@ -38,4 +39,8 @@ def test_snippet_cuts_at_a_word_boundary():
 def test_one_line_is_the_same_with_or_without_its_shortcut(text: str):
     import re
 
-    assert one_line(text) == re.sub(r"\s+", " ", re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", text)).strip()
+    from recommender.text import _ESCAPE_SEQUENCE
+
+    without_sequences = _ESCAPE_SEQUENCE.sub("", text)  # a terminal escape sequence goes whole
+    assert one_line(text) == re.sub(r"\s+", " ", re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ",
+                                                        without_sequences)).strip()

@@ -204,3 +204,53 @@ def test_the_socket_folder_must_be_private(tmp_path: Path):
     folder.chmod(0o755)
     assert socket_folder({"XDG_RUNTIME_DIR": str(runtime)}) is None
     assert socket_folder({"XDG_RUNTIME_DIR": str(tmp_path / "absent")}) is None
+
+
+def _warm_socket(project: Path) -> Path:
+    request = warm_request(["recommend"], {"RECOMMENDER_CONFIG": str(project / "config.toml")}, project)
+    assert request is not None
+    folder = socket_folder(os.environ)
+    assert folder is not None
+    return folder / socket_name(str(request["config"]), request["database_url"])
+
+
+def test_a_silent_caller_does_not_hold_the_warm_process(project: Path, warm: Warm):
+    expected = _cold(project, "recommend", "--user", "ada@example.org", "--json").stdout
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    idle.connect(str(_warm_socket(project)))  # connects and never says anything
+    try:
+        started = time.monotonic()
+        answer = _command(project, "recommend", "--user", "ada@example.org", "--json")
+        assert answer.stdout == expected
+        assert time.monotonic() - started < 30
+        assert _wait(lambda: "unreadable request" in warm.log(), 10)  # the idle caller was dropped
+        before = warm.answered()
+        assert _command(project, "recommend", "--user", "ada@example.org", "--json").stdout == expected
+        assert warm.answered() == before + 1  # and the warm process answers again
+    finally:
+        idle.close()
+
+
+def test_a_caller_whose_output_nobody_reads_does_not_hang_later_commands(project: Path, warm: Warm):
+    expected = _cold(project, "recommend", "--user", "bob@example.org", "--json").stdout
+    reader, writer = os.pipe()
+    os.set_blocking(writer, False)
+    try:
+        while True:
+            os.write(writer, b"x" * 4096)  # fill the pipe: `recommend ... | sleep 30` once output is large
+    except BlockingIOError:
+        pass
+    os.set_blocking(writer, True)
+    stuck = subprocess.Popen(recommender_command("--config", str(project / "config.toml"), "recommend", "--user",
+                                                 "ada@example.org"), cwd=project, stdout=writer,
+                             stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        later = _command(project, "recommend", "--user", "bob@example.org", "--json")
+        assert later.stdout == expected and time.monotonic() - started < 30
+        assert stuck.wait(timeout=30) != 0  # the stuck caller got an error, not a hang
+    finally:
+        stuck.kill()
+        os.close(reader)
+        os.close(writer)

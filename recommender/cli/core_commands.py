@@ -159,7 +159,7 @@ def recommend(app: AppContext, email: str | None, all_users: bool, batch_spec: s
             if len(users) > 1:
                 lines.append(f"== {user.email}")
             for r in user_picks:
-                lines.append(f"{r.rank:2d}. [{r.score:.3f}] {r.paper.title}  ({r.paper.id})")
+                lines.append(f"{r.rank:2d}. [{r.score:.3f}] {r.paper.display.title}  ({r.paper.id})")
                 lines.append(f"    why: {r.explanation.sentence()}")
             if not user_picks:
                 lines.append("nothing new to recommend")

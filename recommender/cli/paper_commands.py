@@ -13,7 +13,7 @@ def _print_papers(papers: list[Paper], as_json: bool) -> None:
     if as_json:
         emit_json(p.as_json() for p in papers)
         return
-    for paper in papers:
+    for paper in (p.display for p in papers):
         click.echo(f"{paper.id}\t{paper.title or snippet(paper.abstract, 80)}")
 
 
@@ -66,7 +66,7 @@ def papers_show(app: AppContext, paper_id: str, as_json: bool) -> None:
     \b
       recommender papers show 2412.00420
     """
-    paper = app.store.paper(paper_id)
+    paper = app.store.paper(paper_id).display
     if as_json:
         emit_json([paper.as_json()])
         return

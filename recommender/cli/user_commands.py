@@ -37,7 +37,7 @@ def serve(app: AppContext, host: str, port: int, workers: int) -> None:
     """
     import uvicorn
 
-    from recommender.web import create_app
+    from recommender.web import REQUEST_TIMEOUT_ENV, BoundedHttpProtocol, create_app
 
     config = app.config
     check_secret(config.feedback.secret, config.feedback.secret_env)
@@ -46,12 +46,26 @@ def serve(app: AppContext, host: str, port: int, workers: int) -> None:
     # that was there before; this one lets the command end normally (exit 0) after that.
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
+    feedback = config.feedback
+    os.environ[REQUEST_TIMEOUT_ENV] = str(feedback.request_timeout_seconds)  # for worker processes too
+    BoundedHttpProtocol.request_seconds = feedback.request_timeout_seconds
+    limits = {
+        "http": "recommender.web:BoundedHttpProtocol",
+        "server_header": False,
+        # X-Forwarded-For names the client only when it comes from a proxy the config trusts.
+        "proxy_headers": bool(feedback.trusted_proxies),
+        "forwarded_allow_ips": list(feedback.trusted_proxies),
+        "limit_concurrency": feedback.max_connections,
+        "timeout_keep_alive": 5,
+        "log_level": "info",
+        "access_log": False,
+    }
     if workers > 1:
         os.environ[CONFIG_ENV] = str(config.path)
         uvicorn.run("recommender.web:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                    log_level="info", access_log=False)
+                    **limits)
         return
-    uvicorn.run(create_app(config, app.store), host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(create_app(config, app.store), host=host, port=port, **limits)
 
 
 @cli.group("feedback")

@@ -4,7 +4,6 @@ ignored; an entry missing its id or text is skipped with a warning naming it."""
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import date
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from recommender.domain import ParsedBatch, ParsedPaper
 from recommender.errors import InputError
 from recommender.sources.jsonl import authors_of
+from recommender.sources.lines import json_document
 from recommender.text import arxiv_id, one_line
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,10 @@ def _entry(item: Any, index: int, name: str) -> ParsedPaper | None:
 
 def parse(data: bytes, name: str, batch_date: date | None = None) -> ParsedBatch:
     try:
-        document = json.loads(data.decode("utf-8-sig"))
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(name, "not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(name, f"not valid JSON ({exc.msg}, column {exc.colno})", exc.lineno) from None
+    document = json_document(text, name)
     if isinstance(document, dict) and isinstance(document.get("papers"), list):
         document = document["papers"]
     if not isinstance(document, list):

@@ -6,13 +6,12 @@ not an object is a bad line and refuses the whole file.
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Any
 
 from recommender.domain import ParsedBatch, ParsedPaper
 from recommender.errors import InputError
-from recommender.sources.lines import decoded_lines
+from recommender.sources.lines import decoded_lines, json_document
 from recommender.text import arxiv_id, one_line
 
 
@@ -72,10 +71,7 @@ def parse(data: bytes, name: str, batch_date: date | None = None) -> ParsedBatch
     for number, text in decoded_lines(data, name):
         if not text.strip():
             continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(name, f"not valid JSON ({exc.msg}, column {exc.colno})", number) from None
+        record = json_document(text, name, number)
         if not isinstance(record, dict):
             raise InputError(name, "expected a JSON object per line", number)
         entries.append(paper_from_record(record, name, number))

@@ -75,7 +75,7 @@ def parse(data: bytes, name: str, year_hint: date | None = None, modified: datet
         raise InputError(name, "not a trending page: no date line such as 'Mar 11' in the header", paragraphs[0][0])
     date_line, date_text = paragraphs[date_index]
     match = _DATE_LINE.match(date_text)
-    assert match is not None
+    assert match is not None  # nosec B101  # the line was selected by this same pattern
     month = _MONTHS.index(match.group(1).lower()[:3]) + 1
     batch_date = _resolve_year(month, int(match.group(2)), year_hint, modified, name, date_line)
     body = paragraphs[date_index + 1:]

@@ -24,8 +24,8 @@ from recommender.store.schema import (
 from recommender.store.store import Store
 
 OPPOSITE = {"more": "less", "less": "more"}
-SCAN_WINDOW = timedelta(seconds=10)
-SCAN_DISTINCT_LINKS = 5
+SWEEP_WINDOW = timedelta(seconds=60)
+SWEEP_CONTRADICTIONS = 2  # papers of one digest with both "more" and "less" hit in the window
 HIT_RETENTION = timedelta(hours=1)
 
 
@@ -56,10 +56,12 @@ class _Known:
 
 @dataclass
 class _Hit:
-    """A link's latest hit from one client: stored already (``id``) or about to be (``values``)."""
+    """A link's latest hit: stored already (``id``) or about to be (``values``)."""
 
     at: datetime
     id: int | None
+    action: str
+    paper_id: str
     values: dict[str, object] | None = None
     moved: bool = False  # a stored hit whose time must be moved forward
 
@@ -71,28 +73,40 @@ class _Hit:
             self.moved = True
 
 
+def _swept(window: dict[str, _Hit], since: datetime) -> bool:
+    """A link scanner's sweep: since ``since``, both "more" and "less" of at least
+    ``SWEEP_CONTRADICTIONS`` papers of the digest were hit (from any addresses). A scanner
+    fetches every link of a message; no reader asks for more and for fewer papers like the
+    same two papers within a minute, while one who opens many papers at once hits "open" only."""
+    asked: dict[str, set[str]] = {}
+    for hit in window.values():
+        if hit.at >= since and hit.action in OPPOSITE:
+            asked.setdefault(hit.paper_id, set()).add(hit.action)
+    return sum(1 for actions in asked.values() if len(actions) == 2) >= SWEEP_CONTRADICTIONS
+
+
 def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
     """Record ``clicks`` in order with a handful of statements: the outcome of each is what
-    recording them one at a time would give. Rules: a client hitting more than five distinct
-    links of one digest within ten seconds is a link scanner (that hit and the clicks it
-    recorded in the window are dropped); the same (user, paper, action, digest) twice is a
-    repeat; "more" replaces an earlier "less" on the paper and vice versa."""
+    recording them one at a time would give. Rules: a link scanner's sweep of a digest (see
+    ``_swept``) records nothing: that hit and every click on the digest in the window are
+    dropped; the same (user, paper, action, digest) twice is a repeat; "more" replaces an
+    earlier "less" on the paper and vice versa."""
     if not clicks:
         return []
     digests = sorted({c.digest_id for c in clicks if c.digest_id is not None})
-    earliest = min(c.at for c in clicks) - SCAN_WINDOW
-    # Per (digest, client): each link's latest hit. Whether a link was hit within the window
-    # depends on its latest hit only, so one row per link is kept (moved forward on a repeat
-    # hit), and a link clicked over and over costs nothing more to check.
-    hits: dict[tuple[int, str], dict[str, _Hit]] = {}
+    earliest = min(c.at for c in clicks) - SWEEP_WINDOW
+    # Per digest: each link's latest hit, from whatever address (scanners fetch from many).
+    # Whether a link was hit within the window depends on its latest hit only, so one row per
+    # link is kept (moved forward on a repeat hit).
+    hits: dict[int, dict[str, _Hit]] = {}
     if digests:
-        for row in conn.execute(select(LinkHitRow.id, LinkHitRow.digest_id, LinkHitRow.client, LinkHitRow.token_id,
-                                       LinkHitRow.created_at)
+        for row in conn.execute(select(LinkHitRow.id, LinkHitRow.digest_id, LinkHitRow.token_id, LinkHitRow.action,
+                                       LinkHitRow.paper_id, LinkHitRow.created_at)
                                 .where(LinkHitRow.digest_id.in_(digests), LinkHitRow.created_at >= earliest)):
-            window = hits.setdefault((row.digest_id, row.client), {})
+            window = hits.setdefault(row.digest_id, {})
             seen = window.get(row.token_id)
             if seen is None or row.created_at > seen.at:
-                window[row.token_id] = _Hit(row.created_at, row.id)
+                window[row.token_id] = _Hit(row.created_at, row.id, row.action, row.paper_id)
     known: dict[tuple[int, str], list[_Known]] = {}
     for row in conn.execute(select(FeedbackRow.id, FeedbackRow.user_id, FeedbackRow.paper_id, FeedbackRow.action,
                                    FeedbackRow.digest_id, FeedbackRow.client, FeedbackRow.created_at)
@@ -105,20 +119,20 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
     for click in clicks:
         client = click.client[:64]
         if click.digest_id is not None:
-            window = hits.setdefault((click.digest_id, client), {})
+            window = hits.setdefault(click.digest_id, {})
             seen = window.get(click.token_id)
             if seen is None:
-                window[click.token_id] = _Hit(click.at, None, {
-                    "digest_id": click.digest_id, "client": client, "token_id": click.token_id, "created_at": click.at})
+                window[click.token_id] = _Hit(click.at, None, click.action, click.paper_id, {
+                    "digest_id": click.digest_id, "client": client, "token_id": click.token_id,
+                    "action": click.action, "paper_id": click.paper_id, "created_at": click.at})
             elif click.at > seen.at:
                 seen.move_to(click.at)
-            since = click.at - SCAN_WINDOW
-            distinct = sum(1 for hit in window.values() if hit.at >= since)
-            if distinct > SCAN_DISTINCT_LINKS:
-                _drop_scanned(conn, known, click.digest_id, client, since)
+            since = click.at - SWEEP_WINDOW
+            if _swept(window, since):
+                _drop_swept(conn, known, click.digest_id, since)
                 outcomes.append("scan")
                 continue
-            forget_old_hits = forget_old_hits or distinct == 1
+            forget_old_hits = forget_old_hits or sum(1 for hit in window.values() if hit.at >= since) == 1
         rows = known.setdefault((click.user_id, click.paper_id), [])
         if any(r.action == click.action and r.digest_id == click.digest_id for r in rows):
             outcomes.append("repeat")  # this link, or another link to the same entry, was recorded
@@ -148,13 +162,13 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
     return outcomes
 
 
-def _drop_scanned(conn: Connection, known: dict[tuple[int, str], list[_Known]], digest_id: int, client: str,
-                  since: datetime) -> None:
-    """A link scanner's clicks on this digest in the window record nothing, stored or pending."""
-    conn.execute(delete(FeedbackRow).where(FeedbackRow.digest_id == digest_id, FeedbackRow.client == client,
-                                           FeedbackRow.created_at >= since))
+def _drop_swept(conn: Connection, known: dict[tuple[int, str], list[_Known]], digest_id: int,
+                since: datetime) -> None:
+    """A sweep's clicks on this digest in the window record nothing, stored or pending, from
+    whatever address they came."""
+    conn.execute(delete(FeedbackRow).where(FeedbackRow.digest_id == digest_id, FeedbackRow.created_at >= since))
     for rows in known.values():
-        rows[:] = [r for r in rows if not (r.digest_id == digest_id and r.client == client and r.at >= since)]
+        rows[:] = [r for r in rows if not (r.digest_id == digest_id and r.at >= since)]
 
 
 @dataclass(frozen=True)

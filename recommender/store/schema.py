@@ -179,7 +179,7 @@ class DigestEntryRow(Base):
 
 
 class LinkHitRow(Base):
-    """Recent link hits per digest and client, to tell a link scanner from a reader."""
+    """Recent link hits per digest, to tell a link scanner's sweep from a reader's clicks."""
 
     __tablename__ = "link_hits"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -187,7 +187,10 @@ class LinkHitRow(Base):
     client: Mapped[str] = mapped_column(String(64))
     token_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    __table_args__ = (Index("ix_link_hits_digest_client", "digest_id", "client", "created_at"),)
+    action: Mapped[str] = mapped_column(String(16), server_default="")
+    paper_id: Mapped[str] = mapped_column(String(64), server_default="")
+    __table_args__ = (Index("ix_link_hits_digest_client", "digest_id", "client", "created_at"),
+                      Index("ix_link_hits_digest_time", "digest_id", "created_at"))
 
 
 Index("ix_feedback_user_paper", FeedbackRow.user_id, FeedbackRow.paper_id)

@@ -1,0 +1,297 @@
+"""Security against the real thing: file modes under a usual umask, a live `serve` probed with
+raw sockets (oversized headers, idle and trickling clients, forged forwarding headers), a link
+scanner sweeping from many addresses, links that keep their issue time, terminal escapes in
+stored text, hostile inputs and masked secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from recommender import digest_run, pipeline
+from recommender.config import load_config
+from recommender.feedback import FeedbackService
+from recommender.store import Store
+from recommender.store.feedback import FeedbackLog
+from recommender.store.outbox import Outbox
+from recommender.tokens import LinkSigner
+from recommender.web import RateLimiter, create_app
+
+from conftest import SECRET, SEEDS, recommender_command, write_config
+from smtp_server import free_port
+
+USERS = '[[users]]\nemail = "ada@example.org"\nmax_items = 8\n[[users]]\nemail = "bob@example.org"\nmax_items = 8\n'
+
+
+def _cli(tmp_path: Path, *args: str, umask: int = 0o022) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(recommender_command("--config", str(tmp_path / "config.toml"), *args), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(umask))
+
+
+def _private(path: Path) -> bool:
+    return stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0
+
+
+def test_everything_written_is_owner_only_under_umask_022_and_init_tightens_an_old_database(tmp_path: Path):
+    write_config(tmp_path, users=USERS)
+    assert _cli(tmp_path, "init").returncode == 0
+    assert _cli(tmp_path, "ingest", *map(str, SEEDS[:2])).returncode == 0
+    preview = _cli(tmp_path, "digest", "preview", "--user", "ada@example.org", "--out", "previews/ada.html",
+                   "--eml", "previews/ada.eml")
+    assert preview.returncode == 0, preview.stderr
+    folder = tmp_path / "db"
+    written = [p for p in folder.rglob("*")] + [folder, tmp_path / "previews", *(tmp_path / "previews").iterdir()]
+    assert any(p.suffix == ".model" for p in written)
+    for path in written:
+        assert _private(path), f"{path}: {stat.filemode(os.stat(path).st_mode)}"
+    database = folder / "recommender.sqlite"
+    os.chmod(database, 0o644)
+    os.chmod(folder / "recommender.sqlite-models", 0o755)
+    again = _cli(tmp_path, "init")
+    assert "made owner-only" in again.stdout and "(was 0644)" in again.stdout and "(was 0755)" in again.stdout
+    assert _private(database) and _private(folder / "recommender.sqlite-models")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Store, Path]]:
+    port = free_port()
+    extra = (f'[feedback]\nbase_url = "http://127.0.0.1:{port}"\nrate_limit_per_minute = 20\n'
+             'request_timeout_seconds = 1.0\n')
+    path = write_config(tmp_path, users=USERS, extra=extra)
+    config = load_config(path)
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    pipeline.ingest_files(store, SEEDS[:2], batch_date=date(2025, 3, 20))
+    digest_run.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
+    process = subprocess.Popen(recommender_command("--config", str(path), "serve", "--port", str(port)), cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read() if process.stderr else ""
+            time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}", store, tmp_path
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        store.close()
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def _raw(url: str) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", _port(url)), timeout=10)
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True when the server closes the connection (EOF or reset) within ``seconds``."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_an_oversized_request_head_is_refused_with_431(served):
+    url, _, _ = served
+    with _raw(url) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000)
+        sock.settimeout(10)
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+    assert reply.startswith(b"HTTP/1.1 431") or reply == b""
+    assert b"content-security-policy" in reply.lower() or reply == b""
+    assert httpx.get(url + "/").status_code == 200  # and the server still serves
+
+
+@pytest.mark.parametrize("kind", ["idle", "trickling", "half-sent"])
+def test_slow_clients_are_closed_within_the_request_timeout(served, kind: str):
+    url, _, _ = served
+    with _raw(url) as sock:
+        if kind == "half-sent":
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        elif kind == "trickling":
+            try:
+                for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 60:
+                    sock.sendall(bytes([byte]))
+                    time.sleep(0.1)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # closed while it trickled
+        assert _closed_within(sock, 5.0)
+
+
+def test_no_server_banner_and_security_headers_on_every_page(served):
+    url, _, _ = served
+    for path, status in (("/", 200), ("/nothing-here", 404), ("/feedback/more/forged.token.here", 400)):
+        response = httpx.get(url + path)
+        assert response.status_code == status
+        assert "server" not in response.headers
+        assert response.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def test_forged_forwarding_headers_do_not_escape_the_rate_limit_and_bad_tokens_count(served):
+    url, _, _ = served
+    statuses = [httpx.get(f"{url}/feedback/more/not-a-token-{i}", headers={"X-Forwarded-For": f"198.51.100.{i}"}).status_code
+                for i in range(30)]
+    assert statuses[:20] == [400] * 20 and set(statuses[20:]) == {429}
+    assert httpx.post(f"{url}/unsubscribe/not-a-token", data={"List-Unsubscribe": "One-Click"}).status_code == 429
+
+
+def test_the_rate_limiter_costs_the_same_at_any_number_of_clients():
+    limiter = RateLimiter(2, max_clients=1000)
+    for i in range(5000):
+        assert limiter.allow(f"client-{i}")
+    assert len(limiter.hits) == 1000  # the least recently seen are forgotten
+    assert limiter.allow("client-4999") and not limiter.allow("client-4999")
+
+
+def _digest_links(store: Store, email: str) -> dict[str, list[str]]:
+    item = [i for i in Outbox(store).items() if i.email == email][-1]
+    message = message_from_bytes(Outbox(store).message(item.id), policy=policy.default)
+    text = message.get_body(("plain",)).get_content()
+    found: dict[str, list[str]] = {}
+    for kind, token in re.findall(r"http://127\.0\.0\.1:8080/(feedback/more|feedback/less|open|digest)/([\w.-]+)", text):
+        found.setdefault(kind, []).append(token)
+    return found
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    config = load_config(write_config(tmp_path, users=USERS))
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    pipeline.ingest_files(store, SEEDS[:2], batch_date=date(2025, 3, 20))
+    issued = datetime(2025, 3, 21, 7, 30, tzinfo=UTC)
+    digest_run.queue_digests(config, store, config.users, lambda: issued)
+    yield config, store, issued
+    store.close()
+
+
+def test_a_scanner_sweeping_from_many_addresses_records_nothing_and_a_quick_reader_keeps_every_open(world):
+    config, store, issued = world
+    now = [issued + timedelta(hours=1)]
+    service = FeedbackService(config, store, lambda: now[0])
+    try:
+        # ada opens six papers in new tabs within ten seconds, then asks for more of one.
+        ada = _digest_links(store, "ada@example.org")
+        for i, token in enumerate(ada["open"][:6]):
+            now[0] += timedelta(seconds=1.5)
+            assert asyncio.run(service.click_async(token, "open", f"203.0.113.{i % 2}")).recorded
+        assert asyncio.run(service.click_async(ada["feedback/more"][0], "more", "203.0.113.1")).recorded
+        # A mail-security scanner fetches every link of bob's digest, one address per link.
+        bob = _digest_links(store, "bob@example.org")
+        sweep = [(t, "more") for t in bob["feedback/more"]] + [(t, "less") for t in bob["feedback/less"]] \
+            + [(t, "open") for t in bob["open"]]
+        sweep.sort(key=lambda link: bob["feedback/more" if link[1] == "more" else
+                                       "feedback/less" if link[1] == "less" else "open"].index(link[0]))
+        assert len(sweep) >= 20
+        for i, (token, action) in enumerate(sweep):
+            now[0] += timedelta(milliseconds=300)
+            asyncio.run(service.click_async(token, action, f"192.0.2.{i}"))
+    finally:
+        service.close()
+    events = FeedbackLog(store).events()
+    assert sorted(e.action for e in events if e.email == "ada@example.org") == ["more"] + ["open"] * 6
+    assert [e for e in events if e.email == "bob@example.org"] == []
+
+
+def test_the_web_view_keeps_the_digests_issue_time_on_its_links(world):
+    config, store, issued = world
+    late = issued + timedelta(days=config.feedback.max_age_days - 1)
+    view = _digest_links(store, "ada@example.org")["digest"][0]
+    with TestClient(create_app(config, store, lambda: late), base_url="http://127.0.0.1:8080") as client:
+        page = client.get(f"/digest/{view}")
+    assert page.status_code == 200
+    signer = LinkSigner(SECRET)
+    tokens = re.findall(r"/(?:feedback/more|feedback/less|open)/([\w.-]+)", page.text)
+    assert tokens
+    for token in tokens:
+        assert signer.verify(token).issued_at == issued
+
+
+def test_terminal_escapes_in_stored_text_are_never_shown(tmp_path: Path):
+    write_config(tmp_path, users=USERS)
+    feed = tmp_path / "evil.jsonl"
+    feed.write_text(json.dumps({"id": "evil1", "title": "Attention \x1b]0;pwned\x07is all \x1b[2Jyou need\x9b31m",
+                                "abstract": "We \x1b[31mcolour\x1b[0m the terminal.\rOverwritten\x07 line.",
+                                "authors": ["Eve \x1b[8mHidden\x1b[28m Person"]}) + "\n", encoding="utf-8")
+    assert _cli(tmp_path, "init").returncode == 0
+    assert _cli(tmp_path, "ingest", "--format", "jsonl", "--date", "2025-03-20", str(feed)).returncode == 0
+    for args in (["papers", "show", "evil1"], ["papers", "show", "evil1", "--json"], ["papers", "list"],
+                 ["papers", "list", "--json"], ["recommend", "--user", "ada@example.org"],
+                 ["recommend", "--user", "ada@example.org", "--json"]):
+        done = _cli(tmp_path, *args)
+        assert done.returncode == 0, done.stderr
+        for forbidden in ("\x1b", "\x07", "\x9b", "\r", "\\u001b", "\\u0007", "\\u009b", "\\r"):
+            assert forbidden not in done.stdout, (args, forbidden)
+    shown = json.loads(_cli(tmp_path, "papers", "show", "evil1", "--json").stdout)
+    assert shown["title"] == "Attention is all you need"
+    assert shown["authors"] == ["Eve Hidden Person"]
+    store = Store.open(f"sqlite:///{tmp_path / 'db' / 'recommender.sqlite'}")
+    assert "\x1b[31mcolour" in store.paper("evil1").abstract  # stored as given
+    store.close()
+
+
+@pytest.mark.parametrize(("name", "content", "fmt"), [
+    ("digits.jsonl", '{"id": ' + "9" * 5000 + ', "title": "t", "abstract": "a"}\n', "jsonl"),
+    ("deep.jsonl", "[" * 100_000 + "]" * 100_000 + "\n", "jsonl"),
+    ("deep.json", "[" * 100_000 + "]" * 100_000, "hf_daily"),
+])
+def test_hostile_inputs_get_one_line_and_a_non_zero_exit(tmp_path: Path, name: str, content: str, fmt: str):
+    write_config(tmp_path, users=USERS)
+    assert _cli(tmp_path, "init").returncode == 0
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    done = _cli(tmp_path, "ingest", "--format", fmt, str(tmp_path / name))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"Error: {tmp_path / name}") and done.stderr.count("\n") <= 2
+
+
+@pytest.mark.parametrize("config_text", [
+    "a = " + "[" * 5000 + "]" * 5000 + "\n",
+    '[[users]]\nemail = "ada@example.org"\ntimezone = "' + "Europe/" * 40 + 'X"\n',
+    '[smtp]\nfrom = "Digest \\r\\nBcc: all@example.org <d@lab.example.org>"\n[[users]]\nemail = "ada@example.org"\n',
+])
+def test_hostile_config_files_get_one_line_and_exit_2(tmp_path: Path, config_text: str):
+    (tmp_path / "config.toml").write_text(config_text, encoding="utf-8")
+    for args in (["config", "check"], ["digest", "send"]):
+        done = _cli(tmp_path, *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr + done.stdout, done.stderr
+
+
+def test_database_passwords_are_masked_in_every_message(tmp_path: Path):
+    port = free_port()
+    url = f"postgresql+psycopg://digest:s3cret-pass@127.0.0.1:{port}/none"
+    write_config(tmp_path, users=USERS, database_url=url)
+    checked = _cli(tmp_path, "config", "check")
+    assert "s3cret-pass" not in checked.stdout + checked.stderr and "digest:***@" in checked.stdout
+    failed = _cli(tmp_path, "papers", "list")
+    assert failed.returncode != 0 and "s3cret-pass" not in failed.stdout + failed.stderr
+    assert "Traceback" not in failed.stderr
