@@ -68,9 +68,12 @@ def test_everything_written_is_owner_only_under_umask_022_and_init_tightens_an_o
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Store, Path]]:
+    yield from _serve(tmp_path, "rate_limit_per_minute = 20\nrequest_timeout_seconds = 1.0\n")
+
+
+def _serve(tmp_path: Path, feedback: str) -> Iterator[tuple[str, Store, Path]]:
     port = free_port()
-    extra = (f'[feedback]\nbase_url = "http://127.0.0.1:{port}"\nrate_limit_per_minute = 20\n'
-             'request_timeout_seconds = 1.0\n')
+    extra = f'[feedback]\nbase_url = "http://127.0.0.1:{port}"\n' + feedback
     path = write_config(tmp_path, users=USERS, extra=extra)
     config = load_config(path)
     store = Store.open(config.database.url)
@@ -146,6 +149,36 @@ def test_slow_clients_are_closed_within_the_request_timeout(served, kind: str):
             except (BrokenPipeError, ConnectionResetError):
                 return  # closed while it trickled
         assert _closed_within(sock, 5.0)
+
+
+def test_connections_beyond_the_cap_are_refused_and_the_server_recovers(tmp_path: Path):
+    serving = _serve(tmp_path, "max_connections = 3\nrequest_timeout_seconds = 30.0\n")
+    url, _, _ = next(serving)
+    try:
+        held = [_raw(url) for _ in range(3)]
+        for sock in held:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # half-sent: each holds a request open
+        time.sleep(0.3)
+        assert httpx.get(url + "/").status_code == 503
+        for sock in held:
+            sock.close()
+        time.sleep(0.3)
+        assert httpx.get(url + "/").status_code == 200
+    finally:
+        serving.close()
+
+
+def test_a_server_error_page_carries_the_security_headers(world):
+    config, store, issued = world
+    view = _digest_links(store, "ada@example.org")["digest"][0]
+    with store.write() as conn:
+        conn.exec_driver_sql("DROP TABLE digest_entries")
+    with TestClient(create_app(config, store, lambda: issued + timedelta(hours=1)), base_url="http://127.0.0.1:8080",
+                    raise_server_exceptions=False) as client:
+        page = client.get(f"/digest/{view}")
+    assert page.status_code == 500 and "Traceback" not in page.text
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    assert page.headers["x-frame-options"] == "DENY"
 
 
 def test_no_server_banner_and_security_headers_on_every_page(served):
