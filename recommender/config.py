@@ -157,6 +157,21 @@ class SchedulerConfig:
     fetch_attempts: int = 3
 
 
+ARXIV_API_URL = "https://export.arxiv.org/api/query"
+ARXIV_API_URL_ENV = "RECOMMENDER_ARXIV_API_URL"
+
+
+@dataclass(frozen=True)
+class LookupConfig:
+    """Where papers named only by an arXiv id are looked up (a mirror, or a test server)."""
+
+    arxiv_api_url: str = ARXIV_API_URL
+    timeout_seconds: float = 30.0
+    attempts: int = 3
+    retry_wait_seconds: float = 3.0
+    max_bytes: int = 20_000_000
+
+
 @dataclass(frozen=True)
 class DeliveryConfig:
     mode: str = "direct"  # direct: the daemon sends; queue: workers send from the outbox
@@ -179,6 +194,7 @@ class Config:
     sources: tuple[SourceConfig, ...] = ()
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    lookup: LookupConfig = field(default_factory=LookupConfig)
 
     @property
     def folder(self) -> Path:
@@ -291,7 +307,7 @@ class _Parser:
             return default
 
     def config(self, data: dict[str, Any], database_url: str | None) -> Config:
-        known = {"database", "ranking", "smtp", "feedback", "users", "sources", "delivery", "scheduler"}
+        known = {"database", "ranking", "smtp", "feedback", "users", "sources", "delivery", "scheduler", "lookup"}
         for key in data:
             if key not in known:
                 self.note(ConfigError(f"{self.path}: {key}: unknown section (expected one of {', '.join(sorted(known))})"))
@@ -329,6 +345,7 @@ class _Parser:
             sources=sources,
             scheduler=self.guarded(lambda: self.scheduler(self.table(data, "scheduler")), SchedulerConfig()),
             delivery=self.guarded(lambda: self.delivery(self.table(data, "delivery")), DeliveryConfig()),
+            lookup=self.guarded(lambda: self.lookup(self.table(data, "lookup")), LookupConfig()),
         )
         if self.errors:
             raise ConfigErrors(self.errors)
@@ -341,6 +358,21 @@ class _Parser:
             key: self.positive("scheduler", table, key, type(getattr(d, key)), getattr(d, key))
             for key in SchedulerConfig.__dataclass_fields__
         })
+
+    def lookup(self, table: dict[str, Any]) -> LookupConfig:
+        d = LookupConfig()
+        self.check_keys("lookup", table, set(LookupConfig.__dataclass_fields__))
+        url = os.environ.get(ARXIV_API_URL_ENV) or self.get("lookup", table, "arxiv_api_url", str, d.arxiv_api_url)
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise self.fail("lookup.arxiv_api_url" + (f" (${ARXIV_API_URL_ENV})" if os.environ.get(ARXIV_API_URL_ENV) else ""),
+                            "an http:// or https:// address", url)
+        return LookupConfig(
+            arxiv_api_url=url,
+            timeout_seconds=self.positive("lookup", table, "timeout_seconds", float, d.timeout_seconds),
+            attempts=self.positive("lookup", table, "attempts", int, d.attempts),
+            retry_wait_seconds=self.positive("lookup", table, "retry_wait_seconds", float, d.retry_wait_seconds),
+            max_bytes=self.positive("lookup", table, "max_bytes", int, d.max_bytes),
+        )
 
     def delivery(self, table: dict[str, Any]) -> DeliveryConfig:
         self.check_keys("delivery", table, {"mode"})

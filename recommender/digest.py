@@ -13,6 +13,7 @@ from jinja2 import Environment, FunctionLoader, StrictUndefined, select_autoesca
 
 from recommender.config import Config, UserConfig
 from recommender.domain import Paper, Recommendation
+from recommender.names import shortened
 from recommender.resources import templates_dir
 from recommender.text import one_line, snippet, wrap
 from recommender.tokens import LinkSigner
@@ -115,7 +116,7 @@ def paper_fields(paper: Paper) -> PaperFields:
     text_snippet = snippet(paper.abstract, SNIPPET_CHARS)
     return PaperFields(
         title=one_line(paper.title) or snippet(paper.abstract, 90),
-        authors=", ".join(one_line(a) for a in paper.authors[:8]) + (" et al." if len(paper.authors) > 8 else ""),
+        authors=shortened([one_line(a) for a in paper.authors]),
         snippet=text_snippet,
         snippet_lines=tuple(wrap(text_snippet, 72)),
     )

@@ -1,19 +1,25 @@
-"""A user's library: bulk star imports (CSV/JSONL from another tool, BibTeX/Zotero exports)."""
+"""A user's library: stars by reference (id, arXiv id, title), bulk star imports (CSV/JSONL
+from another tool), and reference-manager exports (BibTeX, Zotero CSV, RIS)."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recommender.config import Config
-from recommender.errors import InputError, NotFoundError
+from recommender.domain import ParsedPaper
+from recommender.errors import InputError, NotFoundError, RecommenderError
 from recommender.pipeline import read_input
 from recommender.sources.lines import decoded_lines, json_document
 from recommender.store import Store
 from recommender.text import arxiv_id, title_key
+
+if TYPE_CHECKING:
+    from recommender.arxiv_lookup import ArxivLookup
 
 
 @dataclass(frozen=True)
@@ -24,24 +30,45 @@ class StarImport:
 
 
 @dataclass(frozen=True)
-class BibtexImport:
-    entries: int
-    matched: int
-    added_papers: int
+class LibraryImport:
+    entries: int  # entries read from the files
+    matched: int  # of them, papers already stored
+    added: int  # stored as new papers
+    skipped: list[str]  # "file:line: reason" of each entry that could not be read
     new_stars: int
+    completed: int = 0  # entries whose abstract came from the arXiv API
+    unknown: list[str] = field(default_factory=list)  # arXiv ids the API does not know
+    lookup_failed: str = ""  # why the arXiv lookup failed, if it did
+    lookup_skipped: int = 0  # entries without abstract not looked up (--offline)
+
+    def line(self) -> str:
+        parts = [f"{self.entries} imported", f"{self.matched} matched stored papers", f"{self.added} added",
+                 f"{len(self.skipped)} skipped", f"{self.new_stars} new star(s)"]
+        if self.completed:
+            parts.append(f"{self.completed} completed from arXiv")
+        return ", ".join(parts)
 
 
-def resolve_references(store: Store, references: Sequence[str]) -> list[str]:
-    """Paper ids for references given as ids, arXiv ids/URLs or exact titles; unknown ones fail clearly."""
+def resolve_references(store: Store, references: Sequence[str], lookup: ArxivLookup | None = None) -> list[str]:
+    """Paper ids for references given as ids (or aliases), arXiv ids in any usual form, or
+    exact titles; unknown ones fail clearly. An arXiv id not stored yet is looked up on the
+    arXiv API (with ``lookup``), stored, and used."""
+    known = store.resolve_ids(list(references))
+    missing = {ref: arxiv_id(ref) for ref in references if ref not in known and arxiv_id(ref)}
+    if missing:
+        if lookup is None:
+            raise NotFoundError(f"no stored paper {next(iter(missing))!r} (without --offline it is looked up on arXiv)")
+        result = lookup.fetch(sorted(set(missing.values())))
+        if result.failed:
+            raise RecommenderError(f"could not look up {', '.join(sorted(set(missing.values())))} on arXiv: {result.failed}")
+        if result.unknown:
+            raise NotFoundError(f"arXiv has no paper {result.unknown[0]!r}")
+        store.add_papers(list(result.found.values()))
+        known.update(store.resolve_ids(list(missing)))
     ids = []
-    known = store.existing_ids(list(references))
     for ref in references:
         if ref in known:
-            ids.append(ref)
-            continue
-        arxiv = arxiv_id(ref)
-        if arxiv and arxiv in store.existing_ids([arxiv]):
-            ids.append(arxiv)
+            ids.append(known[ref])
             continue
         by_title = store.find_by_title_key(title_key(ref))
         if len(by_title) == 1:
@@ -86,7 +113,7 @@ def _rows(path: Path, data: bytes) -> list[tuple[int, str, str]]:
 def import_stars(store: Store, config: Config, path: Path, skip_unknown: bool) -> StarImport:
     rows = _rows(path, read_input(path))
     emails = {u.email.lower() for u in config.users}
-    known_ids = store.existing_ids([pid for _, _, pid in rows])
+    known_ids = store.resolve_ids([pid for _, _, pid in rows])
     user_ids = store.sync_users(emails)
     problems, pairs = [], []
     for number, email, paper_id in rows:
@@ -95,7 +122,7 @@ def import_stars(store: Store, config: Config, path: Path, skip_unknown: bool) -
         elif paper_id not in known_ids:
             problems.append(f"{path}:{number}: unknown paper id {paper_id!r}")
         else:
-            pairs.append((user_ids[email.lower()], paper_id))
+            pairs.append((user_ids[email.lower()], known_ids[paper_id]))
     if problems and not skip_unknown:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(str(path), f"nothing imported: {problems[0].split(': ', 1)[1]}{more}; "
@@ -104,11 +131,45 @@ def import_stars(store: Store, config: Config, path: Path, skip_unknown: bool) -
     return StarImport(lines=len(rows), added=added, problems=problems)
 
 
-def import_bibtex(store: Store, email: str, path: Path) -> BibtexImport:
-    # Imported here: bibtexparser would cost every other command's start-up.
-    from recommender.sources import bibtex
+def import_library(store: Store, email: str, paths: Sequence[Path], fmt: str = "auto", strict: bool = False,
+                   lookup: ArxivLookup | None = None, progress: Callable[[int], None] | None = None,
+                   ) -> LibraryImport:
+    """Star the papers of reference-manager exports (BibTeX, Zotero CSV, RIS), matched to
+    stored papers by arXiv id or title; entries not stored yet are added as papers (not as new
+    digest entries). Entries that cannot be read are skipped and named (``strict``: the
+    files are refused instead). Entries with an arXiv id but no abstract get title, authors and
+    abstract from the arXiv API (with ``lookup``); a lookup that fails leaves them as they were."""
+    from recommender.sources import read_library  # on use: the readers import their parsers
 
-    entries = bibtex.parse(read_input(path), str(path))
+    reads = [read_library(read_input(path), str(path), fmt) for path in paths]
+    skipped = [line for r in reads for line in r.skipped]
+    if strict and skipped:
+        raise RecommenderError(f"{skipped[0]} (--strict: nothing was imported)")
+    entries = [entry for r in reads for entry in r.entries]
+    if not entries:
+        reason = skipped[0] if skipped else f"{paths[0]}: no entries"
+        raise InputError(str(paths[0]), f"nothing could be read ({reason})")
+    completed, unknown, failed = 0, [], ""
+    wanted = [e.arxiv_id for e in entries if e.arxiv_id and not e.abstract]
+    stored = store.resolve_ids(wanted)
+    complete = {p.id for p in store.papers(list(set(stored.values()))) if p.abstract}
+    wanted = [i for i in dict.fromkeys(wanted) if stored.get(i) not in complete]
+    if wanted and lookup is not None:
+        result = lookup.fetch(wanted, progress)
+        unknown, failed = result.unknown, result.failed
+        entries = [_completed(e, result.found.get(e.arxiv_id)) for e in entries]
+        completed = sum(1 for e in wanted if e in result.found)
     ids, added = store.add_papers(entries)
-    new_stars = store.star(store.user_id(email), ids, origin="bibtex")
-    return BibtexImport(entries=len(entries), matched=len(entries) - added, added_papers=added, new_stars=new_stars)
+    new_stars = store.star(store.user_id(email), ids, origin="library")
+    return LibraryImport(entries=len(entries), matched=len(entries) - added, added=added, skipped=skipped,
+                         new_stars=new_stars, completed=completed, unknown=unknown, lookup_failed=failed,
+                         lookup_skipped=len(wanted) if lookup is None else 0)
+
+
+def _completed(entry: ParsedPaper, found: ParsedPaper | None) -> ParsedPaper:
+    """The entry with what arXiv knows filled in where the file had nothing."""
+    if found is None:
+        return entry
+    return replace(entry, title=entry.title or found.title, abstract=entry.abstract or found.abstract,
+                   authors=entry.authors or found.authors, url=entry.url or found.url,
+                   published=entry.published or found.published)

@@ -38,9 +38,11 @@ class IngestSummary:
     entries: int
     new_papers: int
     duplicates: int
+    empty_files: int = 0
 
     def line(self) -> str:
         skipped = f", {self.skipped_files} already ingested" if self.skipped_files else ""
+        skipped += f", {self.empty_files} with nothing new" if self.empty_files else ""
         return (f"ingested {self.files} file(s){skipped}: {self.entries} entries, "
                 f"{self.new_papers} new papers, {self.duplicates} duplicates")
 
@@ -78,13 +80,18 @@ def ingest_files(store: Store, paths: Sequence[Path], fmt: str = "auto", batch_d
         if on_file:
             on_file(1)
     results: list[IngestResult] = []
+    empty = 0
     for path, batch, content_hash in parsed:
+        if not batch.entries:  # an empty day (an arXiv feed on a holiday, a "[]" from Hugging Face)
+            log.info("%s: nothing new", path)
+            empty += 1
+            continue
         result = store.ingest_batch(batch, source=f"file:{path.name}", content_hash=content_hash, run_id=run_id)
         log.info("%s: %s", path, "already ingested" if result.skipped else f"{result.entries} entries")
         results.append(result)
     stored = [r for r in results if not r.skipped]
     return IngestSummary(
-        files=len(results), batches=len(stored), skipped_files=len(results) - len(stored),
+        files=len(results) + empty, batches=len(stored), skipped_files=len(results) - len(stored), empty_files=empty,
         entries=sum(r.entries for r in stored), new_papers=sum(r.new_papers for r in stored),
         duplicates=sum(r.duplicates for r in stored),
     )

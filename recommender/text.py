@@ -10,8 +10,19 @@ from functools import lru_cache
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPACES = re.compile(r"\s+")
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
-_ARXIV_NEW = re.compile(r"(?<![\d.])(\d{4}\.\d{4,5})(?:v\d+)?(?![\d])")
-_ARXIV_OLD = re.compile(r"\b([a-z\-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?\b")
+# arXiv identifiers: new style (YYMM.NNNN[N], since 2007) and old style (archive[.SC]/YYMMNNN)
+# with one of arXiv's archive names; a version suffix is dropped.
+_ARCHIVES = ("acc-phys|adap-org|alg-geom|ao-sci|astro-ph|atom-ph|bayes-an|chao-dyn|chem-ph|cmp-lg|comp-gas"
+             "|cond-mat|cs|dg-ga|funct-an|gr-qc|hep-ex|hep-lat|hep-ph|hep-th|math|math-ph|mtrl-th|nlin"
+             "|nucl-ex|nucl-th|patt-sol|physics|plasm-ph|q-alg|q-bio|quant-ph|solv-int|supr-con")
+_ID = rf"(?:\d{{2}}(?:0[1-9]|1[0-2])\.\d{{4,5}}|(?:{_ARCHIVES})(?:\.[A-Za-z]{{2}})?/\d{{7}})"
+_END = r"(?:v\d+)?(?![\w.])"
+_ARXIV_FORMS = (
+    re.compile(rf"https?://(?:www\.|export\.|rss\.)?arxiv\.org/(?:abs|pdf|html|format)/({_ID})(?:v\d+)?(?!\d)", re.I),
+    re.compile(rf"\b10\.48550/arXiv\.({_ID}){_END}", re.I),
+    re.compile(rf"(?:\boai:arXiv\.org:|\barXiv\s*:\s*)({_ID}){_END}", re.I),
+)
+_ARXIV_BARE = re.compile(rf"\s*({_ID}){_END}\s*", re.I)
 # LaTeX residue as it appears in scraped abstracts: commands, sub/superscripts, cite keys.
 _LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
 _LATEX_SCRIPT = re.compile(r"[_^]\{?[-\w]*\}?")
@@ -61,13 +72,17 @@ def title_hash_id(title: str) -> str:
 
 
 def arxiv_id(text: str) -> str:
-    """The arXiv id (version dropped) found in a URL or string, or ''."""
+    """The arXiv id (version dropped) that ``text`` names, or "": an arxiv.org URL (abs, pdf,
+    html), a 10.48550/arXiv. DOI, an ``arXiv:`` or ``oai:arXiv.org:`` prefix anywhere in the
+    text, or the whole text being an id. A number that merely looks like one elsewhere (a
+    JSTOR URL, a page range) is not an arXiv id."""
     if not text:
         return ""
-    match = _ARXIV_NEW.search(text)
-    if match:
-        return match.group(1)
-    match = _ARXIV_OLD.search(text)
+    for form in _ARXIV_FORMS:
+        match = form.search(text)
+        if match:
+            return match.group(1)
+    match = _ARXIV_BARE.fullmatch(text)
     return match.group(1) if match else ""
 
 

@@ -42,6 +42,8 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     for name in ("RECOMMENDER_CONFIG", "RECOMMENDER_DATABASE_URL", "RECOMMENDER_SMTP_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RECOMMENDER_SECRET", SECRET)
+    # No test reaches the real arXiv API: lookups go to a closed port unless a test serves one.
+    monkeypatch.setenv("RECOMMENDER_ARXIV_API_URL", "http://127.0.0.1:9/api/query")
     # No `recommender warm` of the developer's answers a test's command (the folder is absent).
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "no-runtime-dir"))
     monkeypatch.chdir(tmp_path)

@@ -161,8 +161,8 @@ def test_import_bibtex_matches_and_adds(ready: Invoke, tmp_path: Path):
 @misc{other, title = {A Paper Not In The Digests}, author = {Doe, Jane},
   eprint = {2401.00001v2}, archivePrefix = {arXiv}}
 """)
-    result = ready("import-bibtex", str(bib))
-    assert "2 entries, 1 matched stored papers, 1 added as new papers, 2 new star(s)" in result.stderr
+    result = ready("import-bibtex", "--offline", str(bib))
+    assert "2 imported, 1 matched stored papers, 1 added, 0 skipped, 2 new star(s)" in result.stderr
     starred = {json.loads(line)["title"] for line in ready("stars", "--json").stdout.splitlines()}
     assert starred == {TAROT, "A Paper Not In The Digests"}
     shown = json.loads(ready("papers", "show", "2401.00001", "--json").stdout)
@@ -171,8 +171,15 @@ def test_import_bibtex_matches_and_adds(ready: Invoke, tmp_path: Path):
     latest = [json.loads(line)["paper_id"] for line in ready("recommend", "--batch", "all", "--limit", "400", "--json").stdout.splitlines()]
     assert "2401.00001" not in latest
     broken = tmp_path / "broken.bib"
-    broken.write_text("@article{x, title = {unclosed\n@misc{y, title={z}}\n")
-    assert ready("import-bibtex", str(broken), code=1).stderr.startswith(f"Error: {broken}:")
+    broken.write_text("@article{x, title = {unclosed\n")
+    failed = ready("import-bibtex", "--offline", str(broken), code=1)
+    assert failed.stderr.startswith(f"Error: {broken}: nothing could be read ({broken}:1: an entry is not closed")
+    mixed = tmp_path / "mixed.bib"
+    mixed.write_text("@misc{good, title = {A Readable Entry}}\n\n@article{bad, title = {unclosed\n")
+    partial = ready("import-bibtex", "--offline", str(mixed))
+    assert f"warning: {mixed}:3: an entry is not closed" in partial.stderr and "1 imported" in partial.stderr
+    strict = ready("import-bibtex", "--offline", "--strict", str(mixed), code=1)
+    assert strict.stderr.startswith(f"Error: {mixed}:3: an entry is not closed") and "nothing was imported" in strict.stderr
 
 
 def test_star_from_config(tmp_path: Path, seeds: list[Path], run: Invoke):

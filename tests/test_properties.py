@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from recommender.config import load_config
 from recommender.errors import ConfigError, InputError
-from recommender.sources import arxiv, bibtex, hf_daily, jsonl, parse, trending_page
+from recommender.sources import arxiv, bibtex, hf_daily, jsonl, parse, read_library, ris, trending_page, zotero_csv
 from recommender.store import Store
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -24,13 +24,17 @@ PARSERS = {
     "jsonl": lambda data: jsonl.parse(data, "x"),
     "hf_daily": lambda data: hf_daily.parse(data, "x"),
     "arxiv": lambda data: arxiv.parse(data, "x"),
-    "bibtex": lambda data: bibtex.parse(data, "x"),
+    "bibtex": lambda data: bibtex.read(data, "x"),
+    "zotero_csv": lambda data: zotero_csv.read(data, "x"),
+    "ris": lambda data: ris.read(data, "x"),
+    "library": lambda data: read_library(data, "x"),
 }
 text_like = st.one_of(
     st.binary(max_size=2000),
     st.text(max_size=2000).map(lambda s: s.encode("utf-8", "surrogatepass")),
     st.lists(st.sampled_from(["Mar 11", "", "Title", "Abstract text here.", "{", '{"title": "x"}', "@article{k,",
-                              "title = {T}}", "<rss>", "<item>", "[", "]", "\x00", "\ufeff", "\r"]),
+                              "title = {T}}", "<rss>", "<item>", "[", "]", "\x00", "\ufeff", "\r", "TY  - JOUR",
+                              "ER  -", '"Key","Item Type","Title"', "AU  - Doe, J.", "$\\alpha$", "\\v{s}", "%"]),
              max_size=30).map(lambda parts: "\n".join(parts).encode("utf-8")),
 )
 

@@ -6,6 +6,7 @@ import click
 
 from recommender.cli.app import AppContext, cli, emit_json, pass_app
 from recommender.domain import Paper
+from recommender.names import shortened
 from recommender.text import snippet
 
 
@@ -73,7 +74,7 @@ def papers_show(app: AppContext, paper_id: str, as_json: bool) -> None:
     click.echo(f"id:       {paper.id}")
     click.echo(f"title:    {paper.title}")
     if paper.authors:
-        click.echo(f"authors:  {', '.join(paper.authors)}")
+        click.echo(f"authors:  {shortened(paper.authors)}")
     if paper.arxiv_id:
         click.echo(f"arxiv:    {paper.arxiv_id}")
     if paper.url:

@@ -1,72 +1,120 @@
-"""BibTeX / Zotero exports: the papers of a library to star. bibtexparser does the parsing
-(LaTeX accents decoded, co-authors split); a block it cannot parse refuses the file."""
+"""BibTeX libraries as reference managers write them (Zotero, Better BibTeX, JabRef, Mendeley,
+BibDesk, Qiqqa, by hand). bibtexparser splits the file into blocks and resolves ``@string``
+macros; what it leaves to us: field names in any case (``Author =``), macros joined with
+``#``, names as ``Last, First``, LaTeX in every field, and entries it cannot read, which are
+skipped with their line and reason while the rest is imported."""
 
 from __future__ import annotations
 
 import logging
-
-import bibtexparser
-from bibtexparser import middlewares
+import re
 
 from recommender.domain import ParsedPaper
 from recommender.errors import InputError
+from recommender.latex import readable
+from recommender.names import bibtex_names
+from recommender.sources.library_read import LibraryRead
 from recommender.sources.lines import decoded_lines
 from recommender.text import arxiv_id, one_line
 
-
-def _field(entry: bibtexparser.model.Entry, *names: str) -> str:
-    fields = {k.lower(): v for k, v in entry.fields_dict.items()}
-    for name in names:
-        if name in fields:
-            value = fields[name].value
-            return value if isinstance(value, str) else " and ".join(map(str, value))
-    return ""
-
-
-def _authors(entry: bibtexparser.model.Entry) -> tuple[str, ...]:
-    fields = {k.lower(): v for k, v in entry.fields_dict.items()}
-    value = fields["author"].value if "author" in fields else []
-    names = [value] if isinstance(value, str) else list(value)
-    return tuple(one_line(n.replace("{", "").replace("}", "")) for n in names if str(n).strip())
+log = logging.getLogger(__name__)
+NAME = "bibtex"
+MONTHS = {m: str(i) for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
+_ENTRY_START = re.compile(rb"@\s*[A-Za-z]+\s*[{(]")
+# Fields that may name an arXiv id with a prefix or URL (Zotero writes ``note = {arXiv:... [cs]}``).
+_ARXIV_FIELDS = ("url", "doi", "arxivid", "arxiv", "journal", "note", "howpublished", "number", "publisher")
 
 
-def parse(data: bytes, name: str) -> list[ParsedPaper]:
+def looks_like(head: bytes) -> bool:
+    return bool(_ENTRY_START.search(head))
+
+
+def read(data: bytes, name: str) -> LibraryRead:
+    import bibtexparser  # on use: it would cost every other command's start-up
+
     text = "\n".join(line for _, line in decoded_lines(data, name))
     if not text.strip():
         raise InputError(name, "empty file: no BibTeX entries")
     quiet = logging.getLogger("bibtexparser")
     previous = quiet.level
-    quiet.setLevel(logging.CRITICAL)  # it logs each failed block; we report the first ourselves
+    quiet.setLevel(logging.CRITICAL)  # it logs each failed block; we report them ourselves
     try:
-        library = bibtexparser.parse_string(text, append_middleware=[
-            middlewares.LatexDecodingMiddleware(), middlewares.SeparateCoAuthors(),
-            middlewares.SplitNameParts(), middlewares.MergeNameParts("first"),
-        ])
-    except Exception as exc:  # the parser's own errors have no common base class
+        library = bibtexparser.parse_string(text)
+    except Exception as exc:  # noqa: BLE001 - the parser's own errors have no common base class
         raise InputError(name, f"not valid BibTeX: {exc}") from None
     finally:
         quiet.setLevel(previous)
-    if library.failed_blocks:
-        block = library.failed_blocks[0]
-        raise InputError(name, "not valid BibTeX: an entry is not closed or a field is malformed",
-                         block.start_line + 1)
+    strings = {s.key.lower(): str(s.value) for s in library.strings}
+    entries = list(library.entries)
+    skipped: list[str] = []
+    for block in library.failed_blocks:
+        recovered = getattr(block, "ignore_error_block", None)
+        if recovered is not None and hasattr(recovered, "fields_dict"):
+            entries.append(recovered)  # a duplicate key or field: the entry itself is readable
+        else:
+            skipped.append(f"{name}:{block.start_line + 1}: {_reason(block)}")
     papers = []
-    for entry in library.entries:
-        title = one_line(_field(entry, "title").replace("{", "").replace("}", ""))
-        abstract = _field(entry, "abstract").strip()
-        if not title and not abstract:
-            raise InputError(name, f"entry {entry.key!r} has no title", entry.start_line + 1)
-        url = _field(entry, "url").strip()
-        arxiv = ""
-        if _field(entry, "archiveprefix").lower() == "arxiv" or "arxiv" in _field(entry, "eprinttype").lower():
-            arxiv = arxiv_id(_field(entry, "eprint"))
-        arxiv = arxiv or arxiv_id(url) or arxiv_id(_field(entry, "arxivid", "arxiv")) \
-            or (arxiv_id(_field(entry, "journal", "note", "howpublished")) if "arxiv" in
-                _field(entry, "journal", "note", "howpublished").lower() else "")
-        papers.append(ParsedPaper(
-            title=title, abstract=abstract, authors=_authors(entry), url=url, arxiv_id=arxiv,
-            published=_field(entry, "year").strip(), line=entry.start_line + 1,
-        ))
-    if not papers:
-        raise InputError(name, "no BibTeX entries found")
-    return papers
+    for entry in sorted(entries, key=lambda e: e.start_line):
+        paper = _paper(entry, strings)
+        if paper is None:
+            skipped.append(f"{name}:{entry.start_line + 1}: entry {entry.key!r} has no title or abstract")
+        else:
+            papers.append(paper)
+    return LibraryRead(papers, skipped)
+
+
+def _reason(block: object) -> str:
+    error = getattr(block, "error", None)
+    if type(error).__name__ == "BlockAbortedException" or error is None:
+        return "an entry is not closed (a brace or quote is missing) or a field is malformed; skipped"
+    return f"not read: {one_line(str(error))[:200]}"
+
+
+def _value(field: object, strings: dict[str, str]) -> str:
+    """A field's text; ``macro # "text"`` joined the way BibTeX joins it."""
+    value = str(getattr(field, "value", ""))
+    if getattr(field, "enclosing", None) == "no-enclosing" and "#" in value:
+        return "".join(_part(p.strip(), strings) for p in _split_concatenation(value))
+    return value
+
+
+def _split_concatenation(value: str) -> list[str]:
+    parts, depth, quoted, current = [], 0, False, []
+    for char in value:
+        if char == '"' and depth == 0:
+            quoted = not quoted
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        if char == "#" and depth == 0 and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _part(part: str, strings: dict[str, str]) -> str:
+    if len(part) >= 2 and part[0] == part[-1] == '"' or part[:1] == "{" and part[-1:] == "}":
+        return part[1:-1]
+    return strings.get(part.lower(), MONTHS.get(part.lower(), part))
+
+
+def _paper(entry: object, strings: dict[str, str]) -> ParsedPaper | None:
+    fields = {str(k).lower(): _value(v, strings) for k, v in getattr(entry, "fields_dict").items()}  # noqa: B009
+    title = one_line(readable(fields.get("title", "")))
+    abstract = one_line(readable(fields.get("abstract", "")))
+    if not title and not abstract:
+        return None
+    arxiv = ""
+    if fields.get("archiveprefix", "").lower() == "arxiv" or "arxiv" in fields.get("eprinttype", "").lower():
+        arxiv = arxiv_id(fields.get("eprint", "").strip())
+    for key in _ARXIV_FIELDS:
+        arxiv = arxiv or arxiv_id(fields.get(key, ""))
+    year = fields.get("year", "").strip() or fields.get("date", "").strip()[:4]
+    return ParsedPaper(title=title, abstract=abstract, authors=bibtex_names(fields.get("author", "")),
+                       url=fields.get("url", "").strip(), arxiv_id=arxiv, published=year,
+                       line=getattr(entry, "start_line", 0) + 1)

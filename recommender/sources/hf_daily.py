@@ -10,6 +10,7 @@ from typing import Any
 
 from recommender.domain import ParsedBatch, ParsedPaper
 from recommender.errors import InputError
+from recommender.latex import readable
 from recommender.sources.jsonl import authors_of
 from recommender.sources.lines import json_document
 from recommender.text import arxiv_id, one_line
@@ -17,10 +18,8 @@ from recommender.text import arxiv_id, one_line
 log = logging.getLogger(__name__)
 
 
-def _text(value: Any, keep_lines: bool = False) -> str:
-    if not isinstance(value, str):
-        return ""
-    return value.strip() if keep_lines else one_line(value)
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _entry(item: Any, index: int, name: str) -> ParsedPaper | None:
@@ -30,8 +29,8 @@ def _entry(item: Any, index: int, name: str) -> ParsedPaper | None:
         return None
     raw_id = paper.get("id")
     arxiv = arxiv_id(str(raw_id)) if isinstance(raw_id, (str, int)) else ""
-    title = _text(paper.get("title") or item.get("title"))
-    summary = _text(paper.get("summary") or item.get("summary"), keep_lines=True)
+    title = one_line(readable(_text(paper.get("title") or item.get("title"))))
+    summary = one_line(readable(_text(paper.get("summary") or item.get("summary"))))
     if not arxiv or not (title or summary):
         log.warning("%s: entry %d (%s) lacks an arXiv id or text; skipped", name, index, title[:60] or raw_id)
         return None
@@ -55,6 +54,6 @@ def parse(data: bytes, name: str, batch_date: date | None = None) -> ParsedBatch
     if not isinstance(document, list):
         raise InputError(name, "expected a JSON list of daily-paper entries")
     entries = [p for i, item in enumerate(document, start=1) if (p := _entry(item, i, name)) is not None]
-    if not entries:
-        raise InputError(name, "no usable daily-paper entries")
+    if document and not entries:
+        raise InputError(name, "no usable daily-paper entries")  # a day with papers, none of them readable
     return ParsedBatch(format="hf_daily", entries=tuple(entries), batch_date=batch_date)

@@ -1,4 +1,7 @@
-"""JSONL: one paper per line, ``{"id"?, "title", "abstract", "authors"?, "url"?, "published"?}``.
+"""JSONL: one paper per line, ``{"id"?, "title", "abstract", "authors"?, "url"?, "published"?}``,
+or lines of arXiv's metadata snapshot (``arxiv-metadata-oai-snapshot.json``: ``id`` is the arXiv
+id, ``authors`` one string, ``authors_parsed`` the names split, ``versions``, ``update_date``,
+LaTeX in the text), which are read as arXiv papers.
 
 A line needs a non-empty title or abstract. A line that is not UTF-8, not JSON, or
 not an object is a bad line and refuses the whole file.
@@ -11,6 +14,8 @@ from typing import Any
 
 from recommender.domain import ParsedBatch, ParsedPaper
 from recommender.errors import InputError
+from recommender.latex import readable
+from recommender.names import arxiv_authors
 from recommender.sources.lines import decoded_lines, json_document
 from recommender.text import arxiv_id, one_line
 
@@ -43,7 +48,39 @@ def text_field(record: dict[str, Any], key: str, name: str, line: int) -> str:
     return value
 
 
+SNAPSHOT_FIELDS = frozenset({"versions", "update_date", "authors_parsed", "submitter"})
+
+
+def is_snapshot_row(record: dict[str, Any]) -> bool:
+    """A row of arXiv's metadata snapshot: an ``id`` beside the snapshot's own fields."""
+    return "id" in record and len(SNAPSHOT_FIELDS & record.keys()) >= 2
+
+
+def snapshot_paper(record: dict[str, Any], name: str, line: int) -> ParsedPaper:
+    """A metadata-snapshot row: its ``id`` is the arXiv id; names from the ``authors`` string
+    (as arXiv writes it, affiliations dropped), else from ``authors_parsed`` (last, first, suffix)."""
+    identifier = arxiv_id(str(record.get("id") or ""))
+    if not identifier:
+        raise InputError(name, f"field 'id': {record.get('id')!r} is not an arXiv id", line)
+    title = one_line(readable(text_field(record, "title", name, line)))
+    abstract = one_line(readable(text_field(record, "abstract", name, line)))
+    if not title and not abstract:
+        raise InputError(name, "needs a non-empty 'title' or 'abstract'", line)
+    authors = arxiv_authors(text_field(record, "authors", name, line))
+    parsed = record.get("authors_parsed")
+    if not authors and isinstance(parsed, list) and all(isinstance(p, list) for p in parsed):
+        authors = tuple(one_line(readable(" ".join(str(part) for part in (p[1:2] + p[:1] + p[2:3]) if part)))
+                        for p in parsed)
+    versions = record.get("versions")
+    first = versions[0].get("created", "") if isinstance(versions, list) and versions and isinstance(versions[0], dict) else ""
+    return ParsedPaper(title=title, abstract=abstract, authors=tuple(a for a in authors if a),
+                       url=f"https://arxiv.org/abs/{identifier}", arxiv_id=identifier,
+                       published=one_line(str(first or record.get("update_date") or "")), line=line)
+
+
 def paper_from_record(record: dict[str, Any], name: str, line: int) -> ParsedPaper:
+    if is_snapshot_row(record):
+        return snapshot_paper(record, name, line)
     title = one_line(text_field(record, "title", name, line))
     abstract = text_field(record, "abstract", name, line).strip()
     if not title and not abstract:

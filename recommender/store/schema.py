@@ -178,6 +178,15 @@ class DigestEntryRow(Base):
     __table_args__ = (UniqueConstraint("digest_id", "paper_id"),)
 
 
+class PaperAliasRow(Base):
+    """Another id a paper was known by (the later of two entries found to be one paper)."""
+
+    __tablename__ = "paper_aliases"
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paper_id: Mapped[str] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    __table_args__ = (Index("ix_paper_aliases_paper", "paper_id"),)
+
+
 class LinkHitRow(Base):
     """Recent link hits per digest, to tell a link scanner's sweep from a reader's clicks."""
 

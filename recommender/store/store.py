@@ -58,12 +58,13 @@ from recommender.store.schema import (
     FeedbackRow,
     MetaRow,
     ModelRow,
+    PaperAliasRow,
     PaperRow,
     ProfileRow,
     StarRow,
     UserRow,
 )
-from recommender.text import title_hash_id, title_key
+from recommender.text import arxiv_id, title_hash_id, title_key
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # $RECOMMENDER_BUSY_TIMEOUT (seconds) overrides
 
@@ -368,11 +369,39 @@ class Store:
 
     # -- papers -----------------------------------------------------------------------------
     def paper(self, paper_id: str) -> Paper:
+        """The paper with this id, one of its aliases, or (for an arXiv id in any usual form)
+        that arXiv id."""
+        found = self.resolve_ids([paper_id]).get(paper_id)
         with self.read() as conn:
-            row = conn.execute(select(PaperRow).where(PaperRow.id == paper_id)).first()
+            row = conn.execute(select(PaperRow).where(PaperRow.id == found)).first() if found else None
         if row is None:
             raise NotFoundError(f"no paper with id {paper_id!r} (see `recommender papers search`)")
         return _paper(row)
+
+    def resolve_ids(self, references: Sequence[str]) -> dict[str, str]:
+        """reference -> stored paper id, for the references that name one: a paper id, an
+        alias (an id the paper was known by before it was matched), or an arXiv id in any
+        usual form (``arXiv:1706.03762v5``, an arxiv.org URL, the 10.48550 DOI)."""
+        refs = list(dict.fromkeys(r for r in references if r))
+        found: dict[str, str] = {}
+        arxivs = {r: arxiv_id(r) for r in refs}
+        with self.read() as conn:
+            for chunk in chunks(refs):
+                found.update((pid, pid) for pid in conn.execute(select(PaperRow.id).where(PaperRow.id.in_(chunk))).scalars())
+                for alias, pid in conn.execute(select(PaperAliasRow.alias, PaperAliasRow.paper_id)
+                                               .where(PaperAliasRow.alias.in_(chunk))):
+                    found.setdefault(alias, pid)
+            wanted = {a for r, a in arxivs.items() if a and r not in found}
+            by_arxiv: dict[str, str] = {}
+            for chunk in chunks(sorted(wanted)):
+                by_arxiv.update(conn.execute(select(PaperRow.arxiv_id, PaperRow.id).where(PaperRow.arxiv_id.in_(chunk))).all())
+                for alias, pid in conn.execute(select(PaperAliasRow.alias, PaperAliasRow.paper_id)
+                                               .where(PaperAliasRow.alias.in_(chunk))):
+                    by_arxiv.setdefault(alias, pid)
+        for ref, arxiv in arxivs.items():
+            if ref not in found and arxiv in by_arxiv:
+                found[ref] = by_arxiv[arxiv]
+        return found
 
     def linked_paper(self, digest_id: int, position: int,
                      connection: Connection | None = None) -> tuple[int | None, bool, Paper | None]:
@@ -493,11 +522,11 @@ class Store:
                 .order_by(BatchEntryRow.batch_id, BatchEntryRow.position)
             ).all()
         papers: dict[str, Paper] = {}
-        for paper_id, title, abstract, authors, url, arxiv_id, published in rows:
+        for paper_id, title, abstract, authors, url, paper_arxiv, published in rows:
             if paper_id not in papers:  # first position wins
                 papers[paper_id] = Paper(id=paper_id, title=title, abstract=abstract,
                                          authors=tuple(json.loads(authors) or ()) if authors else (),
-                                         url=url or "", arxiv_id=arxiv_id or "", published=published or "")
+                                         url=url or "", arxiv_id=paper_arxiv or "", published=published or "")
         return list(papers.values())
 
     def batch_entries(self, batch_ids: Sequence[int]) -> list[str]:
@@ -537,9 +566,11 @@ class Store:
         return added
 
     def unstar(self, user_id: int, paper_ids: Sequence[str]) -> int:
+        """Remove these stars (papers named by id, alias or arXiv id); returns how many went."""
+        ids = list(set(self.resolve_ids(paper_ids).values()))
         with self.write() as conn:
             return conn.execute(
-                delete(StarRow).where(StarRow.user_id == user_id, StarRow.paper_id.in_(list(paper_ids)))
+                delete(StarRow).where(StarRow.user_id == user_id, StarRow.paper_id.in_(ids))
             ).rowcount
 
     def stars(self, user_id: int) -> list[tuple[Paper, datetime]]:
@@ -729,7 +760,8 @@ _FILLABLE = ("arxiv_id", "authors", "url", "abstract", "published")
 def _resolve(conn: Connection, entries: Sequence[ParsedPaper]) -> tuple[list[str], list[dict[str, Any]], bool]:
     """Match entries to stored papers (id, then arXiv id, then title) and return the id of
     each entry and the rows of papers to add. Matched papers keep their id and gain the
-    fields they lacked (an arXiv id, authors, a URL). Later copies within the batch reuse the first."""
+    fields they lacked (an arXiv id, authors, a URL); the id the entry would have had stays an
+    alias of it. Later copies within the batch reuse the first."""
     given = list({e.source_id or e.arxiv_id or _generated_id(e) for e in entries})
     arxivs = list({e.arxiv_id for e in entries if e.arxiv_id})
     entry_keys = [title_key(e.title) if e.title else "" for e in entries]
@@ -748,6 +780,7 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper]) -> tuple[list[str
     ids: list[str] = []
     new_rows: list[dict[str, Any]] = []
     fills: dict[str, dict[str, Any]] = {}
+    aliases: dict[str, str] = {}
     taken = set(by_id)
     created: set[str] = set()
     for entry, key in zip(entries, entry_keys, strict=True):
@@ -775,13 +808,31 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper]) -> tuple[list[str
             by_arxiv.setdefault(entry.arxiv_id, pid)
         if key:
             by_key.setdefault(key, pid)
+        natural = entry.source_id or entry.arxiv_id or _generated_id(entry)
+        if natural != pid and natural not in taken:
+            aliases.setdefault(natural[:64], pid)
         ids.append(pid)
     changed = bool(new_rows)
     for pid, values in fills.items():
         if values:
             conn.execute(update(PaperRow).where(PaperRow.id == pid).values(**values))
             changed = True
+    _add_aliases(conn, aliases, new_rows)
     return ids, new_rows, changed
+
+
+def _add_aliases(conn: Connection, aliases: dict[str, str], new_rows: Sequence[dict[str, Any]]) -> None:
+    """Record the aliases not known yet, leaving out any id that is (or becomes) a paper's own."""
+    if not aliases:
+        return
+    own = {row["id"] for row in new_rows}
+    known: set[str] = set()
+    for chunk in chunks(list(aliases)):
+        known.update(conn.execute(select(PaperAliasRow.alias).where(PaperAliasRow.alias.in_(chunk))).scalars())
+        known.update(conn.execute(select(PaperRow.id).where(PaperRow.id.in_(chunk))).scalars())
+    fresh = [{"alias": a, "paper_id": pid} for a, pid in aliases.items() if a not in known and a not in own]
+    for chunk in chunks(fresh):
+        conn.execute(insert(PaperAliasRow), list(chunk))
 
 
 def _fill_in(row: Any, entry: ParsedPaper, values: dict[str, Any], by_arxiv: dict[str, str]) -> None:

@@ -1,0 +1,70 @@
+"""RIS (what EndNote, Mendeley, Zotero and publishers' sites export), read with rispy:
+``TY`` starts a record, ``ER`` ends it; titles, ``AU`` authors (``Last, First``), ``AB``
+abstracts, ``UR`` URLs and ``DO`` DOIs are what a profile needs."""
+
+from __future__ import annotations
+
+import re
+
+from recommender.domain import ParsedPaper
+from recommender.errors import InputError
+from recommender.latex import readable
+from recommender.names import first_last
+from recommender.sources.library_read import LibraryRead
+from recommender.sources.lines import decoded_lines
+from recommender.text import arxiv_id, one_line
+
+NAME = "ris"
+_START = re.compile(rb"^\s*TY  - ", re.MULTILINE)
+
+
+def looks_like(head: bytes) -> bool:
+    return bool(_START.search(head.lstrip(b"\xef\xbb\xbf")))
+
+
+def read(data: bytes, name: str) -> LibraryRead:
+    import rispy  # on use: only RIS imports need it
+
+    text = "\n".join(line for _, line in decoded_lines(data, name))
+    try:
+        records = rispy.loads(text)
+    except Exception as exc:  # noqa: BLE001 - rispy raises plain IOError/ValueError subclasses
+        raise InputError(name, f"not valid RIS ({one_line(str(exc))[:200]})") from None
+    starts = [i + 1 for i, line in enumerate(text.split("\n")) if line.lstrip().startswith("TY  -")]
+    papers, skipped = [], []
+    for index, record in enumerate(records):
+        line = starts[index] if index < len(starts) else 0
+        paper = _paper(record, line)
+        if paper is None:
+            skipped.append(f"{name}:{line}: record has no title or abstract; skipped")
+        else:
+            papers.append(paper)
+    return LibraryRead(papers, skipped)
+
+
+def _first(record: dict[str, object], *keys: str) -> str:
+    for key in keys:
+        value = record.get(key)
+        if isinstance(value, list):
+            value = next((v for v in value if isinstance(v, str) and v.strip()), "")
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
+def _paper(record: dict[str, object], line: int) -> ParsedPaper | None:
+    title = one_line(readable(_first(record, "primary_title", "title", "translated_title")))
+    abstract = one_line(readable(_first(record, "abstract", "notes_abstract")))
+    if not title and not abstract:
+        return None
+    raw_authors = record.get("authors") or record.get("first_authors") or []
+    authors = tuple(first_last(readable(a)) for a in raw_authors if isinstance(a, str) and a.strip()) \
+        if isinstance(raw_authors, list) else ()
+    urls = [u for u in record.get("urls", []) or [] if isinstance(u, str)]  # type: ignore[union-attr]
+    candidates = [*urls, _first(record, "doi"), _first(record, "notes"), _first(record, "note"),
+                  _first(record, "custom1", "custom2"), _first(record, "number")]
+    arxiv = next((i for i in map(arxiv_id, candidates) if i), "")
+    url = next((u for u in urls if u.startswith(("http://", "https://"))), "")
+    year = _first(record, "year", "publication_year", "date")[:4]
+    return ParsedPaper(title=title, abstract=abstract, authors=authors, url=url, arxiv_id=arxiv, published=year,
+                       line=line)
