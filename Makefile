@@ -52,7 +52,7 @@ browser:
 	fi
 
 test: install-test browser
-	$(BIN)/pytest -p no:cacheprovider -m "not soak" $(PYTEST_ARGS)
+	RECOMMENDER_TEST_WHEEL=1 $(BIN)/pytest -p no:cacheprovider -m "not soak" $(PYTEST_ARGS)
 
 bench: install-test
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
@@ -61,7 +61,7 @@ bench: install-test
 	$(BIN)/python bench/run_all.py
 
 soak: install-test
-	$(BIN)/pytest -p no:cacheprovider -m soak $(PYTEST_ARGS)
+	RECOMMENDER_TEST_WHEEL=1 $(BIN)/pytest -p no:cacheprovider -m soak $(PYTEST_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check recommender tests bench

@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -25,19 +25,11 @@ from threadpoolctl import threadpool_limits
 
 from recommender import digest, halves, pipeline
 from recommender.config import Config, UserConfig
-from recommender.delivery import (
-    DeliveryAborted,
-    Outcome,
-    Outgoing,
-    SmtpSender,
-    build_message,
-    check_credentials,
-    dkim_key,
-    dkim_signed,
-    make_message_id,
-)
+from recommender.delivery import DeliveryAborted, Outcome, Outgoing, SmtpSender, check_credentials
+from recommender.digest_states import UserResult, owed_states
 from recommender.domain import Paper, Recommendation
 from recommender.group_commit import GroupCommit
+from recommender.message import build_message, dkim_key, dkim_signed, make_message_id
 from recommender.store import Store
 from recommender.store.outbox import DigestToCreate, NewDigest, Outbox, new_owner
 from recommender.store.store import utcnow
@@ -55,26 +47,6 @@ class Waitable(Protocol):
     def is_set(self) -> bool: ...
 
     def wait(self, timeout: float | None = None) -> bool: ...
-
-
-@dataclass(frozen=True)
-class UserResult:
-    """One user's line of `digest send`: the state of the digest they are owed."""
-
-    email: str
-    status: str  # sent | nothing new | failed | deferred | in flight elsewhere | unsubscribed | queued | would send
-    papers: int = 0
-    detail: str = ""
-    until: datetime | None = None  # deferred: the next attempt
-
-    def line(self) -> str:
-        if self.status in ("sent", "queued", "would send"):
-            return f"{self.email}: {self.status} {self.papers} paper(s)"
-        if self.status == "deferred" and self.until is not None:
-            return f"{self.email}: deferred until {self.until:%Y-%m-%d %H:%M:%S} UTC: {self.detail}"
-        if self.status in ("failed", "deferred"):
-            return f"{self.email}: {self.status}: {self.detail}"
-        return f"{self.email}: {self.status}"
 
 
 def signer_for(config: Config, clock: Clock) -> LinkSigner:
@@ -297,37 +269,6 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
         outcomes += background.finish()  # raises DeliveryAborted if the child met a refused login
     outcomes += deliver_pending(config, store, clock, user_ids)  # all of it, or what a child that died left
     return owed_states(store, users, ids, results, started, {o.digest_id for o in outcomes}, clock())
-
-
-def owed_states(store: Store, users: Sequence[UserConfig], ids: dict[str, int], queued: dict[str, UserResult],
-                started: datetime, handled: set[int], now: datetime) -> list[UserResult]:
-    """Each user's line after a run, read from the outbox (so digests another process or a child
-    that died handled count too): sent, deferred until when, failed and why, in flight
-    elsewhere, unsubscribed, or nothing new."""
-    states = Outbox(store).latest_states(list(ids.values()))
-    lines = []
-    for user in users:
-        state = states.get(ids[user.email.lower()])
-        queued_result = queued.get(user.email)
-        if queued_result is not None and queued_result.status == "unsubscribed":
-            lines.append(queued_result)
-            continue
-        touched = state is not None and (state.created_at >= started or state.id in handled)
-        if state is None:
-            lines.append(UserResult(user.email, "nothing new"))
-        elif state.status == "sent" and state.sent_at is not None and state.sent_at >= started:
-            lines.append(UserResult(user.email, "sent", state.entries))
-        elif state.status == "pending" and state.in_flight_elsewhere(now):
-            lines.append(UserResult(user.email, "in flight elsewhere", state.entries))
-        elif state.status == "pending":
-            lines.append(UserResult(user.email, "deferred", state.entries, state.last_error, state.next_attempt_at))
-        elif state.status == "failed" and touched:
-            lines.append(UserResult(user.email, "failed", state.entries, state.last_error))
-        elif state.status == "unsubscribed":
-            lines.append(UserResult(user.email, "unsubscribed"))
-        else:
-            lines.append(UserResult(user.email, "nothing new"))
-    return lines
 
 
 class DeliveryProcess:

@@ -7,7 +7,7 @@ import json.encoder
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from functools import cached_property, lru_cache
 from typing import NamedTuple
 
@@ -172,3 +172,12 @@ _string = json.encoder.encode_basestring  # a JSON string as json.dumps(..., ens
 def _number(value: float) -> str:
     """A float as json.dumps writes it."""
     return float.__repr__(value) if math.isfinite(value) else json.dumps(value)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One paper's pull on a profile: a star, or a feedback click."""
+
+    paper_id: str
+    kind: str  # star | more | less | open
+    at: datetime | None  # None when read without times (see Store.signals)

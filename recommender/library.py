@@ -110,10 +110,20 @@ def _rows(path: Path, data: bytes) -> list[tuple[int, str, str]]:
     return rows
 
 
-def import_stars(store: Store, config: Config, path: Path, skip_unknown: bool) -> StarImport:
+def import_stars(store: Store, config: Config, path: Path, skip_unknown: bool,
+                 lookup: ArxivLookup | None = None) -> StarImport:
+    """Star (user, paper) rows; a paper named by an arXiv id that is not stored is looked up on
+    the arXiv API (with ``lookup``) and stored first. Nothing is starred when a row is bad,
+    unless ``skip_unknown``."""
     rows = _rows(path, read_input(path))
     emails = {u.email.lower() for u in config.users}
     known_ids = store.resolve_ids([pid for _, _, pid in rows])
+    missing = sorted({arxiv_id(pid) for _, _, pid in rows if pid not in known_ids and arxiv_id(pid)})
+    if missing and lookup is not None:
+        found = lookup.fetch(missing).found
+        if found:
+            store.add_papers(list(found.values()))
+            known_ids = store.resolve_ids([pid for _, _, pid in rows])
     user_ids = store.sync_users(emails)
     problems, pairs = [], []
     for number, email, paper_id in rows:

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 
 from recommender.collab import CollabModel
 from recommender.config import RankingConfig, UserConfig
+from recommender.domain import Signal
 from recommender.norms import unit_rows
 from recommender.store import Store
 from recommender.textmodel import TextModel
@@ -35,15 +36,6 @@ FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
 PROFILE_CHUNK = 2000  # users per sparse product when building profiles
 CACHE_FORMAT = 1  # part of the cache's key: a new way of building profiles never reads old ones
-
-
-@dataclass(frozen=True)
-class Signal:
-    """One paper's pull on a profile: a star, or a feedback click."""
-
-    paper_id: str
-    kind: str  # star | more | less | open
-    at: datetime | None  # None when read without times (see Store.signals)
 
 
 @dataclass

@@ -21,13 +21,12 @@ import signal
 import socket
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
 from recommender import kernels
-from recommender.cli.app import run_command
 from recommender.config import load_config
 from recommender.errors import RecommenderError
 from recommender.store import Store
@@ -40,8 +39,9 @@ PEER_SECONDS = 5.0  # a caller that sends or reads nothing for this long is drop
 
 
 class WarmServer:
-    def __init__(self, config: Path, database_url: str | None):
-        self.config, self.database_url = str(config), database_url
+    def __init__(self, config: Path, database_url: str | None, run_command: Callable[[list[str], dict[str, Store]], object]):
+        # the command line's runner, passed in: the CLI sits above this module
+        self.config, self.database_url, self.run_command = str(config), database_url, run_command
         folder = socket_folder(os.environ, create=True)
         if folder is None:
             raise RecommenderError("cannot make a private folder for the warm socket (set XDG_RUNTIME_DIR to one "
@@ -101,7 +101,7 @@ class WarmServer:
         users = load_config(Path(self.config), self.database_url).users
         if users:
             with open(os.devnull, "w", encoding="utf-8") as sink, _command_output(sink, sink):
-                run_command(self._argv(0, ["recommend", "--user", users[0].email]), self.kept_stores)
+                self.run_command(self._argv(0, ["recommend", "--user", users[0].email]), self.kept_stores)
         log.info("warm: ready in %.1f s", time.perf_counter() - started)
 
     def _argv(self, verbose: int, command: list[str]) -> list[str]:
@@ -155,7 +155,7 @@ class WarmServer:
         try:
             os.chdir(cwd)
             with _command_output(out, err):
-                code = run_command(self._argv(verbose, command), self.kept_stores)
+                code = self.run_command(self._argv(verbose, command), self.kept_stores)
         except OSError:
             code = 1  # the caller's folder went away
         except Exception:  # a bug: reported as a cold start would report it, and we go on serving

@@ -1,5 +1,5 @@
-"""The `recommender` command's first step: hand `recommend` to a running `recommender warm`
-process when one serves this config, else start the full command line.
+"""The `recommender` command's first step (see `__main__`): hand `recommend` to a running
+`recommender warm` process when one serves this config.
 
 Standard library only, since this runs at every start: a forwarded command skips importing
 numpy, scipy and SQLAlchemy and loading the models (most of a one-user `recommend`'s time).
@@ -20,24 +20,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from recommender.env_names import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG_NAME
+
 WARM_COMMANDS = frozenset({"recommend"})
-CONFIG_ENV, DATABASE_URL_ENV = "RECOMMENDER_CONFIG", "RECOMMENDER_DATABASE_URL"
-DEFAULT_CONFIG_NAME = "config.toml"
 _VALUE_OPTIONS = {"--config": "config", "--database-url": "database_url"}
 HANDSHAKE_SECONDS = 3.0  # how long a caller waits for a warm process to take its request
-
-
-def main() -> None:
-    # Everything the command writes (database, its log, models, previews, sockets) is its
-    # owner's alone, whatever umask it was started with: it holds readers' addresses and clicks.
-    os.umask(0o077)
-    code = forwarded(sys.argv[1:])
-    if code is None:
-        from recommender.cli import main as full_command_line
-
-        full_command_line()
-        return
-    sys.exit(code)
 
 
 def warm_request(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> dict[str, object] | None:

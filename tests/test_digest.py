@@ -272,7 +272,7 @@ def test_process_killed_between_rendering_and_sending_delivers_on_the_next_run(t
 def test_the_written_out_message_reads_like_the_email_package_one(sender: str, name: str, subject: str, text: str):
     """build_message writes the MIME bytes itself (speed); a mail reader must see exactly what
     the email package's own message says: headers, both parts, their encodings."""
-    from recommender import delivery
+    from recommender import message as delivery_message
     from recommender.config import SmtpConfig, UserConfig
     from recommender.digest import RenderedDigest
 
@@ -281,8 +281,8 @@ def test_the_written_out_message_reads_like_the_email_package_one(sender: str, n
     rendered = RenderedDigest(subject, "<html><body><p>é ≠ — " + "<b>x</b>" * 200 + "</p></body></html>", text)
     args = (smtp, user, rendered, "<digest.1.2.abc@example.org>", "https://r.example/unsubscribe/" + "t" * 90,
             "unsubscribe@example.org", datetime(2026, 3, 21, 7, 30, tzinfo=UTC))
-    ours = delivery.build_message(*args)
-    theirs = delivery._build_with_email_package(*args)
+    ours = delivery_message.build_message(*args)
+    theirs = delivery_message._build_with_email_package(*args)
     assert all(line.endswith(b"\r") or not line for line in ours.split(b"\n")[:-1])  # CRLF only
     assert max(len(line) for line in ours.split(b"\r\n")) <= 998
     mine, reference = (email.message_from_bytes(m, policy=email.policy.default) for m in (ours, theirs))
@@ -304,7 +304,7 @@ def test_the_written_out_message_reads_like_the_email_package_one(sender: str, n
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from([b"a", b"\r\n", b"\r", b"\n", b"\0", b"x" * 500, b"y" * 997]), max_size=12).map(b"".join))
 def test_a_part_is_sent_unencoded_only_when_smtp_carries_its_lines_as_they_are(lines: bytes):
-    from recommender.delivery import MAX_LINE_OCTETS, _carried_as_is
+    from recommender.message import MAX_LINE_OCTETS, _carried_as_is
 
     bare = lines.replace(b"\r\n", b"")
     plain = (b"\0" not in lines and b"\r" not in bare and b"\n" not in bare
@@ -320,6 +320,7 @@ def test_an_8bit_text_part_goes_as_8bitmime_or_is_re_encoded_for_a_server_withou
     import asyncio
 
     from recommender import delivery
+    from recommender import message as delivery_message
     from recommender.config import SmtpConfig, UserConfig
     from recommender.digest import RenderedDigest
 
@@ -327,7 +328,7 @@ def test_an_8bit_text_part_goes_as_8bitmime_or_is_re_encoded_for_a_server_withou
     smtp = SmtpConfig(host="127.0.0.1", port=smtp_server.port, security="none", sender="d@example.org")
     text = "Schrödinger’s cat · 3 papers\n" + "   naïve café " * 20 + "\n"
     rendered = RenderedDigest("Subject", "<p>caf&#233;</p>", text)
-    message = delivery.build_message(smtp, UserConfig(email="ada@example.org"), rendered, "<d.1.1.x@example.org>",
+    message = delivery_message.build_message(smtp, UserConfig(email="ada@example.org"), rendered, "<d.1.1.x@example.org>",
                                      "https://r.example/u/t", "", datetime(2026, 3, 21, 7, 30, tzinfo=UTC))
     outcomes = []
     asyncio.run(delivery.SmtpSender(smtp).send_stream(_one_batch([delivery.Outgoing(1, "ada@example.org", message)]),
@@ -351,7 +352,7 @@ async def _one_batch(items: list) -> AsyncIterator[list]:
 @given(st.lists(st.sampled_from(["a", "é", " ", "\r", "\n", "\r\n", "\x0b", "\x85", "\u2028"]), max_size=30).map("".join)
        | st.text(max_size=40))
 def test_message_lines_end_in_crlf_where_bytes_splitlines_ends_them(text: str):
-    from recommender.delivery import _crlf_lines
+    from recommender.message import _crlf_lines
 
     assert _crlf_lines(text) == b"".join(line + b"\r\n" for line in text.encode("utf-8").splitlines() or [b""])
 

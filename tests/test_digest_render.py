@@ -59,12 +59,12 @@ def test_a_digest_goes_out_as_7bit_lines_that_mean_the_same_html(tmp_path: Path)
     import email.policy
     import html
 
-    from recommender import delivery
+    from recommender import message as delivery_message
     from recommender.config import SmtpConfig, UserConfig
 
     rendered = _render(tmp_path)
     assert not rendered.html.isascii()  # the seeds have names and dashes beyond ASCII
-    raw = delivery.build_message(SmtpConfig(), UserConfig(email="ada@example.org"), rendered, "<d.1@example.org>",
+    raw = delivery_message.build_message(SmtpConfig(), UserConfig(email="ada@example.org"), rendered, "<d.1@example.org>",
                                  "https://r.example/u/t", "", NOW)
     message = email.message_from_bytes(raw, policy=email.policy.default)
     part = message.get_body(("html",))
@@ -84,7 +84,7 @@ def test_a_digest_goes_out_as_7bit_lines_that_mean_the_same_html(tmp_path: Path)
 @given(st.lists(st.text(alphabet=st.sampled_from("ab <>/=\"."), max_size=120), min_size=1, max_size=30),
        st.booleans(), st.integers(10, 200))
 def test_packed_lines_keep_every_word_and_only_join_lines(lines: list[str], newline_at_end: bool, width: int):
-    from recommender.delivery import packed_lines
+    from recommender.message import packed_lines
 
     document = "\n".join(lines) + ("\n" if newline_at_end else "")
     packed = packed_lines(document, width)

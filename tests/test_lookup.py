@@ -174,3 +174,11 @@ def test_import_library_completes_entries_from_arxiv_and_survives_a_failed_looku
     requests_before = len(api.requests)
     run("import-library", "--offline", str(bib))
     assert len(api.requests) == requests_before
+
+
+def test_stars_import_looks_up_arxiv_ids_not_stored(project: Path, run: Invoke, api: RecordedApi, tmp_path: Path):
+    api.answers = [Answer(*_cassette("api-2026-id-list-cassette.json"))]
+    rows = tmp_path / "stars.csv"
+    rows.write_text("user,paper_id\nada@example.org,https://arxiv.org/abs/1707.08567v1\n")
+    assert "imported 1 new star(s)" in run("stars", "import", str(rows)).stderr
+    assert [json.loads(line)["id"] for line in run("stars", "--json").stdout.splitlines()] == ["1707.08567"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -14,7 +15,17 @@ from hypothesis import strategies as st
 
 from recommender.config import load_config
 from recommender.errors import ConfigError, InputError
-from recommender.sources import arxiv, bibtex, hf_daily, jsonl, parse, read_library, ris, trending_page, zotero_csv
+from recommender.sources import (
+    arxiv,
+    bibtex,
+    hf_daily,
+    jsonl,
+    parse,
+    read_library,
+    ris,
+    trending_page,
+    zotero_csv,
+)
 from recommender.store import Store
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -63,7 +74,10 @@ def test_parsers_raise_only_our_error(kind: str, data: bytes):
 def test_jsonl_batches_are_stored_whole_or_not_at_all(tmp_path: Path, records: list[object]):
     lines = [json.dumps(r) if isinstance(r, dict) else r for r in records]
     data = "\n".join(str(line) for line in lines).encode("utf-8", "surrogatepass")
-    store = Store.open(f"sqlite:///{tmp_path / 'prop.sqlite'}")
+    # a database per example: tmp_path is shared by all of them, and a repeated draw would be
+    # (rightly) skipped as a batch already ingested
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    store = Store.open(f"sqlite:///{folder / 'prop.sqlite'}")
     store.upgrade_schema()
     before = (len(store.papers()), len(store.batches()))
     try:

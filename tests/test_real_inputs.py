@@ -282,3 +282,17 @@ def test_readers_see_unicode_and_et_al_while_json_keeps_every_author(tmp_path: P
     import unicodedata
 
     assert unicodedata.is_normalized("NFC", json.dumps(latex, ensure_ascii=False))
+
+
+@pytest.mark.parametrize(("latex", "shown"), [
+    (r"200\,{\mbox{$\mu$}}{J} pulses", "200 μJ pulses"),
+    ("We get 50% more and 90% of the atoms", "We get 50% more and 90% of the atoms"),  # % is not a comment
+    (r"Michal Hajdu\v{s}ek and Jakob G\"unther", "Michal Hajdušek and Jakob Günther"),
+    (r"$\mathcal{O}(n^2)$ time", "𝒪(n^2) time"),
+    ("Lambda - d Lambda < k < Lambda, where", "Lambda - d Lambda < k < Lambda, where"),
+    (r"\href{https://example.org}{the code}", "the code <https://example.org>"),
+])
+def test_latex_becomes_unicode_and_no_text_is_dropped(latex: str, shown: str):
+    from recommender.latex import readable
+
+    assert readable(latex) == shown

@@ -188,3 +188,15 @@ def test_fetch_command_reports_each_source(run: Invoke, tmp_path: Path):
     result = run("fetch", config=path)
     assert "inbox: 1 entries, 1 new papers" in result.stdout
     assert "no source named 'nope'" in run("fetch", "--source", "nope", config=path, code=1).stderr
+
+
+def test_an_empty_day_from_either_source_is_nothing_new(tmp_path: Path):
+    web = FakeWeb({
+        "https://hf.example/api/daily_papers?date=2025-03-12": [(200, {}, b"[]")],
+        "https://feeds.example/rss/cs.LG": [(200, {}, b'<?xml version="1.0"?><rss version="2.0"><channel>'
+                                                       b"<title>cs.LG updates on arXiv.org</title></channel></rss>")],
+    })
+    fetcher, store = _fetcher(tmp_path, web)
+    outcomes = {o.source: o for o in fetcher.fetch(fetcher.sources())}
+    assert {name: o.status for name, o in outcomes.items()} == {"hf": "unchanged", "lg": "unchanged"}
+    assert store.batches() == []

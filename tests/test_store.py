@@ -63,6 +63,16 @@ def test_same_paper_from_two_sources_is_one_row_keeping_its_first_id(store: Stor
     assert store.batch_papers(store.all_batch_ids()) == papers
 
 
+def test_a_copy_with_its_own_id_in_the_same_batch_becomes_an_alias_of_the_first(store: Store):
+    """The second entry matches the first (new in this batch) by title; its id is recorded as an
+    alias only once the paper it names is stored."""
+    store.ingest_batch(_batch(ParsedPaper(title="Zero", abstract=""), ParsedPaper(title="Zero", abstract="",
+                                                                                  source_id="0")), "jsonl", "h", "r")
+    (paper,) = store.papers()
+    assert store.resolve_ids(["0"]) == {"0": paper.id}
+    assert store.paper("0") == paper
+
+
 def test_titles_are_stored_on_one_line(store: Store):
     data = json.dumps({"title": "Multi\r\nline\ttitle\x07here", "abstract": "x"}).encode()
     from recommender.sources import parse

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import click
 
-from recommender.cli.app import AppContext, cli, emit_json, pass_app, summary
+from recommender.cli.app import AppContext, cli, emit_json, pass_app, run_command, summary
 
 
 @cli.command()
@@ -48,7 +48,7 @@ def warm(app: AppContext) -> None:
     from recommender.warm import WarmServer
 
     app.store  # noqa: B018 - refuses an uninitialised or newer database before starting
-    WarmServer(app.config.path, app.database_url).serve(ready=lambda: summary("warm: ready"))
+    WarmServer(app.config.path, app.database_url, run_command).serve(ready=lambda: summary("warm: ready"))
 
 
 @cli.command()

@@ -117,19 +117,21 @@ def stars(ctx: click.Context, email: str | None, as_json: bool) -> None:
 @stars.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--skip-unknown", is_flag=True, help="Import the known papers and report the unknown ones.")
+@click.option("--offline", is_flag=True, help="Never ask the arXiv API for a paper that is not stored.")
 @pass_app
-def stars_import(app: AppContext, file: str, skip_unknown: bool) -> None:
+def stars_import(app: AppContext, file: str, skip_unknown: bool, offline: bool) -> None:
     """Bulk-star from a CSV (header `user,paper_id`) or JSONL file, in one transaction.
 
-    Unknown users or paper ids are reported by line; without --skip-unknown nothing is
-    imported when any line is bad.
+    A paper may be named by its id or by an arXiv id in any usual form; one not stored yet is
+    looked up on the arXiv API. Unknown users or papers are reported by line; without
+    --skip-unknown nothing is imported when any line is bad.
 
     Example:
 
     \b
       recommender stars import exported.csv
     """
-    result = library.import_stars(app.store, app.config, existing_path(file), skip_unknown)
+    result = library.import_stars(app.store, app.config, existing_path(file), skip_unknown, _lookup(app, offline))
     if result.added:
         pipeline.refresh(app.store, app.config)
     for problem in result.problems:

@@ -1,0 +1,155 @@
+"""Readers: users, their stars, and the signals (stars and clicks) profiles are built from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    delete,
+    func,
+    insert,
+    null,
+    select,
+)
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone orders writers across processes
+    fcntl = None  # type: ignore[assignment]
+
+from recommender.domain import Paper, Signal
+from recommender.store.database import chunks, utcnow
+from recommender.store.papers import PaperRows, _paper
+from recommender.store.schema import (
+    DigestEntryRow,
+    DigestRow,
+    FeedbackRow,
+    PaperRow,
+    StarRow,
+    UserRow,
+)
+
+
+class ReaderRows(PaperRows):
+    """Users, stars and signals; stars name papers, so papers come with them."""
+
+    # -- users ------------------------------------------------------------------------------
+    def sync_users(self, emails: Iterable[str]) -> dict[str, int]:
+        """Make sure every configured email has a row; returns email (lower-case) -> id."""
+        wanted = {email.lower() for email in emails}
+        with self.read() as conn:  # usually all there: no write lock taken then
+            existing = {row.email: row.id for row in conn.execute(select(UserRow.email, UserRow.id))}
+        if wanted - set(existing):
+            with self.write() as conn:
+                existing = {row.email: row.id for row in conn.execute(select(UserRow.email, UserRow.id))}
+                missing = sorted(wanted - set(existing))
+                if missing:
+                    now = utcnow()
+                    conn.execute(insert(UserRow), [{"email": e, "created_at": now} for e in missing])
+                    existing = {row.email: row.id for row in conn.execute(select(UserRow.email, UserRow.id))}
+        return {email: existing[email] for email in wanted}
+
+    def user_id(self, email: str) -> int:
+        return self.sync_users([email])[email.lower()]
+
+    def user_ids(self) -> set[int]:
+        with self.read() as conn:
+            return set(conn.execute(select(UserRow.id)).scalars())
+
+    def user_rows(self) -> list[Any]:
+        with self.read() as conn:
+            return list(conn.execute(select(UserRow).order_by(UserRow.email)))
+
+    # -- stars ------------------------------------------------------------------------------
+    def star(self, user_id: int, paper_ids: Sequence[str], origin: str = "cli") -> int:
+        """Star papers (already-starred ones are left alone); returns how many were new."""
+        with self.write() as conn:
+            return self._star(conn, user_id, paper_ids, origin)
+
+    def _star(self, conn: Connection, user_id: int, paper_ids: Sequence[str], origin: str) -> int:
+        have = set(conn.execute(select(StarRow.paper_id).where(StarRow.user_id == user_id)).scalars())
+        fresh = [pid for pid in dict.fromkeys(paper_ids) if pid not in have]
+        if fresh:
+            now = utcnow()
+            conn.execute(insert(StarRow), [
+                {"user_id": user_id, "paper_id": pid, "origin": origin, "created_at": now} for pid in fresh
+            ])
+        return len(fresh)
+
+    def star_many(self, pairs: Sequence[tuple[int, str]], origin: str) -> int:
+        """Star (user id, paper id) pairs in one transaction; returns how many were new."""
+        added = 0
+        by_user: dict[int, list[str]] = {}
+        for user_id, paper_id in pairs:
+            by_user.setdefault(user_id, []).append(paper_id)
+        with self.write() as conn:
+            for user_id, ids in by_user.items():
+                added += self._star(conn, user_id, ids, origin)
+        return added
+
+    def unstar(self, user_id: int, paper_ids: Sequence[str]) -> int:
+        """Remove these stars (papers named by id, alias or arXiv id); returns how many went."""
+        ids = list(set(self.resolve_ids(paper_ids).values()))
+        with self.write() as conn:
+            return conn.execute(
+                delete(StarRow).where(StarRow.user_id == user_id, StarRow.paper_id.in_(ids))
+            ).rowcount
+
+    def stars(self, user_id: int) -> list[tuple[Paper, datetime]]:
+        with self.read() as conn:
+            rows = conn.execute(
+                select(PaperRow, StarRow.created_at).join(StarRow, StarRow.paper_id == PaperRow.id)
+                .where(StarRow.user_id == user_id).order_by(StarRow.created_at, PaperRow.id)
+            ).all()
+        return [(_paper(r), r.created_at) for r in rows]
+
+    def starred_ids(self, user_id: int) -> dict[str, datetime]:
+        with self.read() as conn:
+            rows = conn.execute(select(StarRow.paper_id, StarRow.created_at).where(StarRow.user_id == user_id))
+            return {r.paper_id: r.created_at for r in rows}
+
+    def interactions(self) -> list[tuple[int, str]]:
+        """Every (user id, paper id) star: what all subscribers saved, for collaborative signal."""
+        with self.read() as conn:
+            return [(r.user_id, r.paper_id) for r in conn.execute(select(StarRow.user_id, StarRow.paper_id))]
+
+    def star_count(self) -> int:
+        with self.read() as conn:
+            return conn.execute(select(func.count()).select_from(StarRow)).scalar_one()
+
+    def signals(self, user_ids: Sequence[int], times: bool = True) -> dict[int, list[Any]]:
+        """Stars and feedback clicks of these users, oldest first: user id -> [Signal]. Without
+        ``times`` their ``at`` is None (reading and converting the timestamps is most of the cost)."""
+        found: dict[int, list[Any]] = {}
+        wanted = list(user_ids)
+        star_at = StarRow.created_at if times else null()
+        click_at = FeedbackRow.created_at if times else null()
+        with self.read() as conn:
+            for chunk in chunks(wanted, 5000):
+                stars = conn.execute(select(StarRow.user_id, StarRow.paper_id, star_at)
+                                     .where(StarRow.user_id.in_(chunk))
+                                     .order_by(StarRow.user_id, StarRow.created_at, StarRow.paper_id))
+                for user_id, paper_id, at in stars:
+                    found.setdefault(user_id, []).append(Signal(paper_id, "star", at))
+                clicks = conn.execute(select(FeedbackRow.user_id, FeedbackRow.paper_id, FeedbackRow.action, click_at)
+                                      .where(FeedbackRow.user_id.in_(chunk))
+                                      .order_by(FeedbackRow.user_id, FeedbackRow.created_at, FeedbackRow.id))
+                for user_id, paper_id, action, at in clicks:
+                    found.setdefault(user_id, []).append(Signal(paper_id, action, at))
+        return found
+
+    def sent_map(self, user_ids: Sequence[int]) -> dict[int, set[str]]:
+        """Papers already in a pending or sent digest, per user."""
+        found: dict[int, set[str]] = {}
+        with self.read() as conn:
+            for chunk in chunks(list(user_ids), 5000):
+                rows = conn.execute(
+                    select(DigestRow.user_id, DigestEntryRow.paper_id)
+                    .join(DigestRow, DigestRow.id == DigestEntryRow.digest_id)
+                    .where(DigestRow.user_id.in_(chunk), DigestRow.status.in_(("pending", "sent"))))
+                for row in rows:
+                    found.setdefault(row.user_id, set()).add(row.paper_id)
+        return found

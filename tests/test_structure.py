@@ -1,0 +1,120 @@
+"""The package's layering, read from every import in its source (inside functions and under
+TYPE_CHECKING too: a deferred import is still a dependency), as docs/ARCHITECTURE.md draws it:
+a module imports only from its own layer or below, and no import cycle exists anywhere."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "recommender"
+
+# Lowest first. A new module joins a layer here, or the test names it.
+LAYERS: list[tuple[str, set[str]]] = [
+    ("base", {"recommender", "errors", "env_names", "settings", "config_tables", "config", "domain", "text",
+              "latex", "names", "norms", "kernels", "resources", "halves", "group_commit", "tokens", "schedule"}),
+    ("sources and store", {"sources", "sources.*", "arxiv_lookup", "store", "store.*"}),
+    ("model", {"term_counts", "textmodel", "collab", "profiles", "scoring", "ranking", "matching"}),
+    ("digest", {"digest", "message", "digest_states"}),
+    ("delivery and feedback", {"delivery", "feedback"}),
+    ("pipeline", {"pipeline"}),
+    ("runs", {"fetch", "library", "digest_run", "scheduler", "web"}),
+    ("app", {"cli", "cli.*", "warm", "warm_client", "__main__"}),
+]
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the package's modules it imports (importing a.b.c runs a/__init__ and a/b/__init__)."""
+
+    def known(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    edges: dict[str, set[str]] = defaultdict(set)
+    for module, path in modules.items():
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = module.split(".") if is_package else module.split(".")[:-1]
+                    base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                if not target.startswith("recommender"):
+                    continue
+                found = known(target)
+                if found is None or found == module:
+                    continue
+                edges[module].add(found)
+                parts = found.split(".")
+                for i in range(1, len(parts)):
+                    parent = ".".join(parts[:i])
+                    if parent != module and not module.startswith(parent + "."):
+                        edges[module].add(parent)
+    return edges
+
+
+def _layer(module: str) -> int | None:
+    short = module.removeprefix("recommender.") if module != "recommender" else "recommender"
+    for number, (_, members) in enumerate(LAYERS):
+        for member in members:
+            if short == member or (member.endswith(".*") and short.startswith(member[:-1])):
+                return number
+    return None
+
+
+MODULES = _modules()
+EDGES = _imports(MODULES)
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in sorted(MODULES) if _layer(m) is None] == []
+
+
+def test_imports_point_down_or_sideways_never_up():
+    upward = [f"{a} ({LAYERS[_layer(a)][0]}) imports {b} ({LAYERS[_layer(b)][0]})"
+              for a in sorted(EDGES) for b in sorted(EDGES[a])
+              if _layer(a) is not None and _layer(b) is not None and _layer(b) > _layer(a)]
+    assert upward == []
+
+
+def test_no_module_is_in_an_import_cycle():
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in EDGES[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    assert sorted(m for m in MODULES if m in reach(m)) == []
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("def f():\n    from recommender.cli import app\n", {"recommender.cli.app", "recommender.cli"}),
+    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from recommender import web\n", {"recommender.web"}),
+])
+def test_imports_inside_functions_and_type_checking_count(tmp_path: Path, source: str, expected: set[str]):
+    """The reader sees deferred imports: a cycle closed inside a function is still a cycle."""
+    modules = dict(MODULES, **{"recommender.probe": tmp_path / "probe.py"})
+    (tmp_path / "probe.py").write_text(source, encoding="utf-8")
+    assert expected <= _imports(modules)["recommender.probe"]
