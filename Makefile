@@ -65,6 +65,7 @@ soak: install-test
 
 lint: install-test
 	$(BIN)/ruff check recommender tests bench
+	$(BIN)/mypy
 	$(BIN)/bandit -q -r recommender
 
 clean:

@@ -7,6 +7,7 @@ environment variables that hold them.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -105,7 +106,8 @@ class _Parser(TableReader):
         if not isinstance(users_raw, list):
             self.note(self.fail("users", "an array of tables ([[users]])", users_raw))
             users_raw = []
-        parsed_users = [self.guarded(lambda i=i, u=u: self.user(i, u), None) for i, u in enumerate(users_raw)]
+        parsed_users: list[UserConfig | None] = [self.guarded(functools.partial(self.user, i, u), None)
+                                                 for i, u in enumerate(users_raw)]
         users = tuple(u for u in parsed_users if u is not None)
         seen: set[str] = set()
         for i, user in enumerate(parsed_users):
@@ -118,7 +120,7 @@ class _Parser(TableReader):
         if not isinstance(sources_raw, list):
             self.note(self.fail("sources", "an array of tables ([[sources]])", sources_raw))
             sources_raw = []
-        sources = tuple(s for s in (self.guarded(lambda i=i, s=s: self.source(i, s), None)
+        sources = tuple(s for s in (self.guarded(functools.partial(self.source, i, s), None)
                                     for i, s in enumerate(sources_raw)) if s is not None)
         names = [s.name for s in sources]
         for name in sorted(set(names)):

@@ -216,7 +216,7 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequen
             elif final:
                 return
             else:
-                await asyncio.to_thread(more.wait, poll_seconds)  # the connections stay open meanwhile
+                await asyncio.to_thread(more.wait, poll_seconds)  # type: ignore[union-attr]  # (final when None)  # the connections stay open meanwhile
 
     def claim(handled: set[int]) -> list[Outgoing]:
         claimed = outbox.claim(owner, lease, batch_size, user_ids, now=clock())

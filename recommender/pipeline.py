@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from threadpoolctl import threadpool_limits
 
@@ -217,7 +218,7 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
 
 
 def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
-            now: datetime | None = None) -> dict[str, object]:
+            now: datetime | None = None) -> dict[str, Any]:
     """The full score breakdown of one paper for one user (for `recommender explain`)."""
     now = now or datetime.now(UTC)
     paper = store.paper(paper_id)

@@ -93,13 +93,13 @@ def signal_weight(signal: Signal, ranking: RankingConfig, now: datetime) -> floa
     base = {"star": 1.0, "more": ranking.more_weight, "less": -ranking.less_weight,
             "open": ranking.open_weight}[signal.kind]
     if ranking.star_half_life_days > 0:
-        age_days = max(0.0, (now - signal.at).total_seconds() / 86400)
+        age_days = max(0.0, (now - signal.at).total_seconds() / 86400) if signal.at is not None else 0.0
         base *= math.pow(0.5, age_days / ranking.star_half_life_days)
     return base
 
 
 def signal_version(signals: list[Signal], user: UserConfig, ranking: RankingConfig) -> str:
-    text = json.dumps([[s.paper_id, s.kind, s.at.isoformat()] for s in signals]
+    text = json.dumps([[s.paper_id, s.kind, s.at.isoformat() if s.at else None] for s in signals]
                       + [list(user.interests), repr(ranking)], sort_keys=True)
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
@@ -188,10 +188,12 @@ def build_or_reuse(store: Store, model: TextModel, collab: CollabModel | None, u
     key = cache_key(store, ranking) if users else None
     cached = store.load_model("profiles", key) if key else None
     generations = store.signal_generations([uid for uid, _ in users]) if isinstance(cached, CachedProfiles) else None
-    if generations is None:
+    if generations is None or not isinstance(cached, CachedProfiles):
         return build_many(store, model, collab, users, ranking, now, persist)
     position = {uid: i for i, uid in enumerate(cached.user_ids.tolist())}
-    taken, stale, order = [], [], []  # order: each user's row among the taken rows, then the rebuilt
+    taken: list[tuple[int, UserConfig]] = []
+    stale: list[tuple[int, UserConfig]] = []
+    order: list[int] = []  # order: each user's row among the taken rows, then the rebuilt
     for uid, user in users:
         i = position.get(uid)
         if (i is not None and cached.generations[i] == generations.get(uid, 0)

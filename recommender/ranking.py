@@ -10,6 +10,7 @@ sparse/dense matrix products; explanations are computed only for the papers show
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,10 @@ def keyword_pattern(words: tuple[str, ...]) -> re.Pattern[str] | None:
     if not words:
         return None
     return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
+
+
+def _unpersonalized(paper: Paper, authors: tuple[str, ...]) -> Explanation:
+    return Explanation(personalized=False, followed_authors=followed(paper, authors))
 
 
 def followed(paper: Paper, authors: tuple[str, ...]) -> tuple[str, ...]:
@@ -182,13 +187,12 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
             choice = choices[u]
             if profiles.empty(u):
                 results.append([Recommendation(choice.user, pool[i], 0.0, n + 1,
-                                               lambda i=i, c=choice: Explanation(
-                                                   personalized=False, followed_authors=followed(pool[i], c.authors)))
+                                               functools.partial(_unpersonalized, pool[i], choice.authors))
                                 for n, i in enumerate(picked[offset, :counts[offset]])])
                 continue
             count = counts[offset]  # the row's numbers as Python floats at once, not one numpy scalar each
             results.append([Recommendation(choice.user, pool[i], score, n + 1,
-                                           lambda o=offset, n=n, c=part, e=explain: e(o, n, c))
+                                           functools.partial(explain, offset, n, part))
                             for n, (i, score, part) in enumerate(zip(picked[offset, :count].tolist(),
                                                                      scores[offset, :count].tolist(),
                                                                      collaborative[offset, :count].tolist(),

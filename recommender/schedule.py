@@ -85,7 +85,7 @@ class CatchUp:
 
 
 def missed_runs(trigger: DigestTrigger, since: datetime, now: datetime) -> list[datetime]:
-    runs = []
+    runs: list[datetime] = []
     fire = trigger.get_next_fire_time(since, now)
     while fire is not None and fire <= now and len(runs) < 1000:
         runs.append(fire)

@@ -81,7 +81,7 @@ class Daemon:
                 existing.remove()
             self.scheduler.add_job(self.run_user, trigger=trigger, args=[user.email], id=job_id,
                                    name=f"digest for {user.email}", next_run_time=next_time)
-            log.info("scheduled %s: %s, next %s", user.email, trigger, next_time.isoformat())
+            log.info("scheduled %s: %s, next %s", user.email, trigger, next_time.isoformat() if next_time else "none")
 
     def run_user(self, email: str) -> None:
         """One job run: fetch what is stale, then this user's digest. Logs one line."""

@@ -65,7 +65,7 @@ class PoolScorer:
         rare = rows
         if len(dense_terms):
             rare = rows.copy()
-            rare.data = np.where(self.dense_slot[rare.indices] >= 0, 0.0, rare.data)
+            rare.data = np.where(self.dense_slot[rare.indices] >= 0, 0.0, rare.data)  # type: ignore[index]
             rare.eliminate_zeros()
         self.rare_rows = rare  # candidates x terms, rare terms only
         self.postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None

@@ -16,6 +16,7 @@ from array import array
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -177,8 +178,7 @@ def _token_ids(texts: Sequence[str], token_pattern: str, stop_words: frozenset[s
     document, of which the first so many are its prefix's)."""
     documents = list(zip(prefixes, texts, strict=True)) if prefixes is not None else texts
 
-    def here(part: Sequence[str] | Sequence[tuple[str, str]]) -> tuple[list[str], np.ndarray, np.ndarray,
-                                                                        np.ndarray | None]:
+    def here(part: Sequence[Any]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None]:
         return _token_ids_here(part, token_pattern, stop_words, prefixes is not None)
 
     if len(texts) < parallel_from:
@@ -197,7 +197,7 @@ DEFAULT_TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W_]+\b"  # nosec B105  # a regex, not
 _ASCII_WORD_RUNS = bytes(c if chr(c).isascii() and (chr(c).isalnum() or chr(c) == "_") else 0x20 for c in range(256))
 
 
-def _token_ids_here(documents: Sequence[str] | Sequence[tuple[str, str]], token_pattern: str,
+def _token_ids_here(documents: Sequence[Any], token_pattern: str,  # texts, or (prefix, text) pairs
                     stop_words: frozenset[str], with_prefixes: bool,
                     ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None]:
     """Word ids as int32 (half the bytes to send back from the child).
@@ -227,7 +227,7 @@ def _token_ids_here(documents: Sequence[str] | Sequence[tuple[str, str]], token_
         if with_prefixes:  # tokens cannot span the space that joins the two parts
             prefix, text = document
             head = candidates(prefix)
-            prefix_lengths[n] = len(head)
+            prefix_lengths[n] = len(head)  # type: ignore[index]  # (an array when with_prefixes)
             flat.extend(map(word_id, head))
             found = candidates(text)
             lengths[n] = len(head) + len(found)

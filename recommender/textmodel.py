@@ -13,7 +13,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -131,6 +131,7 @@ def taken_rows(matrix: sp.csr_matrix | np.ndarray, at: np.ndarray) -> sp.csr_mat
     first, end = int(at[0]), int(at[-1]) + 1
     if not sp.issparse(matrix):
         return matrix[first:end]
+    matrix = cast(sp.csr_matrix, matrix)
     start, stop = matrix.indptr[first], matrix.indptr[end]
     view = sp.csr_matrix((end - first, matrix.shape[1]), dtype=matrix.dtype)
     # Set, not passed to the constructor: that copies a slice much smaller than its base array.

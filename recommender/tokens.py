@@ -102,7 +102,7 @@ class LinkSigner:
 
     def now(self) -> int:
         """The issue time ``sign`` would stamp on a link now (whole seconds)."""
-        return self._signer.get_timestamp()
+        return self._signer.get_timestamp()  # type: ignore[attr-defined]  # a TimestampSigner (make_signer)
 
     def sign_link(self, action: str, user_id: int, digest_id: int, position: int = -1,
                   issued: int | None = None) -> str:
@@ -113,7 +113,7 @@ class LinkSigner:
             raise ValueError(f"unknown link action {action!r}")
         # json.dumps(token.opaque, separators=(",", ":")), written out: an action is a plain word
         payload = f'["{action}",{int(user_id)},{int(digest_id)},{int(position)}]'.encode()
-        now, stamp = self._signer.get_timestamp() if issued is None else issued, self._stamp
+        now, stamp = self._signer.get_timestamp() if issued is None else issued, self._stamp  # type: ignore[attr-defined]
         if stamp[0] != now:
             stamp = self._stamp = (now, b"." + _base64(int_to_bytes(now)))
         value = _base64(payload) + stamp[1]

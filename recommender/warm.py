@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from recommender import kernels
 from recommender.config import load_config
@@ -153,9 +153,9 @@ class WarmServer:
         out, err = io.StringIO(), io.StringIO()
         home = os.getcwd()
         try:
-            os.chdir(cwd)
+            os.chdir(cast(str, cwd))  # (checked by well_formed above)
             with _command_output(out, err):
-                code = self.run_command(self._argv(verbose, command), self.kept_stores)
+                code = self.run_command(self._argv(cast(int, verbose), cast(list[str], command)), self.kept_stores)
         except OSError:
             code = 1  # the caller's folder went away
         except Exception:  # a bug: reported as a cold start would report it, and we go on serving

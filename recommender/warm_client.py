@@ -98,7 +98,9 @@ def forwarded(argv: Sequence[str]) -> int | None:
         # once we answer its "+" with "!", so a command is never run by both.
         connection.settimeout(HANDSHAKE_SECONDS)
         try:
-            connection.connect(str(folder / socket_name(str(request["config"]), request["database_url"])))
+            database_url = request["database_url"]
+            connection.connect(str(folder / socket_name(str(request["config"]),
+                                                        database_url if isinstance(database_url, str) else None)))
             socket.send_fds(connection, [json.dumps(request).encode() + b"\n"], streams)
             if connection.recv(1) != b"+":
                 return None

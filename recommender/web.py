@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import functools
 import itertools
 import logging
 import os
@@ -210,7 +211,7 @@ def _one_click(content_type: str, body: bytes, in_query: str | None) -> bool:
         if not form.is_multipart():
             return False
         return any(part.get_param("name", header="content-disposition") == "List-Unsubscribe"
-                   and part.get_payload(decode=True).strip() == b"One-Click" for part in form.iter_parts())
+                   and _stripped(part.get_payload(decode=True)) == b"One-Click" for part in form.iter_parts())
     fields = urllib.parse.parse_qs(body.decode("latin-1"), keep_blank_values=True)
     return "One-Click" in fields.get("List-Unsubscribe", [])
 
@@ -383,7 +384,7 @@ def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click,
     if user is None:
         raise LinkGone("this subscriber is no longer configured")
     picks = [Recommendation(user.email, papers[pid], score, position + 1,
-                            lambda why=why: Explanation(personalized=not why.startswith("Not personalized"), stored=why))
+                            functools.partial(_stored_explanation, why))
              for position, pid, score, why in entries if pid in papers]
     # The page's links keep the digest's issue time: a view link near its expiry must not
     # hand out links that live another max_age_days.
@@ -396,3 +397,11 @@ def app_from_environment() -> ASGIApp:
     """uvicorn factory for several worker processes: the config comes from $RECOMMENDER_CONFIG."""
     config = load_config(find_config_path(None), os.environ.get(DATABASE_URL_ENV))
     return create_app(config)
+
+
+def _stripped(payload: object) -> bytes:
+    return payload.strip() if isinstance(payload, bytes) else b""
+
+
+def _stored_explanation(why: str) -> Explanation:
+    return Explanation(personalized=not why.startswith("Not personalized"), stored=why)

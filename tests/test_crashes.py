@@ -81,6 +81,9 @@ def test_killed_process_by_process_every_digest_arrives_once_or_in_flight_twice(
             process.wait(timeout=120)
             # No helper goes on sending after the command is gone (the kernel kills it at once).
             _wait_for(lambda h=helpers: not any(_alive(p) for p in h), seconds=1.5)
+            # A message whose data the server had whole before the kill is still accepted, after
+            # its data_seconds: that one was in flight, not sent on by a survivor.
+            time.sleep(2 * server.box.data_seconds)
             settled = len(server.box.messages)
             time.sleep(0.3)
             assert len(server.box.messages) == settled

@@ -173,7 +173,7 @@ def main() -> None:
             stream.flush()
     if code is None or isinstance(code, int):
         os._exit(code or 0)
-    sys.exit(code)  # a message instead of a status: printed by the normal exit
+    sys.exit(str(code))  # a message instead of a status: printed by the normal exit
 
 
 # -- output helpers shared by the command modules -----------------------------------------

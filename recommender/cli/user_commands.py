@@ -6,6 +6,7 @@ import json
 import os
 import signal
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 import numpy as np
@@ -49,7 +50,7 @@ def serve(app: AppContext, host: str, port: int, workers: int) -> None:
     feedback = config.feedback
     os.environ[REQUEST_TIMEOUT_ENV] = str(feedback.request_timeout_seconds)  # for worker processes too
     BoundedHttpProtocol.request_seconds = feedback.request_timeout_seconds
-    limits = {
+    limits: dict[str, Any] = {
         "http": "recommender.web:BoundedHttpProtocol",
         "server_header": False,
         # X-Forwarded-For names the client only when it comes from a proxy the config trusts.
@@ -123,7 +124,7 @@ def profile_show(app: AppContext, email: str | None, n_terms: int, as_json: bool
     positive = [(str(model.terms[i]), float(profile.vector[i])) for i in order[:n_terms] if profile.vector[i] > 0]
     negative = [(str(model.terms[i]), float(profile.vector[i])) for i in order[::-1][:n_terms] if profile.vector[i] < 0]
     papers = store.titles(profile.positives + profile.negatives)
-    record = {
+    record: dict[str, Any] = {
         "user": user.email,
         "positive_terms": [{"term": t, "weight": round(w, 4)} for t, w in positive],
         "negative_terms": [{"term": t, "weight": round(w, 4)} for t, w in negative],
@@ -164,7 +165,7 @@ def users_list(app: AppContext, as_json: bool) -> None:
     store = app.store
     ids = store.sync_users(u.email for u in app.config.users)
     unsubscribed = Outbox(store).unsubscribed()
-    sent = {}
+    sent: dict[int, int] = {}
     for item in Outbox(store).items("sent"):
         sent[item.user_id] = sent.get(item.user_id, 0) + 1
     rows = []

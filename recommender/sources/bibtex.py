@@ -53,12 +53,12 @@ def read(data: bytes, name: str) -> LibraryRead:
         if recovered is not None and hasattr(recovered, "fields_dict"):
             entries.append(recovered)  # a duplicate key or field: the entry itself is readable
         else:
-            skipped.append(f"{name}:{block.start_line + 1}: {_reason(block)}")
+            skipped.append(f"{name}:{(block.start_line or 0) + 1}: {_reason(block)}")
     papers = []
-    for entry in sorted(entries, key=lambda e: e.start_line):
+    for entry in sorted(entries, key=lambda e: e.start_line or 0):
         paper = _paper(entry, strings)
         if paper is None:
-            skipped.append(f"{name}:{entry.start_line + 1}: entry {entry.key!r} has no title or abstract")
+            skipped.append(f"{name}:{(entry.start_line or 0) + 1}: entry {entry.key!r} has no title or abstract")
         else:
             papers.append(paper)
     return LibraryRead(papers, skipped)
@@ -80,7 +80,9 @@ def _value(field: object, strings: dict[str, str]) -> str:
 
 
 def _split_concatenation(value: str) -> list[str]:
-    parts, depth, quoted, current = [], 0, False, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted = 0, False
     for char in value:
         if char == '"' and depth == 0:
             quoted = not quoted

@@ -60,7 +60,8 @@ def _paper(record: dict[str, object], line: int) -> ParsedPaper | None:
     raw_authors = record.get("authors") or record.get("first_authors") or []
     authors = tuple(first_last(readable(a)) for a in raw_authors if isinstance(a, str) and a.strip()) \
         if isinstance(raw_authors, list) else ()
-    urls = [u for u in record.get("urls", []) or [] if isinstance(u, str)]  # type: ignore[union-attr]
+    found_urls = record.get("urls")
+    urls = [u for u in found_urls if isinstance(u, str)] if isinstance(found_urls, list) else []
     candidates = [*urls, _first(record, "doi"), _first(record, "notes"), _first(record, "note"),
                   _first(record, "custom1", "custom2"), _first(record, "number")]
     arxiv = next((i for i in map(arxiv_id, candidates) if i), "")

@@ -100,13 +100,13 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
     # link is kept (moved forward on a repeat hit).
     hits: dict[int, dict[str, _Hit]] = {}
     if digests:
-        for row in conn.execute(select(LinkHitRow.id, LinkHitRow.digest_id, LinkHitRow.token_id, LinkHitRow.action,
+        for hit in conn.execute(select(LinkHitRow.id, LinkHitRow.digest_id, LinkHitRow.token_id, LinkHitRow.action,
                                        LinkHitRow.paper_id, LinkHitRow.created_at)
                                 .where(LinkHitRow.digest_id.in_(digests), LinkHitRow.created_at >= earliest)):
-            window = hits.setdefault(row.digest_id, {})
-            seen = window.get(row.token_id)
-            if seen is None or row.created_at > seen.at:
-                window[row.token_id] = _Hit(row.created_at, row.id, row.action, row.paper_id)
+            window = hits.setdefault(hit.digest_id, {})
+            seen = window.get(hit.token_id)
+            if seen is None or hit.created_at > seen.at:
+                window[hit.token_id] = _Hit(hit.created_at, hit.id, hit.action, hit.paper_id)
     known: dict[tuple[int, str], list[_Known]] = {}
     for row in conn.execute(select(FeedbackRow.id, FeedbackRow.user_id, FeedbackRow.paper_id, FeedbackRow.action,
                                    FeedbackRow.digest_id, FeedbackRow.client, FeedbackRow.created_at)
@@ -114,7 +114,8 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
                                    FeedbackRow.paper_id.in_(sorted({c.paper_id for c in clicks})))):
         known.setdefault((row.user_id, row.paper_id), []).append(
             _Known(row.id, row.action, row.digest_id, row.client, row.created_at))
-    outcomes, stale_ids = [], set()
+    outcomes: list[Any] = []
+    stale_ids: set[int] = set()
     forget_old_hits = False
     for click in clicks:
         client = click.client[:64]

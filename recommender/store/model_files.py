@@ -90,7 +90,7 @@ def dumps(model: Any) -> bytes:
     offset = sum(len(p) for p in parts)
     for array in arrays:
         pad = -offset % ALIGN
-        raw = memoryview(array).cast("B")
+        raw = memoryview(array).cast("B")  # type: ignore[arg-type]  # (numpy arrays are buffers)
         parts += [b"\0" * pad, raw]
         offset += pad + raw.nbytes
     return b"".join(parts)

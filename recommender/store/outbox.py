@@ -87,10 +87,14 @@ class DigestToCreate:
 class DeliveryOutcome(Protocol):
     """What a sender reports about one delivery (recommender.delivery.Outcome)."""
 
-    digest_id: int
-    status: str  # sent | failed | deferred
-    detail: str  # the server's reply, or the error
-    attempts: int
+    @property
+    def digest_id(self) -> int: ...
+    @property
+    def status(self) -> str: ...  # sent | failed | deferred
+    @property
+    def detail(self) -> str: ...  # the server's reply, or the error
+    @property
+    def attempts(self) -> int: ...
 
 
 def new_owner() -> str:

@@ -132,7 +132,8 @@ class PaperRows(Database):
             wanted = {a for r, a in arxivs.items() if a and r not in found}
             by_arxiv: dict[str, str] = {}
             for chunk in chunks(sorted(wanted)):
-                by_arxiv.update(conn.execute(select(PaperRow.arxiv_id, PaperRow.id).where(PaperRow.arxiv_id.in_(chunk))).all())
+                by_arxiv.update((a, p) for a, p in conn.execute(select(PaperRow.arxiv_id, PaperRow.id)
+                                                                .where(PaperRow.arxiv_id.in_(chunk))) if a)
                 for alias, pid in conn.execute(select(PaperAliasRow.alias, PaperAliasRow.paper_id)
                                                .where(PaperAliasRow.alias.in_(chunk))):
                     by_arxiv.setdefault(alias, pid)
@@ -299,15 +300,15 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper],
     keys = list({k for k in entry_keys if k})
     columns = (PaperRow.id, PaperRow.title_key, *(getattr(PaperRow, c) for c in _FILLABLE))
     stored: dict[str, Any] = {}
-    for column, values in ((PaperRow.id, given), (PaperRow.arxiv_id, arxivs), (PaperRow.title_key, keys)):
-        for chunk in chunks(values):
+    for column, wanted in ((PaperRow.id, given), (PaperRow.arxiv_id, arxivs), (PaperRow.title_key, keys)):
+        for chunk in chunks(wanted):
             for row in conn.execute(select(*columns).where(column.in_(chunk)).order_by(PaperRow.created_at, PaperRow.id)):
                 stored.setdefault(row.id, row)
     by_id = {pid: pid for pid in stored}
     by_arxiv = {row.arxiv_id: pid for pid, row in stored.items() if row.arxiv_id}
     by_key: dict[str, str] = {}
-    for pid, row in stored.items():
-        by_key.setdefault(row.title_key, pid)
+    for stored_id, stored_row in stored.items():
+        by_key.setdefault(stored_row.title_key, stored_id)
     ids: list[str] = []
     new_rows: list[dict[str, Any]] = []
     fills: dict[str, dict[str, Any]] = {}
