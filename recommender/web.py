@@ -4,18 +4,13 @@ number of processes can serve it behind a load balancer."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import email
 import email.policy
 import functools
-import itertools
 import logging
 import os
-import threading
-import time
 import urllib.parse
-from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
@@ -25,8 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from starlette.types import ASGIApp
 
 from recommender import digest, digest_run
 from recommender.config import DATABASE_URL_ENV, Config, find_config_path, load_config
@@ -37,159 +31,13 @@ from recommender.store import Store
 from recommender.store.checkpoints import BackgroundCheckpoints
 from recommender.store.outbox import Outbox
 from recommender.tokens import LinkSigner, TokenError, TokenExpired
+from recommender.web_limits import (
+    RateLimiter,
+    SecurityHeaders,
+)
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024
-MAX_PATH = 2048
-MAX_HEAD_BYTES = 64 * 1024  # request line and headers (nginx's default large_client_header_buffers is 32 KB)
-DEFAULT_REQUEST_SECONDS = 20.0
-REQUEST_TIMEOUT_ENV = "RECOMMENDER_REQUEST_TIMEOUT_SECONDS"  # set by `serve` for its worker processes
-SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-                                 b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-    (b"cache-control", b"no-store"),
-]
-
-
-_ID_PREFIX = os.urandom(3).hex()  # tells this process's ids from another worker's
-_request_numbers = itertools.count(1)
-
-
-def next_request_id() -> str:
-    """12 hex digits naming one request in logs and error pages: a per-process prefix and a
-    counter (a uuid4 per request read the kernel's random source each time, costly under load
-    here; the id is not a secret)."""
-    return f"{_ID_PREFIX}{next(_request_numbers) % 16**6:06x}"
-
-
-class SecurityHeaders:
-    """Adds the security headers and a request id to every response; refuses oversized paths."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    @property
-    def state(self) -> Any:
-        """The wrapped application's state (its lifespan keeps the checkpoint thread there)."""
-        return self.app.state  # type: ignore[attr-defined]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = next_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0].lower() not in dict(SECURITY_HEADERS)]
-                message["headers"] = headers + SECURITY_HEADERS + [(b"x-request-id", request_id.encode())]
-            await send(message)
-
-        if len(scope.get("raw_path") or scope["path"].encode()) > MAX_PATH:
-            await PlainTextResponse("URI too long\n", status_code=414)(scope, receive, send_with_headers)
-            return
-        await self.app(scope, receive, send_with_headers)
-
-
-class RateLimiter:
-    """At most ``per_minute`` hits per client in any 60 seconds (per process); 0 turns it off.
-    The clients seen are kept least recently used first, and the oldest forgotten beyond
-    ``max_clients``, so a hit costs the same with 100 clients or 100,000."""
-
-    def __init__(self, per_minute: int, max_clients: int = 100_000):
-        self.per_minute = per_minute
-        self.max_clients = max_clients
-        self.hits: OrderedDict[str, deque[float]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def allow(self, client: str) -> bool:
-        if self.per_minute <= 0:
-            return True
-        now = time.monotonic()
-        with self.lock:
-            window = self.hits.get(client)
-            if window is None:
-                window = self.hits[client] = deque()
-                if len(self.hits) > self.max_clients:
-                    self.hits.popitem(last=False)
-            else:
-                self.hits.move_to_end(client)
-            while window and window[0] <= now - 60:
-                window.popleft()
-            if len(window) >= self.per_minute:
-                return False
-            window.append(now)
-            return True
-
-
-class BoundedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol with the limits an endpoint facing the internet needs: a request
-    head larger than ``MAX_HEAD_BYTES`` is answered 431 and the connection closed; a request not
-    received whole within ``request_seconds`` of its connection (or of the previous response)
-    is closed, so idle, trickling and half-sent connections cannot pile up."""
-
-    request_seconds = float(os.environ.get(REQUEST_TIMEOUT_ENV, DEFAULT_REQUEST_SECONDS))
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._head_bytes = 0
-        self._reading_head = True
-        self._deadline: asyncio.TimerHandle | None = None
-        self._arm_deadline()
-
-    def _arm_deadline(self) -> None:
-        self._cancel_deadline()
-        self._deadline = self.loop.call_later(self.request_seconds, self._too_slow)
-
-    def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _too_slow(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        if self._reading_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse_head()
-                return
-        super().data_received(data)
-
-    def _refuse_head(self) -> None:
-        body = b"Request header fields too large\n"
-        head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
-        head += [name + b": " + value + b"\r\n" for name, value in SECURITY_HEADERS]
-        head += [b"content-type: text/plain; charset=utf-8\r\n", b"content-length: %d\r\n" % len(body),
-                 b"connection: close\r\n\r\n", body]
-        self.transport.write(b"".join(head))
-        self.transport.close()
-
-    def on_headers_complete(self) -> None:
-        self._reading_head = False
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self._cancel_deadline()
-        super().on_message_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._reading_head, self._head_bytes = True, 0
-            self._arm_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_deadline()
-        super().connection_lost(exc)
-
-
 def page(heading: str, lines: list[str], status: int = 200, request: Request | None = None,
          form: tuple[str, str, list[tuple[str, str]], str] | None = None) -> HTMLResponse:
     action, label, fields, css = form or ("", "", [], "")

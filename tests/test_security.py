@@ -29,7 +29,8 @@ from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
 from recommender.tokens import LinkSigner
-from recommender.web import RateLimiter, create_app
+from recommender.web import create_app
+from recommender.web_limits import RateLimiter
 
 from conftest import SECRET, SEEDS, recommender_command, write_config
 from smtp_server import free_port

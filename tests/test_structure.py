@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("sources and store", {"sources", "sources.*", "arxiv_lookup", "store", "store.*"}),
     ("model", {"term_counts", "textmodel", "collab", "profiles", "scoring", "ranking", "matching"}),
     ("digest", {"digest", "message", "digest_states"}),
-    ("delivery and feedback", {"delivery", "feedback"}),
+    ("delivery and feedback", {"delivery", "feedback", "web_limits"}),
     ("pipeline", {"pipeline"}),
     ("runs", {"fetch", "library", "digest_run", "scheduler", "web"}),
     ("app", {"cli", "cli.*", "warm", "warm_client", "__main__"}),

@@ -38,7 +38,8 @@ def serve(app: AppContext, host: str, port: int, workers: int) -> None:
     """
     import uvicorn
 
-    from recommender.web import REQUEST_TIMEOUT_ENV, BoundedHttpProtocol, create_app
+    from recommender.web import create_app
+    from recommender.web_limits import REQUEST_TIMEOUT_ENV, BoundedHttpProtocol
 
     config = app.config
     check_secret(config.feedback.secret, config.feedback.secret_env)
@@ -51,7 +52,7 @@ def serve(app: AppContext, host: str, port: int, workers: int) -> None:
     os.environ[REQUEST_TIMEOUT_ENV] = str(feedback.request_timeout_seconds)  # for worker processes too
     BoundedHttpProtocol.request_seconds = feedback.request_timeout_seconds
     limits: dict[str, Any] = {
-        "http": "recommender.web:BoundedHttpProtocol",
+        "http": "recommender.web_limits:BoundedHttpProtocol",
         "server_header": False,
         # X-Forwarded-For names the client only when it comes from a proxy the config trusts.
         "proxy_headers": bool(feedback.trusted_proxies),
