@@ -5,8 +5,9 @@ matrix), then a ridge regression from the paper's text (an LSA projection of its
 row) to those factors. A brand-new paper gets factors from its text alone; a user's factor
 vector is the weighted mean of the factors of the papers they starred (learned factors where
 the paper had savers, text-predicted ones otherwise). The score is the cosine between the two,
-blended with the content score by ``ranking.collaborative_weight``. With fewer than
-``collaborative_min_users`` users who starred something, it stays off (content alone).
+blended with the content score by ``ranking.collaborative_weight``. ``ranking.community``
+decides whether it runs: "off" ranks each reader from their own signals alone, "on" always
+uses everyone's stars, "auto" from ``collaborative_min_users`` readers with stars.
 """
 
 from __future__ import annotations
@@ -51,9 +52,17 @@ def star_bucket(stars: int) -> int:
     return 0 if stars <= 0 else int(math.log(stars) / math.log(1.1))
 
 
+def uses_community(ranking: RankingConfig, readers_with_stars: int) -> bool:
+    """Whether other readers' stars take part in ranking: ``[ranking] community``, where "auto"
+    turns them on from ``collaborative_min_users`` readers with stars (factors need two)."""
+    if ranking.community == "off" or ranking.collaborative_weight <= 0 or readers_with_stars < 2:
+        return False
+    return ranking.community == "on" or readers_with_stars >= ranking.collaborative_min_users
+
+
 def fit(model: TextModel, interactions: Sequence[tuple[int, str]], ranking: RankingConfig) -> CollabModel | None:
     users = sorted({u for u, _ in interactions})
-    if len(users) < max(2, ranking.collaborative_min_users) or ranking.collaborative_weight <= 0:
+    if not uses_community(ranking, len(users)):
         return None
     user_index = {u: i for i, u in enumerate(users)}
     pairs = [(model.index[p], user_index[u]) for u, p in interactions if p in model.index]
@@ -90,12 +99,13 @@ def fit(model: TextModel, interactions: Sequence[tuple[int, str]], ranking: Rank
 def load_or_fit(store: Store, model: TextModel, ranking: RankingConfig) -> CollabModel | None:
     stars = store.star_count()
     key = (f"{MODEL_FORMAT}:{model.version}:{settings_key(ranking)}:{star_bucket(stars)}:"
-           f"{ranking.collaborative_min_users}:{ranking.lsa_dims}:{ranking.cf_factors}:{ranking.cf_ridge}:"
+           f"{ranking.collaborative_min_users}:{ranking.community}:{ranking.lsa_dims}:{ranking.cf_factors}:{ranking.cf_ridge}:"
            f"{ranking.lsa_max_terms}")
     cached = store.load_model("collab", key)
     if cached is not None:
         return cached if isinstance(cached, CollabModel) else None
-    fitted = fit(model, store.interactions(), ranking) if ranking.collaborative_weight > 0 else None
+    wanted = ranking.community != "off" and ranking.collaborative_weight > 0
+    fitted = fit(model, store.interactions(), ranking) if wanted else None
     # "None" is cached too (as a marker, since a missing model also loads as None): else every
     # command of a small install would fit again, and write the row anew.
     store.save_model("collab", key, fitted if fitted is not None else NO_MODEL)

@@ -24,6 +24,7 @@ from recommender.errors import ConfigError
 from recommender.settings import (  # noqa: F401  (the values are read from here too)
     ARXIV_API_URL,
     ARXIV_API_URL_ENV,
+    COMMUNITY_MODES,
     EXAMPLE_SECRET,
     EXAMPLE_SENDER,
     HEADER_BOUND,
@@ -200,6 +201,8 @@ class _Parser(TableReader):
             raise self.fail("ranking.min_df", "an integer >= 1", values["min_df"])
         if not 0 < values["max_df"] <= 1:
             raise self.fail("ranking.max_df", "a number in (0, 1]", values["max_df"])
+        if values["community"] not in COMMUNITY_MODES:
+            raise self.fail("ranking.community", " or ".join(COMMUNITY_MODES), values["community"])
         return RankingConfig(**values)
 
     def smtp(self, table: dict[str, Any]) -> SmtpConfig:

@@ -14,6 +14,7 @@ from pathlib import Path
 from recommender.errors import ConfigError
 
 SOURCE_KINDS = ("trending_page", "jsonl", "hf_daily", "arxiv")
+COMMUNITY_MODES = ("auto", "off", "on")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 EXAMPLE_SECRET = "change-me-to-a-long-random-string"  # nosec B105  # the example value, refused as a secret
 EXAMPLE_SENDER = "digest@example.org"
@@ -46,6 +47,7 @@ class RankingConfig:
     why_terms: int = 3
     collaborative_weight: float = 0.75
     collaborative_min_users: int = 10
+    community: str = "auto"  # off: each reader from their own signals only; on: everyone's stars; auto: on from collaborative_min_users
     lsa_dims: int = 1000
     cf_factors: int = 500
     cf_ridge: float = 1.0

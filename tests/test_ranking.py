@@ -349,3 +349,82 @@ def test_without_its_cache_file_ranking_builds_the_same_profiles_from_the_log(co
         assert ranked() == with_cache
         cache_file.unlink()
     assert ranked() == with_cache and {u for u, *_ in with_cache} == {u.email for u in config.users}
+
+
+TOPICS = {
+    "transport": ["optimal", "transport", "wasserstein", "sinkhorn", "barycenter", "coupling"],
+    "proteins": ["protein", "folding", "residue", "antibody", "cryo", "membrane"],
+    "graphs": ["graph", "neural", "message", "passing", "node", "spectral"],
+    "language": ["language", "model", "token", "attention", "decoder", "prompt"],
+}
+
+
+def _topic_papers(prefix: str) -> list[ParsedPaper]:
+    papers = []
+    for t, (topic, words) in enumerate(TOPICS.items()):
+        for i in range(6):
+            chosen = [words[(i + k) % len(words)] for k in range(4)]
+            papers.append(ParsedPaper(title=f"{' '.join(chosen[:3])} study {prefix}{t}{i}",
+                                      abstract=f"We study {' '.join(chosen)} in {topic} number {i}.",
+                                      source_id=f"{prefix}{topic}{i}"))
+    return papers
+
+
+def _install(tmp_path: Path, name: str, readers: int, community: str):
+    """Old papers of four topics, a new batch of the same topics, and ``readers`` readers who
+    star across topics; Ada stars transport papers. Returns (config, store, batch ids)."""
+    folder = tmp_path / name
+    folder.mkdir()
+    store = Store.open(f"sqlite:///{folder / 'db.sqlite'}")
+    store.upgrade_schema()
+    store.ingest_batch(ParsedBatch("jsonl", tuple(_topic_papers("old"))), "old", "h-old", "run-old")
+    store.ingest_batch(ParsedBatch("jsonl", tuple(_topic_papers("new"))), "new", "h-new", "run-new")
+    ids = store.sync_users(["ada@example.org"] + [f"r{i}@example.org" for i in range(readers)])
+    store.star(ids["ada@example.org"], ["oldtransport0", "oldtransport1", "oldproteins2"])
+    topics = list(TOPICS)
+    for i in range(readers):  # each reader saves two topics, so stars co-occur across them
+        first, second = topics[i % 4], topics[(i + 1) % 4]
+        store.star(ids[f"r{i}@example.org"], [f"old{first}{i % 6}", f"old{second}{(i + 2) % 6}",
+                                              f"old{first}{(i + 3) % 6}"])
+    config = load_config(write_config(folder, database_url=store.engine.url.render_as_string(False),
+                                      extra=f'[ranking]\ncommunity = "{community}"\ncollaborative_min_users = 10\n'))
+    pipeline.refresh(store, config)
+    return config, store, store.latest_run_batch_ids()
+
+
+def test_community_off_ranks_a_reader_exactly_as_a_one_reader_install(tmp_path: Path):
+    alone, alone_store, alone_batches = _install(tmp_path, "alone", 0, "auto")
+    crowd, crowd_store, crowd_batches = _install(tmp_path, "crowd", 16, "off")
+    try:
+        mine = pipeline.recommend(alone, alone_store, [alone.users[0]], alone_batches)["ada@example.org"]
+        theirs = pipeline.recommend(crowd, crowd_store, [crowd.users[0]], crowd_batches)["ada@example.org"]
+        assert [r.paper.id for r in mine] == [r.paper.id for r in theirs]
+        assert np.allclose([r.score for r in mine], [r.score for r in theirs], atol=1e-6)
+        assert pipeline.explain(crowd, crowd_store, crowd.users[0], mine[0].paper.id)["collaborative"] == 0
+    finally:
+        alone_store.close()
+        crowd_store.close()
+
+
+@pytest.mark.parametrize("readers, community, uses_others", [
+    (16, "auto", True), (3, "auto", False), (3, "on", True), (16, "off", False)])
+def test_community_decides_whether_other_readers_stars_are_used(tmp_path: Path, readers: int, community: str,
+                                                                uses_others: bool):
+    from recommender import collab
+
+    config, store, batches = _install(tmp_path, "install", readers, community)
+    try:
+        models = pipeline.load_models(store, config)
+        assert (models.collab is not None) == uses_others
+        top = pipeline.recommend(config, store, [config.users[0]], batches)["ada@example.org"][0]
+        assert (pipeline.explain(config, store, config.users[0], top.paper.id)["collaborative"] != 0) == uses_others
+        assert collab.uses_community(config.ranking, readers + 1) == uses_others
+    finally:
+        store.close()
+
+
+def test_community_takes_only_its_three_values(tmp_path: Path):
+    from recommender.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"ranking\.community: expected auto or off or on, got 'sometimes'"):
+        load_config(write_config(tmp_path, extra='[ranking]\ncommunity = "sometimes"\n'))
