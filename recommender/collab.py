@@ -52,10 +52,14 @@ def star_bucket(stars: int) -> int:
     return 0 if stars <= 0 else int(math.log(stars) / math.log(1.1))
 
 
+def _switched_on(ranking: RankingConfig) -> bool:
+    return ranking.community != "off" and ranking.collaborative_weight > 0
+
+
 def uses_community(ranking: RankingConfig, readers_with_stars: int) -> bool:
     """Whether other readers' stars take part in ranking: ``[ranking] community``, where "auto"
     turns them on from ``collaborative_min_users`` readers with stars (factors need two)."""
-    if ranking.community == "off" or ranking.collaborative_weight <= 0 or readers_with_stars < 2:
+    if not _switched_on(ranking) or readers_with_stars < 2:
         return False
     return ranking.community == "on" or readers_with_stars >= ranking.collaborative_min_users
 
@@ -104,8 +108,7 @@ def load_or_fit(store: Store, model: TextModel, ranking: RankingConfig) -> Colla
     cached = store.load_model("collab", key)
     if cached is not None:
         return cached if isinstance(cached, CollabModel) else None
-    wanted = ranking.community != "off" and ranking.collaborative_weight > 0
-    fitted = fit(model, store.interactions(), ranking) if wanted else None
+    fitted = fit(model, store.interactions(), ranking) if _switched_on(ranking) else None
     # "None" is cached too (as a marker, since a missing model also loads as None): else every
     # command of a small install would fit again, and write the row anew.
     store.save_model("collab", key, fitted if fitted is not None else NO_MODEL)

@@ -5,7 +5,6 @@ the DKIM signature."""
 from __future__ import annotations
 
 import binascii
-import logging
 import secrets
 from datetime import datetime
 from email import message_from_bytes
@@ -20,8 +19,6 @@ from recommender.config import SmtpConfig, UserConfig
 from recommender.digest import RenderedDigest
 from recommender.errors import DeliveryError
 from recommender.text import one_line
-
-log = logging.getLogger(__name__)
 
 MAX_LINE_OCTETS = 998  # without the CRLF (RFC 5322 2.1.1)
 PACKED_LINE_CHARS = 900  # the HTML part's lines are joined up to this length

@@ -19,8 +19,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
-
 MAX_PATH = 2048
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers (nginx's default large_client_header_buffers is 32 KB)
 DEFAULT_REQUEST_SECONDS = 20.0

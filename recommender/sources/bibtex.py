@@ -17,7 +17,6 @@ from recommender.sources.library_read import LibraryRead
 from recommender.sources.lines import decoded_lines
 from recommender.text import arxiv_id, one_line
 
-log = logging.getLogger(__name__)
 NAME = "bibtex"
 MONTHS = {m: str(i) for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}

@@ -9,7 +9,6 @@ code runs on PostgreSQL.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -44,7 +43,6 @@ from recommender.store.schema import (
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # $RECOMMENDER_BUSY_TIMEOUT (seconds) overrides
 
-log = logging.getLogger(__name__)
 
 
 def busy_timeout_ms() -> int:
