@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# 900 s until 2026-12-05; quality.py now also fits 900 readers' own classifiers (about 8 min).
+MAX_SECONDS = 1800
 BENCHMARKS = ["quality.py", "throughput.py", "whole_command.py", "ingest.py", "digest_run.py", "feedback_endpoint.py",
-              "latency.py"]
+              "latency.py", "tricks.py"]
 
 
 def main() -> int:
@@ -28,9 +30,9 @@ def main() -> int:
         if code:
             failed.append(name)
     total = time.monotonic() - started
-    print(f"\nall benchmarks in {total:.0f} s (target < 900 s: {'PASS' if total < 900 else 'MISS'}); "
+    print(f"\nall benchmarks in {total:.0f} s (target < {MAX_SECONDS} s: {'PASS' if total < MAX_SECONDS else 'MISS'}); "
           + ("every target PASS" if not failed else f"targets missed in: {', '.join(failed)}"))
-    return 1 if failed or total >= 900 else 0
+    return 1 if failed or total >= MAX_SECONDS else 0
 
 
 if __name__ == "__main__":

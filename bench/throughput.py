@@ -76,7 +76,7 @@ def exact_top(model, reader_model, profiles: Profiles, pool: list[Paper], users:
     for u in users:
         scores = (rows @ profiles.matrix[u].T).toarray().ravel()
         if collab_rows is not None:
-            scores = scores + weight * (collab_rows @ profiles.collab[u])
+            scores = scores + weight * (collab_rows @ profiles.dense[u])
         tops.append(set(np.argsort(-scores, kind="stable")[:LIMIT].tolist()))
     return tops
 
@@ -88,7 +88,7 @@ def plain_loop_seconds(model, reader_model, profiles: Profiles, pool: list[Paper
     for u in range(sample):
         scores = (rows @ profiles.matrix[u].T).toarray().ravel()
         if collab_rows is not None:
-            scores = scores + weight * (collab_rows @ profiles.collab[u])
+            scores = scores + weight * (collab_rows @ profiles.dense[u])
         np.argpartition(-scores, LIMIT)[:LIMIT]
     return (time.perf_counter() - started) / sample
 

@@ -28,6 +28,7 @@ from recommender.settings import (  # noqa: F401  (the values are read from here
     EXAMPLE_SECRET,
     EXAMPLE_SENDER,
     HEADER_BOUND,
+    PERSONAL_MODES,
     SMTP_KEYS,
     SOURCE_KINDS,
     WEEKDAYS,
@@ -203,6 +204,8 @@ class _Parser(TableReader):
             raise self.fail("ranking.max_df", "a number in (0, 1]", values["max_df"])
         if values["community"] not in COMMUNITY_MODES:
             raise self.fail("ranking.community", " or ".join(COMMUNITY_MODES), values["community"])
+        if values["personal"] not in PERSONAL_MODES:
+            raise self.fail("ranking.personal", " or ".join(PERSONAL_MODES), values["personal"])
         return RankingConfig(**values)
 
     def smtp(self, table: dict[str, Any]) -> SmtpConfig:

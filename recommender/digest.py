@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -15,7 +16,7 @@ from recommender.config import Config, UserConfig
 from recommender.domain import Paper, Recommendation
 from recommender.names import shortened
 from recommender.resources import templates_dir
-from recommender.text import one_line, snippet, wrap
+from recommender.text import one_line, snippet
 from recommender.tokens import LinkSigner
 
 SNIPPET_CHARS = 280
@@ -118,7 +119,7 @@ def paper_fields(paper: Paper) -> PaperFields:
         title=one_line(paper.title) or snippet(paper.abstract, 90),
         authors=shortened([one_line(a) for a in paper.authors]),
         snippet=text_snippet,
-        snippet_lines=tuple(wrap(text_snippet, 72)),
+        snippet_lines=tuple(textwrap.wrap(text_snippet, 72)),
     )
 
 
@@ -161,7 +162,7 @@ def context(config: Config, user: UserConfig, picks: list[Recommendation], links
             snippet=shown.snippet,
             snippet_lines=shown.snippet_lines,
             why=why,
-            why_lines=tuple(wrap(why, 67)),
+            why_lines=tuple(textwrap.wrap(why, 67)),
             bar_percent=max(4, round(fraction * 100)) if personalized else 0,
             score_label=f"{rec.score:.2f}",
             score_text_bar="[" + "#" * cells + "." * (BAR_CELLS - cells) + "]",

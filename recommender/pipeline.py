@@ -16,7 +16,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from recommender import collab, halves, kernels, profiles, textmodel
+from recommender import collab, halves, kernels, personal, profiles, textmodel
 from recommender.config import Config, UserConfig
 from recommender.domain import Paper, ParsedBatch, Recommendation
 from recommender.errors import InputError, NotFoundError
@@ -174,12 +174,14 @@ def recommend_written(config: Config, store: Store, users: Sequence[UserConfig],
 class Models:
     text: textmodel.TextModel
     collab: collab.CollabModel | None
+    space: personal.LsaSpace | None  # when readers get their own classifiers
 
 
 def load_models(store: Store, config: Config) -> Models:
     """The fitted models for the current corpus and stars (fitting what is missing)."""
     text = textmodel.load_or_fit(store, config.ranking)
-    return Models(text, collab.load_or_fit(store, text, config.ranking))
+    community = collab.load_or_fit(store, text, config.ranking)
+    return Models(text, community, personal.load_or_fit(store, text, config.ranking, community is not None))
 
 
 def refresh(store: Store, config: Config, now: datetime | None = None) -> Models:
@@ -188,14 +190,16 @@ def refresh(store: Store, config: Config, now: datetime | None = None) -> Models
     models = load_models(store, config)
     ids = store.sync_users(u.email for u in config.users)
     profiles.build_and_cache(store, models.text, models.collab, [(ids[u.email.lower()], u) for u in config.users],
-                             config.ranking, now or datetime.now(UTC))
+                             config.ranking, now or datetime.now(UTC), models.space)
     return models
 
 
-def choice_for(config: Config, user: UserConfig, limit: int | None) -> Choice:
+def choice_for(config: Config, user: UserConfig, limit: int | None, models: Models) -> Choice:
     r = config.ranking
+    # A reader's own classifier carries its LSA part's weight already.
+    dense_weight = r.collaborative_weight if models.collab is not None else 1.0
     return Choice(user=user.email, limit=limit or user.max_items, min_score=user.min_score, exclude=user.exclude,
-                  authors=user.authors, why_terms=r.why_terms, collaborative_weight=r.collaborative_weight,
+                  authors=user.authors, why_terms=r.why_terms, collaborative_weight=dense_weight,
                   interest_boost=r.interest_boost, interests=user.interests)
 
 
@@ -207,14 +211,22 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
     ``persist``: store the profiles that changed (`recommend` only reads)."""
     ids = ids if ids is not None else store.sync_users(u.email for u in users)
     pairs = [(ids[u.email.lower()], u) for u in users]
-    built = profiles.build_or_reuse(store, models.text, models.collab, pairs, config.ranking, now, persist)
+    built = profiles.build_or_reuse(store, models.text, models.collab, pairs, config.ranking, now, persist, models.space)
     user_ids = [uid for uid, _ in pairs]
     sent = store.sent_map(user_ids)
     skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]
 
     picks = rank_many(models.text, models.collab, built, candidates, skips,
-                      [choice_for(config, u, limit) for u in users], store.titles)
+                      [choice_for(config, u, limit, models) for u in users], store.titles, models.space)
     return {user.email: result for user, result in zip(users, picks, strict=True)}
+
+
+def profile(config: Config, store: Store, user: UserConfig) -> tuple[profiles.Profile, list[str]]:
+    """One user's profile as ranking uses it (persisted when it changed), and the model's terms."""
+    models = load_models(store, config)
+    built = profiles.current(store, models.text, store.user_id(user.email), user, config.ranking, datetime.now(UTC),
+                             models.collab, models.space)
+    return built, models.text.terms
 
 
 def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
@@ -224,14 +236,18 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     paper = store.paper(paper_id)
     models = load_models(store, config)
     user_id = store.user_id(user.email)
-    built = profiles.build_many(store, models.text, models.collab, [(user_id, user)], config.ranking, now)
-    choice = choice_for(config, user, 1)
+    built = profiles.build_many(store, models.text, models.collab, [(user_id, user)], config.ranking, now,
+                                space=models.space)
+    choice = choice_for(config, user, 1, models)
     plain = Choice(user=choice.user, limit=1, why_terms=choice.why_terms, collaborative_weight=choice.collaborative_weight,
                    interest_boost=choice.interest_boost, interests=choice.interests, authors=choice.authors)
     pick = rank_many(models.text, models.collab, built, [paper], [set()], [plain],
-                     store.titles)[0][0]
+                     store.titles, models.space)[0][0]
     why = pick.explanation
     content = float((built.matrix[0] @ models.text.rows([paper.id]).T).toarray().ravel()[0])
+    topics = 0.0  # the LSA part of the reader's own classifier
+    if models.collab is None and models.space is not None and built.dense is not None:
+        topics = float(built.dense[0] @ models.space.coordinates[models.text.index[paper.id]])
     notes = []
     if paper.id in store.starred_ids(user_id):
         notes.append("you starred this paper, so it is never recommended to you")
@@ -246,7 +262,8 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     return {
         "user": user.email, "paper_id": paper.id, "title": paper.display.title, "score": round(pick.score, 6),
         "content": round(content, 6), "collaborative": round(why.collaborative, 6),
-        "interests": round(pick.score - content - why.collaborative, 6) if why.personalized else 0.0,
+        "topics": round(topics, 6),
+        "interests": round(pick.score - content - topics - why.collaborative, 6) if why.personalized else 0.0,
         "nearest": [{"paper_id": p, "title": shown(t), "similarity": round(s, 4)} for p, t, s in why.nearest],
         "terms": [{"term": t.term, "contribution": round(t.contribution, 4)} for t in why.terms],
         "followed_authors": list(why.followed_authors), "matched_interests": list(why.matched_interests),

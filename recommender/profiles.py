@@ -25,17 +25,19 @@ from datetime import datetime
 import numpy as np
 import scipy.sparse as sp
 
+from recommender import personal
 from recommender.collab import CollabModel
 from recommender.config import RankingConfig, UserConfig
 from recommender.domain import Signal
 from recommender.norms import unit_rows
+from recommender.personal import LsaSpace
 from recommender.store import Store
 from recommender.textmodel import TextModel
 
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
 PROFILE_CHUNK = 2000  # users per sparse product when building profiles
-CACHE_FORMAT = 1  # part of the cache's key: a new way of building profiles never reads old ones
+CACHE_FORMAT = 2  # part of the cache's key: a new way of building profiles never reads old ones
 
 
 @dataclass
@@ -59,7 +61,9 @@ class Profiles:
 
     user_ids: list[int]
     matrix: sp.csr_matrix  # users x terms, unit rows (zero rows: no profile yet)
-    collab: np.ndarray | None  # users x factors, unit rows, or None without a collaborative model
+    # users x k, or None: reader factors (unit rows) with a collaborative model, else the LSA
+    # weights of the readers' own classifiers (zero rows for readers without one)
+    dense: np.ndarray | None
     weights: list[dict[str, float]]
     interests: list[tuple[str, ...]]
     starred: list[set[str]]  # each user's starred papers (never recommended to them)
@@ -84,7 +88,7 @@ class CachedProfiles:
     generations: np.ndarray  # int64, each user's signal generation when the row was built
     interests: np.ndarray  # int64 fingerprint of each user's interests keywords
     matrix: sp.csr_matrix
-    collab: np.ndarray | None
+    dense: np.ndarray | None
     pulls: sp.csr_matrix  # users x papers: each paper's summed pull (Profiles.weights)
     stars: sp.csr_matrix  # users x papers: ones where the user starred the paper
 
@@ -105,14 +109,15 @@ def signal_version(signals: list[Signal], user: UserConfig, ranking: RankingConf
 
 
 def build_many(store: Store, model: TextModel, collab: CollabModel | None, users: Sequence[tuple[int, UserConfig]],
-               ranking: RankingConfig, now: datetime, persist: bool = True) -> Profiles:
-    """Profiles of ``users`` ((user id, config) pairs) from their signals, in one pass."""
-    return _build_with_pulls(store, model, collab, users, ranking, now, persist)[0]
+               ranking: RankingConfig, now: datetime, persist: bool = True, space: LsaSpace | None = None) -> Profiles:
+    """Profiles of ``users`` ((user id, config) pairs) from their signals, in one pass; with an
+    LSA ``space``, each reader with enough signals gets their own classifier (``personal``)."""
+    return _build_with_pulls(store, model, collab, users, ranking, now, persist, space)[0]
 
 
 def _build_with_pulls(store: Store, model: TextModel, collab: CollabModel | None,
                       users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig, now: datetime,
-                      persist: bool) -> tuple[Profiles, sp.csr_matrix]:
+                      persist: bool, space: LsaSpace | None = None) -> tuple[Profiles, sp.csr_matrix]:
     """``build_many``, and the users x papers matrix of pulls the profiles were built from."""
     user_ids = [uid for uid, _ in users]
     # The times count only for ageing stars and for the version a stored profile keeps.
@@ -132,7 +137,7 @@ def _build_with_pulls(store: Store, model: TextModel, collab: CollabModel | None
         starred.append(stars)
         interests.append(_profile_interests(user, len(stars), ranking))
     pull = sp.csr_matrix((values, (rows, cols)), shape=(len(users), len(model.paper_ids)))
-    matrix, collab_rows = profile_rows(model, collab, pull, interests, ranking)
+    matrix, collab_rows = profile_rows(model, collab, pull, interests, ranking, space)
     profiles = Profiles(user_ids, matrix, collab_rows, weights, interests, starred)
     if persist:
         _persist_changed(store, model, profiles, users, signals, ranking)
@@ -149,7 +154,7 @@ def cache_key(store: Store, ranking: RankingConfig) -> str | None:
     text_stamp = store.model_stamp("tfidf")
     if text_stamp is None or ranking.star_half_life_days > 0:
         return None
-    parts = [CACHE_FORMAT, text_stamp, store.model_stamp("collab"), repr(ranking)]
+    parts = [CACHE_FORMAT, text_stamp, store.model_stamp("collab"), store.model_stamp("lsa"), repr(ranking)]
     return hashlib.sha1(json.dumps(parts).encode(), usedforsecurity=False).hexdigest()
 
 
@@ -158,11 +163,12 @@ def _fingerprint(interests: tuple[str, ...]) -> int:
 
 
 def build_and_cache(store: Store, model: TextModel, collab: CollabModel | None,
-                    users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig, now: datetime) -> Profiles:
+                    users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig, now: datetime,
+                    space: LsaSpace | None = None) -> Profiles:
     """``build_many`` (persisting), and the result cached beside a SQLite database."""
     # Read before the signals: a change in between leaves a row that is merely stale.
     generations = store.signal_generations([uid for uid, _ in users])
-    built, pulls = _build_with_pulls(store, model, collab, users, ranking, now, persist=True)
+    built, pulls = _build_with_pulls(store, model, collab, users, ranking, now, True, space)
     key = cache_key(store, ranking)
     if generations is None or key is None:
         return built
@@ -176,20 +182,21 @@ def build_and_cache(store: Store, model: TextModel, collab: CollabModel | None,
         user_ids=np.array([uid for uid, _ in users], dtype=np.int64),
         generations=np.array([generations.get(uid, 0) for uid, _ in users], dtype=np.int64),
         interests=np.array([_fingerprint(user.interests) for _, user in users], dtype=np.int64),
-        matrix=built.matrix, collab=built.collab, pulls=pulls,
+        matrix=built.matrix, dense=built.dense, pulls=pulls,
         stars=sp.csr_matrix((np.ones(len(star_cols), dtype=np.int8), (star_rows, star_cols)), shape=pulls.shape)))
     return built
 
 
 def build_or_reuse(store: Store, model: TextModel, collab: CollabModel | None, users: Sequence[tuple[int, UserConfig]],
-                   ranking: RankingConfig, now: datetime, persist: bool = True) -> Profiles:
+                   ranking: RankingConfig, now: datetime, persist: bool = True, space: LsaSpace | None = None,
+                   ) -> Profiles:
     """``build_many``, taking from the cache the profiles whose user's signals and interests have
     not changed since it was built (what that costs: one read of the users' generations)."""
     key = cache_key(store, ranking) if users else None
     cached = store.load_model("profiles", key) if key else None
     generations = store.signal_generations([uid for uid, _ in users]) if isinstance(cached, CachedProfiles) else None
     if generations is None or not isinstance(cached, CachedProfiles):
-        return build_many(store, model, collab, users, ranking, now, persist)
+        return build_many(store, model, collab, users, ranking, now, persist, space)
     position = {uid: i for i, uid in enumerate(cached.user_ids.tolist())}
     taken: list[tuple[int, UserConfig]] = []
     stale: list[tuple[int, UserConfig]] = []
@@ -206,7 +213,7 @@ def build_or_reuse(store: Store, model: TextModel, collab: CollabModel | None, u
     reused = _cached_rows(cached, model, taken, ranking)
     if not stale:
         return reused
-    rebuilt = build_many(store, model, collab, stale, ranking, now, persist)
+    rebuilt = build_many(store, model, collab, stale, ranking, now, persist, space)
     at = [o if o >= 0 else len(taken) - 1 - o for o in order]
 
     def joined(a: list, b: list) -> list:
@@ -214,7 +221,7 @@ def build_or_reuse(store: Store, model: TextModel, collab: CollabModel | None, u
         return [both[k] for k in at]
 
     return Profiles([uid for uid, _ in users], sp.vstack([reused.matrix, rebuilt.matrix], format="csr")[at],
-                    None if reused.collab is None else np.concatenate([reused.collab, rebuilt.collab])[at],
+                    None if reused.dense is None else np.concatenate([reused.dense, rebuilt.dense])[at],
                     joined(reused.weights, rebuilt.weights), joined(reused.interests, rebuilt.interests),
                     joined(reused.starred, rebuilt.starred))
 
@@ -231,14 +238,16 @@ def _cached_rows(cached: CachedProfiles, model: TextModel, taken: list[tuple[int
         starred.append({paper_ids[c] for c in stars.indices[stars.indptr[r]:stars.indptr[r + 1]].tolist()})
         interests.append(_profile_interests(user, len(starred[-1]), ranking))
     return Profiles(cached.user_ids[rows].tolist(), cached.matrix[rows],
-                    None if cached.collab is None else cached.collab[rows], weights, interests, starred)
+                    None if cached.dense is None else cached.dense[rows], weights, interests, starred)
 
 
 def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matrix,
-                 interests: list[tuple[str, ...]], ranking: RankingConfig) -> tuple[sp.csr_matrix, np.ndarray | None]:
+                 interests: list[tuple[str, ...]], ranking: RankingConfig, space: LsaSpace | None = None,
+                 ) -> tuple[sp.csr_matrix, np.ndarray | None]:
     """Unit profile rows in term space (and in reader-factor space) from a users x papers matrix
     of pulls: sparse products over chunks of users, each profile cut to its ``profile_terms``
-    strongest terms (memory stays bounded for any number of users)."""
+    strongest terms (memory stays bounded for any number of users). With an LSA ``space``, a
+    reader's own classifier replaces the sum where they have enough signals."""
     parts = []
     for start in range(0, pull.shape[0], PROFILE_CHUNK):
         part = (pull[start:start + PROFILE_CHUNK] @ model.matrix).tocsr()
@@ -248,6 +257,12 @@ def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matr
         parts.append(unit_rows(_strongest(part, ranking.profile_terms)).astype(np.float32))
     matrix = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, model.matrix.shape[1]), dtype=np.float32)
     matrix.eliminate_zeros()
+    if space is not None and collab is None:
+        terms, dense, fitted = personal.classifier_rows(model, space, pull, ranking)
+        if fitted.any():
+            matrix = (sp.diags((~fitted).astype(np.float32)) @ matrix + terms).tocsr().astype(np.float32)
+            matrix.eliminate_zeros()
+            return matrix, dense
     collab_rows = None
     if collab is not None:
         # float32 pulls: against the float32 factors, a float64 product would first copy them all.
@@ -302,6 +317,6 @@ def _persist_changed(store: Store, model: TextModel, profiles: Profiles, users: 
 
 
 def current(store: Store, model: TextModel, user_id: int, user: UserConfig, ranking: RankingConfig,
-            now: datetime, collab: CollabModel | None = None) -> Profile:
+            now: datetime, collab: CollabModel | None = None, space: LsaSpace | None = None) -> Profile:
     """One user's profile (built from the signal log, persisted when it changed)."""
-    return build_many(store, model, collab, [(user_id, user)], ranking, now).profile(0)
+    return build_many(store, model, collab, [(user_id, user)], ranking, now, space=space).profile(0)

@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 from recommender import kernels
 from recommender.collab import CollabModel
 from recommender.domain import Explanation, Paper, Recommendation, SharedTerm
+from recommender.personal import LsaSpace
 from recommender.profiles import Profiles
 from recommender.scoring import SPLIT_MIN_USERS, PoolScorer
 from recommender.textmodel import TextModel, taken_rows
@@ -90,7 +91,7 @@ def top_candidates(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[s
     n = scorer.size
     users = range(start, end)
     weights = np.array([choices[u].collaborative_weight for u in users], dtype=np.float32)
-    readers = profiles.collab[start:end] if profiles.collab is not None else None
+    readers = profiles.dense[start:end] if profiles.dense is not None else None
     total = scorer.scores(profiles.matrix[start:end], readers, weights)
     by_words: dict[tuple[str, ...], list[int]] = {}
     for offset, u in enumerate(users):
@@ -163,16 +164,21 @@ def picks_by_chunk(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[s
 
 def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, pool: list[Paper],
               skips: Sequence[set[str]], choices: Sequence[Choice], titles: Callable[[list[str]], dict[str, str]],
-              ) -> list[list[Recommendation]]:
+              space: LsaSpace | None = None) -> list[list[Recommendation]]:
     """Each user's top ``choice.limit`` candidates from ``pool`` (in source order), best first.
-    ``skips`` holds each user's starred and already-sent ids; ``titles`` looks up titles."""
+    ``skips`` holds each user's starred and already-sent ids; ``titles`` looks up titles. The
+    profiles' dense part scores against the pool's predicted reader factors (``collab``) or,
+    without those, its LSA coordinates (``space``: readers' own classifiers)."""
     if not pool or not choices:
         return [[] for _ in choices]
     position = {p.id: i for i, p in enumerate(pool)}
     rows = model.rows([p.id for p in pool])
-    collab_rows = None if collab is None else \
-        taken_rows(collab.predicted, np.array([collab.index[p.id] for p in pool], dtype=np.int64))
-    scorer = PoolScorer(rows, collab_rows if profiles.collab is not None else None,
+    dense_rows = None
+    if collab is not None:
+        dense_rows = taken_rows(collab.predicted, np.array([collab.index[p.id] for p in pool], dtype=np.int64))
+    elif space is not None:
+        dense_rows = taken_rows(space.coordinates, np.array([model.index[p.id] for p in pool], dtype=np.int64))
+    scorer = PoolScorer(rows, dense_rows if profiles.dense is not None else None,
                         split=len(choices) >= SPLIT_MIN_USERS, profiles=profiles.matrix)
     matches = _Matches(pool)
     titles = _RunTitles(titles)
@@ -182,6 +188,8 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
     for (start, end), (picked, scores, collaborative, counts) in picks_by_chunk(profiles, scorer, skips, choices,
                                                                               position, matches, pool):
         explain = _ChunkExplainer(model, profiles, pool, titles, choices, start, picked, counts)
+        if collab is None:
+            collaborative = np.zeros_like(collaborative)  # a classifier's LSA part: no other reader's stars
         for offset in range(end - start):
             u = start + offset
             choice = choices[u]

@@ -15,6 +15,7 @@ from recommender.errors import ConfigError
 
 SOURCE_KINDS = ("trending_page", "jsonl", "hf_daily", "arxiv")
 COMMUNITY_MODES = ("auto", "off", "on")
+PERSONAL_MODES = ("auto", "off", "on")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 EXAMPLE_SECRET = "change-me-to-a-long-random-string"  # nosec B105  # the example value, refused as a secret
 EXAMPLE_SENDER = "digest@example.org"
@@ -54,6 +55,11 @@ class RankingConfig:
     lsa_max_terms: int = 30000
     profile_terms: int = 500
     interest_boost: float = 0.05
+    personal: str = "auto"  # a classifier per reader: auto (without the community, up to personal_max_users), on, off
+    personal_max_users: int = 200
+    personal_dims: int = 200
+    personal_lsa_weight: float = 0.5
+    personal_c: float = 0.03
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from functools import lru_cache
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPACES = re.compile(r"\s+")
@@ -109,26 +108,3 @@ def snippet(text: str, limit: int) -> str:
         return text
     cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:.-")
     return cut + "…"
-
-
-_WRAP_UNSAFE = re.compile(r"-|[^\S ]|  |^ | $")  # hyphens, any whitespace but single spaces
-
-
-@lru_cache(maxsize=32)
-def _greedy_lines(width: int) -> re.Pattern[str]:
-    """The longest run of at most ``width`` characters that ends before a space or at the end:
-    with single spaces and no word wider than a line, exactly a greedy line of whole words."""
-    return re.compile(rf"(.{{1,{width}}})(?: |$)")
-
-
-def wrap(text: str, width: int) -> list[str]:
-    """``textwrap.wrap(text, width)``, computed by one greedy regular expression when that gives
-    the same lines (single spaces, no hyphens, no word wider than a line: the usual one-line
-    snippet), which is many times faster; textwrap itself otherwise. A digest wraps 40 texts."""
-    if not text:
-        return []
-    if _WRAP_UNSAFE.search(text) or max(map(len, text.split(" "))) > width:
-        import textwrap
-
-        return textwrap.wrap(text, width)
-    return _greedy_lines(width).findall(text)

@@ -107,17 +107,6 @@ def test_config_loading_raises_only_config_errors(tmp_path: Path, text: str):
         assert str(exc).startswith(str(path)) and "\n" not in str(exc)
 
 
-@given(text=st.text(alphabet=st.sampled_from(list("ab -—\u00a0é\t\n.,")), max_size=300)
-       | st.lists(st.text(alphabet="abcdefghij", min_size=1, max_size=12), max_size=60).map(" ".join),
-       width=st.integers(min_value=5, max_value=80))
-def test_wrap_gives_the_lines_of_textwrap(text: str, width: int):
-    import textwrap
-
-    from recommender.text import wrap
-
-    assert wrap(text, width) == textwrap.wrap(text, width)
-
-
 @settings(max_examples=300)
 @given(text=st.text(max_size=80) | st.text(alphabet="ab_^{}~\\$ 12-.,'()\u200bé\u0301\u2013", max_size=50))
 def test_cleaning_for_ranking_gives_the_tokens_of_every_pass_and_punctuation_removed(text: str):

@@ -245,8 +245,8 @@ def _reused_and_built(config, store: Store) -> tuple[profiles.Profiles, profiles
     ids = store.sync_users(u.email for u in config.users)
     pairs = [(ids[u.email.lower()], u) for u in config.users]
     now = datetime.now(UTC)
-    return (profiles.build_or_reuse(store, models.text, models.collab, pairs, config.ranking, now, persist=False),
-            profiles.build_many(store, models.text, models.collab, pairs, config.ranking, now, persist=False))
+    return (profiles.build_or_reuse(store, models.text, models.collab, pairs, config.ranking, now, False, models.space),
+            profiles.build_many(store, models.text, models.collab, pairs, config.ranking, now, False, models.space))
 
 
 def _row(built: profiles.Profiles, i: int) -> tuple:
@@ -428,3 +428,47 @@ def test_community_takes_only_its_three_values(tmp_path: Path):
 
     with pytest.raises(ConfigError, match=r"ranking\.community: expected auto or off or on, got 'sometimes'"):
         load_config(write_config(tmp_path, extra='[ranking]\ncommunity = "sometimes"\n'))
+
+
+def test_a_reader_alone_is_ranked_by_their_own_classifier(tmp_path: Path):
+    """Without the community, a reader with three stars gets a linear classifier of their own
+    (terms and LSA topics); `personal = "off"` keeps the plain profile."""
+    config, store, batches = _install(tmp_path, "alone", 0, "auto")
+    off_config = replace(config, ranking=replace(config.ranking, personal="off"))
+    try:
+        models = pipeline.load_models(store, config)
+        assert models.collab is None and models.space is not None
+        assert models.space.coordinates.shape[0] == len(models.text.paper_ids)
+        picks = pipeline.recommend(config, store, [config.users[0]], batches)["ada@example.org"]
+        # Ada starred two transport papers and one on proteins: those topics first, transport on top.
+        assert picks[0].paper.id.startswith("newtransport")
+        assert all(p.paper.id.startswith(("newtransport", "newproteins")) for p in picks[:8])
+        scores = [p.score for p in picks]
+        assert scores == sorted(scores, reverse=True)
+        breakdown = pipeline.explain(config, store, config.users[0], picks[0].paper.id)
+        assert breakdown["collaborative"] == 0 and breakdown["topics"] != 0
+        assert breakdown["score"] == pytest.approx(breakdown["content"] + breakdown["topics"] + breakdown["interests"],
+                                                   abs=1e-5)
+        assert breakdown["interests"] == pytest.approx(0, abs=1e-5)
+        assert pipeline.load_models(store, off_config).space is None
+        plain = pipeline.explain(off_config, store, config.users[0], picks[0].paper.id)
+        assert plain["topics"] == 0 and plain["content"] != breakdown["content"]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("mode, community, readers, expected", [
+    ("auto", False, 1, True), ("auto", False, 200, True), ("auto", False, 201, False), ("on", False, 5000, True),
+    ("auto", True, 1, False), ("on", True, 1, False), ("off", False, 1, False)])
+def test_personal_says_when_readers_get_their_own_classifier(mode: str, community: bool, readers: int, expected: bool):
+    from recommender import personal
+    from recommender.config import RankingConfig
+
+    assert personal.used(RankingConfig(personal=mode), community, readers) == expected
+
+
+def test_personal_takes_only_its_three_values(tmp_path: Path):
+    from recommender.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"ranking\.personal: expected auto or off or on, got 'always'"):
+        load_config(write_config(tmp_path, extra='[ranking]\npersonal = "always"\n'))

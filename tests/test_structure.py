@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("base", {"recommender", "errors", "env_names", "settings", "config_tables", "config", "domain", "text",
               "latex", "names", "norms", "kernels", "resources", "halves", "group_commit", "tokens", "schedule"}),
     ("sources and store", {"sources", "sources.*", "arxiv_lookup", "store", "store.*"}),
-    ("model", {"term_counts", "textmodel", "collab", "profiles", "scoring", "ranking", "matching"}),
+    ("model", {"term_counts", "textmodel", "collab", "personal", "profiles", "scoring", "ranking", "matching"}),
     ("digest", {"digest", "message", "digest_states"}),
     ("delivery and feedback", {"delivery", "feedback", "web_limits"}),
     ("pipeline", {"pipeline"}),

@@ -191,7 +191,8 @@ def explain(app: AppContext, paper_id: str, email: str | None, as_json: bool) ->
         return
     click.echo(f"{breakdown['title']}  ({breakdown['paper_id']})")
     click.echo(f"score {breakdown['score']:.4f} = content {breakdown['content']:.4f} "
-               f"+ collaborative {breakdown['collaborative']:.4f} + interests {breakdown['interests']:.4f}")
+               + (f"+ topics {breakdown['topics']:.4f} " if breakdown["topics"] else "")
+               + f"+ collaborative {breakdown['collaborative']:.4f} + interests {breakdown['interests']:.4f}")
     for note in breakdown["notes"]:
         click.echo(f"note: {note}")
     for near in breakdown["nearest"]:

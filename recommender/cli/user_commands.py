@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 import numpy as np
 
-from recommender import profiles, textmodel
+from recommender import pipeline
 from recommender.cli.app import AppContext, cli, emit_json, pass_app, summary
 from recommender.config import CONFIG_ENV
 from recommender.errors import NotFoundError
@@ -119,11 +118,10 @@ def profile_show(app: AppContext, email: str | None, n_terms: int, as_json: bool
     """
     store = app.store
     user = app.user(email)
-    model = textmodel.load_or_fit(store, app.config.ranking)
-    profile = profiles.current(store, model, store.user_id(user.email), user, app.config.ranking, datetime.now(UTC))
+    profile, terms = pipeline.profile(app.config, store, user)
     order = np.argsort(-profile.vector, kind="stable")
-    positive = [(str(model.terms[i]), float(profile.vector[i])) for i in order[:n_terms] if profile.vector[i] > 0]
-    negative = [(str(model.terms[i]), float(profile.vector[i])) for i in order[::-1][:n_terms] if profile.vector[i] < 0]
+    positive = [(str(terms[i]), float(profile.vector[i])) for i in order[:n_terms] if profile.vector[i] > 0]
+    negative = [(str(terms[i]), float(profile.vector[i])) for i in order[::-1][:n_terms] if profile.vector[i] < 0]
     papers = store.titles(profile.positives + profile.negatives)
     record: dict[str, Any] = {
         "user": user.email,

@@ -38,7 +38,7 @@ ALIGN = 64  # each array starts on a 64-byte boundary (numpy and BLAS like align
 STAMP_BYTES = 256  # the file's first bytes: the stamp, padded (keeps the payload aligned)
 # The only classes a payload may name: each is imported by this fixed name, never by one read.
 MODEL_CLASSES = frozenset({"recommender.textmodel.TextModel", "recommender.collab.CollabModel",
-                           "recommender.profiles.CachedProfiles"})
+                           "recommender.profiles.CachedProfiles", "recommender.personal.LsaSpace"})
 
 
 _PLAIN = (str, int, float, bool)

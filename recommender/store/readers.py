@@ -116,6 +116,10 @@ class ReaderRows(PaperRows):
         with self.read() as conn:
             return [(r.user_id, r.paper_id) for r in conn.execute(select(StarRow.user_id, StarRow.paper_id))]
 
+    def readers_with_stars(self) -> int:
+        with self.read() as conn:
+            return conn.execute(select(func.count(func.distinct(StarRow.user_id)))).scalar_one()
+
     def star_count(self) -> int:
         with self.read() as conn:
             return conn.execute(select(func.count()).select_from(StarRow)).scalar_one()

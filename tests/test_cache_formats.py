@@ -1,0 +1,56 @@
+"""Cached models and profiles are keyed by a format version of the code that made them, so a
+change in that code never serves what the old code cached. This test keeps the versions
+honest: it fingerprints the code behind each cache (its syntax tree, without docstrings and
+without the version's own line, so comments and prose can change freely) and fails when the
+code changed but the version did not."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+# cache: (module holding the version, its name, the version, the modules whose code builds the
+# cached data, their fingerprint). On a change, bump the version and record the new fingerprint.
+CACHES = [
+    ("tfidf", "textmodel", "MODEL_FORMAT", 3, ("textmodel", "term_counts", "text"), "fe314fd8097340aa"),
+    ("collab", "collab", "MODEL_FORMAT", 1, ("collab", "norms"), "f1ce3b52592b688c"),
+    ("lsa", "personal", "MODEL_FORMAT", 1, ("personal",), "e85974a1540ade1b"),
+    ("profiles", "profiles", "CACHE_FORMAT", 2, ("profiles", "personal", "norms"), "82363e0ea1632c76"),
+]
+
+
+def _without_prose(tree: ast.Module, version_name: str) -> ast.Module:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            node.body = [n for n in body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
+                                                 and isinstance(n.value.value, str))
+                         and not (isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == version_name
+                                                                      for t in n.targets))] or [ast.Pass()]
+    return tree
+
+
+def fingerprint(modules: tuple[str, ...], version_name: str) -> str:
+    digest = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(f"recommender.{name}")
+        assert spec is not None and spec.origin is not None
+        tree = _without_prose(ast.parse(Path(spec.origin).read_text(encoding="utf-8")), version_name)
+        digest.update(ast.unparse(tree).encode())  # the code as text: the same on every Python version
+    return digest.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("cache, holder, version_name, version, modules, recorded", CACHES,
+                         ids=[c[0] for c in CACHES])
+def test_a_cache_format_changes_with_the_code_that_builds_it(cache: str, holder: str, version_name: str, version: int,
+                                                             modules: tuple[str, ...], recorded: str):
+    current = getattr(importlib.import_module(f"recommender.{holder}"), version_name)
+    found = fingerprint(modules, version_name)
+    assert (current, found) == (version, recorded), (
+        f"the code behind the {cache} cache ({', '.join(modules)}) changed: bump recommender.{holder}.{version_name} "
+        f"(now {current}) and record ({current if current != version else current + 1}, {found!r}) in CACHES")
