@@ -145,8 +145,8 @@ def reduced(data: Dataset, users: list[str], count: int) -> dict[str, list[str]]
 
 
 def table(title: str, rows: dict[str, tuple[Metrics, float]], reference: str) -> dict[str, dict[str, float]]:
-    print(f"\n  {title}")
-    print(f"  {'ranker':44s} {'users':>5s} {'R@50':>6s} {'±se':>6s} {'nDCG@20':>8s} {'±se':>6s} {'vs SVM':>12s} {'s/user':>8s}")
+    print(f"\n  {title}; ratios against the {reference}")
+    print(f"  {'ranker':44s} {'users':>5s} {'R@50':>6s} {'±se':>6s} {'nDCG@20':>8s} {'±se':>6s} {'ratios':>12s} {'s/user':>8s}")
     summaries = {label: metrics.summary() for label, (metrics, _) in rows.items()}
     ref = summaries[reference]
     for label, (_, seconds) in rows.items():
