@@ -17,6 +17,8 @@ about 0.2-1 s at 20,000 papers; ``personal`` says when it is used.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +30,7 @@ from recommender.store import Store
 from recommender.textmodel import TextModel, settings_key
 
 log = logging.getLogger(__name__)
-MODEL_FORMAT = 1  # part of the cache key: a change in how the space is fit never reads old ones
+MODEL_FORMAT = 2  # part of the cache key: a change in how the space is fit never reads old ones
 MIN_POSITIVES = 3  # fewer papers pulling a profile towards them: the Rocchio profile instead
 PERSONAL_TERMS = 2000  # term weights kept per classifier
 
@@ -64,11 +66,11 @@ def fit_space(model: TextModel, ranking: RankingConfig) -> LsaSpace | None:
 
 
 def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, ranking: RankingConfig,
-                    ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+                    progress: Callable[[int], None] | None = None) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """Each user's classifier as (users x terms: its ``PERSONAL_TERMS`` strongest term weights,
     users x dims: its LSA weights times ``personal_lsa_weight``), scaled together to unit
     length, and which users got one (those with at least MIN_POSITIVES papers pulling towards
-    them; the others' rows are zero)."""
+    them; the others' rows are zero). ``progress`` is told of each reader done."""
     from sklearn.svm import LinearSVC
 
     weight = ranking.personal_lsa_weight
@@ -77,7 +79,10 @@ def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, rank
     terms = sp.lil_matrix((pull.shape[0], n_terms), dtype=np.float32)
     dense = np.zeros((pull.shape[0], dims), dtype=np.float32)
     fitted = np.zeros(pull.shape[0], dtype=bool)
+    started = time.perf_counter()
     for user in range(pull.shape[0]):
+        if progress is not None and user:
+            progress(1)
         start, end = pull.indptr[user], pull.indptr[user + 1]
         papers, pulls = pull.indices[start:end], pull.data[start:end]
         if int((pulls > 0).sum()) < MIN_POSITIVES:
@@ -98,6 +103,10 @@ def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, rank
         terms[user, keep] = coef[keep] / norm
         dense[user] = weight * coef[n_terms:] / norm
         fitted[user] = True
+    if progress is not None and pull.shape[0]:
+        progress(1)
+    if fitted.any():
+        log.info("fitted %d readers' own classifiers in %.1f s", int(fitted.sum()), time.perf_counter() - started)
     return terms.tocsr(), dense, fitted
 
 

@@ -184,13 +184,24 @@ def load_models(store: Store, config: Config) -> Models:
     return Models(text, community, personal.load_or_fit(store, text, config.ranking, community is not None))
 
 
-def refresh(store: Store, config: Config, now: datetime | None = None) -> Models:
+def refresh(store: Store, config: Config, now: datetime | None = None,
+            on_reader: Callable[[int, int], None] | None = None) -> Models:
     """Refit what the corpus or the stars changed and rebuild every configured user's profile, so
-    that ranking afterwards only reads (what ingest and star imports do eagerly)."""
+    that ranking afterwards only reads (what ingest and star imports do eagerly). With readers'
+    own classifiers, ``on_reader(done, total)`` follows their fitting."""
     models = load_models(store, config)
     ids = store.sync_users(u.email for u in config.users)
+    done = 0
+
+    def progress(count: int) -> None:
+        nonlocal done
+        done += count
+        if on_reader is not None:
+            on_reader(done, len(config.users))
+
     profiles.build_and_cache(store, models.text, models.collab, [(ids[u.email.lower()], u) for u in config.users],
-                             config.ranking, now or datetime.now(UTC), models.space)
+                             config.ranking, now or datetime.now(UTC), models.space,
+                             progress if models.space is not None else None)
     return models
 
 

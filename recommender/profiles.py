@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -37,7 +37,7 @@ from recommender.textmodel import TextModel
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
 PROFILE_CHUNK = 2000  # users per sparse product when building profiles
-CACHE_FORMAT = 2  # part of the cache's key: a new way of building profiles never reads old ones
+CACHE_FORMAT = 3  # part of the cache's key: a new way of building profiles never reads old ones
 
 
 @dataclass
@@ -117,7 +117,8 @@ def build_many(store: Store, model: TextModel, collab: CollabModel | None, users
 
 def _build_with_pulls(store: Store, model: TextModel, collab: CollabModel | None,
                       users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig, now: datetime,
-                      persist: bool, space: LsaSpace | None = None) -> tuple[Profiles, sp.csr_matrix]:
+                      persist: bool, space: LsaSpace | None = None, progress: Callable[[int], None] | None = None,
+                      ) -> tuple[Profiles, sp.csr_matrix]:
     """``build_many``, and the users x papers matrix of pulls the profiles were built from."""
     user_ids = [uid for uid, _ in users]
     # The times count only for ageing stars and for the version a stored profile keeps.
@@ -137,7 +138,7 @@ def _build_with_pulls(store: Store, model: TextModel, collab: CollabModel | None
         starred.append(stars)
         interests.append(_profile_interests(user, len(stars), ranking))
     pull = sp.csr_matrix((values, (rows, cols)), shape=(len(users), len(model.paper_ids)))
-    matrix, collab_rows = profile_rows(model, collab, pull, interests, ranking, space)
+    matrix, collab_rows = profile_rows(model, collab, pull, interests, ranking, space, progress)
     profiles = Profiles(user_ids, matrix, collab_rows, weights, interests, starred)
     if persist:
         _persist_changed(store, model, profiles, users, signals, ranking)
@@ -164,11 +165,12 @@ def _fingerprint(interests: tuple[str, ...]) -> int:
 
 def build_and_cache(store: Store, model: TextModel, collab: CollabModel | None,
                     users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig, now: datetime,
-                    space: LsaSpace | None = None) -> Profiles:
-    """``build_many`` (persisting), and the result cached beside a SQLite database."""
+                    space: LsaSpace | None = None, progress: Callable[[int], None] | None = None) -> Profiles:
+    """``build_many`` (persisting), and the result cached beside a SQLite database; ``progress``
+    is told of each reader whose own classifier was considered (see ``personal``)."""
     # Read before the signals: a change in between leaves a row that is merely stale.
     generations = store.signal_generations([uid for uid, _ in users])
-    built, pulls = _build_with_pulls(store, model, collab, users, ranking, now, True, space)
+    built, pulls = _build_with_pulls(store, model, collab, users, ranking, now, True, space, progress)
     key = cache_key(store, ranking)
     if generations is None or key is None:
         return built
@@ -243,7 +245,7 @@ def _cached_rows(cached: CachedProfiles, model: TextModel, taken: list[tuple[int
 
 def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matrix,
                  interests: list[tuple[str, ...]], ranking: RankingConfig, space: LsaSpace | None = None,
-                 ) -> tuple[sp.csr_matrix, np.ndarray | None]:
+                 progress: Callable[[int], None] | None = None) -> tuple[sp.csr_matrix, np.ndarray | None]:
     """Unit profile rows in term space (and in reader-factor space) from a users x papers matrix
     of pulls: sparse products over chunks of users, each profile cut to its ``profile_terms``
     strongest terms (memory stays bounded for any number of users). With an LSA ``space``, a
@@ -258,7 +260,7 @@ def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matr
     matrix = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, model.matrix.shape[1]), dtype=np.float32)
     matrix.eliminate_zeros()
     if space is not None and collab is None:
-        terms, dense, fitted = personal.classifier_rows(model, space, pull, ranking)
+        terms, dense, fitted = personal.classifier_rows(model, space, pull, ranking, progress)
         if fitted.any():
             matrix = (sp.diags((~fitted).astype(np.float32)) @ matrix + terms).tocsr().astype(np.float32)
             matrix.eliminate_zeros()

@@ -19,8 +19,8 @@ import pytest
 CACHES = [
     ("tfidf", "textmodel", "MODEL_FORMAT", 3, ("textmodel", "term_counts", "text"), "fe314fd8097340aa"),
     ("collab", "collab", "MODEL_FORMAT", 1, ("collab", "norms"), "f1ce3b52592b688c"),
-    ("lsa", "personal", "MODEL_FORMAT", 1, ("personal",), "e85974a1540ade1b"),
-    ("profiles", "profiles", "CACHE_FORMAT", 2, ("profiles", "personal", "norms"), "82363e0ea1632c76"),
+    ("lsa", "personal", "MODEL_FORMAT", 2, ("personal",), "4222c653111e1d20"),
+    ("profiles", "profiles", "CACHE_FORMAT", 3, ("profiles", "personal", "norms"), "ee2ac95a8e1a59e9"),
 ]
 
 

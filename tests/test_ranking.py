@@ -450,6 +450,11 @@ def test_a_reader_alone_is_ranked_by_their_own_classifier(tmp_path: Path):
         assert breakdown["score"] == pytest.approx(breakdown["content"] + breakdown["topics"] + breakdown["interests"],
                                                    abs=1e-5)
         assert breakdown["interests"] == pytest.approx(0, abs=1e-5)
+        calls: list[tuple[int, int]] = []
+        pipeline.refresh(store, config, on_reader=lambda done, total: calls.append((done, total)))
+        assert calls == [(1, 1)]  # one configured reader, one classifier fitted
+        pipeline.refresh(store, off_config, on_reader=lambda done, total: calls.append((done, total)))
+        assert calls == [(1, 1)]  # without readers' own classifiers nothing to follow
         assert pipeline.load_models(store, off_config).space is None
         plain = pipeline.explain(off_config, store, config.users[0], picks[0].paper.id)
         assert plain["topics"] == 0 and plain["content"] != breakdown["content"]

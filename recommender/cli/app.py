@@ -188,6 +188,22 @@ def progress_bar() -> Progress:
                     console=console, transient=True, disable=not console.is_terminal)
 
 
+def refreshed(app: AppContext) -> None:
+    """``pipeline.refresh`` with a bar while readers' own classifiers are fitted."""
+    from recommender import pipeline  # here: commands that never rank do not import numpy and scipy
+
+    with progress_bar() as bar:
+        task = None
+
+        def on_reader(done: int, total: int) -> None:
+            nonlocal task
+            if task is None:
+                task = bar.add_task("fitting readers' classifiers", total=total)
+            bar.update(task, completed=done)
+
+        pipeline.refresh(app.store, app.config, on_reader=on_reader)
+
+
 def json_lines(records: Iterable[dict[str, Any]]) -> str:
     """One JSON object per line."""
     return "".join([json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in records])

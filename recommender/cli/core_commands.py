@@ -16,6 +16,7 @@ from recommender.cli.app import (
     existing_path,
     pass_app,
     progress_bar,
+    refreshed,
     summary,
 )
 from recommender.config import ConfigErrors, UserConfig, config_warnings, masked_url
@@ -100,7 +101,7 @@ def ingest(app: AppContext, paths: tuple[str, ...], fmt: str, batch_date: object
             task = bar.add_task("parsing", total=len(files))
             result = pipeline.ingest_files(store, files, fmt, day, on_file=lambda n: bar.advance(task, n))
         if result.new_papers:
-            pipeline.refresh(store, app.config)  # refit now, so ranking only reads
+            refreshed(app)  # refit now, so ranking only reads
     finally:
         checkpoints.stop()
     summary(result.line())

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from recommender import library, pipeline
+from recommender import library
 from recommender.cli.app import (
     AppContext,
     cli,
@@ -14,6 +14,7 @@ from recommender.cli.app import (
     existing_path,
     pass_app,
     progress_bar,
+    refreshed,
     summary,
 )
 from recommender.matching import paper_by_title
@@ -133,7 +134,7 @@ def stars_import(app: AppContext, file: str, skip_unknown: bool, offline: bool) 
     """
     result = library.import_stars(app.store, app.config, existing_path(file), skip_unknown, _lookup(app, offline))
     if result.added:
-        pipeline.refresh(app.store, app.config)
+        refreshed(app)
     for problem in result.problems:
         click.echo(f"warning: {problem}", err=True)
     summary(f"imported {result.added} new star(s) from {result.lines} line(s)"
@@ -175,7 +176,7 @@ def import_library(app: AppContext, files: tuple[str, ...], email: str | None, f
         click.echo(f"warning: arXiv lookup failed ({result.lookup_failed}); entries kept as the files had them",
                    err=True)
     if result.new_stars or result.added:
-        pipeline.refresh(app.store, app.config)
+        refreshed(app)
     summary(f"{user.email}: {result.line()}")
 
 
