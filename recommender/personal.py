@@ -30,7 +30,7 @@ from recommender.store import Store
 from recommender.textmodel import TextModel, settings_key
 
 log = logging.getLogger(__name__)
-MODEL_FORMAT = 2  # part of the cache key: a change in how the space is fit never reads old ones
+MODEL_FORMAT = 3  # part of the cache key: a change in how the space is fit never reads old ones
 MIN_POSITIVES = 3  # fewer papers pulling a profile towards them: the Rocchio profile instead
 PERSONAL_TERMS = 2000  # term weights kept per classifier
 
@@ -112,6 +112,8 @@ def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, rank
 
 def load_or_fit(store: Store, model: TextModel, ranking: RankingConfig, community: bool) -> LsaSpace | None:
     """The cached LSA space for the current corpus when readers get their own classifier, else None."""
+    if ranking.personal == "off" or community:
+        return None  # decided without counting readers (a query over every star)
     readers = store.readers_with_stars()
     if not readers or not used(ranking, community, readers):  # no reader to fit one for: no space either
         return None

@@ -19,8 +19,8 @@ import pytest
 CACHES = [
     ("tfidf", "textmodel", "MODEL_FORMAT", 3, ("textmodel", "term_counts", "text"), "fe314fd8097340aa"),
     ("collab", "collab", "MODEL_FORMAT", 1, ("collab", "norms"), "f1ce3b52592b688c"),
-    ("lsa", "personal", "MODEL_FORMAT", 2, ("personal",), "4222c653111e1d20"),
-    ("profiles", "profiles", "CACHE_FORMAT", 3, ("profiles", "personal", "norms"), "ee2ac95a8e1a59e9"),
+    ("lsa", "personal", "MODEL_FORMAT", 3, ("personal",), "c59ff853e73d63cb"),
+    ("profiles", "profiles", "CACHE_FORMAT", 4, ("profiles", "personal", "norms"), "3bade54cc1f0759d"),
 ]
 
 
