@@ -37,7 +37,7 @@ from recommender.textmodel import TextModel
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
 PROFILE_CHUNK = 2000  # users per sparse product when building profiles
-CACHE_FORMAT = 4  # part of the cache's key: a new way of building profiles never reads old ones
+CACHE_FORMAT = 5  # part of the cache's key: a new way of building profiles never reads old ones
 
 
 @dataclass
@@ -149,13 +149,15 @@ def _profile_interests(user: UserConfig, stars: int, ranking: RankingConfig) -> 
     return user.interests if stars < FEW_STARS and ranking.interests_weight > 0 else ()
 
 
-def cache_key(store: Store, ranking: RankingConfig) -> str | None:
-    """The key of the profiles cached for the models ``store`` loaded and these settings; None
-    when profiles are not cached (no model loaded, or stars that age change them with time)."""
+def cache_key(store: Store, ranking: RankingConfig, personal_used: bool = False) -> str | None:
+    """The key of the profiles cached for the models ``store`` loaded, these settings and
+    whether readers get their own classifiers; None when profiles are not cached (no model
+    loaded, or stars that age change them with time)."""
     text_stamp = store.model_stamp("tfidf")
     if text_stamp is None or ranking.star_half_life_days > 0:
         return None
-    parts = [CACHE_FORMAT, text_stamp, store.model_stamp("collab"), store.model_stamp("lsa"), repr(ranking)]
+    parts = [CACHE_FORMAT, text_stamp, store.model_stamp("collab"), store.model_stamp("lsa") if personal_used else None,
+             repr(ranking)]
     return hashlib.sha1(json.dumps(parts).encode(), usedforsecurity=False).hexdigest()
 
 
@@ -171,7 +173,7 @@ def build_and_cache(store: Store, model: TextModel, collab: CollabModel | None,
     # Read before the signals: a change in between leaves a row that is merely stale.
     generations = store.signal_generations([uid for uid, _ in users])
     built, pulls = _build_with_pulls(store, model, collab, users, ranking, now, True, space, progress)
-    key = cache_key(store, ranking)
+    key = cache_key(store, ranking, space is not None)
     if generations is None or key is None:
         return built
     index, star_rows, star_cols = model.index, [], []
@@ -194,7 +196,7 @@ def build_or_reuse(store: Store, model: TextModel, collab: CollabModel | None, u
                    ) -> Profiles:
     """``build_many``, taking from the cache the profiles whose user's signals and interests have
     not changed since it was built (what that costs: one read of the users' generations)."""
-    key = cache_key(store, ranking) if users else None
+    key = cache_key(store, ranking, space is not None) if users else None
     cached = store.load_model("profiles", key) if key else None
     generations = store.signal_generations([uid for uid, _ in users]) if isinstance(cached, CachedProfiles) else None
     if generations is None or not isinstance(cached, CachedProfiles):
@@ -260,11 +262,13 @@ def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matr
     matrix = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, model.matrix.shape[1]), dtype=np.float32)
     matrix.eliminate_zeros()
     if space is not None and collab is None:
+        # A dense part for every reader (zero rows without a classifier): chunks built apart
+        # (cached and rebuilt rows) join whatever their readers have.
         terms, dense, fitted = personal.classifier_rows(model, space, pull, ranking, progress)
         if fitted.any():
             matrix = (sp.diags((~fitted).astype(np.float32)) @ matrix + terms).tocsr().astype(np.float32)
             matrix.eliminate_zeros()
-            return matrix, dense
+        return matrix, dense
     collab_rows = None
     if collab is not None:
         # float32 pulls: against the float32 factors, a float64 product would first copy them all.

@@ -20,7 +20,7 @@ CACHES = [
     ("tfidf", "textmodel", "MODEL_FORMAT", 3, ("textmodel", "term_counts", "text"), "fe314fd8097340aa"),
     ("collab", "collab", "MODEL_FORMAT", 1, ("collab", "norms"), "f1ce3b52592b688c"),
     ("lsa", "personal", "MODEL_FORMAT", 3, ("personal",), "c59ff853e73d63cb"),
-    ("profiles", "profiles", "CACHE_FORMAT", 4, ("profiles", "personal", "norms"), "3bade54cc1f0759d"),
+    ("profiles", "profiles", "CACHE_FORMAT", 5, ("profiles", "personal", "norms"), "719cace8b887e6a9"),
 ]
 
 

@@ -265,8 +265,8 @@ def _three_users(corpus, store: Store):
 
 def test_profiles_built_at_ingest_are_reused_until_their_users_signals_or_interests_change(corpus, store: Store):
     config = _three_users(corpus, store)
-    pipeline.refresh(store, config)  # what ingest and star imports do: models, profiles, the cache
-    key = profiles.cache_key(store, config.ranking)
+    models = pipeline.refresh(store, config)  # what ingest and star imports do: models, profiles, the cache
+    key = profiles.cache_key(store, config.ranking, models.space is not None)
     cached = store.load_model("profiles", key)
     if store.sqlite_path is None:
         assert cached is None and store.signal_generations([1]) is None  # PostgreSQL: always built
@@ -294,7 +294,7 @@ def test_profiles_built_at_ingest_are_reused_until_their_users_signals_or_intere
     reused, built = _reused_and_built(config, store)
     assert [_row(reused, i) for i in range(3)] == [_row(built, i) for i in range(3)]
     # Another model or other settings key another cache: nothing read from this one.
-    assert profiles.cache_key(store, replace(config.ranking, more_weight=2.0)) != key
+    assert profiles.cache_key(store, replace(config.ranking, more_weight=2.0), models.space is not None) != key
 
 
 def test_every_change_to_a_users_stars_and_feedback_moves_their_signal_generation_on(corpus, store: Store):
@@ -477,3 +477,23 @@ def test_personal_takes_only_its_three_values(tmp_path: Path):
 
     with pytest.raises(ConfigError, match=r"ranking\.personal: expected auto or off or on, got 'always'"):
         load_config(write_config(tmp_path, extra='[ranking]\npersonal = "always"\n'))
+
+
+def test_cached_and_rebuilt_profiles_join_whether_or_not_their_readers_have_a_classifier(tmp_path: Path):
+    """Readers' rows come from the cache and from the log in one ranking: a reader who drops
+    below three stars (no classifier) is rebuilt beside cached readers who have one."""
+    from recommender.config import UserConfig
+
+    config, store, batches = _install(tmp_path, "install", 3, "auto")
+    config = replace(config, users=(config.users[0], UserConfig(email="r0@example.org")))
+    try:
+        pipeline.refresh(store, config)
+        store.unstar(store.user_id("r0@example.org"), ["oldtransport0"])
+        reused, built = _reused_and_built(config, store)
+        assert reused.dense is not None and built.dense is not None
+        assert np.allclose(reused.dense, built.dense) and np.any(built.dense[0]) and not np.any(built.dense[1])
+        assert [_row(reused, i) for i in range(2)] == [_row(built, i) for i in range(2)]
+        picks = pipeline.recommend(config, store, list(config.users), batches)
+        assert picks["ada@example.org"][0].paper.id.startswith("newtransport") and picks["r0@example.org"]
+    finally:
+        store.close()
