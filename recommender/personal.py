@@ -30,7 +30,7 @@ from recommender.store import Store
 from recommender.textmodel import TextModel, settings_key
 
 log = logging.getLogger(__name__)
-MODEL_FORMAT = 3  # part of the cache key: a change in how the space is fit never reads old ones
+MODEL_FORMAT = 4  # part of the cache key: a change in how the space is fit never reads old ones
 MIN_POSITIVES = 3  # fewer papers pulling a profile towards them: the Rocchio profile instead
 PERSONAL_TERMS = 2000  # term weights kept per classifier
 
@@ -74,7 +74,7 @@ def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, rank
     from sklearn.svm import LinearSVC
 
     weight = ranking.personal_lsa_weight
-    features = sp.hstack([model.matrix, sp.csr_matrix(weight * space.coordinates.astype(np.float64))], format="csr")
+    features: sp.csr_matrix | None = None  # built for the first reader who gets a classifier, if any
     n_terms, dims = model.matrix.shape[1], space.coordinates.shape[1]
     terms = sp.lil_matrix((pull.shape[0], n_terms), dtype=np.float32)
     dense = np.zeros((pull.shape[0], dims), dtype=np.float32)
@@ -87,6 +87,9 @@ def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, rank
         papers, pulls = pull.indices[start:end], pull.data[start:end]
         if int((pulls > 0).sum()) < MIN_POSITIVES:
             continue
+        if features is None:  # (a copy of the corpus: not for a ranking that only rebuilds Rocchio rows)
+            features = sp.hstack([model.matrix, sp.csr_matrix(weight * space.coordinates.astype(np.float64))],
+                                 format="csr")
         labels = np.zeros(features.shape[0], dtype=np.int8)
         labels[papers[pulls > 0]] = 1
         sample_weight = np.ones(features.shape[0])

@@ -37,7 +37,7 @@ from recommender.textmodel import TextModel
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
 PROFILE_CHUNK = 2000  # users per sparse product when building profiles
-CACHE_FORMAT = 5  # part of the cache's key: a new way of building profiles never reads old ones
+CACHE_FORMAT = 6  # part of the cache's key: a new way of building profiles never reads old ones
 
 
 @dataclass

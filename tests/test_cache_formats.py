@@ -19,8 +19,8 @@ import pytest
 CACHES = [
     ("tfidf", "textmodel", "MODEL_FORMAT", 3, ("textmodel", "term_counts", "text"), "fe314fd8097340aa"),
     ("collab", "collab", "MODEL_FORMAT", 1, ("collab", "norms"), "f1ce3b52592b688c"),
-    ("lsa", "personal", "MODEL_FORMAT", 3, ("personal",), "c59ff853e73d63cb"),
-    ("profiles", "profiles", "CACHE_FORMAT", 5, ("profiles", "personal", "norms"), "719cace8b887e6a9"),
+    ("lsa", "personal", "MODEL_FORMAT", 4, ("personal",), "4674e673e2480538"),
+    ("profiles", "profiles", "CACHE_FORMAT", 6, ("profiles", "personal", "norms"), "382e05975bd691df"),
 ]
 
 
