@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthetic  # noqa: E402
 from commands import SECRET, environment, recommender, timed, write_config  # noqa: E402
 
-from recommender.config import load_config  # noqa: E402
+from recommender.base.config import load_config  # noqa: E402
+from recommender.base.link_signing import LinkSigner, LinkToken  # noqa: E402
 from recommender.store import Store  # noqa: E402
 from recommender.store.feedback import FeedbackLog  # noqa: E402
 from recommender.store.outbox import Outbox  # noqa: E402
-from recommender.tokens import LinkSigner, LinkToken  # noqa: E402
 
 USERS, CLICKS_PER_DIGEST = 3_500, 5  # five distinct links per digest: a reader, not a scanner
 WARMUP_DIGESTS = 500
@@ -99,7 +99,7 @@ def main() -> int:
         timed(recommender("--config", str(config_path), "ingest", str(papers)), folder)
         config = load_config(config_path)
         store = Store.open(config.database.url)
-        from recommender import digest_run
+        from recommender.pipeline import digests as digest_run
 
         digest_run.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
         signer = LinkSigner(SECRET)

@@ -27,7 +27,7 @@ import synthetic  # noqa: E402
 from commands import environment, recommender, timed, write_config  # noqa: E402
 
 from recommender import pipeline  # noqa: E402
-from recommender.config import load_config  # noqa: E402
+from recommender.base.config import load_config  # noqa: E402
 from recommender.store import Store  # noqa: E402
 
 OLD, NEW = 10_000, 5_000

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from citeulike import Dataset, Metrics, load, tie_keys, top_ids  # noqa: E402
 
 from recommender import pipeline  # noqa: E402
-from recommender.config import Config, DatabaseConfig, RankingConfig, UserConfig  # noqa: E402
-from recommender.domain import ParsedBatch, ParsedPaper  # noqa: E402
+from recommender.base.config import Config, DatabaseConfig, RankingConfig, UserConfig  # noqa: E402
+from recommender.base.domain import ParsedBatch, ParsedPaper  # noqa: E402
 from recommender.store import Store  # noqa: E402
 
 SAMPLE = 150

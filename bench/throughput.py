@@ -19,12 +19,15 @@ from sklearn.svm import LinearSVC
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthetic  # noqa: E402
 
-from recommender import collab, textmodel  # noqa: E402
-from recommender.config import RankingConfig  # noqa: E402
-from recommender.domain import Paper  # noqa: E402
-from recommender.profiles import Profiles, profile_rows  # noqa: E402
-from recommender.ranking import Choice, _Matches, picks_by_chunk  # noqa: E402
-from recommender.scoring import PoolScorer  # noqa: E402
+from recommender.base.config import RankingConfig  # noqa: E402
+from recommender.base.domain import Paper  # noqa: E402
+from recommender.model import (
+    reader_factors,  # noqa: E402
+    tfidf,  # noqa: E402
+)
+from recommender.model.profiles import Profiles, profile_rows  # noqa: E402
+from recommender.model.ranking import Choice, _Matches, picks_by_chunk  # noqa: E402
+from recommender.model.scoring import PoolScorer  # noqa: E402
 
 CORPUS, NEW = 30_000, 5_000
 LIMIT = 20
@@ -35,17 +38,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def setup() -> tuple[synthetic.Corpus, textmodel.TextModel, collab.CollabModel | None, np.ndarray, RankingConfig]:
+def setup() -> tuple[synthetic.Corpus, tfidf.TextModel, reader_factors.CollabModel | None, np.ndarray, RankingConfig]:
     ranking = RankingConfig()
     data = synthetic.corpus(CORPUS)
     started = time.perf_counter()
-    model = textmodel.fit(data.ids, data.titles, data.abstracts, ranking, version=1)
+    model = tfidf.fit(data.ids, data.titles, data.abstracts, ranking, version=1)
     print(f"  TF-IDF fit on {CORPUS} papers: {time.perf_counter() - started:.1f}s, {model.matrix.shape[1]} terms", flush=True)
     old = np.arange(CORPUS - NEW)
     libraries = synthetic.user_libraries(data, 3_000, old)
     started = time.perf_counter()
     interactions = [(u, data.ids[p]) for u, lib in enumerate(libraries) for p in lib]
-    reader_model = collab.fit(model, interactions, ranking)
+    reader_model = reader_factors.fit(model, interactions, ranking)
     print(f"  collaborative model fit on 3000 users stars: {time.perf_counter() - started:.1f}s", flush=True)
     return data, model, reader_model, old, ranking
 

@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from recommender import message
-from recommender.config import SmtpConfig, UserConfig
-from recommender.digest import RenderedDigest
-from recommender.domain import Explanation, Paper, Recommendation, SharedTerm
-from recommender.tokens import LinkSigner, LinkToken
+from recommender.base.config import SmtpConfig, UserConfig
+from recommender.base.domain import Explanation, Paper, Recommendation, SharedTerm
+from recommender.base.link_signing import LinkSigner, LinkToken
+from recommender.digest import message
+from recommender.digest.render import RenderedDigest
 
 KEEP_FROM = 0.05  # of the target's time budget
 DIGEST_MESSAGES, DIGEST_BUDGET_S = 10_000, 50.0

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthetic  # noqa: E402
 from commands import recommender, timed, write_config  # noqa: E402
 
-from recommender import textmodel  # noqa: E402
-from recommender.config import RankingConfig  # noqa: E402
+from recommender.base.config import RankingConfig  # noqa: E402
+from recommender.model import tfidf  # noqa: E402
 
 CORPUS, NEW, USERS, TARGET = 30_000, 5_000, 2_000, 500
 RUNS = 3
@@ -60,7 +60,7 @@ def main() -> int:
         seconds = statistics.median(runs)
         lines = outputs[0].count(b"\n")
         assert all(o == outputs[0] for o in outputs), "the runs gave different answers"
-    model = textmodel.fit(data.ids, data.titles, data.abstracts, RankingConfig(), 1)
+    model = tfidf.fit(data.ids, data.titles, data.abstracts, RankingConfig(), 1)
     new_rows = model.matrix[CORPUS - NEW:]
     started = time.perf_counter()
     for library in libraries[:5]:

@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from recommender.errors import RecommenderError  # noqa: E402
+from recommender.base.errors import RecommenderError  # noqa: E402
 
 __all__ = ["RecommenderError", "__version__"]

@@ -4,7 +4,7 @@
 import os
 import sys
 
-from recommender.warm_client import forwarded
+from recommender.app.warm_client import forwarded
 
 
 def main() -> None:
@@ -13,7 +13,7 @@ def main() -> None:
     os.umask(0o077)
     code = forwarded(sys.argv[1:])
     if code is None:
-        from recommender.cli import main as full_command_line
+        from recommender.app.cli import main as full_command_line
 
         full_command_line()
         return

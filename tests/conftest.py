@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from smtp_server import SmtpServer
 
 import recommender
-from recommender.cli import cli
+from recommender.app.cli import cli
+from recommender.base import parallel
 from recommender.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ if os.environ.get("RECOMMENDER_TEST_WHEEL"):
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test reads a real config or writes outside its tmp_path."""
     for name in ("RECOMMENDER_CONFIG", "RECOMMENDER_DATABASE_URL", "RECOMMENDER_SMTP_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
@@ -49,6 +50,12 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     # No `recommender warm` of the developer's answers a test's command (the folder is absent).
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "no-runtime-dir"))
     monkeypatch.chdir(tmp_path)
+    # Two worker processes wherever a test does not say otherwise, whatever the machine's cores:
+    # the tests that split work count on it.
+    monkeypatch.setenv("RECOMMENDER_JOBS", "2")
+    parallel.set_jobs(2)
+    yield
+    parallel.set_jobs(None)
 
 
 def write_config(folder: Path, users: str | None = None, extra: str = "", database_url: str | None = None) -> Path:

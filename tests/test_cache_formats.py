@@ -17,10 +17,11 @@ import pytest
 # cache: (module holding the version, its name, the version, the modules whose code builds the
 # cached data, their fingerprint). On a change, bump the version and record the new fingerprint.
 CACHES = [
-    ("tfidf", "textmodel", "MODEL_FORMAT", 3, ("textmodel", "term_counts", "text"), "fe314fd8097340aa"),
-    ("collab", "collab", "MODEL_FORMAT", 1, ("collab", "norms"), "f1ce3b52592b688c"),
-    ("lsa", "personal", "MODEL_FORMAT", 4, ("personal",), "4674e673e2480538"),
-    ("profiles", "profiles", "CACHE_FORMAT", 6, ("profiles", "personal", "norms"), "382e05975bd691df"),
+    ("tfidf", "model.tfidf", "MODEL_FORMAT", 5, ("model.tfidf", "model.term_counts", "base.text"), "e7087dc1cb1f0c8a"),
+    ("collab", "model.reader_factors", "MODEL_FORMAT", 2, ("model.reader_factors", "model.unit_rows"), "60654a88f7d82f6a"),
+    ("lsa", "model.own_classifier", "MODEL_FORMAT", 5, ("model.own_classifier",), "e51dd9f15e9967d1"),
+    ("profiles", "model.profiles", "CACHE_FORMAT", 7, ("model.profiles", "model.own_classifier", "model.unit_rows",
+                                                       "pipeline.stored_models"), "600fd96db48947e1"),
 ]
 
 

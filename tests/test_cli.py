@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
-from recommender.cli import cli
+from recommender.app.cli import cli
 
 from conftest import Invoke, write_config
 
@@ -225,3 +225,13 @@ def test_config_check_reports_missing_secret(run: Invoke, monkeypatch: pytest.Mo
 def test_missing_file_and_directory(ready: Invoke, tmp_path: Path):
     assert "no such file" in ready("ingest", str(tmp_path / "nope.txt"), code=1).stderr
     assert "is a directory" in ready("ingest", str(tmp_path), code=1).stderr
+
+
+def test_jobs_caps_the_processes_a_command_works_in(ready: Invoke):
+    from recommender.base import parallel
+
+    assert "--jobs" in ready("--jobs", "0", "recommend", code=2).stderr
+    one = ready("--jobs", "1", "recommend", "--limit", "5", "--json").stdout
+    assert parallel.jobs() == 1 and not parallel.can_fork()
+    assert ready("--jobs", "3", "recommend", "--limit", "5", "--json").stdout == one
+    assert parallel.jobs() == 3

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from recommender.config import find_config_path, load_config
-from recommender.errors import ConfigError
+from recommender.base.config import find_config_path, load_config
+from recommender.base.errors import ConfigError
 
 from conftest import REPO
 

@@ -105,7 +105,7 @@ def test_killed_process_by_process_every_digest_arrives_once_or_in_flight_twice(
 
 def test_a_run_beside_a_sending_one_reports_digests_in_flight_elsewhere(tmp_path: Path):
     server = SmtpServer().start()
-    server.box.data_seconds = 0.3
+    server.box.data_seconds = 0.6  # 3.6 s of sending: time for the second command to start on a busy machine
     try:
         path, _, _ = _setup(tmp_path, server.port, 6, max_connections=1)
         command = recommender_command("--config", str(path), "digest", "send")

@@ -16,11 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender import digest_run, pipeline
-from recommender.config import load_config
+from recommender import pipeline
+from recommender.base.config import load_config
+from recommender.base.link_signing import LinkSigner
+from recommender.pipeline import digests as digest_run
 from recommender.store import Store
 from recommender.store.outbox import Outbox
-from recommender.tokens import LinkSigner
 
 from conftest import SECRET, SEEDS, Invoke, smtp_section, write_config
 from smtp_server import SmtpServer, free_port
@@ -272,9 +273,9 @@ def test_process_killed_between_rendering_and_sending_delivers_on_the_next_run(t
 def test_the_written_out_message_reads_like_the_email_package_one(sender: str, name: str, subject: str, text: str):
     """build_message writes the MIME bytes itself (speed); a mail reader must see exactly what
     the email package's own message says: headers, both parts, their encodings."""
-    from recommender import message as delivery_message
-    from recommender.config import SmtpConfig, UserConfig
-    from recommender.digest import RenderedDigest
+    from recommender.base.config import SmtpConfig, UserConfig
+    from recommender.digest import message as delivery_message
+    from recommender.digest.render import RenderedDigest
 
     smtp, user = SmtpConfig(sender=sender), UserConfig(email="ada@example.org", name=name)
     # One HTML line too long for 7bit (quoted-printable then), and with characters beyond ASCII.
@@ -304,7 +305,7 @@ def test_the_written_out_message_reads_like_the_email_package_one(sender: str, n
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from([b"a", b"\r\n", b"\r", b"\n", b"\0", b"x" * 500, b"y" * 997]), max_size=12).map(b"".join))
 def test_a_part_is_sent_unencoded_only_when_smtp_carries_its_lines_as_they_are(lines: bytes):
-    from recommender.message import MAX_LINE_OCTETS, _carried_as_is
+    from recommender.digest.message import MAX_LINE_OCTETS, _carried_as_is
 
     bare = lines.replace(b"\r\n", b"")
     plain = (b"\0" not in lines and b"\r" not in bare and b"\n" not in bare
@@ -319,10 +320,10 @@ def test_an_8bit_text_part_goes_as_8bitmime_or_is_re_encoded_for_a_server_withou
     for one that does not (or knows only HELO), the same message re-encoded to 7 bits."""
     import asyncio
 
-    from recommender import delivery
-    from recommender import message as delivery_message
-    from recommender.config import SmtpConfig, UserConfig
-    from recommender.digest import RenderedDigest
+    from recommender.base.config import SmtpConfig, UserConfig
+    from recommender.delivery import smtp as delivery
+    from recommender.digest import message as delivery_message
+    from recommender.digest.render import RenderedDigest
 
     smtp_server.box.eight_bit_mime, smtp_server.box.ehlo = offered, ehlo
     smtp = SmtpConfig(host="127.0.0.1", port=smtp_server.port, security="none", sender="d@example.org")
@@ -352,7 +353,7 @@ async def _one_batch(items: list) -> AsyncIterator[list]:
 @given(st.lists(st.sampled_from(["a", "é", " ", "\r", "\n", "\r\n", "\x0b", "\x85", "\u2028"]), max_size=30).map("".join)
        | st.text(max_size=40))
 def test_message_lines_end_in_crlf_where_bytes_splitlines_ends_them(text: str):
-    from recommender.message import _crlf_lines
+    from recommender.digest.message import _crlf_lines
 
     assert _crlf_lines(text) == b"".join(line + b"\r\n" for line in text.encode("utf-8").splitlines() or [b""])
 
@@ -386,7 +387,7 @@ def test_digest_send_for_many_users_queues_from_two_processes_and_sends_each_one
     done = subprocess.run(recommender_command("-v", "--config", str(tmp_path / "config.toml"), "digest", "send"),
                           cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"queueing the digests of {users} users in two processes" in done.stderr
+    assert f"queueing the digests of {users} users in 2 processes" in done.stderr
     received = sorted(str(m["To"]) for m in smtp_server.box.messages)
     assert received == sorted(f"u{i:03d}@example.org" for i in range(users))  # each exactly once
     items = Outbox(store).items()
@@ -402,7 +403,7 @@ def test_when_the_second_renderer_dies_its_users_still_get_one_digest_each(tmp_p
     queues the rest of its half, and nobody gets a second digest."""
     import os
 
-    from recommender import halves
+    from recommender.base import parallel
 
     config, store = _setup(tmp_path, free_port(), database_url, users=_many_users(60))
     monkeypatch.setattr(pipeline, "PARALLEL_USERS", 20)
@@ -415,8 +416,8 @@ def test_when_the_second_renderer_dies_its_users_still_get_one_digest_each(tmp_p
         return results
 
     monkeypatch.setattr(digest_run, "_queue_chunk", dies_after_its_first_chunk)
-    assert halves.can_fork(), f"threads left running by earlier tests: {__import__('threading').enumerate()}"
-    results = digest_run.queue_digests(config, store, config.users, _clock, chunk=10, in_two=True)
+    assert parallel.can_fork(), f"threads left running by earlier tests: {__import__('threading').enumerate()}"
+    results = digest_run.queue_digests(config, store, config.users, _clock, chunk=10, parallel_parts=True)
     assert sorted(i.email for i in Outbox(store).items()) == sorted(u.email for u in config.users)  # one each
     statuses = [results[u.email].status for u in config.users]
     assert statuses[:30] == ["queued"] * 30  # this process's half

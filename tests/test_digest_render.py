@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender import digest, pipeline
-from recommender.config import load_config
+from recommender import pipeline
+from recommender.base.config import load_config
+from recommender.base.link_signing import LinkSigner
+from recommender.digest import render as digest
 from recommender.store import Store
-from recommender.tokens import LinkSigner
 
 import browser
 from conftest import SEEDS, write_config
@@ -59,8 +60,8 @@ def test_a_digest_goes_out_as_7bit_lines_that_mean_the_same_html(tmp_path: Path)
     import email.policy
     import html
 
-    from recommender import message as delivery_message
-    from recommender.config import SmtpConfig, UserConfig
+    from recommender.base.config import SmtpConfig, UserConfig
+    from recommender.digest import message as delivery_message
 
     rendered = _render(tmp_path)
     assert not rendered.html.isascii()  # the seeds have names and dashes beyond ASCII
@@ -88,7 +89,7 @@ def test_a_digest_goes_out_as_7bit_lines_that_mean_the_same_html(tmp_path: Path)
 @given(st.lists(st.text(alphabet=st.sampled_from("ab <>/=\"."), max_size=120), min_size=1, max_size=30),
        st.booleans(), st.integers(10, 200))
 def test_packed_lines_keep_every_word_and_only_join_lines(lines: list[str], newline_at_end: bool, width: int):
-    from recommender.message import packed_lines
+    from recommender.digest.message import packed_lines
 
     document = "\n".join(lines) + ("\n" if newline_at_end else "")
     packed = packed_lines(document, width)
@@ -111,7 +112,7 @@ def test_css_inlined_into_the_template_once_gives_the_html_of_inlining_each_mess
     import css_inline
     from jinja2 import Environment, FunctionLoader, StrictUndefined, select_autoescape
 
-    from recommender.resources import templates_dir
+    from recommender.base.resources import templates_dir
 
     rendered = _render(tmp_path)
     config = load_config(tmp_path / "config.toml")

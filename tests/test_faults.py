@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from recommender import digest_run, pipeline
-from recommender.config import load_config
+from recommender import pipeline
+from recommender.base.config import load_config
+from recommender.pipeline import digests as digest_run
 from recommender.store import Store
 from recommender.store.outbox import Outbox
 

@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from recommender import digest_run, pipeline, textmodel
-from recommender.config import Config, load_config
+from recommender import pipeline
+from recommender.base.config import Config, load_config
+from recommender.base.link_signing import LinkSigner, LinkToken
+from recommender.feedback.web import create_app
+from recommender.pipeline import digests as digest_run
+from recommender.pipeline import stored_models
 from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
-from recommender.tokens import LinkSigner, LinkToken
-from recommender.web import create_app
 
 from conftest import SECRET, SEEDS, write_config
 
@@ -105,7 +107,7 @@ def _scores(world: World) -> dict[str, float]:
 
 def _nearest_unsent(world: World, paper_id: str, candidates: dict[str, float]) -> str:
     """The rankable paper most similar to ``paper_id`` (by the same TF-IDF model)."""
-    model = textmodel.load_or_fit(world.store, world.config.ranking)
+    model = stored_models.text_model(world.store, world.config.ranking)
     ids = sorted(candidates)
     sims = (model.rows(ids) @ model.rows([paper_id]).T).toarray().ravel()
     return ids[int(sims.argmax())]
@@ -345,7 +347,7 @@ def test_links_are_itsdangerous_tokens_that_a_plain_serializer_reads(token: Link
 
 def test_a_digests_links_all_carry_the_time_it_was_made():
     """One issue time per digest (read from the clock once), however long rendering takes."""
-    from recommender.digest import Links
+    from recommender.digest.render import Links
 
     moments = iter(datetime(2026, 11, 22, 5, 0, second, tzinfo=UTC) for second in range(10))
     signer = LinkSigner(SECRET, lambda: next(moments))
@@ -360,7 +362,7 @@ def test_a_digests_links_all_carry_the_time_it_was_made():
 def test_link_base64_is_itsdangerous_base64_for_every_padding():
     from itsdangerous.encoding import base64_encode
 
-    from recommender.tokens import _base64
+    from recommender.base.link_signing import _base64
 
     for data in [bytes(range(n)) for n in range(40)] + [b"\xfb\xff" * 9, b"\xff\xfe\xfd"]:
         assert _base64(data) == base64_encode(data)

@@ -16,12 +16,13 @@ import httpx
 import pytest
 import uvicorn
 
-from recommender import digest_run, pipeline
-from recommender.config import load_config
+from recommender import pipeline
+from recommender.base.config import load_config
+from recommender.feedback.web import create_app
+from recommender.pipeline import digests
 from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
-from recommender.web import create_app
 
 import browser
 from conftest import SEEDS, smtp_section, write_config
@@ -71,7 +72,7 @@ def live(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[tuple[object, Stor
 def test_concurrent_clicks_while_digests_are_sent_lose_nothing(live):
     config, store, smtp_server, server = live
     first, second = config.users[:20], config.users[20:]
-    assert all(r.status == "sent" for r in digest_run.run(config, store, first, lambda: datetime.now(UTC)))
+    assert all(r.status == "sent" for r in digests.run(config, store, first, lambda: datetime.now(UTC)))
     links = [link for item in Outbox(store).items() for link in _links(store, item.id, "feedback/more")[:3]]
     assert len(links) == 60
     errors: list[str] = []
@@ -79,7 +80,7 @@ def test_concurrent_clicks_while_digests_are_sent_lose_nothing(live):
 
     def send_rest() -> None:
         try:
-            sender_results.extend(digest_run.run(config, Store.open(config.database.url), second,
+            sender_results.extend(digests.run(config, Store.open(config.database.url), second,
                                                  lambda: datetime.now(UTC)))
         except Exception as exc:  # surfaced below
             errors.append(repr(exc))
@@ -105,7 +106,7 @@ def test_browser_clicks_more_like_this_on_the_web_view(live, tmp_path: Path):
     from selenium.webdriver.common.by import By
 
     config, store, _, server = live
-    digest_run.run(config, store, config.users[:1], lambda: datetime.now(UTC))
+    digests.run(config, store, config.users[:1], lambda: datetime.now(UTC))
     view = _links(store, 1, "digest")[0]
     driver = browser.start(tmp_path / "profile")
     try:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from recommender.group_commit import GroupCommit
+from recommender.store.group_commit import GroupCommit
 
 
 def test_concurrent_writes_share_transactions_and_each_caller_gets_its_own_result(tmp_path):

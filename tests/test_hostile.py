@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from recommender import digest_run, pipeline
-from recommender.config import load_config
+from recommender import pipeline
+from recommender.base.config import load_config
+from recommender.feedback.web import create_app
+from recommender.pipeline import digests
 from recommender.store import Store
 from recommender.store.outbox import Outbox
-from recommender.web import create_app
 
 from conftest import SECRET, Invoke, smtp_section, write_config
 
@@ -54,7 +55,7 @@ def test_titles_are_stored_on_one_line_and_safely(hostile):
 def test_digest_escapes_markup_and_cannot_inject_headers(hostile, smtp_server):
     path, store = hostile
     config = load_config(path)
-    results = digest_run.run(config, store, config.users, lambda: datetime.now(UTC))
+    results = digests.run(config, store, config.users, lambda: datetime.now(UTC))
     assert results[0].status == "sent" and results[0].papers == 5
     message = smtp_server.box.messages[0]
     assert message["Bcc"] is None and message["X-Evil"] is None
@@ -70,7 +71,7 @@ def test_digest_escapes_markup_and_cannot_inject_headers(hostile, smtp_server):
 def test_web_pages_escape_titles(hostile):
     path, store = hostile
     config = load_config(path)
-    digest_run.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
+    digests.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
     raw = Outbox(store).message(Outbox(store).items()[0].id)
     text = message_from_bytes(raw, policy=policy.default).get_body(("plain",)).get_content()
     import re
@@ -135,7 +136,7 @@ def test_the_signing_secret_is_never_logged(tmp_path: Path, smtp_server, caplog:
 
     pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
     with caplog.at_level(logging.DEBUG):
-        digest_run.run(config, store, config.users, lambda: datetime.now(UTC))
+        digests.run(config, store, config.users, lambda: datetime.now(UTC))
         with TestClient(create_app(config, store)) as client:
             client.get("/feedback/more/forged.token.value")
             client.get("/nope")

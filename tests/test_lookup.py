@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from recommender.arxiv_lookup import SPACING_SECONDS, ArxivLookup
-from recommender.config import LookupConfig
+from recommender.base.config import LookupConfig
+from recommender.sources.arxiv_api import SPACING_SECONDS, ArxivLookup
 
 from conftest import SEEDS, Invoke
 

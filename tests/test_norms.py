@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from recommender.norms import unit_rows
+from recommender.model.unit_rows import unit_rows
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -31,7 +31,7 @@ def test_unit_rows_matches_scikit_learn_on_dense_rows_and_integers():
 
 @pytest.mark.parametrize("rows_per_step", [1, 4, 7, 8192])
 def test_scaling_in_steps_of_rows_gives_the_same_rows(monkeypatch, rows_per_step):
-    from recommender import norms
+    from recommender.model import unit_rows as norms
 
     monkeypatch.setattr(norms, "ROWS_PER_STEP", rows_per_step)
     matrix = sp.random(45, 30, density=0.15, random_state=8, format="csr")

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from recommender.errors import InputError
-from recommender.sources import detect_format, parse
-from recommender.text import title_key
+from recommender.base.config import load_config
+from recommender.base.errors import ConfigError, InputError
+from recommender.base.formats import DIGEST_FORMATS, LIBRARY_FORMATS
+from recommender.base.text import title_key
+from recommender.sources import detect_format, parse, reader
 
 from conftest import SEEDS
 
@@ -57,6 +59,25 @@ def test_detect_formats():
     assert detect_format(b'{"title": "a"}\n', "x") == "jsonl"
     assert detect_format(b"  \n[{}]", "x") == "hf_daily"
     assert detect_format(b"<?xml version='1.0'?><rss/>", "x") == "arxiv"
+
+
+def test_every_registered_format_has_its_reader():
+    """The registry is the one list: each name there resolves to a module with the reader's two functions."""
+    for name in DIGEST_FORMATS:
+        assert callable(reader(name).looks_like) and callable(reader(name).read), name
+    for name in LIBRARY_FORMATS:
+        assert callable(reader(name, library=True).looks_like) and callable(reader(name, library=True).read), name
+
+
+@pytest.mark.parametrize("kind", [*DIGEST_FORMATS, "rss"])
+def test_config_accepts_exactly_the_registered_source_kinds(tmp_path: Path, kind: str):
+    path = tmp_path / "config.toml"
+    path.write_text(f'[[sources]]\nname = "x"\nkind = "{kind}"\npath = "a/*"\n', encoding="utf-8")
+    if kind in DIGEST_FORMATS:
+        assert load_config(path).sources[0].kind == kind
+    else:
+        with pytest.raises(ConfigError, match=r"sources\[0\]\.kind: .*one of jsonl, hf_daily, arxiv, trending_page"):
+            load_config(path)
 
 
 @pytest.mark.parametrize("data, message, line", [

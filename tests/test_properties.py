@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from recommender.config import load_config
-from recommender.errors import ConfigError, InputError
+from recommender.base.config import load_config
+from recommender.base.errors import ConfigError, InputError
 from recommender.sources import (
     arxiv,
     bibtex,
@@ -112,9 +112,9 @@ def test_config_loading_raises_only_config_errors(tmp_path: Path, text: str):
 def test_cleaning_for_ranking_gives_the_tokens_of_every_pass_and_punctuation_removed(text: str):
     """for_ranking runs each LaTeX pass only where its marker occurs and leaves punctuation to the
     tokenizer: the tokens must be those of running every pass and replacing punctuation by spaces."""
-    from recommender import text as cleaning
-    from recommender.term_counts import analyzer
-    from recommender.textmodel import TOKEN_PATTERN
+    from recommender.base import text as cleaning
+    from recommender.model.term_counts import analyzer
+    from recommender.model.tfidf import TOKEN_PATTERN
 
     every_pass = cleaning._ZERO_WIDTH.sub("", text)
     every_pass = cleaning._CITE_KEY.sub(" ", every_pass)
@@ -134,7 +134,7 @@ def test_cleaning_for_ranking_gives_the_tokens_of_every_pass_and_punctuation_rem
        terms=st.lists(st.tuples(st.text(max_size=12), st.floats(0, 1)), max_size=3))
 def test_a_recommendation_line_is_the_json_of_its_object(user, title, abstract, authors, url, score, rank, nearest,
                                                          terms):
-    from recommender.domain import Explanation, Paper, Recommendation, SharedTerm
+    from recommender.base.domain import Explanation, Paper, Recommendation, SharedTerm
 
     why = Explanation(personalized=True, nearest=tuple(nearest), terms=tuple(SharedTerm(*t) for t in terms))
     pick = Recommendation(user, Paper("p1", title, abstract, tuple(authors), url), score, rank, lambda: why)

@@ -11,9 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommender import pipeline, profiles, textmodel
-from recommender.config import load_config
-from recommender.domain import ParsedBatch, ParsedPaper
+from recommender import pipeline
+from recommender.base.config import load_config
+from recommender.base.domain import ParsedBatch, ParsedPaper
+from recommender.model import profiles
+from recommender.model import tfidf as textmodel
+from recommender.pipeline import stored_models
 from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
 
@@ -116,13 +119,13 @@ def test_model_is_cached_and_refit_only_when_the_corpus_changes(corpus, store: S
     _recommend(corpus, store)
     version = store.corpus_version()
     assert store.load_model("tfidf", f"{version}:{textmodel.settings_key(corpus.ranking)}") is not None
-    model = textmodel.load_or_fit(store, corpus.ranking)
+    model = stored_models.text_model(store, corpus.ranking)
     assert model.version == version
     store.ingest_batch(ParsedBatch("jsonl", (ParsedPaper(title="Optimal transport maps", abstract="x",
                                                           source_id="A9"),)), "more", "h-more", "run-more")
     assert store.corpus_version() == version + 1
     assert store.load_model("tfidf", f"{version + 1}:{textmodel.settings_key(corpus.ranking)}") is None
-    assert textmodel.load_or_fit(store, corpus.ranking).version == version + 1
+    assert stored_models.text_model(store, corpus.ranking).version == version + 1
 
 
 def test_profile_is_persisted_in_term_space_and_rebuilt_after_a_refit(corpus, store: Store):
@@ -164,7 +167,7 @@ def test_many_users_are_ranked_half_in_a_forked_child_with_the_same_results(corp
                                                                              monkeypatch: pytest.MonkeyPatch):
     import os
 
-    from recommender import halves
+    from recommender.base import parallel as halves
 
     users = [replace(corpus.users[0], email=f"u{i:03d}@example.org") for i in range(pipeline.PARALLEL_USERS + 10)]
     for i, user in enumerate(users[::3]):
@@ -203,7 +206,7 @@ def test_many_users_are_ranked_half_in_a_forked_child_with_the_same_results(corp
 def test_when_the_first_half_fails_the_child_writes_nothing(corpus, store: Store, tmp_path: Path):
     import os
 
-    from recommender import halves
+    from recommender.base import parallel as halves
 
     users = [replace(corpus.users[0], email=f"u{i:03d}@example.org") for i in range(pipeline.PARALLEL_USERS + 10)]
     parent, out = os.getpid(), tmp_path / "out.txt"
@@ -224,7 +227,7 @@ def test_when_the_first_half_fails_the_child_writes_nothing(corpus, store: Store
 
 
 def test_titles_are_looked_up_once_per_ranking_run():
-    from recommender.ranking import _RunTitles
+    from recommender.model.ranking import _RunTitles
 
     asked: list[list[str]] = []
 
@@ -245,8 +248,8 @@ def _reused_and_built(config, store: Store) -> tuple[profiles.Profiles, profiles
     ids = store.sync_users(u.email for u in config.users)
     pairs = [(ids[u.email.lower()], u) for u in config.users]
     now = datetime.now(UTC)
-    return (profiles.build_or_reuse(store, models.text, models.collab, pairs, config.ranking, now, False, models.space),
-            profiles.build_many(store, models.text, models.collab, pairs, config.ranking, now, False, models.space))
+    return (stored_models.cached_or_built_profiles(store, models.text, models.collab, pairs, config.ranking, now, False, models.space),
+            stored_models.build_profiles(store, models.text, models.collab, pairs, config.ranking, now, False, models.space))
 
 
 def _row(built: profiles.Profiles, i: int) -> tuple:
@@ -266,7 +269,7 @@ def _three_users(corpus, store: Store):
 def test_profiles_built_at_ingest_are_reused_until_their_users_signals_or_interests_change(corpus, store: Store):
     config = _three_users(corpus, store)
     models = pipeline.refresh(store, config)  # what ingest and star imports do: models, profiles, the cache
-    key = profiles.cache_key(store, config.ranking, models.space is not None)
+    key = stored_models.profiles_cache_key(store, config.ranking, models.space is not None)
     cached = store.load_model("profiles", key)
     if store.sqlite_path is None:
         assert cached is None and store.signal_generations([1]) is None  # PostgreSQL: always built
@@ -294,7 +297,7 @@ def test_profiles_built_at_ingest_are_reused_until_their_users_signals_or_intere
     reused, built = _reused_and_built(config, store)
     assert [_row(reused, i) for i in range(3)] == [_row(built, i) for i in range(3)]
     # Another model or other settings key another cache: nothing read from this one.
-    assert profiles.cache_key(store, replace(config.ranking, more_weight=2.0), models.space is not None) != key
+    assert stored_models.profiles_cache_key(store, replace(config.ranking, more_weight=2.0), models.space is not None) != key
 
 
 def test_every_change_to_a_users_stars_and_feedback_moves_their_signal_generation_on(corpus, store: Store):
@@ -320,7 +323,7 @@ def test_every_change_to_a_users_stars_and_feedback_moves_their_signal_generatio
 def test_a_batchs_papers_are_one_run_of_model_rows_and_taken_as_a_view(corpus, store: Store):
     """On SQLite the model keeps the order papers were stored in, so a new batch's rows are one
     run in source order: ranking takes them as a view (not a copy of 5,000 rows for one user)."""
-    model = textmodel.load_or_fit(store, corpus.ranking)
+    model = stored_models.text_model(store, corpus.ranking)
     ids = [p.id for p in store.batch_papers(store.latest_run_batch_ids())]
     for wanted in (ids, ids[::-1]):
         rows = model.rows(wanted)
@@ -345,7 +348,7 @@ def test_without_its_cache_file_ranking_builds_the_same_profiles_from_the_log(co
     if store.sqlite_path is not None:
         cache_file = store.sqlite_path.with_name(store.sqlite_path.name + "-models") / "profiles.model"
         cache_file.write_bytes(cache_file.read_bytes()[:400])  # cut short: a damaged file is never used
-        assert store.load_model("profiles", profiles.cache_key(store, config.ranking)) is None
+        assert store.load_model("profiles", stored_models.profiles_cache_key(store, config.ranking)) is None
         assert ranked() == with_cache
         cache_file.unlink()
     assert ranked() == with_cache and {u for u, *_ in with_cache} == {u.email for u in config.users}
@@ -410,7 +413,7 @@ def test_community_off_ranks_a_reader_exactly_as_a_one_reader_install(tmp_path: 
     (16, "auto", True), (3, "auto", False), (3, "on", True), (16, "off", False)])
 def test_community_decides_whether_other_readers_stars_are_used(tmp_path: Path, readers: int, community: str,
                                                                 uses_others: bool):
-    from recommender import collab
+    from recommender.model import reader_factors
 
     config, store, batches = _install(tmp_path, "install", readers, community)
     try:
@@ -418,13 +421,13 @@ def test_community_decides_whether_other_readers_stars_are_used(tmp_path: Path, 
         assert (models.collab is not None) == uses_others
         top = pipeline.recommend(config, store, [config.users[0]], batches)["ada@example.org"][0]
         assert (pipeline.explain(config, store, config.users[0], top.paper.id)["collaborative"] != 0) == uses_others
-        assert collab.uses_community(config.ranking, readers + 1) == uses_others
+        assert reader_factors.uses_community(config.ranking, readers + 1) == uses_others
     finally:
         store.close()
 
 
 def test_community_takes_only_its_three_values(tmp_path: Path):
-    from recommender.errors import ConfigError
+    from recommender.base.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"ranking\.community: expected auto or off or on, got 'sometimes'"):
         load_config(write_config(tmp_path, extra='[ranking]\ncommunity = "sometimes"\n'))
@@ -466,14 +469,14 @@ def test_a_reader_alone_is_ranked_by_their_own_classifier(tmp_path: Path):
     ("auto", False, 1, True), ("auto", False, 200, True), ("auto", False, 201, False), ("on", False, 5000, True),
     ("auto", True, 1, False), ("on", True, 1, False), ("off", False, 1, False)])
 def test_personal_says_when_readers_get_their_own_classifier(mode: str, community: bool, readers: int, expected: bool):
-    from recommender import personal
-    from recommender.config import RankingConfig
+    from recommender.base.config import RankingConfig
+    from recommender.model import own_classifier as personal
 
     assert personal.used(RankingConfig(personal=mode), community, readers) == expected
 
 
 def test_personal_takes_only_its_three_values(tmp_path: Path):
-    from recommender.errors import ConfigError
+    from recommender.base.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"ranking\.personal: expected auto or off or on, got 'always'"):
         load_config(write_config(tmp_path, extra='[ranking]\npersonal = "always"\n'))
@@ -482,7 +485,7 @@ def test_personal_takes_only_its_three_values(tmp_path: Path):
 def test_cached_and_rebuilt_profiles_join_whether_or_not_their_readers_have_a_classifier(tmp_path: Path):
     """Readers' rows come from the cache and from the log in one ranking: a reader who drops
     below three stars (no classifier) is rebuilt beside cached readers who have one."""
-    from recommender.config import UserConfig
+    from recommender.base.config import UserConfig
 
     config, store, batches = _install(tmp_path, "install", 3, "auto")
     config = replace(config, users=(config.users[0], UserConfig(email="r0@example.org")))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from recommender.errors import InputError
+from recommender.base.errors import InputError
+from recommender.base.text import arxiv_id
 from recommender.sources import arxiv, hf_daily, jsonl, parse, read_library
-from recommender.text import arxiv_id
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -293,6 +293,6 @@ def test_readers_see_unicode_and_et_al_while_json_keeps_every_author(tmp_path: P
     (r"\href{https://example.org}{the code}", "the code <https://example.org>"),
 ])
 def test_latex_becomes_unicode_and_no_text_is_dropped(latex: str, shown: str):
-    from recommender.latex import readable
+    from recommender.base.latex import readable
 
     assert readable(latex) == shown

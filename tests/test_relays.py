@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from recommender import digest_run, pipeline
-from recommender.config import load_config
-from recommender.delivery import DeliveryAborted
-from recommender.errors import DeliveryError
+from recommender import pipeline
+from recommender.base.config import load_config
+from recommender.base.errors import DeliveryError
+from recommender.delivery.smtp import DeliveryAborted
+from recommender.feedback.web import create_app
+from recommender.pipeline import digests
 from recommender.store import Store
 from recommender.store.outbox import Outbox
-from recommender.web import create_app
 
 from conftest import SEEDS, recommender_command, smtp_section, write_config
 from smtp_server import SmtpServer
@@ -64,7 +65,7 @@ def test_without_8bitmime_only_the_parts_are_re_encoded_and_list_unsubscribe_sta
     server.box.eight_bit_mime = False
     try:
         _, config, store = _setup(tmp_path, server.port)
-        results = digest_run.run(config, store, config.users, _now)
+        results = digests.run(config, store, config.users, _now)
         assert [r.status for r in results] == ["sent"] * 3
         for raw in server.box.raw:
             assert raw.isascii()
@@ -91,7 +92,7 @@ def test_an_international_address_goes_with_smtputf8_or_fails_alone(tmp_path: Pa
     try:
         users = USERS + '[[users]]\nemail = "zoë@example.net"\nname = "Zoë"\n'
         _, config, store = _setup(tmp_path, server.port, users=users)
-        results = {r.email: r for r in digest_run.run(config, store, config.users, _now)}
+        results = {r.email: r for r in digests.run(config, store, config.users, _now)}
         assert {e: r.status for e, r in results.items() if e != "zoë@example.net"} == dict.fromkeys(
             ["ada@example.org", "bob@example.org", "cy@example.org"], "sent")
         zoe = results["zoë@example.net"]
@@ -113,7 +114,7 @@ def test_chosen_recipients_deferred_and_refused_each_get_their_own_state(tmp_pat
     try:
         path, config, store = _setup(tmp_path, server.port, max_attempts=2, retry_delay_seconds=3600)
         started = _now()
-        lines = _lines(digest_run.run(config, store, config.users, _now))
+        lines = _lines(digests.run(config, store, config.users, _now))
         assert lines["ada@example.org"].startswith("ada@example.org: sent ")
         deferred = re.fullmatch(r"bob@example\.org: deferred until (\S+ \S+) UTC: 450 4\.2\.1 mailbox busy",
                                 lines["bob@example.org"])
@@ -141,9 +142,9 @@ def test_a_failed_digest_is_superseded_by_the_next_so_no_paper_goes_twice(tmp_pa
     server.box.data_reply = "554 5.7.1 rejected"
     try:
         path, config, store = _setup(tmp_path, server.port)
-        assert {r.status for r in digest_run.run(config, store, config.users, _now)} == {"failed"}
+        assert {r.status for r in digests.run(config, store, config.users, _now)} == {"failed"}
         server.box.data_reply = None
-        assert {r.status for r in digest_run.run(config, store, config.users, _now)} == {"sent"}
+        assert {r.status for r in digests.run(config, store, config.users, _now)} == {"sent"}
         retried = run("outbox", "retry", config=path)
         assert retried.exit_code == 0 and "requeued 0" in retried.output
         for user in ("ada@example.org", "bob@example.org", "cy@example.org"):
@@ -159,7 +160,7 @@ def test_a_connection_dropped_mid_data_is_retried_with_the_same_message_id(tmp_p
     server.box.drop_data = 1
     try:
         _, config, store = _setup(tmp_path, server.port, max_connections=1)
-        assert [r.status for r in digest_run.run(config, store, config.users, _now)] == ["sent"] * 3
+        assert [r.status for r in digests.run(config, store, config.users, _now)] == ["sent"] * 3
         assert Counter(i.status for i in Outbox(store).items()) == {"sent": 3}
         assert len(server.box.messages) == 3  # the dropped transfer was not taken
     finally:
@@ -177,7 +178,7 @@ def test_unsubscribing_while_a_digest_waits_for_a_retry_stops_it(tmp_path: Path,
     server.box.rcpt_replies = {"bob@example.org": "451 4.7.1 greylisted"}
     try:
         path, config, store = _setup(tmp_path, server.port, max_attempts=1)
-        digest_run.run(config, store, config.users, _now)
+        digests.run(config, store, config.users, _now)
         link = _unsubscribe_link(store, "bob@example.org")
         with TestClient(create_app(config, store), base_url="http://127.0.0.1:8080") as client:
             # RFC 8058: what a provider sends, as multipart/form-data.
@@ -200,7 +201,7 @@ def test_one_click_unsubscribe_in_every_form_a_provider_posts(tmp_path: Path, fo
     server = SmtpServer().start()
     try:
         _, config, store = _setup(tmp_path, server.port)
-        digest_run.queue_digests(config, store, config.users, _now)
+        digests.queue_digests(config, store, config.users, _now)
         link = _unsubscribe_link(store, "ada@example.org")
         with TestClient(create_app(config, store), base_url="http://127.0.0.1:8080") as client:
             assert client.post(link, files={"Other": (None, "One-Click")}).status_code == 400
@@ -223,7 +224,7 @@ def test_a_refused_login_fails_the_run_once_on_the_first_connection(tmp_path: Pa
         path, config, store = _setup(tmp_path, server.port, username="digest", allow_plaintext_auth=True,
                                      max_connections=4, max_attempts=5)
         with pytest.raises(DeliveryAborted, match="refused the login"):
-            digest_run.run(config, store, config.users, _now)
+            digests.run(config, store, config.users, _now)
         assert len(server.box.auth_sessions) == 1  # one connection tried, not one per recipient
         result = run("digest", "send", config=path, code=1)
         assert result.exit_code == 1 and result.output.count("Error:") == 1
@@ -231,7 +232,7 @@ def test_a_refused_login_fails_the_run_once_on_the_first_connection(tmp_path: Pa
         assert len(server.box.auth_sessions) == 2  # one more run, one more connection
         assert Counter(i.status for i in Outbox(store).items()) == {"pending": 3}  # owed, not failed
         monkeypatch.setenv("RECOMMENDER_SMTP_PASSWORD", "right-password")
-        assert {r.status for r in digest_run.run(load_config(path), store, config.users, _now)} == {"sent"}
+        assert {r.status for r in digests.run(load_config(path), store, config.users, _now)} == {"sent"}
     finally:
         server.stop()
 
@@ -241,7 +242,7 @@ def test_an_unset_password_or_plaintext_login_is_refused_before_connecting(tmp_p
     try:
         path, config, store = _setup(tmp_path, server.port, username="digest", allow_plaintext_auth=True)
         with pytest.raises(DeliveryError, match=r"\$RECOMMENDER_SMTP_PASSWORD is not set"):
-            digest_run.run(config, store, config.users, _now)
+            digests.run(config, store, config.users, _now)
         result = run("digest", "send", config=path, code=1)
         assert result.exit_code == 1 and "RECOMMENDER_SMTP_PASSWORD is not set" in result.output
         assert server.box.envelopes == [] and Outbox(store).items() == []
@@ -280,14 +281,14 @@ def test_an_untrusted_certificate_fails_the_run_once_then_ca_file_and_server_nam
         path, config, store = _setup(tmp_path, port, security="tls", max_attempts=5)
         started = datetime.now(UTC)
         with pytest.raises(DeliveryAborted, match="did not verify"):
-            digest_run.run(config, store, config.users, _now)
+            digests.run(config, store, config.users, _now)
         assert (datetime.now(UTC) - started).total_seconds() < 5  # no backoff for what cannot heal
         # Trusted, but issued for another name than the address we connect to:
         path.write_text(path.read_text() + f'ca_file = "{cert}"\n')
         with pytest.raises(DeliveryAborted, match="did not verify"):
-            digest_run.run(load_config(path), store, config.users, _now)
+            digests.run(load_config(path), store, config.users, _now)
         path.write_text(path.read_text() + 'tls_server_name = "mail.example.test"\n')
-        assert {r.status for r in digest_run.run(load_config(path), store, config.users, _now)} == {"sent"}
+        assert {r.status for r in digests.run(load_config(path), store, config.users, _now)} == {"sent"}
         assert len(box.messages) == 3
     finally:
         tls_server.stop()
@@ -313,7 +314,7 @@ def test_dkim_signature_covers_both_list_unsubscribe_headers_and_verifies_as_rec
     try:
         _, config, store = _setup(tmp_path, server.port, dkim_selector="digest", dkim_domain="example.org",
                                   dkim_key_file=str(key))
-        assert {r.status for r in digest_run.run(config, store, config.users, _now)} == {"sent"}
+        assert {r.status for r in digests.run(config, store, config.users, _now)} == {"sent"}
 
         def dns(name: bytes, timeout: int = 5) -> bytes:
             assert name == b"digest._domainkey.example.org."
@@ -358,7 +359,7 @@ def test_the_html_separates_its_action_links_and_an_unpersonalized_digest_says_s
     server = SmtpServer().start()
     try:
         _, config, store = _setup(tmp_path, server.port, users='[[users]]\nemail = "ada@example.org"\nmax_items = 5\n')
-        assert digest_run.run(config, store, config.users, _now)[0].status == "sent"
+        assert digests.run(config, store, config.users, _now)[0].status == "sent"
         message = server.box.messages[0]
         html, text = (message.get_body((k,)).get_content() for k in ("html", "plain"))
         assert "</a><a" not in html.replace(" ", "").replace("\n", "") or "</a><a" not in html

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from recommender import schedule
-from recommender.config import UserConfig, load_config
-from recommender.scheduler import Daemon, describe_schedule
+from recommender.app import triggers as schedule
+from recommender.app.daemon import Daemon, describe_schedule
+from recommender.base.config import UserConfig, load_config
 from recommender.store import Store
 from recommender.store.state import DaemonState
 

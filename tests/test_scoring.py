@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from recommender.scoring import PoolScorer
+from recommender.model.scoring import PoolScorer
 
 
 def zipf_rows(rng: np.random.Generator, n: int, vocabulary: int, terms: int) -> sp.csr_matrix:
@@ -69,7 +69,7 @@ def test_a_pool_too_small_for_dense_terms_is_scored_sparsely():
 
 @pytest.mark.parametrize("min_work", [0, 10**12], ids=["compiled", "plain"])
 def test_block_dots_and_shared_terms_match_numpy(min_work):
-    from recommender import kernels
+    from recommender.model import sparse_loops
 
     rng = np.random.default_rng(11)
     matrix = zipf_rows(rng, 60, 800, 40)
@@ -79,7 +79,7 @@ def test_block_dots_and_shared_terms_match_numpy(min_work):
     sizes = [len(a) * len(b) for a, b in blocks]
     out, head = np.zeros(sum(sizes)), np.full(800, -1, dtype=np.int64)
     offsets = lambda lengths: np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)  # noqa: E731
-    kernels.run(kernels.block_dots, 0, matrix.indptr, matrix.indices, matrix.data, offsets(sizes),
+    sparse_loops.run(sparse_loops.block_dots, 0, matrix.indptr, matrix.indices, matrix.data, offsets(sizes),
                 np.concatenate([a for a, _ in blocks]).astype(np.int64), offsets([len(a) for a, _ in blocks]),
                 np.concatenate([b for _, b in blocks]).astype(np.int64), offsets([len(b) for _, b in blocks]),
                 head, out, min_work=min_work)
@@ -99,7 +99,7 @@ def test_block_dots_and_shared_terms_match_numpy(min_work):
 
     first, second = rng.choice(60, size=30).astype(np.int64), rng.choice(60, size=30).astype(np.int64)
     terms, values = np.zeros((30, 3), dtype=np.int64), np.zeros((30, 3))
-    kernels.run(kernels.pair_top_terms, 0, matrix.indptr, matrix.indices, matrix.data, first, second, terms, values,
+    sparse_loops.run(sparse_loops.pair_top_terms, 0, matrix.indptr, matrix.indices, matrix.data, first, second, terms, values,
                 min_work=min_work)
     for n in range(30):
         products = dense[first[n]] * dense[second[n]]
@@ -127,8 +127,8 @@ def test_dense_terms_are_chosen_by_the_scatter_work_they_would_cost():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_compiled_selection_equals_a_stable_descending_sort(dtype):
-    from recommender import kernels
-    from recommender.ranking import COMPILED_SELECTION_FROM, best_columns
+    from recommender.model import sparse_loops
+    from recommender.model.ranking import COMPILED_SELECTION_FROM, best_columns
 
     rng = np.random.default_rng(4)
     keys = rng.integers(0, 40, size=(COMPILED_SELECTION_FROM // 300 + 1, 300)).astype(dtype)  # many ties
@@ -139,12 +139,12 @@ def test_the_compiled_selection_equals_a_stable_descending_sort(dtype):
         assert np.array_equal(best_columns(keys, k), expected)  # compiled (large)
         assert np.array_equal(best_columns(keys[:3], k), expected[:3])  # sorted (small)
         plain = np.empty((3, k), dtype=np.int64)
-        kernels.top_columns(keys[:3], k, plain)  # the same kernel uncompiled
+        sparse_loops.top_columns(keys[:3], k, plain)  # the same kernel uncompiled
         assert np.array_equal(plain, expected[:3])
 
 
 def test_few_profiles_score_the_same_against_dense_or_sparse_columns(monkeypatch: pytest.MonkeyPatch):
-    import recommender.scoring as scoring
+    import recommender.model.scoring as scoring
 
     rng = np.random.default_rng(11)
     candidates = zipf_rows(rng, 900, 4000, 60)

@@ -22,15 +22,16 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from recommender import digest_run, pipeline
-from recommender.config import load_config
-from recommender.feedback import FeedbackService
+from recommender import pipeline
+from recommender.base.config import load_config
+from recommender.base.link_signing import LinkSigner
+from recommender.feedback.clicks import FeedbackService
+from recommender.feedback.limits import RateLimiter
+from recommender.feedback.web import create_app
+from recommender.pipeline import digests
 from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
-from recommender.tokens import LinkSigner
-from recommender.web import create_app
-from recommender.web_limits import RateLimiter
 
 from conftest import SECRET, SEEDS, recommender_command, write_config
 from smtp_server import free_port
@@ -80,7 +81,7 @@ def _serve(tmp_path: Path, feedback: str) -> Iterator[tuple[str, Store, Path]]:
     store = Store.open(config.database.url)
     store.upgrade_schema()
     pipeline.ingest_files(store, SEEDS[:2], batch_date=date(2025, 3, 20))
-    digest_run.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
+    digests.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
     process = subprocess.Popen(recommender_command("--config", str(path), "serve", "--port", str(port)), cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
@@ -224,7 +225,7 @@ def world(tmp_path: Path):
     store.upgrade_schema()
     pipeline.ingest_files(store, SEEDS[:2], batch_date=date(2025, 3, 20))
     issued = datetime(2025, 3, 21, 7, 30, tzinfo=UTC)
-    digest_run.queue_digests(config, store, config.users, lambda: issued)
+    digests.queue_digests(config, store, config.users, lambda: issued)
     yield config, store, issued
     store.close()
 

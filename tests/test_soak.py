@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from recommender.config import load_config
+from recommender.base.config import load_config
 from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox

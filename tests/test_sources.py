@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from recommender.config import load_config
-from recommender.errors import InputError
-from recommender.fetch import Fetcher
+from recommender.base.config import load_config
+from recommender.base.errors import InputError
+from recommender.pipeline.fetching import Fetcher
 from recommender.sources import arxiv, hf_daily, parse
 from recommender.store import Store
 

@@ -14,8 +14,8 @@ import scipy.sparse as sp
 from sqlalchemy import text
 
 from recommender import pipeline
-from recommender.domain import ParsedBatch, ParsedPaper
-from recommender.errors import SchemaError
+from recommender.base.domain import ParsedBatch, ParsedPaper
+from recommender.base.errors import SchemaError
 from recommender.store import Store
 
 from conftest import SEEDS
@@ -117,7 +117,7 @@ def test_stored_digest_messages_move_to_their_own_table_and_back(database_url: s
     SQLite rewrites a whole row on update); the digest and its message survive both ways."""
     from alembic import command
 
-    from recommender.resources import migrations_dir
+    from recommender.base.resources import migrations_dir
     from recommender.store import migrate
     from recommender.store.outbox import Outbox
 
@@ -210,7 +210,7 @@ def test_the_schema_head_constant_is_the_newest_migration():
     from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory
 
-    from recommender.resources import migrations_dir
+    from recommender.base.resources import migrations_dir
     from recommender.store import migrate
 
     with as_file(migrations_dir()) as location:

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import CountVectorizer
 
-from recommender.term_counts import count_known, fit_counts
-from recommender.textmodel import TOKEN_PATTERN, stop_words
+from recommender.base import parallel
+from recommender.model.term_counts import count_known, fit_counts
+from recommender.model.tfidf import TOKEN_PATTERN, stop_words
 
 from conftest import SEEDS
 
@@ -46,6 +47,8 @@ def test_the_seed_digests_are_counted_as_scikit_learn_counts_them(ngram_max: int
     assert len(texts) > 100
     _assert_same(texts, ngram_max, min_df, max_df)
     _assert_same(texts, ngram_max, min_df, max_df, parallel_from=10)  # half tokenized by a forked child
+    parallel.set_jobs(3)
+    _assert_same(texts, ngram_max, min_df, max_df, parallel_from=10)  # two thirds by two children
 
 
 words = st.sampled_from(["graph", "Graph", "neural", "the", "of", "model", "x1", "é", "naïve", "a", "β-vae",
@@ -63,7 +66,7 @@ def test_any_corpus_is_counted_as_scikit_learn_counts_it(texts: list[str], ngram
 
 
 def test_a_large_key_array_sorted_on_two_cores_is_sorted_like_numpy_sorts_it():
-    from recommender.term_counts import PARALLEL_SORT_FROM, _runs, _sort_on_two_cores
+    from recommender.model.term_counts import PARALLEL_SORT_FROM, _runs, _sort_on_two_cores
 
     keys = np.random.default_rng(7).zipf(1.3, PARALLEL_SORT_FROM + 12_345).astype(np.int64)  # many equal keys
     expected = np.sort(keys)
@@ -77,7 +80,7 @@ def test_a_large_key_array_sorted_on_two_cores_is_sorted_like_numpy_sorts_it():
 def test_our_copy_of_the_english_stop_words_is_scikit_learns():
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    from recommender.textmodel import ENGLISH_STOP_WORDS as ours
+    from recommender.model.tfidf import ENGLISH_STOP_WORDS as ours
 
     assert ours == ENGLISH_STOP_WORDS
 

@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender.text import arxiv_id, for_ranking, one_line, snippet, title_hash_id, title_key
+from recommender.base.text import arxiv_id, for_ranking, one_line, snippet, title_hash_id, title_key
 
 
 def test_one_line_folds_control_characters_and_drops_terminal_sequences():
@@ -39,7 +39,7 @@ def test_snippet_cuts_at_a_word_boundary():
 def test_one_line_is_the_same_with_or_without_its_shortcut(text: str):
     import re
 
-    from recommender.text import _ESCAPE_SEQUENCE
+    from recommender.base.text import _ESCAPE_SEQUENCE
 
     without_sequences = _ESCAPE_SEQUENCE.sub("", text)  # a terminal escape sequence goes whole
     assert one_line(text) == re.sub(r"\s+", " ", re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ",

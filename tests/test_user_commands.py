@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from recommender import digest_run
-from recommender.config import load_config
+from recommender.base.config import load_config
+from recommender.pipeline import digests as digest_run
 from recommender.store import Store, migrate
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from recommender.warm_client import socket_folder, socket_name, warm_request
+from recommender.app.warm_client import socket_folder, socket_name, warm_request
 
 from conftest import SEEDS, recommender_command, write_config
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from recommender import digest_run, pipeline
-from recommender.config import load_config
+from recommender import pipeline
+from recommender.base.config import load_config
+from recommender.pipeline import digests
 from recommender.store import Store
 from recommender.store.outbox import Outbox
 
@@ -31,7 +32,7 @@ def _queue(tmp_path: Path, database_url: str, port: int, users: int) -> Path:
     store = Store.open(config.database.url)
     store.upgrade_schema()
     pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
-    queued = digest_run.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
+    queued = digests.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
     assert [r.status for r in queued.values()] == ["queued"] * users
     store.close()
     return path
@@ -101,7 +102,7 @@ def test_a_worker_killed_midway_loses_nothing(tmp_path: Path, database_url: str)
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_queue_mode_daemon_job_only_enqueues(tmp_path: Path, smtp_server: SmtpServer, database_url: str):
-    from recommender.scheduler import Daemon
+    from recommender.app.daemon import Daemon
 
     path = _queue(tmp_path, database_url, smtp_server.port, 1)
     config = load_config(path)

@@ -22,11 +22,11 @@ import xml.etree.ElementTree as ET  # nosec B405  # DOCTYPE (so any entity defin
 from datetime import date
 from html.parser import HTMLParser
 
-from recommender.domain import ParsedBatch, ParsedPaper
-from recommender.errors import InputError
-from recommender.latex import readable
-from recommender.names import arxiv_authors
-from recommender.text import arxiv_id, one_line
+from recommender.base.author_names import arxiv_authors
+from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
+from recommender.base.errors import InputError
+from recommender.base.latex import readable
+from recommender.base.text import arxiv_id, one_line
 
 log = logging.getLogger(__name__)
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -195,3 +195,11 @@ class _Html(HTMLParser):
         self.parts.append(data)
         if self._link is not None:
             self._link.append(data)
+
+
+def looks_like(head: bytes) -> bool:
+    return head.startswith(b"<")
+
+
+def read(data: bytes, name: str, hints: ReadHints) -> ParsedBatch:
+    return parse(data, name, batch_date=hints.batch_date, include_replacements=hints.include_replacements)

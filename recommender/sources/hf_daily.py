@@ -8,12 +8,12 @@ import logging
 from datetime import date
 from typing import Any
 
-from recommender.domain import ParsedBatch, ParsedPaper
-from recommender.errors import InputError
-from recommender.latex import readable
+from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
+from recommender.base.errors import InputError
+from recommender.base.latex import readable
+from recommender.base.text import arxiv_id, one_line
 from recommender.sources.jsonl import authors_of
 from recommender.sources.lines import json_document
-from recommender.text import arxiv_id, one_line
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +57,11 @@ def parse(data: bytes, name: str, batch_date: date | None = None) -> ParsedBatch
     if document and not entries:
         raise InputError(name, "no usable daily-paper entries")  # a day with papers, none of them readable
     return ParsedBatch(format="hf_daily", entries=tuple(entries), batch_date=batch_date)
+
+
+def looks_like(head: bytes) -> bool:
+    return head.startswith(b"[")
+
+
+def read(data: bytes, name: str, hints: ReadHints) -> ParsedBatch:
+    return parse(data, name, batch_date=hints.batch_date)

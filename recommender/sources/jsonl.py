@@ -12,12 +12,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from recommender.domain import ParsedBatch, ParsedPaper
-from recommender.errors import InputError
-from recommender.latex import readable
-from recommender.names import arxiv_authors
+from recommender.base.author_names import arxiv_authors
+from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
+from recommender.base.errors import InputError
+from recommender.base.latex import readable
+from recommender.base.text import arxiv_id, one_line
 from recommender.sources.lines import decoded_lines, json_document
-from recommender.text import arxiv_id, one_line
 
 
 def authors_of(value: Any, name: str, line: int) -> tuple[str, ...]:
@@ -115,3 +115,11 @@ def parse(data: bytes, name: str, batch_date: date | None = None) -> ParsedBatch
     if not entries:
         raise InputError(name, "empty file: no papers to ingest")
     return ParsedBatch(format="jsonl", entries=tuple(entries), batch_date=batch_date)
+
+
+def looks_like(head: bytes) -> bool:
+    return head.startswith(b"{")
+
+
+def read(data: bytes, name: str, hints: ReadHints) -> ParsedBatch:
+    return parse(data, name, batch_date=hints.batch_date)

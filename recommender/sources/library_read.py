@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recommender.domain import ParsedPaper
+from recommender.base.domain import ParsedPaper
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from recommender.errors import InputError
+from recommender.base.errors import InputError
 
 
 def decoded_lines(data: bytes, name: str) -> Iterator[tuple[int, str]]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import re
 
-from recommender.domain import ParsedPaper
-from recommender.errors import InputError
-from recommender.latex import readable
-from recommender.names import first_last
+from recommender.base.author_names import first_last
+from recommender.base.domain import ParsedPaper
+from recommender.base.errors import InputError
+from recommender.base.latex import readable
+from recommender.base.text import arxiv_id, one_line
 from recommender.sources.library_read import LibraryRead
 from recommender.sources.lines import decoded_lines
-from recommender.text import arxiv_id, one_line
 
 NAME = "ris"
 _START = re.compile(rb"^\s*TY  - ", re.MULTILINE)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
-from recommender.domain import ParsedBatch, ParsedPaper
-from recommender.errors import InputError
+from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
+from recommender.base.errors import InputError
+from recommender.base.text import one_line
 from recommender.sources.lines import decoded_lines
-from recommender.text import one_line
 
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _DATE_LINE = re.compile(r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? (\d{1,2})$", re.IGNORECASE)
@@ -91,3 +91,7 @@ def parse(data: bytes, name: str, year_hint: date | None = None, modified: datet
             raise InputError(name, "title longer than 1000 characters (is the page's layout broken?)", title_line)
         entries.append(ParsedPaper(title=title, abstract=abstract, line=title_line))
     return ParsedBatch(format="trending_page", entries=tuple(entries), batch_date=batch_date)
+
+
+def read(data: bytes, name: str, hints: ReadHints) -> ParsedBatch:
+    return parse(data, name, year_hint=hints.batch_date, modified=hints.modified)

@@ -35,8 +35,8 @@ except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone o
     fcntl = None  # type: ignore[assignment]
 
 import recommender.store.migrate as migrate
-from recommender.config import masked_url
-from recommender.errors import RecommenderError, SchemaError
+from recommender.base.config import masked_url
+from recommender.base.errors import RecommenderError, SchemaError
 from recommender.store.schema import (
     MetaRow,
 )

@@ -9,8 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from recommender.errors import SchemaError
-from recommender.resources import migrations_dir
+from recommender.base.errors import SchemaError
+from recommender.base.resources import migrations_dir
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig

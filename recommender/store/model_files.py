@@ -37,8 +37,8 @@ MAGIC = b"recommender-model/2\n"
 ALIGN = 64  # each array starts on a 64-byte boundary (numpy and BLAS like aligned rows)
 STAMP_BYTES = 256  # the file's first bytes: the stamp, padded (keeps the payload aligned)
 # The only classes a payload may name: each is imported by this fixed name, never by one read.
-MODEL_CLASSES = frozenset({"recommender.textmodel.TextModel", "recommender.collab.CollabModel",
-                           "recommender.profiles.CachedProfiles", "recommender.personal.LsaSpace"})
+MODEL_CLASSES = frozenset({"recommender.model.tfidf.TextModel", "recommender.model.reader_factors.CollabModel",
+                           "recommender.model.profiles.CachedProfiles", "recommender.model.own_classifier.LsaSpace"})
 
 
 _PLAIN = (str, int, float, bool)

@@ -85,7 +85,7 @@ class DigestToCreate:
 
 
 class DeliveryOutcome(Protocol):
-    """What a sender reports about one delivery (recommender.delivery.Outcome)."""
+    """What a sender reports about one delivery (recommender.delivery.smtp.Outcome)."""
 
     @property
     def digest_id(self) -> int: ...

@@ -28,8 +28,9 @@ try:
 except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone orders writers across processes
     fcntl = None  # type: ignore[assignment]
 
-from recommender.domain import Paper, ParsedBatch, ParsedPaper
-from recommender.errors import NotFoundError
+from recommender.base.domain import Paper, ParsedBatch, ParsedPaper
+from recommender.base.errors import NotFoundError
+from recommender.base.text import arxiv_id, title_hash_id, title_key
 from recommender.store.database import Database, chunks, utcnow
 from recommender.store.schema import (
     BatchEntryRow,
@@ -39,7 +40,6 @@ from recommender.store.schema import (
     PaperAliasRow,
     PaperRow,
 )
-from recommender.text import arxiv_id, title_hash_id, title_key
 
 
 @dataclass(frozen=True)

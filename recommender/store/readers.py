@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone orders writers across processes
     fcntl = None  # type: ignore[assignment]
 
-from recommender.domain import Paper, Signal
+from recommender.base.domain import Paper, Signal
 from recommender.store.database import chunks, utcnow
 from recommender.store.papers import PaperRows, _paper
 from recommender.store.schema import (

@@ -1,0 +1,1 @@
+"""The shells: command line, daemon, warm process."""

@@ -1,0 +1,219 @@
+"""The root command group, the shared context, and turning our errors into clean exits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import SQLAlchemyError
+
+from recommender import __version__
+from recommender.app import runtime
+from recommender.base.config import (
+    CONFIG_ENV,
+    DATABASE_URL_ENV,
+    Config,
+    UserConfig,
+    find_config_path,
+    listed_emails,
+    load_config,
+)
+from recommender.base.env_names import JOBS_ENV
+from recommender.base.errors import ConfigError, RecommenderError
+from recommender.store import Store
+
+
+class AppContext:
+    """Built once per command: the config and the store, opened on first use."""
+
+    def __init__(self, config_option: str | None, database_url: str | None,
+                 kept_stores: dict[str, Store] | None = None):
+        self.config_option = config_option
+        self.database_url = database_url
+        self._store: Store | None = None
+        # Given by `recommender warm`: stores (with their models) that outlive this command.
+        self.kept_stores = kept_stores
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(find_config_path(self.config_option), self.database_url)
+
+    @property
+    def store(self) -> Store:
+        """The store, schema checked (use ``raw_store`` for init)."""
+        store = self.raw_store
+        store.check_schema()
+        return store
+
+    @cached_property
+    def raw_store(self) -> Store:
+        url = self.config.database.url
+        if self.kept_stores is None:
+            self._store = Store.open(url)
+            return self._store
+        if url not in self.kept_stores:
+            self.kept_stores[url] = Store.open(url, keep_models=True)
+        return self.kept_stores[url]
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def users(self, email: str | None, all_users: bool = False) -> list[UserConfig]:
+        """The users a command acts for: --user, everyone, or the single configured one."""
+        configured = list(self.config.users)
+        if not configured:
+            raise ConfigError(f"{self.config.path}: no [[users]] configured; add one with an email")
+        if email:
+            return [self.config.user(email)]
+        if all_users or len(configured) == 1:
+            return configured
+        raise click.UsageError(f"several users are configured; choose one with --user EMAIL "
+                               f"({listed_emails(configured)})")
+
+    def user(self, email: str | None) -> UserConfig:
+        return self.users(email)[0]
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+class RecommenderGroup(click.Group):
+    """Turns RecommenderError and database errors into ``Error: ...`` and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RecommenderError as exc:
+            fail(str(exc), exc.exit_code)
+        except SQLAlchemyError as exc:
+            origin = getattr(exc, "orig", None) or exc
+            app = ctx.find_object(AppContext)
+            fail(f"database error: {_without_password(str(origin).splitlines()[0], app)}", 1)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        finally:
+            app = ctx.find_object(AppContext)
+            if app is not None:
+                app.close()
+
+
+def _without_password(message: str, app: AppContext | None) -> str:
+    """The message with the database password, wherever it appears, replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = app.config.database.url if app is not None else ""
+        password = make_url(url).password if url else None
+    except (RecommenderError, SQLAlchemyError, ValueError):
+        return message
+    return message.replace(str(password), "***") if password else message
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=RecommenderGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar=CONFIG_ENV, metavar="PATH",
+              help="Config file (default: $RECOMMENDER_CONFIG, else ./config.toml).")
+@click.option("--database-url", envvar=DATABASE_URL_ENV, metavar="URL",
+              help="Override [database].url (also $RECOMMENDER_DATABASE_URL).")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), envvar=JOBS_ENV, metavar="N",
+              help="Worker processes a command may use (default: one per core; also $RECOMMENDER_JOBS).")
+@click.version_option(__version__, prog_name="recommender")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, database_url: str | None, verbose: int, jobs: int | None) -> None:
+    """Personalized research-paper recommender: ingest digests, star papers, get the few new
+    papers you will want to read.
+
+    Example:
+
+    \b
+      recommender --config config.toml ingest seeds/*.txt
+      recommender --config config.toml recommend --limit 5
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    runtime.set_jobs(jobs)
+    ctx.obj = AppContext(config_path, database_url, ctx.obj)  # ctx.obj: run_command's kept_stores
+
+
+def run_command(args: list[str] | None = None, kept_stores: dict[str, Store] | None = None) -> object:
+    """Run one command line (``sys.argv`` when ``args`` is None); returns its exit status."""
+    try:
+        cli.main(args, prog_name="recommender", obj=kept_stores)
+    except SystemExit as exc:
+        return exc.code
+    return 0
+
+
+def main() -> None:
+    runtime.tune_collector()
+    code = run_command()
+    runtime.exit_now(code)
+    sys.exit(str(code))  # a message instead of a status: printed by the normal exit
+
+
+# -- output helpers shared by the command modules -----------------------------------------
+def stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+def progress_bar() -> Progress:
+    """A progress bar on stderr (quiet when stderr is not a terminal)."""
+    console = stderr_console()
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
+
+
+def refreshed(app: AppContext) -> None:
+    """``pipeline.refresh`` with a bar while readers' own classifiers are fitted."""
+    from recommender import pipeline  # here: commands that never rank do not import numpy and scipy
+
+    with progress_bar() as bar:
+        task = None
+
+        def on_reader(done: int, total: int) -> None:
+            nonlocal task
+            if task is None:
+                task = bar.add_task("fitting readers' classifiers", total=total)
+            bar.update(task, completed=done)
+
+        pipeline.refresh(app.store, app.config, on_reader=on_reader)
+
+
+def json_lines(records: Iterable[dict[str, Any]]) -> str:
+    """One JSON object per line."""
+    return "".join([json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in records])
+
+
+def emit_json(records: Iterable[dict[str, Any]]) -> None:
+    """``json_lines`` written in one call."""
+    emit(json_lines(records))
+
+
+def emit(text: str) -> None:
+    """Text that holds its own line ends, written in one call. ``color=True`` skips click's
+    scan for ANSI codes to strip: our output has none (JSON escapes every control character)."""
+    if text:
+        click.echo(text, nl=False, color=True)
+
+
+def summary(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def existing_path(value: str) -> Path:
+    return Path(value).expanduser()

@@ -1,0 +1,151 @@
+"""digest preview / send, outbox list / retry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, summary
+from recommender.base.errors import RecommenderError
+from recommender.store.outbox import Outbox
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@cli.group()
+def digest() -> None:
+    """Preview and send digest emails."""
+
+
+@digest.command("preview")
+@click.option("--user", "email", metavar="EMAIL", help="Whose digest (default: the only user).")
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Where to write the HTML (default: digest-preview.html here).")
+@click.option("--text", "text_out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the plain-text part here.")
+@click.option("--eml", "eml_out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the whole message, headers included, as it would be sent (for a spam checker).")
+@pass_app
+def digest_preview(app: AppContext, email: str | None, out: str | None, text_out: str | None,
+                   eml_out: str | None) -> None:
+    """Render the next digest without sending it or changing anything; prints the file's path.
+
+    Example:
+
+    \b
+      recommender digest preview --out preview/digest.html
+      recommender digest preview --eml preview/digest.eml && spamassassin -t < preview/digest.eml
+    """
+    user = app.user(email)
+    # Imported on use: rendering and SMTP imports would cost every other command's start-up.
+    from recommender.pipeline import digests as digest_run
+
+    rendered, count, message = digest_run.preview(app.config, app.store, user, _now)
+    target = Path(out or "digest-preview.html").expanduser()
+    _write(target, rendered.html)
+    if text_out:
+        _write(Path(text_out).expanduser(), rendered.text)
+    if eml_out:
+        _write(Path(eml_out).expanduser(), message)
+    click.echo(str(target.resolve()))
+    summary(f"{user.email}: preview of {count} paper(s): {rendered.subject}")
+
+
+def _write(path: Path, content: str | bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    except OSError as exc:
+        raise RecommenderError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+@digest.command("send")
+@click.option("--user", "email", metavar="EMAIL", help="Only this user (default: every user).")
+@click.option("--dry-run", is_flag=True, help="Build the digests and report, but store and send nothing.")
+@pass_app
+def digest_send(app: AppContext, email: str | None, dry_run: bool) -> None:
+    """Build each user's digest and send it now; pending deliveries from earlier runs go first.
+
+    Prints one line per user: sent N papers, nothing new, or failed with the reason.
+    Running it again with nothing new sends nothing.
+
+    Example:
+
+    \b
+      recommender digest send
+      recommender digest send --user ada@example.org --dry-run
+    """
+    users = app.users(email, all_users=True)
+    from recommender.base import parallel
+    from recommender.pipeline import digests as digest_run
+
+    results = digest_run.run(app.config, app.store, users, _now, dry_run=dry_run,
+                             deliver_while_queueing=parallel.can_fork())
+    for result in results:
+        click.echo(result.line())
+    failed = [r for r in results if r.status in ("failed", "deferred")]
+    summary(f"{sum(r.status == 'sent' for r in results)} sent, {len(failed)} not delivered, "
+            f"{sum(r.status == 'nothing new' for r in results)} with nothing new")
+    if failed:
+        raise SystemExit(1)
+
+
+@cli.group()
+def outbox() -> None:
+    """Inspect and re-send stored deliveries."""
+
+
+@outbox.command("list")
+@click.option("--status", type=click.Choice(("pending", "sent", "failed", "superseded", "unsubscribed")), default=None,
+              help="Only this status.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per delivery.")
+@pass_app
+def outbox_list(app: AppContext, status: str | None, as_json: bool) -> None:
+    """List stored digests with their delivery status.
+
+    Example:
+
+    \b
+      recommender outbox list --status failed
+    """
+    items = Outbox(app.store).items(status)
+    if as_json:
+        emit_json(item.as_json() for item in items)
+        return
+    for item in items:
+        detail = item.last_error if item.status != "sent" else item.server_reply
+        click.echo(f"{item.id}\t{item.status}\t{item.email}\t{item.entries} paper(s)\t{item.created_at:%Y-%m-%d %H:%M}\t{detail}")
+    summary(f"{len(items)} deliver{'y' if len(items) == 1 else 'ies'}")
+
+
+@outbox.command("retry")
+@pass_app
+def outbox_retry(app: AppContext) -> None:
+    """Send failed and deferred deliveries now (with their stored message and Message-ID).
+
+    A failed digest that a newer digest has superseded is not sent again.
+
+    Example:
+
+    \b
+      recommender outbox retry
+    """
+    store = app.store
+    requeued = Outbox(store).requeue_failed()
+    from recommender.pipeline import digests as digest_run
+
+    outcomes = digest_run.deliver_pending(app.config, store, _now)
+    sent = sum(o.status == "sent" for o in outcomes)
+    for outcome in outcomes:
+        if outcome.status != "sent":
+            click.echo(f"digest {outcome.digest_id}: {outcome.status}: {outcome.detail}")
+    summary(f"requeued {len(requeued)} failed or deferred deliver{'y' if len(requeued) == 1 else 'ies'}; sent {sent}")
+    if sent < len(outcomes):
+        raise SystemExit(1)

@@ -1,0 +1,197 @@
+"""star, unstar, stars (list, import), import-library (import-bibtex)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from recommender.app.cli.app import (
+    AppContext,
+    cli,
+    emit_json,
+    existing_path,
+    pass_app,
+    progress_bar,
+    refreshed,
+    summary,
+)
+from recommender.base.formats import LIBRARY_FORMATS
+from recommender.pipeline import star_import as library
+from recommender.store.title_match import paper_by_title
+
+if TYPE_CHECKING:
+    from recommender.sources.arxiv_api import ArxivLookup
+
+
+def _lookup(app: AppContext, offline: bool) -> ArxivLookup | None:
+    """The arXiv API client, unless the command runs --offline."""
+    if offline:
+        return None
+    from recommender.sources.arxiv_api import ArxivLookup  # on use: it imports httpx
+
+    return ArxivLookup(app.config.lookup)
+
+
+@cli.command()
+@click.argument("paper_ids", nargs=-1, metavar="[ID]...")
+@click.option("--title", "titles", multiple=True, metavar="TEXT",
+              help="Star by title: the exact title, else the single best fuzzy match (repeatable).")
+@click.option("--from-config", is_flag=True, help="Star the papers listed in the user's `stars` key.")
+@click.option("--user", "email", metavar="EMAIL", help="Whose stars (default: the only user).")
+@click.option("--offline", is_flag=True, help="Never ask the arXiv API for a paper that is not stored.")
+@pass_app
+def star(app: AppContext, paper_ids: tuple[str, ...], titles: tuple[str, ...], from_config: bool,
+         email: str | None, offline: bool) -> None:
+    """Star papers you liked, by id, arXiv id or title; your profile is built from them.
+
+    An arXiv id may be written any usual way (1706.03762, arXiv:1706.03762v5, an arxiv.org
+    abs or pdf URL, the 10.48550/arXiv DOI, hep-th/9901001). A paper not stored yet is looked
+    up on the arXiv API, stored and starred.
+
+    Example:
+
+    \b
+      recommender star 1706.03762
+      recommender star --title "TAROT: Targeted Data Selection via Optimal Transport"
+    """
+    store = app.store
+    users = app.users(email, all_users=from_config and not email)
+    lookup = _lookup(app, offline)
+    for user in users:
+        wanted = list(paper_ids) + list(user.stars if from_config else ())
+        ids = library.resolve_references(store, wanted, lookup) + [paper_by_title(store, t).id for t in titles]
+        if not ids:
+            raise click.UsageError("give paper ids, --title TEXT, or --from-config")
+        added = store.star(store.user_id(user.email), ids)
+        for paper in store.papers(ids):
+            click.echo(f"starred {paper.id}\t{paper.display.title}")
+        summary(f"{user.email}: {added} new star(s), {len(set(ids)) - added} already starred")
+
+
+@cli.command()
+@click.argument("paper_ids", nargs=-1, required=True, metavar="ID...")
+@click.option("--user", "email", metavar="EMAIL", help="Whose stars (default: the only user).")
+@pass_app
+def unstar(app: AppContext, paper_ids: tuple[str, ...], email: str | None) -> None:
+    """Remove stars.
+
+    Example:
+
+    \b
+      recommender unstar 2412.00420
+    """
+    store = app.store
+    user = app.user(email)
+    removed = store.unstar(store.user_id(user.email), list(paper_ids))
+    summary(f"{user.email}: removed {removed} star(s)")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--user", "email", metavar="EMAIL", help="Whose stars (default: the only user).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per starred paper.")
+@click.pass_context
+def stars(ctx: click.Context, email: str | None, as_json: bool) -> None:
+    """List your starred papers (or import many with `stars import`).
+
+    Example:
+
+    \b
+      recommender stars --json
+      recommender stars import library.csv
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    app = ctx.find_object(AppContext)
+    assert app is not None  # nosec B101  # a type narrowing for mypy; click always passes the context
+    store = app.store
+    user = app.user(email)
+    starred = store.stars(store.user_id(user.email))
+    if as_json:
+        emit_json(dict(p.as_json(), user=user.email, starred_at=at.isoformat()) for p, at in starred)
+        return
+    for paper, at in starred:
+        click.echo(f"{paper.id}\t{at:%Y-%m-%d}\t{paper.title}")
+    summary(f"{user.email}: {len(starred)} star(s)")
+
+
+@stars.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--skip-unknown", is_flag=True, help="Import the known papers and report the unknown ones.")
+@click.option("--offline", is_flag=True, help="Never ask the arXiv API for a paper that is not stored.")
+@pass_app
+def stars_import(app: AppContext, file: str, skip_unknown: bool, offline: bool) -> None:
+    """Bulk-star from a CSV (header `user,paper_id`) or JSONL file, in one transaction.
+
+    A paper may be named by its id or by an arXiv id in any usual form; one not stored yet is
+    looked up on the arXiv API. Unknown users or papers are reported by line; without
+    --skip-unknown nothing is imported when any line is bad.
+
+    Example:
+
+    \b
+      recommender stars import exported.csv
+    """
+    result = library.import_stars(app.store, app.config, existing_path(file), skip_unknown, _lookup(app, offline))
+    if result.added:
+        refreshed(app)
+    for problem in result.problems:
+        click.echo(f"warning: {problem}", err=True)
+    summary(f"imported {result.added} new star(s) from {result.lines} line(s)"
+            + (f", skipped {len(result.problems)}" if result.problems else ""))
+
+
+@cli.command("import-library")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="FILE...")
+@click.option("--user", "email", metavar="EMAIL", help="Whose stars (default: the only user).")
+@click.option("--format", "fmt", type=click.Choice(("auto", *LIBRARY_FORMATS)), default="auto", show_default=True,
+              help="The files' format; auto detects BibTeX, Zotero CSV and RIS from the content.")
+@click.option("--strict", is_flag=True, help="Refuse the files when any entry cannot be read.")
+@click.option("--offline", is_flag=True, help="Never ask the arXiv API for missing abstracts.")
+@pass_app
+def import_library(app: AppContext, files: tuple[str, ...], email: str | None, fmt: str, strict: bool,
+                   offline: bool) -> None:
+    """Star the papers of your reference manager's export: BibTeX (Zotero, Better BibTeX,
+    JabRef, Mendeley, BibDesk, ...), a Zotero CSV export, or RIS. Papers are matched to stored
+    ones by arXiv id, then title; the others are added (not as new digest entries). Entries
+    with an arXiv id but no abstract get theirs from arXiv. An entry that cannot be read is
+    skipped with its line and the reason.
+
+    Example:
+
+    \b
+      recommender import-library ~/Zotero/export.bib
+      recommender import-library library.csv papers.ris --strict
+    """
+    user = app.user(email)
+    with progress_bar() as bar:
+        task = bar.add_task("looking up arXiv ids", total=None)
+        result = library.import_library(app.store, user.email, [existing_path(f) for f in files], fmt, strict,
+                                        _lookup(app, offline), progress=lambda n: bar.advance(task, n))
+    for line in result.skipped:
+        click.echo(f"warning: {line}", err=True)
+    for unknown in result.unknown:
+        click.echo(f"warning: arXiv has no paper {unknown!r}; kept as the file had it", err=True)
+    if result.lookup_failed:
+        click.echo(f"warning: arXiv lookup failed ({result.lookup_failed}); entries kept as the files had them",
+                   err=True)
+    if result.new_stars or result.added:
+        refreshed(app)
+    summary(f"{user.email}: {result.line()}")
+
+
+@cli.command("import-bibtex")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="FILE...")
+@click.option("--user", "email", metavar="EMAIL", help="Whose stars (default: the only user).")
+@click.option("--strict", is_flag=True, help="Refuse the files when any entry cannot be read.")
+@click.option("--offline", is_flag=True, help="Never ask the arXiv API for missing abstracts.")
+@click.pass_context
+def import_bibtex(ctx: click.Context, files: tuple[str, ...], email: str | None, strict: bool, offline: bool) -> None:
+    """`import-library --format bibtex`: star the papers of a BibTeX export.
+
+    Example:
+
+    \b
+      recommender import-bibtex ~/Zotero/export.bib
+    """
+    ctx.invoke(import_library, files=files, email=email, fmt="bibtex", strict=strict, offline=offline)

@@ -1,0 +1,240 @@
+"""serve, feedback list, profile show, users list / resubscribe / export / forget."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from typing import Any
+
+import click
+import numpy as np
+
+from recommender import pipeline
+from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, summary
+from recommender.base.config import CONFIG_ENV
+from recommender.base.errors import NotFoundError
+from recommender.base.link_signing import check_secret
+from recommender.store.feedback import FeedbackLog
+from recommender.store.outbox import Outbox
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+@pass_app
+def serve(app: AppContext, host: str, port: int, workers: int) -> None:
+    """Serve the feedback endpoint (links in the emails) with uvicorn; stops cleanly on SIGTERM.
+
+    In production put it behind a reverse proxy with HTTPS and set [feedback].base_url
+    to the public address.
+
+    Example:
+
+    \b
+      recommender serve --host 127.0.0.1 --port 8080
+    """
+    import uvicorn
+
+    from recommender.feedback.limits import REQUEST_TIMEOUT_ENV, BoundedHttpProtocol
+    from recommender.feedback.web import create_app
+
+    config = app.config
+    check_secret(config.feedback.secret, config.feedback.secret_env)
+    app.store  # noqa: B018 - checks the schema before binding the port
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
+    # that was there before; this one lets the command end normally (exit 0) after that.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
+    feedback = config.feedback
+    os.environ[REQUEST_TIMEOUT_ENV] = str(feedback.request_timeout_seconds)  # for worker processes too
+    BoundedHttpProtocol.request_seconds = feedback.request_timeout_seconds
+    limits: dict[str, Any] = {
+        "http": "recommender.feedback.limits:BoundedHttpProtocol",
+        "server_header": False,
+        # X-Forwarded-For names the client only when it comes from a proxy the config trusts.
+        "proxy_headers": bool(feedback.trusted_proxies),
+        "forwarded_allow_ips": list(feedback.trusted_proxies),
+        "limit_concurrency": feedback.max_connections,
+        "timeout_keep_alive": 5,
+        "log_level": "info",
+        "access_log": False,
+    }
+    if workers > 1:
+        os.environ[CONFIG_ENV] = str(config.path)
+        uvicorn.run("recommender.feedback.web:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                    **limits)
+        return
+    uvicorn.run(create_app(config, app.store), host=host, port=port, **limits)
+
+
+@cli.group("feedback")
+def feedback_group() -> None:
+    """Inspect recorded feedback clicks."""
+
+
+@feedback_group.command("list")
+@click.option("--user", "email", metavar="EMAIL", help="Only this user's clicks (default: everyone's).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@pass_app
+def feedback_list(app: AppContext, email: str | None, as_json: bool) -> None:
+    """List recorded feedback events (more, less, open), oldest first.
+
+    Example:
+
+    \b
+      recommender feedback list --user ada@example.org --json
+    """
+    store = app.store
+    user_id = store.user_id(app.config.user(email).email) if email else None
+    events = FeedbackLog(store).events(user_id)
+    if as_json:
+        emit_json(e.as_json() for e in events)
+        return
+    for e in events:
+        click.echo(f"{e.created_at:%Y-%m-%d %H:%M}\t{e.email}\t{e.action}\t{e.paper_id}\t{e.title}")
+    summary(f"{len(events)} event(s)")
+
+
+@cli.group("profile")
+def profile_group() -> None:
+    """Inspect user profiles."""
+
+
+@profile_group.command("show")
+@click.option("--user", "email", metavar="EMAIL", help="Whose profile (default: the only user).")
+@click.option("--terms", "n_terms", default=15, show_default=True, type=click.IntRange(1, 500),
+              help="How many terms of each sign.")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as one JSON object.")
+@pass_app
+def profile_show(app: AppContext, email: str | None, n_terms: int, as_json: bool) -> None:
+    """Show the top positive and negative terms of a profile and the papers that shaped them.
+
+    Example:
+
+    \b
+      recommender profile show --json
+    """
+    store = app.store
+    user = app.user(email)
+    profile, terms = pipeline.profile(app.config, store, user)
+    order = np.argsort(-profile.vector, kind="stable")
+    positive = [(str(terms[i]), float(profile.vector[i])) for i in order[:n_terms] if profile.vector[i] > 0]
+    negative = [(str(terms[i]), float(profile.vector[i])) for i in order[::-1][:n_terms] if profile.vector[i] < 0]
+    papers = store.titles(profile.positives + profile.negatives)
+    record: dict[str, Any] = {
+        "user": user.email,
+        "positive_terms": [{"term": t, "weight": round(w, 4)} for t, w in positive],
+        "negative_terms": [{"term": t, "weight": round(w, 4)} for t, w in negative],
+        "papers": [{"paper_id": p, "title": papers.get(p, ""), "pull": "positive"} for p in profile.positives]
+        + [{"paper_id": p, "title": papers.get(p, ""), "pull": "negative"} for p in profile.negatives],
+        "interests": list(profile.interests),
+    }
+    if as_json:
+        emit_json([record])
+        return
+    click.echo(f"profile of {user.email}" + ("" if not profile.empty else " (empty: star papers to build it)"))
+    click.echo("more of: " + ", ".join(f"{t} ({w:.2f})" for t, w in positive))
+    if negative:
+        click.echo("less of: " + ", ".join(f"{t} ({w:.2f})" for t, w in negative))
+    for paper in record["papers"]:
+        sign = "+" if paper["pull"] == "positive" else "-"
+        click.echo(f"  {sign} {paper['paper_id']}\t{paper['title']}")
+    if profile.interests:
+        click.echo("interests: " + ", ".join(profile.interests))
+
+
+@cli.group("users")
+def users_group() -> None:
+    """Configured users and what is stored about them."""
+
+
+@users_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per user.")
+@pass_app
+def users_list(app: AppContext, as_json: bool) -> None:
+    """List configured users with their stars, digests and subscription state.
+
+    Example:
+
+    \b
+      recommender users list
+    """
+    store = app.store
+    ids = store.sync_users(u.email for u in app.config.users)
+    unsubscribed = Outbox(store).unsubscribed()
+    sent: dict[int, int] = {}
+    for item in Outbox(store).items("sent"):
+        sent[item.user_id] = sent.get(item.user_id, 0) + 1
+    rows = []
+    for user in app.config.users:
+        user_id = ids[user.email.lower()]
+        rows.append({"user": user.email, "name": user.name, "stars": len(store.starred_ids(user_id)),
+                     "digests_sent": sent.get(user_id, 0), "subscribed": user_id not in unsubscribed,
+                     "send_at": f"{user.send_at:%H:%M}", "timezone": user.timezone, "frequency": user.frequency})
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        state = "subscribed" if row["subscribed"] else "UNSUBSCRIBED"
+        click.echo(f"{row['user']}\t{state}\t{row['stars']} star(s)\t{row['digests_sent']} digest(s) sent\t"
+                   f"{row['frequency']} at {row['send_at']} {row['timezone']}")
+
+
+def _stored_user_id(app: AppContext, email: str) -> int:
+    user = app.config.user(email)
+    return app.store.user_id(user.email)
+
+
+@users_group.command("resubscribe")
+@click.argument("email")
+@pass_app
+def users_resubscribe(app: AppContext, email: str) -> None:
+    """Send digests to a user again after they unsubscribed.
+
+    Example:
+
+    \b
+      recommender users resubscribe ada@example.org
+    """
+    changed = Outbox(app.store).set_unsubscribed(_stored_user_id(app, email), False)
+    click.echo(f"{email}: {'resubscribed' if changed else 'was already subscribed'}")
+
+
+@users_group.command("export")
+@click.argument("email")
+@pass_app
+def users_export(app: AppContext, email: str) -> None:
+    """Print everything stored about a user as one JSON document.
+
+    Example:
+
+    \b
+      recommender users export ada@example.org > ada.json
+    """
+    data = FeedbackLog(app.store).export(_stored_user_id(app, email))
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True))
+
+
+@users_group.command("forget")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def users_forget(app: AppContext, email: str, yes: bool) -> None:
+    """Delete a user's stars, feedback, digests and profile (the config entry stays).
+
+    Example:
+
+    \b
+      recommender users forget ada@example.org --yes
+    """
+    store = app.store
+    known = {row.email: row.id for row in store.user_rows()}
+    if email.lower() not in known:
+        raise NotFoundError(f"nothing stored for {email}")
+    if not yes:
+        click.confirm(f"Delete everything stored about {email}?", abort=True)
+    counts = FeedbackLog(store).forget(known[email.lower()])
+    click.echo(f"{email}: deleted {counts['stars']} star(s), {counts['feedback']} feedback event(s), "
+               f"{counts['digests']} digest(s) and the profile")

@@ -1,0 +1,185 @@
+"""The daemon behind `recommender run`: one APScheduler job per user at their ``send_at``;
+each job pulls stale sources, then builds and sends (or, in queue mode, enqueues) that user's
+digest. Jobs are rebuilt from the config plus each user's last run in the database, so a
+restart sends one digest for a run missed within the grace period and skips older ones.
+SIGHUP reloads the config; SIGTERM and SIGINT stop it cleanly."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from recommender import pipeline
+from recommender.app import triggers as schedule
+from recommender.base.config import Config, UserConfig, load_config
+from recommender.delivery.smtp import check_credentials
+from recommender.pipeline import digests
+from recommender.pipeline.fetching import Fetcher
+from recommender.store import Store
+from recommender.store.state import DaemonState
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+class Daemon:
+    def __init__(self, config_path: Path, database_url: str | None = None, clock: Clock | None = None):
+        self.config_path = config_path
+        self.database_url = database_url
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.config = load_config(config_path, database_url)
+        self.store = Store.open(self.config.database.url)
+        self.store.check_schema()
+        if self.config.delivery.mode == "direct":
+            digests.signer_for(self.config, self.clock)  # refuse a missing secret before starting
+            check_credentials(self.config.smtp)  # and a login that can only fail or leak
+        self.state = DaemonState(self.store)
+        self.fetch_lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
+            "coalesce": True, "max_instances": 1, "misfire_grace_time": self.grace_seconds})
+        self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+
+    @property
+    def grace_seconds(self) -> int:
+        return self.config.scheduler.misfire_grace_minutes * 60
+
+    # -- jobs -----------------------------------------------------------------------------------
+    def schedule_jobs(self) -> None:
+        """Add, change or remove jobs to match the config (also on SIGHUP)."""
+        now = self.clock()
+        grace = timedelta(seconds=self.grace_seconds)
+        wanted = {f"digest:{u.email.lower()}": u for u in self.config.users}
+        for job in self.scheduler.get_jobs():
+            if job.id not in wanted:
+                job.remove()
+                log.info("removed schedule of %s (no longer configured)", job.id.split(":", 1)[1])
+        ids = self.store.sync_users(u.email for u in self.config.users)
+        for job_id, user in wanted.items():
+            trigger = schedule.trigger_for(user)
+            existing = self.scheduler.get_job(job_id)
+            if existing is not None and str(existing.trigger) == str(trigger):
+                continue
+            user_id = ids[user.email.lower()]
+            last = self.state.last_run(user_id)
+            if last is None:
+                self.state.set_last_run(user_id, now)
+            owed = schedule.catch_up(trigger, last, now, grace)
+            for missed in owed.skipped:
+                log.warning("skipped the digest of %s due %s: the daemon was down for longer than the grace "
+                            "period", user.email, missed.isoformat())
+            if owed.skipped and owed.due is None:
+                self.state.set_last_run(user_id, now)
+            next_time = owed.due or trigger.get_next_fire_time(None, now)
+            if existing is not None:
+                existing.remove()
+            self.scheduler.add_job(self.run_user, trigger=trigger, args=[user.email], id=job_id,
+                                   name=f"digest for {user.email}", next_run_time=next_time)
+            log.info("scheduled %s: %s, next %s", user.email, trigger, next_time.isoformat() if next_time else "none")
+
+    def run_user(self, email: str) -> None:
+        """One job run: fetch what is stale, then this user's digest. Logs one line."""
+        if self.stopping.is_set():
+            return
+        started = time.monotonic()
+        user = next((u for u in self.config.users if u.email.lower() == email.lower()), None)
+        if user is None:
+            return
+        self.fetch_stale()
+        if self.config.delivery.mode == "queue":
+            results = list(digests.queue_digests(self.config, self.store, [user], self.clock).values())
+        else:
+            results = digests.run(self.config, self.store, [user], self.clock)
+        result = results[0]
+        self.state.set_last_run(self.store.user_id(user.email), self.clock())
+        log.info("digest job: user=%s status=%s papers=%d duration=%.1fs", user.email, result.status,
+                 result.papers, time.monotonic() - started)
+
+    def fetch_stale(self) -> None:
+        """Pull sources not fetched within the freshness window; concurrent jobs share one fetch."""
+        if not self.config.sources:
+            return
+        with self.fetch_lock:
+            fetcher = Fetcher(self.config, self.store, clock=self.clock)
+            stale = fetcher.stale()
+            if stale and any(o.new_papers for o in fetcher.fetch(stale)):
+                pipeline.refresh(self.store, self.config, self.clock())
+
+    def _on_event(self, event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            log.warning("skipped %s due %s: later than the grace period", event.job_id,
+                        event.scheduled_run_time.isoformat())
+        else:
+            log.error("%s failed: %s", event.job_id, event.exception)
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def reload(self) -> None:
+        try:
+            self.config = load_config(self.config_path, self.database_url)
+        except Exception as exc:  # keep running with the old config
+            log.error("config reload failed, keeping the previous config: %s", exc)
+            return
+        log.info("config reloaded: %d user(s)", len(self.config.users))
+        self.schedule_jobs()
+
+    def start(self) -> None:
+        self.schedule_jobs()
+        self.scheduler.start()
+        log.info("daemon started: %d user(s), %d source(s), delivery %s", len(self.config.users),
+                 len(self.config.sources), self.config.delivery.mode)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        self.store.close()
+        log.info("daemon stopped")
+
+    def run_forever(self) -> None:
+        wake = threading.Event()
+        reload_requested = threading.Event()
+
+        def on_stop(signum: int, _frame: object) -> None:
+            log.info("received %s, stopping", signal.Signals(signum).name)
+            wake.set()
+
+        def on_hup(_signum: int, _frame: object) -> None:
+            reload_requested.set()
+            wake.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+        self.start()
+        try:
+            while True:
+                if not wake.wait(timeout=1.0):
+                    continue
+                wake.clear()
+                if reload_requested.is_set():
+                    reload_requested.clear()
+                    self.reload()
+                    continue
+                break
+        finally:
+            self.stop()
+
+
+def describe_schedule(config: Config, store: Store, now: datetime) -> list[tuple[UserConfig, datetime, str]]:
+    """(user, next run in the user's zone, job kind), as the daemon would schedule it."""
+    state = DaemonState(store)
+    ids = store.sync_users(u.email for u in config.users)
+    grace = timedelta(minutes=config.scheduler.misfire_grace_minutes)
+    rows = []
+    for user in config.users:
+        when = schedule.next_run(user, state.last_run(ids[user.email.lower()]), now, grace)
+        rows.append((user, when.astimezone(schedule.trigger_for(user).zone), schedule.job_kind(user)))
+    return rows

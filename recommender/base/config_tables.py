@@ -1,0 +1,95 @@
+"""Reading typed values out of TOML tables, naming the file and key of every mistake, and
+collecting the mistakes so one run reports them all (the base of the config reader)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import email_validator
+
+from recommender.base.errors import ConfigError
+from recommender.base.settings import HEADER_BOUND
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class TableReader:
+    """Typed values from TOML tables; errors are noted in ``errors``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.errors: list[str] = []
+
+    def fail(self, key: str, expected: str, value: Any) -> ConfigError:
+        return ConfigError(f"{self.path}: {key}: expected {expected}, got {_shown(value)}")
+
+    def note(self, error: ConfigError) -> None:
+        self.errors.append(error.message)
+
+    def guarded(self, parse: Callable[[], Any], default: Any) -> Any:
+        """``parse()``, or ``default`` with the error noted."""
+        try:
+            return parse()
+        except ConfigError as exc:
+            self.note(exc)
+            return default
+
+    def table(self, data: dict[str, Any], key: str) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, "a table", value)
+        return value
+
+    def check_keys(self, prefix: str, table: dict[str, Any], allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                self.note(ConfigError(f"{self.path}: {prefix}.{key}: unknown key "
+                                      f"(expected one of {', '.join(sorted(allowed))})"))
+
+    def get(self, prefix: str, table: dict[str, Any], key: str, kind: type, default: Any, expected: str = "") -> Any:
+        if key not in table:
+            return default
+        value = table[key]
+        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            self.note(self.fail(f"{prefix}.{key}", expected or f"a {kind.__name__}", value))
+            return default
+        if kind is str and key in HEADER_BOUND and ("\r" in value or "\n" in value):
+            self.note(ConfigError(f"{self.path}: {prefix}.{key}: must be one line (a line break here would "
+                                  "end a mail header)"))
+            return default
+        return value
+
+    def strings(self, prefix: str, table: dict[str, Any], key: str) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(f"{prefix}.{key}", "a list of strings", value)
+        return tuple(v.strip() for v in value if v.strip())
+
+    def address_error(self, address: str) -> str:
+        """Why ``address`` is not a valid email address (syntax only, no DNS), or ""."""
+        try:
+            email_validator.validate_email(address, check_deliverability=False, allow_smtputf8=True)
+        except email_validator.EmailNotValidError as exc:
+            return str(exc)
+        return ""
+
+    def resolve_path(self, value: str) -> str:
+        if not value:
+            return ""
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else self.path.parent / path)
+
+    def positive(self, prefix: str, table: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+        value = self.get(prefix, table, key, kind, default)
+        if value <= 0:
+            raise self.fail(f"{prefix}.{key}", "a number > 0", value)
+        return value

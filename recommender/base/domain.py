@@ -1,0 +1,194 @@
+"""Plain data passed between the pipeline stages."""
+
+from __future__ import annotations
+
+import json
+import json.encoder
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from functools import cached_property, lru_cache
+from typing import NamedTuple
+
+from recommender.base.text import shown
+
+
+@dataclass(frozen=True)
+class ParsedPaper:
+    """One entry as a parser read it, before the store assigns or matches an id."""
+
+    title: str
+    abstract: str
+    authors: tuple[str, ...] = ()
+    url: str = ""
+    arxiv_id: str = ""
+    source_id: str = ""
+    published: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class ReadHints:
+    """What a digest reader may use besides the bytes: the batch's date (a trending page's
+    year, a feed's day), the file's modification time, whether arXiv replacements count."""
+
+    batch_date: date | None = None
+    modified: datetime | None = None
+    include_replacements: bool = False
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    """A whole digest file: its entries in source order and the date it is for."""
+
+    format: str
+    entries: tuple[ParsedPaper, ...]
+    batch_date: date | None = None
+
+
+@dataclass(frozen=True)
+class Paper:
+    id: str
+    title: str
+    abstract: str
+    authors: tuple[str, ...] = ()
+    url: str = ""
+    arxiv_id: str = ""
+    published: str = ""
+
+    @cached_property
+    def display(self) -> Paper:
+        """The paper as it is shown (CLI, JSON, digest, web page): see ``text.shown``."""
+        shown_paper = replace(self, title=shown(self.title), abstract=shown(self.abstract),
+                              authors=tuple(shown(a) for a in self.authors), url=shown(self.url))
+        return self if shown_paper == self else shown_paper
+
+    def as_json(self) -> dict[str, object]:
+        paper = self.display
+        return {
+            "id": paper.id,
+            "title": paper.title,
+            "abstract": paper.abstract,
+            "authors": list(paper.authors),
+            "url": paper.url,
+            "arxiv_id": paper.arxiv_id or None,
+            "published": paper.published or None,
+        }
+
+
+class SharedTerm(NamedTuple):  # a tuple: explanations make tens of thousands of them
+    term: str
+    contribution: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a paper was picked: the nearest starred papers and the terms they share."""
+
+    personalized: bool
+    nearest: tuple[tuple[str, str, float], ...] = ()  # (paper id, title, similarity)
+    terms: tuple[SharedTerm, ...] = ()
+    followed_authors: tuple[str, ...] = ()
+    matched_interests: tuple[str, ...] = ()
+    collaborative: float = 0.0  # the part of the score from what similar readers saved
+    stored: str = ""  # the sentence as stored with a sent digest
+
+    def sentence(self) -> str:
+        return self.stored or self._sentence
+
+    @cached_property
+    def _sentence(self) -> str:  # once: a digest run stores it and renders it
+        if not self.personalized:
+            return ("Not personalized yet: this is the digest in its source order. "
+                    "Star papers you like (recommender star ID or --title) to rank by your interests.")
+        parts = []
+        if self.followed_authors:
+            parts.append("by " + ", ".join(self.followed_authors) + " (followed author)")
+        if self.nearest:
+            _, title, _ = self.nearest[0]
+            parts.append(f"close to your starred paper \"{shown(title)}\"")
+        if self.collaborative >= 0.1:
+            parts.append("saved by readers with interests like yours")
+        if self.matched_interests:
+            parts.append("matches your interests: " + ", ".join(self.matched_interests))
+        if self.terms:
+            parts.append("shared terms: " + ", ".join(t.term for t in self.terms))
+        return "; ".join(parts) if parts else "weakly related to your profile"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One pick. Its explanation is computed when first asked for, so ranking many users
+    pays only for the explanations that are shown."""
+
+    user: str
+    paper: Paper
+    score: float
+    rank: int
+    explainer: Callable[[], Explanation] = field(default=lambda: Explanation(personalized=False), repr=False,
+                                                 compare=False)
+
+    @cached_property
+    def explanation(self) -> Explanation:
+        return self.explainer()
+
+    def as_json(self) -> dict[str, object]:
+        return {"user": self.user, "rank": self.rank, **_paper_fields(self.paper), **self._judgement()}
+
+    def as_json_line(self) -> str:
+        """``json.dumps(self.as_json(), ensure_ascii=False)``, written out directly (a run writes
+        tens of thousands of lines; bench/tricks.py: json.dumps would add 10% of the whole
+        command's budget), with the paper's part encoded once per paper (every user's
+        picks come from one batch: the abstracts repeat)."""
+        why = self.explanation
+        nearest = ", ".join([f'{{"paper_id": {_string(pid)}, "title": {_string(shown(title))}, '
+                             f'"similarity": {_number(round(sim, 4))}}}' for pid, title, sim in why.nearest])
+        terms = ", ".join([f'{{"term": {_string(t.term)}, "contribution": {_number(round(t.contribution, 4))}}}'
+                           for t in why.terms])
+        return (f'{{"user": {_string(self.user)}, "rank": {int(self.rank)}, {_paper_fields_json(self.paper)}, '
+                f'"score": {_number(round(self.score, 6))}, "personalized": {"true" if why.personalized else "false"}, '
+                f'"why": {_string(why.sentence())}, "nearest": [{nearest}], "terms": [{terms}]}}')
+
+    def _judgement(self) -> dict[str, object]:
+        return {
+            "score": round(self.score, 6),
+            "personalized": self.explanation.personalized,
+            "why": self.explanation.sentence(),
+            "nearest": [
+                {"paper_id": pid, "title": shown(title), "similarity": round(sim, 4)}
+                for pid, title, sim in self.explanation.nearest
+            ],
+            "terms": [
+                {"term": t.term, "contribution": round(t.contribution, 4)} for t in self.explanation.terms
+            ],
+        }
+
+
+def _paper_fields(paper: Paper) -> dict[str, object]:
+    paper = paper.display
+    return {"paper_id": paper.id, "title": paper.title, "abstract": paper.abstract, "authors": list(paper.authors),
+            "url": paper.url}
+
+
+@lru_cache(maxsize=16_384)
+def _paper_fields_json(paper: Paper) -> str:
+    """The paper's fields of a recommendation's JSON object, without the braces."""
+    return json.dumps(_paper_fields(paper), ensure_ascii=False)[1:-1]
+
+
+_string = json.encoder.encode_basestring  # a JSON string as json.dumps(..., ensure_ascii=False) writes it
+
+
+def _number(value: float) -> str:
+    """A float as json.dumps writes it."""
+    return float.__repr__(value) if math.isfinite(value) else json.dumps(value)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One paper's pull on a profile: a star, or a feedback click."""
+
+    paper_id: str
+    kind: str  # star | more | less | open
+    at: datetime | None  # None when read without times (see Store.signals)

@@ -1,0 +1,1 @@
+"""Sending digests: the SMTP transport."""

@@ -1,0 +1,266 @@
+"""Send stored messages over SMTP (aiosmtplib); the messages themselves come from `message`.
+
+Transient failures (connection refused, timeouts, TLS trouble, 4xx replies) are retried
+with exponential backoff (tenacity) a bounded number of times; 5xx replies are permanent.
+Messages go out concurrently over at most ``smtp.max_connections`` connections, each
+connection reused for several messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+import aiosmtplib
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from recommender.base.config import SmtpConfig
+from recommender.base.errors import DeliveryError
+from recommender.base.text import one_line
+from recommender.digest.message import dkim_key, dkim_signed, seven_bit
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    digest_id: int
+    recipient: str
+    message: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    digest_id: int
+    status: str  # sent | failed | deferred
+    detail: str
+    attempts: int
+
+
+class DeliveryAborted(DeliveryError):
+    """The server refused our login or its TLS certificate did not verify: no message can go
+    out, and retrying would only repeat the refusal (and lock a real account after a few failed
+    logins), so the run stops at the first connection."""
+
+
+def check_credentials(smtp: SmtpConfig) -> None:
+    """Refuse before connecting what can only fail or leak: a login without its password, or a
+    password sent in clear text."""
+    if smtp.username and not smtp.password:
+        raise DeliveryError(f"${smtp.password_env} is not set, but smtp.username is: set the SMTP password "
+                            "in that environment variable")
+    if smtp.username and smtp.security == "none" and not smtp.allow_plaintext_auth:
+        raise DeliveryError("smtp.security = \"none\" would send the SMTP password in clear text: use "
+                            "starttls or tls (or set smtp.allow_plaintext_auth = true for a relay on this host)")
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (aiosmtplib.SMTPAuthenticationError, aiosmtplib.SMTPNotSupported, DeliveryError)):
+        return False
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return all(400 <= r.code < 500 for r in exc.recipients)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return 400 <= exc.code < 500
+    return isinstance(exc, (aiosmtplib.SMTPException, OSError, ssl.SSLError, asyncio.TimeoutError))
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        exc = exc.recipients[0]
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"{exc.code} {one_line(exc.message)}"
+    return one_line(f"{type(exc).__name__}: {exc}") or type(exc).__name__
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure behind a connection error (aiosmtplib wraps it), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _fatal_reason(smtp: SmtpConfig, exc: BaseException) -> str | None:
+    """Why no message can go out this run, for a connection failure that no retry heals."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return f"the mail server refused the login of {smtp.username!r}: {describe(exc)}"
+    certificate = _certificate_error(exc)
+    if certificate is not None:
+        return (f"the TLS certificate of {smtp.tls_server_name or smtp.host} did not verify: "
+                f"{one_line(certificate.verify_message or str(certificate))} (see smtp.ca_file and "
+                "smtp.tls_server_name)")
+    if smtp.username and isinstance(exc, aiosmtplib.SMTPException) and "AUTH" in str(exc):
+        return f"the mail server offers no login we can use: {describe(exc)}"
+    return None
+
+
+def _options_for(client: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes) -> tuple[bytes, list[str]]:
+    """The message and MAIL FROM options for this server: a message with 8-bit parts goes with
+    BODY=8BITMIME where the server offers it, and with its parts re-encoded to 7 bits where it
+    does not; an address beyond ASCII needs SMTPUTF8 (RFC 6531)."""
+    options = []
+    if not (sender.isascii() and recipient.isascii()):
+        if not client.supports_extension("SMTPUTF8"):
+            raise aiosmtplib.SMTPNotSupported(
+                f"the mail server does not offer SMTPUTF8, which the address {recipient if not recipient.isascii() else sender} needs")
+        options.append("SMTPUTF8")
+    if not message.isascii():
+        if client.supports_extension("8BITMIME"):
+            options.append("BODY=8BITMIME")
+        else:
+            message = seven_bit(message)
+    return message, options
+
+
+def _connection_still_good(exc: BaseException) -> bool:
+    """After this failure the connection can carry the next message: the server refused this one
+    (and sendmail reset the envelope), or nothing was sent at all."""
+    if isinstance(exc, (aiosmtplib.SMTPNotSupported, aiosmtplib.SMTPRecipientsRefused, ValueError)):
+        return True
+    return isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code != 421  # 421: the server closes
+
+
+class SmtpSender:
+    """Sends stored messages; reports each outcome through ``on_outcome`` as soon as it is known.
+    Until one connection has logged in, connections are opened one at a time, so a refused
+    login or certificate is met once and ends the run (``DeliveryAborted``)."""
+
+    def __init__(self, smtp: SmtpConfig):
+        check_credentials(smtp)
+        self.smtp = smtp
+        self.envelope_from = parseaddr(smtp.sender)[1] or smtp.sender
+        self.dkim_key = dkim_key(smtp)
+        self._first_connection: asyncio.Lock | None = None
+        self._connected_once = False
+        self._aborted = ""
+
+    def _client(self, sock: socket.socket | None = None) -> aiosmtplib.SMTP:
+        """A client; with ``smtp.tls_server_name`` the certificate is checked against that name
+        (implicit TLS: over a socket already connected to ``host``; STARTTLS: in ``_open``)."""
+        smtp = self.smtp
+        context = ssl.create_default_context(cafile=smtp.ca_file or None) if smtp.security != "none" else None
+        named_starttls = smtp.security == "starttls" and bool(smtp.tls_server_name)
+        login = smtp.username and not named_starttls
+        return aiosmtplib.SMTP(
+            hostname=smtp.tls_server_name if sock is not None else smtp.host,
+            port=None if sock is not None else smtp.port, sock=sock,
+            use_tls=smtp.security == "tls", start_tls=smtp.security == "starttls" and not named_starttls,
+            username=smtp.username if login else None, password=smtp.password if login else None,
+            timeout=smtp.timeout_seconds, tls_context=context,
+        )
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        if self._aborted:
+            raise DeliveryAborted(self._aborted)
+        if self._connected_once:
+            return await self._open()
+        assert self._first_connection is not None  # nosec B101  # set by send_stream, the only caller
+        async with self._first_connection:
+            if self._aborted:
+                raise DeliveryAborted(self._aborted)
+            return await self._open()
+
+    async def _open(self) -> aiosmtplib.SMTP:
+        smtp = self.smtp
+        sock = None
+        if smtp.security == "tls" and smtp.tls_server_name:
+            sock = await asyncio.to_thread(socket.create_connection, (smtp.host, smtp.port), smtp.timeout_seconds)
+        client = self._client(sock)
+        try:
+            await client.connect()
+            if smtp.security == "starttls" and smtp.tls_server_name:
+                await client.starttls(server_hostname=smtp.tls_server_name)
+                if smtp.username:
+                    await client.login(smtp.username, smtp.password)
+            if client.is_ehlo_or_helo_needed:
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()  # an old server: no extensions at all
+        except Exception as exc:
+            client.close()
+            reason = _fatal_reason(smtp, exc)
+            if reason:
+                self._aborted = reason
+                raise DeliveryAborted(reason) from None
+            raise
+        self._connected_once = True
+        return client
+
+    async def send_stream(self, batches: AsyncIterator[Sequence[Outgoing]],
+                          on_outcome: Callable[[Outcome], Awaitable[None] | None]) -> None:
+        """Send every message of every batch over up to ``max_connections`` connections, kept
+        open from one batch to the next; the next batch is fetched while the connections still
+        send the last messages of this one. A connection reports each outcome (and awaits the
+        report, when it returns an awaitable) before it sends its next message."""
+        workers = max(1, self.smtp.max_connections)
+        queue: asyncio.Queue[Outgoing | None] = asyncio.Queue(maxsize=workers)
+        self._first_connection = asyncio.Lock()
+
+        async def feed() -> None:  # if fetching fails, gather raises at once and the connections are cancelled
+            async for batch in batches:
+                for item in batch:
+                    await queue.put(item)
+            for _ in range(workers):
+                await queue.put(None)  # each connection stops after what was queued before
+
+        await asyncio.gather(feed(), *(self._worker(queue, on_outcome) for _ in range(workers)))
+
+    async def _worker(self, queue: asyncio.Queue[Outgoing | None],
+                      on_outcome: Callable[[Outcome], Awaitable[None] | None]) -> None:
+        client: aiosmtplib.SMTP | None = None
+        try:
+            while (item := await queue.get()) is not None:
+                client, outcome = await self._deliver(client, item)
+                reported = on_outcome(outcome)
+                if reported is not None:
+                    await reported
+        finally:
+            if client is not None and client.is_connected:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    client.close()
+
+    async def _deliver(self, client: aiosmtplib.SMTP | None, item: Outgoing) -> tuple[aiosmtplib.SMTP | None, Outcome]:
+        attempts = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.smtp.max_attempts),
+            wait=wait_exponential(multiplier=self.smtp.retry_initial_seconds, max=MAX_BACKOFF_SECONDS),
+            retry=retry_if_exception(is_transient), reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    if client is None or not client.is_connected:
+                        client = await self._connect()
+                    try:
+                        message, options = _options_for(client, self.envelope_from, item.recipient, item.message)
+                        message = dkim_signed(self.smtp, self.dkim_key, message)
+                        _, reply = await client.sendmail(self.envelope_from, [item.recipient], message,
+                                                         mail_options=options, timeout=self.smtp.timeout_seconds)
+                    except BaseException as exc:
+                        if not _connection_still_good(exc):
+                            client.close()
+                            client = None
+                        raise
+            log.info("digest %d sent to %s: %s", item.digest_id, item.recipient, one_line(reply))
+            return client, Outcome(item.digest_id, "sent", one_line(reply), attempts)
+        except DeliveryAborted:
+            raise
+        except Exception as exc:  # classified below; nothing escapes unreported
+            status = "deferred" if is_transient(exc) else "failed"
+            log.warning("digest %d to %s %s after %d attempt(s): %s", item.digest_id, item.recipient,
+                        status, attempts, describe(exc))
+            return client, Outcome(item.digest_id, status, describe(exc), attempts)

@@ -1,0 +1,255 @@
+"""The feedback endpoint: a small Starlette app served by uvicorn. It shares the store with
+the CLI and the daemon and keeps no state of its own but a per-process rate limiter, so any
+number of processes can serve it behind a load balancer."""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import functools
+import logging
+import os
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from recommender.base.config import DATABASE_URL_ENV, Config, find_config_path, load_config
+from recommender.base.domain import Explanation, Recommendation
+from recommender.base.link_signing import LinkSigner, TokenError, TokenExpired
+from recommender.digest import render as digest
+from recommender.digest.render import TEMPLATES
+from recommender.feedback.clicks import Click, FeedbackService, LinkGone, open_target
+from recommender.feedback.limits import (
+    RateLimiter,
+    SecurityHeaders,
+)
+from recommender.store import Store
+from recommender.store.checkpoints import BackgroundCheckpoints
+from recommender.store.outbox import Outbox
+
+log = logging.getLogger(__name__)
+MAX_BODY = 1024
+def page(heading: str, lines: list[str], status: int = 200, request: Request | None = None,
+         form: tuple[str, str, list[tuple[str, str]], str] | None = None) -> HTMLResponse:
+    action, label, fields, css = form or ("", "", [], "")
+    html = TEMPLATES.get_template("page.html.j2").render(
+        heading=heading, lines=lines, form_action=action, form_label=label, form_fields=fields, form_class=css,
+        request_id=request.scope.get("state", {}).get("request_id", "") if request is not None and status >= 400 else "")
+    return HTMLResponse(html, status_code=status)
+
+
+def _one_click(content_type: str, body: bytes, in_query: str | None) -> bool:
+    """An RFC 8058 one-click request: ``List-Unsubscribe=One-Click`` as a multipart/form-data
+    field (what the RFC says a provider SHOULD send), a urlencoded field, or in the query."""
+    if in_query == "One-Click":
+        return True
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        form = email.message_from_bytes(b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n"
+                                        + body, policy=email.policy.default)
+        if not form.is_multipart():
+            return False
+        return any(part.get_param("name", header="content-disposition") == "List-Unsubscribe"
+                   and _stripped(part.get_payload(decode=True)) == b"One-Click" for part in form.iter_parts())
+    fields = urllib.parse.parse_qs(body.decode("latin-1"), keep_blank_values=True)
+    return "One-Click" in fields.get("List-Unsubscribe", [])
+
+
+def create_app(config: Config, store: Store | None = None, clock: Callable[..., Any] | None = None) -> ASGIApp:
+    store = store or Store.open(config.database.url)
+    store.check_schema()
+    service = FeedbackService(config, store, clock)
+    limiter = RateLimiter(config.feedback.rate_limit_per_minute)
+    checkpoints = BackgroundCheckpoints(store)
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def refusal(request: Request, exc: Exception) -> Response:
+        """Token errors become plain 4xx pages; nothing leaks a stack trace."""
+        if isinstance(exc, TokenExpired):
+            return page("This link has expired", ["Feedback links work for "
+                        f"{config.feedback.max_age_days} days. Newer digests have fresh links."], 410, request)
+        if isinstance(exc, LinkGone):
+            return page("This link no longer works", [f"{str(exc).capitalize()}. Nothing was recorded."], 404,
+                        request)
+        return page("This link is not valid", ["It may have been cut short or changed. "
+                    "Nothing was recorded."], 400, request)
+
+    def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        def wrapped(request: Request) -> Response:  # sync: Starlette runs it in its thread pool
+            try:
+                return handler(request)
+            except (TokenError, LinkGone) as exc:
+                return refusal(request, exc)
+
+        wrapped.__name__ = handler.__name__
+        return wrapped
+
+    def limited(request: Request) -> Response | None:
+        if not limiter.allow(client_of(request)):
+            return page("Too many requests", ["Please wait a minute and try again."], 429, request)
+        return None
+
+    def home(request: Request) -> Response:
+        return PlainTextResponse("recommender feedback endpoint: ok\n")
+
+    async def feedback(request: Request) -> Response:
+        action = request.path_params["action"]
+        blocked = limited(request)
+        if blocked:
+            return blocked
+        try:
+            click = await _click(request, action)
+        except (TokenError, LinkGone) as exc:
+            return refusal(request, exc)
+        return _feedback_page(click)
+
+    async def _click(request: Request, action: str) -> Click:
+        """GET records the click (group-committed, awaited without a thread); HEAD only checks."""
+        token = request.path_params["token"]
+        if request.method == "GET":
+            return (await service.click_async(token, action, client_of(request))).click
+        return await run_in_threadpool(service.resolve, token, action)
+
+    def _feedback_page(click: Click) -> Response:
+        title = click.paper.title if click.paper else ""
+        heading = f"Got it: {'more' if click.link.action == 'more' else 'fewer'} papers like “{title}”"
+        lines = ["Your next digest will take this into account.",
+                 "Clicked by mistake? Undo it below."]
+        return page(heading, lines, form=(f"/feedback/undo/{click.token}", "Undo", [], "secondary"))
+
+    @guarded
+    def undo(request: Request) -> Response:
+        blocked = limited(request)
+        if blocked:
+            return blocked
+        token = request.path_params["token"]
+        action = service.signer.verify(token).action
+        if action not in ("more", "less", "open"):
+            raise TokenError("invalid link")
+        click = service.resolve(token, action)
+        undone = service.undo(click)
+        return page("Undone" if undone else "Nothing to undo",
+                    ["Your feedback on this paper was removed." if undone else "No feedback from this link is recorded."])
+
+    async def open_paper(request: Request) -> Response:
+        blocked = limited(request)
+        if blocked:
+            return blocked
+        try:
+            click = await _click(request, "open")
+        except (TokenError, LinkGone) as exc:
+            return refusal(request, exc)
+        assert click.paper is not None  # nosec B101  # an open link always resolves to a paper (else LinkGone)
+        return RedirectResponse(open_target(click.paper), status_code=303)
+
+    async def unsubscribe(request: Request) -> Response:
+        blocked = limited(request)
+        if blocked:
+            return blocked
+        try:
+            return await _unsubscribe(request)
+        except (TokenError, LinkGone) as exc:
+            return refusal(request, exc)
+
+    async def _unsubscribe(request: Request) -> Response:
+        token = request.path_params["token"]
+        if request.method == "POST":
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY:
+                    return page("Request too large", ["The request body is too large."], 413, request)
+            if not _one_click(request.headers.get("content-type", ""), body, request.query_params.get("List-Unsubscribe")):
+                return page("Not unsubscribed", ["Use the button on the unsubscribe page."], 400, request)
+            click = service.resolve(token, "unsubscribe")
+            service.unsubscribe(click)
+            log.info("user %d unsubscribed", click.link.user_id)
+            return page("You are unsubscribed", ["You will get no more digests. "
+                        "To receive them again, ask the operator to run `recommender users resubscribe`."])
+        service.resolve(token, "unsubscribe")
+        return page("Unsubscribe from the paper digest?", ["You will get no more digests at this address."],
+                    form=(f"/unsubscribe/{token}", "Unsubscribe", [("List-Unsubscribe", "One-Click")], ""))
+
+    @guarded
+    def view_digest(request: Request) -> Response:
+        blocked = limited(request)
+        if blocked:
+            return blocked
+        click = service.resolve(request.path_params["token"], "view")
+        return HTMLResponse(_digest_html(config, store, service.signer, click, service.clock()))
+
+    routes = [
+        Route("/", home, methods=["GET", "HEAD"]),
+        Route("/feedback/undo/{token}", undo, methods=["POST"]),
+        Route("/feedback/{action:str}/{token}", feedback, methods=["GET", "HEAD"]),
+        Route("/open/{token}", open_paper, methods=["GET", "HEAD"]),
+        Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "HEAD", "POST"]),
+        Route("/digest/{token}", view_digest, methods=["GET", "HEAD"]),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        code = getattr(exc, "status_code", 404)
+        return page("Not found" if code == 404 else "Not allowed", ["There is nothing at this address."], code, request)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("request %s failed: %s: %s", request.scope.get("state", {}).get("request_id"),
+                  type(exc).__name__, exc)
+        return page("Something went wrong", ["Please try again later."], 500, request)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.checkpoints = checkpoints.start()  # clicks never wait on a checkpoint's fsync
+        try:
+            yield
+        finally:
+            service.close()  # commits the clicks still queued
+            checkpoints.stop()
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error},
+                    lifespan=lifespan)
+    # Outside Starlette's own error middleware, so a 500 page carries the headers too.
+    return SecurityHeaders(app)
+
+
+def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click, now: datetime) -> str:
+    """A stored digest as a web page, with fresh signed links for each entry."""
+    link = click.link
+    entries = Outbox(store).entries(link.digest_id)
+    papers = {p.id: p for p in store.papers([e[1] for e in entries])}
+    email = next((r.email for r in store.user_rows() if r.id == link.user_id), "")
+    user = next((u for u in config.users if u.email.lower() == email), None)
+    if user is None:
+        raise LinkGone("this subscriber is no longer configured")
+    picks = [Recommendation(user.email, papers[pid], score, position + 1,
+                            functools.partial(_stored_explanation, why))
+             for position, pid, score, why in entries if pid in papers]
+    # The page's links keep the digest's issue time: a view link near its expiry must not
+    # hand out links that live another max_age_days.
+    issued = int(link.issued_at.timestamp()) if link.issued_at is not None else None
+    links = digest.Links(config.feedback.base_url, signer, link.user_id, link.digest_id, issued)
+    return digest.render(digest.context(config, user, picks, links, now, web=True)).html
+
+
+def app_from_environment() -> ASGIApp:
+    """uvicorn factory for several worker processes: the config comes from $RECOMMENDER_CONFIG."""
+    config = load_config(find_config_path(None), os.environ.get(DATABASE_URL_ENV))
+    return create_app(config)
+
+
+def _stripped(payload: object) -> bytes:
+    return payload.strip() if isinstance(payload, bytes) else b""
+
+
+def _stored_explanation(why: str) -> Explanation:
+    return Explanation(personalized=not why.startswith("Not personalized"), stored=why)

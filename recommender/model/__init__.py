@@ -1,0 +1,1 @@
+"""Ranking: text features, reader factors, readers' own classifiers, profiles and scores."""

@@ -1,0 +1,334 @@
+"""Score candidate papers for many users at once and pick each one's top papers. Pure and
+deterministic: ties fall back to source order, then paper id.
+
+score = cosine(profile, paper)                       content: TF-IDF terms
+      + collaborative_weight * cosine(user, paper)   what readers with these stars saved
+      + interest_boost if an `interests` keyword occurs in the paper
+Followed authors' papers come first whatever their score. Users are scored in chunks with
+sparse/dense matrix products; explanations are computed only for the papers shown.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from recommender.base.domain import Explanation, Paper, Recommendation, SharedTerm
+from recommender.model import sparse_loops as kernels
+from recommender.model.own_classifier import LsaSpace
+from recommender.model.profiles import Profiles
+from recommender.model.reader_factors import CollabModel
+from recommender.model.scoring import SPLIT_MIN_USERS, PoolScorer
+from recommender.model.tfidf import TextModel, taken_rows
+
+CHUNK = 512
+PARALLEL_CHUNKS = 2
+FOLLOWED_BONUS = 1e6  # sorts a followed author's paper first; never shown as a score
+COMPILED_SELECTION_FROM = 200_000  # scores from which one compiled pass beats sorting each row
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What one user wants from a ranking run."""
+
+    user: str
+    limit: int
+    min_score: float | None = None
+    exclude: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    why_terms: int = 3
+    collaborative_weight: float = 0.0
+    interest_boost: float = 0.0
+    interests: tuple[str, ...] = ()
+
+
+def keyword_pattern(words: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not words:
+        return None
+    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
+
+
+def _unpersonalized(paper: Paper, authors: tuple[str, ...]) -> Explanation:
+    return Explanation(personalized=False, followed_authors=followed(paper, authors))
+
+
+def followed(paper: Paper, authors: tuple[str, ...]) -> tuple[str, ...]:
+    if not authors:
+        return ()
+    wanted = {a.casefold() for a in authors}
+    return tuple(a for a in paper.authors if a.casefold() in wanted)
+
+
+class _Matches:
+    """Which candidates match a keyword list (exclude, interests), computed once per distinct list."""
+
+    def __init__(self, pool: Sequence[Paper]):
+        self.pool = pool
+        self.texts: list[str] | None = None  # joined on first use: most runs match no keywords
+        self.cache: dict[tuple[str, ...], np.ndarray] = {}
+
+    def __call__(self, words: tuple[str, ...]) -> np.ndarray:
+        if words not in self.cache:
+            pattern = keyword_pattern(words)
+            if self.texts is None:
+                self.texts = [f"{p.title} {p.abstract}" for p in self.pool]
+            self.cache[words] = np.array([bool(pattern and pattern.search(t)) for t in self.texts], dtype=bool)
+        return self.cache[words]
+
+
+def top_candidates(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[str]], choices: Sequence[Choice],
+                   position: dict[str, int], matches: _Matches, pool: list[Paper], start: int, end: int,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Users ``start:end`` scored against every candidate at once: returns (picked candidate
+    indices, their scores, their collaborative parts, how many picks each row has), best first,
+    ties in source order. Cold-start rows (no profile) get the candidates in source order."""
+    n = scorer.size
+    users = range(start, end)
+    weights = np.array([choices[u].collaborative_weight for u in users], dtype=np.float32)
+    readers = profiles.dense[start:end] if profiles.dense is not None else None
+    total = scorer.scores(profiles.matrix[start:end], readers, weights)
+    by_words: dict[tuple[str, ...], list[int]] = {}
+    for offset, u in enumerate(users):
+        if choices[u].interests and choices[u].interest_boost:
+            by_words.setdefault(choices[u].interests, []).append(offset)
+    for words, offsets in by_words.items():
+        total[offsets] += choices[start + offsets[0]].interest_boost * matches(words)
+    cold = np.array([profiles.empty(u) for u in users], dtype=bool)
+    total[cold] = -np.arange(n, dtype=total.dtype)  # source order for users without a profile
+    # Picking keys: the total itself unless a row needs papers blocked or followed authors lifted
+    # (float64 then: a float32 cannot hold FOLLOWED_BONUS plus a score's digits).
+    if any(choices[u].authors for u in users):
+        keyed = total.astype(np.float64)
+    elif any(skips[u] or choices[u].exclude or choices[u].min_score is not None for u in users):
+        keyed = total.copy()
+    else:
+        keyed = total
+    blocked_rows, blocked_cols = [], []
+    for offset, u in enumerate(users):
+        choice = choices[u]
+        for paper_id in skips[u]:
+            column = position.get(paper_id)
+            if column is not None:
+                blocked_rows.append(offset)
+                blocked_cols.append(column)
+        if choice.exclude:
+            keyed[offset, matches(choice.exclude)] = -np.inf
+        if choice.min_score is not None and not cold[offset]:
+            keyed[offset, total[offset] < choice.min_score] = -np.inf
+        if choice.authors:
+            bonus = np.array([bool(followed(p, choice.authors)) for p in pool])
+            keyed[offset, bonus] = np.where(cold[offset], FOLLOWED_BONUS - np.arange(n)[bonus], FOLLOWED_BONUS
+                                            + total[offset, bonus])
+    keyed[blocked_rows, blocked_cols] = -np.inf
+    picked = best_columns(keyed, min(n, max(choices[u].limit for u in users)))
+    finite = np.isfinite(np.take_along_axis(keyed, picked, axis=1))
+    limits = np.array([choices[u].limit for u in users])
+    counts = np.minimum(finite.sum(axis=1), limits)
+    scores = np.where(cold[:, None], 0.0, np.take_along_axis(total, picked, axis=1))
+    return picked, scores, scorer.reader_part(readers, weights, picked), counts
+
+
+def best_columns(keyed: np.ndarray, k: int) -> np.ndarray:
+    """The columns of each row's ``k`` largest keys, best first, equal keys in column order."""
+    fast = kernels.compiled(kernels.top_columns) if keyed.size >= COMPILED_SELECTION_FROM else None
+    if fast is None:
+        return np.argsort(-keyed, axis=1, kind="stable")[:, :k]
+    picked = np.empty((keyed.shape[0], k), dtype=np.int64)
+    fast(keyed, k, picked)
+    return picked
+
+
+def picks_by_chunk(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[str]], choices: Sequence[Choice],
+                   position: dict[str, int], matches: _Matches, pool: list[Paper],
+                   ) -> Iterator[tuple[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
+    """``top_candidates`` of every chunk of users, in order, computed on both cores: one chunk
+    per thread, each with single-threaded BLAS (faster than two threads each asking BLAS for
+    both cores); the heavy parts (BLAS, the compiled scatter) release the GIL."""
+    bounds = [(start, min(start + CHUNK, len(choices))) for start in range(0, len(choices), CHUNK)]
+
+    def pick(chunk: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return top_candidates(profiles, scorer, skips, choices, position, matches, pool, *chunk)
+
+    if len(bounds) == 1:
+        yield bounds[0], pick(bounds[0])
+        return
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=PARALLEL_CHUNKS) as workers:
+        yield from zip(bounds, workers.map(pick, bounds), strict=True)
+
+
+def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, pool: list[Paper],
+              skips: Sequence[set[str]], choices: Sequence[Choice], titles: Callable[[list[str]], dict[str, str]],
+              space: LsaSpace | None = None) -> list[list[Recommendation]]:
+    """Each user's top ``choice.limit`` candidates from ``pool`` (in source order), best first.
+    ``skips`` holds each user's starred and already-sent ids; ``titles`` looks up titles. The
+    profiles' dense part scores against the pool's predicted reader factors (``collab``) or,
+    without those, its LSA coordinates (``space``: readers' own classifiers)."""
+    if not pool or not choices:
+        return [[] for _ in choices]
+    position = {p.id: i for i, p in enumerate(pool)}
+    rows = model.rows([p.id for p in pool])
+    dense_rows = None
+    if collab is not None:
+        dense_rows = taken_rows(collab.predicted, np.array([collab.index[p.id] for p in pool], dtype=np.int64))
+    elif space is not None:
+        dense_rows = taken_rows(space.coordinates, np.array([model.index[p.id] for p in pool], dtype=np.int64))
+    scorer = PoolScorer(rows, dense_rows if profiles.dense is not None else None,
+                        split=len(choices) >= SPLIT_MIN_USERS, profiles=profiles.matrix)
+    matches = _Matches(pool)
+    titles = _RunTitles(titles)
+    results: list[list[Recommendation]] = []
+    if not model.matrix.has_sorted_indices:
+        model.matrix.sort_indices()  # the explanation kernels merge rows by term index
+    for (start, end), (picked, scores, collaborative, counts) in picks_by_chunk(profiles, scorer, skips, choices,
+                                                                              position, matches, pool):
+        explain = _ChunkExplainer(model, profiles, pool, titles, choices, start, picked, counts)
+        if collab is None:
+            collaborative = np.zeros_like(collaborative)  # a classifier's LSA part: no other reader's stars
+        for offset in range(end - start):
+            u = start + offset
+            choice = choices[u]
+            if profiles.empty(u):
+                results.append([Recommendation(choice.user, pool[i], 0.0, n + 1,
+                                               functools.partial(_unpersonalized, pool[i], choice.authors))
+                                for n, i in enumerate(picked[offset, :counts[offset]])])
+                continue
+            count = counts[offset]  # the row's numbers as Python floats at once, not one numpy scalar each
+            results.append([Recommendation(choice.user, pool[i], score, n + 1,
+                                           functools.partial(explain, offset, n, part))
+                            for n, (i, score, part) in enumerate(zip(picked[offset, :count].tolist(),
+                                                                     scores[offset, :count].tolist(),
+                                                                     collaborative[offset, :count].tolist(),
+                                                                     strict=True))])
+    return results
+
+
+class _RunTitles:
+    """Titles looked up once per ranking run: the same starred papers are the nearest ones for
+    many users, in every chunk."""
+
+    def __init__(self, lookup: Callable[[list[str]], dict[str, str]]):
+        self.lookup = lookup
+        self.known: dict[str, str] = {}
+        self.asked: set[str] = set()
+
+    def __call__(self, ids: list[str]) -> dict[str, str]:
+        missing = [i for i in ids if i not in self.asked]
+        if missing:
+            self.known.update(self.lookup(missing))
+            self.asked.update(missing)
+        return {i: self.known[i] for i in ids if i in self.known}
+
+
+class _ChunkExplainer:
+    """Explanations for every pick of one chunk of users, computed together the first time
+    one is asked for: the starred papers nearest to each pick (similarity of every (star, pick)
+    pair of a user, one compiled pass), the terms each pick shares with its nearest star, and
+    the titles of those stars (one query)."""
+
+    KNOWN = 200  # a user's strongest starred papers considered as "nearest"
+
+    def __init__(self, model: TextModel, profiles: Profiles, pool: list[Paper],
+                 titles: Callable[[list[str]], dict[str, str]], choices: Sequence[Choice], start: int,
+                 picked: np.ndarray, counts: np.ndarray):
+        self.model, self.profiles, self.pool, self.titles = model, profiles, pool, titles
+        self.choices, self.start, self.picked, self.counts = choices, start, picked, counts
+        self.ready = False
+
+    def __call__(self, offset: int, n: int, collaborative: float) -> Explanation:
+        if not self.ready:
+            self._prepare()
+        choice = self.choices[self.start + offset]
+        paper = self.pool[int(self.picked[offset, n])]
+        nearest = tuple((pid, self.star_titles.get(pid, pid), sim) for pid, sim in self.nearest.get((offset, n), []))
+        terms = self.shared.get((offset, n), [])
+        if not terms:
+            terms = self._profile_terms(offset, n, choice.why_terms)
+        pattern = keyword_pattern(choice.interests)
+        matched = tuple(sorted({m.group(0).lower() for m in pattern.finditer(f"{paper.title} {paper.abstract}")})) \
+            if pattern else ()
+        return Explanation(personalized=True, nearest=nearest, terms=tuple(terms),
+                           followed_authors=followed(paper, choice.authors), matched_interests=matched,
+                           collaborative=collaborative)
+
+    def _prepare(self) -> None:
+        matrix, index = self.model.matrix, self.model.index
+        pool_rows = np.array([index[p.id] for p in self.pool], dtype=np.int64)
+        users = []  # (offset, known ids, their model rows, pick model rows)
+        for offset in range(self.picked.shape[0]):
+            u = self.start + offset
+            weights = self.profiles.weights[u]
+            known = sorted((p for p, w in weights.items() if w > 0 and p in index),
+                           key=lambda p: (-weights[p], p))[:self.KNOWN]
+            picks = pool_rows[self.picked[offset, :self.counts[offset]]]
+            if known and len(picks) and not self.profiles.empty(u):
+                users.append((offset, known, np.array([index[p] for p in known], dtype=np.int64), picks))
+        sizes = [len(rows) * len(picks) for _, _, rows, picks in users]
+        sims = np.zeros(sum(sizes))
+        kernels.run(kernels.block_dots, len(sims) * 100, matrix.indptr, matrix.indices, matrix.data, _offsets(sizes),
+                    _joined([rows for _, _, rows, _ in users]), _offsets([len(rows) for _, _, rows, _ in users]),
+                    _joined([picks for _, _, _, picks in users]), _offsets([len(picks) for _, _, _, picks in users]),
+                    np.full(matrix.shape[1], -1, dtype=np.int64), sims)
+        self.nearest: dict[tuple[int, int], list[tuple[str, float]]] = {}  # (user offset, pick) -> stars
+        pairs_first, pairs_second, where = [], [], []
+        at = 0
+        for offset, known, rows, picks in users:
+            block = sims[at:at + len(known) * len(picks)].reshape(len(known), len(picks))
+            at += len(known) * len(picks)
+            by_id = np.empty(len(known), dtype=np.int64)  # rank of each id, for ties
+            by_id[sorted(range(len(known)), key=known.__getitem__)] = np.arange(len(known))
+            # The two most similar stars of every pick at once: highest similarity, then lowest id.
+            order = np.lexsort((np.broadcast_to(by_id[:, None], block.shape), -block), axis=0)[:2]
+            # plain numbers (no numpy scalars), and only those of the two: not the whole block
+            top_two, top_values = order.tolist(), np.take_along_axis(block, order, axis=0).tolist()
+            star_rows, pick_rows = rows.tolist(), picks.tolist()
+            for n in range(len(picks)):
+                best = [(t[n], v[n]) for t, v in zip(top_two, top_values, strict=True) if v[n] > 0]
+                self.nearest[(offset, n)] = [(known[j], value) for j, value in best]
+                if best:
+                    pairs_first.append(star_rows[best[0][0]])
+                    pairs_second.append(pick_rows[n])
+                    where.append((offset, n))
+        keep = max(1, max((c.why_terms for c in self.choices[self.start:self.start + self.picked.shape[0]]), default=0))
+        term_slots = np.full((len(where), keep), -1, dtype=np.int64)
+        term_values = np.zeros((len(where), keep))
+        kernels.run(kernels.pair_top_terms, len(where) * 400, matrix.indptr, matrix.indices, matrix.data,
+                    np.array(pairs_first, dtype=np.int64), np.array(pairs_second, dtype=np.int64), term_slots,
+                    term_values)
+        self.shared: dict[tuple[int, int], list[SharedTerm]] = {}  # (user offset, pick) -> shared terms
+        terms, slots, values = self.model.terms, term_slots.tolist(), term_values.tolist()  # plain ints: fast
+        for m, (offset, n) in enumerate(where):
+            limit = self.choices[self.start + offset].why_terms
+            self.shared[(offset, n)] = [SharedTerm(terms[t], v)
+                                        for t, v in zip(slots[m][:limit], values[m][:limit], strict=True) if t >= 0]
+        wanted = sorted({pid for best in self.nearest.values() for pid, _ in best})
+        self.star_titles = self.titles(wanted) if wanted else {}
+        self.ready = True
+
+    def _profile_terms(self, offset: int, n: int, limit: int) -> list[SharedTerm]:
+        """Without a nearest star: the pick's terms weighted by the profile's weights."""
+        row = self.model.matrix[self.model.index[self.pool[int(self.picked[offset, n])].id]]
+        profile = self.profiles.matrix[self.start + offset]
+        weights = dict(zip(profile.indices.tolist(), profile.data.tolist(), strict=True))
+        return top_terms(self.model, row.indices, row.data * np.array([weights.get(c, 0.0) for c in row.indices.tolist()]),
+                         limit)
+
+
+def _offsets(lengths: list[int]) -> np.ndarray:
+    """Where each of consecutive blocks of these lengths starts, and the end."""
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays).astype(np.int64) if arrays else np.zeros(0, dtype=np.int64)
+
+
+def top_terms(model: TextModel, columns: np.ndarray, values: np.ndarray, n: int) -> list[SharedTerm]:
+    order = sorted((i for i in range(len(columns)) if values[i] > 0),
+                   key=lambda i: (-values[i], str(model.terms[columns[i]])))[:n]
+    return [SharedTerm(str(model.terms[columns[i]]), float(values[i])) for i in order]

@@ -1,0 +1,271 @@
+"""The one place the stages are wired: files -> parsers -> store; store -> model ->
+profiles -> ranking. The CLI and the scheduler call these functions and nothing deeper."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from threadpoolctl import threadpool_limits
+
+from recommender.base import parallel
+from recommender.base.config import Config, UserConfig
+from recommender.base.domain import Paper, ParsedBatch, Recommendation
+from recommender.base.errors import InputError, NotFoundError
+from recommender.base.text import shown
+from recommender.model import own_classifier, profiles, tfidf
+from recommender.model import reader_factors as collab
+from recommender.model import sparse_loops as kernels
+from recommender.model.ranking import Choice, rank_many
+from recommender.pipeline import stored_models
+from recommender.sources import parse
+from recommender.store import IngestResult, Store
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int], None]
+
+PARALLEL_USERS = 200  # from this many users on (100 a part), `recommend` and `digest send` use worker processes
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    files: int
+    batches: int
+    skipped_files: int
+    entries: int
+    new_papers: int
+    duplicates: int
+    empty_files: int = 0
+
+    def line(self) -> str:
+        skipped = f", {self.skipped_files} already ingested" if self.skipped_files else ""
+        skipped += f", {self.empty_files} with nothing new" if self.empty_files else ""
+        return (f"ingested {self.files} file(s){skipped}: {self.entries} entries, "
+                f"{self.new_papers} new papers, {self.duplicates} duplicates")
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def read_input(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise InputError(str(path), "is a directory, not a file") from None
+    except FileNotFoundError:
+        raise InputError(str(path), "no such file") from None
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read: {exc.strerror}") from None
+
+
+def parse_file(path: Path, fmt: str = "auto", batch_date: date | None = None) -> tuple[ParsedBatch, str]:
+    """Parse one file; returns the batch and the hash of its bytes (re-ingest detection)."""
+    data = read_input(path)
+    modified = datetime.fromtimestamp(path.stat().st_mtime)
+    parsed = parse(data, str(path), fmt, year_hint=batch_date, modified=modified)
+    return parsed, hashlib.sha256(data).hexdigest()
+
+
+def ingest_files(store: Store, paths: Sequence[Path], fmt: str = "auto", batch_date: date | None = None,
+                 run_id: str | None = None, on_file: Progress | None = None) -> IngestSummary:
+    """Parse every file first (a bad file refuses the whole command), then store each as one batch."""
+    run_id = run_id or new_run_id()
+    parsed = []
+    for path in paths:
+        parsed.append((path, *parse_file(path, fmt, batch_date)))
+        if on_file:
+            on_file(1)
+    results: list[IngestResult] = []
+    empty = 0
+    for path, batch, content_hash in parsed:
+        if not batch.entries:  # an empty day (an arXiv feed on a holiday, a "[]" from Hugging Face)
+            log.info("%s: nothing new", path)
+            empty += 1
+            continue
+        result = store.ingest_batch(batch, source=f"file:{path.name}", content_hash=content_hash, run_id=run_id)
+        log.info("%s: %s", path, "already ingested" if result.skipped else f"{result.entries} entries")
+        results.append(result)
+    stored = [r for r in results if not r.skipped]
+    return IngestSummary(
+        files=len(results) + empty, batches=len(stored), skipped_files=len(results) - len(stored), empty_files=empty,
+        entries=sum(r.entries for r in stored), new_papers=sum(r.new_papers for r in stored),
+        duplicates=sum(r.duplicates for r in stored),
+    )
+
+
+def candidate_batches(store: Store, spec: str) -> list[int]:
+    """``latest`` (the batches of the most recent ingest run), ``all``, or one batch id."""
+    if spec == "latest":
+        return store.latest_run_batch_ids()
+    if spec == "all":
+        return store.all_batch_ids()
+    if spec.isdigit() and int(spec) in set(store.all_batch_ids()):
+        return [int(spec)]
+    raise NotFoundError(f"no batch {spec!r} (use latest, all, or an id from `recommender batches`)")
+
+
+def recommend(config: Config, store: Store, users: Sequence[UserConfig], batch_ids: Sequence[int],
+              limit: int | None = None, now: datetime | None = None) -> dict[str, list[Recommendation]]:
+    """Each user's top papers among the entries of ``batch_ids``."""
+    now = now or datetime.now(UTC)
+    models = load_models(store, config)
+    candidates = store.batch_papers(batch_ids)
+    return rank_users(config, store, models, users, candidates, limit, now)
+
+
+def recommend_written(config: Config, store: Store, users: Sequence[UserConfig], batch_ids: Sequence[int],
+                      limit: int | None, render: Callable[[Sequence[UserConfig], dict[str, list[Recommendation]]], str],
+                      write: Callable[[str], None], now: datetime | None = None) -> int:
+    """``render`` of ``recommend``'s results handed to ``write`` in user order; returns how many
+    recommendations were written. Many users are split between worker processes (see
+    base.parallel; profiles, explanations and output are Python-bound; the models are loaded
+    once, before the fork), each writing its part once the parts before it are written: no
+    output has to be sent back through a pipe."""
+    now = now or datetime.now(UTC)
+    parts = parallel.parts_for(len(users), PARALLEL_USERS // 2)
+    in_parts = parts > 1
+    # Many users need the compiled kernels: loaded once, before the fork, beside the reading.
+    with kernels.compiler_loading() if in_parts else contextlib.nullcontext():
+        models = load_models(store, config)
+        candidates = store.batch_papers(batch_ids)
+        ids = store.sync_users(u.email for u in users)  # once, here: neither half writes users
+
+    def ranked(some: Sequence[UserConfig], on: Store = store) -> tuple[str, int]:
+        # Each part has one core: BLAS threads would only wait for (and take) the others'.
+        with threadpool_limits(limits=1, user_api="blas") if in_parts else contextlib.nullcontext():
+            results = rank_users(config, on, models, some, candidates, limit, now, ids, persist=False)
+        return render(some, results), sum(len(picks) for picks in results.values())
+
+    def part(some: Sequence[UserConfig]) -> int:
+        text, count = ranked(some)
+        write(text)
+        return count
+
+    def child_part(some: Sequence[UserConfig]) -> int:
+        with store.for_forked_child() as own:
+            text, count = ranked(some, own)
+        parallel.wait_turn()  # the parts before this one are written
+        write(text)
+        return count
+
+    return sum(parallel.in_parts(part, users, parts, child_part))
+
+
+@dataclass(frozen=True)
+class Models:
+    text: tfidf.TextModel
+    collab: collab.CollabModel | None
+    space: own_classifier.LsaSpace | None  # when readers get their own classifiers
+
+
+def load_models(store: Store, config: Config) -> Models:
+    """The fitted models for the current corpus and stars (fitting what is missing)."""
+    text = stored_models.text_model(store, config.ranking)
+    community = stored_models.community_model(store, text, config.ranking)
+    return Models(text, community, stored_models.lsa_space(store, text, config.ranking, community is not None))
+
+
+def refresh(store: Store, config: Config, now: datetime | None = None,
+            on_reader: Callable[[int, int], None] | None = None) -> Models:
+    """Refit what the corpus or the stars changed and rebuild every configured user's profile, so
+    that ranking afterwards only reads (what ingest and star imports do eagerly). With readers'
+    own classifiers, ``on_reader(done, total)`` follows their fitting."""
+    models = load_models(store, config)
+    ids = store.sync_users(u.email for u in config.users)
+    done = 0
+
+    def progress(count: int) -> None:
+        nonlocal done
+        done += count
+        if on_reader is not None:
+            on_reader(done, len(config.users))
+
+    stored_models.build_and_cache_profiles(store, models.text, models.collab, [(ids[u.email.lower()], u) for u in config.users],
+                             config.ranking, now or datetime.now(UTC), models.space,
+                             progress if models.space is not None else None)
+    return models
+
+
+def choice_for(config: Config, user: UserConfig, limit: int | None, models: Models) -> Choice:
+    r = config.ranking
+    # A reader's own classifier carries its LSA part's weight already.
+    dense_weight = r.collaborative_weight if models.collab is not None else 1.0
+    return Choice(user=user.email, limit=limit or user.max_items, min_score=user.min_score, exclude=user.exclude,
+                  authors=user.authors, why_terms=r.why_terms, collaborative_weight=dense_weight,
+                  interest_boost=r.interest_boost, interests=user.interests)
+
+
+def rank_users(config: Config, store: Store, models: Models, users: Sequence[UserConfig], candidates: list[Paper],
+               limit: int | None, now: datetime, ids: dict[str, int] | None = None,
+               persist: bool = True) -> dict[str, list[Recommendation]]:
+    """Rank ``candidates`` for every user at once: profiles from the signal log, starred and
+    already-sent papers skipped. ``ids`` (lower-case email -> id) when the users are synced;
+    ``persist``: store the profiles that changed (`recommend` only reads)."""
+    ids = ids if ids is not None else store.sync_users(u.email for u in users)
+    pairs = [(ids[u.email.lower()], u) for u in users]
+    built = stored_models.cached_or_built_profiles(store, models.text, models.collab, pairs, config.ranking, now, persist, models.space)
+    user_ids = [uid for uid, _ in pairs]
+    sent = store.sent_map(user_ids)
+    skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]
+
+    picks = rank_many(models.text, models.collab, built, candidates, skips,
+                      [choice_for(config, u, limit, models) for u in users], store.titles, models.space)
+    return {user.email: result for user, result in zip(users, picks, strict=True)}
+
+
+def profile(config: Config, store: Store, user: UserConfig) -> tuple[profiles.Profile, list[str]]:
+    """One user's profile as ranking uses it (persisted when it changed), and the model's terms."""
+    models = load_models(store, config)
+    built = stored_models.current_profile(store, models.text, store.user_id(user.email), user, config.ranking, datetime.now(UTC),
+                             models.collab, models.space)
+    return built, models.text.terms
+
+
+def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
+            now: datetime | None = None) -> dict[str, Any]:
+    """The full score breakdown of one paper for one user (for `recommender explain`)."""
+    now = now or datetime.now(UTC)
+    paper = store.paper(paper_id)
+    models = load_models(store, config)
+    user_id = store.user_id(user.email)
+    built = stored_models.build_profiles(store, models.text, models.collab, [(user_id, user)], config.ranking, now,
+                                space=models.space)
+    choice = choice_for(config, user, 1, models)
+    plain = Choice(user=choice.user, limit=1, why_terms=choice.why_terms, collaborative_weight=choice.collaborative_weight,
+                   interest_boost=choice.interest_boost, interests=choice.interests, authors=choice.authors)
+    pick = rank_many(models.text, models.collab, built, [paper], [set()], [plain],
+                     store.titles, models.space)[0][0]
+    why = pick.explanation
+    content = float((built.matrix[0] @ models.text.rows([paper.id]).T).toarray().ravel()[0])
+    topics = 0.0  # the LSA part of the reader's own classifier
+    if models.collab is None and models.space is not None and built.dense is not None:
+        topics = float(built.dense[0] @ models.space.coordinates[models.text.index[paper.id]])
+    notes = []
+    if paper.id in store.starred_ids(user_id):
+        notes.append("you starred this paper, so it is never recommended to you")
+    if paper.id in store.sent_map([user_id]).get(user_id, set()):
+        notes.append("it was already in one of your digests")
+    if choice.exclude and any(w.lower() in f"{paper.title} {paper.abstract}".lower() for w in choice.exclude):
+        notes.append("an `exclude` keyword drops it")
+    if user.min_score is not None and pick.score < user.min_score:
+        notes.append(f"below your min_score {user.min_score}")
+    if not why.personalized:
+        notes.append("no profile yet: star papers to personalize")
+    return {
+        "user": user.email, "paper_id": paper.id, "title": paper.display.title, "score": round(pick.score, 6),
+        "content": round(content, 6), "collaborative": round(why.collaborative, 6),
+        "topics": round(topics, 6),
+        "interests": round(pick.score - content - topics - why.collaborative, 6) if why.personalized else 0.0,
+        "nearest": [{"paper_id": p, "title": shown(t), "similarity": round(s, 4)} for p, t, s in why.nearest],
+        "terms": [{"term": t.term, "contribution": round(t.contribution, 4)} for t in why.terms],
+        "followed_authors": list(why.followed_authors), "matched_interests": list(why.matched_interests),
+        "why": why.sentence(), "notes": notes,
+    }

@@ -1,0 +1,202 @@
+"""Pulling sources: files dropped into a folder (a glob), or web feeds over HTTP. Parsing is
+the parsers' job; this module only gets bytes, politely: timeouts, a descriptive User-Agent,
+conditional requests (ETag / Last-Modified), bounded retries with backoff, a size cap, and
+redirects followed only within the same host."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from recommender import __version__, pipeline
+from recommender.base.config import Config, SourceConfig
+from recommender.base.errors import InputError, RecommenderError
+from recommender.sources import parse
+from recommender.store import Store
+from recommender.store.state import DaemonState, SourceState
+
+log = logging.getLogger(__name__)
+USER_AGENT = f"recommender/{__version__} (research-paper digest; polite fetcher)"
+MAX_REDIRECTS = 5
+Clock = Callable[[], datetime]
+
+
+class FetchError(RecommenderError):
+    """A source could not be fetched (after retries) or answered something unusable."""
+
+
+class _Transient(Exception):
+    """A failure worth another try (5xx, 429)."""
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    source: str
+    status: str  # new | unchanged | failed
+    entries: int = 0
+    new_papers: int = 0
+    detail: str = ""
+
+    def line(self) -> str:
+        if self.status == "new":
+            return f"{self.source}: {self.entries} entries, {self.new_papers} new papers"
+        if self.status == "failed":
+            return f"{self.source}: failed: {self.detail}"
+        return f"{self.source}: nothing new" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class Download:
+    status: int  # 200, or 304 for not modified
+    body: bytes = b""
+    etag: str = ""
+    last_modified: str = ""
+
+
+def download(client: httpx.Client, url: str, state: SourceState, max_bytes: int, attempts: int,
+             retry_wait: float) -> Download:
+    """GET ``url`` with a conditional request; transient failures (timeouts, connection errors,
+    5xx, 429) are retried with exponential backoff, then raise FetchError."""
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json, application/xml, text/xml, */*;q=0.5"}
+    if state.etag:
+        headers["If-None-Match"] = state.etag
+    if state.last_modified:
+        headers["If-Modified-Since"] = state.last_modified
+    retrying = Retrying(stop=stop_after_attempt(attempts), wait=wait_exponential(multiplier=retry_wait, max=60),
+                        retry=retry_if_exception(lambda e: isinstance(e, (_Transient, httpx.TransportError))),
+                        reraise=True)
+    try:
+        for attempt in retrying:
+            with attempt:
+                return _get(client, url, headers, max_bytes)
+    except _Transient as exc:
+        raise FetchError(f"{url}: {exc} (after {attempts} attempts)") from None
+    except httpx.TimeoutException:
+        raise FetchError(f"{url}: timed out (after {attempts} attempts)") from None
+    except httpx.TransportError as exc:
+        raise FetchError(f"{url}: {type(exc).__name__}: {exc} (after {attempts} attempts)") from None
+    raise AssertionError("unreachable")
+
+
+def _get(client: httpx.Client, url: str, headers: dict[str, str], max_bytes: int) -> Download:
+    host = urlsplit(url).netloc
+    for _ in range(MAX_REDIRECTS + 1):
+        with client.stream("GET", url, headers=headers) as response:
+            if response.status_code == 304:
+                return Download(304)
+            if response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers:
+                target = urljoin(url, response.headers.get("location", ""))
+                if urlsplit(target).netloc != host or urlsplit(target).scheme not in ("http", "https"):
+                    raise FetchError(f"{url}: redirect to another host ({urlsplit(target).netloc or target}) not followed")
+                url = target
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                raise _Transient(f"HTTP {response.status_code}")
+            if response.status_code != 200:
+                raise FetchError(f"{url}: HTTP {response.status_code}")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise FetchError(f"{url}: response of {declared} bytes is over the {max_bytes}-byte cap")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise FetchError(f"{url}: response is over the {max_bytes}-byte cap")
+            return Download(200, bytes(body), response.headers.get("etag", ""),
+                            response.headers.get("last-modified", ""))
+    raise FetchError(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+
+class Fetcher:
+    def __init__(self, config: Config, store: Store, client: httpx.Client | None = None,
+                 clock: Clock | None = None, retry_wait: float = 2.0):
+        self.config = config
+        self.store = store
+        self.client = client or httpx.Client(timeout=config.scheduler.fetch_timeout_seconds, follow_redirects=False)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.retry_wait = retry_wait
+        self.state = DaemonState(store)
+
+    def sources(self, names: Sequence[str] | None = None) -> list[SourceConfig]:
+        if not names:
+            return list(self.config.sources)
+        known = {s.name: s for s in self.config.sources}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise RecommenderError(f"no source named {missing[0]!r} (configured: {', '.join(known) or 'none'})")
+        return [known[n] for n in names]
+
+    def stale(self) -> list[SourceConfig]:
+        """Sources not fetched within the freshness window."""
+        window = timedelta(minutes=self.config.scheduler.fetch_freshness_minutes)
+        now = self.clock()
+        return [s for s in self.config.sources
+                if (at := self.state.source(s.name).fetched_at) is None or now - at >= window]
+
+    def fetch(self, sources: Sequence[SourceConfig]) -> list[FetchOutcome]:
+        """One fetch round (one ingest run): each source independently; a failure touches no other."""
+        run_id = pipeline.new_run_id()
+        outcomes = []
+        for source in sources:
+            try:
+                outcome = self._folder(source, run_id) if source.path else self._web(source, run_id)
+            except (RecommenderError, OSError) as exc:
+                outcome = FetchOutcome(source.name, "failed", detail=str(exc))
+                self.state.save_source(SourceState(**{**self.state.source(source.name).__dict__,
+                                                      "last_error": str(exc)}))
+            (log.warning if outcome.status == "failed" else log.info)("source %s", outcome.line())
+            outcomes.append(outcome)
+        return outcomes
+
+    def _folder(self, source: SourceConfig, run_id: str) -> FetchOutcome:
+        pattern = str(self.config.resolve(source.path))
+        entries = new = 0
+        problems = []
+        for name in sorted(glob.glob(pattern)):
+            path = Path(name)
+            if not path.is_file():
+                continue
+            try:
+                batch, content_hash = pipeline.parse_file(path, source.kind)
+            except InputError as exc:
+                problems.append(str(exc))
+                continue
+            if not batch.entries:
+                continue
+            result = self.store.ingest_batch(batch, source=source.name, content_hash=content_hash, run_id=run_id)
+            if not result.skipped:
+                entries += result.entries
+                new += result.new_papers
+        self.state.save_source(SourceState(source.name, fetched_at=self.clock(), last_error="; ".join(problems)))
+        if problems and not entries:
+            return FetchOutcome(source.name, "failed", detail=problems[0])
+        return FetchOutcome(source.name, "new" if entries else "unchanged", entries, new)
+
+    def _web(self, source: SourceConfig, run_id: str) -> FetchOutcome:
+        state = self.state.source(source.name)
+        now = self.clock()
+        url = source.url.replace("{date}", now.date().isoformat())
+        got = download(self.client, url, state, self.config.scheduler.fetch_max_bytes,
+                       self.config.scheduler.fetch_attempts, self.retry_wait)
+        if got.status == 304:
+            self.state.save_source(SourceState(source.name, state.etag, state.last_modified, now))
+            return FetchOutcome(source.name, "unchanged", detail="not modified")
+        batch = parse(got.body, f"{source.name} ({url})", source.kind, year_hint=now.date(),
+                      include_replacements=source.include_replacements)
+        self.state.save_source(SourceState(source.name, got.etag, got.last_modified, now))
+        if not batch.entries:
+            return FetchOutcome(source.name, "unchanged", detail="no entries")
+        content_hash = hashlib.sha256(got.body).hexdigest()
+        result = self.store.ingest_batch(batch, source=source.name, content_hash=content_hash, run_id=run_id)
+        if result.skipped:
+            return FetchOutcome(source.name, "unchanged", detail="same content as before")
+        return FetchOutcome(source.name, "new", result.entries, result.new_papers)

@@ -1,0 +1,185 @@
+"""A user's library: stars by reference (id, arXiv id, title), bulk star imports (CSV/JSONL
+from another tool), and reference-manager exports (BibTeX, Zotero CSV, RIS)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recommender.base.config import Config
+from recommender.base.domain import ParsedPaper
+from recommender.base.errors import InputError, NotFoundError, RecommenderError
+from recommender.base.text import arxiv_id, title_key
+from recommender.pipeline import read_input
+from recommender.sources.lines import decoded_lines, json_document
+from recommender.store import Store
+
+if TYPE_CHECKING:
+    from recommender.sources.arxiv_api import ArxivLookup
+
+
+@dataclass(frozen=True)
+class StarImport:
+    lines: int
+    added: int
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class LibraryImport:
+    entries: int  # entries read from the files
+    matched: int  # of them, papers already stored
+    added: int  # stored as new papers
+    skipped: list[str]  # "file:line: reason" of each entry that could not be read
+    new_stars: int
+    completed: int = 0  # entries whose abstract came from the arXiv API
+    unknown: list[str] = field(default_factory=list)  # arXiv ids the API does not know
+    lookup_failed: str = ""  # why the arXiv lookup failed, if it did
+    lookup_skipped: int = 0  # entries without abstract not looked up (--offline)
+
+    def line(self) -> str:
+        parts = [f"{self.entries} imported", f"{self.matched} matched stored papers", f"{self.added} added",
+                 f"{len(self.skipped)} skipped", f"{self.new_stars} new star(s)"]
+        if self.completed:
+            parts.append(f"{self.completed} completed from arXiv")
+        return ", ".join(parts)
+
+
+def resolve_references(store: Store, references: Sequence[str], lookup: ArxivLookup | None = None) -> list[str]:
+    """Paper ids for references given as ids (or aliases), arXiv ids in any usual form, or
+    exact titles; unknown ones fail clearly. An arXiv id not stored yet is looked up on the
+    arXiv API (with ``lookup``), stored, and used."""
+    known = store.resolve_ids(list(references))
+    missing = {ref: arxiv_id(ref) for ref in references if ref not in known and arxiv_id(ref)}
+    if missing:
+        if lookup is None:
+            raise NotFoundError(f"no stored paper {next(iter(missing))!r} (without --offline it is looked up on arXiv)")
+        result = lookup.fetch(sorted(set(missing.values())))
+        if result.failed:
+            raise RecommenderError(f"could not look up {', '.join(sorted(set(missing.values())))} on arXiv: {result.failed}")
+        if result.unknown:
+            raise NotFoundError(f"arXiv has no paper {result.unknown[0]!r}")
+        store.add_papers(list(result.found.values()))
+        known.update(store.resolve_ids(list(missing)))
+    ids = []
+    for ref in references:
+        if ref in known:
+            ids.append(known[ref])
+            continue
+        by_title = store.find_by_title_key(title_key(ref))
+        if len(by_title) == 1:
+            ids.append(by_title[0].id)
+            continue
+        raise NotFoundError(f"no paper with id or title {ref!r} (see `recommender papers search`)")
+    return ids
+
+
+def _rows(path: Path, data: bytes) -> list[tuple[int, str, str]]:
+    """(line, user, paper_id) from CSV with a header or JSONL."""
+    name = str(path)
+    lines = list(decoded_lines(data, name))  # refuses non-UTF-8 with its line number
+    first = next((text for _, text in lines if text.strip()), "")
+    if not first:
+        raise InputError(name, "empty file: no stars to import")
+    rows = []
+    if first.lstrip().startswith("{"):
+        for number, text in lines:
+            if not text.strip():
+                continue
+            record = json_document(text, name, number)
+            if not isinstance(record, dict) or not isinstance(record.get("user"), str) \
+                    or not isinstance(record.get("paper_id"), (str, int)):
+                raise InputError(name, "expected an object with string fields 'user' and 'paper_id'", number)
+            rows.append((number, record["user"].strip(), str(record["paper_id"]).strip()))
+        return rows
+    reader = csv.reader(io.StringIO("\n".join(text for _, text in lines)))
+    header = [h.strip().lower() for h in next(reader)]
+    if "user" not in header or "paper_id" not in header:
+        raise InputError(name, "CSV header must name the columns user and paper_id", 1)
+    u, p = header.index("user"), header.index("paper_id")
+    for number, record in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in record):
+            continue
+        if len(record) <= max(u, p):
+            raise InputError(name, f"expected {len(header)} columns, got {len(record)}", number)
+        rows.append((number, record[u].strip(), record[p].strip()))
+    return rows
+
+
+def import_stars(store: Store, config: Config, path: Path, skip_unknown: bool,
+                 lookup: ArxivLookup | None = None) -> StarImport:
+    """Star (user, paper) rows; a paper named by an arXiv id that is not stored is looked up on
+    the arXiv API (with ``lookup``) and stored first. Nothing is starred when a row is bad,
+    unless ``skip_unknown``."""
+    rows = _rows(path, read_input(path))
+    emails = {u.email.lower() for u in config.users}
+    known_ids = store.resolve_ids([pid for _, _, pid in rows])
+    missing = sorted({arxiv_id(pid) for _, _, pid in rows if pid not in known_ids and arxiv_id(pid)})
+    if missing and lookup is not None:
+        found = lookup.fetch(missing).found
+        if found:
+            store.add_papers(list(found.values()))
+            known_ids = store.resolve_ids([pid for _, _, pid in rows])
+    user_ids = store.sync_users(emails)
+    problems, pairs = [], []
+    for number, email, paper_id in rows:
+        if email.lower() not in emails:
+            problems.append(f"{path}:{number}: user {email!r} is not in the config")
+        elif paper_id not in known_ids:
+            problems.append(f"{path}:{number}: unknown paper id {paper_id!r}")
+        else:
+            pairs.append((user_ids[email.lower()], known_ids[paper_id]))
+    if problems and not skip_unknown:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InputError(str(path), f"nothing imported: {problems[0].split(': ', 1)[1]}{more}; "
+                         "fix the file or pass --skip-unknown", line=int(problems[0].split(":")[1]))
+    added = store.star_many(pairs, origin="import")
+    return StarImport(lines=len(rows), added=added, problems=problems)
+
+
+def import_library(store: Store, email: str, paths: Sequence[Path], fmt: str = "auto", strict: bool = False,
+                   lookup: ArxivLookup | None = None, progress: Callable[[int], None] | None = None,
+                   ) -> LibraryImport:
+    """Star the papers of reference-manager exports (BibTeX, Zotero CSV, RIS), matched to
+    stored papers by arXiv id or title; entries not stored yet are added as papers (not as new
+    digest entries). Entries that cannot be read are skipped and named (``strict``: the
+    files are refused instead). Entries with an arXiv id but no abstract get title, authors and
+    abstract from the arXiv API (with ``lookup``); a lookup that fails leaves them as they were."""
+    from recommender.sources import read_library  # on use: the readers import their parsers
+
+    reads = [read_library(read_input(path), str(path), fmt) for path in paths]
+    skipped = [line for r in reads for line in r.skipped]
+    if strict and skipped:
+        raise RecommenderError(f"{skipped[0]} (--strict: nothing was imported)")
+    entries = [entry for r in reads for entry in r.entries]
+    if not entries:
+        reason = skipped[0] if skipped else f"{paths[0]}: no entries"
+        raise InputError(str(paths[0]), f"nothing could be read ({reason})")
+    completed, unknown, failed = 0, [], ""
+    wanted = [e.arxiv_id for e in entries if e.arxiv_id and not e.abstract]
+    stored = store.resolve_ids(wanted)
+    complete = {p.id for p in store.papers(list(set(stored.values()))) if p.abstract}
+    wanted = [i for i in dict.fromkeys(wanted) if stored.get(i) not in complete]
+    if wanted and lookup is not None:
+        result = lookup.fetch(wanted, progress)
+        unknown, failed = result.unknown, result.failed
+        entries = [_completed(e, result.found.get(e.arxiv_id)) for e in entries]
+        completed = sum(1 for e in wanted if e in result.found)
+    ids, added = store.add_papers(entries)
+    new_stars = store.star(store.user_id(email), ids, origin="library")
+    return LibraryImport(entries=len(entries), matched=len(entries) - added, added=added, skipped=skipped,
+                         new_stars=new_stars, completed=completed, unknown=unknown, lookup_failed=failed,
+                         lookup_skipped=len(wanted) if lookup is None else 0)
+
+
+def _completed(entry: ParsedPaper, found: ParsedPaper | None) -> ParsedPaper:
+    """The entry with what arXiv knows filled in where the file had nothing."""
+    if found is None:
+        return entry
+    return replace(entry, title=entry.title or found.title, abstract=entry.abstract or found.abstract,
+                   authors=entry.authors or found.authors, url=entry.url or found.url,
+                   published=entry.published or found.published)

@@ -1,0 +1,140 @@
+"""Models and profiles kept in the store: loaded when the cached ones still fit the corpus, the
+stars and the settings, else fit (or built) by the model stage and saved. The model stage
+computes from arrays and records; this is where it meets the database."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import scipy.sparse as sp
+
+from recommender.base.config import RankingConfig, UserConfig
+from recommender.model import own_classifier, reader_factors, tfidf
+from recommender.model.own_classifier import LsaSpace
+from recommender.model.profiles import (
+    CachedProfiles,
+    Profile,
+    Profiles,
+    changed_rows,
+    for_cache,
+    from_signals,
+    reuse,
+)
+from recommender.model.profiles import cache_key as profiles_key
+from recommender.model.reader_factors import CollabModel
+from recommender.model.tfidf import TextModel
+from recommender.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def text_model(store: Store, ranking: RankingConfig) -> TextModel:
+    """The TF-IDF model of the current corpus, fitting (and caching) it when missing."""
+    version = store.corpus_version()
+    key = tfidf.cache_key(version, ranking)
+    model = store.load_model("tfidf", key)
+    if isinstance(model, TextModel):
+        return model
+    ids, titles, abstracts = store.paper_texts()
+    log.info("fitting TF-IDF model on %d papers (corpus version %d)", len(ids), version)
+    model = tfidf.fit(ids, titles, abstracts, ranking, version)
+    store.save_model("tfidf", key, model)
+    return model
+
+
+def community_model(store: Store, model: TextModel, ranking: RankingConfig) -> CollabModel | None:
+    """The reader factors of everyone's stars, or None when the community takes no part."""
+    key = reader_factors.cache_key(model, ranking, store.star_count())
+    cached = store.load_model("collab", key)
+    if cached is not None:
+        return cached if isinstance(cached, CollabModel) else None
+    fitted = reader_factors.fit(model, store.interactions(), ranking) if reader_factors.switched_on(ranking) else None
+    # "None" is cached too (as a marker, since a missing model also loads as None): else every
+    # command of a small install would fit again, and write the row anew.
+    store.save_model("collab", key, fitted if fitted is not None else reader_factors.NO_MODEL)
+    return fitted
+
+
+def lsa_space(store: Store, model: TextModel, ranking: RankingConfig, community: bool) -> LsaSpace | None:
+    """The LSA space of the current corpus when readers get their own classifier, else None."""
+    if ranking.personal == "off" or community:
+        return None  # decided without counting readers (a query over every star)
+    readers = store.readers_with_stars()
+    if not readers or not own_classifier.used(ranking, community, readers):  # no reader to fit one for
+        return None
+    key = own_classifier.cache_key(model, ranking)
+    cached = store.load_model("lsa", key)
+    if isinstance(cached, LsaSpace):
+        return cached
+    space = own_classifier.fit_space(model, ranking)
+    if space is not None:
+        store.save_model("lsa", key, space)
+    return space
+
+
+def profiles_cache_key(store: Store, ranking: RankingConfig, personal_used: bool = False) -> str | None:
+    """The key of the profiles cached for the models ``store`` holds and these settings."""
+    return profiles_key(store.model_stamp("tfidf"), store.model_stamp("collab"),
+                        store.model_stamp("lsa") if personal_used else None, ranking)
+
+
+def build_profiles(store: Store, model: TextModel, collab: CollabModel | None, users: Sequence[tuple[int, UserConfig]],
+                   ranking: RankingConfig, now: datetime, persist: bool = True, space: LsaSpace | None = None) -> Profiles:
+    """Profiles of ``users`` ((user id, config) pairs) from their signals; with ``persist``,
+    the term-space profiles whose signals or model changed are stored."""
+    return _built_with_pulls(store, model, collab, users, ranking, now, persist, space)[0]
+
+
+def _built_with_pulls(store: Store, model: TextModel, collab: CollabModel | None, users: Sequence[tuple[int, UserConfig]],
+                      ranking: RankingConfig, now: datetime, persist: bool, space: LsaSpace | None = None,
+                      progress: Callable[[int], None] | None = None) -> tuple[Profiles, sp.csr_matrix]:
+    user_ids = [uid for uid, _ in users]
+    # The times count only for ageing stars and for the version a stored profile keeps.
+    signals = store.signals(user_ids, times=persist or ranking.star_half_life_days > 0)
+    built, pulls = from_signals(model, collab, users, signals, ranking, now, space, progress)
+    if persist:
+        changed = changed_rows(model, built, users, signals, ranking, store.profile_versions(user_ids))
+        if changed:
+            store.save_profiles(changed)
+    return built, pulls
+
+
+def build_and_cache_profiles(store: Store, model: TextModel, collab: CollabModel | None,
+                             users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig, now: datetime,
+                             space: LsaSpace | None = None, progress: Callable[[int], None] | None = None) -> Profiles:
+    """``build_profiles`` (persisting), and the result cached beside a SQLite database;
+    ``progress`` is told of each reader whose own classifier was considered."""
+    # Read before the signals: a change in between leaves a row that is merely stale.
+    generations = store.signal_generations([uid for uid, _ in users])
+    built, pulls = _built_with_pulls(store, model, collab, users, ranking, now, True, space, progress)
+    key = profiles_cache_key(store, ranking, space is not None)
+    if generations is None or key is None:
+        return built
+    cached = for_cache(built, pulls, model, users, generations)
+    if cached is not None:
+        store.save_model("profiles", key, cached)
+    return built
+
+
+def cached_or_built_profiles(store: Store, model: TextModel, collab: CollabModel | None,
+                             users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig, now: datetime,
+                             persist: bool = True, space: LsaSpace | None = None) -> Profiles:
+    """``build_profiles``, taking from the cache the profiles whose user's signals and interests
+    have not changed since it was built (what that costs: one read of the users' generations)."""
+    key = profiles_cache_key(store, ranking, space is not None) if users else None
+    cached = store.load_model("profiles", key) if key else None
+    generations = store.signal_generations([uid for uid, _ in users]) if isinstance(cached, CachedProfiles) else None
+    if generations is None or not isinstance(cached, CachedProfiles):
+        return build_profiles(store, model, collab, users, ranking, now, persist, space)
+    found = reuse(cached, generations, model, users, ranking)
+    if not found.stale:
+        return found.reused
+    return found.joined(build_profiles(store, model, collab, found.stale, ranking, now, persist, space))
+
+
+def current_profile(store: Store, model: TextModel, user_id: int, user: UserConfig, ranking: RankingConfig,
+                    now: datetime, collab: CollabModel | None = None, space: LsaSpace | None = None) -> Profile:
+    """One user's profile (built from the signal log, persisted when it changed)."""
+    return build_profiles(store, model, collab, [(user_id, user)], ranking, now, space=space).profile(0)
