@@ -107,6 +107,15 @@ def test_stages_of_one_layer_are_independent():
     assert across == []
 
 
+def test_the_shells_call_the_pipeline_and_base_only():
+    """Commands, the daemon and the warm process reach every stage through ``pipeline``
+    (the store's handles through ``pipeline.store_access``)."""
+    allowed = {"recommender", "base", "pipeline", "app"}
+    reaching = [f"{a} imports {b}" for a in sorted(EDGES) for b in sorted(EDGES[a])
+                if _stage(a) == "app" and _stage(b) not in allowed]
+    assert reaching == []
+
+
 def test_no_module_is_in_an_import_cycle():
     def reach(start: str) -> set[str]:
         seen, todo = set(), [start]

@@ -20,11 +20,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from recommender import pipeline
 from recommender.app import triggers as schedule
 from recommender.base.config import Config, UserConfig, load_config
-from recommender.delivery.smtp import check_credentials
 from recommender.pipeline import digests
 from recommender.pipeline.fetching import Fetcher
-from recommender.store import Store
-from recommender.store.state import DaemonState
+from recommender.pipeline.store_access import DaemonState, Store
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -40,7 +38,7 @@ class Daemon:
         self.store.check_schema()
         if self.config.delivery.mode == "direct":
             digests.signer_for(self.config, self.clock)  # refuse a missing secret before starting
-            check_credentials(self.config.smtp)  # and a login that can only fail or leak
+            digests.check_credentials(self.config.smtp)  # and a login that can only fail or leak
         self.state = DaemonState(self.store)
         self.fetch_lock = threading.Lock()
         self.stopping = threading.Event()

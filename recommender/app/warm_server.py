@@ -26,11 +26,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, cast
 
+from recommender import pipeline
 from recommender.app.warm_client import WARM_COMMANDS, socket_folder, socket_name
 from recommender.base.config import load_config
 from recommender.base.errors import RecommenderError
-from recommender.model import sparse_loops as kernels
-from recommender.store import Store
+from recommender.pipeline.store_access import Store
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,7 @@ class WarmServer:
         """Everything a first request would otherwise wait for: the store, its models and the
         compiled kernels (here even small jobs run compiled: the compiler is loaded already)."""
         started = time.perf_counter()
-        kernels.load_compiler()
-        kernels.prefer_compiled()
+        pipeline.prepare_compiled_ranking()
         users = load_config(Path(self.config), self.database_url).users
         if users:
             with open(os.devnull, "w", encoding="utf-8") as sink, _command_output(sink, sink):

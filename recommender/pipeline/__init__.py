@@ -101,6 +101,13 @@ def ingest_files(store: Store, paths: Sequence[Path], fmt: str = "auto", batch_d
     )
 
 
+def prepare_compiled_ranking() -> None:
+    """Load the compiler of ranking's inner loops now, and use them even for small jobs (the
+    warm process, before its first request)."""
+    kernels.load_compiler()
+    kernels.prefer_compiled()
+
+
 def candidate_batches(store: Store, spec: str) -> list[int]:
     """``latest`` (the batches of the most recent ingest run), ``all``, or one batch id."""
     if spec == "latest":

@@ -49,6 +49,13 @@ class LibraryImport:
         return ", ".join(parts)
 
 
+def arxiv_lookup(config: Config) -> ArxivLookup:
+    """The arXiv API client for papers named only by their arXiv id (``[lookup]``)."""
+    from recommender.sources.arxiv_api import ArxivLookup  # on use: it imports httpx
+
+    return ArxivLookup(config.lookup)
+
+
 def resolve_references(store: Store, references: Sequence[str], lookup: ArxivLookup | None = None) -> list[str]:
     """Paper ids for references given as ids (or aliases), arXiv ids in any usual form, or
     exact titles; unknown ones fail clearly. An arXiv id not stored yet is looked up on the

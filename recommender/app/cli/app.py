@@ -28,7 +28,7 @@ from recommender.base.config import (
 )
 from recommender.base.env_names import JOBS_ENV
 from recommender.base.errors import ConfigError, RecommenderError
-from recommender.store import Store
+from recommender.pipeline.store_access import Store
 
 
 class AppContext:

@@ -22,7 +22,7 @@ from recommender.app.cli.app import (
 from recommender.base.config import ConfigErrors, UserConfig, config_warnings, masked_url
 from recommender.base.domain import Recommendation
 from recommender.base.formats import DIGEST_FORMATS
-from recommender.store.checkpoints import BackgroundCheckpoints
+from recommender.pipeline.store_access import BackgroundCheckpoints
 
 
 @cli.command()

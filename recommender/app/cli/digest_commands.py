@@ -9,7 +9,7 @@ import click
 
 from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, summary
 from recommender.base.errors import RecommenderError
-from recommender.store.outbox import Outbox
+from recommender.pipeline.store_access import Outbox
 
 
 def _now() -> datetime:

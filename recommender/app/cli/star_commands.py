@@ -18,19 +18,17 @@ from recommender.app.cli.app import (
 )
 from recommender.base.formats import LIBRARY_FORMATS
 from recommender.pipeline import star_import as library
-from recommender.store.title_match import paper_by_title
+from recommender.pipeline.store_access import paper_by_title
 
 if TYPE_CHECKING:
-    from recommender.sources.arxiv_api import ArxivLookup
+    from recommender.pipeline.star_import import ArxivLookup
 
 
 def _lookup(app: AppContext, offline: bool) -> ArxivLookup | None:
     """The arXiv API client, unless the command runs --offline."""
     if offline:
         return None
-    from recommender.sources.arxiv_api import ArxivLookup  # on use: it imports httpx
-
-    return ArxivLookup(app.config.lookup)
+    return library.arxiv_lookup(app.config)
 
 
 @cli.command()

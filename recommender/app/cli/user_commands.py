@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 from typing import Any
 
@@ -12,11 +11,9 @@ import numpy as np
 
 from recommender import pipeline
 from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, summary
-from recommender.base.config import CONFIG_ENV
 from recommender.base.errors import NotFoundError
 from recommender.base.link_signing import check_secret
-from recommender.store.feedback import FeedbackLog
-from recommender.store.outbox import Outbox
+from recommender.pipeline.store_access import FeedbackLog, Outbox
 
 
 @cli.command()
@@ -35,38 +32,16 @@ def serve(app: AppContext, host: str, port: int, workers: int) -> None:
     \b
       recommender serve --host 127.0.0.1 --port 8080
     """
-    import uvicorn
-
-    from recommender.feedback.limits import REQUEST_TIMEOUT_ENV, BoundedHttpProtocol
-    from recommender.feedback.web import create_app
+    from recommender.pipeline import serving
 
     config = app.config
     check_secret(config.feedback.secret, config.feedback.secret_env)
-    app.store  # noqa: B018 - checks the schema before binding the port
+    store = app.store  # checks the schema before binding the port
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
     # that was there before; this one lets the command end normally (exit 0) after that.
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
-    feedback = config.feedback
-    os.environ[REQUEST_TIMEOUT_ENV] = str(feedback.request_timeout_seconds)  # for worker processes too
-    BoundedHttpProtocol.request_seconds = feedback.request_timeout_seconds
-    limits: dict[str, Any] = {
-        "http": "recommender.feedback.limits:BoundedHttpProtocol",
-        "server_header": False,
-        # X-Forwarded-For names the client only when it comes from a proxy the config trusts.
-        "proxy_headers": bool(feedback.trusted_proxies),
-        "forwarded_allow_ips": list(feedback.trusted_proxies),
-        "limit_concurrency": feedback.max_connections,
-        "timeout_keep_alive": 5,
-        "log_level": "info",
-        "access_log": False,
-    }
-    if workers > 1:
-        os.environ[CONFIG_ENV] = str(config.path)
-        uvicorn.run("recommender.feedback.web:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                    **limits)
-        return
-    uvicorn.run(create_app(config, app.store), host=host, port=port, **limits)
+    serving.serve(config, store, host, port, workers)
 
 
 @cli.group("feedback")

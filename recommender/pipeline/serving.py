@@ -1,0 +1,40 @@
+"""The feedback endpoint served with uvicorn: the web app over the store, inside the limits
+the config sets (request time, open connections, trusted proxies)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from recommender.base.config import CONFIG_ENV, Config
+from recommender.store import Store
+
+
+def serve(config: Config, store: Store, host: str, port: int, workers: int) -> None:
+    """Serve until uvicorn stops (SIGTERM or SIGINT). With several ``workers``, each process
+    opens the store and reads the config itself (``$RECOMMENDER_CONFIG``)."""
+    import uvicorn
+
+    from recommender.feedback.limits import REQUEST_TIMEOUT_ENV, BoundedHttpProtocol
+    from recommender.feedback.web import create_app
+
+    feedback = config.feedback
+    os.environ[REQUEST_TIMEOUT_ENV] = str(feedback.request_timeout_seconds)  # for worker processes too
+    BoundedHttpProtocol.request_seconds = feedback.request_timeout_seconds
+    limits: dict[str, Any] = {
+        "http": "recommender.feedback.limits:BoundedHttpProtocol",
+        "server_header": False,
+        # X-Forwarded-For names the client only when it comes from a proxy the config trusts.
+        "proxy_headers": bool(feedback.trusted_proxies),
+        "forwarded_allow_ips": list(feedback.trusted_proxies),
+        "limit_concurrency": feedback.max_connections,
+        "timeout_keep_alive": 5,
+        "log_level": "info",
+        "access_log": False,
+    }
+    if workers > 1:
+        os.environ[CONFIG_ENV] = str(config.path)
+        uvicorn.run("recommender.feedback.web:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                    **limits)
+        return
+    uvicorn.run(create_app(config, store), host=host, port=port, **limits)
