@@ -17,11 +17,11 @@ import pytest
 # cache: (module holding the version, its name, the version, the modules whose code builds the
 # cached data, their fingerprint). On a change, bump the version and record the new fingerprint.
 CACHES = [
-    ("tfidf", "model.tfidf", "MODEL_FORMAT", 5, ("model.tfidf", "model.term_counts", "base.text"), "e7087dc1cb1f0c8a"),
+    ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "3b0b1a0e04b09e3f"),
     ("collab", "model.reader_factors", "MODEL_FORMAT", 2, ("model.reader_factors", "model.unit_rows"), "60654a88f7d82f6a"),
     ("lsa", "model.own_classifier", "MODEL_FORMAT", 5, ("model.own_classifier",), "e51dd9f15e9967d1"),
-    ("profiles", "model.profiles", "CACHE_FORMAT", 7, ("model.profiles", "model.own_classifier", "model.unit_rows",
-                                                       "pipeline.stored_models"), "600fd96db48947e1"),
+    ("profiles", "model.profiles", "CACHE_FORMAT", 8, ("model.profiles", "model.own_classifier", "model.unit_rows",
+                                                       "pipeline.stored_models"), "9bfe387dfe3f65cc"),
 ]
 
 

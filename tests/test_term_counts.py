@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sklearn.feature_extraction.text import CountVectorizer
 
 from recommender.base import parallel
-from recommender.model.term_counts import count_known, fit_counts
+from recommender.model.term_counts import analyzer, count_known, english_stemmer, fit_counts
 from recommender.model.tfidf import TOKEN_PATTERN, stop_words
 
 from conftest import SEEDS
@@ -120,3 +120,37 @@ def test_weighted_titles_count_as_the_joined_text_plus_the_extra_title_counts(ng
 def test_any_titled_corpus_is_counted_as_its_joined_texts_plus_the_extra_title_counts(documents, ngram_max, min_df,
                                                                                        weight):
     _assert_same_with_prefixes([p for p, _ in documents], [t for _, t in documents], ngram_max, min_df, 1.0, weight)
+
+
+@pytest.mark.parametrize("ngram_max, parallel_from", [(1, 10**9), (2, 10**9), (2, 10), (3, 10**9)])
+def test_stemmed_counts_are_countvectorizer_with_a_stemming_analyzer(ngram_max: int, parallel_from: int):
+    """Each token counts as its stem (stop words out first), in the fast counter, its forked
+    parts and the scikit-learn path for longer n-grams alike."""
+    texts = [line for path in SEEDS for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    stem, tokens = english_stemmer(), analyzer(TOKEN_PATTERN, STOP)
+
+    def grams(text: str) -> list[str]:
+        found = stem(tokens(text))
+        return [" ".join(found[i:i + n]) for n in range(1, ngram_max + 1) for i in range(len(found) - n + 1)]
+
+    counter = CountVectorizer(analyzer=grams, min_df=2, max_df=0.5, dtype=np.float64)
+    expected = counter.fit_transform(texts)
+    surface: dict[str, str] = {}
+    terms, counts = fit_counts(texts, TOKEN_PATTERN, STOP, ngram_max, 2, 0.5, parallel_from, stem=stem, surface=surface)
+    assert terms == counter.get_feature_names_out().tolist()
+    assert (counts != expected).nnz == 0
+    vocabulary = {t: i for i, t in enumerate(terms)}
+    titles = [t[:60] for t in texts]
+    assert (count_known(titles, vocabulary, TOKEN_PATTERN, STOP, ngram_max, stem) != counter.transform(titles)).nnz == 0
+    if ngram_max <= 2:  # (the scikit-learn path does not name the words)
+        assert surface and all(stem([word]) == [stemmed] for stemmed, word in surface.items())
+
+
+def test_stems_gather_the_forms_of_a_word_and_are_shown_as_its_most_frequent_form():
+    texts = ["graph networks for molecules", "networked sensing", "deep networks", "networks of networks", "graph"]
+    surface: dict[str, str] = {}
+    terms, counts = fit_counts(texts, TOKEN_PATTERN, STOP, 1, 1, 1.0, stem=english_stemmer(), surface=surface)
+    assert "network" in terms and "networks" not in terms
+    assert counts[:, terms.index("network")].toarray().ravel().tolist() == [1, 1, 1, 2, 0]
+    assert surface["network"] == "networks"  # five of its six tokens
+    assert "graph" not in surface  # a stem that is its own word needs no other name

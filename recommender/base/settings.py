@@ -39,6 +39,7 @@ class RankingConfig:
     min_df: int = 2
     max_df: float = 0.5
     sublinear_tf: bool = True
+    stem: bool = True  # terms are stems: "networks" and "networked" count as "network"
     interests_weight: float = 1.0
     more_weight: float = 1.0
     less_weight: float = 0.5

@@ -36,7 +36,7 @@ from recommender.model.unit_rows import unit_rows
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
 PROFILE_CHUNK = 2000  # users per sparse product when building profiles
-CACHE_FORMAT = 7  # part of the cache's key: a new way of building profiles never reads old ones
+CACHE_FORMAT = 8  # part of the cache's key: a new way of building profiles never reads old ones
 
 
 @dataclass
@@ -299,7 +299,7 @@ def changed_rows(model: TextModel, profiles: Profiles, users: Sequence[tuple[int
         if len(cols) > PROFILE_TERMS:
             keep = np.argsort(-np.abs(data), kind="stable")[:PROFILE_TERMS]
             cols, data = cols[keep], data[keep]
-        terms = {str(model.terms[c]): round(float(v), 6) for c, v in sorted(zip(cols, data, strict=True))}
+        terms = {str(model.shown_terms[c]): round(float(v), 6) for c, v in sorted(zip(cols, data, strict=True))}
         sources = [[p, round(w, 6)] for p, w in sorted(profiles.weights[row].items(), key=lambda x: (-abs(x[1]), x[0]))]
         changed.append((uid, model.version, version, terms, sources))
     return changed

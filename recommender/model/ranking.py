@@ -301,7 +301,7 @@ class _ChunkExplainer:
                     np.array(pairs_first, dtype=np.int64), np.array(pairs_second, dtype=np.int64), term_slots,
                     term_values)
         self.shared: dict[tuple[int, int], list[SharedTerm]] = {}  # (user offset, pick) -> shared terms
-        terms, slots, values = self.model.terms, term_slots.tolist(), term_values.tolist()  # plain ints: fast
+        terms, slots, values = self.model.shown_terms, term_slots.tolist(), term_values.tolist()  # plain ints: fast
         for m, (offset, n) in enumerate(where):
             limit = self.choices[self.start + offset].why_terms
             self.shared[(offset, n)] = [SharedTerm(terms[t], v)
@@ -330,5 +330,5 @@ def _joined(arrays: list[np.ndarray]) -> np.ndarray:
 
 def top_terms(model: TextModel, columns: np.ndarray, values: np.ndarray, n: int) -> list[SharedTerm]:
     order = sorted((i for i in range(len(columns)) if values[i] > 0),
-                   key=lambda i: (-values[i], str(model.terms[columns[i]])))[:n]
-    return [SharedTerm(str(model.terms[columns[i]]), float(values[i])) for i in order]
+                   key=lambda i: (-values[i], str(model.shown_terms[columns[i]])))[:n]
+    return [SharedTerm(str(model.shown_terms[columns[i]]), float(values[i])) for i in order]

@@ -20,7 +20,13 @@ import scipy.sparse as sp
 
 from recommender.base.config import RankingConfig
 from recommender.base.text import for_ranking
-from recommender.model.term_counts import DEFAULT_TOKEN_PATTERN, count_known, fit_counts
+from recommender.model.term_counts import (
+    DEFAULT_TOKEN_PATTERN,
+    Stem,
+    count_known,
+    english_stemmer,
+    fit_counts,
+)
 from recommender.model.unit_rows import scale_to_unit_rows
 
 log = logging.getLogger(__name__)
@@ -36,8 +42,9 @@ TOKEN_PATTERN = DEFAULT_TOKEN_PATTERN  # scikit-learn's default
 SMALL_CORPUS = 100  # below this many papers, keep every term (document-frequency cut-offs misfire)
 # 2: plain arrays only (no scikit-learn objects), so loading a model never imports scikit-learn;
 # 3: with its stop words (texts are counted without scikit-learn).
-# 4: classes moved into recommender.model (stored class names changed); 5: texts counted in --jobs parts.
-MODEL_FORMAT = 5
+# 4: classes moved into recommender.model (stored class names changed); 5: texts counted in --jobs
+# parts; 6: stems ([ranking] stem).
+MODEL_FORMAT = 6
 
 
 # scikit-learn's ENGLISH_STOP_WORDS (BSD-3-Clause; from the Glasgow Information Retrieval
@@ -74,7 +81,8 @@ def stop_words() -> frozenset[str]:
 
 def settings_key(ranking: RankingConfig) -> str:
     """Fingerprint of the settings that change the features (a change forces a refit)."""
-    text = f"{MODEL_FORMAT}|{ranking.title_weight}|{ranking.ngram_max}|{ranking.min_df}|{ranking.max_df}|{ranking.sublinear_tf}"
+    text = (f"{MODEL_FORMAT}|{ranking.title_weight}|{ranking.ngram_max}|{ranking.min_df}|{ranking.max_df}|"
+            f"{ranking.sublinear_tf}|{ranking.stem}")
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
@@ -95,6 +103,8 @@ class TextModel:
     paper_ids: list[str]
     matrix: sp.csr_matrix
     version: int
+    stemmed: bool = False  # terms are stems (``[ranking] stem``)
+    shown_vocabulary: str = ""  # with stems: each term as a word (its most frequent form), joined by newlines
     index: dict[str, int] = field(default_factory=dict)
     derived_fields: ClassVar[tuple[str, ...]] = ("index",)  # rebuilt on load, not stored
 
@@ -106,6 +116,15 @@ class TextModel:
         return self.vocabulary.split("\n") if self.vocabulary else []
 
     @cached_property
+    def shown_terms(self) -> list[str]:
+        """The terms as a reader should see them: words, not stems."""
+        return self.shown_vocabulary.split("\n") if self.shown_vocabulary else self.terms
+
+    @cached_property
+    def stem(self) -> Stem | None:
+        return english_stemmer() if self.stemmed else None
+
+    @cached_property
     def term_index(self) -> dict[str, int]:
         return {t: i for i, t in enumerate(self.terms)}
 
@@ -114,7 +133,7 @@ class TextModel:
 
         def counts(texts: list[str]) -> sp.csr_matrix:
             return count_known([for_ranking(t) for t in texts], self.term_index, TOKEN_PATTERN, self.stop_words,
-                               self.ngram_max)
+                               self.ngram_max, self.stem)
 
         return weigh(self.title_weight * counts(titles) + counts(abstracts), self.idf, self.sublinear_tf)
 
@@ -167,16 +186,20 @@ def fit(paper_ids: list[str], titles: list[str], abstracts: list[str], ranking: 
     stop = stop_words()
     clean_titles = [for_ranking(t) for t in titles]
     clean_abstracts = [for_ranking(a) for a in abstracts]
+    surface: dict[str, str] = {}
     try:  # titles and abstracts counted in one pass, with the title's occurrences weighted higher
         terms, counts = fit_counts(clean_abstracts, TOKEN_PATTERN, stop, ranking.ngram_max, 1 if small else ranking.min_df,
                                    1.0 if small else ranking.max_df, prefixes=clean_titles,
-                                   prefix_weight=ranking.title_weight)
+                                   prefix_weight=ranking.title_weight,
+                                   stem=english_stemmer() if ranking.stem else None, surface=surface)
     except ValueError:  # empty vocabulary: no paper has a usable word yet
         terms = ["empty"]  # one placeholder term keeps every matrix at least one column wide
         counts = sp.csr_matrix((len(clean_titles), 1))
     idf = smooth_idf(counts)
+    shown = "\n".join(" ".join(surface.get(part, part) for part in term.split(" ")) for term in terms) \
+        if ranking.stem else ""
     return TextModel("\n".join(terms), idf, ranking.sublinear_tf, ranking.ngram_max, stop, ranking.title_weight,
-                     paper_ids, weigh(counts, idf, ranking.sublinear_tf, in_place=True), version)
+                     paper_ids, weigh(counts, idf, ranking.sublinear_tf, in_place=True), version, ranking.stem, shown)
 
 
 def cache_key(corpus_version: int, ranking: RankingConfig) -> str:

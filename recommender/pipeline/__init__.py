@@ -233,7 +233,7 @@ def profile(config: Config, store: Store, user: UserConfig) -> tuple[profiles.Pr
     models = load_models(store, config)
     built = stored_models.current_profile(store, models.text, store.user_id(user.email), user, config.ranking, datetime.now(UTC),
                              models.collab, models.space)
-    return built, models.text.terms
+    return built, models.text.shown_terms
 
 
 def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
