@@ -59,7 +59,7 @@ class RankingConfig:
     personal_max_users: int = 200
     personal_dims: int = 200
     personal_lsa_weight: float = 0.5
-    personal_c: float = 0.015
+    personal_c: float = 0.03
 
 
 @dataclass(frozen=True)
