@@ -64,8 +64,8 @@ def parts_for(count: int, min_part: int) -> int:
 
 
 def wait_turn() -> None:
-    """In a child of ``in_parts(..., ordered=True)``: block until every earlier part is done
-    (so output is written in order). Elsewhere: return at once."""
+    """In a child of ``in_parts``: block until every earlier part is done (so output is
+    written in order). Elsewhere: return at once."""
     if _turn is not None:
         _turn.wait()
 

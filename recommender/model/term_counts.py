@@ -4,7 +4,7 @@ numpy instead of a Python dictionary lookup per term occurrence.
 
 Fitting the vocabulary of 100,000 abstracts took CountVectorizer about a minute, nearly all of
 it in that per-occurrence loop; here each token is looked up once (a large corpus is tokenized
-on two cores), bigrams are pairs of token ids, and all the counting is one sort of
+in worker processes, ``--jobs``), bigrams are pairs of token ids, and all the counting is one sort of
 (feature, document) keys. Longer n-grams go to scikit-learn itself.
 """
 

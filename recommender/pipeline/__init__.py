@@ -101,6 +101,11 @@ def ingest_files(store: Store, paths: Sequence[Path], fmt: str = "auto", batch_d
     )
 
 
+def user_parts(count: int) -> int:
+    """How many worker processes ``count`` users are split between (half ``PARALLEL_USERS`` a part at least)."""
+    return parallel.parts_for(count, PARALLEL_USERS // 2)
+
+
 def prepare_compiled_ranking() -> None:
     """Load the compiler of ranking's inner loops now, and use them even for small jobs (the
     warm process, before its first request)."""
@@ -137,17 +142,17 @@ def recommend_written(config: Config, store: Store, users: Sequence[UserConfig],
     once, before the fork), each writing its part once the parts before it are written: no
     output has to be sent back through a pipe."""
     now = now or datetime.now(UTC)
-    parts = parallel.parts_for(len(users), PARALLEL_USERS // 2)
-    in_parts = parts > 1
+    parts = user_parts(len(users))
+    split = parts > 1
     # Many users need the compiled kernels: loaded once, before the fork, beside the reading.
-    with kernels.compiler_loading() if in_parts else contextlib.nullcontext():
+    with kernels.compiler_loading() if split else contextlib.nullcontext():
         models = load_models(store, config)
         candidates = store.batch_papers(batch_ids)
         ids = store.sync_users(u.email for u in users)  # once, here: neither half writes users
 
     def ranked(some: Sequence[UserConfig], on: Store = store) -> tuple[str, int]:
         # Each part has one core: BLAS threads would only wait for (and take) the others'.
-        with threadpool_limits(limits=1, user_api="blas") if in_parts else contextlib.nullcontext():
+        with threadpool_limits(limits=1, user_api="blas") if split else contextlib.nullcontext():
             results = rank_users(config, on, models, some, candidates, limit, now, ids, persist=False)
         return render(some, results), sum(len(picks) for picks in results.values())
 

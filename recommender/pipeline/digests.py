@@ -138,7 +138,7 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
         with store.for_forked_child() as own:
             return queue_part(part, own)
 
-    parts = parallel.parts_for(len(active), pipeline.PARALLEL_USERS // 2) if parallel_parts else 1
+    parts = pipeline.user_parts(len(active)) if parallel_parts else 1
     if parts > 1:
         log.info("queueing the digests of %d users in %d processes", len(active), parts)
         for part_results in parallel.in_parts(queue_part, active, parts, child_part):
