@@ -19,7 +19,7 @@ from test_faults import _check_integrity, _setup
 
 from recommender.store.outbox import Outbox
 
-from conftest import recommender_command
+from conftest import recommender_command, smtp_section, write_config
 from smtp_server import SmtpServer
 
 USERS = 40
@@ -119,5 +119,54 @@ def test_a_run_beside_a_sending_one_reports_digests_in_flight_elsewhere(tmp_path
         assert all(re.search(r": (in flight elsewhere|nothing new|sent \d+ paper\(s\))$", line) for line in lines), \
             beside.stdout
         assert Counter(str(m["To"]) for m in server.box.messages) == {f"u{i:03d}@example.org": 1 for i in range(6)}
+    finally:
+        server.stop()
+
+
+def test_the_daemons_digest_run_is_split_between_processes_and_started_again_when_killed(tmp_path: Path):
+    """`recommender run` with many users due at once: one run for all of them, in a process of
+    its own split between two worker processes; that process SIGKILLed alone mid-delivery is
+    started again by the daemon, and every user gets their digest (twice only if in flight)."""
+    from datetime import UTC, datetime, timedelta
+
+    users = 210  # more than pipeline.PARALLEL_USERS: worth two worker processes
+    server = SmtpServer().start()
+    server.box.data_seconds = 0.01
+    try:
+        path, _, store = _setup(tmp_path, server.port, 1, max_connections=CONNECTIONS)
+        due = datetime.now(UTC) + timedelta(seconds=6)
+        write_config(tmp_path, users="".join(f'[[users]]\nemail = "u{i:03d}@example.org"\ntimezone = "UTC"\n'
+                                             f'max_items = 2\nsend_at = "{due:%H:%M:%S}"\n' for i in range(users)),
+                     extra=smtp_section(server.port, max_connections=CONNECTIONS))
+        log_path = tmp_path / "daemon.log"
+        with log_path.open("w") as log:
+            daemon = subprocess.Popen(recommender_command("-v", "--config", str(path), "run"), cwd=tmp_path,
+                                      stdout=log, stderr=subprocess.STDOUT)
+            try:
+                _wait_for(lambda: len(server.box.messages) >= 20, seconds=90)
+                runs = re.findall(r"digest run of 210 user\(s\) in process (\d+)", log_path.read_text())
+                assert len(runs) == 1, log_path.read_text()[-3000:]
+                run = int(runs[0])
+                helpers = _children(run)
+                os.kill(run, signal.SIGKILL)
+                _wait_for(lambda: not any(_alive(p) for p in helpers), seconds=5)  # its workers die with it
+                _wait_for(lambda: len({str(m["To"]) for m in server.box.messages}) == users, seconds=120)
+                daemon.send_signal(signal.SIGTERM)
+                assert daemon.wait(timeout=60) == 0
+            finally:
+                if daemon.poll() is None:
+                    daemon.kill()
+        output = log_path.read_text()
+        assert "queueing the digests of 210 users in 2 processes" in output
+        assert "the digest run's process ended early" in output and "starting it again" in output
+        assert len(re.findall(r"digest run of 210 user\(s\) in process \d+", output)) == 2
+        assert "Traceback" not in output
+        received = Counter(str(m["To"]) for m in server.box.messages)
+        for user, copies in received.items():
+            if copies > 1:
+                assert len({str(m["Message-ID"]) for m in server.box.to(user)}) == 1, user
+        assert sum(c - 1 for c in received.values()) <= CONNECTIONS  # the ones in flight at the kill
+        assert Counter(i.status for i in Outbox(store).items()) == {"sent": users}
+        assert output.count("digest job: user=") == users
     finally:
         server.stop()

@@ -1,12 +1,18 @@
-"""The daemon behind `recommender run`: one APScheduler job per user at their ``send_at``;
-each job pulls stale sources, then builds and sends (or, in queue mode, enqueues) that user's
-digest. Jobs are rebuilt from the config plus each user's last run in the database, so a
-restart sends one digest for a run missed within the grace period and skips older ones.
-SIGHUP reloads the config; SIGTERM and SIGINT stop it cleanly."""
+"""The daemon behind `recommender run`: one APScheduler job per user at their ``send_at``.
+A job hands its user to the digest runner, which gathers the users due at the same moment
+and does their run in a fresh process (``base.parallel.in_fresh_process``: the daemon runs
+threads, so it cannot fork): pull stale sources, then build and send (or, in queue mode,
+enqueue) their digests, split between ``--jobs`` worker processes exactly as `digest send`
+does. A run whose process dies is started again; every step of it is recorded, so the new
+one only does what is left. Jobs are rebuilt from the config plus each user's last run in
+the database, so a restart sends one digest for a run missed within the grace period and
+skips older ones. SIGHUP reloads the config; SIGTERM and SIGINT stop it cleanly (after the
+run in progress)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -18,9 +24,12 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEv
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from recommender import pipeline
+from recommender.app import runtime
 from recommender.app import triggers as schedule
+from recommender.base import parallel
 from recommender.base.config import Config, UserConfig, load_config
 from recommender.pipeline import digests
+from recommender.pipeline.digests import UserResult
 from recommender.pipeline.fetching import Fetcher
 from recommender.pipeline.store_access import DaemonState, Store
 
@@ -29,9 +38,13 @@ Clock = Callable[[], datetime]
 
 
 class Daemon:
+    GATHER_SECONDS = 1.0  # users due at the same moment reach the runner within this
+    ATTEMPTS = 3  # a run whose process died is started again, at most this often
+
     def __init__(self, config_path: Path, database_url: str | None = None, clock: Clock | None = None):
         self.config_path = config_path
         self.database_url = database_url
+        self.given_clock = clock is not None
         self.clock = clock or (lambda: datetime.now(UTC))
         self.config = load_config(config_path, database_url)
         self.store = Store.open(self.config.database.url)
@@ -40,8 +53,10 @@ class Daemon:
             digests.signer_for(self.config, self.clock)  # refuse a missing secret before starting
             digests.check_credentials(self.config.smtp)  # and a login that can only fail or leak
         self.state = DaemonState(self.store)
-        self.fetch_lock = threading.Lock()
         self.stopping = threading.Event()
+        self.due: dict[str, None] = {}  # emails waiting for the runner, in the order they fell due
+        self.due_changed = threading.Condition()
+        self.runner = threading.Thread(target=self._run_due, name="digest-runner", daemon=True)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": self.grace_seconds})
         self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
@@ -79,37 +94,64 @@ class Daemon:
             next_time = owed.due or trigger.get_next_fire_time(None, now)
             if existing is not None:
                 existing.remove()
-            self.scheduler.add_job(self.run_user, trigger=trigger, args=[user.email], id=job_id,
+            self.scheduler.add_job(self.fall_due, trigger=trigger, args=[user.email], id=job_id,
                                    name=f"digest for {user.email}", next_run_time=next_time)
             log.info("scheduled %s: %s, next %s", user.email, trigger, next_time.isoformat() if next_time else "none")
 
+    def fall_due(self, email: str) -> None:
+        """The job: hand the user to the runner (a user already waiting is not added twice)."""
+        with self.due_changed:
+            self.due[email] = None
+            self.due_changed.notify()
+
+    def _run_due(self) -> None:
+        while True:
+            with self.due_changed:
+                while not self.due and not self.stopping.is_set():
+                    self.due_changed.wait()
+                if self.stopping.is_set():
+                    return
+            time.sleep(self.GATHER_SECONDS)
+            with self.due_changed:
+                emails, self.due = list(self.due), {}
+            try:
+                self.run_users(emails)
+            except Exception:  # noqa: BLE001 - one failed run must not stop the daemon's later ones
+                log.exception("digest run for %d user(s) failed", len(emails))
+
     def run_user(self, email: str) -> None:
-        """One job run: fetch what is stale, then this user's digest. Logs one line."""
+        self.run_users([email])
+
+    def run_users(self, emails: list[str]) -> None:
+        """One run for these users (in a fresh process): fetch what is stale, then their
+        digests. Logs one line per user and records their run."""
         if self.stopping.is_set():
             return
         started = time.monotonic()
-        user = next((u for u in self.config.users if u.email.lower() == email.lower()), None)
-        if user is None:
+        wanted = {e.lower() for e in emails}
+        users = [u for u in self.config.users if u.email.lower() in wanted]
+        if not users:
             return
-        self.fetch_stale()
-        if self.config.delivery.mode == "queue":
-            results = list(digests.queue_digests(self.config, self.store, [user], self.clock).values())
+        now = self.clock() if self.given_clock else None  # a test's clock; otherwise the real one there
+        level = logging.getLogger().getEffectiveLevel()
+        for attempt in range(1, self.ATTEMPTS + 1):
+            log.info("digest run for %d user(s) in a new process (attempt %d)", len(users), attempt)
+            try:
+                results = parallel.in_fresh_process(run_digests, self.config, users, now, parallel.jobs(), level)
+                break
+            except parallel.ProcessDied as exc:
+                log.error("the digest run's process ended early (%s)%s", exc,
+                          ": starting it again" if attempt < self.ATTEMPTS else "")
+            except parallel.WorkFailed as exc:
+                log.error("digest run for %d user(s) failed: %s", len(users), exc)
+                return
         else:
-            results = digests.run(self.config, self.store, [user], self.clock)
-        result = results[0]
-        self.state.set_last_run(self.store.user_id(user.email), self.clock())
-        log.info("digest job: user=%s status=%s papers=%d duration=%.1fs", user.email, result.status,
-                 result.papers, time.monotonic() - started)
-
-    def fetch_stale(self) -> None:
-        """Pull sources not fetched within the freshness window; concurrent jobs share one fetch."""
-        if not self.config.sources:
             return
-        with self.fetch_lock:
-            fetcher = Fetcher(self.config, self.store, clock=self.clock)
-            stale = fetcher.stale()
-            if stale and any(o.new_papers for o in fetcher.fetch(stale)):
-                pipeline.refresh(self.store, self.config, self.clock())
+        finished = self.clock()
+        for result in results:
+            self.state.set_last_run(self.store.user_id(result.email), finished)
+            log.info("digest job: user=%s status=%s papers=%d duration=%.1fs", result.email, result.status,
+                     result.papers, time.monotonic() - started)
 
     def _on_event(self, event: JobExecutionEvent) -> None:
         if event.code == EVENT_JOB_MISSED:
@@ -130,6 +172,7 @@ class Daemon:
 
     def start(self) -> None:
         self.schedule_jobs()
+        self.runner.start()
         self.scheduler.start()
         log.info("daemon started: %d user(s), %d source(s), delivery %s", len(self.config.users),
                  len(self.config.sources), self.config.delivery.mode)
@@ -138,6 +181,10 @@ class Daemon:
         self.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        with self.due_changed:
+            self.due_changed.notify()
+        if self.runner.is_alive():
+            self.runner.join()  # the run in progress ends first
         self.store.close()
         log.info("daemon stopped")
 
@@ -169,6 +216,28 @@ class Daemon:
                 break
         finally:
             self.stop()
+
+
+def run_digests(config: Config, users: list[UserConfig], now: datetime | None, jobs: int,
+                log_level: int) -> list[UserResult]:
+    """In the run's own process: pull stale sources (refitting the models on new papers), then
+    build and send (or enqueue) these users' digests in ``jobs`` worker processes."""
+    runtime.log_to_stderr(log_level)
+    runtime.set_jobs(jobs)
+    log.info("digest run of %d user(s) in process %d", len(users), os.getpid())
+    clock: Clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
+    store = Store.open(config.database.url)
+    try:
+        if config.sources:
+            fetcher = Fetcher(config, store, clock=clock)
+            stale = fetcher.stale()
+            if stale and any(o.new_papers for o in fetcher.fetch(stale)):
+                pipeline.refresh(store, config, clock())
+        if config.delivery.mode == "queue":
+            return list(digests.queue_digests(config, store, users, clock, parallel_parts=True).values())
+        return digests.run(config, store, users, clock, deliver_while_queueing=parallel.can_fork())
+    finally:
+        store.close()
 
 
 def describe_schedule(config: Config, store: Store, now: datetime) -> list[tuple[UserConfig, datetime, str]]:

@@ -1,5 +1,6 @@
-"""Process-level tuning of a command, in one place: how many worker processes it may start,
-the cyclic garbage collector's pace, and ending the process once the command is over."""
+"""Process-level tuning of a command, in one place: where its log goes, how many worker
+processes it may start, the cyclic garbage collector's pace, and ending the process once the
+command is over."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ import os
 import sys
 
 from recommender.base import parallel
+
+
+def log_to_stderr(level: int) -> None:
+    """Log records at ``level`` and above go to standard error, one line each."""
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
 def set_jobs(jobs: int | None) -> None:

@@ -5,8 +5,9 @@ Threads do not help where the work holds the GIL (tokenizing, building explanati
 writing JSON). A child forked from this process starts with everything already loaded (models,
 candidates, profiles) without copying or re-reading it, and sends back only its result.
 Forking is used only on Linux and only from a process running no other Python thread: a child
-forked beside a running thread can inherit a lock that thread held and hang on it (so the
-daemon, which runs its jobs in threads, does its work in one process). Every child dies with
+forked beside a running thread can inherit a lock that thread held and hang on it. A process
+that runs threads (the daemon) hands its work to ``in_fresh_process``, a newly started
+interpreter with no threads, which may then split it with ``in_parts``. Every child dies with
 the process that forked it, and a part whose child failed or died is done again by the parent,
 so an error surfaces once, in the parent, and nothing is left half done.
 """
@@ -116,6 +117,50 @@ def in_parts(work: Callable[[Sequence[Item]], Result], items: Sequence[Item], pa
                 child.kill()  # the parent raises: no child works or writes on after it
             child.join()
         gc.unfreeze()
+
+
+class ProcessDied(Exception):
+    """The process doing the work ended without a result (killed, or out of memory)."""
+
+
+class WorkFailed(Exception):
+    """The work raised in the process doing it; the message is that error's."""
+
+
+def in_fresh_process(function: Callable[..., Result], *args: object) -> Result:
+    """``function(*args)`` in a newly started Python process (spawned, not forked, so it is
+    safe from a process running threads), which starts with no thread of its own and so may
+    split its work with ``in_parts``. It dies with this process. Raises ``ProcessDied`` if it
+    ends without a result and ``WorkFailed`` if the work raised."""
+    context = multiprocessing.get_context("spawn")
+    reader, writer = context.Pipe(duplex=False)
+    # Not a daemonic process: those may not start children of their own.
+    process = context.Process(target=_fresh_child, args=(function, args, writer, os.getpid()),
+                              name=getattr(function, "__name__", "work"))
+    process.start()
+    writer.close()
+    try:
+        outcome, value = reader.recv()
+    except EOFError:
+        process.join()
+        raise ProcessDied(f"exit code {process.exitcode}") from None
+    finally:
+        reader.close()
+    process.join()
+    if outcome == "failed":
+        raise WorkFailed(value)
+    return value  # type: ignore[no-any-return]
+
+
+def _fresh_child(function: Callable[..., Result], args: tuple[object, ...],
+                 writer: multiprocessing.connection.Connection, parent: int) -> None:
+    die_with_parent(parent)
+    try:
+        outcome: tuple[str, object] = ("done", function(*args))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it there
+        outcome = ("failed", str(exc) or type(exc).__name__)
+    writer.send(outcome)
+    writer.close()
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

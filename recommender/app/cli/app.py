@@ -143,9 +143,7 @@ def cli(ctx: click.Context, config_path: str | None, database_url: str | None, v
       recommender --config config.toml ingest seeds/*.txt
       recommender --config config.toml recommend --limit 5
     """
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    runtime.log_to_stderr(max(logging.WARNING - 10 * verbose, logging.DEBUG))
     runtime.set_jobs(jobs)
     ctx.obj = AppContext(config_path, database_url, ctx.obj)  # ctx.obj: run_command's kept_stores
 
