@@ -135,6 +135,8 @@ class Daemon:
         now = self.clock() if self.given_clock else None  # a test's clock; otherwise the real one there
         level = logging.getLogger().getEffectiveLevel()
         for attempt in range(1, self.ATTEMPTS + 1):
+            if attempt > 1 and self.stopping.is_set():
+                return  # stopped by a signal that reached the run's process too (Ctrl-C): restart sends the rest
             log.info("digest run for %d user(s) in a new process (attempt %d)", len(users), attempt)
             try:
                 results = parallel.in_fresh_process(run_digests, self.config, users, now, parallel.jobs(), level)

@@ -50,14 +50,14 @@ class RankingConfig:
     collaborative_min_users: int = 10
     community: str = "auto"  # off: each reader from their own signals only; on: everyone's stars; auto: on from collaborative_min_users
     lsa_dims: int = 1000
-    cf_factors: int = 500
+    cf_factors: int = 800
     cf_ridge: float = 1.0
     lsa_max_terms: int = 30000
     profile_terms: int = 500
     interest_boost: float = 0.05
     personal: str = "auto"  # a classifier per reader: auto (without the community, up to personal_max_users), on, off
     personal_max_users: int = 200
-    personal_dims: int = 200
+    personal_dims: int = 120
     personal_lsa_weight: float = 0.5
     personal_c: float = 0.03
 

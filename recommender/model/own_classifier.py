@@ -11,7 +11,7 @@ profile's term vector and its LSA weights the profile's dense part (where reader
 when the community takes part), so scoring and caching are unchanged.
 
 Cost: one fit per reader whenever their profile is rebuilt (ingest, star imports, a click),
-about 0.2-1 s at 20,000 papers; ``personal`` says when it is used.
+about 0.1-0.5 s at 20,000 papers; ``personal`` says when it is used.
 """
 
 from __future__ import annotations
