@@ -75,6 +75,11 @@ class Metrics:
         ideal = discounts[:min(len(relevant), 20)].sum()
         self.ndcg.append(float((hits[:20] * discounts[:len(hits[:20])]).sum() / ideal))
 
+    def extend(self, other: Metrics) -> None:
+        self.r20 += other.r20
+        self.r50 += other.r50
+        self.ndcg += other.ndcg
+
     def summary(self) -> dict[str, float]:
         n = len(self.r50)
         return {

@@ -12,8 +12,9 @@ On the same sample of users (the first SAMPLE eligible users by id), in one run:
 each with standard errors and seconds per user (ours alone: fitting the reader's classifier
 and ranking; with everyone: ranking, the models being fit once for all).
 Then ours with everyone and the centroid on all eligible users (the cost target), the same
-sample reduced to 3 and to 10 random stars (seeded) for ours alone, centroid and SVM, and what
-small groups get.
+sample reduced to 3 and to 10 random stars (seeded) for ours alone, centroid and SVM, and
+small groups: the first 30 of the sample as six installs of five readers, with
+`community = "auto"` (each reader alone) and `community = "on"` (the five readers' stars).
 
     python bench/quality.py [--datasets a,t] [--sample N]
 """
@@ -48,6 +49,7 @@ TARGET_ALONE = 1.05  # ours alone against the SVM, both metrics, both datasets
 TARGET_COMMUNITY = 1.05
 MAX_ALONE_SECONDS = 1.0  # per reader, fit and rank
 MAX_COMMUNITY_COST = 1 / 20  # of the SVM's time per user
+SMALL_GROUP, SMALL_GROUPS = 5, 6  # readers in each small-group install, and how many installs are measured
 
 
 def email(user: str) -> str:
@@ -107,6 +109,21 @@ def rank_ours(data: Dataset, folder: Path, stars: dict[str, list[str]], groups: 
     return out, statistics.median(seconds) / len(evaluated), fit / len(evaluated)
 
 
+def small_groups(data: Dataset, stars: dict[str, list[str]], members: list[str],
+                 ranking: RankingConfig) -> tuple[Metrics, float]:
+    """Ours with ``community = "on"`` in installs of SMALL_GROUP readers each (``members`` in
+    order): their metrics and the seconds per reader of fitting and ranking."""
+    metrics, seconds = Metrics.empty(), 0.0
+    for start in range(0, len(members), SMALL_GROUP):
+        group = members[start:start + SMALL_GROUP]
+        with tempfile.TemporaryDirectory() as folder:
+            out, ranked, fit = rank_ours(data, Path(folder), {u: stars[u] for u in group}, {"group": group},
+                                         replace(ranking, community="on"), f"a group of {len(group)}, community on")
+        metrics.extend(out["group"])
+        seconds += (ranked + fit) * len(group)
+    return metrics, seconds / len(members)
+
+
 class Baselines:
     """The TF-IDF centroid and arxiv-sanity-lite's per-user SVM on the dataset's own TF-IDF."""
 
@@ -146,14 +163,14 @@ def reduced(data: Dataset, users: list[str], count: int) -> dict[str, list[str]]
 
 def table(title: str, rows: dict[str, tuple[Metrics, float]], reference: str) -> dict[str, dict[str, float]]:
     print(f"\n  {title}; ratios against the {reference}")
-    print(f"  {'ranker':44s} {'users':>5s} {'R@50':>6s} {'±se':>6s} {'nDCG@20':>8s} {'±se':>6s} {'ratios':>12s} {'s/user':>8s}")
+    print(f"  {'ranker':44s} {'users':>5s} {'R@50':>6s} {'±se':>6s} {'nDCG@20':>8s} {'±se':>6s} {'ratios':>14s} {'s/user':>8s}")
     summaries = {label: metrics.summary() for label, (metrics, _) in rows.items()}
     ref = summaries[reference]
     for label, (_, seconds) in rows.items():
         s = summaries[label]
-        ratio = f"{s['R@50'] / ref['R@50']:.2f}x/{s['nDCG@20'] / ref['nDCG@20']:.2f}x"
+        ratio = f"{s['R@50'] / ref['R@50']:.3f}x/{s['nDCG@20'] / ref['nDCG@20']:.3f}x"
         print(f"  {label:44s} {s['users']:5d} {s['R@50']:6.3f} {s['se_R@50']:6.3f} {s['nDCG@20']:8.3f} "
-              f"{s['se_nDCG@20']:6.3f} {ratio:>12s} {seconds:8.4f}")
+              f"{s['se_nDCG@20']:6.3f} {ratio:>14s} {seconds:8.4f}")
     return summaries
 
 
@@ -184,7 +201,8 @@ def main() -> int:
         alone_stars = dict(everyone)
         for count, cut in few.items():
             alone_stars.update({f"{u}-{count}": cut[u] for u in sample})
-        groups = {"full": sample, **{str(count): [f"{u}-{count}" for u in sample] for count in FEW_STARS}}
+        small = sample[:SMALL_GROUP * SMALL_GROUPS]
+        groups = {"full": sample, "small": small, **{str(count): [f"{u}-{count}" for u in sample] for count in FEW_STARS}}
         with tempfile.TemporaryDirectory() as folder:
             alone, alone_time, alone_fit = rank_ours(data, Path(folder), alone_stars, groups,
                                                      replace(ranking, community="off", personal="on"), "alone")
@@ -208,8 +226,12 @@ def main() -> int:
                 "TF-IDF centroid": baselines.run(sample, few[count], "centroid"),
                 "SVM (arxiv-sanity-lite)": baselines.run(sample, few[count], "svm"),
             }, "SVM (arxiv-sanity-lite)")
-        print(f"\n  small groups (2 to {ranking.collaborative_min_users - 1} readers): with community = \"auto\" each "
-              "reader is ranked alone (the 'ours alone' row); DEV users in groups of 5 get exactly those figures")
+        table(f"CiteULike-{name}, small groups: {SMALL_GROUPS} installs of {SMALL_GROUP} readers (the first "
+              f"{len(small)} of the sample)", {
+                  'ours, community = "auto" (each reader alone)': (alone["small"], alone_seconds),
+                  'ours, community = "on" (the group\'s stars)': small_groups(data, everyone, small, ranking),
+                  "SVM (arxiv-sanity-lite)": baselines.run(small, everyone, "svm"),
+              }, "SVM (arxiv-sanity-lite)")
         svm_s, alone_s, crowd_s = main["SVM (arxiv-sanity-lite)"], main["ours alone (community off, own classifier)"], \
             main["ours with everyone's stars"]
         alone_ok = (alone_s["R@50"] >= TARGET_ALONE * svm_s["R@50"] and alone_s["nDCG@20"] >= TARGET_ALONE * svm_s["nDCG@20"]
@@ -217,10 +239,10 @@ def main() -> int:
         crowd_ok = (crowd_s["R@50"] >= TARGET_COMMUNITY * svm_s["R@50"]
                     and crowd_s["nDCG@20"] >= TARGET_COMMUNITY * svm_s["nDCG@20"] and crowd_time <= MAX_COMMUNITY_COST * svm[1])
         print(f"\n  target alone >= {TARGET_ALONE}x the SVM on both, <= {MAX_ALONE_SECONDS} s a reader: "
-              f"{alone_s['R@50'] / svm_s['R@50']:.2f}x / {alone_s['nDCG@20'] / svm_s['nDCG@20']:.2f}x, "
+              f"{alone_s['R@50'] / svm_s['R@50']:.3f}x / {alone_s['nDCG@20'] / svm_s['nDCG@20']:.3f}x, "
               f"{alone_seconds:.2f} s: {'PASS' if alone_ok else 'MISS'}")
         print(f"  target with everyone >= {TARGET_COMMUNITY}x the SVM on both, <= 1/20 of its time: "
-              f"{crowd_s['R@50'] / svm_s['R@50']:.2f}x / {crowd_s['nDCG@20'] / svm_s['nDCG@20']:.2f}x, "
+              f"{crowd_s['R@50'] / svm_s['R@50']:.3f}x / {crowd_s['nDCG@20'] / svm_s['nDCG@20']:.3f}x, "
               f"1/{svm[1] / crowd_time:.0f} (models fit once: {crowd_fit * len(data.eligible):.0f} s in all): "
               f"{'PASS' if crowd_ok else 'MISS'}", flush=True)
         verdicts += [alone_ok, crowd_ok]
