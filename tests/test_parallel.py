@@ -112,3 +112,30 @@ def _children() -> list[int]:
     path = f"/proc/{os.getpid()}/task/{os.getpid()}/children"
     with open(path) as f:
         return [int(p) for p in f.read().split()]
+
+
+def test_a_fresh_process_beside_other_threads_does_the_work_and_may_split_it():
+    """From a process running threads (as the daemon does): the work runs in a new process,
+    which has no other thread and so may fork workers of its own."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        pids = parallel.in_fresh_process(_split_in_two, [1, 2, 3, 4])
+    finally:
+        stop.set()
+        other.join()
+    assert os.getpid() not in pids and len(set(pids)) == 2
+
+
+def _split_in_two(items):
+    parallel.set_jobs(2)
+    return [pid for pid, _ in parallel.in_parts(_sum_with_pid, items, 2)]
+
+
+def test_a_fresh_process_reports_an_error_and_a_death_as_such():
+    assert parallel.in_fresh_process(divmod, 7, 2) == (3, 1)
+    with pytest.raises(parallel.WorkFailed, match="invalid literal"):
+        parallel.in_fresh_process(int, "seven")
+    with pytest.raises(parallel.ProcessDied, match="exit code 3"):
+        parallel.in_fresh_process(os._exit, 3)
