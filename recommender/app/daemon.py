@@ -44,8 +44,7 @@ class Daemon:
     def __init__(self, config_path: Path, database_url: str | None = None, clock: Clock | None = None):
         self.config_path = config_path
         self.database_url = database_url
-        self.given_clock = clock is not None
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or _now
         self.config = load_config(config_path, database_url)
         self.store = Store.open(self.config.database.url)
         self.store.check_schema()
@@ -132,14 +131,13 @@ class Daemon:
         users = [u for u in self.config.users if u.email.lower() in wanted]
         if not users:
             return
-        now = self.clock() if self.given_clock else None  # a test's clock; otherwise the real one there
         level = logging.getLogger().getEffectiveLevel()
         for attempt in range(1, self.ATTEMPTS + 1):
             if attempt > 1 and self.stopping.is_set():
                 return  # stopped by a signal that reached the run's process too (Ctrl-C): restart sends the rest
             log.info("digest run for %d user(s) in a new process (attempt %d)", len(users), attempt)
             try:
-                results = parallel.in_fresh_process(run_digests, self.config, users, now, parallel.jobs(), level)
+                results = parallel.in_fresh_process(run_digests, self.config, users, parallel.jobs(), level)
                 break
             except parallel.ProcessDied as exc:
                 log.error("the digest run's process ended early (%s)%s", exc,
@@ -220,24 +218,26 @@ class Daemon:
             self.stop()
 
 
-def run_digests(config: Config, users: list[UserConfig], now: datetime | None, jobs: int,
-                log_level: int) -> list[UserResult]:
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run_digests(config: Config, users: list[UserConfig], jobs: int, log_level: int) -> list[UserResult]:
     """In the run's own process: pull stale sources (refitting the models on new papers), then
     build and send (or enqueue) these users' digests in ``jobs`` worker processes."""
     runtime.log_to_stderr(log_level)
     runtime.set_jobs(jobs)
     log.info("digest run of %d user(s) in process %d", len(users), os.getpid())
-    clock: Clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
     store = Store.open(config.database.url)
     try:
         if config.sources:
-            fetcher = Fetcher(config, store, clock=clock)
+            fetcher = Fetcher(config, store, clock=_now)
             stale = fetcher.stale()
             if stale and any(o.new_papers for o in fetcher.fetch(stale)):
-                pipeline.refresh(store, config, clock())
+                pipeline.refresh(store, config, _now())
         if config.delivery.mode == "queue":
-            return list(digests.queue_digests(config, store, users, clock, parallel_parts=True).values())
-        return digests.run(config, store, users, clock, deliver_while_queueing=parallel.can_fork())
+            return list(digests.queue_digests(config, store, users, _now, parallel_parts=True).values())
+        return digests.run(config, store, users, _now, deliver_while_queueing=parallel.can_fork())
     finally:
         store.close()
 
