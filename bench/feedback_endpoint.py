@@ -99,9 +99,9 @@ def main() -> int:
         timed(recommender("--config", str(config_path), "ingest", str(papers)), folder)
         config = load_config(config_path)
         store = Store.open(config.database.url)
-        from recommender.pipeline import digests as digest_run
+        from recommender.pipeline import digests
 
-        digest_run.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
+        digests.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
         signer = LinkSigner(SECRET)
         links = [f"/feedback/more/{signer.sign(LinkToken('more', item.user_id, item.id, position))}"
                  for item in Outbox(store).items() for position in range(CLICKS_PER_DIGEST)]

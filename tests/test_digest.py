@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from recommender import pipeline
 from recommender.base.config import load_config
 from recommender.base.link_signing import LinkSigner
-from recommender.pipeline import digests as digest_run
+from recommender.pipeline import digests
 from recommender.store import Store
 from recommender.store.outbox import Outbox
 
@@ -55,7 +55,7 @@ def _clock():
 
 def test_digest_arrives_with_both_parts_headers_and_valid_links(tmp_path: Path, smtp_server: SmtpServer, database_url: str):
     config, store = _setup(tmp_path, smtp_server.port, database_url)
-    results = {r.email: r for r in digest_run.run(config, store, config.users, _clock)}
+    results = {r.email: r for r in digests.run(config, store, config.users, _clock)}
     assert results["ada@example.org"].status == "sent" and results["ada@example.org"].papers == 5
     assert results["bob@example.org"].papers == 3
     ada = smtp_server.box.to("ada@example.org")
@@ -87,13 +87,13 @@ def test_digest_arrives_with_both_parts_headers_and_valid_links(tmp_path: Path, 
 
 def test_running_again_with_nothing_new_sends_nothing_and_new_batches_are_covered(tmp_path: Path, smtp_server: SmtpServer):
     config, store = _setup(tmp_path, smtp_server.port)
-    digest_run.run(config, store, config.users, _clock)
+    digests.run(config, store, config.users, _clock)
     first_ids = {e[1] for e in Outbox(store).entries(1)}
-    again = digest_run.run(config, store, config.users, _clock)
+    again = digests.run(config, store, config.users, _clock)
     assert [r.status for r in again] == ["nothing new", "nothing new"]
     assert len(smtp_server.box.messages) == 2
     pipeline.ingest_files(store, SEEDS[2:3], batch_date=date(2025, 3, 20))
-    third = digest_run.run(config, store, config.users, _clock)
+    third = digests.run(config, store, config.users, _clock)
     assert [r.status for r in third] == ["sent", "sent"]
     newest = Outbox(store).items()[-2]
     new_ids = {e[1] for e in Outbox(store).entries(newest.id)}
@@ -105,7 +105,7 @@ def test_running_again_with_nothing_new_sends_nothing_and_new_batches_are_covere
 def test_first_digest_covers_the_latest_ingest_run_only(tmp_path: Path, smtp_server: SmtpServer):
     config, store = _setup(tmp_path, smtp_server.port, users='[[users]]\nemail = "ada@example.org"\nmax_items = 500\n')
     pipeline.ingest_files(store, SEEDS[4:], batch_date=date(2025, 3, 20))
-    digest_run.run(config, store, config.users, _clock)
+    digests.run(config, store, config.users, _clock)
     sent = {e[1] for e in Outbox(store).entries(1)}
     assert sent == set(store.batch_entries(store.latest_run_batch_ids()))
     assert len(sent) == 74
@@ -117,7 +117,7 @@ def test_titles_are_escaped_in_html(tmp_path: Path, smtp_server: SmtpServer):
     hostile.write_text(json.dumps({"title": "<script>alert(1)</script> & <b>bold</b>\r\nBcc: evil@example.org",
                                    "abstract": "<img src=x onerror=alert(2)> text", "authors": ["<i>Eve</i>"]}) + "\n")
     pipeline.ingest_files(store, [hostile])
-    digest_run.run(config, store, config.users, _clock)
+    digests.run(config, store, config.users, _clock)
     message = smtp_server.box.messages[0]
     html = message.get_body(("html",)).get_content()
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;" in html
@@ -132,7 +132,7 @@ def test_server_down_then_up_delivers_once(tmp_path: Path):
     starter = threading.Timer(0.8, server.start)
     starter.start()
     try:
-        results = digest_run.run(config, store, config.users, _clock)
+        results = digests.run(config, store, config.users, _clock)
         assert results[0].status == "sent"
         assert len(server.box.messages) == 1
         item = Outbox(store).items()[0]
@@ -159,11 +159,11 @@ def test_permanent_550_is_marked_failed_reported_and_not_retried(tmp_path: Path,
 
 def test_pending_digest_from_a_crashed_run_is_sent_first_with_its_message_id(tmp_path: Path, smtp_server: SmtpServer):
     config, store = _setup(tmp_path, smtp_server.port, users='[[users]]\nemail = "ada@example.org"\n')
-    queued = digest_run.queue_digests(config, store, config.users, _clock)  # rendered and stored, never sent
+    queued = digests.queue_digests(config, store, config.users, _clock)  # rendered and stored, never sent
     assert queued["ada@example.org"].status == "queued"
     stored = Outbox(store).items()[0]
     assert stored.status == "pending"
-    results = digest_run.run(config, store, config.users, _clock)
+    results = digests.run(config, store, config.users, _clock)
     assert results[0].status == "sent"
     assert smtp_server.box.message_ids() == [stored.message_id]
 
@@ -171,7 +171,7 @@ def test_pending_digest_from_a_crashed_run_is_sent_first_with_its_message_id(tmp
 def test_unsubscribed_users_get_nothing(tmp_path: Path, smtp_server: SmtpServer):
     config, store = _setup(tmp_path, smtp_server.port)
     Outbox(store).set_unsubscribed(store.user_id("bob@example.org"), True)
-    results = {r.email: r.status for r in digest_run.run(config, store, config.users, _clock)}
+    results = {r.email: r.status for r in digests.run(config, store, config.users, _clock)}
     assert results == {"ada@example.org": "sent", "bob@example.org": "unsubscribed"}
     assert [m["To"] for m in smtp_server.box.messages] == ["Ada <ada@example.org>"]
 
@@ -208,7 +208,7 @@ def test_many_users_are_sent_over_few_connections(tmp_path: Path, smtp_server: S
     users = "".join(f'[[users]]\nemail = "u{i}@example.org"\nmax_items = 2\n' for i in range(25))
     config, store = _setup(tmp_path, smtp_server.port, users=users, max_connections=3)
     started = time.monotonic()
-    results = digest_run.run(config, store, config.users, _clock)
+    results = digests.run(config, store, config.users, _clock)
     assert time.monotonic() - started < 60
     assert [r.status for r in results] == ["sent"] * 25
     assert sorted(str(m["To"]) for m in smtp_server.box.messages) == sorted(f"u{i}@example.org" for i in range(25))
@@ -253,7 +253,7 @@ def test_process_killed_between_rendering_and_sending_delivers_on_the_next_run(t
     assert [i.status for i in stored] == ["pending"]
     server = SmtpServer(port).start()
     try:
-        results = digest_run.run(config, store, config.users, _clock)
+        results = digests.run(config, store, config.users, _clock)
         assert results[0].status == "sent"
         assert server.box.message_ids() == [stored[0].message_id]
         assert Outbox(store).items()[0].status == "sent"
@@ -365,12 +365,12 @@ def _many_users(n: int) -> str:
 def test_digest_send_delivers_from_a_second_process_while_it_queues(tmp_path: Path, smtp_server: SmtpServer,
                                                                      database_url: str):
     config, store = _setup(tmp_path, smtp_server.port, database_url, users=_many_users(60), max_connections=4)
-    results = digest_run.run(config, store, config.users, _clock, deliver_while_queueing=True)
+    results = digests.run(config, store, config.users, _clock, deliver_while_queueing=True)
     assert [(r.status, r.papers) for r in results] == [("sent", 2)] * 60
     received = sorted(str(m["To"]) for m in smtp_server.box.messages)
     assert received == sorted(f"u{i:03d}@example.org" for i in range(60))  # each exactly once
     assert {i.status for i in Outbox(store).items()} == {"sent"}
-    assert digest_run.run(config, store, config.users, _clock, deliver_while_queueing=True)[0].status == "nothing new"
+    assert digests.run(config, store, config.users, _clock, deliver_while_queueing=True)[0].status == "nothing new"
 
 
 def test_digest_send_for_many_users_queues_from_two_processes_and_sends_each_one_digest(
@@ -407,7 +407,7 @@ def test_when_the_second_renderer_dies_its_users_still_get_one_digest_each(tmp_p
 
     config, store = _setup(tmp_path, free_port(), database_url, users=_many_users(60))
     monkeypatch.setattr(pipeline, "PARALLEL_USERS", 20)
-    parent, queue_chunk = os.getpid(), digest_run._queue_chunk
+    parent, queue_chunk = os.getpid(), digests._queue_chunk
 
     def dies_after_its_first_chunk(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         results = queue_chunk(*args, **kwargs)
@@ -415,9 +415,9 @@ def test_when_the_second_renderer_dies_its_users_still_get_one_digest_each(tmp_p
             os._exit(1)  # stored, then gone without a word
         return results
 
-    monkeypatch.setattr(digest_run, "_queue_chunk", dies_after_its_first_chunk)
+    monkeypatch.setattr(digests, "_queue_chunk", dies_after_its_first_chunk)
     assert parallel.can_fork(), f"threads left running by earlier tests: {__import__('threading').enumerate()}"
-    results = digest_run.queue_digests(config, store, config.users, _clock, chunk=10, parallel_parts=True)
+    results = digests.queue_digests(config, store, config.users, _clock, chunk=10, parallel_parts=True)
     assert sorted(i.email for i in Outbox(store).items()) == sorted(u.email for u in config.users)  # one each
     statuses = [results[u.email].status for u in config.users]
     assert statuses[:30] == ["queued"] * 30  # this process's half
@@ -428,21 +428,21 @@ def test_when_the_second_renderer_dies_its_users_still_get_one_digest_each(tmp_p
 
 def test_the_delivery_child_reports_what_it_sent(tmp_path: Path, smtp_server: SmtpServer, database_url: str):
     config, store = _setup(tmp_path, smtp_server.port, database_url, users=_many_users(20))
-    digest_run.queue_digests(config, store, config.users, _clock)
+    digests.queue_digests(config, store, config.users, _clock)
     ids = list(store.sync_users(u.email for u in config.users).values())
     pending = {i.id for i in Outbox(store).items("pending")}
-    child = digest_run.DeliveryProcess(config, store, _clock, ids)
+    child = digests.DeliveryProcess(config, store, _clock, ids)
     child.everything_queued()
     outcomes = child.finish()
     assert sorted(o.digest_id for o in outcomes) == sorted(pending) and {o.status for o in outcomes} == {"sent"}
     assert len(smtp_server.box.messages) == 20
-    assert digest_run.deliver_pending(config, store, _clock, ids) == []  # nothing left for the parent
+    assert digests.deliver_pending(config, store, _clock, ids) == []  # nothing left for the parent
 
 
 def test_connections_stay_open_from_one_claimed_batch_to_the_next(tmp_path: Path, smtp_server: SmtpServer):
     config, store = _setup(tmp_path, smtp_server.port, users=_many_users(20), max_connections=2)
-    digest_run.queue_digests(config, store, config.users, _clock)
-    outcomes = digest_run.deliver_pending(config, store, _clock, batch_size=3)  # seven claims
+    digests.queue_digests(config, store, config.users, _clock)
+    outcomes = digests.deliver_pending(config, store, _clock, batch_size=3)  # seven claims
     assert len(outcomes) == 20 and {o.status for o in outcomes} == {"sent"}
     assert sorted(str(m["To"]) for m in smtp_server.box.messages) == [f"u{i:03d}@example.org" for i in range(20)]
     assert len(set(smtp_server.box.peers)) == 2  # two connections carried all seven batches
@@ -451,12 +451,12 @@ def test_connections_stay_open_from_one_claimed_batch_to_the_next(tmp_path: Path
 def test_a_delivery_child_polls_until_everything_is_queued(tmp_path: Path, smtp_server: SmtpServer):
     config, store = _setup(tmp_path, smtp_server.port, users=_many_users(12), max_connections=2)
     ids = list(store.sync_users(u.email for u in config.users).values())
-    child = digest_run.DeliveryProcess(config, store, _clock, ids)
-    digest_run.queue_digests(config, store, config.users[:5], _clock)  # queued while the child polls
+    child = digests.DeliveryProcess(config, store, _clock, ids)
+    digests.queue_digests(config, store, config.users[:5], _clock)  # queued while the child polls
     deadline = time.monotonic() + 30
     while len(smtp_server.box.messages) < 5 and time.monotonic() < deadline:
         time.sleep(0.01)
-    digest_run.queue_digests(config, store, config.users[5:], _clock)
+    digests.queue_digests(config, store, config.users[5:], _clock)
     child.everything_queued()
     outcomes = child.finish()
     assert len(outcomes) == 12 and {o.status for o in outcomes} == {"sent"}
@@ -470,16 +470,16 @@ def test_a_delivery_child_killed_midway_leaves_the_rest_to_the_parent(tmp_path: 
 
     config, store = _setup(tmp_path, smtp_server.port, users=_many_users(30), max_connections=2)
     smtp_server.box.data_seconds = 0.05
-    digest_run.queue_digests(config, store, config.users, _clock)
+    digests.queue_digests(config, store, config.users, _clock)
     ids = list(store.sync_users(u.email for u in config.users).values())
-    child = digest_run.DeliveryProcess(config, store, _clock, ids)
+    child = digests.DeliveryProcess(config, store, _clock, ids)
     child.everything_queued()
     deadline = time.monotonic() + 30
     while len(smtp_server.box.messages) < 5 and time.monotonic() < deadline:
         time.sleep(0.01)
     os.kill(child._process.pid, signal.SIGKILL)
     assert child.finish() == []  # it died without reporting
-    rest = digest_run.deliver_pending(config, store, _clock, ids)
+    rest = digests.deliver_pending(config, store, _clock, ids)
     assert rest and {o.status for o in rest} == {"sent"}
     by_recipient: dict[str, set[str]] = {}
     copies: dict[str, int] = {}

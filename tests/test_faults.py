@@ -21,7 +21,7 @@ import pytest
 
 from recommender import pipeline
 from recommender.base.config import load_config
-from recommender.pipeline import digests as digest_run
+from recommender.pipeline import digests
 from recommender.store import Store
 from recommender.store.outbox import Outbox
 
@@ -72,7 +72,7 @@ class Flaky:
 def test_temporary_replies_are_retried_until_delivered(tmp_path: Path, smtp_server: SmtpServer, reply: str):
     Flaky(smtp_server, reply, times=3)
     _, config, store = _setup(tmp_path, smtp_server.port, 2, max_attempts=6)
-    results = digest_run.run(config, store, config.users, _now)
+    results = digests.run(config, store, config.users, _now)
     assert [r.status for r in results] == ["sent", "sent"]
     assert Counter(str(m["To"]) for m in smtp_server.box.messages) == {"u000@example.org": 1, "u001@example.org": 1}
 
@@ -89,7 +89,7 @@ def test_server_down_midway_through_100_users(tmp_path: Path):
 
     stopper = threading.Thread(target=stop_midway)
     stopper.start()
-    first = digest_run.run(config, store, config.users, _now)
+    first = digests.run(config, store, config.users, _now)
     stopper.join()
     delivered_before = len(server.box.messages)
     assert 30 <= delivered_before < 100
@@ -100,7 +100,7 @@ def test_server_down_midway_through_100_users(tmp_path: Path):
     try:
         with store.write() as conn:  # the retry time of deferred digests has come
             conn.exec_driver_sql("UPDATE digests SET next_attempt_at = NULL")
-        digest_run.run(config, store, config.users, _now)
+        digests.run(config, store, config.users, _now)
     finally:
         later.stop()
     received = Counter(str(m["To"]) for m in server.box.messages)
@@ -123,7 +123,7 @@ def test_a_slow_server_still_gets_everything(tmp_path: Path, smtp_server: SmtpSe
     handler.handle_DATA = slow
     _, config, store = _setup(tmp_path, smtp_server.port, 3, timeout_seconds=30, max_connections=3)
     started = time.monotonic()
-    results = digest_run.run(config, store, config.users, _now)
+    results = digests.run(config, store, config.users, _now)
     assert [r.status for r in results] == ["sent"] * 3
     assert time.monotonic() - started < 25  # concurrently, not one after the other
     assert len(smtp_server.box.messages) == 3
@@ -146,7 +146,7 @@ def test_tls_handshake_failure_defers_then_tls_delivers(tmp_path: Path, smtp_ser
     path, config, store = _setup(tmp_path, smtp_server.port, 1, ca_file=str(cert))
     path.write_text(path.read_text().replace('security = "none"', 'security = "tls"'))
     config = load_config(path)
-    assert digest_run.run(config, store, config.users, _now)[0].status == "deferred"
+    assert digests.run(config, store, config.users, _now)[0].status == "deferred"
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     from smtp_server import Mailbox, _Handler
@@ -160,7 +160,7 @@ def test_tls_handshake_failure_defers_then_tls_delivers(tmp_path: Path, smtp_ser
         config = load_config(path)
         with store.write() as conn:
             conn.exec_driver_sql("UPDATE digests SET next_attempt_at = NULL")
-        assert digest_run.run(config, store, config.users, _now)[0].status == "sent"
+        assert digests.run(config, store, config.users, _now)[0].status == "sent"
         assert len(box.messages) == 1 and smtp_server.box.messages == []
     finally:
         tls_server.stop()

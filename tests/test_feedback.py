@@ -17,8 +17,7 @@ from recommender import pipeline
 from recommender.base.config import Config, load_config
 from recommender.base.link_signing import LinkSigner, LinkToken
 from recommender.feedback.web import create_app
-from recommender.pipeline import digests as digest_run
-from recommender.pipeline import stored_models
+from recommender.pipeline import digests, stored_models
 from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
@@ -74,7 +73,7 @@ def _world(tmp_path: Path, database_url: str | None = None, extra: str = "") -> 
     tarot = store.search_papers("TAROT")[0]
     store.star(store.user_id("ada@example.org"), [tarot.id])
     clock = Clock(datetime(2025, 3, 21, 7, 30, tzinfo=UTC))
-    digest_run.queue_digests(config, store, config.users, clock)
+    digests.queue_digests(config, store, config.users, clock)
     client = TestClient(create_app(config, store, clock), base_url="http://127.0.0.1:8080")
     client.__enter__()  # runs the app's lifespan: its shutdown stops the click writer thread
     _open_clients.append(client)
@@ -206,7 +205,7 @@ def test_unsubscribe_page_and_one_click_post_stop_the_next_digest(world: World, 
                                  headers={"content-type": "application/x-www-form-urlencoded"})
     assert response.status_code == 200 and "unsubscribed" in response.text
     pipeline.ingest_files(world.store, SEEDS[2:3], batch_date=date(2025, 3, 21))
-    results = {r.email: r.status for r in digest_run.queue_digests(world.config, world.store, world.config.users,
+    results = {r.email: r.status for r in digests.queue_digests(world.config, world.store, world.config.users,
                                                                       world.clock).values()}
     assert results["bob@example.org"] == "unsubscribed" and results["ada@example.org"] == "queued"
     assert world.client.post(link, content=b"x" * 5000).status_code == 413
@@ -299,15 +298,15 @@ def test_clicks_recorded_in_one_group_match_clicks_recorded_one_at_a_time(tmp_pa
         (tmp_path / name).mkdir()
     worlds = [_world(tmp_path / name) for name in ("together", "alone")]
     ada, bob = (worlds[0].store.user_id(e) for e in ("ada@example.org", "bob@example.org"))
-    digests = {item.user_id: item.id for item in Outbox(worlds[0].store).items()}
-    entries = {user: [e[1] for e in Outbox(worlds[0].store).entries(digests[user])] for user in (ada, bob)}
+    digest_ids = {item.user_id: item.id for item in Outbox(worlds[0].store).items()}
+    entries = {user: [e[1] for e in Outbox(worlds[0].store).entries(digest_ids[user])] for user in (ada, bob)}
     start = datetime(2025, 3, 21, 8, 0, tzinfo=UTC)
     clicks = []
     for n in range(40):
         user = rng.choice((ada, bob))
         position = rng.randrange(len(entries[user]))
         action = rng.choice(("more", "less", "open"))
-        clicks.append(ClickEvent(user, entries[user][position], action, digests[user],
+        clicks.append(ClickEvent(user, entries[user][position], action, digest_ids[user],
                                  f"{user}-{position}-{action}-{rng.randrange(2)}", rng.choice(("a", "b")),
                                  start + timedelta(seconds=n * rng.choice((0.1, 3)))))
     logs = [FeedbackLog(w.store) for w in worlds]

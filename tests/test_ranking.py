@@ -14,8 +14,7 @@ import pytest
 from recommender import pipeline
 from recommender.base.config import load_config
 from recommender.base.domain import ParsedBatch, ParsedPaper
-from recommender.model import profiles
-from recommender.model import tfidf as textmodel
+from recommender.model import profiles, tfidf
 from recommender.pipeline import stored_models
 from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
@@ -118,13 +117,13 @@ def test_model_is_cached_and_refit_only_when_the_corpus_changes(corpus, store: S
     store.star(store.user_id("ada@example.org"), ["A0"])
     _recommend(corpus, store)
     version = store.corpus_version()
-    assert store.load_model("tfidf", f"{version}:{textmodel.settings_key(corpus.ranking)}") is not None
+    assert store.load_model("tfidf", f"{version}:{tfidf.settings_key(corpus.ranking)}") is not None
     model = stored_models.text_model(store, corpus.ranking)
     assert model.version == version
     store.ingest_batch(ParsedBatch("jsonl", (ParsedPaper(title="Optimal transport maps", abstract="x",
                                                           source_id="A9"),)), "more", "h-more", "run-more")
     assert store.corpus_version() == version + 1
-    assert store.load_model("tfidf", f"{version + 1}:{textmodel.settings_key(corpus.ranking)}") is None
+    assert store.load_model("tfidf", f"{version + 1}:{tfidf.settings_key(corpus.ranking)}") is None
     assert stored_models.text_model(store, corpus.ranking).version == version + 1
 
 
@@ -167,7 +166,7 @@ def test_many_users_are_ranked_half_in_a_forked_child_with_the_same_results(corp
                                                                              monkeypatch: pytest.MonkeyPatch):
     import os
 
-    from recommender.base import parallel as halves
+    from recommender.base import parallel
 
     users = [replace(corpus.users[0], email=f"u{i:03d}@example.org") for i in range(pipeline.PARALLEL_USERS + 10)]
     for i, user in enumerate(users[::3]):
@@ -187,8 +186,8 @@ def test_many_users_are_ranked_half_in_a_forked_child_with_the_same_results(corp
         count = pipeline.recommend_written(corpus, store, users, store.latest_run_batch_ids(), None, render, write)
         return count, [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
-    assert halves.can_fork(), f"threads left running by earlier tests: {__import__('threading').enumerate()}"
-    count, parts = written("halves.jsonl")
+    assert parallel.can_fork(), f"threads left running by earlier tests: {__import__('threading').enumerate()}"
+    count, parts = written("parallel.jsonl")
     monkeypatch.setattr(pipeline, "PARALLEL_USERS", len(users) + 1)
     alone_count, alone = written("alone.jsonl")
 
@@ -206,7 +205,7 @@ def test_many_users_are_ranked_half_in_a_forked_child_with_the_same_results(corp
 def test_when_the_first_half_fails_the_child_writes_nothing(corpus, store: Store, tmp_path: Path):
     import os
 
-    from recommender.base import parallel as halves
+    from recommender.base import parallel
 
     users = [replace(corpus.users[0], email=f"u{i:03d}@example.org") for i in range(pipeline.PARALLEL_USERS + 10)]
     parent, out = os.getpid(), tmp_path / "out.txt"
@@ -220,7 +219,7 @@ def test_when_the_first_half_fails_the_child_writes_nothing(corpus, store: Store
         with out.open("a", encoding="utf-8") as file:
             file.write(text)
 
-    assert halves.can_fork()
+    assert parallel.can_fork()
     with pytest.raises(ValueError, match="rendering failed here"):
         pipeline.recommend_written(corpus, store, users, store.latest_run_batch_ids(), None, render, write)
     assert not out.exists()  # no second half without the first
@@ -332,8 +331,8 @@ def test_a_batchs_papers_are_one_run_of_model_rows_and_taken_as_a_view(corpus, s
     assert np.shares_memory(model.rows(ids).data, model.matrix.data) == (store.sqlite_path is not None)
     assert not np.shares_memory(model.rows(ids[::-1]).data, model.matrix.data)
     dense = np.arange(20.0).reshape(10, 2)
-    assert np.shares_memory(textmodel.taken_rows(dense, np.array([3, 4, 5])), dense)
-    assert textmodel.taken_rows(dense, np.array([5, 3])).tolist() == [[10.0, 11.0], [6.0, 7.0]]
+    assert np.shares_memory(tfidf.taken_rows(dense, np.array([3, 4, 5])), dense)
+    assert tfidf.taken_rows(dense, np.array([5, 3])).tolist() == [[10.0, 11.0], [6.0, 7.0]]
 
 
 def test_without_its_cache_file_ranking_builds_the_same_profiles_from_the_log(corpus, store: Store):
@@ -470,9 +469,9 @@ def test_a_reader_alone_is_ranked_by_their_own_classifier(tmp_path: Path):
     ("auto", True, 1, False), ("on", True, 1, False), ("off", False, 1, False)])
 def test_personal_says_when_readers_get_their_own_classifier(mode: str, community: bool, readers: int, expected: bool):
     from recommender.base.config import RankingConfig
-    from recommender.model import own_classifier as personal
+    from recommender.model import own_classifier
 
-    assert personal.used(RankingConfig(personal=mode), community, readers) == expected
+    assert own_classifier.used(RankingConfig(personal=mode), community, readers) == expected
 
 
 def test_personal_takes_only_its_three_values(tmp_path: Path):

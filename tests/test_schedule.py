@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from recommender.app import triggers as schedule
+from recommender.app import triggers
 from recommender.app.daemon import Daemon, describe_schedule
 from recommender.base.config import UserConfig, load_config
 from recommender.store import Store
@@ -22,7 +22,7 @@ ADA = UserConfig(email="ada@example.org", timezone="Europe/London", send_at=time
 
 
 def _fires(user: UserConfig, start: datetime, count: int) -> list[datetime]:
-    trigger = schedule.trigger_for(user)
+    trigger = triggers.trigger_for(user)
     fires, previous = [], None
     for _ in range(count):
         previous = trigger.get_next_fire_time(previous, start)
@@ -71,34 +71,34 @@ GRACE = timedelta(hours=1)
 
 
 def test_a_run_missed_within_the_grace_period_is_sent_once():
-    trigger = schedule.trigger_for(ADA)
+    trigger = triggers.trigger_for(ADA)
     last = datetime(2025, 6, 1, 6, 30, 5, tzinfo=UTC)       # yesterday's 07:30 BST run
     now = datetime(2025, 6, 2, 7, 0, tzinfo=UTC)            # back at 08:00 BST, today's run missed by 30 min
-    owed = schedule.catch_up(trigger, last, now, GRACE)
+    owed = triggers.catch_up(trigger, last, now, GRACE)
     assert owed.due == datetime(2025, 6, 2, 6, 30, tzinfo=UTC) and owed.skipped == ()
 
 
 def test_a_run_missed_beyond_the_grace_period_is_skipped():
-    trigger = schedule.trigger_for(ADA)
-    owed = schedule.catch_up(trigger, datetime(2025, 6, 1, 6, 30, 5, tzinfo=UTC),
+    trigger = triggers.trigger_for(ADA)
+    owed = triggers.catch_up(trigger, datetime(2025, 6, 1, 6, 30, 5, tzinfo=UTC),
                              datetime(2025, 6, 2, 9, 0, tzinfo=UTC), GRACE)
     assert owed.due is None and owed.skipped == (datetime(2025, 6, 2, 6, 30, tzinfo=UTC),)
 
 
 def test_several_missed_days_coalesce_into_one_digest_not_seven():
-    trigger = schedule.trigger_for(ADA)
+    trigger = triggers.trigger_for(ADA)
     last = datetime(2025, 5, 26, 6, 30, 5, tzinfo=UTC)
     now = datetime(2025, 6, 2, 6, 45, tzinfo=UTC)  # asleep for a week, across the missed days
-    owed = schedule.catch_up(trigger, last, now, GRACE)
+    owed = triggers.catch_up(trigger, last, now, GRACE)
     assert owed.due == datetime(2025, 6, 2, 6, 30, tzinfo=UTC)
     assert len(owed.skipped) == 6
 
 
 def test_a_daemon_asleep_across_a_dst_change_owes_one_digest():
-    trigger = schedule.trigger_for(ADA)
+    trigger = triggers.trigger_for(ADA)
     last = datetime(2025, 3, 29, 7, 30, 5, tzinfo=UTC)   # Sat 07:30 GMT
     now = datetime(2025, 3, 31, 6, 40, tzinfo=UTC)       # Mon 07:40 BST
-    owed = schedule.catch_up(trigger, last, now, GRACE)
+    owed = triggers.catch_up(trigger, last, now, GRACE)
     assert owed.due == datetime(2025, 3, 31, 6, 30, tzinfo=UTC)
     assert owed.skipped == (datetime(2025, 3, 30, 6, 30, tzinfo=UTC),)
 

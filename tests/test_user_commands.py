@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from recommender.base.config import load_config
-from recommender.pipeline import digests as digest_run
+from recommender.pipeline import digests
 from recommender.store import Store, migrate
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
@@ -30,7 +30,7 @@ def clicked(tmp_path: Path, smtp_server, run: Invoke) -> tuple[Path, Store]:
     run("star", "--title", TAROT, config=path)
     config = load_config(path)
     store = Store.open(config.database.url)
-    digest_run.run(config, store, config.users, lambda: datetime.now(UTC))
+    digests.run(config, store, config.users, lambda: datetime.now(UTC))
     user_id = store.user_id("ada@example.org")
     entries = Outbox(store).entries(1)
     log = FeedbackLog(store)

@@ -24,8 +24,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEv
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from recommender import pipeline
-from recommender.app import runtime
-from recommender.app import triggers as schedule
+from recommender.app import runtime, triggers
 from recommender.base import parallel
 from recommender.base.config import Config, UserConfig, load_config
 from recommender.pipeline import digests
@@ -76,7 +75,7 @@ class Daemon:
                 log.info("removed schedule of %s (no longer configured)", job.id.split(":", 1)[1])
         ids = self.store.sync_users(u.email for u in self.config.users)
         for job_id, user in wanted.items():
-            trigger = schedule.trigger_for(user)
+            trigger = triggers.trigger_for(user)
             existing = self.scheduler.get_job(job_id)
             if existing is not None and str(existing.trigger) == str(trigger):
                 continue
@@ -84,7 +83,7 @@ class Daemon:
             last = self.state.last_run(user_id)
             if last is None:
                 self.state.set_last_run(user_id, now)
-            owed = schedule.catch_up(trigger, last, now, grace)
+            owed = triggers.catch_up(trigger, last, now, grace)
             for missed in owed.skipped:
                 log.warning("skipped the digest of %s due %s: the daemon was down for longer than the grace "
                             "period", user.email, missed.isoformat())
@@ -249,6 +248,6 @@ def describe_schedule(config: Config, store: Store, now: datetime) -> list[tuple
     grace = timedelta(minutes=config.scheduler.misfire_grace_minutes)
     rows = []
     for user in config.users:
-        when = schedule.next_run(user, state.last_run(ids[user.email.lower()]), now, grace)
-        rows.append((user, when.astimezone(schedule.trigger_for(user).zone), schedule.job_kind(user)))
+        when = triggers.next_run(user, state.last_run(ids[user.email.lower()]), now, grace)
+        rows.append((user, when.astimezone(triggers.trigger_for(user).zone), triggers.job_kind(user)))
     return rows

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from recommender.base.config import RankingConfig, UserConfig
 from recommender.base.domain import Signal
-from recommender.model import own_classifier as personal
+from recommender.model import own_classifier
 from recommender.model.own_classifier import LsaSpace
 from recommender.model.reader_factors import CollabModel
 from recommender.model.tfidf import TextModel
@@ -36,7 +36,7 @@ from recommender.model.unit_rows import unit_rows
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
 PROFILE_CHUNK = 2000  # users per sparse product when building profiles
-CACHE_FORMAT = 8  # part of the cache's key: a new way of building profiles never reads old ones
+CACHE_FORMAT = 9  # part of the cache's key: a new way of building profiles never reads old ones
 
 
 @dataclass
@@ -247,7 +247,7 @@ def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matr
     if space is not None and collab is None:
         # A dense part for every reader (zero rows without a classifier): chunks built apart
         # (cached and rebuilt rows) join whatever their readers have.
-        terms, dense, fitted = personal.classifier_rows(model, space, pull, ranking, progress)
+        terms, dense, fitted = own_classifier.classifier_rows(model, space, pull, ranking, progress)
         if fitted.any():
             matrix = (sp.diags((~fitted).astype(np.float32)) @ matrix + terms).tocsr().astype(np.float32)
             matrix.eliminate_zeros()

@@ -20,7 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from recommender.base.domain import Explanation, Paper, Recommendation, SharedTerm
-from recommender.model import sparse_loops as kernels
+from recommender.model import sparse_loops
 from recommender.model.own_classifier import LsaSpace
 from recommender.model.profiles import Profiles
 from recommender.model.reader_factors import CollabModel
@@ -136,7 +136,7 @@ def top_candidates(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[s
 
 def best_columns(keyed: np.ndarray, k: int) -> np.ndarray:
     """The columns of each row's ``k`` largest keys, best first, equal keys in column order."""
-    fast = kernels.compiled(kernels.top_columns) if keyed.size >= COMPILED_SELECTION_FROM else None
+    fast = sparse_loops.compiled(sparse_loops.top_columns) if keyed.size >= COMPILED_SELECTION_FROM else None
     if fast is None:
         return np.argsort(-keyed, axis=1, kind="stable")[:, :k]
     picked = np.empty((keyed.shape[0], k), dtype=np.int64)
@@ -270,7 +270,7 @@ class _ChunkExplainer:
                 users.append((offset, known, np.array([index[p] for p in known], dtype=np.int64), picks))
         sizes = [len(rows) * len(picks) for _, _, rows, picks in users]
         sims = np.zeros(sum(sizes))
-        kernels.run(kernels.block_dots, len(sims) * 100, matrix.indptr, matrix.indices, matrix.data, _offsets(sizes),
+        sparse_loops.run(sparse_loops.block_dots, len(sims) * 100, matrix.indptr, matrix.indices, matrix.data, _offsets(sizes),
                     _joined([rows for _, _, rows, _ in users]), _offsets([len(rows) for _, _, rows, _ in users]),
                     _joined([picks for _, _, _, picks in users]), _offsets([len(picks) for _, _, _, picks in users]),
                     np.full(matrix.shape[1], -1, dtype=np.int64), sims)
@@ -297,7 +297,7 @@ class _ChunkExplainer:
         keep = max(1, max((c.why_terms for c in self.choices[self.start:self.start + self.picked.shape[0]]), default=0))
         term_slots = np.full((len(where), keep), -1, dtype=np.int64)
         term_values = np.zeros((len(where), keep))
-        kernels.run(kernels.pair_top_terms, len(where) * 400, matrix.indptr, matrix.indices, matrix.data,
+        sparse_loops.run(sparse_loops.pair_top_terms, len(where) * 400, matrix.indptr, matrix.indices, matrix.data,
                     np.array(pairs_first, dtype=np.int64), np.array(pairs_second, dtype=np.int64), term_slots,
                     term_values)
         self.shared: dict[tuple[int, int], list[SharedTerm]] = {}  # (user offset, pick) -> shared terms

@@ -20,9 +20,7 @@ from recommender.base.config import Config, UserConfig
 from recommender.base.domain import Paper, ParsedBatch, Recommendation
 from recommender.base.errors import InputError, NotFoundError
 from recommender.base.text import shown
-from recommender.model import own_classifier, profiles, tfidf
-from recommender.model import reader_factors as collab
-from recommender.model import sparse_loops as kernels
+from recommender.model import own_classifier, profiles, reader_factors, sparse_loops, tfidf
 from recommender.model.ranking import Choice, rank_many
 from recommender.pipeline import stored_models
 from recommender.sources import parse
@@ -109,8 +107,8 @@ def user_parts(count: int) -> int:
 def prepare_compiled_ranking() -> None:
     """Load the compiler of ranking's inner loops now, and use them even for small jobs (the
     warm process, before its first request)."""
-    kernels.load_compiler()
-    kernels.prefer_compiled()
+    sparse_loops.load_compiler()
+    sparse_loops.prefer_compiled()
 
 
 def candidate_batches(store: Store, spec: str) -> list[int]:
@@ -145,7 +143,7 @@ def recommend_written(config: Config, store: Store, users: Sequence[UserConfig],
     parts = user_parts(len(users))
     split = parts > 1
     # Many users need the compiled kernels: loaded once, before the fork, beside the reading.
-    with kernels.compiler_loading() if split else contextlib.nullcontext():
+    with sparse_loops.compiler_loading() if split else contextlib.nullcontext():
         models = load_models(store, config)
         candidates = store.batch_papers(batch_ids)
         ids = store.sync_users(u.email for u in users)  # once, here: neither half writes users
@@ -174,7 +172,7 @@ def recommend_written(config: Config, store: Store, users: Sequence[UserConfig],
 @dataclass(frozen=True)
 class Models:
     text: tfidf.TextModel
-    collab: collab.CollabModel | None
+    collab: reader_factors.CollabModel | None
     space: own_classifier.LsaSpace | None  # when readers get their own classifiers
 
 
@@ -200,9 +198,10 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
         if on_reader is not None:
             on_reader(done, len(config.users))
 
-    stored_models.build_and_cache_profiles(store, models.text, models.collab, [(ids[u.email.lower()], u) for u in config.users],
-                             config.ranking, now or datetime.now(UTC), models.space,
-                             progress if models.space is not None else None)
+    pairs = [(ids[u.email.lower()], u) for u in config.users]
+    stored_models.build_and_cache_profiles(store, models.text, models.collab, pairs, config.ranking,
+                                           now or datetime.now(UTC), models.space,
+                                           progress if models.space is not None else None)
     return models
 
 
@@ -223,7 +222,8 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
     ``persist``: store the profiles that changed (`recommend` only reads)."""
     ids = ids if ids is not None else store.sync_users(u.email for u in users)
     pairs = [(ids[u.email.lower()], u) for u in users]
-    built = stored_models.cached_or_built_profiles(store, models.text, models.collab, pairs, config.ranking, now, persist, models.space)
+    built = stored_models.cached_or_built_profiles(store, models.text, models.collab, pairs, config.ranking, now,
+                                                   persist, models.space)
     user_ids = [uid for uid, _ in pairs]
     sent = store.sent_map(user_ids)
     skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]
@@ -236,8 +236,8 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
 def profile(config: Config, store: Store, user: UserConfig) -> tuple[profiles.Profile, list[str]]:
     """One user's profile as ranking uses it (persisted when it changed), and the model's terms."""
     models = load_models(store, config)
-    built = stored_models.current_profile(store, models.text, store.user_id(user.email), user, config.ranking, datetime.now(UTC),
-                             models.collab, models.space)
+    built = stored_models.current_profile(store, models.text, store.user_id(user.email), user, config.ranking,
+                                          datetime.now(UTC), models.collab, models.space)
     return built, models.text.shown_terms
 
 
@@ -249,7 +249,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     models = load_models(store, config)
     user_id = store.user_id(user.email)
     built = stored_models.build_profiles(store, models.text, models.collab, [(user_id, user)], config.ranking, now,
-                                space=models.space)
+                                         space=models.space)
     choice = choice_for(config, user, 1, models)
     plain = Choice(user=choice.user, limit=1, why_terms=choice.why_terms, collaborative_weight=choice.collaborative_weight,
                    interest_boost=choice.interest_boost, interests=choice.interests, authors=choice.authors)

@@ -131,10 +131,10 @@ def worker(app: AppContext, concurrency: int, once: bool, poll_seconds: float, l
     import threading
     from datetime import timedelta
 
-    from recommender.pipeline import digests as digest_run
+    from recommender.pipeline import digests
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    sent = digest_run.work(app.config, app.store, concurrency, once, stop, poll_seconds, timedelta(seconds=lease_seconds))
+    sent = digests.work(app.config, app.store, concurrency, once, stop, poll_seconds, timedelta(seconds=lease_seconds))
     summary(f"worker sent {sent} digest(s)")

@@ -42,9 +42,9 @@ def digest_preview(app: AppContext, email: str | None, out: str | None, text_out
     """
     user = app.user(email)
     # Imported on use: rendering and SMTP imports would cost every other command's start-up.
-    from recommender.pipeline import digests as digest_run
+    from recommender.pipeline import digests
 
-    rendered, count, message = digest_run.preview(app.config, app.store, user, _now)
+    rendered, count, message = digests.preview(app.config, app.store, user, _now)
     target = Path(out or "digest-preview.html").expanduser()
     _write(target, rendered.html)
     if text_out:
@@ -84,9 +84,9 @@ def digest_send(app: AppContext, email: str | None, dry_run: bool) -> None:
     """
     users = app.users(email, all_users=True)
     from recommender.base import parallel
-    from recommender.pipeline import digests as digest_run
+    from recommender.pipeline import digests
 
-    results = digest_run.run(app.config, app.store, users, _now, dry_run=dry_run,
+    results = digests.run(app.config, app.store, users, _now, dry_run=dry_run,
                              deliver_while_queueing=parallel.can_fork())
     for result in results:
         click.echo(result.line())
@@ -139,9 +139,9 @@ def outbox_retry(app: AppContext) -> None:
     """
     store = app.store
     requeued = Outbox(store).requeue_failed()
-    from recommender.pipeline import digests as digest_run
+    from recommender.pipeline import digests
 
-    outcomes = digest_run.deliver_pending(app.config, store, _now)
+    outcomes = digests.deliver_pending(app.config, store, _now)
     sent = sum(o.status == "sent" for o in outcomes)
     for outcome in outcomes:
         if outcome.status != "sent":

@@ -17,7 +17,7 @@ from recommender.app.cli.app import (
     summary,
 )
 from recommender.base.formats import LIBRARY_FORMATS
-from recommender.pipeline import star_import as library
+from recommender.pipeline import star_import
 from recommender.pipeline.store_access import paper_by_title
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def _lookup(app: AppContext, offline: bool) -> ArxivLookup | None:
     """The arXiv API client, unless the command runs --offline."""
     if offline:
         return None
-    return library.arxiv_lookup(app.config)
+    return star_import.arxiv_lookup(app.config)
 
 
 @cli.command()
@@ -58,7 +58,7 @@ def star(app: AppContext, paper_ids: tuple[str, ...], titles: tuple[str, ...], f
     lookup = _lookup(app, offline)
     for user in users:
         wanted = list(paper_ids) + list(user.stars if from_config else ())
-        ids = library.resolve_references(store, wanted, lookup) + [paper_by_title(store, t).id for t in titles]
+        ids = star_import.resolve_references(store, wanted, lookup) + [paper_by_title(store, t).id for t in titles]
         if not ids:
             raise click.UsageError("give paper ids, --title TEXT, or --from-config")
         added = store.star(store.user_id(user.email), ids)
@@ -130,7 +130,7 @@ def stars_import(app: AppContext, file: str, skip_unknown: bool, offline: bool) 
     \b
       recommender stars import exported.csv
     """
-    result = library.import_stars(app.store, app.config, existing_path(file), skip_unknown, _lookup(app, offline))
+    result = star_import.import_stars(app.store, app.config, existing_path(file), skip_unknown, _lookup(app, offline))
     if result.added:
         refreshed(app)
     for problem in result.problems:
@@ -164,7 +164,7 @@ def import_library(app: AppContext, files: tuple[str, ...], email: str | None, f
     user = app.user(email)
     with progress_bar() as bar:
         task = bar.add_task("looking up arXiv ids", total=None)
-        result = library.import_library(app.store, user.email, [existing_path(f) for f in files], fmt, strict,
+        result = star_import.import_library(app.store, user.email, [existing_path(f) for f in files], fmt, strict,
                                         _lookup(app, offline), progress=lambda n: bar.advance(task, n))
     for line in result.skipped:
         click.echo(f"warning: {line}", err=True)

@@ -31,9 +31,7 @@ def test_unit_rows_matches_scikit_learn_on_dense_rows_and_integers():
 
 @pytest.mark.parametrize("rows_per_step", [1, 4, 7, 8192])
 def test_scaling_in_steps_of_rows_gives_the_same_rows(monkeypatch, rows_per_step):
-    from recommender.model import unit_rows as norms
-
-    monkeypatch.setattr(norms, "ROWS_PER_STEP", rows_per_step)
+    monkeypatch.setattr("recommender.model.unit_rows.ROWS_PER_STEP", rows_per_step)
     matrix = sp.random(45, 30, density=0.15, random_state=8, format="csr")
     matrix = sp.vstack([matrix, sp.csr_matrix((3, 30))]).tocsr()
     np.testing.assert_allclose(unit_rows(matrix).toarray(), normalize(matrix).toarray(), rtol=1e-12)
