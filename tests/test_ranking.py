@@ -499,3 +499,29 @@ def test_cached_and_rebuilt_profiles_join_whether_or_not_their_readers_have_a_cl
         assert picks["ada@example.org"][0].paper.id.startswith("newtransport") and picks["r0@example.org"]
     finally:
         store.close()
+
+
+def test_word_vectors_bring_together_words_that_share_company_but_never_meet():
+    """"automobile" and "car" never share a paper, but both keep company with "engine" and
+    "wheel": their papers' word-vector sums are close, while a paper on proteins is not."""
+    from recommender.base.config import RankingConfig
+    from recommender.model import own_classifier
+
+    rng = np.random.default_rng(0)
+    motor, biology = ["engine", "wheel", "brake", "fuel", "driver"], ["protein", "enzyme", "cell", "membrane", "gene"]
+    abstracts = []
+    for i in range(60):
+        topic = motor if i % 2 else biology
+        words = list(rng.choice(topic, size=3, replace=False))
+        if topic is motor:
+            words.append("automobile" if i % 4 == 1 else "car")
+        abstracts.append(" ".join(words))
+    abstracts += ["car", "automobile", "protein"]
+    ids = [f"p{i}" for i in range(len(abstracts))]
+    model = tfidf.fit(ids, [""] * len(ids), abstracts, RankingConfig(), 1)
+    sums = own_classifier.word_vector_sums(model, 8)
+    assert sums is not None and sums.shape == (len(ids), 8)
+    car, automobile, protein = sums[-3], sums[-2], sums[-1]
+    assert float(car @ automobile) > 0.6 and abs(float(car @ protein)) < 0.1
+    # Their TF-IDF rows share no term: the terms alone cannot relate them.
+    assert model.matrix[len(ids) - 3].multiply(model.matrix[len(ids) - 2]).sum() == 0

@@ -59,6 +59,8 @@ class RankingConfig:
     personal_max_users: int = 200
     personal_dims: int = 120
     personal_lsa_weight: float = 0.5
+    personal_word_dims: int = 200
+    personal_word_weight: float = 1.2
     personal_c: float = 0.03
 
 
