@@ -19,9 +19,9 @@ import pytest
 CACHES = [
     ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "3b0b1a0e04b09e3f"),
     ("collab", "model.reader_factors", "MODEL_FORMAT", 2, ("model.reader_factors", "model.unit_rows"), "60654a88f7d82f6a"),
-    ("lsa", "model.own_classifier", "MODEL_FORMAT", 6, ("model.own_classifier",), "af518dfdaad37e28"),
+    ("lsa", "model.own_classifier", "MODEL_FORMAT", 6, ("model.own_classifier",), "942d89a7310e2941"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 10, ("model.profiles", "model.own_classifier", "model.unit_rows",
-                                                       "pipeline.stored_models"), "6ded0b2a1cafd773"),
+                                                       "pipeline.stored_models"), "f1f0b78ff669f7a9"),
 ]
 
 

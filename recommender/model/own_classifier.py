@@ -87,14 +87,13 @@ def word_vector_sums(model: TextModel, dims: int) -> np.ndarray | None:
     from sklearn.utils.extmath import randomized_svd
 
     single = np.flatnonzero([" " not in term for term in model.terms])
-    present = model.matrix[:, single].tocsc()
-    papers_with = np.diff(present.indptr)
+    papers_with = np.bincount(model.matrix.indices, minlength=model.matrix.shape[1])[single]
     frequent = np.argsort(-papers_with, kind="stable")[:WORD_VOCABULARY]
     frequent = np.sort(frequent[papers_with[frequent] >= WORD_MIN_PAPERS])
     dims = min(dims, len(frequent) - 1)
     if dims < 2:
         return None
-    weights = present[:, frequent].tocsr()
+    weights = model.matrix[:, single[frequent]]
     seen = weights.astype(np.float32)
     seen.data[:] = 1.0
     # Dense, in place: abstracts' frequent words mostly meet, so the matrix is nearly full, and

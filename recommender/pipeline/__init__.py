@@ -257,7 +257,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
                      store.titles, models.space)[0][0]
     why = pick.explanation
     content = float((built.matrix[0] @ models.text.rows([paper.id]).T).toarray().ravel()[0])
-    topics = 0.0  # the LSA part of the reader's own classifier
+    topics = 0.0  # the dense part of the reader's own classifier (LSA topics and word vectors)
     if models.collab is None and models.space is not None and built.dense is not None:
         topics = float(built.dense[0] @ models.space.coordinates[models.text.index[paper.id]])
     notes = []
