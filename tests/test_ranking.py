@@ -505,7 +505,7 @@ def test_word_vectors_bring_together_words_that_share_company_but_never_meet():
     """"automobile" and "car" never share a paper, but both keep company with "engine" and
     "wheel": their papers' word-vector sums are close, while a paper on proteins is not."""
     from recommender.base.config import RankingConfig
-    from recommender.model import own_classifier
+    from recommender.model import word_vectors
 
     rng = np.random.default_rng(0)
     motor, biology = ["engine", "wheel", "brake", "fuel", "driver"], ["protein", "enzyme", "cell", "membrane", "gene"]
@@ -519,9 +519,43 @@ def test_word_vectors_bring_together_words_that_share_company_but_never_meet():
     abstracts += ["car", "automobile", "protein"]
     ids = [f"p{i}" for i in range(len(abstracts))]
     model = tfidf.fit(ids, [""] * len(ids), abstracts, RankingConfig(), 1)
-    sums = own_classifier.word_vector_sums(model, 8)
+    sums = word_vectors.paper_sums(model, 8)
     assert sums is not None and sums.shape == (len(ids), 8)
     car, automobile, protein = sums[-3], sums[-2], sums[-1]
     assert float(car @ automobile) > 0.6 and abs(float(car @ protein)) < 0.1
     # Their TF-IDF rows share no term: the terms alone cannot relate them.
     assert model.matrix[len(ids) - 3].multiply(model.matrix[len(ids) - 2]).sum() == 0
+
+
+def test_a_new_papers_reader_factors_are_predicted_from_its_word_vectors_too():
+    """Readers save "car" papers or biology papers, never an "automobile" one: a new paper
+    saying only "automobile" gets the car readers' factors, and `cf_word_weight` decides
+    whether its word vectors take part in that prediction."""
+    from dataclasses import replace
+
+    from recommender.base.config import RankingConfig
+    from recommender.model import reader_factors
+
+    rng = np.random.default_rng(0)
+    motor, biology = ["engine", "wheel", "brake", "fuel", "driver"], ["protein", "enzyme", "cell", "membrane", "gene"]
+    abstracts = []
+    for i in range(80):
+        words = list(rng.choice(motor if i % 2 else biology, size=3, replace=False))
+        abstracts.append(" ".join(words + (["automobile" if i % 4 == 1 else "car"] if i % 2 else [])))
+    abstracts.append("automobile")
+    ids = [f"p{i}" for i in range(len(abstracts))]
+    model = tfidf.fit(ids, [""] * len(ids), abstracts, RankingConfig(), 1)
+    car_papers, biology_papers = [i for i in range(80) if i % 4 == 3], [i for i in range(80) if i % 2 == 0]
+    saves = [(reader, ids[paper]) for reader in range(12)
+             for paper in rng.choice(car_papers if reader % 2 else biology_papers, size=6, replace=False)]
+    small = replace(RankingConfig(), cf_factors=4, lsa_dims=4, word_dims=4)
+    predicted = {}
+    for weight in (0.0, 1.0):
+        fitted = reader_factors.fit(model, saves, replace(small, cf_word_weight=weight))
+        assert fitted is not None
+        car = fitted.combined[[i for i in car_papers if fitted.has_learned[i]]].mean(axis=0)
+        biology = fitted.combined[[i for i in biology_papers if fitted.has_learned[i]]].mean(axis=0)
+        new = fitted.predicted[len(ids) - 1]
+        assert float(new @ car) > 0.9 and abs(float(new @ biology)) < 0.1
+        predicted[weight] = fitted.predicted
+    assert not np.allclose(predicted[0.0], predicted[1.0])

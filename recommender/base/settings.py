@@ -46,20 +46,21 @@ class RankingConfig:
     open_weight: float = 0.25
     star_half_life_days: float = 0.0
     why_terms: int = 3
-    collaborative_weight: float = 0.75
+    collaborative_weight: float = 1.0
     collaborative_min_users: int = 10
     community: str = "auto"  # off: each reader from their own signals only; on: everyone's stars; auto: on from collaborative_min_users
     lsa_dims: int = 1000
     cf_factors: int = 800
     cf_ridge: float = 1.0
+    cf_word_weight: float = 1.0  # weight of a paper's word-vector sum beside its LSA text dimensions
     lsa_max_terms: int = 30000
+    word_dims: int = 200  # dimensions of the word vectors learnt from the corpus
     profile_terms: int = 500
     interest_boost: float = 0.05
     personal: str = "auto"  # a classifier per reader: auto (without the community, up to personal_max_users), on, off
     personal_max_users: int = 200
     personal_dims: int = 120
     personal_lsa_weight: float = 0.5
-    personal_word_dims: int = 200
     personal_word_weight: float = 1.2
     personal_c: float = 0.03
 

@@ -1,10 +1,11 @@
 """Collaborative signal that works for papers nobody has saved yet.
 
 From all subscribers' stars we learn item factors (a truncated SVD of the paper-by-user
-matrix), then a ridge regression from the paper's text (an LSA projection of its TF-IDF
-row) to those factors. A brand-new paper gets factors from its text alone; a user's factor
-vector is the weighted mean of the factors of the papers they starred (learned factors where
-the paper had savers, text-predicted ones otherwise). The score is the cosine between the two,
+matrix), then a ridge regression from the paper's text (an LSA projection of its TF-IDF row
+beside its sum of word vectors, ``word_vectors``) to those factors. A brand-new paper gets
+factors from its text alone; a user's factor vector is the weighted mean of the factors of
+the papers they starred (learned factors where the paper had savers, text-predicted ones
+otherwise). The score is the cosine between the two,
 blended with the content score by ``ranking.collaborative_weight``. ``ranking.community``
 decides whether it runs: "off" ranks each reader from their own signals alone, "on" always
 uses everyone's stars, "auto" from ``collaborative_min_users`` readers with stars.
@@ -21,11 +22,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.base.config import RankingConfig
+from recommender.model import word_vectors
 from recommender.model.tfidf import TextModel, settings_key
 from recommender.model.unit_rows import unit_rows
 
 log = logging.getLogger(__name__)
-MODEL_FORMAT = 2  # 2: classes moved into recommender.model (stored class names changed)
+MODEL_FORMAT = 3  # 3: word-vector sums beside the LSA text dimensions
 NO_MODEL = "no collaborative model"  # cached when there is none (too few readers, or switched off)
 
 
@@ -87,14 +89,19 @@ def fit(model: TextModel, interactions: Sequence[tuple[int, str]], ranking: Rank
     # runs in float64 again.
     text = TruncatedSVD(d, algorithm="randomized", n_iter=3, random_state=0).fit_transform(
         _frequent_terms(model.matrix, ranking.lsa_max_terms).astype(np.float32)).astype(np.float64)
+    # Word vectors predict a new paper's readers better than LSA alone (on all CiteULike DEV
+    # readers, R@50 0.464 -> 0.476 on titles, 0.438 -> 0.445 on word bags).
+    words = word_vectors.paper_sums(model, ranking.word_dims) if ranking.cf_word_weight > 0 else None
+    if words is not None:
+        text = np.hstack([text, ranking.cf_word_weight * words])
     train = np.flatnonzero(has_learned)
     z = text[train]
-    weights = np.linalg.solve(z.T @ z + ranking.cf_ridge * np.eye(d), z.T @ factors[train])
+    weights = np.linalg.solve(z.T @ z + ranking.cf_ridge * np.eye(text.shape[1]), z.T @ factors[train])
     predicted = unit_rows(text @ weights).astype(np.float32)
     learned = unit_rows(factors).astype(np.float32)
     learned[~has_learned] = 0
-    log.info("collaborative model: %d users, %d saved papers, %d factors, %d text dimensions",
-             len(users), int(has_learned.sum()), k, d)
+    log.info("collaborative model: %d users, %d saved papers, %d factors, %d text dimensions (%d of word vectors)",
+             len(users), int(has_learned.sum()), k, text.shape[1], 0 if words is None else words.shape[1])
     combined = np.where(has_learned[:, None], learned, predicted).astype(np.float32)
     return CollabModel(predicted, has_learned, dict(model.index), combined)
 
@@ -104,4 +111,4 @@ def cache_key(model: TextModel, ranking: RankingConfig, stars: int) -> str:
     a few new stars do not refit) and these settings."""
     return (f"{MODEL_FORMAT}:{model.version}:{settings_key(ranking)}:{star_bucket(stars)}:"
             f"{ranking.collaborative_min_users}:{ranking.community}:{ranking.lsa_dims}:{ranking.cf_factors}:{ranking.cf_ridge}:"
-            f"{ranking.lsa_max_terms}")
+            f"{ranking.lsa_max_terms}:{ranking.word_dims}:{ranking.cf_word_weight}")
