@@ -14,7 +14,8 @@ and ranking; with everyone: ranking, the models being fit once for all).
 Then ours with everyone and the centroid on all eligible users (the cost target), the same
 sample reduced to 3 and to 10 random stars (seeded) for ours alone, centroid and SVM, and
 small groups: the first 30 of the sample as six installs of five readers, with
-`community = "auto"` (each reader alone) and `community = "on"` (the five readers' stars).
+`community = "auto"` (each reader alone) and `community = "on"` (the five readers' stars);
+and the same for one install of the first LAB readers.
 
     python bench/quality.py [--datasets a,t] [--sample N]
 """
@@ -50,6 +51,7 @@ TARGET_COMMUNITY = 1.05
 MAX_ALONE_SECONDS = 1.0  # per reader, fit and rank
 MAX_COMMUNITY_COST = 1 / 20  # of the SVM's time per user
 SMALL_GROUP, SMALL_GROUPS = 5, 6  # readers in each small-group install, and how many installs are measured
+LAB = 100  # readers of one mid-size install (the first of the sample), under personal_max_users
 
 
 def email(user: str) -> str:
@@ -110,12 +112,12 @@ def rank_ours(data: Dataset, folder: Path, stars: dict[str, list[str]], groups: 
 
 
 def small_groups(data: Dataset, stars: dict[str, list[str]], members: list[str],
-                 ranking: RankingConfig) -> tuple[Metrics, float]:
-    """Ours with ``community = "on"`` in installs of SMALL_GROUP readers each (``members`` in
+                 ranking: RankingConfig, size: int = SMALL_GROUP) -> tuple[Metrics, float]:
+    """Ours with ``community = "on"`` in installs of ``size`` readers each (``members`` in
     order): their metrics and the seconds per reader of fitting and ranking."""
     metrics, seconds = Metrics.empty(), 0.0
-    for start in range(0, len(members), SMALL_GROUP):
-        group = members[start:start + SMALL_GROUP]
+    for start in range(0, len(members), size):
+        group = members[start:start + size]
         with tempfile.TemporaryDirectory() as folder:
             out, ranked, fit = rank_ours(data, Path(folder), {u: stars[u] for u in group}, {"group": group},
                                          replace(ranking, community="on"), f"a group of {len(group)}, community on")
@@ -201,8 +203,9 @@ def main() -> int:
         alone_stars = dict(everyone)
         for count, cut in few.items():
             alone_stars.update({f"{u}-{count}": cut[u] for u in sample})
-        small = sample[:SMALL_GROUP * SMALL_GROUPS]
-        groups = {"full": sample, "small": small, **{str(count): [f"{u}-{count}" for u in sample] for count in FEW_STARS}}
+        small, lab = sample[:SMALL_GROUP * SMALL_GROUPS], sample[:LAB]
+        groups = {"full": sample, "small": small, "lab": lab,
+                  **{str(count): [f"{u}-{count}" for u in sample] for count in FEW_STARS}}
         with tempfile.TemporaryDirectory() as folder:
             alone, alone_time, alone_fit = rank_ours(data, Path(folder), alone_stars, groups,
                                                      replace(ranking, community="off", personal="on"), "alone")
@@ -231,6 +234,11 @@ def main() -> int:
                   'ours, community = "auto" (each reader alone)': (alone["small"], alone_seconds),
                   'ours, community = "on" (the group\'s stars)': small_groups(data, everyone, small, ranking),
                   "SVM (arxiv-sanity-lite)": baselines.run(small, everyone, "svm"),
+              }, "SVM (arxiv-sanity-lite)")
+        table(f"CiteULike-{name}, one install of {len(lab)} readers (the first of the sample)", {
+                  'ours, community = "auto" (each reader alone)': (alone["lab"], alone_seconds),
+                  'ours, community = "on" (the install\'s stars)': small_groups(data, everyone, lab, ranking, len(lab)),
+                  "SVM (arxiv-sanity-lite)": baselines.run(lab, everyone, "svm"),
               }, "SVM (arxiv-sanity-lite)")
         svm_s, alone_s, crowd_s = main["SVM (arxiv-sanity-lite)"], main["ours alone (community off, own classifier)"], \
             main["ours with everyone's stars"]

@@ -19,7 +19,7 @@ import pytest
 CACHES = [
     ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "3b0b1a0e04b09e3f"),
     ("collab", "model.reader_factors", "MODEL_FORMAT", 3, ("model.reader_factors", "model.word_vectors", "model.unit_rows"),
-     "dddb9e1f47f35a3b"),
+     "cdb32da05abe8a1c"),
     ("lsa", "model.own_classifier", "MODEL_FORMAT", 6, ("model.own_classifier", "model.word_vectors"), "38766dedfa649d51"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 11, ("model.profiles", "model.own_classifier", "model.unit_rows",
                                                        "pipeline.stored_models"), "5c4116af84774406"),

@@ -372,7 +372,8 @@ def _topic_papers(prefix: str) -> list[ParsedPaper]:
     return papers
 
 
-def _install(tmp_path: Path, name: str, readers: int, community: str):
+def _install(tmp_path: Path, name: str, readers: int, community: str, personal: str = "auto",
+             personal_max_users: int = 200):
     """Old papers of four topics, a new batch of the same topics, and ``readers`` readers who
     star across topics; Ada stars transport papers. Returns (config, store, batch ids)."""
     folder = tmp_path / name
@@ -389,7 +390,8 @@ def _install(tmp_path: Path, name: str, readers: int, community: str):
         store.star(ids[f"r{i}@example.org"], [f"old{first}{i % 6}", f"old{second}{(i + 2) % 6}",
                                               f"old{first}{(i + 3) % 6}"])
     config = load_config(write_config(folder, database_url=store.engine.url.render_as_string(False),
-                                      extra=f'[ranking]\ncommunity = "{community}"\ncollaborative_min_users = 10\n'))
+                                      extra=f'[ranking]\ncommunity = "{community}"\ncollaborative_min_users = 10\n'
+                                            f'personal = "{personal}"\npersonal_max_users = {personal_max_users}\n'))
     pipeline.refresh(store, config)
     return config, store, store.latest_run_batch_ids()
 
@@ -408,16 +410,20 @@ def test_community_off_ranks_a_reader_exactly_as_a_one_reader_install(tmp_path: 
         crowd_store.close()
 
 
-@pytest.mark.parametrize("readers, community, uses_others", [
-    (16, "auto", True), (3, "auto", False), (3, "on", True), (16, "off", False)])
+@pytest.mark.parametrize("readers, community, personal, uses_others", [
+    (16, "auto", "auto", True), (11, "auto", "auto", False), (16, "auto", "on", False), (11, "auto", "off", True),
+    (3, "auto", "off", False), (3, "on", "auto", True), (16, "off", "off", False)])
 def test_community_decides_whether_other_readers_stars_are_used(tmp_path: Path, readers: int, community: str,
-                                                                uses_others: bool):
+                                                                personal: str, uses_others: bool):
+    """"auto" takes everyone's stars from `collaborative_min_users` (10) readers with stars, but
+    not while readers get classifiers of their own (`personal_max_users` 12 here)."""
     from recommender.model import reader_factors
 
-    config, store, batches = _install(tmp_path, "install", readers, community)
+    config, store, batches = _install(tmp_path, "install", readers, community, personal, personal_max_users=12)
     try:
         models = pipeline.load_models(store, config)
         assert (models.collab is not None) == uses_others
+        assert (models.space is not None) == (not uses_others and personal != "off")
         top = pipeline.recommend(config, store, [config.users[0]], batches)["ada@example.org"][0]
         assert (pipeline.explain(config, store, config.users[0], top.paper.id)["collaborative"] != 0) == uses_others
         assert reader_factors.uses_community(config.ranking, readers + 1) == uses_others
@@ -548,7 +554,7 @@ def test_a_new_papers_reader_factors_are_predicted_from_its_word_vectors_too():
     car_papers, biology_papers = [i for i in range(80) if i % 4 == 3], [i for i in range(80) if i % 2 == 0]
     saves = [(reader, ids[paper]) for reader in range(12)
              for paper in rng.choice(car_papers if reader % 2 else biology_papers, size=6, replace=False)]
-    small = replace(RankingConfig(), cf_factors=4, lsa_dims=4, word_dims=4)
+    small = replace(RankingConfig(), community="on", cf_factors=4, lsa_dims=4, word_dims=4)
     predicted = {}
     for weight in (0.0, 1.0):
         fitted = reader_factors.fit(model, saves, replace(small, cf_word_weight=weight))

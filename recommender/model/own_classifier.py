@@ -14,7 +14,7 @@ term weights become the profile's term vector and its dense weights the profile'
 (where reader factors go when the community takes part), so scoring and caching are unchanged.
 
 Cost: one fit per reader whenever their profile is rebuilt (ingest, star imports, a click),
-about 0.5-1 s at 20,000-26,000 papers, and the word vectors once per corpus (about 10 s and
+about 0.3-0.6 s at 20,000-26,000 papers, and the word vectors once per corpus (about 10 s and
 400 MB for the 10,000 x 10,000 PMI matrix); ``personal`` says when it is used.
 """
 

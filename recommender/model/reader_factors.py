@@ -5,10 +5,11 @@ matrix), then a ridge regression from the paper's text (an LSA projection of its
 beside its sum of word vectors, ``word_vectors``) to those factors. A brand-new paper gets
 factors from its text alone; a user's factor vector is the weighted mean of the factors of
 the papers they starred (learned factors where the paper had savers, text-predicted ones
-otherwise). The score is the cosine between the two,
-blended with the content score by ``ranking.collaborative_weight``. ``ranking.community``
-decides whether it runs: "off" ranks each reader from their own signals alone, "on" always
-uses everyone's stars, "auto" from ``collaborative_min_users`` readers with stars.
+otherwise). The score is the cosine between the two, blended with the content score by
+``ranking.collaborative_weight``. ``ranking.community`` decides whether it runs: "off" ranks
+each reader from their own signals alone, "on" always uses everyone's stars, "auto" from
+``collaborative_min_users`` readers with stars once there are too many for classifiers of
+their own (``uses_community``).
 """
 
 from __future__ import annotations
@@ -59,10 +60,17 @@ def switched_on(ranking: RankingConfig) -> bool:
 
 def uses_community(ranking: RankingConfig, readers_with_stars: int) -> bool:
     """Whether other readers' stars take part in ranking: ``[ranking] community``, where "auto"
-    turns them on from ``collaborative_min_users`` readers with stars (factors need two)."""
+    turns them on from ``collaborative_min_users`` readers with stars (factors need two), but
+    not while the readers get classifiers of their own (``personal`` "on", or "auto" up to
+    ``personal_max_users`` readers): on CiteULike installs of 20 to 200 readers, each reader's
+    own classifier ranks better than the community's factors (bench/RESULTS.md)."""
     if not switched_on(ranking) or readers_with_stars < 2:
         return False
-    return ranking.community == "on" or readers_with_stars >= ranking.collaborative_min_users
+    if ranking.community == "on":
+        return True
+    own_classifiers = ranking.personal == "on" or (
+        ranking.personal == "auto" and readers_with_stars <= ranking.personal_max_users)
+    return readers_with_stars >= ranking.collaborative_min_users and not own_classifiers
 
 
 def fit(model: TextModel, interactions: Sequence[tuple[int, str]], ranking: RankingConfig) -> CollabModel | None:
@@ -110,5 +118,6 @@ def cache_key(model: TextModel, ranking: RankingConfig, stars: int) -> str:
     """The key of the reader factors fit on ``model`` with ``stars`` stars stored (in buckets:
     a few new stars do not refit) and these settings."""
     return (f"{MODEL_FORMAT}:{model.version}:{settings_key(ranking)}:{star_bucket(stars)}:"
-            f"{ranking.collaborative_min_users}:{ranking.community}:{ranking.lsa_dims}:{ranking.cf_factors}:{ranking.cf_ridge}:"
-            f"{ranking.lsa_max_terms}:{ranking.word_dims}:{ranking.cf_word_weight}")
+            f"{ranking.collaborative_min_users}:{ranking.community}:{ranking.personal}:{ranking.personal_max_users}:"
+            f"{ranking.lsa_dims}:{ranking.cf_factors}:{ranking.cf_ridge}:{ranking.lsa_max_terms}:{ranking.word_dims}:"
+            f"{ranking.cf_word_weight}")
