@@ -48,7 +48,7 @@ class RankingConfig:
     why_terms: int = 3
     collaborative_weight: float = 1.0
     collaborative_min_users: int = 10
-    community: str = "auto"  # off: each reader from their own signals only; on: everyone's stars; auto: on from collaborative_min_users
+    community: str = "auto"  # off: each reader alone; on: everyone's stars; auto: see reader_factors.uses_community
     lsa_dims: int = 1000
     cf_factors: int = 800
     cf_ridge: float = 1.0

@@ -7,11 +7,10 @@ like this" weighted as negatives; arxiv-sanity-lite's per-user SVM, on richer fe
 paper is its TF-IDF row beside two dense views of it, which let a short title match papers
 about the same thing in other words: its unit coordinates in an LSA space of the corpus
 (``personal_dims`` dimensions, weighted ``personal_lsa_weight``), and the unit sum of its
-words' vectors (``word_dims``, weighted ``personal_word_weight``; see ``word_vectors``).
-The two views differ: LSA factors papers by their words, the word vectors factor words by the
-company they keep, so two words that never meet in one paper but share neighbours end up close. The classifier's
-term weights become the profile's term vector and its dense weights the profile's dense part
-(where reader factors go when the community takes part), so scoring and caching are unchanged.
+words' vectors (``word_dims``, weighted ``personal_word_weight``; ``word_vectors`` says how
+they differ from LSA). The classifier's term weights become the profile's term vector and its
+dense weights the profile's dense part (where reader factors go when the community takes
+part), so scoring and caching are unchanged.
 
 Cost: one fit per reader whenever their profile is rebuilt (ingest, star imports, a click),
 about 0.3-0.6 s at 20,000-26,000 papers, and the word vectors once per corpus (about 10 s and

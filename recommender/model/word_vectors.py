@@ -24,10 +24,9 @@ CONTEXT_SMOOTHING = 0.75  # context counts raised to this power in PMI (word2vec
 
 
 def paper_sums(model: TextModel, dims: int) -> np.ndarray | None:
-    """Each paper's unit sum of its words' vectors, weighted by its TF-IDF (papers x dims), or
-    None when the corpus has too few words. Word vectors: the truncated SVD of the positive
-    PMI of the VOCABULARY most frequent words (single words, in at least MIN_PAPERS
-    papers) over papers, each vector scaled to unit length."""
+    """Each paper's unit sum of its words' unit vectors, weighted by its TF-IDF (papers x
+    dims), or None when the corpus has too few words. Words with vectors: the VOCABULARY most
+    frequent single words found in at least MIN_PAPERS papers."""
     from sklearn.utils.extmath import randomized_svd
 
     single = np.flatnonzero([" " not in term for term in model.terms])
