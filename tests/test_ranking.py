@@ -507,22 +507,24 @@ def test_cached_and_rebuilt_profiles_join_whether_or_not_their_readers_have_a_cl
         store.close()
 
 
+def _motor_and_biology(count: int, rng: np.random.Generator) -> list[str]:
+    """``count`` abstracts of three words each, alternately about biology and about motors;
+    a motor abstract also says "automobile" (every other one) or "car", never both."""
+    motor, biology = ["engine", "wheel", "brake", "fuel", "driver"], ["protein", "enzyme", "cell", "membrane", "gene"]
+    abstracts = []
+    for i in range(count):
+        words = list(rng.choice(motor if i % 2 else biology, size=3, replace=False))
+        abstracts.append(" ".join(words + (["automobile" if i % 4 == 1 else "car"] if i % 2 else [])))
+    return abstracts
+
+
 def test_word_vectors_bring_together_words_that_share_company_but_never_meet():
     """"automobile" and "car" never share a paper, but both keep company with "engine" and
     "wheel": their papers' word-vector sums are close, while a paper on proteins is not."""
     from recommender.base.config import RankingConfig
     from recommender.model import word_vectors
 
-    rng = np.random.default_rng(0)
-    motor, biology = ["engine", "wheel", "brake", "fuel", "driver"], ["protein", "enzyme", "cell", "membrane", "gene"]
-    abstracts = []
-    for i in range(60):
-        topic = motor if i % 2 else biology
-        words = list(rng.choice(topic, size=3, replace=False))
-        if topic is motor:
-            words.append("automobile" if i % 4 == 1 else "car")
-        abstracts.append(" ".join(words))
-    abstracts += ["car", "automobile", "protein"]
+    abstracts = _motor_and_biology(60, np.random.default_rng(0)) + ["car", "automobile", "protein"]
     ids = [f"p{i}" for i in range(len(abstracts))]
     model = tfidf.fit(ids, [""] * len(ids), abstracts, RankingConfig(), 1)
     sums = word_vectors.paper_sums(model, 8)
@@ -543,12 +545,7 @@ def test_a_new_papers_reader_factors_are_predicted_from_its_word_vectors_too():
     from recommender.model import reader_factors
 
     rng = np.random.default_rng(0)
-    motor, biology = ["engine", "wheel", "brake", "fuel", "driver"], ["protein", "enzyme", "cell", "membrane", "gene"]
-    abstracts = []
-    for i in range(80):
-        words = list(rng.choice(motor if i % 2 else biology, size=3, replace=False))
-        abstracts.append(" ".join(words + (["automobile" if i % 4 == 1 else "car"] if i % 2 else [])))
-    abstracts.append("automobile")
+    abstracts = _motor_and_biology(80, rng) + ["automobile"]
     ids = [f"p{i}" for i in range(len(abstracts))]
     model = tfidf.fit(ids, [""] * len(ids), abstracts, RankingConfig(), 1)
     car_papers, biology_papers = [i for i in range(80) if i % 4 == 3], [i for i in range(80) if i % 2 == 0]

@@ -46,12 +46,18 @@ class LsaSpace:
     coordinates: np.ndarray  # float32
 
 
-def used(ranking: RankingConfig, community: bool, readers_with_stars: int) -> bool:
-    """Whether readers get their own classifier: ``[ranking] personal`` ("auto": when the
-    community's stars take no part and at most ``personal_max_users`` readers have stars)."""
-    if ranking.personal == "off" or community:
+def wanted(ranking: RankingConfig, readers_with_stars: int) -> bool:
+    """Whether ``[ranking] personal`` asks for readers' own classifiers: "on", or "auto" while
+    at most ``personal_max_users`` readers have stars (the community part decides the rest)."""
+    if ranking.personal == "off":
         return False
     return ranking.personal == "on" or readers_with_stars <= ranking.personal_max_users
+
+
+def used(ranking: RankingConfig, community: bool, readers_with_stars: int) -> bool:
+    """Whether readers get their own classifier: when ``wanted`` and the community's stars take
+    no part."""
+    return not community and wanted(ranking, readers_with_stars)
 
 
 def fit_space(model: TextModel, ranking: RankingConfig) -> LsaSpace | None:

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.base.config import RankingConfig
-from recommender.model import word_vectors
+from recommender.model import own_classifier, word_vectors
 from recommender.model.tfidf import TextModel, settings_key
 from recommender.model.unit_rows import unit_rows
 
@@ -68,9 +68,8 @@ def uses_community(ranking: RankingConfig, readers_with_stars: int) -> bool:
         return False
     if ranking.community == "on":
         return True
-    own_classifiers = ranking.personal == "on" or (
-        ranking.personal == "auto" and readers_with_stars <= ranking.personal_max_users)
-    return readers_with_stars >= ranking.collaborative_min_users and not own_classifiers
+    return (readers_with_stars >= ranking.collaborative_min_users
+            and not own_classifier.wanted(ranking, readers_with_stars))
 
 
 def fit(model: TextModel, interactions: Sequence[tuple[int, str]], ranking: RankingConfig) -> CollabModel | None:
