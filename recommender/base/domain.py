@@ -8,10 +8,21 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from enum import StrEnum
 from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 from recommender.base.text import shown
+
+
+class DigestStatus(StrEnum):
+    """Where a stored digest stands in the outbox (the value is what the database holds)."""
+
+    PENDING = "pending"  # stored, not delivered yet (or deferred to its next attempt)
+    SENT = "sent"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"  # a newer digest took its place before it could be sent
+    UNSUBSCRIBED = "unsubscribed"  # its reader unsubscribed before it went out
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.base.config import RankingConfig
+from recommender.base.config import PersonalMode, RankingConfig
 from recommender.model import word_vectors
 from recommender.model.tfidf import TextModel, settings_key
 from recommender.model.unit_rows import unit_rows
@@ -49,9 +49,9 @@ class LsaSpace:
 def wanted(ranking: RankingConfig, readers_with_stars: int) -> bool:
     """Whether ``[ranking] personal`` asks for readers' own classifiers: "on", or "auto" while
     at most ``personal_max_users`` readers have stars (the community part decides the rest)."""
-    if ranking.personal == "off":
+    if ranking.personal == PersonalMode.OFF:
         return False
-    return ranking.personal == "on" or readers_with_stars <= ranking.personal_max_users
+    return ranking.personal == PersonalMode.ON or readers_with_stars <= ranking.personal_max_users
 
 
 def used(ranking: RankingConfig, community: bool, readers_with_stars: int) -> bool:

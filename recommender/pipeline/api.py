@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from recommender import pipeline
 from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, UserConfig, find_config_path, listed_emails, load_config
-from recommender.base.domain import Paper, Recommendation
+from recommender.base.domain import DigestStatus, Paper, Recommendation
 from recommender.base.errors import ConfigError, NotFoundError, RecommenderError
 from recommender.pipeline import star_import
 from recommender.pipeline.api_results import (
@@ -304,7 +304,7 @@ class Recommender:
         outbox = Outbox(self.store)
         unsubscribed = outbox.unsubscribed()
         sent: dict[int, int] = {}
-        for item in outbox.items("sent"):
+        for item in outbox.items(DigestStatus.SENT):
             sent[item.user_id] = sent.get(item.user_id, 0) + 1
         stars = self.store.star_counts()
         rows = []
