@@ -40,6 +40,15 @@ class ParsedPaper:
 
 
 @dataclass(frozen=True)
+class LibraryRead:
+    """What a reader of a reference-manager library returns: the entries it could read, and
+    one line per entry it skipped (file, line, the reason)."""
+
+    entries: list[ParsedPaper]
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class ReadHints:
     """What a digest reader may use besides the bytes: the batch's date (a trending page's
     year, a feed's day), the file's modification time, whether arXiv replacements count."""
