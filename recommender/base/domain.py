@@ -158,8 +158,8 @@ class Recommendation:
 
     def as_json_line(self) -> str:
         """``json.dumps(self.as_json(), ensure_ascii=False)``, written out directly (a run writes
-        tens of thousands of lines; bench/tricks.py: json.dumps would add 10% of the whole
-        command's budget), with the paper's part encoded once per paper (every user's
+        tens of thousands of lines; json.dumps's cost against the whole command's budget:
+        bench/tricks.py, figure in bench/RESULTS.md), with the paper's part encoded once per paper (every user's
         picks come from one batch: the abstracts repeat)."""
         why = self.explanation
         nearest = ", ".join([f'{{"paper_id": {_string(pid)}, "title": {_string(shown(title))}, '

@@ -95,8 +95,8 @@ class LinkSigner:
     def sign(self, token: LinkToken) -> str:
         """The serializer's token (``payload.timestamp.signature``), always in its uncompressed
         form: for four small values zlib never saves more than a few characters, and trying it
-        was most of the cost (bench/tricks.py: the serializer would add 27% of the digest run's
-        budget). ``verify`` (the serializer's loads) reads either form; a test keeps
+        was most of the cost (the serializer's cost against the digest run's budget:
+        bench/tricks.py, figure in bench/RESULTS.md). ``verify`` (the serializer's loads) reads either form; a test keeps
         the two byte for byte the same."""
         return self.sign_link(token.action, token.user_id, token.digest_id, token.position)
 

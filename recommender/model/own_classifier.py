@@ -13,8 +13,8 @@ dense weights the profile's dense part (where reader factors go when the communi
 part), so scoring and caching are unchanged.
 
 Cost: one fit per reader whenever their profile is rebuilt (ingest, star imports, a click),
-about 0.3-0.6 s at 20,000-26,000 papers, and the word vectors once per corpus (about 10 s and
-400 MB for the 10,000 x 10,000 PMI matrix); ``personal`` says when it is used.
+and the word vectors once per corpus (the 10,000 x 10,000 PMI matrix; seconds per reader in
+bench/RESULTS.md's quality tables); ``personal`` says when it is used.
 """
 
 from __future__ import annotations
