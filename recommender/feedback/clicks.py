@@ -124,9 +124,6 @@ class FeedbackService:
     def unsubscribe(self, click: Click) -> bool:
         return self.outbox.set_unsubscribed(click.link.user_id, True)
 
-    def undo_url(self, click: Click) -> str:
-        return f"{self.config.feedback.base_url}/feedback/undo/{click.token}"
-
 
 def _entry(link: LinkToken) -> tuple[int, int]:
     """The (digest, position) a link points at; links to the digest as a whole use position 0."""
