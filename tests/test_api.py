@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_lookup import Answer, RecordedApi, _cassette, api  # noqa: F401  (api: the recorded arXiv API fixture)
 
 from recommender import Recommender
 from recommender.base.config import load_config
@@ -83,6 +84,22 @@ def test_star_refits_the_profile_and_unstar_takes_it_back(rec: Recommender):
     assert rec.unstar("ada@example.org", [first.id]) == 1
     assert _stored_profile_papers(rec, "ada@example.org") == [second.id]
     assert rec.unstar("ada@example.org", [first.id]) == 0
+
+
+def test_star_of_a_paper_fetched_from_arxiv_refits_the_models(tmp_path: Path, api: RecordedApi,  # noqa: F811
+                                                              monkeypatch: pytest.MonkeyPatch):
+    """Starring adds the paper to the corpus: the text model is refit with it, at once."""
+    api.answers = [Answer(*_cassette("api-2026-id-list-cassette.json"))]
+    monkeypatch.setenv("RECOMMENDER_ARXIV_API_URL", api.url)
+    config = write_config(tmp_path, USERS, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    _create_database(config)
+    with Recommender.open(config) as rec:
+        rec.ingest(SEEDS[:1])
+        assert "1707.08567" not in rec.models.text.index
+        starred = rec.star("ada@example.org", ["arXiv:1707.08567v1"])
+        assert [p.id for p in starred.papers] == ["1707.08567"] and len(api.requests) == 1
+        assert "1707.08567" in rec.models.text.index
+        assert _stored_profile_papers(rec, "ada@example.org") == ["1707.08567"]
 
 
 def test_star_by_title_and_refusals(rec: Recommender):
