@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,14 @@ def test_the_manuals_example_runs(rec: Recommender, capsys: pytest.CaptureFixtur
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 20 and lines[0].startswith(" 1. [") and lines[1].startswith("    why: ")
     assert lines[-2].startswith("10. [")
+
+
+def test_importing_the_package_stays_light():
+    """The API is imported on first use: `import recommender` loads neither numpy nor the pipeline."""
+    probe = "import sys, recommender; print(sorted(m for m in ('numpy', 'recommender.pipeline') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,  # noqa: S603
+                          check=True).stdout.strip() == "[]"
+    assert Recommender.__module__ == "recommender.pipeline.api"  # what the first use imported
 
 
 def test_open_refuses_a_missing_config_and_a_url_beside_a_loaded_config(rec: Recommender, tmp_path: Path):
