@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 from test_lookup import Answer, RecordedApi, _cassette, api  # noqa: F401  (api: the recorded arXiv API fixture)
 
 from recommender import Recommender
@@ -211,6 +212,19 @@ def test_users_export_forget_and_resubscribe(rec: Recommender):
     assert asked == [True]
     with pytest.raises(ConfigError, match="no \\[\\[users\\]\\] entry"):
         rec.export_user("nobody@example.org")
+
+
+def test_users_reads_every_readers_stars_in_one_query(tmp_path: Path):
+    many = "".join(f'[[users]]\nemail = "r{i}@example.org"\n' for i in range(30))
+    config = write_config(tmp_path, many, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    _create_database(config)
+    with Recommender.open(config) as rec:
+        rec.ingest(SEEDS[:1])
+        rec.star("r7@example.org", [rec.papers()[0].id])
+        statements: list[str] = []
+        event.listen(rec.store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        assert [u.stars for u in rec.users()] == [1 if i == 7 else 0 for i in range(30)]
+    assert sum(" stars" in s for s in statements) == 1, statements
 
 
 def test_papers_search_and_show(rec: Recommender):
