@@ -33,18 +33,21 @@ def detect_format(data: bytes, name: str) -> str:
         if reader(fmt).looks_like(head):
             return fmt
     raise InputError(
-        name, "not a known digest format (expected a trending page, JSONL, Hugging Face daily JSON or arXiv RSS/Atom)"
+        name, "not a known digest format (expected a trending page, JSONL, Hugging Face daily JSON, a bioRxiv API "
+        "answer, or an RSS/Atom feed)"
     )
 
 
 def parse(data: bytes, name: str, fmt: str = "auto", year_hint: date | None = None,
-          modified: datetime | None = None, include_replacements: bool = False) -> ParsedBatch:
-    """Parse one file's bytes in ``fmt`` (or the detected format)."""
+          modified: datetime | None = None, include_replacements: bool = False,
+          hints: ReadHints | None = None) -> ParsedBatch:
+    """Parse one file's bytes in ``fmt`` (or the detected format); ``hints`` (a source's
+    options) replaces the three before it."""
     if fmt == "auto":
         fmt = detect_format(data, name)
     if fmt not in DIGEST_FORMATS:
         raise InputError(name, f"unknown format {fmt!r} (expected one of auto, {', '.join(DIGEST_FORMATS)})")
-    batch: ParsedBatch = reader(fmt).read(data, name, ReadHints(year_hint, modified, include_replacements))
+    batch: ParsedBatch = reader(fmt).read(data, name, hints or ReadHints(year_hint, modified, include_replacements))
     return batch
 
 
