@@ -318,8 +318,8 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper],
     columns = (PaperRow.id, PaperRow.title_key, *(getattr(PaperRow, c) for c in _FILLABLE))
     known_as: dict[str, str] = {}  # alias -> paper id, for the ids the entries name
     for chunk in chunks(given):
-        known_as.update(conn.execute(select(PaperAliasRow.alias, PaperAliasRow.paper_id)
-                                     .where(PaperAliasRow.alias.in_(chunk))).tuples())
+        known_as.update((alias, pid) for alias, pid in conn.execute(
+            select(PaperAliasRow.alias, PaperAliasRow.paper_id).where(PaperAliasRow.alias.in_(chunk))))
     stored: dict[str, Any] = {}
     for column, wanted in ((PaperRow.id, given + list(set(known_as.values()))), (PaperRow.arxiv_id, arxivs),
                            (PaperRow.title_key, keys)):
