@@ -32,32 +32,67 @@ FIXTURES = Path(__file__).parent / "fixtures" / "sources"
 LEFTOVER = re.compile(r"</?[A-Za-z][^>]*>|&[#A-Za-z0-9]+;|[OC]_(?:ST_ABS|LI|SCPLOW)|\]\]>|\n")
 
 
-@pytest.mark.parametrize("name, fmt, count, first", [
+# file, kind detected, entries kept, (DOI, title, authors) of the first, whether every entry has an abstract
+RECORDED = [
     ("biorxiv-details-2026-07-15.json", "biorxiv", 2,
      ("10.64898/2026.07.13.738145", "Laterality of subcortical structures predicts spontaneous brain dynamics",
-      ("T. Ghafari", "A. J. Quinn", "O. Jensen"))),
+      ("T. Ghafari", "A. J. Quinn", "O. Jensen")), True),
+    ("biorxiv-details-cancer-biology-2026-09-07-excerpt.json", "biorxiv", 1,  # two later versions left out
+     ("10.64898/2026.09.03.748963", "Mitochondrial rewiring supports survival of triple negative breast cancer "
+      "cells after ionizing radiation", ("S. W. Wall", "K. Wang", "A. Greer", "M. L. Baek", "A. Lane", "M. J. Berner",
+                                         "J. T. Lei", "A. A. Garces", "S. Khoury", "E. Caggiano", "M. D. Meyer",
+                                         "S. Latka", "H. Villanueva", "E. Schueler", "C. M. Taniguchi", "R. Patel",
+                                         "G. V. Echeverria")), True),
     ("medrxiv-details-2026-09-15-excerpt.json", "biorxiv", 2,
      ("10.64898/2026.09.13.26362948", "Interpretable biomarker programs predict treatment response in lupus "
       "nephritis: patient-level validation across four regimens", ("P. Kumar", "A. Aurange", "S. Keshari",
-                                                                     "S. Nalwad"))),
+                                                                     "S. Nalwad")), True),
     ("biorxiv-bioengineering-rss1-2019-11-29.xml", "feed", 1,
      ("10.1101/857789", "Microscale Collagen and Fibroblast Interactions Enhance Primary Human Hepatocyte "
-      "Functions in 3-Dimensional Models", ("D. Kukla", "A. Crampton", "D. Wood", "S. Khetani"))),
+      "Functions in 3-Dimensional Models", ("D. Kukla", "A. Crampton", "D. Wood", "S. Khetani")), True),
     ("iacr-eprint-rss.xml", "feed", 3,
      ("", "SoK: Offline Finding Protocols for Lightweight Location Tracking",
-      ("Akshaya Kumar", "Carolina Ortega Pérez", "Joseph Jaeger", "Thomas Ristenpart", "Michael A. Specter"))),
-])
-def test_recorded_answers_parse_into_clean_papers(name: str, fmt: str, count: int, first: tuple):
+      ("Akshaya Kumar", "Carolina Ortega Pérez", "Joseph Jaeger", "Thomas Ristenpart", "Michael A. Specter")), True),
+    ("nature-medicine-rss1-2026-09-08-excerpt.rdf", "feed", 5,
+     ("10.1038/s41591-026-04641-x", "A binding ban, and its limits: Japan legislates on heritable human genome "
+      "editing", ("Tsutomu Sawai",)), False),
+    ("mdpi-fluids-rss1-2024-05-22.rdf", "feed", 0, None, False),  # its one item is an editorial
+]
+
+
+@pytest.mark.parametrize("name, fmt, count, first, abstracts", RECORDED)
+def test_recorded_answers_parse_into_clean_papers(name: str, fmt: str, count: int, first: tuple | None,
+                                                  abstracts: bool):
     data = (FIXTURES / name).read_bytes()
     assert detect_format(data, name) == fmt
     batch = parse(data, name)
     assert len(batch.entries) == count
-    paper = batch.entries[0]
-    assert (paper.doi, paper.title, paper.authors) == first
+    if first:
+        paper = batch.entries[0]
+        assert (paper.doi, paper.title, paper.authors) == first
     for entry in batch.entries:
-        assert entry.title and len(entry.abstract) > 150 and entry.authors
+        assert entry.title and entry.url.startswith("http")
+        assert len(entry.abstract) > 150 or not abstracts
         for field in (entry.title, entry.abstract, *entry.authors):
             assert not LEFTOVER.search(field), (LEFTOVER.search(field), name)
+
+
+def test_nature_abstracts_lose_the_publication_line_and_repeated_titles():
+    batch = parse((FIXTURES / "nature-medicine-rss1-2026-09-08-excerpt.rdf").read_bytes(), "nm.rdf")
+    by_doi = {e.doi: e for e in batch.entries}
+    assert by_doi["10.1038/s41591-026-04641-x"].abstract == ""  # the feed repeats the title: no abstract
+    assert by_doi["10.1038/s41591-026-04633-x"].abstract.startswith("The first generation of medical artificial")
+    assert by_doi["10.1038/s41591-026-04633-x"].authors == ("Kristina Lång",)
+    assert by_doi["10.1038/s41591-026-04682-2"].authors == ()  # the feed names nobody
+    assert by_doi["10.1038/s41591-026-04641-x"].published == "2026-09-08"
+
+
+def test_an_item_the_feed_marks_as_editorial_is_dropped_unless_asked():
+    data = (FIXTURES / "mdpi-fluids-rss1-2024-05-22.rdf").read_bytes()
+    kept = parse(data, "fluids.rdf", hints=ReadHints(exclude_types=())).entries
+    assert [(e.doi, e.title, e.authors) for e in kept] == [
+        ("10.3390/fluids9060120", "Environmental Hydraulics, Turbulence, and Sediment Transport, Second Edition",
+         ("Jaan H. Pu", "Manish Pandey", "Prashanth Reddy Hanmaiahgari"))]
 
 
 def test_medrxiv_flattened_headings_become_text():

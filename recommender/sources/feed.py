@@ -37,6 +37,8 @@ _BOILERPLATE = (
     re.compile(r"^[^;]{0,160}?,\s*Published online:\s*[^;]*;\s*doi:\s*\S+\s*", re.I),  # Nature
     re.compile(r"^[^.]{0,160}?,\s*Volume \d+,\s*Issue [^,]+,(?:\s*Page [^,]*,)?\s*[A-Z][a-z]+ \d{4}\.\s*"),  # Science, PNAS
 )
+# MDPI puts the journal, volume and pages before the title: "Fluids, Vol. 9, Pages 120: Title"
+_TITLE_PREFIX = re.compile(r"^[^:,]{1,80}, Vol\. \d+, Pages? [\w\-\u2013]+: ")
 _INITIALS = re.compile(r"^(?:[A-Z][a-z]?\.?[\s-]*){1,4}$")
 _HTML_PAGE = re.compile(rb"^\s*(?:<!doctype\s+html|<html\b)", re.I)
 
@@ -91,7 +93,7 @@ def _kind(entry: Any) -> str:
 
 def _entry(entry: Any, index: int, name: str, hints: ReadHints, excluded_types: set[str],
            excluded_titles: list[re.Pattern[str]]) -> ParsedPaper | None:
-    title = plain(_text(entry.get("title")))
+    title = _TITLE_PREFIX.sub("", plain(_text(entry.get("title"))))
     if not title:
         log.warning("%s: item %d has no title; skipped", name, index)
         return None
@@ -103,7 +105,10 @@ def _entry(entry: Any, index: int, name: str, hints: ReadHints, excluded_types: 
     names = [_text(a.get("name")) for a in entry.get("authors") or [] if isinstance(a, dict)]
     if not any(names):
         names = [_text(entry.get("author"))]
-    return ParsedPaper(title=title, abstract=_abstract(entry), authors=people(names), url=link,
+    abstract = _abstract(entry)
+    if abstract.casefold() == title.casefold():  # a publisher repeating the title is no abstract
+        abstract = ""
+    return ParsedPaper(title=title, abstract=abstract, authors=people(names), url=link,
                        arxiv_id=arxiv_id(link) or arxiv_id(_text(entry.get("id"))),
                        published=_text(entry.get("published") or entry.get("prism_publicationdate")
                                        or entry.get("updated")),
