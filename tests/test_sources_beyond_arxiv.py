@@ -370,3 +370,20 @@ def test_first_urls_and_next_url():
     assert biorxiv.next_url("https://a.example/details/x/1/2/100", page, 2) == "https://a.example/details/x/1/2/130"
     last = json.dumps({"messages": [{"cursor": 130, "count": 1, "total": "131"}]}).encode()
     assert biorxiv.next_url("https://a.example/details/x/1/2/130", last, 3) is None
+
+
+def test_a_folder_source_applies_its_options_and_jsonl_reads_dois(tmp_path: Path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "journal.rdf").write_bytes(MIXED_FEED)
+    path = write_config(tmp_path, extra='[[sources]]\nname = "inbox"\nkind = "feed"\npath = "inbox/*.rdf"\n'
+                                       'exclude_titles = ["^correction"]\n')
+    config = load_config(path)
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    outcome = Fetcher(config, store).fetch(config.sources)[0]
+    assert (outcome.status, outcome.new_papers) == ("new", 1)
+    assert [p.id for p in store.papers()] == ["10.5555/a1"]
+    line = json.dumps({"title": "Grid cells", "abstract": "x", "doi": "https://doi.org/10.1101/2024.01.01.123456v2"})
+    assert parse(line.encode() + b"\n", "p.jsonl", "jsonl").entries[0].doi == "10.1101/2024.01.01.123456"
+    store.close()

@@ -197,8 +197,8 @@ class Fetcher:
         """Failed runs in a row: reset by a run that works; at FAILING_RUNS and beyond a warning."""
         state = self.state.source(name)
         if outcome.status != "failed":
-            if state.failures or state.last_error:
-                self.state.save_source(SourceState(**{**state.__dict__, "failures": 0, "last_error": ""}))
+            if state.failures:
+                self.state.save_source(SourceState(**{**state.__dict__, "failures": 0}))
             return
         failures = state.failures + 1
         self.state.save_source(SourceState(**{**state.__dict__, "failures": failures, "last_error": outcome.detail}))
@@ -214,7 +214,7 @@ class Fetcher:
             if not path.is_file():
                 continue
             try:
-                batch, content_hash = pipeline.parse_file(path, source.kind)
+                batch, content_hash = pipeline.parse_file(path, source.kind, hints=hints(source, self.clock()))
             except InputError as exc:
                 problems.append(str(exc))
                 continue
@@ -224,7 +224,8 @@ class Fetcher:
             if not result.skipped:
                 entries += result.entries
                 new += result.new_papers
-        self.state.save_source(SourceState(source.name, fetched_at=self.clock(), last_error="; ".join(problems)))
+        self.state.save_source(SourceState(**{**self.state.source(source.name).__dict__, "fetched_at": self.clock(),
+                                              "last_error": "; ".join(problems)}))
         if problems and not entries:
             return FetchOutcome(source.name, "failed", detail=problems[0])
         return FetchOutcome(source.name, "new" if entries else "unchanged", entries, new)
@@ -238,11 +239,11 @@ class Fetcher:
         got = download(self.client, url, state, self.config.scheduler.fetch_max_bytes,
                        self.config.scheduler.fetch_attempts, self.retry_wait)
         if got.status == 304:
-            self.state.save_source(SourceState(source.name, state.etag, state.last_modified, now))
+            self.state.save_source(SourceState(**{**state.__dict__, "fetched_at": now, "last_error": ""}))
             return FetchOutcome(source.name, "unchanged", detail="not modified")
         batch = parse(got.body, f"{source.name} ({url})", source.kind, hints=hints(source, now))
         self.state.save_source(SourceState(**{**state.__dict__, "etag": got.etag, "last_modified": got.last_modified,
-                                              "fetched_at": now}))
+                                              "fetched_at": now, "last_error": ""}))
         return self._ingest(source, batch, hashlib.sha256(got.body).hexdigest(), run_id)
 
     def _paged(self, source: SourceConfig, run_id: str) -> FetchOutcome:
@@ -265,7 +266,7 @@ class Fetcher:
                 entries += page.entries
                 digest.update(got.body)
                 url = module.next_url(url, got.body, pages)
-        self.state.save_source(SourceState(**{**state.__dict__, "fetched_at": now}))
+        self.state.save_source(SourceState(**{**state.__dict__, "fetched_at": now, "last_error": ""}))
         batch = ParsedBatch(format=source.kind, entries=tuple(entries), batch_date=now.date())
         return self._ingest(source, batch, digest.hexdigest(), run_id)
 

@@ -32,6 +32,7 @@ from recommender.base.domain import Paper, ParsedBatch, ParsedPaper
 from recommender.base.errors import NotFoundError
 from recommender.base.text import arxiv_id, doi, title_hash_id, title_key
 from recommender.store.database import Database, chunks, utcnow
+from recommender.store.paper_ids import generated_id, ids_of, natural_id
 from recommender.store.schema import (
     BatchEntryRow,
     BatchRow,
@@ -283,25 +284,7 @@ class PaperRows(Database):
             return list(dict.fromkeys(rows))
 
 
-def _generated_id(entry: ParsedPaper) -> str:
-    """The id of a paper known only by its text: a hash of its normalised title, else of its abstract."""
-    if title_key(entry.title):
-        return title_hash_id(entry.title)
-    return title_hash_id(f"abstract: {title_key(entry.abstract) or entry.abstract}")
-
-
 _FILLABLE = ("arxiv_id", "authors", "url", "abstract", "published")
-
-
-def _ids_of(entry: ParsedPaper) -> list[str]:
-    """Every id the entry names: its source's id, arXiv id, DOI and the ids of the same work
-    elsewhere (a preprint's journal DOI)."""
-    return [i for i in (entry.source_id, entry.arxiv_id, entry.doi, *entry.other_ids) if i and len(i) <= 64]
-
-
-def _natural_id(entry: ParsedPaper) -> str:
-    usable_doi = entry.doi if len(entry.doi) <= 64 else ""  # the id column's width; a longer DOI stays unmatched
-    return entry.source_id or entry.arxiv_id or usable_doi or _generated_id(entry)
 
 
 def _resolve(conn: Connection, entries: Sequence[ParsedPaper],
@@ -311,7 +294,7 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper],
     Matched papers keep their id and gain the fields they lacked (an arXiv id, authors, a URL);
     the other ids the entry names stay aliases of it (so a preprint and its journal version
     are one paper). Later copies within the batch reuse the first."""
-    given = list({i for e in entries for i in (*_ids_of(e), _natural_id(e))})
+    given = list({i for e in entries for i in (*ids_of(e), natural_id(e))})
     arxivs = list({e.arxiv_id for e in entries if e.arxiv_id})
     entry_keys = [title_key(e.title) if e.title else "" for e in entries]
     keys = list({k for k in entry_keys if k})
@@ -339,12 +322,12 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper],
     taken = set(by_id)
     created: set[str] = set()
     for entry, key in zip(entries, entry_keys, strict=True):
-        named = _ids_of(entry)
+        named = ids_of(entry)
         pid = next((by_id[i] for i in named if i in by_id), None) \
             or (by_arxiv.get(entry.arxiv_id) if entry.arxiv_id else None) \
             or (by_key.get(key) if key else None) \
-            or (by_id.get(_generated_id(entry)) if not named else None)
-        natural = _natural_id(entry)
+            or (by_id.get(generated_id(entry)) if not named else None)
+        natural = natural_id(entry)
         if pid is None:
             pid = natural
             if pid in taken and pid not in created:
