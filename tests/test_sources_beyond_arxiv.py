@@ -57,6 +57,12 @@ RECORDED = [
      ("10.1038/s41591-026-04641-x", "A binding ban, and its limits: Japan legislates on heritable human genome "
       "editing", ("Tsutomu Sawai",)), False),
     ("mdpi-fluids-rss1-2024-05-22.rdf", "feed", 0, None, False),  # its one item is an editorial
+    ("elsevier-jpeds-rss1-2018-12-17.rdf", "feed", 1,  # one dc:creator naming thirteen people
+     ("10.1016/j.jpeds.2018.08.009", "HIV Exposure and Formula Feeding Predict Under-2 Mortality in "
+      "HIV-Uninfected Children, Botswana", ("Gbolahan Ajibola", "Jean Leidner", "Gloria K. Mayondi",
+                                             "Erik van Widenfelt", "Tebogo Madidimalo", "Chipo Petlo", "Sikhulile Moyo",
+                                             "Mompati Mmalane", "Paige L. Williams", "Adam R. Cassidy",
+                                             "Roger Shapiro", "Betsy Kammerer", "Shahin Lockman")), False),
 ]
 
 
