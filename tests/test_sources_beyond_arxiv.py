@@ -393,3 +393,12 @@ def test_a_folder_source_applies_its_options_and_jsonl_reads_dois(tmp_path: Path
     line = json.dumps({"title": "Grid cells", "abstract": "x", "doi": "https://doi.org/10.1101/2024.01.01.123456v2"})
     assert parse(line.encode() + b"\n", "p.jsonl", "jsonl").entries[0].doi == "10.1101/2024.01.01.123456"
     store.close()
+
+
+def test_the_readme_examples_are_a_valid_config(tmp_path: Path):
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("```toml", readme.index("Ready to copy:")) + 7:]
+    block = block[:block.index("```")]
+    config = load_config(write_config(tmp_path, extra=block))
+    assert [s.kind for s in config.sources] == ["arxiv", "biorxiv", "medrxiv", "feed", "feed", "feed", "feed"]
+    assert config.sources[1].categories == ("neuroscience", "bioinformatics") and config.sources[2].days == 3
