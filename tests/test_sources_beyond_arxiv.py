@@ -376,6 +376,8 @@ def test_first_urls_and_next_url():
     assert biorxiv.next_url("https://a.example/details/x/1/2/100", page, 2) == "https://a.example/details/x/1/2/130"
     last = json.dumps({"messages": [{"cursor": 130, "count": 1, "total": "131"}]}).encode()
     assert biorxiv.next_url("https://a.example/details/x/1/2/130", last, 3) is None
+    uncounted = json.dumps({"messages": [{"cursor": 0, "total": 150}], "collection": [{}] * 100}).encode()
+    assert biorxiv.next_url("https://a.example/details/x/1/2/0", uncounted, 1) == "https://a.example/details/x/1/2/100"
 
 
 def test_a_folder_source_applies_its_options_and_jsonl_reads_dois(tmp_path: Path):

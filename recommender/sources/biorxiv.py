@@ -125,8 +125,10 @@ def first_urls(base_url: str, server: str, today: date, days: int, categories: S
 def next_url(url: str, data: bytes, pages: int) -> str | None:
     """The next page after the answer ``data`` to ``url`` (the ``pages``-th read), or None."""
     try:
-        message = json.loads(data.decode("utf-8-sig")).get("messages", [{}])[0]
-        cursor, count, total = int(message.get("cursor", 0)), int(message.get("count", 0)), int(message.get("total", 0))
+        document = json.loads(data.decode("utf-8-sig"))
+        message = document.get("messages", [{}])[0]
+        count = int(message.get("count") or len(document.get("collection") or []))  # "count" is not always there
+        cursor, total = int(message.get("cursor", 0)), int(message.get("total", 0))
     except (ValueError, TypeError, AttributeError, IndexError, UnicodeDecodeError):
         return None
     if count <= 0 or cursor + count >= total:
