@@ -249,6 +249,7 @@ class RecordedApi(BaseHTTPRequestHandler):
     collection: list[dict] = []
     page = 100
     busy_once = False
+    retry_after = "1"
     served: list[str] = []
 
     def do_GET(self) -> None:  # noqa: N802  (the http.server name)
@@ -257,7 +258,7 @@ class RecordedApi(BaseHTTPRequestHandler):
         if parts.path.startswith("/details/"):
             if type(self).busy_once:
                 type(self).busy_once = False
-                return self._answer(503, b"busy", {"Retry-After": "1"})
+                return self._answer(503, b"busy", {"Retry-After": self.retry_after})
             cursor = int(parts.path.rstrip("/").rsplit("/", 1)[1])
             wanted = parse_qs(parts.query).get("category", [""])[0].replace("_", " ")
             items = [i for i in self.collection if not wanted or i["category"] == wanted]
@@ -287,6 +288,7 @@ def api() -> Iterator[str]:
     RecordedApi.collection = [dict(recorded, doi=f"10.64898/2026.07.13.{700000 + i}", title=f"{recorded['title']} {i}",
                                    category="neuroscience" if i % 4 else "microbiology") for i in range(250)]
     RecordedApi.served = []
+    RecordedApi.retry_after = "1"
     server = ThreadingHTTPServer(("127.0.0.1", 0), RecordedApi)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -335,6 +337,13 @@ def test_paged_api_fetch_follows_cursors_and_a_failing_source_is_reported_alone(
     warnings = failing_sources(fetcher.config, store)
     assert len(warnings) == 1 and "'journal' has failed 3 fetch runs in a row" in warnings[0]
     assert "warning: source 'journal' has failed 3 fetch runs in a row" in run("config", "check", config=path).stdout
+
+
+def test_a_retry_after_beyond_five_minutes_is_left_to_the_next_run(tmp_path: Path, api: str):
+    RecordedApi.busy_once, RecordedApi.retry_after = True, "3600"
+    fetcher, _, _ = _fetcher(tmp_path, api)
+    outcome = fetcher.fetch(fetcher.sources(["neuro"]))[0]
+    assert outcome.status == "failed" and "Retry-After 3600 s; left to the next run" in outcome.detail
 
 
 def test_fetch_command_reports_the_failure_once_and_delivers_the_rest(tmp_path: Path, api: str, run: Invoke):
