@@ -5,11 +5,12 @@ and a JSONL paper without an arXiv id, so entries show every field and the fallb
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from recommender import pipeline
-from recommender.base.config import load_config
+from recommender.base.config import SmtpConfig, UserConfig, load_config
 from recommender.base.link_signing import LinkSigner
 from recommender.digest import render as digest
 from recommender.store import Store
@@ -48,3 +49,13 @@ def fixed_digest(folder: Path, web: bool = False,
     store.close()
     links = digest.Links(config.feedback.base_url, LinkSigner("golden-secret-0123456789", lambda: NOW), 1, 7)
     return digest.render(digest.context(config, user, picks, links, NOW, web=web, clicked=clicked))
+
+
+def fixed_message(rendered: digest.RenderedDigest) -> bytes:
+    """The digest as the whole message that would be sent (for a spam checker)."""
+    from recommender.digest.message import build_message
+
+    unsubscribe = re.search(r"^Unsubscribe: (\S+)$", rendered.text, re.MULTILINE)
+    assert unsubscribe is not None  # nosec B101
+    return build_message(SmtpConfig(), UserConfig(email="ada@example.org", name="Ada Lovelace"), rendered,
+                         "<digest.7@example.org>", unsubscribe.group(1), "", NOW)

@@ -1,6 +1,6 @@
 """`make screenshots`: the fixed digest (tests/fixed_digest.py) in headless Chromium at 390 px
 and 1200 px wide, light and dark, as whole-page PNGs for a person to look at; the web view
-with clicked papers marked too. Usage: python tests/screenshots.py FOLDER"""
+with clicked papers marked too, and the message as digest.eml (for `spamassassin -t`). Usage: python tests/screenshots.py FOLDER"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fixed_digest import fixed_digest
+from fixed_digest import fixed_digest, fixed_message
 
 import browser
 
@@ -22,8 +22,11 @@ def main(folder: Path) -> int:
         return 1
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        pages = {"email": fixed_digest(work / "email").html,
-                 "web": fixed_digest(work / "web", web=True, clicked=_clicks()).html}
+        mailed = fixed_digest(work / "email")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "digest.eml").write_bytes(fixed_message(mailed))
+        sys.stdout.write(f"{folder / 'digest.eml'}\n")
+        pages = {"email": mailed.html, "web": fixed_digest(work / "web", web=True, clicked=_clicks()).html}
         driver = browser.start(work / "profile")
         try:
             for name, html in pages.items():
