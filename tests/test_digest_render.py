@@ -174,3 +174,25 @@ def test_every_field_shows_and_buttons_fit_a_thumb_in_a_real_browser(tmp_path: P
         driver.save_screenshot(str(ARTIFACTS / f"digest-{width}px-{scheme}.png"))
     finally:
         driver.quit()
+
+
+@pytest.mark.parametrize(("published", "shown"), [
+    ("2025-08-20T00:00:00-04:00", "20 Aug 2025"),  # rss.arxiv.org's Atom
+    ("2024-10-24T13:04:10.000Z", "24 Oct 2024"),  # Hugging Face
+    ("Wed, 12 Mar 2025 00:00:00 -0400", "12 Mar 2025"),  # RSS 2.0 pubDate
+    ("Mon, 2 Apr 2007 19:18:42 GMT", "2 Apr 2007"),  # the metadata snapshot's first version
+    ("2017", "2017"), ("", ""), ("spring 2019", ""), ("2025-13-45", ""),
+])
+def test_dates_read_as_people_write_them_and_nothing_unreadable(published: str, shown: str):
+    assert digest.date_label(published) == shown
+
+
+def test_matches_run_to_100_for_the_top_pick_whatever_the_sign_of_the_scores():
+    from recommender.base.domain import Paper, Recommendation
+
+    def picks(*scores: float) -> list[Recommendation]:
+        return [Recommendation("a@b", Paper(str(i), "t", "a"), s, i + 1) for i, s in enumerate(scores)]
+
+    assert digest.matches(picks(0.5, 0.25, 0.0)) == [100, 50, 0]
+    assert digest.matches(picks(-0.05, -0.10, -0.15)) == [100, 75, 50]  # not every bar full
+    assert digest.matches(picks(-0.2, -0.2)) == [100, 100] and digest.matches([]) == []

@@ -322,6 +322,7 @@ def test_each_reader_gives_the_primary_category_which_is_stored_and_in_json(tmp_
     run("ingest", str(fixture / "atom-cs.AI-2025-08-20-excerpt.xml"), config=path)
     run("ingest", "--format", "jsonl", str(fixture / "metadata-snapshot-excerpt.jsonl"), config=path)
     assert json.loads(run("papers", "show", "2508.13171", "--json", config=path).stdout)["category"] == "cs.AI"
+    assert "\ncategory: cs.AI\n" in run("papers", "show", "2508.13171", config=path).stdout
     assert json.loads(run("papers", "show", "0704.0002", "--json", config=path).stdout)["category"] == "math.CO"
     run("star", "--offline", "2508.13167", config=path)
     picks = [json.loads(line) for line in run("recommend", "--json", config=path).stdout.splitlines()]
