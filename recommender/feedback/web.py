@@ -34,6 +34,7 @@ from recommender.feedback.limits import (
 )
 from recommender.store import Store
 from recommender.store.checkpoints import BackgroundCheckpoints
+from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,8 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
 
 
 def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click, now: datetime) -> str:
-    """A stored digest as a web page, with fresh signed links for each entry."""
+    """A stored digest as a web page, with fresh signed links for each entry and what the
+    reader already clicked on each paper."""
     link = click.link
     entries = Outbox(store).entries(link.digest_id)
     papers = {p.id: p for p in store.papers([e[1] for e in entries])}
@@ -238,7 +240,8 @@ def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click,
     # hand out links that live another max_age_days.
     issued = int(link.issued_at.timestamp()) if link.issued_at is not None else None
     links = digest.Links(config.feedback.base_url, signer, link.user_id, link.digest_id, issued)
-    return digest.render(digest.context(config, user, picks, links, now, web=True)).html
+    clicked = FeedbackLog(store).clicked(link.user_id, [pid for _, pid, _, _ in entries])
+    return digest.render(digest.context(config, user, picks, links, now, web=True, clicked=clicked)).html
 
 
 def app_from_environment() -> ASGIApp:

@@ -61,6 +61,7 @@ class PaperRow(Base):
     url: Mapped[str] = mapped_column(Text, default="")
     published: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    category: Mapped[str] = mapped_column(String(32), default="", server_default="")
 
 
 class BatchRow(Base):
