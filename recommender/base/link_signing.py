@@ -21,7 +21,7 @@ from itsdangerous.timed import TimestampSigner
 from recommender.base.config import EXAMPLE_SECRET
 from recommender.base.errors import ConfigError
 
-ACTIONS = ("more", "less", "open", "unsubscribe", "view", "undo")
+ACTIONS = ("more", "less", "open", "unsubscribe", "view", "undo", "feed")  # feed: the digest id slot holds the feed URL's number
 _SALT = "recommender.links.v1"
 Clock = Callable[[], datetime]
 

@@ -1,0 +1,83 @@
+"""What a reader's Atom feed reads: the digests made for the "feed" channel, and the number
+each reader's feed URL carries (moved on to revoke the URL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+
+from recommender.store.channel_posts import channel_marker
+from recommender.store.schema import DigestEntryRow, DigestRow, UserRow
+from recommender.store.store import Store
+
+FEED_DIGESTS = 30  # the newest digests a feed shows (a month of daily digests)
+
+
+@dataclass(frozen=True)
+class FeedReader:
+    id: int
+    email: str
+    created_at: datetime
+    generation: int
+
+
+@dataclass(frozen=True)
+class FeedHead:
+    """What decides whether a feed changed: its newest digest and how many it shows."""
+
+    newest_id: int
+    updated: datetime
+    digests: int
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    digest_id: int
+    picked_at: datetime
+    position: int
+    paper_id: str
+    score: float
+    why: str
+
+
+class FeedRows:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def reader(self, user_id: int) -> FeedReader | None:
+        """The reader's email, since when they are known, and the number their feed URL must
+        carry (None: no such reader)."""
+        with self.store.read() as conn:
+            row = conn.execute(select(UserRow.email, UserRow.created_at, UserRow.feed_generation)
+                               .where(UserRow.id == user_id)).first()
+        return FeedReader(user_id, row.email, row.created_at, row.feed_generation) if row is not None else None
+
+    def rotate(self, user_id: int) -> int:
+        """Revoke the reader's feed URL: the next one carries a new number."""
+        with self.store.write() as conn:
+            conn.execute(update(UserRow).where(UserRow.id == user_id)
+                         .values(feed_generation=UserRow.feed_generation + 1))
+            return int(conn.execute(select(UserRow.feed_generation).where(UserRow.id == user_id)).scalar_one())
+
+    def _feed_digests(self, user_id: int):  # type: ignore[no-untyped-def]  # a select
+        return (select(DigestRow.id, DigestRow.created_at)
+                .where(DigestRow.user_id == user_id, DigestRow.channels.like(channel_marker("feed")))
+                .order_by(DigestRow.id.desc()).limit(FEED_DIGESTS))
+
+    def head(self, user_id: int) -> FeedHead | None:
+        """None while the reader has no feed digest."""
+        shown = self._feed_digests(user_id).subquery()
+        with self.store.read() as conn:
+            row = conn.execute(select(func.max(shown.c.id), func.max(shown.c.created_at), func.count())).one()
+        return FeedHead(row[0], row[1], row[2]) if row[0] is not None else None
+
+    def entries(self, user_id: int) -> list[FeedEntry]:
+        """The entries of the reader's newest feed digests, newest digest first."""
+        shown = self._feed_digests(user_id).subquery()
+        e = DigestEntryRow
+        with self.store.read() as conn:
+            rows = conn.execute(select(shown.c.id, shown.c.created_at, e.position, e.paper_id, e.score, e.why)
+                                .join(e, e.digest_id == shown.c.id).order_by(shown.c.id.desc(), e.position))
+            return [FeedEntry(*r) for r in rows]
