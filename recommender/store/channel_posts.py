@@ -155,7 +155,7 @@ class ChannelPosts:
 
     def items(self, status: str | None = None, digest_ids: Sequence[int] | None = None) -> list[PostItem]:
         p = ChannelPostRow
-        stmt = select(p).order_by(p.id)
+        stmt = select(*p.__table__.columns).order_by(p.id)
         if status:
             stmt = stmt.where(p.status == status)
         with self.store.read() as conn:
@@ -165,7 +165,7 @@ class ChannelPosts:
                     wanted.update(conn.execute(select(ChannelPostDigestRow.post_id)
                                                .where(ChannelPostDigestRow.digest_id.in_(chunk))).scalars())
                 stmt = stmt.where(p.id.in_(sorted(wanted)))
-            rows = conn.execute(stmt).scalars().all()
+            rows = conn.execute(stmt).all()
             covered: dict[int, list[int]] = {}
             for chunk in chunks([r.id for r in rows]):
                 for post_id, digest_id in conn.execute(select(ChannelPostDigestRow.post_id, ChannelPostDigestRow.digest_id)
