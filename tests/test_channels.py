@@ -298,6 +298,13 @@ def test_json_webhook_gets_the_documented_payload(tmp_path: Path, smtp_server: S
     assert len(papers) <= 30
 
 
+def test_every_webhook_kind_has_a_body_builder():
+    from recommender.base.settings import WEBHOOK_KINDS
+    from recommender.digest.posts import BUILDERS
+
+    assert tuple(BUILDERS) == WEBHOOK_KINDS
+
+
 def test_a_groups_channel_gets_one_post_per_run_with_each_paper_once(tmp_path: Path, smtp_server: SmtpServer,
                                                                      webhook: WebhookServer,
                                                                      monkeypatch: pytest.MonkeyPatch):
@@ -342,7 +349,7 @@ def test_a_long_retry_after_defers_and_other_4xx_fail_with_the_reason(tmp_path: 
     path, config, store = _setup(tmp_path, smtp_server.port, HOOK_USERS.replace("max_items = 30", "max_items = 3"),
                                  _hooks(("ada-discord", "discord", "ADA_HOOK"), ("bob-slack", "slack", "BOB_HOOK")))
     webhook.hook.script = [Answer(429, "", {"Retry-After": "3600"}), Answer(404, "no_service")]
-    out = run("digest", "send", config=path).stdout
+    out = run("digest", "send", config=path, code=1).stdout
     assert "webhook ada-discord: deferred until" in out and "HTTP 429" in out
     assert "webhook bob-slack: failed (bob-slack: HTTP 404 no_service)" in out
     assert len(webhook.hook.requests) == 2  # neither tried again in the run
@@ -359,7 +366,7 @@ def test_an_unset_webhook_url_defers_the_post_until_it_is_set(tmp_path: Path, sm
     users = HOOK_USERS.split("[[users]]")[2]
     path, config, store = _setup(tmp_path, smtp_server.port, "[[users]]" + users, _hooks(("bob-slack", "slack",
                                                                                          "BOB_HOOK")))
-    out = run("digest", "send", config=path).stdout
+    out = run("digest", "send", config=path, code=1).stdout
     assert "deferred until" in out and "$BOB_HOOK is not set" in out
     monkeypatch.setenv("BOB_HOOK", webhook.url())
     run("outbox", "retry", config=path)

@@ -23,6 +23,12 @@ class UserResult:
     until: datetime | None = None  # deferred: the next attempt
     channels: str = ""  # a reader with channels beyond email: where each stands
 
+    @property
+    def channel_undelivered(self) -> bool:
+        """A channel beyond email that failed, was deferred, or is still owed its post."""
+        return any(state.split(" ", 1)[0] in ("failed", "deferred", "not")
+                   for state in (part.split(": ", 1)[-1] for part in self.channels.split("; ") if part))
+
     def line(self) -> str:
         base = self._email_line()
         return f"{base} [{self.channels}]" if self.channels else base

@@ -47,13 +47,13 @@ class FeedPages:
             link = self.signer.verify(token)  # no expiry: a feed URL lives until it is rotated
         except TokenError:
             raise FeedGone("invalid feed URL") from None
-        reader = self.rows.reader(link.user_id) if link.action == "feed" else None
+        reader = self.rows.reader_and_head(link.user_id) if link.action == "feed" else None
         if reader is None or reader.generation != link.digest_id:
             raise FeedGone("unknown or revoked feed URL")
         user = self.users.get(reader.email)
         if user is None:
             raise FeedGone("this reader has no feed")
-        head = self.rows.head(reader.id)
+        head = reader.head
         updated = head.updated if head is not None else reader.created_at
         etag = f'"{reader.id}-{reader.generation}-{head.newest_id if head else 0}-{head.digests if head else 0}"'
         last_modified = format_datetime(updated.replace(microsecond=0), usegmt=True)

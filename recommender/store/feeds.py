@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 
 from recommender.store.channel_posts import channel_marker
 from recommender.store.schema import DigestEntryRow, DigestRow, UserRow
@@ -21,6 +21,7 @@ class FeedReader:
     email: str
     created_at: datetime
     generation: int
+    head: FeedHead | None = None  # read with the reader by ``reader_and_head``
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,19 @@ class FeedRows:
             row = conn.execute(select(UserRow.email, UserRow.created_at, UserRow.feed_generation)
                                .where(UserRow.id == user_id)).first()
         return FeedReader(user_id, row.email, row.created_at, row.feed_generation) if row is not None else None
+
+    def reader_and_head(self, user_id: int) -> FeedReader | None:
+        """``reader`` and ``head`` in one query: all a conditional poll needs."""
+        shown = self._feed_digests(user_id).subquery()
+        newest = select(func.max(shown.c.id), func.max(shown.c.created_at), func.count()).subquery()
+        with self.store.read() as conn:
+            row = conn.execute(select(UserRow.email, UserRow.created_at, UserRow.feed_generation, *newest.c)
+                               .join_from(UserRow, newest, true())  # one row: the aggregate's
+                               .where(UserRow.id == user_id)).first()
+        if row is None:
+            return None
+        head = FeedHead(row[3], row[4], row[5]) if row[3] is not None else None
+        return FeedReader(user_id, row.email, row.created_at, row.feed_generation, head)
 
     def rotate(self, user_id: int) -> int:
         """Revoke the reader's feed URL: the next one carries a new number."""

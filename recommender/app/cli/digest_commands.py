@@ -73,8 +73,9 @@ def _write(path: Path, content: str | bytes) -> None:
 def digest_send(app: AppContext, email: str | None, dry_run: bool) -> None:
     """Build each user's digest and send it now; pending deliveries from earlier runs go first.
 
-    Prints one line per user: sent N papers, nothing new, or failed with the reason.
-    Running it again with nothing new sends nothing.
+    Prints one line per user: sent N papers, nothing new, or failed with the reason; for a
+    reader with channels beyond email, where each stands in brackets. Running it again with
+    nothing new sends nothing. Exits 1 when any delivery, on any channel, was deferred or failed.
 
     Example:
 
@@ -90,9 +91,11 @@ def digest_send(app: AppContext, email: str | None, dry_run: bool) -> None:
                              deliver_while_queueing=parallel.can_fork())
     for result in results:
         click.echo(result.line())
-    failed = [r for r in results if r.status in ("failed", "deferred")]
-    summary(f"{sum(r.status == 'sent' for r in results)} sent, {len(failed)} not delivered, "
-            f"{sum(r.status == 'nothing new' for r in results)} with nothing new")
+    failed = [r for r in results if r.status in ("failed", "deferred") or r.channel_undelivered]
+    published = sum(r.status == "published" for r in results)
+    summary(f"{sum(r.status == 'sent' for r in results)} sent, "
+            + (f"{published} published without email, " if published else "")
+            + f"{len(failed)} not delivered, {sum(r.status == 'nothing new' for r in results)} with nothing new")
     if failed:
         raise SystemExit(1)
 
