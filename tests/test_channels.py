@@ -455,3 +455,44 @@ def test_feed_url_and_posts_through_the_pipeline_helpers_share_the_digest_id(tmp
     for entry in feed.entries:
         assert signer.verify(entry.link.rsplit("/", 1)[1]).digest_id == digest_id
     assert [e.title for e in feed.entries] == [p["title"] for p in webhook.hook.accepted[0]["papers"]]
+
+
+def test_recommender_serve_serves_the_feed_to_a_feed_reader(tmp_path: Path, smtp_server: SmtpServer, run: Invoke):
+    """The real command on a loopback port: feedparser fetches the feed over HTTP (sending the
+    ETag it was given, as feed readers do) and a forged URL answers 404."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import httpx
+
+    from conftest import recommender_command
+    from smtp_server import free_port
+
+    port = free_port()
+    path, config, store = _setup(tmp_path, smtp_server.port, FEED_USERS,
+                                 extra=f'[feedback]\nbase_url = "http://127.0.0.1:{port}"\n')
+    run("digest", "send", config=path)
+    url = run("users", "feed-url", "ada@example.org", config=path).stdout.strip()
+    server = subprocess.Popen(recommender_command("--config", str(path), "serve", "--port", str(port)), cwd=tmp_path,
+                              env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=30)
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert datetime.now(UTC) < deadline, "serve did not start"
+                time.sleep(0.1)
+        feed = feedparser.parse(url)
+        assert feed.status == 200 and not feed.bozo and len(feed.entries) == 5 and feed.etag
+        again = feedparser.parse(url, etag=feed.etag, modified=feed.modified)
+        assert again.status == 304 and again.entries == []
+        assert httpx.get(url[:-2] + "xx").status_code == 404
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=15) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
