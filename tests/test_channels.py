@@ -496,3 +496,28 @@ def test_recommender_serve_serves_the_feed_to_a_feed_reader(tmp_path: Path, smtp
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def _recorded_answer(name: str) -> Answer:
+    """A documented HTTP answer kept under tests/fixtures/webhooks (see SOURCES.md)."""
+    lines = (Path(__file__).parent / "fixtures" / "webhooks" / name).read_text().splitlines()
+    head = [line[2:] for line in lines if line.startswith("< ")]
+    status = int(head[0].split()[1])
+    headers = dict(line.split(": ", 1) for line in head[1:])
+    return Answer(status, "\n".join(line for line in lines if not line.startswith("< ")), headers)
+
+
+@pytest.mark.parametrize(("fixture", "wait"), [("discord-429-user.txt", 65), ("discord-429-shared.txt", 1337)])
+def test_discords_documented_429_defers_the_post_by_its_retry_after(tmp_path: Path, smtp_server: SmtpServer,
+                                                                    webhook: WebhookServer, fixture: str, wait: int,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HOOK", webhook.url())
+    users = HOOK_USERS.split("[[users]]")[1].replace("max_items = 30", "max_items = 3")
+    _, config, store = _setup(tmp_path, smtp_server.port, "[[users]]" + users, _hooks(("ada-discord", "discord",
+                                                                                        "HOOK")))
+    webhook.hook.script = [_recorded_answer(fixture)]
+    line = digests.run(config, store, config.users, _clock)[0]
+    assert f"retry after {wait}s" in line.channels  # the header's whole seconds, beyond max_retry_after_seconds
+    (post,) = ChannelPosts(store).items()
+    assert post.status == "pending" and post.next_attempt_at is not None and len(webhook.hook.requests) == 1
+    assert abs((post.next_attempt_at - NOW).total_seconds() - wait) < 1
