@@ -38,7 +38,6 @@ class FeedPages:
     def __init__(self, config: Config, store: Store, signer: LinkSigner):
         self.config = config
         self.rows = FeedRows(store)
-        self.store = store
         self.signer = signer
         self.users = {u.email.lower(): u for u in config.users if "feed" in u.channels}
 
@@ -64,12 +63,10 @@ class FeedPages:
 
     def _render(self, token: str, user: UserConfig, user_id: int, updated: datetime) -> str:
         entries = self.rows.entries(user_id)
-        papers = {p.id: p for p in self.store.papers(sorted({e.paper_id for e in entries}))}
         base = self.config.feedback.base_url
         links = {e.digest_id: Links(base, self.signer, user_id, e.digest_id, int(e.picked_at.timestamp()))
                  for e in entries}
-        picks = [FeedPick(e.digest_id, e.picked_at, e.position, papers[e.paper_id], e.why)
-                 for e in entries if e.paper_id in papers]
+        picks = [FeedPick(e.digest_id, e.picked_at, e.position, e.paper, e.why) for e in entries]
         return render_feed(base, f"{base}/feed/{token}", f"Papers for {user.name or user.email}", user_id, updated,
                            picks, links)
 

@@ -8,8 +8,9 @@ from datetime import datetime
 
 from sqlalchemy import func, select, true, update
 
+from recommender.base.domain import Paper
 from recommender.store.channel_posts import channel_marker
-from recommender.store.schema import DigestEntryRow, DigestRow, UserRow
+from recommender.store.schema import DigestEntryRow, DigestRow, PaperRow, UserRow
 from recommender.store.store import Store
 
 FEED_DIGESTS = 30  # the newest digests a feed shows (a month of daily digests)
@@ -38,7 +39,7 @@ class FeedEntry:
     digest_id: int
     picked_at: datetime
     position: int
-    paper_id: str
+    paper: Paper
     score: float
     why: str
 
@@ -80,18 +81,17 @@ class FeedRows:
                 .where(DigestRow.user_id == user_id, DigestRow.channels.like(channel_marker("feed")))
                 .order_by(DigestRow.id.desc()).limit(FEED_DIGESTS))
 
-    def head(self, user_id: int) -> FeedHead | None:
-        """None while the reader has no feed digest."""
-        shown = self._feed_digests(user_id).subquery()
-        with self.store.read() as conn:
-            row = conn.execute(select(func.max(shown.c.id), func.max(shown.c.created_at), func.count())).one()
-        return FeedHead(row[0], row[1], row[2]) if row[0] is not None else None
-
     def entries(self, user_id: int) -> list[FeedEntry]:
-        """The entries of the reader's newest feed digests, newest digest first."""
+        """The entries of the reader's newest feed digests with their papers, newest digest
+        first (one query: a feed is read once a minute by each of its readers)."""
         shown = self._feed_digests(user_id).subquery()
-        e = DigestEntryRow
+        e, p = DigestEntryRow, PaperRow
         with self.store.read() as conn:
-            rows = conn.execute(select(shown.c.id, shown.c.created_at, e.position, e.paper_id, e.score, e.why)
-                                .join(e, e.digest_id == shown.c.id).order_by(shown.c.id.desc(), e.position))
-            return [FeedEntry(*r) for r in rows]
+            rows = conn.execute(select(shown.c.id, shown.c.created_at, e.position, e.score, e.why, p.id.label("paper_id"),
+                                       p.title, p.abstract, p.authors, p.url, p.arxiv_id, p.published)
+                                .join(e, e.digest_id == shown.c.id).join(p, p.id == e.paper_id)
+                                .order_by(shown.c.id.desc(), e.position))
+            return [FeedEntry(r.id, r.created_at, r.position,
+                              Paper(id=r.paper_id, title=r.title, abstract=r.abstract, authors=tuple(r.authors or ()),
+                                    url=r.url or "", arxiv_id=r.arxiv_id or "", published=r.published or ""),
+                              r.score, r.why) for r in rows]
