@@ -66,6 +66,14 @@ async def paced(base: str, requests: list[tuple[str, dict[str, str]]], seconds: 
             "p99_ms": 1000 * ordered[int(len(ordered) * 0.99)], "statuses": dict(statuses), "etags": etags}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): what a request costs the
+    server whatever else the machine runs."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     print(f"Feeds: {READERS} readers polling their Atom feeds, each once in {POLL_SECONDS:.0f} s, SQLite")
     with tempfile.TemporaryDirectory() as folder_name:
@@ -101,17 +109,25 @@ def main() -> int:
                 except httpx.HTTPError:
                     time.sleep(0.2)
             base = f"http://127.0.0.1:{port}"
+            cpu = [cpu_seconds(server.pid)]
             health = asyncio.run(paced(base, [("/", {})] * (READERS // 6), POLL_SECONDS / 6))
+            cpu.append(cpu_seconds(server.pid))
             whole = asyncio.run(paced(base, [(p, {}) for p in paths], POLL_SECONDS))
+            cpu.append(cpu_seconds(server.pid))
             etags = whole["etags"]
             assert isinstance(etags, dict)
             again = asyncio.run(paced(base, [(p, {"If-None-Match": etags[p]}) for p in paths], POLL_SECONDS))
+            cpu.append(cpu_seconds(server.pid))
         finally:
             server.terminate()
             server.wait(timeout=30)
-    for name, figures in (("baseline GET /", health), ("whole feeds (200)", whole), ("polls with ETag (304)", again)):
+    phases = (("baseline GET /", health), ("whole feeds (200)", whole), ("polls with ETag (304)", again))
+    for index, (name, figures) in enumerate(phases):
+        per_request = 1000 * (cpu[index + 1] - cpu[index]) / figures["count"]  # type: ignore[operator]
         print(f"  {name}: {figures['count']} in {figures['seconds']:.1f} s, p50 {figures['p50_ms']:.1f} ms, "
-              f"p99 {figures['p99_ms']:.1f} ms, statuses {figures['statuses']}")
+              f"p99 {figures['p99_ms']:.1f} ms, server CPU {per_request:.1f} ms a request, "
+              f"statuses {figures['statuses']}")
+    print(f"  load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     ok = (whole["p99_ms"] < 50 and again["p99_ms"] < 50  # type: ignore[operator]
           and whole["statuses"] == {200: READERS} and again["statuses"] == {304: READERS})
     print(f"  target p99 < 50 ms for whole feeds and conditional polls, every feed 200 then 304: "
