@@ -521,3 +521,50 @@ def test_discords_documented_429_defers_the_post_by_its_retry_after(tmp_path: Pa
     (post,) = ChannelPosts(store).items()
     assert post.status == "pending" and post.next_attempt_at is not None and len(webhook.hook.requests) == 1
     assert abs((post.next_attempt_at - NOW).total_seconds() - wait) < 1
+
+
+def test_slack_and_discord_bodies_split_at_their_limits():
+    """60 long picks: Slack's 50 blocks and Discord's 10 embeds / 6,000 characters each."""
+    from recommender.digest.posts import (
+        Post,
+        PostPaper,
+        discord_messages,
+        embed_chars,
+        slack_messages,
+    )
+
+    papers = [PostPaper(id=f"p{i}", title=f"Paper {i} " + "t" * 300, url=f"https://arxiv.org/abs/2501.{i:05d}",
+                        authors=("A. Author",), authors_shown="A. Author et al. " + "a" * 300,
+                        snippet="s" * 5000, why="w" * 3000, score=1.0 - i / 100,
+                        more_url=f"http://127.0.0.1:8080/feedback/more/{i}",
+                        less_url=f"http://127.0.0.1:8080/feedback/less/{i}") for i in range(60)]
+    post = Post("<id@x>", "mine", "60 new papers for Ada — 6 Dec", NOW, 1, papers)
+    slack = slack_messages(post)
+    for body in slack:
+        check_slack_message(body)
+    assert sum(b["type"] == "section" for m in slack for b in m["blocks"]) == 60 and len(slack) == 4
+    discord = discord_messages(post)
+    for body in discord:
+        check_discord_message(body)
+    assert sum(len(m["embeds"]) for m in discord) == 60
+    assert all(sum(embed_chars(e) for e in m["embeds"]) <= 6000 for m in discord)
+    assert discord[0]["content"].endswith(f"(1/{len(discord)})")
+    assert all(e["description"].endswith(f"[Fewer like this](http://127.0.0.1:8080/feedback/less/{i})")
+               for i, e in enumerate(e for m in discord for e in m["embeds"]))
+
+
+def test_in_queue_mode_workers_deliver_the_posts(tmp_path: Path, smtp_server: SmtpServer, webhook: WebhookServer,
+                                                 monkeypatch: pytest.MonkeyPatch):
+    import threading
+
+    monkeypatch.setenv("HOOK", webhook.url())
+    users = HOOK_USERS.replace("max_items = 30", "max_items = 3")
+    _, config, store = _setup(tmp_path, smtp_server.port, users, _hooks(("ada-discord", "discord", "HOOK"),
+                                                                        ("bob-slack", "slack", "HOOK"))
+                              + '[delivery]\nmode = "queue"\n')
+    queued = digests.enqueue(config, store, config.users, _clock)
+    assert [r.status for r in queued] == ["queued", "queued"] and webhook.hook.requests == []
+    assert [p.status for p in ChannelPosts(store).items()] == ["pending", "pending"]
+    digests.work(config, store, 1, once=True, stop=threading.Event())
+    assert len(webhook.hook.accepted) == 2 and len(smtp_server.box.messages) == 1
+    assert [p.status for p in ChannelPosts(store).items()] == ["sent", "sent"]

@@ -93,19 +93,21 @@ def slack_messages(post: Post) -> list[dict[str, Any]]:
 
 # -- Discord ----------------------------------------------------------------------------------
 def _discord_embed(paper: PostPaper, readers: int) -> dict[str, Any]:
-    lines = [paper.snippet]
-    if paper.more_url:
-        lines.append(f"[More like this]({paper.more_url}) · [Fewer like this]({paper.less_url})")
-    footer = paper.why + (f" ({picked_for(paper, readers)})" if readers > 1 else "")
+    links = f"\n\n[More like this]({paper.more_url}) · [Fewer like this]({paper.less_url})" if paper.more_url else ""
+    footer = cut(paper.why + (f" ({picked_for(paper, readers)})" if readers > 1 else ""), DISCORD_LIMITS["footer"])
+    title = cut(paper.title, DISCORD_LIMITS["title"])
+    author = cut(paper.authors_shown, DISCORD_LIMITS["author"])
+    # One embed alone must fit the message's 6,000 too: the description takes what is left.
+    room = min(DISCORD_LIMITS["description"], DISCORD_TOTAL_CHARS - len(title) - len(footer) - len(author))
     embed: dict[str, Any] = {
-        "title": cut(paper.title, DISCORD_LIMITS["title"]),
+        "title": title,
         "url": paper.url,
-        "description": cut("\n\n".join(lines), DISCORD_LIMITS["description"]),
+        "description": cut(paper.snippet, room - len(links)) + links,  # the links kept whole
         "color": DISCORD_COLOUR,
-        "footer": {"text": cut(footer, DISCORD_LIMITS["footer"])},
+        "footer": {"text": footer},
     }
-    if paper.authors_shown:
-        embed["author"] = {"name": cut(paper.authors_shown, DISCORD_LIMITS["author"])}
+    if author:
+        embed["author"] = {"name": author}
     return embed
 
 
