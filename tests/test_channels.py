@@ -177,6 +177,13 @@ def test_revoked_and_forged_feed_urls_answer_404_and_record_nothing(tmp_path: Pa
         for url in (old, f"/feed/{forged}", "/feed/not-a-token", new.replace("/feed/", "/feed/x")):
             answer = client.get(url.removeprefix("http://127.0.0.1:8080"))
             assert answer.status_code == 404 and "There is nothing at this address" in answer.text
+        # A feed URL's token opens nothing else, and no other link's token is a feed.
+        new_token = new.rsplit("/", 1)[1]
+        assert client.get(f"/open/{new_token}", follow_redirects=False).status_code in (400, 410)  # issued at 0
+        assert client.get(f"/feedback/more/{new_token}").status_code in (400, 410)
+        mail = smtp_server.box.to("bob@example.org")[0].get_body(("plain",)).get_content()
+        open_token = re.search(r"/open/([\w.-]+)", mail).group(1)  # type: ignore[union-attr]
+        assert client.get(f"/feed/{open_token}").status_code == 404
         with store.read() as conn:
             hits_before = conn.exec_driver_sql("SELECT count(*) FROM link_hits").scalar()
     assert FeedbackLog(store).events() == [] and hits_before == 0
