@@ -82,7 +82,7 @@ def _environment() -> Environment:
 
     return Environment(
         loader=FunctionLoader(load),
-        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=True),
+        autoescape=select_autoescape(enabled_extensions=("html.j2", "atom.j2"), default_for_string=True),
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
 

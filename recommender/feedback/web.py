@@ -28,6 +28,7 @@ from recommender.base.link_signing import LinkSigner, TokenError, TokenExpired
 from recommender.digest import render as digest
 from recommender.digest.render import TEMPLATES
 from recommender.feedback.clicks import Click, FeedbackService, LinkGone, open_target
+from recommender.feedback.feed_page import ATOM_TYPE, FeedGone, FeedPages
 from recommender.feedback.limits import (
     RateLimiter,
     SecurityHeaders,
@@ -71,6 +72,7 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
     service = FeedbackService(config, store, clock)
     limiter = RateLimiter(config.feedback.rate_limit_per_minute)
     checkpoints = BackgroundCheckpoints(store)
+    feeds = FeedPages(config, store, service.signer)
 
     def client_of(request: Request) -> str:
         return request.client.host if request.client else "unknown"
@@ -190,6 +192,20 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
         click = service.resolve(request.path_params["token"], "view")
         return HTMLResponse(_digest_html(config, store, service.signer, click, service.clock()))
 
+    def feed(request: Request) -> Response:  # sync: Starlette runs it in its thread pool
+        blocked = limited(request)
+        if blocked:
+            return blocked
+        try:
+            answer = feeds.answer(request.path_params["token"], request.headers.get("if-none-match"),
+                                  request.headers.get("if-modified-since"))
+        except FeedGone:
+            return page("Not found", ["There is nothing at this address."], 404, request)
+        headers = {"ETag": answer.etag, "Last-Modified": answer.last_modified, "Cache-Control": "private, no-cache"}
+        if answer.status == 304:
+            return Response(status_code=304, headers=headers)
+        return Response(answer.body, media_type=ATOM_TYPE, headers=headers)
+
     routes = [
         Route("/", home, methods=["GET", "HEAD"]),
         Route("/feedback/undo/{token}", undo, methods=["POST"]),
@@ -197,6 +213,7 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
         Route("/open/{token}", open_paper, methods=["GET", "HEAD"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "HEAD", "POST"]),
         Route("/digest/{token}", view_digest, methods=["GET", "HEAD"]),
+        Route("/feed/{token}", feed, methods=["GET", "HEAD"]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
