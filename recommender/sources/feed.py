@@ -34,7 +34,7 @@ NOT_RESEARCH = (
     "erratum", "correction", "author correction", "publisher correction", "editor's choice", "editors' choice",
     # Wiley's sections for an issue's covers and front matter, and its profiles of authors
     "cover picture", "frontispiece", "graphical abstract", "author profile", "issue information", "table of contents",
-    "corrigenda", "corrigendum", "commentary",
+    "corrigenda", "corrigendum", "commentary", "front matter", "back matter",
 )
 _BOILERPLATE = (
     re.compile(r"^[^;]{0,160}?,\s*Published online:\s*[^;]*;\s*doi:\s*\S+\s*", re.I),  # Nature
