@@ -166,3 +166,15 @@ def test_unmarked_front_matter_and_corrections_go_by_the_title_filter():
     sciencedirect = _read("sciencedirect-mpe-rss2-2021-12-21-excerpt.xml",
                           ReadHints(exclude_titles=("^editorial board$",))).entries
     assert len(sciencedirect) == 11 and all(e.authors for e in sciencedirect)
+
+
+def test_the_forms_are_recognised_only_where_they_are_whole():
+    """What looks like a wrapper or a turned-round name but is text stays as it is."""
+    item = ("<item><title>T</title><description>Abstract reasoning is hard. 2021 was a year.</description>"
+            "<dc:creator>John Smith III</dc:creator><dc:creator>SI QIN</dc:creator><dc:creator>Kim JH</dc:creator>"
+            "</item>")
+    data = ('<?xml version="1.0"?><rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel>'
+            f"<title>x</title>{item}</channel></rss>").encode()
+    paper = parse(data, "forms.xml", "feed").entries[0]
+    assert paper.abstract == "Abstract reasoning is hard. 2021 was a year."
+    assert paper.authors == ("John Smith III", "SI QIN", "J. H. Kim")

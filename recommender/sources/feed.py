@@ -43,8 +43,9 @@ _BOILERPLATE = (
     re.compile(r"^Volume \d+,\s*Issue [^,]+,\s*[A-Z][a-z]+ \d{4},\s*Pages? [^.\s]+\s*\.\s*"),
     # PubMed: "Parasitol Int. 2021 Dec 17:102531. doi: 10.1016/j.parint.2021.102531. Online ahead of print."
     re.compile(r"^[A-Z][\w &'(),-]{0,120}\. \d{4}\b[^.]{0,80}\.(?: doi: \S+?\.(?=\s|$))?"
-               r"(?: (?:Online ahead of print|eCollection[^.]*|Epub[^.]*)\.)*\s*"),
-    re.compile(r"^Abstract\b:?\s*", re.I),  # a heading: Wiley, Oxford Academic, PubMed ("ABSTRACT")
+               r"(?: (?:Online ahead of print|eCollection[^.]*|Epub[^.]*)\.)*\s*(?=ABSTRACT\b|PMID:)"),
+    # a heading (Wiley, Oxford Academic, PubMed's "ABSTRACT"), not "Abstract reasoning is ..."
+    re.compile(r"^(?:Abstract|ABSTRACT)(?::\s*|\s+(?=[A-Z0-9]))"),
 )
 # PubMed ends with its ids: "PMID:34929406 | PMC:PMC8672069 | DOI:10.1016/..."
 _TRAILING_IDS = re.compile(r"\s*PMID:\s*\d+(?:\s*\|\s*[A-Za-z]+:\s*\S+)*\s*$")
