@@ -136,9 +136,10 @@ class Entry:
     snippet_lines: tuple[str, ...]
     why: str
     why_lines: tuple[str, ...]
-    bar_percent: int
-    score_label: str
-    score_text_bar: str
+    match: int  # 0-100 (Recommendation.match)
+    bar_percent: int  # the bar's width: the match
+    score_label: str  # what the reader reads beside the bar: "73% match"
+    score_text_bar: str  # the plain-text part's bar of the match: [#######...]
     open_url: str
     more_url: str
     less_url: str
@@ -148,10 +149,11 @@ def context(config: Config, user: UserConfig, picks: list[Recommendation], links
             now: datetime, web: bool = False) -> dict[str, object]:
     local = now.astimezone(ZoneInfo(user.timezone))
     personalized = any(r.explanation.personalized for r in picks)
-    top = max((r.score for r in picks), default=0.0) or 1.0
     entries = []
     for position, rec in enumerate(picks):
-        fraction = max(0.0, min(1.0, rec.score / top)) if personalized else 0.0
+        # The match, not the raw score: scores are on no scale a reader knows (a reader's own
+        # classifier scores every paper below zero).
+        fraction = max(0.0, min(1.0, rec.match / 100)) if personalized else 0.0
         cells = round(fraction * BAR_CELLS)
         why = one_line(rec.explanation.sentence())
         shown = paper_fields(rec.paper)
@@ -163,8 +165,9 @@ def context(config: Config, user: UserConfig, picks: list[Recommendation], links
             snippet_lines=shown.snippet_lines,
             why=why,
             why_lines=tuple(textwrap.wrap(why, 67)),
+            match=rec.match,
             bar_percent=max(4, round(fraction * 100)) if personalized else 0,
-            score_label=f"{rec.score:.2f}",
+            score_label=f"{rec.match}% match",
             score_text_bar="[" + "#" * cells + "." * (BAR_CELLS - cells) + "]",
             open_url=links.open(position),
             more_url=links.more(position),
