@@ -20,9 +20,9 @@ CACHES = [
     ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "3b0b1a0e04b09e3f"),
     ("collab", "model.reader_factors", "MODEL_FORMAT", 3, ("model.reader_factors", "model.word_vectors", "model.unit_rows"),
      "d5e7be44d0265fcd"),
-    ("lsa", "model.own_classifier", "MODEL_FORMAT", 6, ("model.own_classifier", "model.word_vectors"), "57645c915bd195d7"),
+    ("lsa", "model.own_classifier", "MODEL_FORMAT", 6, ("model.own_classifier", "model.word_vectors"), "2ceaa500b33c7137"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 11, ("model.profiles", "model.own_classifier", "model.unit_rows",
-                                                       "pipeline.stored_models"), "f8a4fee66c6c4e7e"),
+                                                       "pipeline.stored_models"), "b96adc0621cfb8de"),
 ]
 
 
