@@ -232,8 +232,8 @@ def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click,
     if user is None:
         raise LinkGone("this subscriber is no longer configured")
     picks = [Recommendation(user.email, papers[pid], score, position + 1,
-                            functools.partial(_stored_explanation, why))
-             for position, pid, score, why in entries if pid in papers]
+                            functools.partial(_stored_explanation, why), match=match)
+             for position, pid, score, why, match in entries if pid in papers]
     # The page's links keep the digest's issue time: a view link near its expiry must not
     # hand out links that live another max_age_days.
     issued = int(link.issued_at.timestamp()) if link.issued_at is not None else None

@@ -171,7 +171,7 @@ def _queue_chunk(config: Config, store: Store, models: pipeline.Models, signer: 
         if not dry_run:
             ready.append(DigestToCreate(
                 ids[user.email.lower()], max(batch_ids),
-                [(r.paper.id, r.score, r.explanation.sentence()) for r in user_picks],
+                [(r.paper.id, r.score, r.explanation.sentence(), r.match) for r in user_picks],
                 _renderer(config, signer, user, ids[user.email.lower()], user_picks, now)))
     outbox = Outbox(store)
     for group in range(0, len(ready), CREATE_GROUP):
