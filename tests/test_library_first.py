@@ -13,9 +13,14 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.base.author_names import arxiv_authors, bibtex_names, listed_names, without_dblp_number
+from recommender.base.author_names import (
+    arxiv_authors,
+    bibtex_names,
+    listed_names,
+    without_dblp_number,
+)
 from recommender.base.config import RankingConfig, load_config
-from recommender.model import own_classifier, tfidf
+from recommender.model import own_classifier, sparse_loops, tfidf
 from recommender.model.ranking import matches_among
 from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
@@ -96,6 +101,25 @@ def test_a_match_is_the_share_of_the_readers_other_candidates_scored_below():
     assert matches_among(total, scores[:, :1], [0], [4]).tolist() == [[100]]
     assert matches_among(total, np.array([[-0.3]]), [0], [4]).tolist() == [[0]]
     assert matches_among(np.array([[0.2]]), np.array([[0.2]]), [], []).tolist() == [[100]]  # the only one
+
+
+def test_matches_of_many_readers_are_counted_by_the_compiled_kernel_as_numpy_counts_them():
+    rng = np.random.default_rng(7)
+    total = np.round(rng.standard_normal((64, 4_000)), 2).astype(np.float32)  # rounded: ties happen
+    picked = np.argsort(-total, axis=1, kind="stable")[:, :10]
+    scores = np.take_along_axis(total, picked, axis=1).astype(np.float64)
+    rows, cols = np.nonzero(rng.random(total.shape) < 0.01)
+    counts = rng.integers(0, 11, 64)
+    assert total.size >= sparse_loops.COMPILED_MIN_WORK and sparse_loops.compiled(sparse_loops.places_among)
+    found = matches_among(total, scores, rows.tolist(), cols.tolist(), counts)
+    candidates = total.astype(np.float64)
+    candidates[rows, cols] = np.nan
+    others = np.isfinite(candidates).sum(axis=1) - 1
+    for k in range(10):
+        below = (candidates < scores[:, k:k + 1]).sum(axis=1)
+        level = (candidates == scores[:, k:k + 1]).sum(axis=1) - 1
+        expected = np.rint(100 * (below + level / 2) / others).astype(int)
+        assert found[:, k].tolist() == np.where(k < counts, expected, 0).tolist()
 
 
 def test_digest_preview_after_a_sent_digest_says_nothing_new(tmp_path: Path, smtp_server: SmtpServer, run: Invoke):
