@@ -74,6 +74,10 @@ def test_papers_fetched_after_the_library_are_ranked_by_the_readers_own_classifi
         "recommend", "--json").stdout.splitlines())]  # the same reader and batch: the same matches
     text = run("recommend").stdout
     assert f"1. [{matches[0]:3d}% match] " in text and f"{picks[0]['score']:.3f}" not in text
+    for pick in (picks[0], picks[-1]):  # explain gives the same match, beside the raw score
+        explained = json.loads(run("explain", pick["paper_id"], "--json").stdout)
+        assert (explained["match"], explained["score"]) == (pick["match"], pick["score"])
+    assert f"match {picks[-1]['match']}%:" in run("explain", picks[-1]["paper_id"]).stdout
 
 
 def test_a_classifier_is_never_fit_without_papers_to_set_the_stars_against():

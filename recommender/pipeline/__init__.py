@@ -8,7 +8,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -278,6 +278,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
         notes.append("no profile yet: star papers to personalize")
     return {
         "user": user.email, "paper_id": paper.id, "title": paper.display.title, "score": round(pick.score, 6),
+        "match": _match_in_latest(store, models, built, plain, paper.id, user_id) if why.personalized else None,
         "content": _part(content), "collaborative": _part(why.collaborative), "topics": _part(topics),
         "interests": _part(pick.score - content - topics - why.collaborative) if why.personalized else 0.0,
         "nearest": [{"paper_id": p, "title": shown(t), "similarity": round(s, 4),
@@ -286,6 +287,19 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
         "followed_authors": list(why.followed_authors), "matched_interests": list(why.matched_interests),
         "why": why.sentence(), "notes": notes,
     }
+
+
+def _match_in_latest(store: Store, models: Models, built: profiles.Profiles, choice: Choice, paper_id: str,
+                     user_id: int) -> int | None:
+    """The paper's match as `recommend` shows it, among the latest batch's candidates; None when
+    it is no candidate there (another batch's paper, starred, or already sent)."""
+    candidates = store.batch_papers(store.latest_run_batch_ids())
+    if paper_id not in {c.id for c in candidates}:
+        return None
+    skips = set(store.starred_ids(user_id)) | store.sent_map([user_id]).get(user_id, set())
+    ranked = rank_many(models.text, models.collab, built, candidates, [skips],
+                       [replace(choice, limit=len(candidates))], papers_by_id(store), models.space)[0]
+    return next((r.match for r in ranked if r.paper.id == paper_id), None)
 
 
 def _part(value: float) -> float:

@@ -200,6 +200,8 @@ def explain(app: AppContext, paper_id: str, email: str | None, as_json: bool) ->
     parts = [f"{name} {breakdown[name]:.4f}" for name in ("content", "topics", "collaborative", "interests")
              if breakdown[name] or name == "content"]
     click.echo(f"score {breakdown['score']:.4f} = " + " + ".join(parts))
+    if breakdown["match"] is not None:
+        click.echo(f"match {breakdown['match']}%: above {breakdown['match']}% of your other papers in the latest batch")
     for note in breakdown["notes"]:
         click.echo(f"note: {note}")
     for near in breakdown["nearest"]:
