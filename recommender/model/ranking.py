@@ -215,7 +215,7 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
                         split=len(choices) >= SPLIT_MIN_USERS, profiles=profiles.matrix)
     matches = _Matches(pool)
     known = _RunPapers(papers)
-    forms = WrittenForms(model.stem, model.ngram_max)
+    forms = WrittenForms(model.stem)
     results: list[list[Recommendation]] = []
     if not model.matrix.has_sorted_indices:
         model.matrix.sort_indices()  # the explanation kernels merge rows by term index
@@ -281,8 +281,7 @@ class _ChunkExplainer:
         choice = self.choices[self.start + offset]
         paper = self.pool[int(self.picked[offset, n])]
         near = self.nearest.get((offset, n), [])
-        nearest = tuple((pid, self.star_papers[pid].title if pid in self.star_papers else pid, sim)
-                        for pid, sim in near)
+        nearest = tuple((pid, self.star_titles.get(pid, pid), sim) for pid, sim in near)
         starred = self.profiles.starred[self.start + offset]
         liked = frozenset(pid for pid, _ in near if pid not in starred)
         terms = self.shared.get((offset, n), [])
@@ -344,24 +343,26 @@ class _ChunkExplainer:
                     term_values)
         wanted = sorted({pid for best in self.nearest.values() for pid, _ in best})
         self.star_papers = self.papers(wanted) if wanted else {}
+        self.star_titles = {pid: p.title for pid, p in self.star_papers.items()}
         self.shared: dict[tuple[int, int], list[SharedTerm]] = {}  # (user offset, pick) -> shared terms
         terms, slots, values = self.model.terms, term_slots.tolist(), term_values.tolist()  # plain ints: fast
+        text, shared = self.forms.text, self.forms.shared
         for m, (offset, n) in enumerate(where):
             limit = self.choices[self.start + offset].why_terms
             pick = self.pool[int(self.picked[offset, n])]
             star = self.star_papers.get(self.nearest[(offset, n)][0][0])
             if star is None:
                 continue
-            pick_forms = self.forms.forms(pick.id, pick.title, pick.abstract)
-            star_forms = self.forms.forms(star.id, star.title, star.abstract)
-            shown: list[SharedTerm] = []
+            pick_text = text(pick.id, pick.title, pick.abstract)
+            star_text = text(star.id, star.title, star.abstract)
+            shown: dict[str, SharedTerm] = {}
             for t, v in zip(slots[m], values[m], strict=True):
-                written = self.forms.shared(terms[t], pick_forms, star_forms) if t >= 0 else None
-                if written is not None and all(written != s.term for s in shown):
-                    shown.append(SharedTerm(written, v))
+                written = shared(terms[t], pick_text, star_text) if t >= 0 else None
+                if written is not None and written not in shown:
+                    shown[written] = SharedTerm(written, v)
                     if len(shown) == limit:
                         break
-            self.shared[(offset, n)] = shown
+            self.shared[(offset, n)] = list(shown.values())
         self.ready = True
 
     def _profile_terms(self, offset: int, n: int, limit: int) -> list[SharedTerm]:
@@ -372,10 +373,10 @@ class _ChunkExplainer:
         profile = self.profiles.matrix[self.start + offset]
         weights = dict(zip(profile.indices.tolist(), profile.data.tolist(), strict=True))
         values = row.data * np.array([weights.get(c, 0.0) for c in row.indices.tolist()])
-        forms = self.forms.forms(pick.id, pick.title, pick.abstract)
+        text = self.forms.text(pick.id, pick.title, pick.abstract)
         shown: list[SharedTerm] = []
         for term in top_terms(self.model, row.indices, values, WRITTEN_TRIES * limit):
-            written = self.forms.written(term.term, forms)
+            written = self.forms.written(term.term, text)
             if written is not None and all(written != s.term for s in shown):
                 shown.append(SharedTerm(written, term.contribution))
         return shown[:limit]

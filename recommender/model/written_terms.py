@@ -5,15 +5,17 @@ stop words between them removed, so a term shown as the model keeps it can be a 
 occurs in neither paper ("optimization transport" where both say "optimal transport").
 An explanation names a shared term only where the same word or phrase, case aside, is written
 in both papers: each text's runs of words (words separated by nothing but spaces) are read
-once, every n-gram of a run keyed by its words' stems, and a term is shown as the form of its
-stems that both texts share (the one they use most). Filler that the model keeps (roman
+once with their stems, a term's stems are looked up as consecutive words of a run, and the
+term is shown as the form both texts write (the one they use most). Filler that the model keeps (roman
 numerals, "type", "consider", ...) is never shown.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from recommender.base.text import for_ranking
 from recommender.model.term_counts import Stem
@@ -40,75 +42,101 @@ typically various way ways widely yield yields
 ii iii iv vi vii viii ix xi xii xiii xiv xv
 """.split())
 
-_TOKEN = re.compile(TOKEN_PATTERN)
-_ONLY_SPACE = re.compile(r"\s+")
+# A token (group 1), or one character of anything else that is not a space (a run break).
+_PIECES = re.compile(rf"({TOKEN_PATTERN.removeprefix('(?u)')})|\S")
 
 
+@lru_cache(maxsize=65_536)  # (the same phrases recur in every text)
 def is_filler(phrase: str) -> bool:
     """Whether a shown term says nothing about a subject: every word of it is filler ("type
     ii"; "large language" still says something)."""
     return all(word in FILLER for word in phrase.split(" "))
 
 
+@dataclass(frozen=True, slots=True)
+class WrittenText:
+    """One text's words as written (lower-cased) and their stems, "" between runs (a phrase
+    never spans one), and where each stem occurs."""
+
+    words: list[str]
+    stems: list[str]
+    at: dict[str, list[int]]
+    # Terms already looked up: a pick is explained to many readers, mostly by the same terms.
+    looked_up: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def forms(self, term: str) -> dict[str, int]:
+        """The model's ``term`` (its stems, space-joined) as this text writes it, filler left
+        out: {phrase: times}."""
+        found = self.looked_up.get(term)
+        if found is None:
+            found = self.looked_up[term] = self._forms(term)
+        return found
+
+    def _forms(self, term: str) -> dict[str, int]:
+        parts = term.split(" ")
+        found: dict[str, int] = {}
+        for start in self.at.get(parts[0], ()):
+            end = start + len(parts)
+            if self.stems[start:end] == parts:  # (equal stems: no run break inside)
+                phrase = " ".join(self.words[start:end])
+                found[phrase] = found.get(phrase, 0) + 1
+        return {p: n for p, n in found.items() if not is_filler(p)}
+
+
 class WrittenForms:
-    """Each text's written n-grams keyed by their stems, read once per text (the same
-    candidates and starred papers recur in many readers' explanations)."""
+    """Each text read once (the same candidates and starred papers recur in many readers'
+    explanations), each distinct word stemmed once per ranking run; words and stems interned,
+    so a text costs its lists (about 5 kB a paper)."""
 
-    def __init__(self, stem: Stem | None, ngram_max: int):
+    def __init__(self, stem: Stem | None):
         self.stem = stem
-        self.ngram_max = max(1, ngram_max)
-        self.read: dict[str, dict[tuple[str, ...], Counter[str]]] = {}
+        self.read: dict[str, WrittenText] = {}
+        self.known: dict[str, str] = {"": ""}  # word -> the word interned
+        self.stems: dict[str, str] = {"": ""}  # word -> its stem, interned
 
-    def forms(self, key: str, title: str, abstract: str) -> dict[tuple[str, ...], Counter[str]]:
-        """The text's n-grams: stems -> {phrase as written, lower-cased: occurrences}."""
+    def text(self, key: str, title: str, abstract: str) -> WrittenText:
         found = self.read.get(key)
         if found is None:
-            found = {}
-            for part in (title, abstract):
-                for run in _runs(for_ranking(part).lower()):
-                    keys = self.stem(run) if self.stem is not None else run
-                    for n in range(1, self.ngram_max + 1):
-                        for start in range(len(run) - n + 1):
-                            gram = tuple(keys[start:start + n])
-                            found.setdefault(gram, Counter())[" ".join(run[start:start + n])] += 1
+            pieces = _words(title)
+            pieces.append("")
+            pieces += _words(abstract)
+            new = [w for w in set(pieces) if w not in self.known]
+            if new:
+                self.known.update((w, sys.intern(w)) for w in new)
+                self.stems.update(zip(new, map(sys.intern, self.stem(new) if self.stem is not None else new),
+                                      strict=True))
+            stems = [self.stems[w] for w in pieces]
+            at: dict[str, list[int]] = {}
+            for position, stem in enumerate(stems):
+                if stem:
+                    at.setdefault(stem, []).append(position)
+            found = WrittenText([self.known[w] for w in pieces], stems, at)
             self.read[key] = found
         return found
 
-    def shared(self, term: str, first: dict[tuple[str, ...], Counter[str]],
-               second: dict[tuple[str, ...], Counter[str]]) -> str | None:
-        """The model's ``term`` (its stems, space-joined) as written in both texts, the form
-        both use most (ties: alphabetical); None when no form is common to both or it is filler."""
-        gram = tuple(term.split(" "))
-        here, there = first.get(gram), second.get(gram)
-        if not here or not there:
+    @staticmethod
+    def shared(term: str, first: WrittenText, second: WrittenText) -> str | None:
+        """The model's ``term`` as written in both texts, the form both use most (ties:
+        alphabetical); None when no form is common to both or it is filler."""
+        here = first.forms(term)
+        if not here:
             return None
-        common = [(here[p] + there[p], p) for p in here.keys() & there.keys() if not is_filler(p)]
-        if not common:
-            return None
-        return min(common, key=lambda c: (-c[0], c[1]))[1]
+        there = second.forms(term)
+        if len(here) == 1 and len(there) == 1:  # (nearly always: one form in each)
+            phrase = next(iter(here))
+            return phrase if phrase in there else None
+        common = [(here[p] + there[p], p) for p in here.keys() & there.keys()]
+        return min(common, key=lambda c: (-c[0], c[1]))[1] if common else None
 
-    def written(self, term: str, forms: dict[tuple[str, ...], Counter[str]]) -> str | None:
+    @staticmethod
+    def written(term: str, text: WrittenText) -> str | None:
         """The model's ``term`` as written in one text (its most used form), None when absent or filler."""
-        found = forms.get(tuple(term.split(" ")))
-        if not found:
-            return None
-        usable = [(count, p) for p, count in found.items() if not is_filler(p)]
+        usable = [(count, p) for p, count in text.forms(term).items()]
         return min(usable, key=lambda c: (-c[0], c[1]))[1] if usable else None
 
 
-def _runs(text: str) -> list[list[str]]:
-    """The text's tokens (the model's token pattern) in runs of words that only spaces separate:
-    a phrase is never read across punctuation or a dropped one-letter word."""
-    runs: list[list[str]] = []
-    current: list[str] = []
-    end = 0
-    for match in _TOKEN.finditer(text):
-        between = text[end:match.start()]
-        if current and not (between and _ONLY_SPACE.fullmatch(between)):
-            runs.append(current)
-            current = []
-        current.append(match.group(0))
-        end = match.end()
-    if current:
-        runs.append(current)
-    return runs
+def _words(text: str) -> list[str]:
+    """The text's tokens (the model's token pattern), lower-cased, with "" wherever anything
+    but spaces separates two of them (punctuation, a number, a one-letter word): a phrase is
+    never read across it."""
+    return _PIECES.findall(for_ranking(text).lower())
