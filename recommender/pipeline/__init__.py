@@ -277,7 +277,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     if not why.personalized:
         notes.append("no profile yet: star papers to personalize")
     return {
-        "user": user.email, "paper_id": paper.id, "title": paper.display.title, "score": round(pick.score, 6),
+        "user": user.email, "paper_id": paper.id, "title": paper.display.title, "score": _part(pick.score),
         "match": _match_in_latest(store, models, built, plain, paper.id, user_id) if why.personalized else None,
         "content": _part(content), "collaborative": _part(why.collaborative), "topics": _part(topics),
         "interests": _part(pick.score - content - topics - why.collaborative) if why.personalized else 0.0,
