@@ -80,7 +80,7 @@ class NewDigest:
 class DigestToCreate:
     user_id: int
     last_batch_id: int
-    entries: Sequence[tuple[str, float, str]]  # (paper id, score, why)
+    entries: Sequence[tuple[str, float, str, int]]  # (paper id, score, why, match)
     render: Callable[[int], NewDigest]  # called with the id the digest will get (again if that changed)
     channels: Sequence[str] = ("email",)  # the reader's channels ("webhook:NAME" for a webhook)
 
@@ -174,9 +174,10 @@ class Outbox:
             # queued): those are superseded, so no paper goes out twice under two Message-IDs.
             conn.execute(update(DigestRow).where(DigestRow.user_id.in_({d.user_id for d in digests}),
                                                  DigestRow.status == "failed").values(status="superseded"))
-            entries = [{"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why}
+            entries = [{"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why,
+                        "match": match}
                        for digest_id, d in zip(reserved, digests, strict=True)
-                       for i, (pid, score, why) in enumerate(d.entries)]
+                       for i, (pid, score, why, match) in enumerate(d.entries)]
             if entries:
                 conn.execute(insert(DigestEntryRow), entries)
         return reserved
@@ -331,13 +332,13 @@ class Outbox:
             return conn.execute(select(DigestMessageRow.message)
                                 .where(DigestMessageRow.digest_id == digest_id)).scalar_one()
 
-    def entries(self, digest_id: int) -> list[tuple[int, str, float, str]]:
-        """(position, paper id, score, why) of a digest's entries."""
+    def entries(self, digest_id: int) -> list[tuple[int, str, float, str, int]]:
+        """(position, paper id, score, why, match) of a digest's entries."""
         with self.store.read() as conn:
             rows = conn.execute(select(DigestEntryRow.position, DigestEntryRow.paper_id, DigestEntryRow.score,
-                                       DigestEntryRow.why)
+                                       DigestEntryRow.why, DigestEntryRow.match)
                                 .where(DigestEntryRow.digest_id == digest_id).order_by(DigestEntryRow.position))
-            return [(r.position, r.paper_id, r.score, r.why) for r in rows]
+            return [(r.position, r.paper_id, r.score, r.why, r.match) for r in rows]
 
     def unsubscribed(self) -> set[int]:
         with self.store.read() as conn:
