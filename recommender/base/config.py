@@ -209,7 +209,7 @@ class _Parser(TableReader):
         return RankingConfig(**values)
 
     def smtp(self, table: dict[str, Any]) -> SmtpConfig:
-        self.check_keys("smtp", table, set(SMTP_KEYS) | {"password"})
+        self.check_keys("smtp", table, set(SMTP_KEYS), refused=frozenset({"password"}))
         if "password" in table:
             self.note(ConfigError(f"{self.path}: smtp.password: secrets do not belong in the file; put the "
                                   "password in an environment variable named by smtp.password_env"))
@@ -266,8 +266,8 @@ class _Parser(TableReader):
 
     def feedback(self, table: dict[str, Any]) -> FeedbackConfig:
         self.check_keys("feedback", table, {"base_url", "secret_env", "max_age_days", "rate_limit_per_minute",
-                                            "unsubscribe_mailto", "secret", "trusted_proxies", "max_connections",
-                                            "request_timeout_seconds"})
+                                            "unsubscribe_mailto", "trusted_proxies", "max_connections",
+                                            "request_timeout_seconds"}, refused=frozenset({"secret"}))
         if "secret" in table:
             raise ConfigError(f"{self.path}: feedback.secret: secrets do not belong in the file; put it in an environment variable named by feedback.secret_env")
         d = FeedbackConfig()
