@@ -70,7 +70,7 @@ def fetch(app: AppContext, names: tuple[str, ...]) -> None:
     from recommender.pipeline.fetching import Fetcher
 
     fetcher = Fetcher(app.config, app.store)
-    outcomes = fetcher.fetch(fetcher.sources(names))
+    outcomes = fetcher.fetch(fetcher.sources(names), log_outcomes=False)  # printed below, once
     if any(o.new_papers for o in outcomes):
         from recommender import pipeline
 
