@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from recommender.base import arxiv_categories
 from recommender.base.config_tables import TableReader
 from recommender.base.env_names import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG_NAME  # noqa: F401
 from recommender.base.errors import ConfigError
@@ -354,21 +355,38 @@ class _Parser(TableReader):
             stars=self.strings(prefix, table, "stars"),
         )
 
+    def arxiv_categories(self, prefix: str, table: dict[str, Any]) -> tuple[str, ...]:
+        """``categories = ["cs.LG", "stat.ML"]``: arXiv category codes, checked against arXiv's list."""
+        if "categories" not in table:
+            return ()
+        codes = self.strings(prefix, table, "categories")
+        if not codes:
+            raise self.fail(f"{prefix}.categories", 'arXiv category codes such as ["cs.LG", "stat.ML"]', [])
+        for code in codes:
+            if code not in arxiv_categories.CATEGORIES:
+                raise ConfigError(f"{self.path}: {prefix}.categories: {code!r} is not an arXiv category: "
+                                  f"{arxiv_categories.unknown_category_hint(code)}")
+        return codes
+
     def source(self, index: int, table: Any) -> SourceConfig:
         prefix = f"sources[{index}]"
         if not isinstance(table, dict):
             raise self.fail(prefix, "a table", table)
-        self.check_keys(prefix, table, {"name", "kind", "path", "url", "include_replacements"})
+        self.check_keys(prefix, table, {"name", "kind", "path", "url", "categories", "include_replacements"})
         name = self.get(prefix, table, "name", str, "")
         if not name:
             raise ConfigError(f"{self.path}: {prefix}.name: required key is missing")
-        kind = self.get(prefix, table, "kind", str, "")
+        categories = self.arxiv_categories(prefix, table)
+        kind = self.get(prefix, table, "kind", str, "arxiv" if categories else "")
         if kind not in DIGEST_FORMATS:
             raise self.fail(f"{prefix}.kind", "one of " + ", ".join(DIGEST_FORMATS), kind)
+        if categories and kind != "arxiv":
+            raise ConfigError(f'{self.path}: {prefix}.categories: only for kind = "arxiv" sources')
         path = self.get(prefix, table, "path", str, "")
         url = self.get(prefix, table, "url", str, "")
-        if bool(path) == bool(url):
-            raise ConfigError(f"{self.path}: {prefix}: give exactly one of path or url")
+        if sum(map(bool, (path, url, categories))) != 1:
+            raise ConfigError(f"{self.path}: {prefix}: give exactly one of path, url or categories")
+        url = url or (arxiv_categories.feed_url(categories) if categories else "")
         if url and not re.match(r"^https?://", url):
             raise self.fail(f"{prefix}.url", "an http:// or https:// address", url)
         replacements = self.get(prefix, table, "include_replacements", bool, False)
