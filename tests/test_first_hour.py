@@ -22,9 +22,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from smtp_server import SmtpServer, free_port
 
 from conftest import recommender_command, smtp_section
+from smtp_server import SmtpServer, free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEED = FIXTURES / "arxiv" / "atom-cs.AI-2025-08-20-excerpt.xml"  # rss.arxiv.org/atom/cs.AI of 2025-08-20
