@@ -86,4 +86,4 @@ class DaemonLock:
 def _refusal(database: str, owner: str) -> str:
     by = f" ({owner})" if owner else ""
     return (f"another `recommender run` is already running on {database}{by}: only one daemon may run per "
-            "database; stop that one first (or use `recommender worker` for more senders)")
+            "database; stop that one first")
