@@ -155,6 +155,14 @@ class Daemon:
             self.state.set_last_run(self.store.user_id(result.email), finished)
             log.info("%s", result.line())  # the line `digest send` prints
         log.info("digest run for %d user(s) done in %.1fs", len(results), time.monotonic() - started)
+        for user in users:
+            self._log_next(user)
+
+    def _log_next(self, user: UserConfig) -> None:
+        job = self.scheduler.get_job(f"digest:{user.email.lower()}") if self.scheduler.running else None
+        if job is not None and job.next_run_time is not None:
+            log.info("next digest of %s: %s", user.email,
+                     job.next_run_time.astimezone(triggers.trigger_for(user).zone).isoformat())
 
     def _on_event(self, event: JobExecutionEvent) -> None:
         if event.code == EVENT_JOB_MISSED:
