@@ -106,6 +106,12 @@ class ReaderRows(PaperRows):
             ).all()
         return [(_paper(r), r.created_at) for r in rows]
 
+    def star_counts(self) -> dict[int, int]:
+        """user id -> how many papers they starred (users without stars are absent)."""
+        with self.read() as conn:
+            rows = conn.execute(select(StarRow.user_id, func.count()).group_by(StarRow.user_id))
+            return {user_id: count for user_id, count in rows}
+
     def starred_ids(self, user_id: int) -> dict[str, datetime]:
         with self.read() as conn:
             rows = conn.execute(select(StarRow.paper_id, StarRow.created_at).where(StarRow.user_id == user_id))

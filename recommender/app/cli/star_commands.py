@@ -79,9 +79,8 @@ def unstar(app: AppContext, paper_ids: tuple[str, ...], email: str | None) -> No
     \b
       recommender unstar 2412.00420
     """
-    store = app.store
     user = app.user(email)
-    removed = store.unstar(store.user_id(user.email), list(paper_ids))
+    removed = app.api.unstar(user.email, paper_ids)
     summary(f"{user.email}: removed {removed} star(s)")
 
 
@@ -102,14 +101,13 @@ def stars(ctx: click.Context, email: str | None, as_json: bool) -> None:
         return
     app = ctx.find_object(AppContext)
     assert app is not None  # nosec B101  # a type narrowing for mypy; click always passes the context
-    store = app.store
     user = app.user(email)
-    starred = store.stars(store.user_id(user.email))
+    starred = app.api.stars(user.email)
     if as_json:
-        emit_json(dict(p.as_json(), user=user.email, starred_at=at.isoformat()) for p, at in starred)
+        emit_json(dict(one.paper.as_json(), user=user.email, starred_at=one.starred_at.isoformat()) for one in starred)
         return
-    for paper, at in starred:
-        click.echo(f"{paper.id}\t{at:%Y-%m-%d}\t{paper.title}")
+    for one in starred:
+        click.echo(f"{one.paper.id}\t{one.starred_at:%Y-%m-%d}\t{one.paper.title}")
     summary(f"{user.email}: {len(starred)} star(s)")
 
 
