@@ -65,8 +65,8 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path):
     ('[[sources]]\nname = "x"\ncategories = ["stat.ML", "qbio.NC"]\n',
      "sources[0].categories: 'qbio.NC' is not an arXiv category: did you mean 'q-bio.NC'?"),
     ('[[sources]]\nname = "x"\ncategories = []\n', "sources[0].categories: expected arXiv category codes"),
-    ('[[sources]]\nname = "x"\nkind = "jsonl"\ncategories = ["cs.LG"]\n',
-     'sources[0].categories: only for kind = "arxiv" sources'),
+    ('[[sources]]\nname = "x"\nkind = "jsonl"\npath = "a"\ncategories = ["cs.LG"]\n',
+     "sources[0].categories: only for kind arxiv or biorxiv or medrxiv (this source is jsonl)"),
     ('[[sources]]\nname = "x"\ncategories = ["cs.LG"]\nurl = "https://rss.arxiv.org/rss/cs.AI"\n',
      "sources[0]: give exactly one of path, url or categories"),
 ])
