@@ -7,6 +7,7 @@ pipeline and base only."""
 from __future__ import annotations
 
 from recommender.store import Store
+from recommender.store.channel_posts import ChannelPosts
 from recommender.store.checkpoints import BackgroundCheckpoints
 from recommender.store.daemon_lock import DaemonLock, DaemonRunning
 from recommender.store.feedback import FeedbackLog
@@ -14,4 +15,5 @@ from recommender.store.outbox import Outbox
 from recommender.store.state import DaemonState
 from recommender.store.title_match import paper_by_title
 
-__all__ = ["BackgroundCheckpoints", "DaemonLock", "DaemonRunning", "DaemonState", "FeedbackLog", "Outbox", "Store", "paper_by_title"]
+__all__ = ["BackgroundCheckpoints", "ChannelPosts", "DaemonLock", "DaemonRunning", "DaemonState", "FeedbackLog",
+           "Outbox", "Store", "paper_by_title"]
