@@ -35,6 +35,7 @@ from recommender.delivery.smtp import (
     Outgoing,
     SmtpSender,
     check_credentials,
+    settings_fingerprint,
 )
 from recommender.digest import render as digest
 from recommender.digest.message import build_message, dkim_key, dkim_signed, make_message_id
@@ -216,10 +217,15 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequen
     owner = owner or new_owner()
     sender = SmtpSender(config.smtp)
     outcomes: list[Outcome] = []
+    smtp_settings = settings_fingerprint(config.smtp)
+    made_due = outbox.retry_if_settings_changed(smtp_settings)
+    if made_due:
+        log.info("the SMTP settings changed: %d deferred digest(s) are tried now", made_due)
 
     def write(batch: Sequence[Outcome]) -> list[None]:
-        # Deferred ones wait smtp.retry_delay_seconds (a later run, or `outbox retry` at once).
-        outbox.record_outcomes(batch, clock() + timedelta(seconds=config.smtp.retry_delay_seconds))
+        # Deferred ones wait smtp.retry_delay_seconds (a later run, or `outbox retry` at once),
+        # unless the SMTP settings change before.
+        outbox.record_outcomes(batch, clock() + timedelta(seconds=config.smtp.retry_delay_seconds), smtp_settings)
         return [None] * len(batch)
 
     # Each connection waits until its outcome is stored before sending its next message (so a
@@ -380,6 +386,10 @@ def work(config: Config, store: Store, concurrency: int, once: bool, stop: threa
         outcomes = deliver_pending(config, store, clock, owner=owner, batch_size=concurrency * 2, lease=lease,
                                    stop=stop)
         sent += sum(o.status == "sent" for o in outcomes)
+        for outcome in outcomes:
+            if outcome.status != "sent":
+                log.warning("digest %d %s after %d attempt(s): %s", outcome.digest_id, outcome.status,
+                            outcome.attempts, outcome.detail)
         posted = channels.deliver_posts(config, store, clock)
         if not outcomes and not posted:
             if once:

@@ -63,7 +63,7 @@ def config_check(app: AppContext) -> None:
         config = app.config
     except ConfigErrors as exc:
         for error in exc.errors:
-            click.echo(f"error: {error}")
+            click.echo(f"Error: {error}", err=True)
         summary(f"{len(exc.errors)} error(s)")
         raise SystemExit(2) from None
     click.echo(f"{config.path}: OK: {len(config.users)} user(s), {len(config.sources)} source(s), "
