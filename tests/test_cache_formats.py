@@ -20,9 +20,10 @@ CACHES = [
     ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "3b0b1a0e04b09e3f"),
     ("collab", "model.reader_factors", "MODEL_FORMAT", 3, ("model.reader_factors", "model.word_vectors", "model.unit_rows"),
      "d5e7be44d0265fcd"),
-    ("lsa", "model.own_classifier", "MODEL_FORMAT", 6, ("model.own_classifier", "model.word_vectors"), "57645c915bd195d7"),
-    ("profiles", "model.profiles", "CACHE_FORMAT", 11, ("model.profiles", "model.own_classifier", "model.unit_rows",
-                                                       "pipeline.stored_models"), "f8a4fee66c6c4e7e"),
+    ("lsa", "model.own_classifier", "MODEL_FORMAT", 7, ("model.own_classifier", "model.word_vectors", "model.reader_model"),
+     "f60b85c49d39d7ce"),
+    ("profiles", "model.profiles", "CACHE_FORMAT", 12, ("model.profiles", "model.own_classifier", "model.reader_model",
+                                                       "model.unit_rows", "pipeline.stored_models"), "d06f405a09b128d7"),
 ]
 
 

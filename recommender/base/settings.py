@@ -46,7 +46,7 @@ class RankingConfig:
     open_weight: float = 0.25
     star_half_life_days: float = 0.0
     why_terms: int = 3
-    collaborative_weight: float = 1.0
+    collaborative_weight: float = 1.4
     collaborative_min_users: int = 10
     community: str = "auto"  # off: each reader alone; on: everyone's stars; auto: see reader_factors.uses_community
     lsa_dims: int = 1000
@@ -63,6 +63,8 @@ class RankingConfig:
     personal_lsa_weight: float = 0.5
     personal_word_weight: float = 1.2
     personal_c: float = 0.03
+    reader_model_weight: float = 1.5  # each reader's own linear model beside the reader factors (0 = off)
+    reader_model_ridge: float = 30.0
 
 
 @dataclass(frozen=True)
