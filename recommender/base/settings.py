@@ -50,7 +50,7 @@ class RankingConfig:
     collaborative_min_users: int = 10
     community: str = "auto"  # off: each reader alone; on: everyone's stars; auto: see reader_factors.uses_community
     lsa_dims: int = 1000
-    cf_factors: int = 800
+    cf_factors: int = 480
     cf_ridge: float = 1.0
     cf_word_weight: float = 1.0  # weight of a paper's word-vector sum beside its LSA text dimensions
     lsa_max_terms: int = 30000
