@@ -15,6 +15,7 @@ from typing import Any
 
 from recommender.base import settings as s
 
+
 class _Required:
     """The default of a key that must be given (a reader's email, a source's name)."""
 
@@ -87,10 +88,10 @@ _HELP: dict[str, dict[str, str]] = {
     },
     "smtp": {
         "host": "the mail server",
-        "port": "its port",
+        "port": "the mail server's port (587 for starttls, 465 for tls)",
         "security": "none, starttls or tls",
         "username": "empty: no login",
-        "password_env": "environment variable holding the password",
+        "password_env": "environment variable holding the password",  # nosec B105  # help text, not a secret
         "from": "the sender of every digest",
         "timeout_seconds": "connect and send timeout",
         "max_connections": "SMTP connections used at once",
@@ -107,7 +108,7 @@ _HELP: dict[str, dict[str, str]] = {
     "feedback": {
         "base_url": "where `recommender serve` is reachable from a reader's mail client (public HTTPS in "
                     "production)",
-        "secret_env": "environment variable holding the link-signing key",
+        "secret_env": "environment variable holding the link-signing key",  # nosec B105  # help text
         "max_age_days": "feedback links older than this answer 410",
         "rate_limit_per_minute": "per client on feedback routes; 0 = off",
         "unsubscribe_mailto": "optional mailto: address for List-Unsubscribe",
