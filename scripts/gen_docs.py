@@ -60,9 +60,17 @@ def settings_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def _context(path: tuple[str, ...], command: click.Command) -> click.Context:
+    """A command's context as the real command line makes it: a child of the root's, whose
+    settings (``-h`` beside ``--help``) it inherits. A context made without that parent would
+    leave the command caching a help option of ``--help`` alone."""
+    root = click.Context(cli, info_name="recommender", **cli.context_settings)
+    return root if not path else click.Context(command, info_name=path[-1], parent=root)
+
+
 def commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     """Every command and group, in the order `--help` lists them."""
-    context = click.Context(group, info_name="recommender")
+    context = _context(prefix, group)
     for name in group.list_commands(context):
         command = group.get_command(context, name)
         assert command is not None
@@ -97,7 +105,7 @@ def cli_reference() -> str:
 
 def usage(path: tuple[str, ...], command: click.Command) -> str:
     """``recommend [--user EMAIL] [--limit N]``: the command with its options and arguments."""
-    context = click.Context(command, info_name=" ".join(path))
+    context = _context(path, command)
     pieces = list(path)
     for param in command.get_params(context):
         if isinstance(param, click.Option):

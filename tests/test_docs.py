@@ -4,6 +4,7 @@ settings table and the real `--help` output."""
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import re
 import tomllib
@@ -107,7 +108,8 @@ def test_the_reader_fills_in_the_tables_defaults(tmp_path: Path, monkeypatch: py
 def test_readme_and_the_command_reference_are_generated_from_the_code():
     gen_docs = _gen_docs()
     for path, text in gen_docs.generated().items():
-        assert path.read_text(encoding="utf-8") == text, f"{path.name} is stale: run python scripts/gen_docs.py"
+        stale = list(difflib.unified_diff(path.read_text(encoding="utf-8").splitlines(), text.splitlines(), lineterm=""))
+        assert not stale, f"{path.name} is stale: run python scripts/gen_docs.py\n" + "\n".join(stale[:20])
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     for known in SETTINGS:
         assert f"| `{known.name}` | {known.type} | {gen_docs.toml_text(known.default).replace('|', chr(92) + '|')} |" in readme

@@ -23,6 +23,15 @@ class DigestStatus(StrEnum):
     FAILED = "failed"
     SUPERSEDED = "superseded"  # a newer digest took its place before it could be sent
     UNSUBSCRIBED = "unsubscribed"  # its reader unsubscribed before it went out
+    NO_EMAIL = "no email"  # made for a reader whose channels leave email out (feed, webhook)
+
+
+class DeliveryStatus(StrEnum):
+    """What one try to deliver a digest or a webhook post came to."""
+
+    SENT = "sent"
+    DEFERRED = "deferred"  # a temporary failure: tried again later
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
