@@ -15,6 +15,14 @@ from typing import NamedTuple
 from recommender.base.text import shown
 
 
+class ReaderIds(dict[str, int]):
+    """Each reader's stored id by email, lower-cased (what the store's ``sync_users`` returns):
+    ``ids.of(user.email)`` is the one place an email is turned into the key."""
+
+    def of(self, email: str) -> int:
+        return self[email.lower()]
+
+
 class DigestStatus(StrEnum):
     """Where a stored digest stands in the outbox (the value is what the database holds)."""
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from recommender.base.config import UserConfig
-from recommender.base.domain import DigestStatus
+from recommender.base.domain import DigestStatus, ReaderIds
 from recommender.store import Store
 from recommender.store.outbox import Outbox
 
@@ -44,7 +44,7 @@ class UserResult:
         return f"{self.email}: {self.status}"
 
 
-def owed_states(store: Store, users: Sequence[UserConfig], ids: dict[str, int], queued: dict[str, UserResult],
+def owed_states(store: Store, users: Sequence[UserConfig], ids: ReaderIds, queued: dict[str, UserResult],
                 started: datetime, handled: set[int], now: datetime) -> list[UserResult]:
     """Each user's line after a run, read from the outbox (so digests another process or a child
     that died handled count too): sent, deferred until when, failed and why, in flight
@@ -52,7 +52,7 @@ def owed_states(store: Store, users: Sequence[UserConfig], ids: dict[str, int], 
     states = Outbox(store).latest_states(list(ids.values()))
     lines = []
     for user in users:
-        state = states.get(ids[user.email.lower()])
+        state = states.get(ids.of(user.email))
         queued_result = queued.get(user.email)
         if queued_result is not None and queued_result.status == DigestStatus.UNSUBSCRIBED:
             lines.append(queued_result)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from recommender.base.config import Channel, Config, UserConfig, WebhookConfig
-from recommender.base.domain import DeliveryStatus, DigestStatus, Paper
+from recommender.base.domain import DeliveryStatus, DigestStatus, Paper, ReaderIds
 from recommender.base.link_signing import LinkSigner
 from recommender.base.text import one_line
 from recommender.delivery.webhooks import PostOutcome, WebhookSender
@@ -38,7 +38,7 @@ def digest_channels(user: UserConfig) -> tuple[str, ...]:
 
 def feed_url(config: Config, store: Store, signer: LinkSigner, user: UserConfig, rotate: bool = False) -> str:
     """The reader's private feed URL; with ``rotate``, a new one (the old answers 404 from now on)."""
-    user_id = store.sync_users([user.email])[user.email.lower()]
+    user_id = store.sync_users([user.email]).of(user.email)
     rows = FeedRows(store)
     if rotate:
         generation = rows.rotate(user_id)
@@ -164,19 +164,19 @@ def _send(hook: WebhookConfig, posts: ChannelPosts, post_id: int, parts: list[ob
     return outcome
 
 
-def channel_notes(config: Config, store: Store, users: Sequence[UserConfig], ids: dict[str, int],
+def channel_notes(config: Config, store: Store, users: Sequence[UserConfig], ids: ReaderIds,
                   started: datetime) -> dict[str, str]:
     """Each reader's channels beyond email after a run, for their line of `digest send`:
     "feed: published; webhook lab: sent" (or deferred, failed and why)."""
     wanted = [u for u in users if u.channels != (Channel.EMAIL,)]
     if not wanted:
         return {}
-    newest = {s_user: s for s_user, s in Outbox(store).latest_states([ids[u.email.lower()] for u in wanted]).items()}
+    newest = {s_user: s for s_user, s in Outbox(store).latest_states([ids.of(u.email) for u in wanted]).items()}
     posts = ChannelPosts(store).items(digest_ids=[s.id for s in newest.values()])
     post_of = {d: p for p in posts for d in p.digest_ids}
     notes: dict[str, str] = {}
     for user in wanted:
-        state = newest.get(ids[user.email.lower()])
+        state = newest.get(ids.of(user.email))
         if state is None or state.created_at < started:
             continue
         parts = []
