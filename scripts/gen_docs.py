@@ -22,12 +22,17 @@ import click
 from click.testing import CliRunner
 
 from recommender.app.cli import cli
-from recommender.base.settings_table import ARRAY_SECTIONS, REQUIRED, SETTINGS
+from recommender.base.settings_table import ARRAY_SECTIONS, REQUIRED, SETTINGS, Setting
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 CLI_DOC = REPO / "docs" / "CLI.md"
 HELP_WIDTH = 100  # fixed, so the output does not depend on the terminal it is made in
+
+
+def default_text(setting: Setting) -> str:
+    """A setting's default for the table: in words where it stands for a rule, else as TOML."""
+    return setting.shown or toml_text(setting.default)
 
 
 def toml_text(value: object) -> str:
@@ -55,7 +60,7 @@ def settings_table() -> str:
         if setting.section != shown:
             shown = setting.section
             section = f"`[[{shown}]]`" if shown in ARRAY_SECTIONS else f"`[{shown}]`"
-        rows.append(f"| {section} | `{setting.name}` | {setting.type} | {_cell(toml_text(setting.default))} "
+        rows.append(f"| {section} | `{setting.name}` | {setting.type} | {_cell(default_text(setting))} "
                     f"| {_cell(setting.help)} |")
     return "\n".join(rows) + "\n"
 

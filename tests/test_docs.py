@@ -112,7 +112,7 @@ def test_readme_and_the_command_reference_are_generated_from_the_code():
         assert not stale, f"{path.name} is stale: run python scripts/gen_docs.py\n" + "\n".join(stale[:20])
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     for known in SETTINGS:
-        assert f"| `{known.name}` | {known.type} | {gen_docs.toml_text(known.default).replace('|', chr(92) + '|')} |" in readme
+        assert f"| `{known.name}` | {known.type} | {gen_docs.default_text(known).replace('|', chr(92) + '|')} |" in readme
 
 
 def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()):

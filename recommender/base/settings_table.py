@@ -34,6 +34,7 @@ class Setting:
     default: Any  # the TOML value a missing key stands for; REQUIRED or None (no value)
     help: str
     choices: tuple[str, ...] = ()
+    shown: str = ""  # the default in words, where None stands for a rule (exclude_types)
 
     @property
     def key(self) -> str:
@@ -142,7 +143,7 @@ _HELP: dict[str, dict[str, str]] = {
         "frequency": "daily or weekly",
         "weekday": "the day of a weekly digest",
         "max_items": "papers per digest (recommend --limit overrides)",
-        "min_score": "inclusive score threshold; none by default",
+        "min_score": "inclusive score threshold",
         "interests": "cold-start keywords before any star",
         "exclude": "keywords that drop a paper",
         "authors": "followed authors: their new papers are always shown",
@@ -170,7 +171,7 @@ _HELP: dict[str, dict[str, str]] = {
         "categories": "biorxiv/medrxiv: subjects kept; [] = every subject",
         "days": "biorxiv/medrxiv: days back a fetch covers, today included (1-31)",
         "exclude_titles": "feed: regular expressions (case ignored) on item titles to drop",
-        "exclude_types": "feed: dc:type / PRISM section values dropped (default: news, editorials and the like)",
+        "exclude_types": "feed: dc:type / PRISM section values dropped",
     },
 }
 
@@ -185,6 +186,7 @@ _DEFAULTS: dict[str, Any] = {
     "database.url": "sqlite:///db/recommender.sqlite", "users.email": REQUIRED, "webhooks.name": REQUIRED,
     "webhooks.kind": REQUIRED, "webhooks.url_env": REQUIRED, "sources.name": REQUIRED, "sources.kind": REQUIRED,
 }
+_SHOWN = {"sources.exclude_types": "news, editorials and the like", "users.min_score": "none (no threshold)"}
 _CHOICES: dict[str, tuple[str, ...]] = {
     "ranking.community": tuple(s.CommunityMode), "ranking.personal": tuple(s.PersonalMode),
     "smtp.security": tuple(s.SmtpSecurity), "delivery.mode": tuple(s.DeliveryMode),
@@ -230,7 +232,7 @@ def _settings() -> tuple[Setting, ...]:
             else:
                 default = _toml_value(f.default if f.default is not MISSING else f.default_factory())  # type: ignore[misc,operator]
             table.append(Setting(section, name, _type_of(str(f.type), default), default, helps.get(name, ""),
-                                 _CHOICES.get(key, ())))
+                                 _CHOICES.get(key, ()), _SHOWN.get(key, "")))
     return tuple(table)
 
 
