@@ -60,7 +60,8 @@ _HELP: dict[str, dict[str, str]] = {
         "min_df": "drop terms seen in fewer papers (ignored below 100 papers)",
         "max_df": "drop terms in more than this share of papers",
         "sublinear_tf": "1 + log(tf): repeated words count less",
-        "stem": 'count words by their stem: "networks" and "networked" are "network"',
+        "stem": 'count words by their English stem: "networks" and "networked" are "network" '
+                '(explanations show the most frequent word)',
         "interests_weight": "pull of `interests` keywords while a reader has fewer than 5 stars",
         "more_weight": 'pull of a "more like this" click (a star counts 1.0)',
         "less_weight": 'push of a "less like this" click',
@@ -148,12 +149,12 @@ _HELP: dict[str, dict[str, str]] = {
         "exclude": "keywords that drop a paper",
         "authors": "followed authors: their new papers are always shown",
         "stars": "papers (ids, arXiv ids or exact titles) starred by `star --from-config`",
-        "channels": "where the digest goes: email, feed (a private Atom feed), webhook",
+        "channels": "where the digest goes: email, feed (a private Atom feed), webhook (README: Channels)",
         "webhook": 'with channel "webhook": a [[webhooks]] name; readers naming one share one post per run',
     },
     "webhooks": {
         "name": "letters, digits, dots and dashes; what readers' `webhook` names",
-        "kind": "slack, discord or json",
+        "kind": "slack, discord or json (README: Channels)",
         "url_env": "environment variable holding the webhook's URL (a secret)",
         "timeout_seconds": "timeout of one post",
         "max_attempts": "tries within a run for 5xx answers and timeouts",
@@ -163,7 +164,7 @@ _HELP: dict[str, dict[str, str]] = {
     },
     "sources": {
         "name": "the source's name in logs, `fetch --source` and `config check`",
-        "kind": "the format: " + ", ".join(("arxiv", "biorxiv", "medrxiv", "feed", "hf_daily", "jsonl",
+        "kind": "the format (README: Sources): " + ", ".join(("arxiv", "biorxiv", "medrxiv", "feed", "hf_daily", "jsonl",
                                             "trending_page")),
         "path": "a glob of files dropped into a folder (or url)",
         "url": "the address fetched (or path)",
