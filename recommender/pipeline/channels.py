@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from recommender.base.clock import Clock
 from recommender.base.config import Channel, Config, UserConfig, WebhookConfig
 from recommender.base.domain import DeliveryStatus, DigestStatus, Paper, ReaderIds
 from recommender.base.link_signing import LinkSigner
@@ -27,7 +28,6 @@ from recommender.store.feeds import FeedRows
 from recommender.store.outbox import Outbox, new_owner
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 POST_LEASE = timedelta(minutes=10)
 
 
