@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from recommender.pipeline.store_access import Outbox, Store
+from recommender.store import Store
+from recommender.store.outbox import Outbox
 
 from conftest import SEEDS, recommender_command, smtp_section, write_config
 from smtp_server import SmtpServer, free_port

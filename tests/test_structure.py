@@ -113,13 +113,26 @@ def test_stages_of_one_layer_are_independent():
     assert across == []
 
 
-def test_the_shells_call_the_pipeline_and_base_only():
-    """Commands, the daemon and the warm process reach every stage through ``pipeline``
-    (the store's handles through ``pipeline.store_access``)."""
-    allowed = {"recommender", "base", "pipeline", "app"}
+SHELL_WAYS_IN = {"recommender.pipeline.api", "recommender.pipeline.api_results"}
+
+
+def test_the_shells_call_the_api_and_base_only():
+    """Commands, the daemon and the warm process reach every stage through the install's
+    Python API (``recommender.pipeline.api``, its results in ``api_results``), nothing else
+    of the pipeline and no stage below it: a use case is written once, in the API."""
     reaching = [f"{a} imports {b}" for a in sorted(EDGES) for b in sorted(EDGES[a])
-                if _stage(a) == "app" and _stage(b) not in allowed]
+                if _stage(a) == "app" and _stage(b) not in {"recommender", "base", "app"} and b not in SHELL_WAYS_IN
+                and b != "recommender.pipeline"]
     assert reaching == []
+
+
+def test_the_shells_import_no_pipeline_module_but_the_api():
+    """``from recommender import pipeline`` in a shell would reach every use case past the API."""
+    parsed = {a: ast.parse(MODULES[a].read_text(encoding="utf-8")) for a in MODULES if _stage(a) == "app"}
+    direct = sorted(f"{a} imports {alias.name}" for a, tree in parsed.items() for n in ast.walk(tree)
+                    if isinstance(n, ast.ImportFrom) and n.module in ("recommender", "recommender.pipeline")
+                    for alias in n.names if alias.name not in ("__version__",))
+    assert direct == []
 
 
 def test_the_root_imports_the_api_only_on_first_use():
@@ -133,11 +146,10 @@ def test_the_root_imports_the_api_only_on_first_use():
     assert inside == {"recommender.pipeline.api"}
 
 
-def test_the_shells_may_reach_the_pipeline_through_the_api():
-    """``recommender.pipeline.api`` is the shells' way in (the commands' shared context opens
-    it); commands move to it one by one, the other pipeline modules allowed until the last has."""
+def test_the_shells_reach_the_pipeline_through_the_api():
+    """The commands' shared context, the daemon and the warm process open the API."""
     shells = {a for a in EDGES if _stage(a) == "app" and "recommender.pipeline.api" in EDGES[a]}
-    assert "recommender.app.cli.app" in shells
+    assert {"recommender.app.cli.app", "recommender.app.daemon", "recommender.app.warm_server"} <= shells
 
 
 def test_no_module_is_in_an_import_cycle():

@@ -18,19 +18,19 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from recommender import pipeline
 from recommender.app import runtime, triggers
 from recommender.base import parallel
 from recommender.base.clock import Clock
-from recommender.base.config import Config, DeliveryMode, UserConfig, load_config
-from recommender.pipeline import digests
-from recommender.pipeline.digests import UserResult
-from recommender.pipeline.fetching import Fetcher
-from recommender.pipeline.store_access import DaemonLock, DaemonState, Store
+from recommender.base.config import Config, UserConfig, load_config
+from recommender.pipeline.api import Recommender
+
+if TYPE_CHECKING:
+    from recommender.pipeline.api import UserResult
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,11 @@ class Daemon:
         self.database_url = database_url
         self.clock = clock or _now
         self.config = load_config(config_path, database_url)
-        self.store = Store.open(self.config.database.url)
-        self.store.check_schema()
-        if self.config.delivery.mode == DeliveryMode.DIRECT:
-            digests.signer_for(self.config, self.clock)  # refuse a missing secret before starting
-            digests.check_credentials(self.config.smtp)  # and a login that can only fail or leak
-        self.state = DaemonState(self.store)
-        self.lock = DaemonLock(self.store)
+        self.api = Recommender(self.config, clock=self.clock)
+        self.store = self.api.store
+        self.api.check_delivery()  # a missing secret or a login that can only fail, before starting
+        self.state = self.api.daemon_state()
+        self.lock = self.api.daemon_lock()
         self.stopping = threading.Event()
         self.due: dict[str, None] = {}  # emails waiting for the runner, in the order they fell due
         self.due_changed = threading.Condition()
@@ -177,6 +175,7 @@ class Daemon:
         except Exception as exc:  # keep running with the old config
             log.error("config reload failed, keeping the previous config: %s", exc)
             return
+        self.api.config = self.config
         log.info("config reloaded: %d user(s)", len(self.config.users))
         self.schedule_jobs()
 
@@ -199,7 +198,7 @@ class Daemon:
         if self.runner.is_alive():
             self.runner.join()  # the run in progress ends first
         self.lock.release()
-        self.store.close()
+        self.api.close()
         log.info("daemon stopped")
 
     def run_forever(self) -> None:
@@ -242,24 +241,15 @@ def run_digests(config: Config, users: list[UserConfig], jobs: int, log_level: i
     runtime.log_to_stderr(log_level)
     runtime.set_jobs(jobs)
     log.info("digest run of %d user(s) in process %d", len(users), os.getpid())
-    store = Store.open(config.database.url)
-    try:
-        if config.sources:
-            fetcher = Fetcher(config, store, clock=_now)
-            stale = fetcher.stale()
-            if stale and any(o.new_papers for o in fetcher.fetch(stale)):
-                pipeline.refresh(store, config, _now())
-        if config.delivery.mode == DeliveryMode.QUEUE:
-            return digests.enqueue(config, store, users, _now)
-        return digests.run(config, store, users, _now, deliver_while_queueing=parallel.can_fork())
-    finally:
-        store.close()
+    with Recommender(config, clock=_now) as rec:
+        return rec.scheduled_run([user.email for user in users])
 
 
-def describe_schedule(config: Config, store: Store, now: datetime) -> list[tuple[UserConfig, datetime, str]]:
+def describe_schedule(rec: Recommender, now: datetime | None = None) -> list[tuple[UserConfig, datetime, str]]:
     """(user, next run in the user's zone, job kind), as the daemon would schedule it."""
-    state = DaemonState(store)
-    ids = store.sync_users(u.email for u in config.users)
+    config, now = rec.config, now or rec.clock()
+    state = rec.daemon_state()
+    ids = rec.store.sync_users(u.email for u in config.users)
     grace = timedelta(minutes=config.scheduler.misfire_grace_minutes)
     rows = []
     for user in config.users:

@@ -26,11 +26,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, cast
 
-from recommender import pipeline
 from recommender.app.warm_client import WARM_COMMANDS, socket_folder, socket_name
 from recommender.base.config import load_config
 from recommender.base.errors import RecommenderError
-from recommender.pipeline.store_access import Store
+from recommender.pipeline.api import Database, Recommender
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ PEER_SECONDS = 5.0  # a caller that sends or reads nothing for this long is drop
 
 
 class WarmServer:
-    def __init__(self, config: Path, database_url: str | None, run_command: Callable[[list[str], dict[str, Store]], object]):
+    def __init__(self, config: Path, database_url: str | None, run_command: Callable[[list[str], dict[str, Database]], object]):
         # the command line's runner, passed in: the CLI sits above this module
         self.config, self.database_url, self.run_command = str(config), database_url, run_command
         folder = socket_folder(os.environ, create=True)
@@ -47,7 +46,7 @@ class WarmServer:
             raise RecommenderError("cannot make a private folder for the warm socket (set XDG_RUNTIME_DIR to one "
                                    "only you can enter)")
         self.path = folder / socket_name(self.config, database_url)
-        self.kept_stores: dict[str, Store] = {}
+        self.kept_stores: dict[str, Database] = {}
 
     def serve(self, ready: Any = None) -> None:
         """Answer requests until SIGTERM or Ctrl-C. ``ready`` (a callable) is called once listening."""
@@ -96,7 +95,7 @@ class WarmServer:
         """Everything a first request would otherwise wait for: the store, its models and the
         compiled kernels (here even small jobs run compiled: the compiler is loaded already)."""
         started = time.perf_counter()
-        pipeline.prepare_compiled_ranking()
+        Recommender.prepare_ranking()
         users = load_config(Path(self.config), self.database_url).users
         if users:
             with open(os.devnull, "w", encoding="utf-8") as sink, _command_output(sink, sink):

@@ -29,11 +29,11 @@ from recommender.pipeline.api_results import (
     Forgotten,
     Preview,
     ProfileView,
-    Retried,
     Star,
     Starred,
     UserSummary,
 )
+from recommender.pipeline.api_service import InstallMethods
 from recommender.store import Store
 from recommender.store.checkpoints import BackgroundCheckpoints
 from recommender.store.feedback import FeedbackLog
@@ -47,10 +47,11 @@ if TYPE_CHECKING:
     from recommender.pipeline.fetching import FetchOutcome
     from recommender.sources.arxiv_api import ArxivLookup
 
+Database = Store  # what ``open_database`` returns, for the shells' annotations
 OnReader = Callable[[int, int], None]  # (readers fitted, of how many): readers' own classifiers
 
 
-class Recommender:
+class Recommender(InstallMethods):
     """One install: its config, its database, its models.
 
     Example::
@@ -87,11 +88,27 @@ class Recommender:
 
     # -- what it owns ---------------------------------------------------------------------
     @cached_property
+    def database(self) -> Store:
+        """The database as it is, its schema not checked (for ``init``)."""
+        return self._given_store or Store.open(self.config.database.url)
+
+    @cached_property
     def store(self) -> Store:
         """The database, its schema checked (``recommender init`` creates it)."""
-        store = self._given_store or Store.open(self.config.database.url)
-        store.check_schema()
-        return store
+        self.database.check_schema()
+        return self.database
+
+    @staticmethod
+    def open_database(url: str, keep_models: bool = False) -> Store:
+        """A database to hand to several ``Recommender`` objects in turn; ``keep_models``
+        keeps each loaded model for the next while its stored stamp is unchanged (the
+        ``warm`` process)."""
+        return Store.open(url, keep_models=keep_models)
+
+    @staticmethod
+    def prepare_ranking() -> None:
+        """Load the compiled inner loops of ranking now, not on the first request."""
+        pipeline.prepare_compiled_ranking()
 
     @property
     def models(self) -> pipeline.Models:
@@ -109,9 +126,10 @@ class Recommender:
 
     def close(self) -> None:
         """Close the database, unless it was given open."""
-        if self._given_store is None and "store" in self.__dict__:
-            self.store.close()
+        if self._given_store is None and "database" in self.__dict__:
+            self.database.close()
         self.__dict__.pop("store", None)
+        self.__dict__.pop("database", None)
         self._models = None
 
     def __enter__(self) -> Recommender:
@@ -156,14 +174,15 @@ class Recommender:
             checkpoints.stop()
         return result
 
-    def fetch(self, sources: Sequence[str] = ()) -> list[FetchOutcome]:
-        """Pull the configured sources (all, or those named) as one ingest run.
+    def fetch(self, sources: Sequence[str] = (), log_outcomes: bool = True) -> list[FetchOutcome]:
+        """Pull the configured sources (all, or those named) as one ingest run
+        (``log_outcomes``: log each source's line too).
 
         Example: ``[o.line() for o in rec.fetch(["arxiv-lg"])]``"""
         from recommender.pipeline.fetching import Fetcher
 
         fetcher = Fetcher(self.config, self.store, clock=self.clock)
-        outcomes = fetcher.fetch(fetcher.sources(sources))
+        outcomes = fetcher.fetch(fetcher.sources(sources), log_outcomes)
         if any(o.new_papers for o in outcomes):
             self._refit()
         return outcomes
@@ -248,6 +267,20 @@ class Recommender:
         candidates = self.store.batch_papers(pipeline.candidate_batches(self.store, batch))
         return pipeline.rank_users(self.config, self.store, self.models, users, candidates, limit, self.clock())
 
+    def recommend_written(self, emails: Sequence[str], limit: int | None, batch: str,
+                          render: Callable[[Sequence[UserConfig], dict[str, list[Recommendation]]], str],
+                          write: Callable[[str], None]) -> int | None:
+        """``recommend_many`` for many readers, each part's picks rendered and written as soon
+        as it is ranked (parts in parallel processes where they can fork); returns how many
+        picks were written, None when no batch holds candidates.
+
+        Example: ``rec.recommend_written(["ada@example.org"], 5, "latest", to_text, print)``"""
+        batch_ids = pipeline.candidate_batches(self.store, batch)
+        if not batch_ids:  # imported libraries are what a reader knows, not candidates
+            return None
+        users = [self.config.user(e) for e in emails]
+        return pipeline.recommend_written(self.config, self.store, users, batch_ids, limit, render, write)
+
     def explain(self, email: str | None, paper_id: str) -> Breakdown:
         """How one paper's score for a reader is made up.
 
@@ -288,16 +321,6 @@ class Recommender:
         users = [self.config.user(e) for e in emails] if emails is not None else list(self.config.users)
         return digests.run(self.config, self.store, users, self.clock, dry_run=dry_run,
                            deliver_while_queueing=parallel.can_fork())
-
-    def retry(self) -> Retried:
-        """Requeue failed and deferred deliveries (not those a newer digest superseded) and
-        send what is due.
-
-        Example: ``rec.retry().sent``"""
-        from recommender.pipeline import digests
-
-        requeued = Outbox(self.store).requeue_failed()
-        return Retried(requeued, digests.deliver_pending(self.config, self.store, self.clock))
 
     # -- readers' data --------------------------------------------------------------------
     def users(self) -> list[UserSummary]:

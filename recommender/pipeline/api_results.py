@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, time
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,9 @@ from recommender.model.profiles import Profile
 
 if TYPE_CHECKING:
     from recommender.delivery.smtp import Outcome
+    from recommender.delivery.webhooks import PostOutcome
+    from recommender.store.channel_posts import PostItem
+    from recommender.store.outbox import OutboxItem
 
 
 @dataclass(frozen=True)
@@ -125,11 +128,40 @@ class Preview:
 
 @dataclass(frozen=True)
 class Retried:
-    """What ``retry`` did: the digests requeued, and each delivery's outcome."""
+    """What ``retry`` did: the deliveries requeued (digests, then webhook posts), and each
+    digest's and each post's outcome."""
 
     requeued: list[int]
     outcomes: list[Outcome]
+    posts: list[PostOutcome] = field(default_factory=list)
 
     @property
     def sent(self) -> int:
-        return sum(o.status == "sent" for o in self.outcomes)
+        return sum(o.status == "sent" for o in self.outcomes) + sum(p.status == "sent" for p in self.posts)
+
+    @property
+    def all_sent(self) -> bool:
+        return self.sent == len(self.outcomes) + len(self.posts)
+
+
+@dataclass(frozen=True)
+class Initialised:
+    """What ``init`` did: the schema before (None: a new database) and after, the database's
+    address with its password masked, and the files it made owner-only."""
+
+    before: str | None
+    schema: str
+    database: str
+    tightened: list[str]
+
+    @property
+    def state(self) -> str:
+        return "created" if self.before is None else ("upgraded" if self.before != self.schema else "already up to date")
+
+
+@dataclass(frozen=True)
+class Deliveries:
+    """The outbox: stored digests (with their email delivery) and webhook posts."""
+
+    digests: list[OutboxItem]
+    posts: list[PostItem]

@@ -28,54 +28,55 @@ from recommender.base.config import (
 )
 from recommender.base.env_names import JOBS_ENV
 from recommender.base.errors import ConfigError, RecommenderError
-from recommender.pipeline.store_access import Store
 
 if TYPE_CHECKING:
-    from recommender.pipeline.api import Recommender
+    from recommender.pipeline.api import Database, Recommender
 
 
 class AppContext:
-    """Built once per command: the config and the store, opened on first use."""
+    """Built once per command: the config and the install's API, opened on first use."""
 
     def __init__(self, config_option: str | None, database_url: str | None,
-                 kept_stores: dict[str, Store] | None = None):
+                 kept_databases: dict[str, Database] | None = None):
         self.config_option = config_option
         self.database_url = database_url
-        self._store: Store | None = None
-        # Given by `recommender warm`: stores (with their models) that outlive this command.
-        self.kept_stores = kept_stores
+        # Given by `recommender warm`: databases (with their models) that outlive this command.
+        self.kept_databases = kept_databases
+        self._readers_task: Any = None
 
     @cached_property
     def config(self) -> Config:
         return load_config(find_config_path(self.config_option), self.database_url)
 
-    @property
-    def store(self) -> Store:
-        """The store, schema checked (use ``raw_store`` for init)."""
-        store = self.raw_store
-        store.check_schema()
-        return store
-
-    @cached_property
-    def raw_store(self) -> Store:
-        url = self.config.database.url
-        if self.kept_stores is None:
-            self._store = Store.open(url)
-            return self._store
-        if url not in self.kept_stores:
-            self.kept_stores[url] = Store.open(url, keep_models=True)
-        return self.kept_stores[url]
-
     @cached_property
     def api(self) -> Recommender:
-        """The install's Python API over this command's config and store."""
+        """The install's Python API over this command's config (and the kept database)."""
         from recommender.pipeline.api import Recommender
 
-        return Recommender(self.config, self.store)
+        database = None
+        if self.kept_databases is not None:
+            url = self.config.database.url
+            if url not in self.kept_databases:
+                self.kept_databases[url] = Recommender.open_database(url, keep_models=True)
+            database = self.kept_databases[url]
+        return Recommender(self.config, database, on_refit=self.on_refit)
+
+    @cached_property
+    def progress(self) -> Progress:
+        """The command's progress bars on stderr (quiet when stderr is not a terminal)."""
+        return progress_bar().__enter__()
+
+    def on_refit(self, done: int, total: int) -> None:
+        """A bar while readers' own classifiers are fitted after a change."""
+        if self._readers_task is None:
+            self._readers_task = self.progress.add_task("fitting readers' classifiers", total=total)
+        self.progress.update(self._readers_task, completed=done)
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        if "progress" in self.__dict__:
+            self.progress.__exit__(None, None, None)
+        if "api" in self.__dict__:
+            self.api.close()
 
     def users(self, email: str | None, all_users: bool = False) -> list[UserConfig]:
         """The users a command acts for: --user, everyone, or the single configured one."""
@@ -155,13 +156,13 @@ def cli(ctx: click.Context, config_path: str | None, database_url: str | None, v
     """
     runtime.log_to_stderr(max(logging.WARNING - 10 * verbose, logging.DEBUG))
     runtime.set_jobs(jobs)
-    ctx.obj = AppContext(config_path, database_url, ctx.obj)  # ctx.obj: run_command's kept_stores
+    ctx.obj = AppContext(config_path, database_url, ctx.obj)  # ctx.obj: run_command's kept_databases
 
 
-def run_command(args: list[str] | None = None, kept_stores: dict[str, Store] | None = None) -> object:
+def run_command(args: list[str] | None = None, kept_databases: dict[str, Database] | None = None) -> object:
     """Run one command line (``sys.argv`` when ``args`` is None); returns its exit status."""
     try:
-        cli.main(args, prog_name="recommender", obj=kept_stores)
+        cli.main(args, prog_name="recommender", obj=kept_databases)
     except SystemExit as exc:
         return exc.code
     return 0
@@ -184,22 +185,6 @@ def progress_bar() -> Progress:
     console = stderr_console()
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=True, disable=not console.is_terminal)
-
-
-def refreshed(app: AppContext) -> None:
-    """``pipeline.refresh`` with a bar while readers' own classifiers are fitted."""
-    from recommender import pipeline
-
-    with progress_bar() as bar:
-        task = None
-
-        def on_reader(done: int, total: int) -> None:
-            nonlocal task
-            if task is None:
-                task = bar.add_task("fitting readers' classifiers", total=total)
-            bar.update(task, completed=done)
-
-        pipeline.refresh(app.store, app.config, on_reader=on_reader)
 
 
 def json_lines(records: Iterable[dict[str, Any]]) -> str:

@@ -7,23 +7,11 @@ from datetime import date
 
 import click
 
-from recommender import pipeline
-from recommender.app.cli.app import (
-    AppContext,
-    cli,
-    emit,
-    emit_json,
-    existing_path,
-    pass_app,
-    progress_bar,
-    refreshed,
-    summary,
-)
+from recommender.app.cli.app import AppContext, cli, emit, emit_json, pass_app, summary
 from recommender.base.config import ConfigErrors, UserConfig, config_warnings, masked_url
 from recommender.base.domain import Recommendation
 from recommender.base.errors import RecommenderError
 from recommender.base.formats import DIGEST_FORMATS
-from recommender.pipeline.store_access import BackgroundCheckpoints
 
 
 @cli.command()
@@ -36,11 +24,9 @@ def init(app: AppContext) -> None:
     \b
       recommender --config config.toml init
     """
-    before, after = app.raw_store.upgrade_schema()
-    app.raw_store.sync_users(u.email for u in app.config.users)
-    state = "created" if before is None else ("upgraded" if before != after else "already up to date")
-    click.echo(f"database {state} (schema {after}): {masked_url(app.config.database.url)}")
-    for path in app.raw_store.tighten_permissions():
+    done = app.api.init()
+    click.echo(f"database {done.state} (schema {done.schema}): {done.database}")
+    for path in done.tightened:
         click.echo(f"made owner-only: {path}")
 
 
@@ -70,10 +56,8 @@ def config_check(app: AppContext) -> None:
                f"database {masked_url(config.database.url)}")
     for warning in config_warnings(config):
         click.echo(f"warning: {warning}")
-    from recommender.pipeline.fetching import failing_sources  # on use: it imports the HTTP client
-
     try:
-        failing = failing_sources(config, app.store) if config.sources else []
+        failing = app.api.failing_sources()
     except RecommenderError:  # no database yet: nothing has been fetched
         failing = []
     for warning in failing:
@@ -100,19 +84,8 @@ def ingest(app: AppContext, paths: tuple[str, ...], fmt: str, batch_date: object
       recommender ingest --format jsonl --date 2025-03-11 papers.jsonl
     """
     day: date | None = batch_date.date() if batch_date is not None else None  # type: ignore[attr-defined]
-    store = app.store
-    files = [existing_path(p) for p in paths]
-    # The log that a large ingest fills is checkpointed by a thread while the model is refit,
-    # not inside the ingest's commit (~1 s for 100,000 papers, an fsync included).
-    checkpoints = BackgroundCheckpoints(store).start()
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task("parsing", total=len(files))
-            result = pipeline.ingest_files(store, files, fmt, day, on_file=lambda n: bar.advance(task, n))
-        if result.new_papers:
-            refreshed(app)  # refit now, so ranking only reads
-    finally:
-        checkpoints.stop()
+    task = app.progress.add_task("parsing", total=len(paths))
+    result = app.api.ingest(paths, fmt, day, on_file=lambda n: app.progress.advance(task, n))
     summary(result.line())
 
 
@@ -176,12 +149,11 @@ def recommend(app: AppContext, email: str | None, all_users: bool, batch_spec: s
                 lines.append("nothing new to recommend")
         return "".join(line + "\n" for line in lines)
 
-    batch_ids = pipeline.candidate_batches(app.store, batch_spec)
-    if not batch_ids:  # imported libraries are what a reader knows, not candidates
+    count = app.api.recommend_written([user.email for user in users], limit, batch_spec, render, emit)
+    if count is None:
         click.echo("no new papers to rank yet: get some with `recommender fetch` (the [[sources]] of the config) "
                    "or `recommender ingest FILE`", err=as_json)  # (--json: stdout stays JSON lines)
         return
-    count = pipeline.recommend_written(app.config, app.store, users, batch_ids, limit, render, emit)
     summary(f"ranked {count} recommendation(s) for {len(users)} user(s)")
 
 
@@ -199,8 +171,7 @@ def explain(app: AppContext, paper_id: str, email: str | None, as_json: bool) ->
     \b
       recommender explain 2412.00420
     """
-    user = app.user(email)
-    breakdown = pipeline.explain(app.config, app.store, user, paper_id)
+    breakdown = app.api.explain(app.user(email).email, paper_id).as_json()
     if as_json:
         emit_json([breakdown])
         return

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
 
 from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, run_command, summary
@@ -28,7 +26,7 @@ def run(app: AppContext) -> None:
     from recommender.app.daemon import Daemon
 
     run_log_level = runtime.log_daemon_to_stderr()
-    app.store  # noqa: B018 - refuses an uninitialised or newer database before starting
+    app.api.store  # noqa: B018 - refuses an uninitialised or newer database before starting
     Daemon(app.config.path, app.database_url, run_log_level=run_log_level).run_forever()
 
 
@@ -51,7 +49,7 @@ def warm(app: AppContext) -> None:
     """
     from recommender.app.warm_server import WarmServer
 
-    app.store  # noqa: B018 - refuses an uninitialised or newer database before starting
+    app.api.store  # noqa: B018 - refuses an uninitialised or newer database before starting
     WarmServer(app.config.path, app.database_url, run_command).serve(ready=lambda: summary("warm: ready"))
 
 
@@ -67,14 +65,7 @@ def fetch(app: AppContext, names: tuple[str, ...]) -> None:
       recommender fetch
       recommender fetch --source arxiv-lg
     """
-    from recommender.pipeline.fetching import Fetcher
-
-    fetcher = Fetcher(app.config, app.store)
-    outcomes = fetcher.fetch(fetcher.sources(names), log_outcomes=False)  # printed below, once
-    if any(o.new_papers for o in outcomes):
-        from recommender import pipeline
-
-        pipeline.refresh(app.store, app.config)
+    outcomes = app.api.fetch(names, log_outcomes=False)  # printed below, once
     for outcome in outcomes:
         click.echo(outcome.line())
     failed = sum(o.status == "failed" for o in outcomes)
@@ -101,7 +92,7 @@ def schedule_list(app: AppContext, as_json: bool) -> None:
     """
     from recommender.app.daemon import describe_schedule
 
-    rows = describe_schedule(app.config, app.store, datetime.now(UTC))
+    rows = describe_schedule(app.api)
     if as_json:
         emit_json({"user": u.email, "next_run": when.isoformat(), "kind": kind, "timezone": u.timezone}
                   for u, when, kind in rows)
@@ -135,10 +126,8 @@ def worker(app: AppContext, concurrency: int, once: bool, poll_seconds: float, l
     import threading
     from datetime import timedelta
 
-    from recommender.pipeline import digests
-
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    sent = digests.work(app.config, app.store, concurrency, once, stop, poll_seconds, timedelta(seconds=lease_seconds))
+    sent = app.api.work(concurrency, once, stop, poll_seconds, timedelta(seconds=lease_seconds))
     summary(f"worker sent {sent} digest(s)")

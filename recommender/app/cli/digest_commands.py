@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -10,11 +9,6 @@ import click
 from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, summary
 from recommender.base.domain import DigestStatus
 from recommender.base.errors import RecommenderError
-from recommender.pipeline.store_access import ChannelPosts, Outbox
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @cli.group()
@@ -42,23 +36,19 @@ def digest_preview(app: AppContext, email: str | None, out: str | None, text_out
       recommender digest preview --eml preview/digest.eml && spamassassin -t < preview/digest.eml
     """
     user = app.user(email)
-    # Imported on use: rendering and SMTP imports would cost every other command's start-up.
-    from recommender.pipeline import digests
-
-    previewed = digests.preview(app.config, app.store, user, _now)
+    previewed = app.api.preview(user.email)
     if previewed is None:
         click.echo(f"{user.email}: nothing new: no digest would be sent now, nothing written "
                    "(new papers come with `recommender fetch` or `recommender ingest FILE`)")
         return
-    rendered, count, message = previewed
     target = Path(out or "digest-preview.html").expanduser()
-    _write(target, rendered.html)
+    _write(target, previewed.html)
     if text_out:
-        _write(Path(text_out).expanduser(), rendered.text)
+        _write(Path(text_out).expanduser(), previewed.text)
     if eml_out:
-        _write(Path(eml_out).expanduser(), message)
+        _write(Path(eml_out).expanduser(), previewed.message)
     click.echo(str(target.resolve()))
-    summary(f"{user.email}: preview of {count} paper(s): {rendered.subject}")
+    summary(f"{user.email}: preview of {previewed.papers} paper(s): {previewed.subject}")
 
 
 def _write(path: Path, content: str | bytes) -> None:
@@ -89,12 +79,7 @@ def digest_send(app: AppContext, email: str | None, dry_run: bool) -> None:
       recommender digest send
       recommender digest send --user ada@example.org --dry-run
     """
-    users = app.users(email, all_users=True)
-    from recommender.base import parallel
-    from recommender.pipeline import digests
-
-    results = digests.run(app.config, app.store, users, _now, dry_run=dry_run,
-                             deliver_while_queueing=parallel.can_fork())
+    results = app.api.send([user.email for user in app.users(email, all_users=True)], dry_run)
     for result in results:
         click.echo(result.line())
     failed = [r for r in results if r.status in ("failed", "deferred") or r.channel_undelivered]
@@ -126,8 +111,8 @@ def outbox_list(app: AppContext, status: str | None, as_json: bool) -> None:
     \b
       recommender outbox list --status failed
     """
-    items = Outbox(app.store).items(status)
-    posts = ChannelPosts(app.store).items(status)
+    deliveries = app.api.outbox(status)
+    items, posts = deliveries.digests, deliveries.posts
     if as_json:
         emit_json([*(item.as_json() | {"channel": "email"} for item in items), *(p.as_json() for p in posts)])
         return
@@ -154,21 +139,15 @@ def outbox_retry(app: AppContext) -> None:
     \b
       recommender outbox retry
     """
-    store = app.store
-    requeued = Outbox(store).requeue_failed()
-    reposted = ChannelPosts(store).requeue_failed()
-    from recommender.pipeline import channels, digests
-
-    outcomes = digests.deliver_pending(app.config, store, _now)
-    posted = channels.deliver_posts(app.config, store, _now)
-    requeued += reposted
-    sent = sum(o.status == "sent" for o in outcomes) + sum(p.status == "sent" for p in posted)
-    for outcome in outcomes:
+    retried = app.api.retry()
+    for outcome in retried.outcomes:
         if outcome.status != "sent":
             click.echo(f"digest {outcome.digest_id}: {outcome.status}: {outcome.detail}")
-    for post in posted:
+    for post in retried.posts:
         if post.status != "sent":
             click.echo(f"post {post.post_id}: {post.status}: {post.detail}")
-    summary(f"requeued {len(requeued)} failed or deferred deliver{'y' if len(requeued) == 1 else 'ies'}; sent {sent}")
-    if sent < len(outcomes) + len(posted):
+    requeued = retried.requeued
+    summary(f"requeued {len(requeued)} failed or deferred deliver{'y' if len(requeued) == 1 else 'ies'}; "
+            f"sent {retried.sent}")
+    if not retried.all_sent:
         raise SystemExit(1)

@@ -2,33 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
-from recommender.app.cli.app import (
-    AppContext,
-    cli,
-    emit_json,
-    existing_path,
-    pass_app,
-    progress_bar,
-    refreshed,
-    summary,
-)
+from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, summary
 from recommender.base.formats import LIBRARY_FORMATS
-from recommender.pipeline import star_import
-from recommender.pipeline.store_access import paper_by_title
-
-if TYPE_CHECKING:
-    from recommender.pipeline.star_import import ArxivLookup
-
-
-def _lookup(app: AppContext, offline: bool) -> ArxivLookup | None:
-    """The arXiv API client, unless the command runs --offline."""
-    if offline:
-        return None
-    return star_import.arxiv_lookup(app.config)
 
 
 @cli.command()
@@ -53,18 +30,13 @@ def star(app: AppContext, paper_ids: tuple[str, ...], titles: tuple[str, ...], f
       recommender star 1706.03762
       recommender star --title "TAROT: Targeted Data Selection via Optimal Transport"
     """
-    store = app.store
-    users = app.users(email, all_users=from_config and not email)
-    lookup = _lookup(app, offline)
-    for user in users:
-        wanted = list(paper_ids) + list(user.stars if from_config else ())
-        ids = star_import.resolve_references(store, wanted, lookup) + [paper_by_title(store, t).id for t in titles]
-        if not ids:
+    for user in app.users(email, all_users=from_config and not email):
+        if not (paper_ids or titles or (from_config and user.stars)):
             raise click.UsageError("give paper ids, --title TEXT, or --from-config")
-        added = store.star(store.user_id(user.email), ids)
-        for paper in store.papers(ids):
+        starred = app.api.star(user.email, paper_ids, titles, from_config, offline)
+        for paper in starred.papers:
             click.echo(f"starred {paper.id}\t{paper.display.title}")
-        summary(f"{user.email}: {added} new star(s), {len(set(ids)) - added} already starred")
+        summary(f"{user.email}: {starred.added} new star(s), {starred.already} already starred")
 
 
 @cli.command()
@@ -128,9 +100,7 @@ def stars_import(app: AppContext, file: str, skip_unknown: bool, offline: bool) 
     \b
       recommender stars import exported.csv
     """
-    result = star_import.import_stars(app.store, app.config, existing_path(file), skip_unknown, _lookup(app, offline))
-    if result.added:
-        refreshed(app)
+    result = app.api.import_stars(file, skip_unknown, offline)
     for problem in result.problems:
         click.echo(f"warning: {problem}", err=True)
     summary(f"imported {result.added} new star(s) from {result.lines} line(s)"
@@ -160,10 +130,9 @@ def import_library(app: AppContext, files: tuple[str, ...], email: str | None, f
       recommender import-library library.csv papers.ris --strict
     """
     user = app.user(email)
-    with progress_bar() as bar:
-        task = bar.add_task("looking up arXiv ids", total=None)
-        result = star_import.import_library(app.store, user.email, [existing_path(f) for f in files], fmt, strict,
-                                        _lookup(app, offline), progress=lambda n: bar.advance(task, n))
+    task = app.progress.add_task("looking up arXiv ids", total=None)
+    result = app.api.import_library(user.email, files, fmt, strict, offline,
+                                    progress=lambda n: app.progress.advance(task, n))
     for line in result.skipped:
         click.echo(f"warning: {line}", err=True)
     for unknown in result.unknown:
@@ -171,8 +140,6 @@ def import_library(app: AppContext, files: tuple[str, ...], email: str | None, f
     if result.lookup_failed:
         click.echo(f"warning: arXiv lookup failed ({result.lookup_failed}); entries kept as the files had them",
                    err=True)
-    if result.new_stars or result.added:
-        refreshed(app)
     if result.titles_only_note():
         click.echo(f"note: {result.titles_only_note()}", err=True)
     summary(f"{user.email}: {result.line()}")

@@ -7,12 +7,8 @@ import signal
 from typing import Any
 
 import click
-import numpy as np
 
-from recommender import pipeline
 from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, summary
-from recommender.base.link_signing import check_secret
-from recommender.pipeline.store_access import FeedbackLog
 
 
 @cli.command()
@@ -31,16 +27,11 @@ def serve(app: AppContext, host: str, port: int, workers: int) -> None:
     \b
       recommender serve --host 127.0.0.1 --port 8080
     """
-    from recommender.pipeline import serving
-
-    config = app.config
-    check_secret(config.feedback.secret, config.feedback.secret_env)
-    store = app.store  # checks the schema before binding the port
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
     # that was there before; this one lets the command end normally (exit 0) after that.
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
-    serving.serve(config, store, host, port, workers)
+    app.api.serve(host, port, workers)
 
 
 @cli.group("feedback")
@@ -60,9 +51,7 @@ def feedback_list(app: AppContext, email: str | None, as_json: bool) -> None:
     \b
       recommender feedback list --user ada@example.org --json
     """
-    store = app.store
-    user_id = store.user_id(app.config.user(email).email) if email else None
-    events = FeedbackLog(store).events(user_id)
+    events = app.api.feedback(email)
     if as_json:
         emit_json(e.as_json() for e in events)
         return
@@ -90,25 +79,20 @@ def profile_show(app: AppContext, email: str | None, n_terms: int, as_json: bool
     \b
       recommender profile show --json
     """
-    store = app.store
-    user = app.user(email)
-    profile, terms = pipeline.profile(app.config, store, user)
-    order = np.argsort(-profile.vector, kind="stable")
-    positive = [(str(terms[i]), float(profile.vector[i])) for i in order[:n_terms] if profile.vector[i] > 0]
-    negative = [(str(terms[i]), float(profile.vector[i])) for i in order[::-1][:n_terms] if profile.vector[i] < 0]
-    papers = store.titles(profile.positives + profile.negatives)
+    profile = app.api.profile(app.user(email).email, n_terms)
+    positive, negative = profile.positive_terms, profile.negative_terms
     record: dict[str, Any] = {
-        "user": user.email,
+        "user": profile.user,
         "positive_terms": [{"term": t, "weight": round(w, 4)} for t, w in positive],
         "negative_terms": [{"term": t, "weight": round(w, 4)} for t, w in negative],
-        "papers": [{"paper_id": p, "title": papers.get(p, ""), "pull": "positive"} for p in profile.positives]
-        + [{"paper_id": p, "title": papers.get(p, ""), "pull": "negative"} for p in profile.negatives],
+        "papers": [{"paper_id": p, "title": title, "pull": "positive"} for p, title in profile.positives]
+        + [{"paper_id": p, "title": title, "pull": "negative"} for p, title in profile.negatives],
         "interests": list(profile.interests),
     }
     if as_json:
         emit_json([record])
         return
-    click.echo(f"profile of {user.email}" + ("" if not profile.empty else " (empty: star papers to build it)"))
+    click.echo(f"profile of {profile.user}" + ("" if not profile.empty else " (empty: star papers to build it)"))
     click.echo("more of: " + ", ".join(f"{t} ({w:.2f})" for t, w in positive))
     if negative:
         click.echo("less of: " + ", ".join(f"{t} ({w:.2f})" for t, w in negative))
@@ -161,14 +145,8 @@ def users_feed_url(app: AppContext, email: str, rotate: bool) -> None:
       recommender users feed-url ada@example.org
       recommender users feed-url --rotate ada@example.org
     """
-    from datetime import UTC, datetime
-
-    from recommender.pipeline import channels, digests
-
     user = app.config.user(email)
-    signer = digests.signer_for(app.config, lambda: datetime.now(UTC))
-    url = channels.feed_url(app.config, app.store, signer, user, rotate)
-    click.echo(url)
+    click.echo(app.api.feed_url(user.email, rotate))
     if "feed" not in user.channels:
         summary(f'{user.email}: channels has no "feed" (channels = {list(user.channels)!r}): the URL answers 404 '
                 'until it does')
