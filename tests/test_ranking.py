@@ -247,8 +247,8 @@ def _reused_and_built(config, store: Store) -> tuple[profiles.Profiles, profiles
     ids = store.sync_users(u.email for u in config.users)
     pairs = [(ids[u.email.lower()], u) for u in config.users]
     now = datetime.now(UTC)
-    return (stored_models.cached_or_built_profiles(store, models.text, models.collab, pairs, config.ranking, now, False, models.space),
-            stored_models.build_profiles(store, models.text, models.collab, pairs, config.ranking, now, False, models.space))
+    return (stored_models.cached_or_built_profiles(store, models, pairs, config.ranking, now, False),
+            stored_models.build_profiles(store, models, pairs, config.ranking, now, False))
 
 
 def _row(built: profiles.Profiles, i: int) -> tuple:

@@ -20,9 +20,10 @@ from recommender.base.config import Config, UserConfig
 from recommender.base.domain import Paper, ParsedBatch, ReaderIds, ReadHints, Recommendation
 from recommender.base.errors import InputError, NotFoundError
 from recommender.base.text import shown
-from recommender.model import own_classifier, profiles, reader_factors, sparse_loops, tfidf
+from recommender.model import profiles, sparse_loops
 from recommender.model.ranking import Choice, rank_many
 from recommender.pipeline import stored_models
+from recommender.pipeline.stored_models import Models
 from recommender.sources import parse
 from recommender.store import IngestResult, Store
 
@@ -75,6 +76,16 @@ def parse_file(path: Path, fmt: str = "auto", batch_date: date | None = None,
     return parsed, hashlib.sha256(data).hexdigest()
 
 
+def store_batch(store: Store, batch: ParsedBatch, source: str, content_hash: str, run_id: str,
+                ) -> IngestResult | None:
+    """The one way a parsed batch is stored, for files and sources alike: an empty one (an
+    arXiv feed on a holiday, a "[]" from Hugging Face) stores nothing and gives None; content
+    stored before gives a result marked ``skipped``."""
+    if not batch.entries:
+        return None
+    return store.ingest_batch(batch, source=source, content_hash=content_hash, run_id=run_id)
+
+
 def ingest_files(store: Store, paths: Sequence[Path], fmt: str = "auto", batch_date: date | None = None,
                  run_id: str | None = None, on_file: Progress | None = None) -> IngestSummary:
     """Parse every file first (a bad file refuses the whole command), then store each as one batch."""
@@ -87,11 +98,11 @@ def ingest_files(store: Store, paths: Sequence[Path], fmt: str = "auto", batch_d
     results: list[IngestResult] = []
     empty = 0
     for path, batch, content_hash in parsed:
-        if not batch.entries:  # an empty day (an arXiv feed on a holiday, a "[]" from Hugging Face)
+        result = store_batch(store, batch, f"file:{path.name}", content_hash, run_id)
+        if result is None:
             log.info("%s: nothing new", path)
             empty += 1
             continue
-        result = store.ingest_batch(batch, source=f"file:{path.name}", content_hash=content_hash, run_id=run_id)
         log.info("%s: %s", path, "already ingested" if result.skipped else f"{result.entries} entries")
         results.append(result)
     stored = [r for r in results if not r.skipped]
@@ -172,13 +183,6 @@ def recommend_written(config: Config, store: Store, users: Sequence[UserConfig],
     return sum(parallel.in_parts(part, users, parts, child_part))
 
 
-@dataclass(frozen=True)
-class Models:
-    text: tfidf.TextModel
-    collab: reader_factors.CollabModel | None
-    space: own_classifier.LsaSpace | None  # when readers get their own classifiers or reader models
-
-
 def load_models(store: Store, config: Config) -> Models:
     """The fitted models for the current corpus and stars (fitting what is missing)."""
     text = stored_models.text_model(store, config.ranking)
@@ -202,8 +206,7 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
             on_reader(done, len(config.users))
 
     pairs = [(ids.of(u.email), u) for u in config.users]
-    stored_models.build_and_cache_profiles(store, models.text, models.collab, pairs, config.ranking,
-                                           now or datetime.now(UTC), models.space,
+    stored_models.build_and_cache_profiles(store, models, pairs, config.ranking, now or datetime.now(UTC),
                                            progress if models.space is not None and models.collab is None else None)
     return models
 
@@ -225,8 +228,7 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
     ``persist``: store the profiles that changed (`recommend` only reads)."""
     ids = ids if ids is not None else store.sync_users(u.email for u in users)
     pairs = [(ids.of(u.email), u) for u in users]
-    built = stored_models.cached_or_built_profiles(store, models.text, models.collab, pairs, config.ranking, now,
-                                                   persist, models.space)
+    built = stored_models.cached_or_built_profiles(store, models, pairs, config.ranking, now, persist)
     user_ids = [uid for uid, _ in pairs]
     sent = store.sent_map(user_ids)
     skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]
@@ -244,8 +246,8 @@ def papers_by_id(store: Store) -> Callable[[list[str]], dict[str, Paper]]:
 def profile(config: Config, store: Store, user: UserConfig) -> tuple[profiles.Profile, list[str]]:
     """One user's profile as ranking uses it (persisted when it changed), and the model's terms."""
     models = load_models(store, config)
-    built = stored_models.current_profile(store, models.text, store.user_id(user.email), user, config.ranking,
-                                          datetime.now(UTC), models.collab, models.space)
+    built = stored_models.current_profile(store, models, store.user_id(user.email), user, config.ranking,
+                                          datetime.now(UTC))
     return built, models.text.shown_terms
 
 
@@ -256,8 +258,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     paper = store.paper(paper_id)
     models = load_models(store, config)
     user_id = store.user_id(user.email)
-    built = stored_models.build_profiles(store, models.text, models.collab, [(user_id, user)], config.ranking, now,
-                                         space=models.space)
+    built = stored_models.build_profiles(store, models, [(user_id, user)], config.ranking, now)
     choice = choice_for(config, user, 1, models)
     plain = Choice(user=choice.user, limit=1, why_terms=choice.why_terms, collaborative_weight=choice.collaborative_weight,
                    interest_boost=choice.interest_boost, interests=choice.interests, authors=choice.authors)

@@ -220,10 +220,8 @@ class Fetcher:
             except InputError as exc:
                 problems.append(str(exc))
                 continue
-            if not batch.entries:
-                continue
-            result = self.store.ingest_batch(batch, source=source.name, content_hash=content_hash, run_id=run_id)
-            if not result.skipped:
+            result = pipeline.store_batch(self.store, batch, source.name, content_hash, run_id)
+            if result is not None and not result.skipped:
                 entries += result.entries
                 new += result.new_papers
         self.state.save_source(SourceState(**{**self.state.source(source.name).__dict__, "fetched_at": self.clock(),
@@ -273,10 +271,10 @@ class Fetcher:
         return self._ingest(source, batch, digest.hexdigest(), run_id)
 
     def _ingest(self, source: SourceConfig, batch: ParsedBatch, content_hash: str, run_id: str) -> FetchOutcome:
-        if not batch.entries:
+        result = pipeline.store_batch(self.store, batch, source.name, content_hash, run_id)
+        if result is None:
             log.info("source %s: nothing new today (an empty day, a weekend or a feed not updated yet)", source.name)
             return FetchOutcome(source.name, "unchanged", detail="no entries")
-        result = self.store.ingest_batch(batch, source=source.name, content_hash=content_hash, run_id=run_id)
         if result.skipped:
             return FetchOutcome(source.name, "unchanged", detail="same content as before")
         return FetchOutcome(source.name, "new", result.entries, result.new_papers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import scipy.sparse as sp
@@ -28,6 +29,15 @@ from recommender.model.tfidf import TextModel
 from recommender.store import Store
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Models:
+    """The fitted models ranking reads, handed around together."""
+
+    text: TextModel
+    collab: CollabModel | None
+    space: LsaSpace | None  # when readers get their own classifiers or reader models
 
 
 def text_model(store: Store, ranking: RankingConfig) -> TextModel:
@@ -85,20 +95,21 @@ def profiles_cache_key(store: Store, ranking: RankingConfig, personal_used: bool
                         store.model_stamp("lsa") if personal_used else None, ranking)
 
 
-def build_profiles(store: Store, model: TextModel, collab: CollabModel | None, users: Sequence[tuple[int, UserConfig]],
-                   ranking: RankingConfig, now: datetime, persist: bool = True, space: LsaSpace | None = None) -> Profiles:
+def build_profiles(store: Store, models: Models, users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig,
+                   now: datetime, persist: bool = True) -> Profiles:
     """Profiles of ``users`` ((user id, config) pairs) from their signals; with ``persist``,
     the term-space profiles whose signals or model changed are stored."""
-    return _built_with_pulls(store, model, collab, users, ranking, now, persist, space)[0]
+    return _built_with_pulls(store, models, users, ranking, now, persist)[0]
 
 
-def _built_with_pulls(store: Store, model: TextModel, collab: CollabModel | None, users: Sequence[tuple[int, UserConfig]],
-                      ranking: RankingConfig, now: datetime, persist: bool, space: LsaSpace | None = None,
-                      progress: Callable[[int], None] | None = None) -> tuple[Profiles, sp.csr_matrix]:
+def _built_with_pulls(store: Store, models: Models, users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig,
+                      now: datetime, persist: bool, progress: Callable[[int], None] | None = None,
+                      ) -> tuple[Profiles, sp.csr_matrix]:
+    model = models.text
     user_ids = [uid for uid, _ in users]
     # The times count only for ageing stars and for the version a stored profile keeps.
     signals = store.signals(user_ids, times=persist or ranking.star_half_life_days > 0)
-    built, pulls = from_signals(model, collab, users, signals, ranking, now, space, progress)
+    built, pulls = from_signals(model, models.collab, users, signals, ranking, now, models.space, progress)
     if persist:
         changed = changed_rows(model, built, users, signals, ranking, store.profile_versions(user_ids))
         if changed:
@@ -106,40 +117,39 @@ def _built_with_pulls(store: Store, model: TextModel, collab: CollabModel | None
     return built, pulls
 
 
-def build_and_cache_profiles(store: Store, model: TextModel, collab: CollabModel | None,
-                             users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig, now: datetime,
-                             space: LsaSpace | None = None, progress: Callable[[int], None] | None = None) -> Profiles:
+def build_and_cache_profiles(store: Store, models: Models, users: Sequence[tuple[int, UserConfig]],
+                             ranking: RankingConfig, now: datetime,
+                             progress: Callable[[int], None] | None = None) -> Profiles:
     """``build_profiles`` (persisting), and the result cached beside a SQLite database;
     ``progress`` is told of each reader whose own classifier was considered."""
     # Read before the signals: a change in between leaves a row that is merely stale.
     generations = store.signal_generations([uid for uid, _ in users])
-    built, pulls = _built_with_pulls(store, model, collab, users, ranking, now, True, space, progress)
-    key = profiles_cache_key(store, ranking, space is not None)
+    built, pulls = _built_with_pulls(store, models, users, ranking, now, True, progress)
+    key = profiles_cache_key(store, ranking, models.space is not None)
     if generations is None or key is None:
         return built
-    cached = for_cache(built, pulls, model, users, generations)
+    cached = for_cache(built, pulls, models.text, users, generations)
     if cached is not None:
         store.save_model("profiles", key, cached)
     return built
 
 
-def cached_or_built_profiles(store: Store, model: TextModel, collab: CollabModel | None,
-                             users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig, now: datetime,
-                             persist: bool = True, space: LsaSpace | None = None) -> Profiles:
+def cached_or_built_profiles(store: Store, models: Models, users: Sequence[tuple[int, UserConfig]],
+                             ranking: RankingConfig, now: datetime, persist: bool = True) -> Profiles:
     """``build_profiles``, taking from the cache the profiles whose user's signals and interests
     have not changed since it was built (what that costs: one read of the users' generations)."""
-    key = profiles_cache_key(store, ranking, space is not None) if users else None
+    key = profiles_cache_key(store, ranking, models.space is not None) if users else None
     cached = store.load_model("profiles", key) if key else None
     generations = store.signal_generations([uid for uid, _ in users]) if isinstance(cached, CachedProfiles) else None
     if generations is None or not isinstance(cached, CachedProfiles):
-        return build_profiles(store, model, collab, users, ranking, now, persist, space)
-    found = reuse(cached, generations, model, users, ranking)
+        return build_profiles(store, models, users, ranking, now, persist)
+    found = reuse(cached, generations, models.text, users, ranking)
     if not found.stale:
         return found.reused
-    return found.joined(build_profiles(store, model, collab, found.stale, ranking, now, persist, space))
+    return found.joined(build_profiles(store, models, found.stale, ranking, now, persist))
 
 
-def current_profile(store: Store, model: TextModel, user_id: int, user: UserConfig, ranking: RankingConfig,
-                    now: datetime, collab: CollabModel | None = None, space: LsaSpace | None = None) -> Profile:
+def current_profile(store: Store, models: Models, user_id: int, user: UserConfig, ranking: RankingConfig,
+                    now: datetime) -> Profile:
     """One user's profile (built from the signal log, persisted when it changed)."""
-    return build_profiles(store, model, collab, [(user_id, user)], ranking, now, space=space).profile(0)
+    return build_profiles(store, models, [(user_id, user)], ranking, now).profile(0)
