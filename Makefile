@@ -7,10 +7,10 @@ BIN    := $(VENV)/bin
 CONFIG ?= config.example.toml
 RUN    := $(BIN)/recommender --config $(CONFIG)
 
-.PHONY: demo test bench soak lint docs install install-test browser screenshots clean help
+.PHONY: demo test test-fast bench soak lint docs install install-test browser screenshots clean help
 
 help:
-	@echo "make demo | make test | make bench | make soak | make lint | make docs | make screenshots | make clean"
+	@echo "make demo | make test | make test-fast | make bench | make soak | make lint | make docs | make screenshots | make clean"
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -53,6 +53,10 @@ browser:
 
 test: install-test browser
 	RECOMMENDER_TEST_WHEEL=1 $(BIN)/pytest -p no:cacheprovider -m "not soak" $(PYTEST_ARGS)
+
+# The fast tier: the Python API against a tmp_path SQLite file and a local SMTP server (under a minute).
+test-fast: install-test
+	$(BIN)/pytest -p no:cacheprovider -m fast $(PYTEST_ARGS)
 
 # The fixed digest of the golden test in headless Chromium at 390 and 1200 px, light and dark
 # (not part of `make test`): PNGs to look at after changing the templates.

@@ -20,6 +20,8 @@ from recommender.store import Store
 
 from conftest import REPO, SEEDS, write_config
 
+pytestmark = pytest.mark.fast
+
 USERS = """
 [[users]]
 email = "ada@example.org"
