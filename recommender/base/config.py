@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from recommender.base.config_tables import TableReader
+from recommender.base.config_topics import TopicReader
 from recommender.base.env_names import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG_NAME  # noqa: F401
 from recommender.base.errors import ConfigError
 from recommender.base.formats import DIGEST_FORMATS
@@ -41,6 +41,7 @@ from recommender.base.settings import (  # noqa: F401  (the values are read from
     SchedulerConfig,
     SmtpConfig,
     SourceConfig,
+    TopicConfig,
     UserConfig,
     config_warnings,
     listed_emails,
@@ -94,7 +95,7 @@ def _toml_error(path: Path, exc: tomllib.TOMLDecodeError) -> str:
     return f"{path}: invalid TOML: {message}"
 
 
-class _Parser(TableReader):
+class _Parser(TopicReader):
     """Turns the TOML dict into typed objects, naming file and key on any mistake. Every mistake
     is collected (a key in error takes its default, a table in error is left out) so that one
     run of ``config check`` reports them all."""
@@ -352,6 +353,7 @@ class _Parser(TableReader):
             exclude=self.strings(prefix, table, "exclude"),
             authors=self.strings(prefix, table, "authors"),
             stars=self.strings(prefix, table, "stars"),
+            topics=self.topics(prefix, table.get("topics", []), max_items),
         )
 
     def source(self, index: int, table: Any) -> SourceConfig:

@@ -128,13 +128,15 @@ class Recommendation:
     rank: int
     explainer: Callable[[], Explanation] = field(default=lambda: Explanation(personalized=False), repr=False,
                                                  compare=False)
+    topic: str = ""  # the reader's topic (digest section) it was picked for; "" without topics
 
     @cached_property
     def explanation(self) -> Explanation:
         return self.explainer()
 
     def as_json(self) -> dict[str, object]:
-        return {"user": self.user, "rank": self.rank, **_paper_fields(self.paper), **self._judgement()}
+        found = {"user": self.user, "rank": self.rank, **_paper_fields(self.paper), **self._judgement()}
+        return found | {"topic": self.topic} if self.topic else found
 
     def as_json_line(self) -> str:
         """``json.dumps(self.as_json(), ensure_ascii=False)``, written out directly (a run writes
@@ -148,7 +150,8 @@ class Recommendation:
                            for t in why.terms])
         return (f'{{"user": {_string(self.user)}, "rank": {int(self.rank)}, {_paper_fields_json(self.paper)}, '
                 f'"score": {_number(round(self.score, 6))}, "personalized": {"true" if why.personalized else "false"}, '
-                f'"why": {_string(why.sentence())}, "nearest": [{nearest}], "terms": [{terms}]}}')
+                f'"why": {_string(why.sentence())}, "nearest": [{nearest}], "terms": [{terms}]'
+                + (f', "topic": {_string(self.topic)}}}' if self.topic else "}"))
 
     def _judgement(self) -> dict[str, object]:
         return {

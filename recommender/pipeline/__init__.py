@@ -8,7 +8,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from recommender.base.errors import InputError, NotFoundError
 from recommender.base.text import shown
 from recommender.model import own_classifier, profiles, reader_factors, sparse_loops, tfidf
 from recommender.model.ranking import Choice, rank_many
-from recommender.pipeline import stored_models
+from recommender.pipeline import stored_models, topics
 from recommender.sources import parse
 from recommender.store import IngestResult, Store
 
@@ -133,7 +133,7 @@ def recommend(config: Config, store: Store, users: Sequence[UserConfig], batch_i
 
 def recommend_written(config: Config, store: Store, users: Sequence[UserConfig], batch_ids: Sequence[int],
                       limit: int | None, render: Callable[[Sequence[UserConfig], dict[str, list[Recommendation]]], str],
-                      write: Callable[[str], None], now: datetime | None = None) -> int:
+                      write: Callable[[str], None], now: datetime | None = None, topic: str | None = None) -> int:
     """``render`` of ``recommend``'s results handed to ``write`` in user order; returns how many
     recommendations were written. Many users are split between worker processes (see
     base.parallel; profiles, explanations and output are Python-bound; the models are loaded
@@ -151,7 +151,7 @@ def recommend_written(config: Config, store: Store, users: Sequence[UserConfig],
     def ranked(some: Sequence[UserConfig], on: Store = store) -> tuple[str, int]:
         # Each part has one core: BLAS threads would only wait for (and take) the others'.
         with threadpool_limits(limits=1, user_api="blas") if split else contextlib.nullcontext():
-            results = rank_users(config, on, models, some, candidates, limit, now, ids, persist=False)
+            results = rank_users(config, on, models, some, candidates, limit, now, ids, persist=False, topic=topic)
         return render(some, results), sum(len(picks) for picks in results.values())
 
     def part(some: Sequence[UserConfig]) -> int:
@@ -198,7 +198,8 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
         if on_reader is not None:
             on_reader(done, len(config.users))
 
-    pairs = [(ids[u.email.lower()], u) for u in config.users]
+    # Readers with topics are ranked by each topic's profile (built when ranking), not this one.
+    pairs = [(ids[u.email.lower()], u) for u in config.users if not u.topics]
     stored_models.build_and_cache_profiles(store, models.text, models.collab, pairs, config.ranking,
                                            now or datetime.now(UTC), models.space,
                                            progress if models.space is not None else None)
@@ -216,21 +217,55 @@ def choice_for(config: Config, user: UserConfig, limit: int | None, models: Mode
 
 def rank_users(config: Config, store: Store, models: Models, users: Sequence[UserConfig], candidates: list[Paper],
                limit: int | None, now: datetime, ids: dict[str, int] | None = None,
-               persist: bool = True) -> dict[str, list[Recommendation]]:
+               persist: bool = True, topic: str | None = None) -> dict[str, list[Recommendation]]:
     """Rank ``candidates`` for every user at once: profiles from the signal log, starred and
     already-sent papers skipped. ``ids`` (lower-case email -> id) when the users are synced;
-    ``persist``: store the profiles that changed (`recommend` only reads)."""
+    ``persist``: store the profiles that changed (`recommend` only reads). Readers with topics
+    are ranked per topic (see pipeline.topics); ``topic``: that topic's picks only."""
     ids = ids if ids is not None else store.sync_users(u.email for u in users)
-    pairs = [(ids[u.email.lower()], u) for u in users]
-    built = stored_models.cached_or_built_profiles(store, models.text, models.collab, pairs, config.ranking, now,
-                                                   persist, models.space)
-    user_ids = [uid for uid, _ in pairs]
-    sent = store.sent_map(user_ids)
-    skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]
+    plain = [u for u in users if not u.topics]
+    found: dict[str, list[Recommendation]] = {}
+    if plain:
+        pairs = [(ids[u.email.lower()], u) for u in plain]
+        built = stored_models.cached_or_built_profiles(store, models.text, models.collab, pairs, config.ranking, now,
+                                                       persist, models.space)
+        user_ids = [uid for uid, _ in pairs]
+        sent = store.sent_map(user_ids)
+        skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]
+        picks = rank_many(models.text, models.collab, built, candidates, skips,
+                          [choice_for(config, u, limit, models) for u in plain], store.titles, models.space)
+        found.update({user.email: result for user, result in zip(plain, picks, strict=True)})
+    for user in users:
+        if user.topics:
+            found[user.email] = rank_topics(config, store, models, user, ids[user.email.lower()], candidates,
+                                            limit, now, topic)
+    return {user.email: found[user.email] for user in users}
 
-    picks = rank_many(models.text, models.collab, built, candidates, skips,
-                      [choice_for(config, u, limit, models) for u in users], store.titles, models.space)
-    return {user.email: result for user, result in zip(users, picks, strict=True)}
+
+def section_profiles(config: Config, store: Store, models: Models, user: UserConfig, user_id: int,
+                     now: datetime, only: str | None = None) -> tuple[list[topics.Section], profiles.Profiles]:
+    """A reader's topics (see pipeline.topics) and a profile for each, built from its signals."""
+    found = topics.sections(user, store.topic_signals(user_id), only)
+    pairs = [(-1 - n, section.user) for n, section in enumerate(found)]  # not user ids: never cached
+    signals = {-1 - n: section.signals for n, section in enumerate(found)}
+    built, _ = profiles.from_signals(models.text, models.collab, pairs, signals, config.ranking, now, models.space)
+    return found, built
+
+
+def rank_topics(config: Config, store: Store, models: Models, user: UserConfig, user_id: int,
+                candidates: list[Paper], limit: int | None, now: datetime,
+                only: str | None = None) -> list[Recommendation]:
+    """One reader's picks, section by section (see pipeline.topics)."""
+    found, built = section_profiles(config, store, models, user, user_id, now, only)
+    if not found:
+        return []
+    total = limit or (found[0].max_items or user.max_items if only else user.max_items)
+    skip = set(store.starred_ids(user_id)) | store.sent_map([user_id]).get(user_id, set())
+    choices = [replace(choice_for(config, section.user, total, models), user=user.email) for section in found]
+    ranked = rank_many(models.text, models.collab, built, candidates, [skip] * len(found), choices,
+                       store.titles, models.space)
+    shares = [total] if only else topics.budgets(total, [section.max_items for section in found])
+    return topics.joined([section.name for section in found], ranked, shares)
 
 
 def profile(config: Config, store: Store, user: UserConfig) -> tuple[profiles.Profile, list[str]]:
@@ -248,8 +283,24 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     paper = store.paper(paper_id)
     models = load_models(store, config)
     user_id = store.user_id(user.email)
-    built = stored_models.build_profiles(store, models.text, models.collab, [(user_id, user)], config.ranking, now,
-                                         space=models.space)
+    topic = ""
+    if user.topics:  # the topic where the paper scores best
+        found, built = section_profiles(config, store, models, user, user_id, now)
+        if not found:
+            raise NotFoundError(f"{user.email}: no topic to explain with")
+        choices = [choice_for(config, s.user, 1, models) for s in found]
+        plains = [Choice(user=c.user, limit=1, why_terms=c.why_terms, collaborative_weight=c.collaborative_weight,
+                         interest_boost=c.interest_boost, interests=c.interests, authors=c.authors) for c in choices]
+        scored = rank_many(models.text, models.collab, built, [paper], [set()] * len(found), plains,
+                           store.titles, models.space)
+        best = max(range(len(found)), key=lambda n: (scored[n][0].score, -n))
+        topic, user = found[best].name, found[best].user
+        built = profiles.Profiles([built.user_ids[best]], built.matrix[best], None if built.dense is None
+                                  else built.dense[best:best + 1], [built.weights[best]], [built.interests[best]],
+                                  [built.starred[best]])
+    else:
+        built = stored_models.build_profiles(store, models.text, models.collab, [(user_id, user)], config.ranking,
+                                             now, space=models.space)
     choice = choice_for(config, user, 1, models)
     plain = Choice(user=choice.user, limit=1, why_terms=choice.why_terms, collaborative_weight=choice.collaborative_weight,
                    interest_boost=choice.interest_boost, interests=choice.interests, authors=choice.authors)
@@ -279,5 +330,5 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
         "nearest": [{"paper_id": p, "title": shown(t), "similarity": round(s, 4)} for p, t, s in why.nearest],
         "terms": [{"term": t.term, "contribution": round(t.contribution, 4)} for t in why.terms],
         "followed_authors": list(why.followed_authors), "matched_interests": list(why.matched_interests),
-        "why": why.sentence(), "notes": notes,
+        "why": why.sentence(), "notes": notes, **({"topic": topic} if topic else {}),
     }

@@ -167,7 +167,8 @@ def _queue_chunk(config: Config, store: Store, models: pipeline.Models, signer: 
             ready.append(DigestToCreate(
                 ids[user.email.lower()], max(batch_ids),
                 [(r.paper.id, r.score, r.explanation.sentence()) for r in user_picks],
-                _renderer(config, signer, user, ids[user.email.lower()], user_picks, now)))
+                _renderer(config, signer, user, ids[user.email.lower()], user_picks, now),
+                [r.topic or None for r in user_picks] if user.topics else ()))
     outbox = Outbox(store)
     for group in range(0, len(ready), CREATE_GROUP):
         outbox.create_many(ready[group:group + CREATE_GROUP])

@@ -150,12 +150,13 @@ def import_stars(store: Store, config: Config, path: Path, skip_unknown: bool,
 
 def import_library(store: Store, email: str, paths: Sequence[Path], fmt: str = "auto", strict: bool = False,
                    lookup: ArxivLookup | None = None, progress: Callable[[int], None] | None = None,
-                   ) -> LibraryImport:
+                   topic: str | None = None) -> LibraryImport:
     """Star the papers of reference-manager exports (BibTeX, Zotero CSV, RIS), matched to
     stored papers by arXiv id or title; entries not stored yet are added as papers (not as new
     digest entries). Entries that cannot be read are skipped and named (``strict``: the
     files are refused instead). Entries with an arXiv id but no abstract get title, authors and
-    abstract from the arXiv API (with ``lookup``); a lookup that fails leaves them as they were."""
+    abstract from the arXiv API (with ``lookup``); a lookup that fails leaves them as they were.
+    With ``topic``, the stars go to (or move to) that topic of the reader."""
     from recommender.sources import read_library  # on use: the readers import their parsers
 
     reads = [read_library(read_input(path), str(path), fmt) for path in paths]
@@ -177,7 +178,7 @@ def import_library(store: Store, email: str, paths: Sequence[Path], fmt: str = "
         entries = [_completed(e, result.found.get(e.arxiv_id)) for e in entries]
         completed = sum(1 for e in wanted if e in result.found)
     ids, added = store.add_papers(entries)
-    new_stars = store.star(store.user_id(email), ids, origin="library")
+    new_stars = store.star(store.user_id(email), ids, origin="library", topic=topic)
     return LibraryImport(entries=len(entries), matched=len(entries) - added, added=added, skipped=skipped,
                          new_stars=new_stars, completed=completed, unknown=unknown, lookup_failed=failed,
                          lookup_skipped=len(wanted) if lookup is None else 0)

@@ -82,6 +82,7 @@ class DigestToCreate:
     last_batch_id: int
     entries: Sequence[tuple[str, float, str]]  # (paper id, score, why)
     render: Callable[[int], NewDigest]  # called with the id the digest will get (again if that changed)
+    topics: Sequence[str | None] = ()  # each entry's topic (the section it is shown in), when the reader has topics
 
 
 class DeliveryOutcome(Protocol):
@@ -172,7 +173,8 @@ class Outbox:
             # queued): those are superseded, so no paper goes out twice under two Message-IDs.
             conn.execute(update(DigestRow).where(DigestRow.user_id.in_({d.user_id for d in digests}),
                                                  DigestRow.status == "failed").values(status="superseded"))
-            entries = [{"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why}
+            entries = [{"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why,
+                        "topic": d.topics[i] if d.topics else None}
                        for digest_id, d in zip(reserved, digests, strict=True)
                        for i, (pid, score, why) in enumerate(d.entries)]
             if entries:
@@ -336,6 +338,13 @@ class Outbox:
                                        DigestEntryRow.why)
                                 .where(DigestEntryRow.digest_id == digest_id).order_by(DigestEntryRow.position))
             return [(r.position, r.paper_id, r.score, r.why) for r in rows]
+
+    def entry_topics(self, digest_id: int) -> dict[int, str]:
+        """position -> topic of a digest's entries shown under a topic's heading."""
+        with self.store.read() as conn:
+            rows = conn.execute(select(DigestEntryRow.position, DigestEntryRow.topic)
+                                .where(DigestEntryRow.digest_id == digest_id, DigestEntryRow.topic.is_not(None)))
+            return {r.position: r.topic for r in rows}
 
     def unsubscribed(self) -> set[int]:
         with self.store.read() as conn:

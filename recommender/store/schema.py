@@ -96,6 +96,7 @@ class StarRow(Base):
     paper_id: Mapped[str] = mapped_column(ForeignKey("papers.id"), primary_key=True)
     origin: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    topic: Mapped[str | None] = mapped_column(String(64))  # the reader's topic; None: untopiced
 
 
 class FeedbackRow(Base):
@@ -108,6 +109,7 @@ class FeedbackRow(Base):
     token_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     client: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    topic: Mapped[str | None] = mapped_column(String(64))  # the section the paper was shown in
 
 
 class ProfileRow(Base):
@@ -175,6 +177,7 @@ class DigestEntryRow(Base):
     paper_id: Mapped[str] = mapped_column(ForeignKey("papers.id"), index=True)
     score: Mapped[float] = mapped_column(Float)
     why: Mapped[str] = mapped_column(Text, default="")
+    topic: Mapped[str | None] = mapped_column(String(64))  # the digest section it was shown in
     __table_args__ = (UniqueConstraint("digest_id", "paper_id"),)
 
 

@@ -1,0 +1,28 @@
+"""Topics: a star, a feedback click and a digest entry may name the reader's topic they belong
+to (``[[users.topics]]``). Every row written before stays untopiced (NULL). Plain ADD COLUMN:
+on SQLite a copied table would lose the signal-generation triggers of 0006.
+
+Revision ID: 0012
+Revises: 0008
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+TABLES = ("stars", "feedback", "digest_entries")
+
+
+def upgrade() -> None:
+    for table in TABLES:
+        op.add_column(table, sa.Column("topic", sa.String(length=64), nullable=True))
+
+
+def downgrade() -> None:
+    for table in TABLES:
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("topic")

@@ -1,0 +1,115 @@
+"""Topics: a reader's several interest profiles (``[[users.topics]]``), each ranked with the
+stars and clicks that carry its name, and their picks joined into one digest in sections.
+
+A reader with topics is ranked as one "section reader" per topic (and one more, "Other", for
+the stars that carry no topic, when there are any): each has its own profile (its own
+classifier), ``interests``, ``exclude``, ``authors`` and ``min_score``. The digest's budget
+(``max_items``, or ``--limit``) is split between the sections by their ``max_items`` or evenly;
+a paper several sections would show goes to the one where it ranks best (then the higher
+score, then the config's order), never twice, and the others take their next paper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from recommender.base.config import TopicConfig, UserConfig
+from recommender.base.domain import Recommendation, Signal
+
+OTHER = "Other"  # the section of the stars and clicks that carry no topic
+
+
+@dataclass(frozen=True)
+class Section:
+    """One topic of a reader as ranking sees it: the reader's settings narrowed to the topic,
+    the signals that carry its name, and its share of the digest (None: an even share)."""
+
+    name: str
+    user: UserConfig
+    signals: list[Signal]
+    max_items: int | None
+
+
+def sections(user: UserConfig, signals: Sequence[tuple[Signal, str | None]],
+             only: str | None = None) -> list[Section]:
+    """The reader's sections in config order, "Other" last when untopiced signals exist;
+    ``only``: that one topic (by name, any case)."""
+    by_topic: dict[str | None, list[Signal]] = {}
+    known = {t.name.lower(): t.name for t in user.topics}
+    for signal, topic in signals:
+        # A star whose topic left the config counts as untopiced.
+        by_topic.setdefault(known.get(topic.lower()) if topic else None, []).append(signal)
+    found = [Section(t.name, _narrowed(user, t), by_topic.get(t.name, []), t.max_items) for t in user.topics]
+    if by_topic.get(None):
+        other = replace(user, topics=(), interests=user.interests)
+        found.append(Section(OTHER, other, by_topic[None], None))
+    if only is not None:
+        found = [s for s in found if s.name.lower() == only.lower()]
+    return found
+
+
+def _narrowed(user: UserConfig, topic: TopicConfig) -> UserConfig:
+    """The reader's settings for one topic: the topic's keywords, the reader's exclusions and
+    followed authors besides its own."""
+    return replace(user, topics=(), interests=topic.interests, exclude=user.exclude + topic.exclude,
+                   authors=tuple(dict.fromkeys(topic.authors + user.authors)),
+                   min_score=topic.min_score if topic.min_score is not None else user.min_score)
+
+
+def budgets(total: int, shares: Sequence[int | None]) -> list[int]:
+    """``total`` picks split between sections: those with a ``max_items`` get it (scaled down
+    together when they ask for more than ``total``), the rest share what is left evenly (the
+    first ones one more when it does not divide)."""
+    fixed = sum(s for s in shares if s is not None)
+    if fixed > total:
+        scaled = [(s * total) // fixed if s is not None else 0 for s in shares]
+        spare = total - sum(scaled)
+        for i in sorted(range(len(shares)), key=lambda i: -(shares[i] or 0))[:spare]:
+            scaled[i] += 1
+        return scaled
+    free = [i for i, s in enumerate(shares) if s is None]
+    left = total - fixed
+    result = [s if s is not None else 0 for s in shares]
+    for n, i in enumerate(free):
+        result[i] = left // len(free) + (1 if n < left % len(free) else 0)
+    return result
+
+
+def joined(names: Sequence[str], ranked: Sequence[list[Recommendation]], shares: Sequence[int]) -> list[Recommendation]:
+    """One digest from each section's ranked picks (best first): each section shows its share;
+    a paper wanted by several goes to the one where it ranks best, the others take their next;
+    a share a section cannot fill goes to the next sections that can. Picks come out in section
+    order, ranked 1..n through the digest, each carrying its section's name."""
+    position = [{r.paper.id: n for n, r in enumerate(picks)} for picks in ranked]
+    claimed: dict[str, int] = {}
+    shares = list(shares)
+
+    def shown() -> list[list[Recommendation]]:
+        return [[r for r in picks if claimed.get(r.paper.id, s) == s][:shares[s]] for s, picks in enumerate(ranked)]
+
+    while True:
+        current = shown()
+        wanted: dict[str, list[int]] = {}
+        for s, picks in enumerate(current):
+            for r in picks:
+                wanted.setdefault(r.paper.id, []).append(s)
+        contested = {p: ss for p, ss in wanted.items() if len(ss) > 1}
+        if contested:
+            for paper_id, contenders in contested.items():
+                claimed[paper_id] = min(contenders, key=lambda s: (position[s][paper_id],
+                                                                   -ranked[s][position[s][paper_id]].score, s))
+            continue
+        spare = sum(shares) - sum(len(picks) for picks in current)
+        growing = [s for s, picks in enumerate(current) if len(picks) == shares[s]
+                   and any(claimed.get(r.paper.id, s) == s for r in ranked[s][shares[s]:]
+                           if r.paper.id not in wanted)]
+        if spare <= 0 or not growing:
+            break
+        for s in range(len(shares)):  # the unfillable shares go to the sections that have more
+            if s not in growing:
+                shares[s] = len(current[s])
+        for n in range(spare):
+            shares[growing[n % len(growing)]] += 1
+    picks = [replace(r, topic=names[s]) for s, section in enumerate(current) for r in section]
+    return [replace(r, rank=n + 1) for n, r in enumerate(picks)]
