@@ -200,9 +200,10 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
 
     # Readers with topics are ranked by each topic's profile (built when ranking), not this one.
     pairs = [(ids[u.email.lower()], u) for u in config.users if not u.topics]
-    stored_models.build_and_cache_profiles(store, models.text, models.collab, pairs, config.ranking,
-                                           now or datetime.now(UTC), models.space,
-                                           progress if models.space is not None else None)
+    if pairs:
+        stored_models.build_and_cache_profiles(store, models.text, models.collab, pairs, config.ranking,
+                                               now or datetime.now(UTC), models.space,
+                                               progress if models.space is not None else None)
     return models
 
 
@@ -284,16 +285,20 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     models = load_models(store, config)
     user_id = store.user_id(user.email)
     topic = ""
-    if user.topics:  # the topic where the paper scores best
+    if user.topics:  # the topic where the paper ranks best
         found, built = section_profiles(config, store, models, user, user_id, now)
         if not found:
             raise NotFoundError(f"{user.email}: no topic to explain with")
-        choices = [choice_for(config, s.user, 1, models) for s in found]
-        plains = [Choice(user=c.user, limit=1, why_terms=c.why_terms, collaborative_weight=c.collaborative_weight,
-                         interest_boost=c.interest_boost, interests=c.interests, authors=c.authors) for c in choices]
-        scored = rank_many(models.text, models.collab, built, [paper], [set()] * len(found), plains,
+        # Ranked among the latest digest's papers, as a digest would rank it.
+        pool = [p for p in store.batch_papers(store.latest_run_batch_ids()) if p.id != paper.id] + [paper]
+        choices = [choice_for(config, s.user, len(pool), models) for s in found]
+        plains = [Choice(user=c.user, limit=len(pool), why_terms=c.why_terms,
+                         collaborative_weight=c.collaborative_weight, interest_boost=c.interest_boost,
+                         interests=c.interests, authors=c.authors) for c in choices]
+        ranked = rank_many(models.text, models.collab, built, pool, [set()] * len(found), plains,
                            store.titles, models.space)
-        best = max(range(len(found)), key=lambda n: (scored[n][0].score, -n))
+        places = [next((n, -r.score) for n, r in enumerate(picks) if r.paper.id == paper.id) for picks in ranked]
+        best = min(range(len(found)), key=lambda n: (places[n], n))
         topic, user = found[best].name, found[best].user
         built = profiles.Profiles([built.user_ids[best]], built.matrix[best], None if built.dense is None
                                   else built.dense[best:best + 1], [built.weights[best]], [built.interests[best]],

@@ -202,7 +202,7 @@ def explain(app: AppContext, paper_id: str, email: str | None, as_json: bool) ->
         return
     click.echo(f"{breakdown['title']}  ({breakdown['paper_id']})")
     if breakdown.get("topic"):
-        click.echo(f"topic: {breakdown['topic']} (the topic where it scores best)")
+        click.echo(f"topic: {breakdown['topic']} (the topic where it ranks best)")
     click.echo(f"score {breakdown['score']:.4f} = content {breakdown['content']:.4f} "
                + (f"+ topics {breakdown['topics']:.4f} " if breakdown["topics"] else "")
                + f"+ collaborative {breakdown['collaborative']:.4f} + interests {breakdown['interests']:.4f}")

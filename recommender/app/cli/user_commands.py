@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import signal
 from typing import Any
@@ -189,6 +191,8 @@ def users_export(app: AppContext, email: str) -> None:
       recommender users export ada@example.org > ada.json
     """
     data = FeedbackLog(app.store).export(_stored_user_id(app, email))
+    configured = next((u for u in app.config.users if u.email.lower() == email.lower()), None)
+    data["topics"] = [dataclasses.asdict(t) for t in configured.topics] if configured else []
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True))
 
 
