@@ -7,12 +7,9 @@ from __future__ import annotations
 import html as html_text
 import json
 import re
-from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-
-import browser
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
@@ -23,6 +20,7 @@ from recommender.pipeline import topics
 from recommender.store import Store, migrate
 from recommender.store.feedback import FeedbackLog
 
+import browser
 from conftest import Invoke, smtp_section, write_config
 from smtp_server import SmtpServer
 
