@@ -7,7 +7,12 @@ that would pay for the library call, measured in the same run:
   63 links a digest, in the same budget;
 - the JSON lines of `recommend --json` (`Recommendation.as_json_line`) against
   `json.dumps(as_json())`, 40,000 lines in the whole-command benchmark (target: 500x the
-  per-user SVM, about 1,600 s here, so within about 3.2 s).
+  per-user SVM, about 1,600 s here, so within about 3.2 s);
+- term counting (`term_counts.fit_counts`) against scikit-learn's CountVectorizer, per paper
+  of the ingest target (>= 5,000 papers/s, so 100,000 papers within 20 s), stems and bigrams
+  as the TF-IDF model counts them, in one process both;
+- row normalisation (`unit_rows`) against `sklearn.preprocessing.normalize`: what importing
+  scikit-learn adds to a command that ranks (once a process), in the whole-command budget.
 
 A replacement is kept when the library call would cost more than KEEP_FROM of its target's
 budget; the figures go to bench/RESULTS.md and docs/ARCHITECTURE.md.
@@ -16,6 +21,7 @@ budget; the figures go to bench/RESULTS.md and docs/ARCHITECTURE.md.
 from __future__ import annotations
 
 import json
+import subprocess  # nosec B404  # times our own interpreter importing a library
 import sys
 import time
 from collections.abc import Callable
@@ -26,11 +32,14 @@ from recommender.base.domain import Explanation, Paper, Recommendation, SharedTe
 from recommender.base.link_signing import LinkSigner, LinkToken
 from recommender.digest import message
 from recommender.digest.render import RenderedDigest
+from recommender.model import term_counts, tfidf
 
 KEEP_FROM = 0.05  # of the target's time budget
 DIGEST_MESSAGES, DIGEST_BUDGET_S = 10_000, 50.0
 LINKS_PER_DIGEST = 63
 JSON_LINES, JSON_BUDGET_S = 40_000, 3.2
+INGEST_PAPERS, INGEST_BUDGET_S = 100_000, 20.0
+COUNTED_PAPERS = 3_000  # measured on this many, scaled per paper
 
 
 def per_call(work: Callable[[], object], seconds: float = 1.0) -> float:
@@ -62,6 +71,28 @@ def a_digest() -> RenderedDigest:
     return RenderedDigest("Your papers · 10 new", html, text)
 
 
+def some_abstracts(count: int) -> tuple[list[str], list[str]]:
+    """``count`` abstracts and titles from seeds/ (repeated with a numbered word, so each is its own text)."""
+    from pathlib import Path
+
+    from recommender.sources import parse
+
+    papers = [e for path in sorted((Path(__file__).parent.parent / "seeds").glob("*.txt"))
+              for e in parse(path.read_bytes(), str(path)).entries]
+    picked = [papers[i % len(papers)] for i in range(count)]
+    return [f"{p.abstract} variant{i}" for i, p in enumerate(picked)], [p.title for p in picked]
+
+
+def import_seconds(statement: str) -> float:
+    """Wall time of a fresh interpreter running ``statement``: the best of three."""
+    best = float("inf")
+    for _ in range(3):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", statement], check=True)  # nosec B603  # our own interpreter
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
 def main() -> int:
     rows = []
     smtp, user = SmtpConfig(sender="Papers <papers@example.org>"), UserConfig(email="ada@example.org", name="Ada")
@@ -87,6 +118,17 @@ def main() -> int:
     ours = per_call(pick.as_json_line)
     library = per_call(lambda: json.dumps(pick.as_json(), ensure_ascii=False))
     rows.append(("recommend --json line", ours, library, JSON_LINES, JSON_BUDGET_S))
+
+    texts, titles = some_abstracts(COUNTED_PAPERS)
+    fit = dict(token_pattern=tfidf.TOKEN_PATTERN, stop_words=tfidf.stop_words(),
+               ngram_max=2, min_df=2, max_df=0.5, prefixes=titles, prefix_weight=2.0, stem=term_counts.english_stemmer())
+    ours = per_call(lambda: term_counts.fit_counts(texts, parallel_from=10**9, **fit), seconds=3) / len(texts)
+    library = per_call(lambda: term_counts._fit_with_scikit_learn(texts, **fit), seconds=3) / len(texts)
+    rows.append(("term counts, per paper (ingest)", ours, library, INGEST_PAPERS, INGEST_BUDGET_S))
+
+    plain = import_seconds("import numpy, scipy.sparse")
+    with_sklearn = import_seconds("import numpy, scipy.sparse, sklearn.preprocessing")
+    rows.append(("unit rows: importing scikit-learn", plain, with_sklearn, 1, JSON_BUDGET_S))
 
     print(f"{'replacement':34s} {'ours':>9s} {'library':>9s} {'x':>6s} {'extra':>8s} {'of budget':>10s}  verdict")
     for name, mine, theirs, count, budget in rows:

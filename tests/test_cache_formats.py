@@ -19,10 +19,10 @@ import pytest
 CACHES = [
     ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "3b0b1a0e04b09e3f"),
     ("collab", "model.reader_factors", "MODEL_FORMAT", 3, ("model.reader_factors", "model.word_vectors", "model.unit_rows"),
-     "d5e7be44d0265fcd"),
-    ("lsa", "model.own_classifier", "MODEL_FORMAT", 6, ("model.own_classifier", "model.word_vectors"), "57645c915bd195d7"),
+     "8c6f516dc28d3696"),
+    ("lsa", "model.own_classifier", "MODEL_FORMAT", 6, ("model.own_classifier", "model.word_vectors"), "885ebaea89fe4a1d"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 11, ("model.profiles", "model.own_classifier", "model.unit_rows",
-                                                       "pipeline.stored_models"), "f8a4fee66c6c4e7e"),
+                                                       "pipeline.stored_models"), "25a5e30c13f83a84"),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from datetime import date, datetime
 from pathlib import Path
@@ -10,9 +11,9 @@ import pytest
 
 from recommender.base.config import load_config
 from recommender.base.errors import ConfigError, InputError
-from recommender.base.formats import DIGEST_FORMATS, LIBRARY_FORMATS
+from recommender.base.formats import DIGEST_FORMATS, LIBRARY_FORMATS, DigestFormat, LibraryFormat
 from recommender.base.text import title_key
-from recommender.sources import detect_format, parse, reader
+from recommender.sources import detect_format, library_reader, parse, reader
 
 from conftest import SEEDS
 
@@ -62,11 +63,14 @@ def test_detect_formats():
 
 
 def test_every_registered_format_has_its_reader():
-    """The registry is the one list: each name there resolves to a module with the reader's two functions."""
-    for name in DIGEST_FORMATS:
-        assert callable(reader(name).looks_like) and callable(reader(name).read), name
-    for name in LIBRARY_FORMATS:
-        assert callable(reader(name, library=True).looks_like) and callable(reader(name, library=True).read), name
+    """The registry is the one list: each name there resolves to a module that conforms to its
+    kind's Protocol, function names and parameters alike."""
+    for name, module, protocol in ([(n, reader(n), DigestFormat) for n in DIGEST_FORMATS]
+                                   + [(n, library_reader(n), LibraryFormat) for n in LIBRARY_FORMATS]):
+        assert isinstance(module, protocol), name
+        for function in ("looks_like", "read"):
+            wanted = list(inspect.signature(getattr(protocol, function)).parameters)[1:]  # without self
+            assert list(inspect.signature(getattr(module, function)).parameters) == wanted, (name, function)
 
 
 @pytest.mark.parametrize("kind", [*DIGEST_FORMATS, "rss"])

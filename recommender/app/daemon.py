@@ -16,7 +16,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,14 +25,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from recommender import pipeline
 from recommender.app import runtime, triggers
 from recommender.base import parallel
-from recommender.base.config import Config, UserConfig, load_config
+from recommender.base.clock import Clock
+from recommender.base.config import Config, DeliveryMode, UserConfig, load_config
 from recommender.pipeline import digests
 from recommender.pipeline.digests import UserResult
 from recommender.pipeline.fetching import Fetcher
 from recommender.pipeline.store_access import DaemonState, Store
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 
 
 class Daemon:
@@ -47,7 +46,7 @@ class Daemon:
         self.config = load_config(config_path, database_url)
         self.store = Store.open(self.config.database.url)
         self.store.check_schema()
-        if self.config.delivery.mode == "direct":
+        if self.config.delivery.mode == DeliveryMode.DIRECT:
             digests.signer_for(self.config, self.clock)  # refuse a missing secret before starting
             digests.check_credentials(self.config.smtp)  # and a login that can only fail or leak
         self.state = DaemonState(self.store)
@@ -234,7 +233,7 @@ def run_digests(config: Config, users: list[UserConfig], jobs: int, log_level: i
             stale = fetcher.stale()
             if stale and any(o.new_papers for o in fetcher.fetch(stale)):
                 pipeline.refresh(store, config, _now())
-        if config.delivery.mode == "queue":
+        if config.delivery.mode == DeliveryMode.QUEUE:
             return list(digests.queue_digests(config, store, users, _now, parallel_parts=True).values())
         return digests.run(config, store, users, _now, deliver_while_queueing=parallel.can_fork())
     finally:

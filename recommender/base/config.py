@@ -32,14 +32,18 @@ from recommender.base.settings import (  # noqa: F401  (the values are read from
     PERSONAL_MODES,
     SMTP_KEYS,
     WEEKDAYS,
+    CommunityMode,
     Config,
     DatabaseConfig,
     DeliveryConfig,
+    DeliveryMode,
     FeedbackConfig,
     LookupConfig,
+    PersonalMode,
     RankingConfig,
     SchedulerConfig,
     SmtpConfig,
+    SmtpSecurity,
     SourceConfig,
     TopicConfig,
     UserConfig,
@@ -171,10 +175,10 @@ class _Parser(TopicReader):
 
     def delivery(self, table: dict[str, Any]) -> DeliveryConfig:
         self.check_keys("delivery", table, {"mode"})
-        mode = self.get("delivery", table, "mode", str, "direct")
-        if mode not in ("direct", "queue"):
-            raise self.fail("delivery.mode", "direct or queue", mode)
-        return DeliveryConfig(mode=mode)
+        mode = self.get("delivery", table, "mode", str, DeliveryMode.DIRECT)
+        if mode not in tuple(DeliveryMode):
+            raise self.fail("delivery.mode", " or ".join(DeliveryMode), mode)
+        return DeliveryConfig(mode=DeliveryMode(mode))
 
     def database(self, table: dict[str, Any], override: str | None) -> DatabaseConfig:
         self.check_keys("database", table, {"url"})
@@ -193,7 +197,7 @@ class _Parser(TopicReader):
         values: dict[str, Any] = {}
         for key in allowed:
             default = getattr(defaults, key)
-            kind = type(default)
+            kind = str if isinstance(default, str) else type(default)  # a mode's Enum is read as its string
             values[key] = self.get("ranking", table, key, kind, default)
             if kind in (int, float) and values[key] < 0:
                 raise self.fail(f"ranking.{key}", "a number >= 0", values[key])
@@ -207,6 +211,7 @@ class _Parser(TopicReader):
             raise self.fail("ranking.community", " or ".join(COMMUNITY_MODES), values["community"])
         if values["personal"] not in PERSONAL_MODES:
             raise self.fail("ranking.personal", " or ".join(PERSONAL_MODES), values["personal"])
+        values["community"], values["personal"] = CommunityMode(values["community"]), PersonalMode(values["personal"])
         return RankingConfig(**values)
 
     def smtp(self, table: dict[str, Any]) -> SmtpConfig:
@@ -216,8 +221,8 @@ class _Parser(TopicReader):
                                   "password in an environment variable named by smtp.password_env"))
         d = SmtpConfig()
         security = self.get("smtp", table, "security", str, d.security)
-        if security not in ("none", "starttls", "tls"):
-            self.note(self.fail("smtp.security", "one of none, starttls, tls", security))
+        if security not in tuple(SmtpSecurity):
+            self.note(self.fail("smtp.security", f"one of {', '.join(SmtpSecurity)}", security))
             security = d.security
         port = self.get("smtp", table, "port", int, d.port, "an integer port")
         if not 0 < port < 65536:
@@ -249,7 +254,7 @@ class _Parser(TopicReader):
         config = SmtpConfig(
             host=self.get("smtp", table, "host", str, d.host),
             port=port,
-            security=security,
+            security=SmtpSecurity(security),
             username=self.get("smtp", table, "username", str, d.username),
             password_env=self.get("smtp", table, "password_env", str, d.password_env),
             sender=sender,
@@ -258,7 +263,7 @@ class _Parser(TopicReader):
             allow_plaintext_auth=self.get("smtp", table, "allow_plaintext_auth", bool, False),
             **values, **dkim,
         )
-        if config.username and config.security == "none" and not config.allow_plaintext_auth:
+        if config.username and config.security == SmtpSecurity.NONE and not config.allow_plaintext_auth:
             self.note(ConfigError(f'{self.path}: smtp.security: "none" with smtp.username would send the password '
                                   'in clear text: use "starttls" or "tls" (or set smtp.allow_plaintext_auth = true '
                                   "for a relay on this host)"))

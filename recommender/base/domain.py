@@ -8,10 +8,21 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from enum import StrEnum
 from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 from recommender.base.text import shown
+
+
+class DigestStatus(StrEnum):
+    """Where a stored digest stands in the outbox (the value is what the database holds)."""
+
+    PENDING = "pending"  # stored, not delivered yet (or deferred to its next attempt)
+    SENT = "sent"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"  # a newer digest took its place before it could be sent
+    UNSUBSCRIBED = "unsubscribed"  # its reader unsubscribed before it went out
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,15 @@ class ParsedPaper:
     source_id: str = ""
     published: str = ""
     line: int = 0
+
+
+@dataclass(frozen=True)
+class LibraryRead:
+    """What a reader of a reference-manager library returns: the entries it could read, and
+    one line per entry it skipped (file, line, the reason)."""
+
+    entries: list[ParsedPaper]
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -140,8 +160,8 @@ class Recommendation:
 
     def as_json_line(self) -> str:
         """``json.dumps(self.as_json(), ensure_ascii=False)``, written out directly (a run writes
-        tens of thousands of lines; bench/tricks.py: json.dumps would add 10% of the whole
-        command's budget), with the paper's part encoded once per paper (every user's
+        tens of thousands of lines; json.dumps's cost against the whole command's budget:
+        bench/tricks.py, figure in bench/RESULTS.md), with the paper's part encoded once per paper (every user's
         picks come from one batch: the abstracts repeat)."""
         why = self.explanation
         nearest = ", ".join([f'{{"paper_id": {_string(pid)}, "title": {_string(shown(title))}, '

@@ -1,12 +1,37 @@
 """The formats the package reads, one line each: the name a config's source ``kind`` and the
 ``--format`` options use, and the module of ``recommender.sources`` that reads it. Config
 validation, format detection (in this order) and the command line all read these tables, so
-a new format is its module and one line here.
-
-A digest module has ``looks_like(head) -> bool`` and ``read(data, name, hints) -> ParsedBatch``;
-a library module ``looks_like(head) -> bool`` and ``read(data, name) -> LibraryRead``."""
+a new format is its module and one line here: a module of functions that conforms to
+``DigestFormat`` or ``LibraryFormat`` (tests/test_parsers.py checks every registered one)."""
 
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from recommender.base.domain import LibraryRead, ParsedBatch, ReadHints
+
+
+@runtime_checkable
+class DigestFormat(Protocol):
+    """A reader of daily digests of new papers."""
+
+    def looks_like(self, head: bytes) -> bool:
+        """Whether a file's first bytes (at most 4 KiB, leading whitespace stripped) are in this format."""
+
+    def read(self, data: bytes, name: str, hints: ReadHints) -> ParsedBatch:
+        """The file's entries; a bad one raises InputError with ``name`` and its line."""
+
+
+@runtime_checkable
+class LibraryFormat(Protocol):
+    """A reader of a reference manager's export (stars to import)."""
+
+    def looks_like(self, head: bytes) -> bool:
+        """Whether a file's first bytes (at most 8 KiB) are in this format."""
+
+    def read(self, data: bytes, name: str) -> LibraryRead:
+        """The entries it could read, and a line for each it skipped."""
+
 
 # Daily digests of new papers.
 DIGEST_FORMATS: dict[str, str] = {

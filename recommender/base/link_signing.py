@@ -10,20 +10,19 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.encoding import int_to_bytes
 from itsdangerous.timed import TimestampSigner
 
+from recommender.base.clock import Clock, system_clock
 from recommender.base.config import EXAMPLE_SECRET
 from recommender.base.errors import ConfigError
 
 ACTIONS = ("more", "less", "open", "unsubscribe", "view", "undo")
 _SALT = "recommender.links.v1"
-Clock = Callable[[], datetime]
 
 
 class TokenError(Exception):
@@ -69,7 +68,7 @@ def token_id(token: str) -> str:
 
 
 class _ClockSigner(TimestampSigner):
-    clock: Clock = staticmethod(lambda: datetime.now(UTC))  # type: ignore[assignment]
+    clock: Clock = staticmethod(system_clock)  # type: ignore[assignment]
 
     def get_timestamp(self) -> int:
         return int(self.clock().timestamp())
@@ -85,7 +84,7 @@ def _base64(data: bytes) -> bytes:
 
 class LinkSigner:
     def __init__(self, secret: str, clock: Clock | None = None):
-        signer = type("Signer", (_ClockSigner,), {"clock": staticmethod(clock or (lambda: datetime.now(UTC)))})
+        signer = type("Signer", (_ClockSigner,), {"clock": staticmethod(clock or system_clock)})
         self._serializer = URLSafeTimedSerializer(secret, salt=_SALT, signer=signer)
         self._signer = self._serializer.make_signer()
         # The keyed hash, set up once: a digest signs 63 links, and the serializer derives the
@@ -96,8 +95,8 @@ class LinkSigner:
     def sign(self, token: LinkToken) -> str:
         """The serializer's token (``payload.timestamp.signature``), always in its uncompressed
         form: for four small values zlib never saves more than a few characters, and trying it
-        was most of the cost (bench/tricks.py: the serializer would add 27% of the digest run's
-        budget). ``verify`` (the serializer's loads) reads either form; a test keeps
+        was most of the cost (the serializer's cost against the digest run's budget:
+        bench/tricks.py, figure in bench/RESULTS.md). ``verify`` (the serializer's loads) reads either form; a test keeps
         the two byte for byte the same."""
         return self.sign_link(token.action, token.user_id, token.digest_id, token.position)
 

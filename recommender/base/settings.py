@@ -9,12 +9,54 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import time
 from email.utils import parseaddr
+from enum import StrEnum
 from pathlib import Path
 
 from recommender.base.errors import ConfigError
 
-COMMUNITY_MODES = ("auto", "off", "on")
-PERSONAL_MODES = ("auto", "off", "on")
+
+class Choice(StrEnum):
+    """A kind the config chooses between: its value is the TOML string, and its repr is the
+    string's too, so the fingerprints of stored profiles (made from ``repr(ranking)``) do not
+    change with the type."""
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class CommunityMode(Choice):
+    """``ranking.community``: off, each reader alone; on, everyone's stars; auto, see
+    reader_factors.uses_community."""
+
+    AUTO = "auto"
+    OFF = "off"
+    ON = "on"
+
+
+class PersonalMode(Choice):
+    """``ranking.personal``: a classifier per reader; auto, without the community and up to
+    ``personal_max_users`` readers."""
+
+    AUTO = "auto"
+    OFF = "off"
+    ON = "on"
+
+
+class SmtpSecurity(Choice):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+class DeliveryMode(Choice):
+    """``delivery.mode``: direct, the daemon sends; queue, workers send from the outbox."""
+
+    DIRECT = "direct"
+    QUEUE = "queue"
+
+
+COMMUNITY_MODES = tuple(CommunityMode)
+PERSONAL_MODES = tuple(PersonalMode)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 EXAMPLE_SECRET = "change-me-to-a-long-random-string"  # nosec B105  # the example value, refused as a secret
 EXAMPLE_SENDER = "digest@example.org"
@@ -48,7 +90,7 @@ class RankingConfig:
     why_terms: int = 3
     collaborative_weight: float = 1.0
     collaborative_min_users: int = 10
-    community: str = "auto"  # off: each reader alone; on: everyone's stars; auto: see reader_factors.uses_community
+    community: CommunityMode = CommunityMode.AUTO
     lsa_dims: int = 1000
     cf_factors: int = 800
     cf_ridge: float = 1.0
@@ -57,7 +99,7 @@ class RankingConfig:
     word_dims: int = 200  # dimensions of the word vectors learnt from the corpus
     profile_terms: int = 500
     interest_boost: float = 0.05
-    personal: str = "auto"  # a classifier per reader: auto (without the community, up to personal_max_users), on, off
+    personal: PersonalMode = PersonalMode.AUTO
     personal_max_users: int = 200
     personal_dims: int = 120
     personal_lsa_weight: float = 0.5
@@ -69,7 +111,7 @@ class RankingConfig:
 class SmtpConfig:
     host: str = "localhost"
     port: int = 587
-    security: str = "starttls"
+    security: SmtpSecurity = SmtpSecurity.STARTTLS
     username: str = ""
     password_env: str = "RECOMMENDER_SMTP_PASSWORD"
     sender: str = "Paper Digest <digest@example.org>"
@@ -178,7 +220,7 @@ class LookupConfig:
 
 @dataclass(frozen=True)
 class DeliveryConfig:
-    mode: str = "direct"  # direct: the daemon sends; queue: workers send from the outbox
+    mode: DeliveryMode = DeliveryMode.DIRECT
 
 
 def listed_emails(users: Sequence[UserConfig], most: int = 5) -> str:

@@ -19,7 +19,7 @@ from email.utils import parseaddr
 import aiosmtplib
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from recommender.base.config import SmtpConfig
+from recommender.base.config import SmtpConfig, SmtpSecurity
 from recommender.base.errors import DeliveryError
 from recommender.base.text import one_line
 from recommender.digest.message import dkim_key, dkim_signed, seven_bit
@@ -55,7 +55,7 @@ def check_credentials(smtp: SmtpConfig) -> None:
     if smtp.username and not smtp.password:
         raise DeliveryError(f"${smtp.password_env} is not set, but smtp.username is: set the SMTP password "
                             "in that environment variable")
-    if smtp.username and smtp.security == "none" and not smtp.allow_plaintext_auth:
+    if smtp.username and smtp.security == SmtpSecurity.NONE and not smtp.allow_plaintext_auth:
         raise DeliveryError("smtp.security = \"none\" would send the SMTP password in clear text: use "
                             "starttls or tls (or set smtp.allow_plaintext_auth = true for a relay on this host)")
 
@@ -148,13 +148,14 @@ class SmtpSender:
         """A client; with ``smtp.tls_server_name`` the certificate is checked against that name
         (implicit TLS: over a socket already connected to ``host``; STARTTLS: in ``_open``)."""
         smtp = self.smtp
-        context = ssl.create_default_context(cafile=smtp.ca_file or None) if smtp.security != "none" else None
-        named_starttls = smtp.security == "starttls" and bool(smtp.tls_server_name)
+        context = ssl.create_default_context(cafile=smtp.ca_file or None) if smtp.security != SmtpSecurity.NONE else None
+        named_starttls = smtp.security == SmtpSecurity.STARTTLS and bool(smtp.tls_server_name)
         login = smtp.username and not named_starttls
         return aiosmtplib.SMTP(
             hostname=smtp.tls_server_name if sock is not None else smtp.host,
             port=None if sock is not None else smtp.port, sock=sock,
-            use_tls=smtp.security == "tls", start_tls=smtp.security == "starttls" and not named_starttls,
+            use_tls=smtp.security == SmtpSecurity.TLS,
+            start_tls=smtp.security == SmtpSecurity.STARTTLS and not named_starttls,
             username=smtp.username if login else None, password=smtp.password if login else None,
             timeout=smtp.timeout_seconds, tls_context=context,
         )
@@ -173,12 +174,12 @@ class SmtpSender:
     async def _open(self) -> aiosmtplib.SMTP:
         smtp = self.smtp
         sock = None
-        if smtp.security == "tls" and smtp.tls_server_name:
+        if smtp.security == SmtpSecurity.TLS and smtp.tls_server_name:
             sock = await asyncio.to_thread(socket.create_connection, (smtp.host, smtp.port), smtp.timeout_seconds)
         client = self._client(sock)
         try:
             await client.connect()
-            if smtp.security == "starttls" and smtp.tls_server_name:
+            if smtp.security == SmtpSecurity.STARTTLS and smtp.tls_server_name:
                 await client.starttls(server_hostname=smtp.tls_server_name)
                 if smtp.username:
                     await client.login(smtp.username, smtp.password)

@@ -33,8 +33,8 @@ def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, 
                   unsubscribe_url: str, unsubscribe_mailto: str, now: datetime) -> bytes:
     """multipart/alternative (text/plain, then text/html) with RFC 8058 one-click unsubscribe.
 
-    Written out directly (bench/tricks.py: the email package would add ~2 ms a message, 44% of
-    the digest run's budget). Same structure and encodings (7bit or quoted-printable parts,
+    Written out directly (the email package's cost against the digest run's budget: bench/tricks.py,
+    figure in bench/RESULTS.md). Same structure and encodings (7bit or quoted-printable parts,
     RFC 2047 for non-ASCII names and subjects, CRLF lines); an address that is not ASCII
     itself (SMTPUTF8) goes through the email package instead."""
     sender_name, sender_address = parseaddr(smtp.sender)

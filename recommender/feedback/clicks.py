@@ -4,11 +4,11 @@ the click (more / less / open), an undo, or an unsubscribe. The web app is a thi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import quote_plus, urlsplit
 
+from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config
 from recommender.base.domain import Paper
 from recommender.base.link_signing import LinkSigner, LinkToken, TokenError, check_secret, token_id
@@ -17,7 +17,6 @@ from recommender.store.feedback import ClickEvent, FeedbackLog
 from recommender.store.group_commit import GroupCommit
 from recommender.store.outbox import Outbox
 
-Clock = Callable[[], datetime]
 EXPIRING = ("more", "less", "open", "view")
 
 
@@ -54,7 +53,7 @@ class FeedbackService:
     def __init__(self, config: Config, store: Store, clock: Clock | None = None):
         self.config = config
         self.store = store
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or system_clock
         secret = check_secret(config.feedback.secret, config.feedback.secret_env)
         self.signer = LinkSigner(secret, self.clock)
         self.log = FeedbackLog(store)
@@ -124,9 +123,6 @@ class FeedbackService:
 
     def unsubscribe(self, click: Click) -> bool:
         return self.outbox.set_unsubscribed(click.link.user_id, True)
-
-    def undo_url(self, click: Click) -> str:
-        return f"{self.config.feedback.base_url}/feedback/undo/{click.token}"
 
 
 def _entry(link: LinkToken) -> tuple[int, int]:

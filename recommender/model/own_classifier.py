@@ -13,8 +13,8 @@ dense weights the profile's dense part (where reader factors go when the communi
 part), so scoring and caching are unchanged.
 
 Cost: one fit per reader whenever their profile is rebuilt (ingest, star imports, a click),
-about 0.3-0.6 s at 20,000-26,000 papers, and the word vectors once per corpus (about 10 s and
-400 MB for the 10,000 x 10,000 PMI matrix); ``personal`` says when it is used.
+and the word vectors once per corpus (the 10,000 x 10,000 PMI matrix; seconds per reader in
+bench/RESULTS.md's quality tables); ``personal`` says when it is used.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.base.config import RankingConfig
+from recommender.base.config import PersonalMode, RankingConfig
 from recommender.model import word_vectors
 from recommender.model.tfidf import TextModel, settings_key
 from recommender.model.unit_rows import unit_rows
@@ -49,9 +49,9 @@ class LsaSpace:
 def wanted(ranking: RankingConfig, readers_with_stars: int) -> bool:
     """Whether ``[ranking] personal`` asks for readers' own classifiers: "on", or "auto" while
     at most ``personal_max_users`` readers have stars (the community part decides the rest)."""
-    if ranking.personal == "off":
+    if ranking.personal == PersonalMode.OFF:
         return False
-    return ranking.personal == "on" or readers_with_stars <= ranking.personal_max_users
+    return ranking.personal == PersonalMode.ON or readers_with_stars <= ranking.personal_max_users
 
 
 def used(ranking: RankingConfig, community: bool, readers_with_stars: int) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.base.config import RankingConfig
+from recommender.base.config import CommunityMode, RankingConfig
 from recommender.model import own_classifier, word_vectors
 from recommender.model.tfidf import TextModel, settings_key
 from recommender.model.unit_rows import unit_rows
@@ -55,7 +55,7 @@ def star_bucket(stars: int) -> int:
 
 
 def switched_on(ranking: RankingConfig) -> bool:
-    return ranking.community != "off" and ranking.collaborative_weight > 0
+    return ranking.community != CommunityMode.OFF and ranking.collaborative_weight > 0
 
 
 def uses_community(ranking: RankingConfig, readers_with_stars: int) -> bool:
@@ -66,7 +66,7 @@ def uses_community(ranking: RankingConfig, readers_with_stars: int) -> bool:
     own classifier ranks better than the community's factors (bench/RESULTS.md)."""
     if not switched_on(ranking) or readers_with_stars < 2:
         return False
-    if ranking.community == "on":
+    if ranking.community == CommunityMode.ON:
         return True
     return (readers_with_stars >= ranking.collaborative_min_users
             and not own_classifier.wanted(ranking, readers_with_stars))

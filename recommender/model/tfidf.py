@@ -2,7 +2,8 @@
 
 Title and abstract are counted over one vocabulary (scikit-learn's CountVectorizer
 semantics, counted by recommender.model.term_counts) and added with the title weighted higher; then sublinear tf and smooth idf, rows L2-normalised.
-The fitted vocabulary, idf and paper matrix are pickled into the database as plain arrays, so
+The fitted vocabulary, idf and paper matrix are stored in the database as plain arrays (a
+JSON header and the raw arrays, store/model_files.py; no pickle), so
 ``recommend`` refits only when the corpus (or a ranking setting that changes the features)
 changed, and loading them never imports scikit-learn.
 """

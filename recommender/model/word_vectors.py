@@ -8,7 +8,8 @@ paper but share neighbours, end up close. A paper's sum of its words' vectors le
 title match papers that say the same thing in other words: the readers' own classifiers
 (``own_classifier``) and the text-to-reader-factors regression (``reader_factors``) use it.
 
-Cost: about 10 s and 400 MB at 20,000 papers (the 10,000 x 10,000 PMI matrix, dense).
+Cost: the 10,000 x 10,000 PMI matrix, dense, once per corpus (the collaborative model's fit
+in bench/RESULTS.md includes it).
 """
 
 from __future__ import annotations

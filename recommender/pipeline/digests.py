@@ -18,13 +18,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from threadpoolctl import threadpool_limits
 
 from recommender import pipeline
 from recommender.base import parallel
+from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, UserConfig
 from recommender.base.domain import Paper, Recommendation
 from recommender.base.link_signing import LinkSigner, check_secret
@@ -46,7 +47,6 @@ from recommender.store.store import utcnow
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=10)
 CREATE_GROUP = 25  # digests stored per transaction (short enough not to keep other writers waiting)
-Clock = Callable[[], datetime]
 
 
 class Waitable(Protocol):
@@ -258,7 +258,7 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
     command, where ``parallel.can_fork()``), a child process delivers what is queued while this
     one renders the rest, and many users are split between worker processes (``--jobs``).
     Only one process sends at a time, so ``smtp.max_connections`` caps the whole run."""
-    clock = clock or (lambda: datetime.now(UTC))
+    clock = clock or system_clock
     if dry_run:
         return list(queue_digests(config, store, users, clock, dry_run=True).values())
     check_credentials(config.smtp)
@@ -352,7 +352,7 @@ def work(config: Config, store: Store, concurrency: int, once: bool, stop: threa
     """A worker: claim pending digests from the shared outbox (SKIP LOCKED on PostgreSQL, a lease
     everywhere) and send them over ``concurrency`` connections until stopped (or, with ``once``,
     until the queue is empty). Returns how many it sent."""
-    clock = clock or (lambda: datetime.now(UTC))
+    clock = clock or system_clock
     smtp = replace(config.smtp, max_connections=concurrency)
     config = replace(config, smtp=smtp)
     owner = new_owner()

@@ -8,9 +8,9 @@ from __future__ import annotations
 import glob
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -18,6 +18,7 @@ import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from recommender import __version__, pipeline
+from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, SourceConfig
 from recommender.base.errors import InputError, RecommenderError
 from recommender.sources import parse
@@ -27,7 +28,6 @@ from recommender.store.state import DaemonState, SourceState
 log = logging.getLogger(__name__)
 USER_AGENT = f"recommender/{__version__} (research-paper digest; polite fetcher)"
 MAX_REDIRECTS = 5
-Clock = Callable[[], datetime]
 
 
 class FetchError(RecommenderError):
@@ -122,7 +122,7 @@ class Fetcher:
         self.config = config
         self.store = store
         self.client = client or httpx.Client(timeout=config.scheduler.fetch_timeout_seconds, follow_redirects=False)
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or system_clock
         self.retry_wait = retry_wait
         self.state = DaemonState(store)
 

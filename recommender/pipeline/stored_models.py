@@ -10,7 +10,7 @@ from datetime import datetime
 
 import scipy.sparse as sp
 
-from recommender.base.config import RankingConfig, UserConfig
+from recommender.base.config import PersonalMode, RankingConfig, UserConfig
 from recommender.model import own_classifier, reader_factors, tfidf
 from recommender.model.own_classifier import LsaSpace
 from recommender.model.profiles import (
@@ -59,7 +59,7 @@ def community_model(store: Store, model: TextModel, ranking: RankingConfig) -> C
 
 def lsa_space(store: Store, model: TextModel, ranking: RankingConfig, community: bool) -> LsaSpace | None:
     """The LSA space of the current corpus when readers get their own classifier, else None."""
-    if ranking.personal == "off" or community:
+    if ranking.personal == PersonalMode.OFF or community:
         return None  # decided without counting readers (a query over every star)
     readers = store.readers_with_stars()
     if not readers or not own_classifier.used(ranking, community, readers):  # no reader to fit one for

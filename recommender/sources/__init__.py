@@ -7,20 +7,28 @@ from collections import deque
 from datetime import date, datetime
 from functools import cache
 from importlib import import_module
-from types import ModuleType
+from typing import Any, cast
 
-from recommender.base.domain import ParsedBatch, ReadHints
+from recommender.base.domain import LibraryRead, ParsedBatch, ReadHints
 from recommender.base.errors import InputError
-from recommender.base.formats import DIGEST_FORMATS, LIBRARY_FORMATS
-from recommender.sources.library_read import LibraryRead
+from recommender.base.formats import DIGEST_FORMATS, LIBRARY_FORMATS, DigestFormat, LibraryFormat
 from recommender.sources.lines import decoded_lines
 
 
 @cache
-def reader(name: str, library: bool = False) -> ModuleType:
-    """The module that reads format ``name`` (see recommender.base.formats), imported on use:
-    a command reads one format, and some readers' libraries cost start-up time."""
-    return import_module(f"recommender.sources.{(LIBRARY_FORMATS if library else DIGEST_FORMATS)[name]}")
+def _module(name: str) -> Any:
+    return import_module(f"recommender.sources.{name}")
+
+
+def reader(name: str) -> DigestFormat:
+    """The module that reads digest format ``name`` (see recommender.base.formats), imported on
+    use: a command reads one format, and some readers' libraries cost start-up time."""
+    return cast(DigestFormat, _module(DIGEST_FORMATS[name]))
+
+
+def library_reader(name: str) -> LibraryFormat:
+    """The module that reads library format ``name``, imported on use."""
+    return cast(LibraryFormat, _module(LIBRARY_FORMATS[name]))
 
 
 def detect_format(data: bytes, name: str) -> str:
@@ -44,14 +52,13 @@ def parse(data: bytes, name: str, fmt: str = "auto", year_hint: date | None = No
         fmt = detect_format(data, name)
     if fmt not in DIGEST_FORMATS:
         raise InputError(name, f"unknown format {fmt!r} (expected one of auto, {', '.join(DIGEST_FORMATS)})")
-    batch: ParsedBatch = reader(fmt).read(data, name, ReadHints(year_hint, modified, include_replacements))
-    return batch
+    return reader(fmt).read(data, name, ReadHints(year_hint, modified, include_replacements))
 
 
 def detect_library_format(data: bytes, name: str) -> str:
     head = data[:8192]
     for fmt in LIBRARY_FORMATS:
-        if reader(fmt, library=True).looks_like(head):
+        if library_reader(fmt).looks_like(head):
             return fmt
     raise InputError(name, "not a known library format (expected BibTeX, a Zotero CSV export or RIS)")
 
@@ -62,5 +69,4 @@ def read_library(data: bytes, name: str, fmt: str = "auto") -> LibraryRead:
         fmt = detect_library_format(data, name)
     if fmt not in LIBRARY_FORMATS:
         raise InputError(name, f"unknown library format {fmt!r} (expected one of auto, {', '.join(LIBRARY_FORMATS)})")
-    read: LibraryRead = reader(fmt, library=True).read(data, name)
-    return read
+    return library_reader(fmt).read(data, name)

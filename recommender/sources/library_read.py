@@ -1,14 +1,6 @@
-"""What a reader of a reference-manager library returns: the entries it could read, and one
-line per entry it skipped (file, line, the reason)."""
+"""What a reader of a reference-manager library returns (``base.domain.LibraryRead``, where
+the library format's Protocol in ``base.formats`` names it)."""
 
-from __future__ import annotations
+from recommender.base.domain import LibraryRead
 
-from dataclasses import dataclass, field
-
-from recommender.base.domain import ParsedPaper
-
-
-@dataclass(frozen=True)
-class LibraryRead:
-    entries: list[ParsedPaper]
-    skipped: list[str] = field(default_factory=list)
+__all__ = ["LibraryRead"]

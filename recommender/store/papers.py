@@ -73,10 +73,6 @@ class PaperRows(Database):
     """Ingest, papers and batches."""
 
     # -- ingest -----------------------------------------------------------------------------
-    def has_batch(self, content_hash: str) -> bool:
-        with self.read() as conn:
-            return conn.execute(select(BatchRow.id).where(BatchRow.content_hash == content_hash)).first() is not None
-
     def ingest_batch(self, parsed: ParsedBatch, source: str, content_hash: str, run_id: str) -> IngestResult:
         """Store a whole batch or nothing: papers matched or added, then the ordered entries."""
         with self.write() as conn:

@@ -141,6 +141,12 @@ class ReaderRows(PaperRows):
                 found.append((Signal(paper_id, action, at), topic))
         return found
 
+    def star_counts(self) -> dict[int, int]:
+        """user id -> how many papers they starred (users without stars are absent)."""
+        with self.read() as conn:
+            rows = conn.execute(select(StarRow.user_id, func.count()).group_by(StarRow.user_id))
+            return {user_id: count for user_id, count in rows}
+
     def starred_ids(self, user_id: int) -> dict[str, datetime]:
         with self.read() as conn:
             rows = conn.execute(select(StarRow.paper_id, StarRow.created_at).where(StarRow.user_id == user_id))

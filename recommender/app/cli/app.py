@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -29,6 +29,9 @@ from recommender.base.config import (
 from recommender.base.env_names import JOBS_ENV
 from recommender.base.errors import ConfigError, RecommenderError
 from recommender.pipeline.store_access import Store
+
+if TYPE_CHECKING:
+    from recommender.pipeline.api import Recommender
 
 
 class AppContext:
@@ -62,6 +65,13 @@ class AppContext:
         if url not in self.kept_stores:
             self.kept_stores[url] = Store.open(url, keep_models=True)
         return self.kept_stores[url]
+
+    @cached_property
+    def api(self) -> Recommender:
+        """The install's Python API over this command's config and store."""
+        from recommender.pipeline.api import Recommender
+
+        return Recommender(self.config, self.store)
 
     def close(self) -> None:
         if self._store is not None:
@@ -190,7 +200,7 @@ def progress_bar() -> Progress:
 
 def refreshed(app: AppContext) -> None:
     """``pipeline.refresh`` with a bar while readers' own classifiers are fitted."""
-    from recommender import pipeline  # here: commands that never rank do not import numpy and scipy
+    from recommender import pipeline
 
     with progress_bar() as bar:
         task = None

@@ -119,7 +119,7 @@ def batches(app: AppContext, as_json: bool) -> None:
     \b
       recommender batches --json
     """
-    rows = app.store.batches()
+    rows = app.api.batches()
     if as_json:
         emit_json({"id": b.id, "source": b.source, "format": b.format, "date": b.batch_date,
                    "entries": b.entry_count, "ingest_run": b.ingest_run, "created_at": b.created_at.isoformat()}

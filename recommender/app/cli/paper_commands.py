@@ -34,7 +34,7 @@ def papers_list(app: AppContext, as_json: bool) -> None:
     \b
       recommender papers list --json
     """
-    _print_papers(app.store.papers(), as_json)
+    _print_papers(app.api.papers(), as_json)
 
 
 @papers.command("search")
@@ -49,7 +49,7 @@ def papers_search(app: AppContext, query: str, as_json: bool) -> None:
     \b
       recommender papers search "optimal transport"
     """
-    found = app.store.search_papers(query)
+    found = app.api.search_papers(query)
     _print_papers(found, as_json)
     if not as_json and not found:
         click.echo(f"no paper matches {query!r}", err=True)
@@ -67,7 +67,7 @@ def papers_show(app: AppContext, paper_id: str, as_json: bool) -> None:
     \b
       recommender papers show 2412.00420
     """
-    paper = app.store.paper(paper_id).display
+    paper = app.api.paper(paper_id).display
     if as_json:
         emit_json([paper.as_json()])
         return

@@ -85,9 +85,8 @@ def unstar(app: AppContext, paper_ids: tuple[str, ...], email: str | None, topic
       recommender unstar 2412.00420
       recommender unstar --topic folding 2401.01234
     """
-    store = app.store
     user = app.user(email)
-    removed = store.unstar(store.user_id(user.email), list(paper_ids), topic_named(user, topic))
+    removed = app.api.unstar(user.email, paper_ids, topic_named(user, topic))
     summary(f"{user.email}: removed {removed} star(s)")
 
 
@@ -110,18 +109,15 @@ def stars(ctx: click.Context, email: str | None, as_json: bool, topic: str | Non
         return
     app = ctx.find_object(AppContext)
     assert app is not None  # nosec B101  # a type narrowing for mypy; click always passes the context
-    store = app.store
     user = app.user(email)
-    user_id = store.user_id(user.email)
     named = topic_named(user, topic)
-    starred = store.stars(user_id, named)
-    topics = store.star_topics(user_id)
+    starred = app.api.stars(user.email, named)
     if as_json:
-        emit_json(dict(p.as_json(), user=user.email, starred_at=at.isoformat(), topic=topics.get(p.id))
-                  for p, at in starred)
+        emit_json(dict(one.paper.as_json(), user=user.email, starred_at=one.starred_at.isoformat(), topic=one.topic)
+                  for one in starred)
         return
-    for paper, at in starred:
-        click.echo(f"{paper.id}\t{at:%Y-%m-%d}\t{paper.title}" + (f"\t[{topics[paper.id]}]" if paper.id in topics else ""))
+    for one in starred:
+        click.echo(f"{one.paper.id}	{one.starred_at:%Y-%m-%d}	{one.paper.title}" + (f"	[{one.topic}]" if one.topic else ""))
     summary(f"{user.email}: {len(starred)} star(s)" + (f" in topic {named!r}" if named else ""))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 from typing import Any
@@ -12,9 +11,8 @@ import numpy as np
 
 from recommender import pipeline
 from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, summary
-from recommender.base.errors import NotFoundError
 from recommender.base.link_signing import check_secret
-from recommender.pipeline.store_access import FeedbackLog, Outbox
+from recommender.pipeline.store_access import FeedbackLog
 
 
 @cli.command()
@@ -137,30 +135,14 @@ def users_list(app: AppContext, as_json: bool) -> None:
     \b
       recommender users list
     """
-    store = app.store
-    ids = store.sync_users(u.email for u in app.config.users)
-    unsubscribed = Outbox(store).unsubscribed()
-    sent: dict[int, int] = {}
-    for item in Outbox(store).items("sent"):
-        sent[item.user_id] = sent.get(item.user_id, 0) + 1
-    rows = []
-    for user in app.config.users:
-        user_id = ids[user.email.lower()]
-        rows.append({"user": user.email, "name": user.name, "stars": len(store.starred_ids(user_id)),
-                     "digests_sent": sent.get(user_id, 0), "subscribed": user_id not in unsubscribed,
-                     "send_at": f"{user.send_at:%H:%M}", "timezone": user.timezone, "frequency": user.frequency})
+    users = app.api.users()
     if as_json:
-        emit_json(rows)
+        emit_json(user.as_json() for user in users)
         return
-    for row in rows:
-        state = "subscribed" if row["subscribed"] else "UNSUBSCRIBED"
-        click.echo(f"{row['user']}\t{state}\t{row['stars']} star(s)\t{row['digests_sent']} digest(s) sent\t"
-                   f"{row['frequency']} at {row['send_at']} {row['timezone']}")
-
-
-def _stored_user_id(app: AppContext, email: str) -> int:
-    user = app.config.user(email)
-    return app.store.user_id(user.email)
+    for user in users:
+        state = "subscribed" if user.subscribed else "UNSUBSCRIBED"
+        click.echo(f"{user.user}\t{state}\t{user.stars} star(s)\t{user.digests_sent} digest(s) sent\t"
+                   f"{user.frequency} at {user.send_at:%H:%M} {user.timezone}")
 
 
 @users_group.command("resubscribe")
@@ -174,7 +156,7 @@ def users_resubscribe(app: AppContext, email: str) -> None:
     \b
       recommender users resubscribe ada@example.org
     """
-    changed = Outbox(app.store).set_unsubscribed(_stored_user_id(app, email), False)
+    changed = app.api.resubscribe(email)
     click.echo(f"{email}: {'resubscribed' if changed else 'was already subscribed'}")
 
 
@@ -189,9 +171,7 @@ def users_export(app: AppContext, email: str) -> None:
     \b
       recommender users export ada@example.org > ada.json
     """
-    data = FeedbackLog(app.store).export(_stored_user_id(app, email))
-    configured = next((u for u in app.config.users if u.email.lower() == email.lower()), None)
-    data["topics"] = [dataclasses.asdict(t) for t in configured.topics] if configured else []
+    data = app.api.export_user(email)
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True))
 
 
@@ -207,12 +187,7 @@ def users_forget(app: AppContext, email: str, yes: bool) -> None:
     \b
       recommender users forget ada@example.org --yes
     """
-    store = app.store
-    known = {row.email: row.id for row in store.user_rows()}
-    if email.lower() not in known:
-        raise NotFoundError(f"nothing stored for {email}")
-    if not yes:
-        click.confirm(f"Delete everything stored about {email}?", abort=True)
-    counts = FeedbackLog(store).forget(known[email.lower()])
-    click.echo(f"{email}: deleted {counts['stars']} star(s), {counts['feedback']} feedback event(s), "
-               f"{counts['digests']} digest(s) and the profile")
+    confirm = None if yes else lambda: click.confirm(f"Delete everything stored about {email}?", abort=True)
+    counts = app.api.forget_user(email, confirm)
+    click.echo(f"{email}: deleted {counts.stars} star(s), {counts.feedback} feedback event(s), "
+               f"{counts.digests} digest(s) and the profile")
