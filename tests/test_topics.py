@@ -7,6 +7,7 @@ from __future__ import annotations
 import html as html_text
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -318,3 +319,31 @@ def test_sections_fit_a_phone_and_a_desktop_in_a_real_browser(tmp_path: Path, ru
             assert driver.execute_script("return document.documentElement.scrollWidth") <= width
     finally:
         driver.quit()
+
+
+LIBRARY = Path(__file__).parent / "fixtures" / "library"
+
+
+def test_topics_from_jabref_groups_prefer_a_configured_topic_and_offer_the_others(tmp_path: Path, run: Invoke):
+    path = write_config(tmp_path, users=TOPICS + '[[users.topics]]\nname = "My-Other-Subgroup-3"\n')
+    run("init", config=path)
+    result = run("import-library", "--offline", "--topics-from", "groups", str(LIBRARY / "jabref-3.8.bib"), config=path)
+    starred = {s["title"]: s["topic"] for s in map(json.loads, run("stars", "--json", config=path).stdout.splitlines())}
+    assert starred == {"The paper in subgroup": "my-subgroup-3", "The article in my other subgroup": "My-Other-Subgroup-3",
+                       "the paper in two groups": "My-Other-Subgroup-3", "the paper not in a group": "my-main-group-3"}
+    offered = tomllib.loads("[[users]]\n" + result.stdout.replace("[[users.topics]]", "[[users.topics]]"))["users"][0]["topics"]
+    assert [t["name"] for t in offered] == ["my-subgroup-3", "my-main-group-3"]  # not the configured one
+    assert "My-Other-Subgroup-3 (2)" in result.stderr
+
+
+@pytest.mark.parametrize(("export", "expected"), [
+    ("mendeley-style.bib", {"Vulcanian eruptions"}),  # Mendeley's keywords field
+    ("zotero-export.csv", {"Astrophysics - Instrumentation and Methods for Astrophysics",
+                           "Astrophysics - Cosmology and Extragalactic Astrophysics", None}),  # Zotero's tags
+    ("sciencedirect.ris", {"V-Ti-Cr alloys"}),  # RIS KW
+])
+def test_topics_from_keywords_of_real_exports(run: Invoke, seeds: list[Path], export: str, expected: set[str | None]):
+    run("init")
+    run("ingest", str(seeds[0]))
+    run("import-library", "--offline", "--topics-from", "keywords", str(LIBRARY / export))
+    assert {s["topic"] for s in map(json.loads, run("stars", "--json").stdout.splitlines())} == expected

@@ -37,6 +37,8 @@ class ParsedPaper:
     source_id: str = ""
     published: str = ""
     line: int = 0
+    groups: tuple[str, ...] = ()  # the library's folders it sits in (collections, groups), as the export names them
+    keywords: tuple[str, ...] = ()  # its tags and keywords in the library
 
 
 @dataclass(frozen=True)

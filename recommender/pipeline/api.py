@@ -235,13 +235,14 @@ class Recommender:
     def import_library(self, email: str | None, paths: Sequence[str | Path], fmt: str = "auto",
                        strict: bool = False, offline: bool = False,
                        progress: Callable[[int], None] | None = None,
-                       topic: str | None = None) -> star_import.LibraryImport:
+                       topic: str | None = None, topics_from: str | None = None) -> star_import.LibraryImport:
         """Star the papers of reference-manager exports (BibTeX, Zotero CSV, RIS).
 
         Example: ``rec.import_library("ada@example.org", ["export.bib"]).new_stars``"""
         user = self.user(email)
         result = star_import.import_library(self.store, user.email, [Path(p).expanduser() for p in paths], fmt,
-                                            strict, self._lookup(offline), progress, self._topic(user, topic))
+                                            strict, self._lookup(offline), progress, self._topic(user, topic),
+                                            topics_from, [t.name for t in user.topics])
         if result.new_stars or result.added:
             self._refit()
         return result

@@ -11,6 +11,7 @@ score, then the config's order), never twice, and the others take their next pap
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -113,3 +114,14 @@ def joined(names: Sequence[str], ranked: Sequence[list[Recommendation]], shares:
             shares[growing[n % len(growing)]] += 1
     picks = [replace(r, topic=names[s]) for s, section in enumerate(current) for r in section]
     return [replace(r, rank=n + 1) for n, r in enumerate(picks)]
+
+
+def config_block(topics: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """A ready-to-paste ``[[users.topics]]`` block: each topic's name and, as comments, the
+    lines that describe it (its papers, its terms)."""
+    lines = []
+    for name, notes in topics:
+        lines += ["[[users.topics]]", f"name = {json.dumps(name[:64], ensure_ascii=False)}"]
+        lines += [f"# {note}" for note in notes]
+        lines.append("")
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ from recommender.app.cli.app import (
     topic_named,
 )
 from recommender.base.formats import LIBRARY_FORMATS
-from recommender.pipeline import star_import
+from recommender.pipeline import star_import, topics
 from recommender.pipeline.store_access import paper_by_title
 
 if TYPE_CHECKING:
@@ -155,14 +155,19 @@ def stars_import(app: AppContext, file: str, skip_unknown: bool, offline: bool) 
 @click.option("--strict", is_flag=True, help="Refuse the files when any entry cannot be read.")
 @click.option("--offline", is_flag=True, help="Never ask the arXiv API for missing abstracts.")
 @click.option("--topic", metavar="NAME", help="Star the papers in this topic ([[users.topics]]).")
+@click.option("--topics-from", "topics_from", type=click.Choice(tuple(star_import.TOPICS_FROM)),
+              help="Each paper's topic from the library: its collections/groups (Better BibTeX and JabRef "
+                   "groups, Zotero CSV manual tags) or its keywords (BibTeX/RIS keywords, Mendeley and Zotero tags).")
 @pass_app
 def import_library(app: AppContext, files: tuple[str, ...], email: str | None, fmt: str, strict: bool,
-                   offline: bool, topic: str | None = None) -> None:
+                   offline: bool, topic: str | None = None, topics_from: str | None = None) -> None:
     """Star the papers of your reference manager's export: BibTeX (Zotero, Better BibTeX,
     JabRef, Mendeley, BibDesk, ...), a Zotero CSV export, or RIS. Papers are matched to stored
     ones by arXiv id, then title; the others are added (not as new digest entries). Entries
     with an arXiv id but no abstract get theirs from arXiv. An entry that cannot be read is
-    skipped with its line and the reason.
+    skipped with its line and the reason. With --topics-from, each star takes one of the
+    folders or keywords the library gives its paper (a configured topic's first, else the one
+    most papers share); the ones not configured yet are printed as a [[users.topics]] block.
 
     Example:
 
@@ -170,13 +175,15 @@ def import_library(app: AppContext, files: tuple[str, ...], email: str | None, f
       recommender import-library ~/Zotero/export.bib
       recommender import-library library.csv papers.ris --strict
       recommender import-library --topic folding folding.bib
+      recommender import-library --topics-from groups jabref.bib
     """
     user = app.user(email)
     named = topic_named(user, topic)
     with progress_bar() as bar:
         task = bar.add_task("looking up arXiv ids", total=None)
         result = star_import.import_library(app.store, user.email, [existing_path(f) for f in files], fmt, strict,
-                                        _lookup(app, offline), progress=lambda n: bar.advance(task, n), topic=named)
+                                        _lookup(app, offline), progress=lambda n: bar.advance(task, n), topic=named,
+                                            topics_from=topics_from, configured=[t.name for t in user.topics])
     for line in result.skipped:
         click.echo(f"warning: {line}", err=True)
     for unknown in result.unknown:
@@ -186,7 +193,13 @@ def import_library(app: AppContext, files: tuple[str, ...], email: str | None, f
                    err=True)
     if result.new_stars or result.added:
         refreshed(app)
-    summary(f"{user.email}: {result.line()}")
+    new = [(name, [f"{count} paper(s) of the library"]) for name, count in result.topics.items()
+           if user.topic(name) is None]
+    if new:
+        click.echo(f"# topics found in the library: add them under {user.email}'s [[users]] entry")
+        click.echo(topics.config_block(new))
+    summary(f"{user.email}: {result.line()}"
+            + (f"; topics: {', '.join(f'{n} ({c})' for n, c in result.topics.items())}" if result.topics else ""))
 
 
 @cli.command("import-bibtex")
