@@ -347,3 +347,47 @@ def test_topics_from_keywords_of_real_exports(run: Invoke, seeds: list[Path], ex
     run("ingest", str(seeds[0]))
     run("import-library", "--offline", "--topics-from", "keywords", str(LIBRARY / export))
     assert {s["topic"] for s in map(json.loads, run("stars", "--json").stdout.splitlines())} == expected
+
+
+REWARD = ("Scaling Laws for Reward Model Overoptimization in Direct Alignment Algorithms",
+          "Reward Model Ensembles Help Mitigate Overoptimization",
+          "Confronting Reward Model Overoptimization with Constrained RLHF",
+          "Provably Mitigating Overoptimization in RLHF: Your SFT Loss is Implicitly an Adversarial Regularizer")
+
+
+OPTIMISATION = ("Target-based Surrogates for Stochastic Optimization",
+                "Efficient Global Optimization of Two-layer ReLU Networks: Quadratic-time Algorithms and Adversarial "
+                "Training",
+                "From Logistic Regression to the Perceptron Algorithm: Exploring Gradient Descent with Large Step Sizes")
+
+
+def test_suggested_topics_split_stars_name_them_and_paste_into_the_config(tmp_path: Path, run: Invoke,
+                                                                          seeds: list[Path]):
+    path = write_config(tmp_path, users='[[users]]\nemail = "ada@example.org"\n')
+    run("init", config=path)
+    run("ingest", *map(str, seeds), config=path)
+    run("star", *[arg for title in TRANSPORT + REWARD + LANGUAGE + OPTIMISATION for arg in ("--title", title)],
+        config=path)
+    result = run("profile", "topics", "--suggest", "--max", "3", "--apply", config=path)
+    block = result.stdout
+    suggested = tomllib.loads("[[users]]\nemail = 'ada@example.org'\n" + block)["users"][0]["topics"]
+    assert 2 <= len(suggested) <= 3
+    starred = {s["title"]: s["topic"] for s in map(json.loads, run("stars", "--json", config=path).stdout.splitlines())}
+    # The reward-model papers stay together, apart from the optimal-transport ones.
+    assert len({starred[t] for t in REWARD}) == 1 and starred[REWARD[0]] not in {starred[t] for t in TRANSPORT}
+    assert {t["name"] for t in suggested} == set(starred.values())
+    reward = next(t["name"] for t in suggested if t["name"] == starred[REWARD[0]])
+    assert "overoptimization" in reward or "reward" in reward
+    assert any(title[:60] in block for title in REWARD)
+    # Pasted under the reader, the block makes a config whose digest has those sections.
+    path.write_text(path.read_text() + "\n" + block)
+    assert "OK: 1 user(s)" in run("config", "check", config=path).stdout
+    picks = _picks(lambda *a, **k: run(*a, config=path, **k))
+    assert {p["topic"] for p in picks} <= {t["name"] for t in suggested} and len({p["topic"] for p in picks}) >= 2
+
+
+def test_too_few_stars_make_one_suggested_topic_and_none_make_an_error(run: Invoke, seeds: list[Path]):
+    run("init")
+    run("ingest", str(seeds[0]))
+    assert "Error: ada@example.org has no starred papers" in run("profile", "topics", "--suggest", code=1).stderr
+    assert "--apply goes with --suggest" in run("profile", "topics", "--apply", code=2).stderr

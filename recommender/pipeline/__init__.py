@@ -269,12 +269,26 @@ def rank_topics(config: Config, store: Store, models: Models, user: UserConfig, 
     return topics.joined([section.name for section in found], ranked, shares)
 
 
-def profile(config: Config, store: Store, user: UserConfig) -> tuple[profiles.Profile, list[str]]:
-    """One user's profile as ranking uses it (persisted when it changed), and the model's terms."""
+def profile(config: Config, store: Store, user: UserConfig,
+            topic: str | None = None) -> tuple[profiles.Profile, list[str]]:
+    """One user's profile as ranking uses it (persisted when it changed), or that of one of
+    their topics, and the model's terms."""
     models = load_models(store, config)
+    if topic is not None:
+        found, built = section_profiles(config, store, models, user, store.user_id(user.email), datetime.now(UTC),
+                                        topic)
+        if not found:
+            raise NotFoundError(f"{user.email} has no topic {topic!r}")
+        return built.profile(0), models.text.shown_terms
     built = stored_models.current_profile(store, models.text, store.user_id(user.email), user, config.ranking,
                                           datetime.now(UTC), models.collab, models.space)
     return built, models.text.shown_terms
+
+
+def suggest_topics(config: Config, store: Store, user: UserConfig, max_k: int) -> list[topics.Suggestion]:
+    """At most ``max_k`` topics the reader's stars split into (see pipeline.topics.suggest)."""
+    models = load_models(store, config)
+    return topics.suggest(store, models.text, models.space, models.collab, store.user_id(user.email), max_k)
 
 
 def explain(config: Config, store: Store, user: UserConfig, paper_id: str,

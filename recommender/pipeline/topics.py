@@ -15,8 +15,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from recommender.base.config import TopicConfig, UserConfig
-from recommender.base.domain import Recommendation, Signal
+from recommender.base.domain import Paper, Recommendation, Signal
+from recommender.model import topic_clusters
+from recommender.model.own_classifier import LsaSpace
+from recommender.model.reader_factors import CollabModel
+from recommender.model.tfidf import TextModel
+from recommender.store import Store
 
 OTHER = "Other"  # the section of the stars and clicks that carry no topic
 
@@ -125,3 +132,42 @@ def config_block(topics: Sequence[tuple[str, Sequence[str]]]) -> str:
         lines += [f"# {note}" for note in notes]
         lines.append("")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A suggested topic: a name from its terms, and its papers, nearest its centre first."""
+
+    name: str
+    terms: list[str]
+    papers: list[Paper]
+
+    def notes(self, shown: int = topic_clusters.SHOWN_PAPERS) -> list[str]:
+        return ([f"{len(self.papers)} starred paper(s); terms: {', '.join(self.terms)}"]
+                + [f"  {p.id}  {p.display.title[:90]}" for p in self.papers[:shown]])
+
+
+def suggest(store: Store, text: TextModel, space: LsaSpace | None, collab: CollabModel | None, user_id: int,
+            max_k: int) -> list[Suggestion]:
+    """At most ``max_k`` coherent groups of the reader's starred papers (see model.topic_clusters),
+    largest first; one group when the stars do not split."""
+    starred = [p for p, _ in store.stars(user_id) if p.id in text.index]
+    if not starred:
+        return []
+    ids = [p.id for p in starred]
+    given = None
+    if space is not None:
+        given = space.coordinates[[text.index[i] for i in ids]]
+    elif collab is not None and all(i in collab.index for i in ids):
+        given = collab.predicted[[collab.index[i] for i in ids]]
+    vectors = topic_clusters.dense_rows(text, ids, given)
+    labels = topic_clusters.split(vectors, max_k) if len(ids) >= 2 * topic_clusters.MIN_GROUP else \
+        np.zeros(len(ids), dtype=np.int64)
+    found, names = [], set()
+    for group in topic_clusters.groups(text, ids, vectors, labels):
+        name = group.name
+        while name.lower() in names:  # two groups named by the same terms
+            name += "'"
+        names.add(name.lower())
+        found.append(Suggestion(name, group.terms, [starred[i] for i in group.members]))
+    return found
