@@ -18,6 +18,7 @@ small groups: the first 30 of the sample as six installs of five readers, with
 and the same for one install of the first LAB readers.
 
     python bench/quality.py [--datasets a,t] [--sample N]
+    python bench/quality.py --topics [--datasets a,t] [--sample N]   # topics: see bench/topic_split.py
 """
 
 from __future__ import annotations
@@ -182,7 +183,13 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=SAMPLE, help="users of the comparison with the SVM")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="override a [ranking] setting (for tuning on DEV users)")
+    parser.add_argument("--topics", action="store_true",
+                        help="measure topics instead (bench/topic_split.py: its protocol)")
     args = parser.parse_args()
+    if args.topics:
+        import topic_split
+
+        return topic_split.main(args.datasets.split(","), args.sample)
     defaults = RankingConfig()
     overrides = {k: type(getattr(defaults, k))(v) for k, v in (item.split("=", 1) for item in args.settings)}
     ranking = replace(defaults, **overrides)
