@@ -25,6 +25,8 @@ import browser
 from conftest import Invoke, smtp_section, write_config
 from smtp_server import SmtpServer
 
+BEFORE_TOPICS = "0010"  # the schema migration 0012 upgrades
+
 TOPICS = """
 [[users]]
 email = "ada@example.org"
@@ -107,7 +109,7 @@ def test_every_mistake_in_topics_is_reported_by_config_check(tmp_path: Path, run
 
 def test_an_upgrade_keeps_every_star_click_and_outbox_row_untopiced(database_url: str):
     store = Store.open(database_url)
-    migrate.upgrade(store.engine, target="0008")  # the schema before topics
+    migrate.upgrade(store.engine, target=BEFORE_TOPICS)
     with store.engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id, email, created_at) VALUES (1, 'a@example.org', '2026-01-01')"))
         for n in range(3):
@@ -124,7 +126,7 @@ def test_an_upgrade_keeps_every_star_click_and_outbox_row_untopiced(database_url
                           "VALUES (7, 0, 'p2', 0.5, 'because')"))
         conn.execute(text("INSERT INTO feedback (user_id, paper_id, action, digest_id, token_id, client, created_at) "
                           "VALUES (1, 'p2', 'less', 7, 't1', 'c', '2026-01-03')"))
-    assert store.upgrade_schema() == ("0008", migrate.HEAD_REVISION)
+    assert store.upgrade_schema() == (BEFORE_TOPICS, migrate.HEAD_REVISION)
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT paper_id, origin, topic FROM stars ORDER BY paper_id")).all() == [
             ("p0", "cli", None), ("p1", "library", None)]

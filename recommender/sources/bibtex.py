@@ -13,7 +13,7 @@ from recommender.base.author_names import bibtex_names
 from recommender.base.domain import ParsedPaper
 from recommender.base.errors import InputError
 from recommender.base.latex import readable
-from recommender.base.text import arxiv_id, one_line
+from recommender.base.text import arxiv_id, doi, one_line
 from recommender.sources.library_read import LibraryRead
 from recommender.sources.lines import decoded_lines
 
@@ -120,6 +120,7 @@ def _paper(entry: object, strings: dict[str, str]) -> ParsedPaper | None:
                        keywords=_listed(fields.get("keywords", "") + "," + fields.get("mendeley-tags", "")),
                        title=title, abstract=abstract, authors=bibtex_names(fields.get("author", "")),
                        url=fields.get("url", "").strip(), arxiv_id=arxiv, published=year,
+                       doi=doi(fields.get("doi", "")) or doi(fields.get("url", "")),
                        line=getattr(entry, "start_line", 0) + 1)
 
 

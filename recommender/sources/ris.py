@@ -10,7 +10,7 @@ from recommender.base.author_names import first_last
 from recommender.base.domain import ParsedPaper
 from recommender.base.errors import InputError
 from recommender.base.latex import readable
-from recommender.base.text import arxiv_id, one_line
+from recommender.base.text import arxiv_id, doi, one_line
 from recommender.sources.library_read import LibraryRead
 from recommender.sources.lines import decoded_lines
 
@@ -71,4 +71,4 @@ def _paper(record: dict[str, object], line: int) -> ParsedPaper | None:
     keywords = tuple(dict.fromkeys(one_line(k) for k in found_keywords if isinstance(k, str) and k.strip())) \
         if isinstance(found_keywords, list) else ()
     return ParsedPaper(title=title, abstract=abstract, authors=authors, url=url, arxiv_id=arxiv, published=year,
-                       line=line, keywords=keywords)
+                       line=line, doi=doi(_first(record, "doi")), keywords=keywords)

@@ -13,7 +13,7 @@ from recommender.base.author_names import listed_names
 from recommender.base.domain import ParsedPaper
 from recommender.base.errors import InputError
 from recommender.base.latex import readable
-from recommender.base.text import arxiv_id, one_line
+from recommender.base.text import arxiv_id, doi, one_line
 from recommender.sources.library_read import LibraryRead
 from recommender.sources.lines import decoded_lines
 
@@ -62,4 +62,4 @@ def _paper(row: dict[str, str], line: int) -> ParsedPaper | None:
     automatic = tuple(t for t in (one_line(t) for t in cell("Automatic Tags").split(";")) if t)
     return ParsedPaper(title=title, abstract=abstract, authors=listed_names(cell("Author"), r"\s*;\s*"),
                        url=cell("Url"), arxiv_id=arxiv, published=cell("Publication Year"), line=line,
-                       groups=manual, keywords=tuple(dict.fromkeys(manual + automatic)))
+                       doi=doi(cell("DOI")), groups=manual, keywords=tuple(dict.fromkeys(manual + automatic)))
