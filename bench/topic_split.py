@@ -158,7 +158,7 @@ def report(name: str, found: dict[str, object]) -> bool:
          r50 >= TARGET_OVERALL and ndcg >= TARGET_OVERALL),
         (f"topics above the SVM: R@50 {t['R@50'] / v['R@50']:.3f}x, nDCG@20 {t['nDCG@20'] / v['nDCG@20']:.3f}x",
          t["R@50"] > v["R@50"] and t["nDCG@20"] > v["nDCG@20"]),
-        ("seconds per reader: one profile {:.2f}; ".format(one)
+        (f"seconds per reader: one profile {one:.2f}; "
          + ", ".join(f"{k} topics {secs:.2f} ({cost[k]:.2f}x)" for k, secs in seconds.items())
          + f" (target: 3 topics <= {MAX_COST}x)", cost.get(3, 0.0) <= MAX_COST),
     ]
