@@ -84,7 +84,8 @@ def measure(data: Dataset, sample: int, baselines: object) -> dict[str, object]:
             names = [f"t{n}" for n in range(len(split[user]))]
             for name, suggestion in zip(names, split[user], strict=True):
                 store.star(ids[topics_email(user)], [p.id for p in suggestion.papers], "import", topic=name)
-            store.star(ids[one_email(user)], stars[user], "import", topic="all")
+            known = store.existing_ids(stars[user])  # (papers without text were never stored)
+            store.star(ids[one_email(user)], [p for p in stars[user] if p in known], "import", topic="all")
             topical.append(UserConfig(email=topics_email(user), max_items=50,
                                       topics=tuple(TopicConfig(name=n) for n in names)))
             whole.append(UserConfig(email=one_email(user), max_items=50, topics=(TopicConfig(name="all"),)))

@@ -283,9 +283,9 @@ def profile(config: Config, store: Store, user: UserConfig,
         if not found:
             raise NotFoundError(f"{user.email} has no topic {topic!r}")
         return built.profile(0), models.text.shown_terms
-    built = stored_models.current_profile(store, models.text, store.user_id(user.email), user, config.ranking,
-                                          datetime.now(UTC), models.collab, models.space)
-    return built, models.text.shown_terms
+    current = stored_models.current_profile(store, models.text, store.user_id(user.email), user, config.ranking,
+                                            datetime.now(UTC), models.collab, models.space)
+    return current, models.text.shown_terms
 
 
 def suggest_topics(config: Config, store: Store, user: UserConfig, max_k: int) -> list[topics.Suggestion]:
