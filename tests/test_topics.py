@@ -223,6 +223,10 @@ def test_recommend_ranks_each_topic_with_its_own_stars(run: Invoke, topic_config
     assert why["topic"] == "language models"
     text_out = run("recommend", "--batch", "all", config=topic_config).stdout
     assert text_out.index("# transport") < text_out.index("# language models")
+    shown = json.loads(run("profile", "show", "--topic", "transport", "--json", config=topic_config).stdout)
+    assert {p["title"] for p in shown["papers"] if p["pull"] == "positive"} == set(TRANSPORT)
+    listed = run("profile", "topics", config=topic_config).stdout.splitlines()
+    assert listed == ["transport\t2 star(s)", "language models\t3 star(s)"]
 
 
 def _sections(body: str) -> list[str]:
