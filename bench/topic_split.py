@@ -168,12 +168,9 @@ def report(name: str, found: dict[str, object]) -> bool:
     return all(ok for _, ok in checks)
 
 
-def main(datasets: list[str], sample: int, negatives: float | None = None) -> int:
+def main(datasets: list[str], sample: int) -> int:
     import quality
 
-    if negatives is not None:
-        pipeline.topics.NEGATIVES = negatives
-    print(f"topics' negatives: {pipeline.topics.NEGATIVES} corpus per reader")
     ok = True
     for name in datasets:
         data = load(name)

@@ -81,14 +81,11 @@ def fit_space(model: TextModel, ranking: RankingConfig) -> LsaSpace | None:
 
 
 def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, ranking: RankingConfig,
-                    progress: Callable[[int], None] | None = None,
-                    negatives: float = 1.0) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+                    progress: Callable[[int], None] | None = None) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """Each user's classifier as (users x terms: its ``PERSONAL_TERMS`` strongest term weights,
     users x dims: its weights of the space's dense features), scaled together to unit length,
     and which users got one (those with at least MIN_POSITIVES papers pulling towards them; the
-    others' rows are zero). ``progress`` is told of each reader done. ``negatives`` < 1: each
-    classifier sees that share of the papers it is not pulled by (a fixed random sample), so
-    the topics of one reader cost about what one profile does."""
+    others' rows are zero). ``progress`` is told of each reader done."""
     from sklearn.svm import LinearSVC
 
     features: sp.csr_matrix | None = None  # built for the first reader who gets a classifier, if any
@@ -114,11 +111,7 @@ def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, rank
         # there): on CiteULike-a's titles 0.48 s a reader against 0.88 s, the same ranking.
         classifier = LinearSVC(C=ranking.personal_c, class_weight="balanced", dual=True, tol=1e-4, max_iter=10_000,
                                random_state=0)
-        if negatives < 1.0:
-            rows = _sampled(features.shape[0], papers, negatives, user)
-            classifier.fit(features[rows], labels[rows], sample_weight=sample_weight[rows])
-        else:
-            classifier.fit(features, labels, sample_weight=sample_weight)
+        classifier.fit(features, labels, sample_weight=sample_weight)
         coef = classifier.coef_.ravel()
         norm = float(np.linalg.norm(coef))
         if not norm:
@@ -134,14 +127,6 @@ def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, rank
     if fitted.any():
         log.info("fitted %d readers' own classifiers in %.1f s", int(fitted.sum()), time.perf_counter() - started)
     return terms.tocsr(), dense, fitted
-
-
-def _sampled(n_papers: int, pulled: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """The rows one classifier is fit on: every paper with a pull, and ``share`` of the others
-    (seeded: the same rows for the same reader and corpus)."""
-    others = np.setdiff1d(np.arange(n_papers), pulled, assume_unique=False)
-    keep = np.random.default_rng(seed).choice(others, size=max(1, int(len(others) * share)), replace=False)
-    return np.sort(np.concatenate([pulled, keep]))
 
 
 def cache_key(model: TextModel, ranking: RankingConfig) -> str:

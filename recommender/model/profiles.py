@@ -110,7 +110,7 @@ def signal_version(signals: list[Signal], user: UserConfig, ranking: RankingConf
 def from_signals(model: TextModel, collab: CollabModel | None, users: Sequence[tuple[int, UserConfig]],
                  signals: dict[int, list[Signal]], ranking: RankingConfig, now: datetime,
                  space: LsaSpace | None = None, progress: Callable[[int], None] | None = None,
-                 negatives: float = 1.0) -> tuple[Profiles, sp.csr_matrix]:
+                 ) -> tuple[Profiles, sp.csr_matrix]:
     """Profiles of ``users`` ((user id, config) pairs) from their ``signals``, in one pass, and
     the users x papers matrix of pulls they were built from; with an LSA ``space``, each reader
     with enough signals gets their own classifier (see own_classifier)."""
@@ -129,7 +129,7 @@ def from_signals(model: TextModel, collab: CollabModel | None, users: Sequence[t
         starred.append(stars)
         interests.append(_profile_interests(user, len(stars), ranking))
     pull = sp.csr_matrix((values, (rows, cols)), shape=(len(users), len(model.paper_ids)))
-    matrix, collab_rows = profile_rows(model, collab, pull, interests, ranking, space, progress, negatives)
+    matrix, collab_rows = profile_rows(model, collab, pull, interests, ranking, space, progress)
     return Profiles([uid for uid, _ in users], matrix, collab_rows, weights, interests, starred), pull
 
 
@@ -230,8 +230,7 @@ def _cached_rows(cached: CachedProfiles, model: TextModel, taken: list[tuple[int
 
 def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matrix,
                  interests: list[tuple[str, ...]], ranking: RankingConfig, space: LsaSpace | None = None,
-                 progress: Callable[[int], None] | None = None,
-                 negatives: float = 1.0) -> tuple[sp.csr_matrix, np.ndarray | None]:
+                 progress: Callable[[int], None] | None = None) -> tuple[sp.csr_matrix, np.ndarray | None]:
     """Unit profile rows in term space (and in reader-factor space) from a users x papers matrix
     of pulls: sparse products over chunks of users, each profile cut to its ``profile_terms``
     strongest terms (memory stays bounded for any number of users). With an LSA ``space``, a
@@ -248,7 +247,7 @@ def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matr
     if space is not None and collab is None:
         # A dense part for every reader (zero rows without a classifier): chunks built apart
         # (cached and rebuilt rows) join whatever their readers have.
-        terms, dense, fitted = own_classifier.classifier_rows(model, space, pull, ranking, progress, negatives)
+        terms, dense, fitted = own_classifier.classifier_rows(model, space, pull, ranking, progress)
         if fitted.any():
             matrix = (sp.diags((~fitted).astype(np.float32)) @ matrix + terms).tocsr().astype(np.float32)
             matrix.eliminate_zeros()

@@ -252,10 +252,7 @@ def section_profiles(config: Config, store: Store, models: Models, user: UserCon
     found = topics.sections(user, store.topic_signals(user_id), only)
     pairs = [(-1 - n, section.user) for n, section in enumerate(found)]  # not user ids: never cached
     signals = {-1 - n: section.signals for n, section in enumerate(found)}
-    # A reader's topics share one profile's worth of negatives, about (see pipeline.topics).
-    negatives = min(1.0, topics.NEGATIVES / max(1, len(found)))
-    built, _ = profiles.from_signals(models.text, models.collab, pairs, signals, config.ranking, now, models.space,
-                                     negatives=negatives)
+    built, _ = profiles.from_signals(models.text, models.collab, pairs, signals, config.ranking, now, models.space)
     return found, built
 
 

@@ -26,10 +26,6 @@ from recommender.model.tfidf import TextModel
 from recommender.store import Store
 
 OTHER = "Other"  # the section of the stars and clicks that carry no topic
-# A reader's own classifier per topic is fit against this many corpora's worth of papers in
-# all, shared between the topics (each sees 1/n of the papers it is not pulled by, with n
-# topics; all of them with one): three topics then cost about what one profile does.
-NEGATIVES = 1.0
 
 
 @dataclass(frozen=True)
