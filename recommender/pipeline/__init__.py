@@ -201,8 +201,7 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
         if on_reader is not None:
             on_reader(done, len(config.users))
 
-    # Readers with topics are ranked by each topic's profile (built when ranking), not this one.
-    pairs = [(ids[u.email.lower()], u) for u in config.users if not u.topics]
+    pairs = [(ids[u.email.lower()], u) for u in config.users]
     if pairs:
         stored_models.build_and_cache_profiles(store, models.text, models.collab, pairs, config.ranking,
                                                now or datetime.now(UTC), models.space,
@@ -248,11 +247,25 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
 
 def section_profiles(config: Config, store: Store, models: Models, user: UserConfig, user_id: int,
                      now: datetime, only: str | None = None) -> tuple[list[topics.Section], profiles.Profiles]:
-    """A reader's topics (see pipeline.topics) and a profile for each, built from its signals."""
-    found = topics.sections(user, store.topic_signals(user_id), only)
+    """A reader's topics (see pipeline.topics) and a profile for each: built from its signals,
+    plus ``topics.WHOLE_WEIGHT`` times the reader's whole profile (cached like any reader's)."""
+    signals = store.topic_signals(user_id)
+    found = topics.sections(user, signals, only)
     pairs = [(-1 - n, section.user) for n, section in enumerate(found)]  # not user ids: never cached
-    signals = {-1 - n: section.signals for n, section in enumerate(found)}
-    built, _ = profiles.from_signals(models.text, models.collab, pairs, signals, config.ranking, now, models.space)
+    built, _ = profiles.from_signals(models.text, models.collab, pairs,
+                                     {-1 - n: section.signals for n, section in enumerate(found)},
+                                     config.ranking, now, models.space)
+    if topics.WHOLE_WEIGHT and found:
+        if any(signal.kind != "star" for signal, _ in signals):
+            # The whole profile from the stars alone: a click teaches the topic it was made in only.
+            stars = [signal for signal, _ in signals if signal.kind == "star"]
+            whole, _ = profiles.from_signals(models.text, models.collab, [(0, user)], {0: stars}, config.ranking,
+                                             now, models.space)
+        else:  # the reader's profile as ingest cached it
+            whole = stored_models.cached_or_built_profiles(store, models.text, models.collab, [(user_id, user)],
+                                                           config.ranking, now, False, models.space)
+        if not whole.empty(0):
+            built = topics.with_whole(built, whole, topics.WHOLE_WEIGHT)
     return found, built
 
 
