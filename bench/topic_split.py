@@ -53,6 +53,22 @@ def one_email(user: str) -> str:
     return f"one{user}@citeulike.dev"
 
 
+def split_stability(text: object, space: object, groups: list) -> float:
+    """The data has no tags to compare the suggested topics with, so: how far the suggestion
+    is a property of the library rather than of chance. The adjusted Rand index between the
+    split of all the reader's stars and the split of a random 80% of them (seeded), on the
+    stars both contain."""
+    from sklearn.metrics import adjusted_rand_score
+
+    ids = [p.id for g in groups for p in g.papers]
+    full = np.array([n for n, g in enumerate(groups) for _ in g.papers])
+    keep = np.sort(np.random.default_rng(0).choice(len(ids), size=int(0.8 * len(ids)), replace=False))
+    rows = space.coordinates[[text.index[ids[i]] for i in keep]]  # type: ignore[attr-defined]
+    labels = topic_clusters.split(topic_clusters.dense_rows(text, [ids[i] for i in keep], rows),  # type: ignore[arg-type]
+                                  MAX_TOPICS)
+    return float(adjusted_rand_score(full[keep], labels))
+
+
 def round_robin(picks: list) -> list[str]:
     """A sectioned digest read as one ranked list: each section's first pick, then each one's
     second, and so on."""
@@ -102,6 +118,7 @@ def measure(data: Dataset, sample: int, baselines: object) -> dict[str, object]:
             with_topics.update(picks)
         single_seconds = statistics.median(seconds_by_count.pop(1))
         text, space = models.text, models.space
+        stability = [split_stability(text, space, split[u]) for u in readers] if space is not None else []
         overall_single, overall_topics, smallest_single, smallest_topics = (Metrics.empty() for _ in range(4))
         for user in readers:
             relevant = data.relevant(user)
@@ -130,6 +147,7 @@ def measure(data: Dataset, sample: int, baselines: object) -> dict[str, object]:
         "single": overall_single.summary(), "with_topics": overall_topics.summary(), "svm": svm.summary(),
         "smallest_single": smallest_single.summary(), "smallest_topics": smallest_topics.summary(),
         "seconds_single": float(single_seconds),
+        "stability_ari": float(np.mean(stability)) if stability else float("nan"),
         "seconds_by_topics": {k: statistics.median(v) for k, v in sorted(seconds_by_count.items())},
     }
 
@@ -145,6 +163,8 @@ def report(name: str, found: dict[str, object]) -> bool:
     for label, m in (("single profile", s), ("topics (round-robin)", t), ("SVM (arxiv-sanity-lite)", v)):
         print(f"  {label:26s} R@20 {m['R@20']:.4f}  R@50 {m['R@50']:.4f} (±{m['se_R@50']:.4f})  "
               f"nDCG@20 {m['nDCG@20']:.4f} (±{m['se_nDCG@20']:.4f})")
+    print(f"  suggest's stability (no tags in the data): ARI {found['stability_ari']:.3f} between the split of "
+          "all stars and of a random 80% of them")
     print(f"  smallest topic's held-out papers ({ss['users']} readers): single R@50 {ss['R@50']:.4f}, "
           f"topics R@50 {st['R@50']:.4f}")
     smallest_ratio = st["R@50"] / ss["R@50"] if ss["R@50"] else float("inf")
