@@ -25,7 +25,7 @@ import browser
 from conftest import Invoke, smtp_section, write_config
 from smtp_server import SmtpServer
 
-BEFORE_TOPICS = "0010"  # the schema migration 0012 upgrades
+BEFORE_TOPICS = "0011"  # the schema migration 0012 upgrades
 
 TOPICS = """
 [[users]]

@@ -234,7 +234,7 @@ def run_digests(config: Config, users: list[UserConfig], jobs: int, log_level: i
             if stale and any(o.new_papers for o in fetcher.fetch(stale)):
                 pipeline.refresh(store, config, _now())
         if config.delivery.mode == DeliveryMode.QUEUE:
-            return list(digests.queue_digests(config, store, users, _now, parallel_parts=True).values())
+            return digests.enqueue(config, store, users, _now)
         return digests.run(config, store, users, _now, deliver_while_queueing=parallel.can_fork())
     finally:
         store.close()

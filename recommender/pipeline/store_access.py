@@ -7,10 +7,11 @@ pipeline and base only."""
 from __future__ import annotations
 
 from recommender.store import Store
+from recommender.store.channel_posts import ChannelPosts
 from recommender.store.checkpoints import BackgroundCheckpoints
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
 from recommender.store.state import DaemonState
 from recommender.store.title_match import paper_by_title
 
-__all__ = ["BackgroundCheckpoints", "DaemonState", "FeedbackLog", "Outbox", "Store", "paper_by_title"]
+__all__ = ["BackgroundCheckpoints", "ChannelPosts", "DaemonState", "FeedbackLog", "Outbox", "Store", "paper_by_title"]

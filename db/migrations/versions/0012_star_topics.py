@@ -3,14 +3,14 @@ to (``[[users.topics]]``). Every row written before stays untopiced (NULL). Plai
 on SQLite a copied table would lose the signal-generation triggers of 0006.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
