@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from recommender.base.config_topics import TopicReader
 from recommender.base.channel_config import ChannelTables
+from recommender.base.config_topics import TopicReader
 from recommender.base.env_names import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG_NAME  # noqa: F401
 from recommender.base.errors import ConfigError
 from recommender.base.formats import DIGEST_FORMATS, PAGED_FORMATS
