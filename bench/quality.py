@@ -185,11 +185,13 @@ def main() -> int:
                         help="override a [ranking] setting (for tuning on DEV users)")
     parser.add_argument("--topics", action="store_true",
                         help="measure topics instead (bench/topic_split.py: its protocol)")
+    parser.add_argument("--topic-whole", type=float, default=None,
+                        help="with --topics: pipeline.topics.WHOLE_WEIGHT for this run")
     args = parser.parse_args()
     if args.topics:
         import topic_split
 
-        return topic_split.main(args.datasets.split(","), args.sample)
+        return topic_split.main(args.datasets.split(","), args.sample, args.topic_whole)
     defaults = RankingConfig()
     overrides = {k: type(getattr(defaults, k))(v) for k, v in (item.split("=", 1) for item in args.settings)}
     ranking = replace(defaults, **overrides)

@@ -188,9 +188,12 @@ def report(name: str, found: dict[str, object]) -> bool:
     return all(ok for _, ok in checks)
 
 
-def main(datasets: list[str], sample: int) -> int:
+def main(datasets: list[str], sample: int, whole: float | None = None) -> int:
     import quality
 
+    if whole is not None:
+        pipeline.topics.WHOLE_WEIGHT = whole
+    print(f"each topic's profile plus {pipeline.topics.WHOLE_WEIGHT} x the reader's whole profile")
     ok = True
     for name in datasets:
         data = load(name)
