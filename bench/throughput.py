@@ -67,7 +67,7 @@ def ours(model, reader_model, profiles: Profiles, pool: list[Paper], skips, choi
     matches = _Matches(pool)
     started = time.perf_counter()
     scorer = PoolScorer(rows, collab_rows, profiles=profiles.matrix)
-    tops = [picked[:, :LIMIT] for _, (picked, _, _, _) in picks_by_chunk(profiles, scorer, skips, choices, position,
+    tops = [picked[:, :LIMIT] for _, (picked, _, _, _, _) in picks_by_chunk(profiles, scorer, skips, choices, position,
                                                                           matches, pool)]
     return np.vstack(tops), time.perf_counter() - started
 

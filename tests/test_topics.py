@@ -25,7 +25,7 @@ import browser
 from conftest import Invoke, smtp_section, write_config
 from smtp_server import SmtpServer
 
-BEFORE_TOPICS = "0011"  # the schema migration 0012 upgrades
+BEFORE_TOPICS = "0012"  # the schema migration 0013 upgrades
 
 TOPICS = """
 [[users]]
@@ -94,7 +94,7 @@ def test_every_mistake_in_topics_is_reported_by_config_check(tmp_path: Path, run
         max_items = 2
         """)
     result = run("config", "check", config=bad, code=2)
-    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert any("users[0].topics[1].name: duplicate topic 'A'" in e for e in errors)
     assert any("users[0].topics[2].name: required key is missing" in e for e in errors)
     assert any("users[0].topics[3].colour: unknown key" in e for e in errors)

@@ -30,7 +30,7 @@ from recommender.base.config import Config, DeliveryMode, UserConfig, load_confi
 from recommender.pipeline import digests
 from recommender.pipeline.digests import UserResult
 from recommender.pipeline.fetching import Fetcher
-from recommender.pipeline.store_access import DaemonState, Store
+from recommender.pipeline.store_access import DaemonLock, DaemonState, Store
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,10 @@ class Daemon:
     GATHER_SECONDS = 1.0  # users due at the same moment reach the runner within this
     ATTEMPTS = 3  # a run whose process died is started again, at most this often
 
-    def __init__(self, config_path: Path, database_url: str | None = None, clock: Clock | None = None):
+    def __init__(self, config_path: Path, database_url: str | None = None, clock: Clock | None = None,
+                 run_log_level: int | None = None):
         self.config_path = config_path
+        self.run_log_level = run_log_level  # of the runs' processes (None: this process's level)
         self.database_url = database_url
         self.clock = clock or _now
         self.config = load_config(config_path, database_url)
@@ -50,6 +52,7 @@ class Daemon:
             digests.signer_for(self.config, self.clock)  # refuse a missing secret before starting
             digests.check_credentials(self.config.smtp)  # and a login that can only fail or leak
         self.state = DaemonState(self.store)
+        self.lock = DaemonLock(self.store)
         self.stopping = threading.Event()
         self.due: dict[str, None] = {}  # emails waiting for the runner, in the order they fell due
         self.due_changed = threading.Condition()
@@ -93,7 +96,8 @@ class Daemon:
                 existing.remove()
             self.scheduler.add_job(self.fall_due, trigger=trigger, args=[user.email], id=job_id,
                                    name=f"digest for {user.email}", next_run_time=next_time)
-            log.info("scheduled %s: %s, next %s", user.email, trigger, next_time.isoformat() if next_time else "none")
+            log.info("next digest of %s: %s (%s)", user.email,
+                     next_time.astimezone(trigger.zone).isoformat() if next_time else "none", trigger)
 
     def fall_due(self, email: str) -> None:
         """The job: hand the user to the runner (a user already waiting is not added twice)."""
@@ -129,7 +133,7 @@ class Daemon:
         users = [u for u in self.config.users if u.email.lower() in wanted]
         if not users:
             return
-        level = logging.getLogger().getEffectiveLevel()
+        level = self.run_log_level or logging.getLogger().getEffectiveLevel()
         for attempt in range(1, self.ATTEMPTS + 1):
             if attempt > 1 and self.stopping.is_set():
                 return  # stopped by a signal that reached the run's process too (Ctrl-C): restart sends the rest
@@ -148,8 +152,16 @@ class Daemon:
         finished = self.clock()
         for result in results:
             self.state.set_last_run(self.store.user_id(result.email), finished)
-            log.info("digest job: user=%s status=%s papers=%d duration=%.1fs", result.email, result.status,
-                     result.papers, time.monotonic() - started)
+            log.info("%s", result.line())  # the line `digest send` prints
+        log.info("digest run for %d user(s) done in %.1fs", len(results), time.monotonic() - started)
+        for user in users:
+            self._log_next(user)
+
+    def _log_next(self, user: UserConfig) -> None:
+        job = self.scheduler.get_job(f"digest:{user.email.lower()}") if self.scheduler.running else None
+        if job is not None and job.next_run_time is not None:
+            log.info("next digest of %s: %s", user.email,
+                     job.next_run_time.astimezone(triggers.trigger_for(user).zone).isoformat())
 
     def _on_event(self, event: JobExecutionEvent) -> None:
         if event.code == EVENT_JOB_MISSED:
@@ -169,11 +181,14 @@ class Daemon:
         self.schedule_jobs()
 
     def start(self) -> None:
+        """Take the database's daemon lock (``DaemonRunning`` if another daemon holds it), then
+        schedule every user."""
+        self.lock.acquire()
+        log.info("daemon started: config %s, %d user(s), %d source(s), delivery %s", self.config_path,
+                 len(self.config.users), len(self.config.sources), self.config.delivery.mode)
         self.schedule_jobs()
         self.runner.start()
         self.scheduler.start()
-        log.info("daemon started: %d user(s), %d source(s), delivery %s", len(self.config.users),
-                 len(self.config.sources), self.config.delivery.mode)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -183,6 +198,7 @@ class Daemon:
             self.due_changed.notify()
         if self.runner.is_alive():
             self.runner.join()  # the run in progress ends first
+        self.lock.release()
         self.store.close()
         log.info("daemon stopped")
 

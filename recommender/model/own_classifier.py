@@ -35,6 +35,9 @@ from recommender.model.unit_rows import unit_rows
 log = logging.getLogger(__name__)
 MODEL_FORMAT = 6  # part of the cache key: a change in how the space is fit never reads old ones
 MIN_POSITIVES = 3  # fewer papers pulling a profile towards them: the Rocchio profile instead
+# Fewer other papers to tell them from (an install whose only papers are the reader's stars,
+# before any feed): no classifier can be fit, so the Rocchio profile too.
+MIN_NEGATIVES = 3
 PERSONAL_TERMS = 2000  # term weights kept per classifier
 
 
@@ -84,8 +87,8 @@ def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, rank
                     progress: Callable[[int], None] | None = None) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """Each user's classifier as (users x terms: its ``PERSONAL_TERMS`` strongest term weights,
     users x dims: its weights of the space's dense features), scaled together to unit length,
-    and which users got one (those with at least MIN_POSITIVES papers pulling towards them; the
-    others' rows are zero). ``progress`` is told of each reader done."""
+    and which users got one (those with at least MIN_POSITIVES papers pulling towards them and
+    MIN_NEGATIVES other papers to set them against; the others' rows are zero). ``progress`` is told of each reader done."""
     from sklearn.svm import LinearSVC
 
     features: sp.csr_matrix | None = None  # built for the first reader who gets a classifier, if any
@@ -99,7 +102,8 @@ def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, rank
             progress(1)
         start, end = pull.indptr[user], pull.indptr[user + 1]
         papers, pulls = pull.indices[start:end], pull.data[start:end]
-        if int((pulls > 0).sum()) < MIN_POSITIVES:
+        positives = int((pulls > 0).sum())
+        if positives < MIN_POSITIVES or pull.shape[1] - positives < MIN_NEGATIVES:
             continue
         if features is None:  # (a copy of the corpus: not for a ranking that only rebuilds Rocchio rows)
             features = sp.hstack([model.matrix, sp.csr_matrix(space.coordinates.astype(np.float64))], format="csr")

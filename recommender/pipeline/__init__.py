@@ -236,7 +236,7 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
         sent = store.sent_map(user_ids)
         skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]
         picks = rank_many(models.text, models.collab, built, candidates, skips,
-                          [choice_for(config, u, limit, models) for u in plain], store.titles, models.space)
+                          [choice_for(config, u, limit, models) for u in plain], papers_by_id(store), models.space)
         found.update({user.email: result for user, result in zip(plain, picks, strict=True)})
     for user in users:
         if user.topics:
@@ -280,9 +280,14 @@ def rank_topics(config: Config, store: Store, models: Models, user: UserConfig, 
     skip = set(store.starred_ids(user_id)) | store.sent_map([user_id]).get(user_id, set())
     choices = [replace(choice_for(config, section.user, total, models), user=user.email) for section in found]
     ranked = rank_many(models.text, models.collab, built, candidates, [skip] * len(found), choices,
-                       store.titles, models.space)
+                       papers_by_id(store), models.space)
     shares = [total] if only else topics.budgets(total, [section.max_items for section in found])
     return topics.joined([section.name for section in found], ranked, shares)
+
+
+def papers_by_id(store: Store) -> Callable[[list[str]], dict[str, Paper]]:
+    """A lookup of stored papers by id (the papers explanations name)."""
+    return lambda ids: {p.id: p for p in store.papers(ids)}
 
 
 def profile(config: Config, store: Store, user: UserConfig,
@@ -326,7 +331,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
                          collaborative_weight=c.collaborative_weight, interest_boost=c.interest_boost,
                          interests=c.interests, authors=c.authors) for c in choices]
         ranked = rank_many(models.text, models.collab, built, pool, [set()] * len(found), plains,
-                           store.titles, models.space)
+                           papers_by_id(store), models.space)
         places = [next((n, -r.score) for n, r in enumerate(picks) if r.paper.id == paper.id) for picks in ranked]
         best = min(range(len(found)), key=lambda n: (places[n], n))
         topic, user = found[best].name, found[best].user
@@ -340,7 +345,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     plain = Choice(user=choice.user, limit=1, why_terms=choice.why_terms, collaborative_weight=choice.collaborative_weight,
                    interest_boost=choice.interest_boost, interests=choice.interests, authors=choice.authors)
     pick = rank_many(models.text, models.collab, built, [paper], [set()], [plain],
-                     store.titles, models.space)[0][0]
+                     papers_by_id(store), models.space)[0][0]
     why = pick.explanation
     content = float((built.matrix[0] @ models.text.rows([paper.id]).T).toarray().ravel()[0])
     topics = 0.0  # the dense part of the reader's own classifier (LSA topics and word vectors)
@@ -358,12 +363,32 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     if not why.personalized:
         notes.append("no profile yet: star papers to personalize")
     return {
-        "user": user.email, "paper_id": paper.id, "title": paper.display.title, "score": round(pick.score, 6),
-        "content": round(content, 6), "collaborative": round(why.collaborative, 6),
-        "topics": round(topics, 6),
-        "interests": round(pick.score - content - topics - why.collaborative, 6) if why.personalized else 0.0,
-        "nearest": [{"paper_id": p, "title": shown(t), "similarity": round(s, 4)} for p, t, s in why.nearest],
+        "user": user.email, "paper_id": paper.id, "title": paper.display.title, "score": _part(pick.score),
+        "match": _match_in_latest(store, models, built, plain, paper.id, user_id) if why.personalized else None,
+        "content": _part(content), "collaborative": _part(why.collaborative), "topics": _part(topics),
+        "interests": _part(pick.score - content - topics - why.collaborative) if why.personalized else 0.0,
+        "nearest": [{"paper_id": p, "title": shown(t), "similarity": round(s, 4),
+                     "kind": "liked" if p in why.liked else "starred"} for p, t, s in why.nearest],
         "terms": [{"term": t.term, "contribution": round(t.contribution, 4)} for t in why.terms],
         "followed_authors": list(why.followed_authors), "matched_interests": list(why.matched_interests),
         "why": why.sentence(), "notes": notes, **({"topic": topic} if topic else {}),
     }
+
+
+def _match_in_latest(store: Store, models: Models, built: profiles.Profiles, choice: Choice, paper_id: str,
+                     user_id: int) -> int | None:
+    """The paper's match as `recommend` shows it, among the latest batch's candidates; None when
+    it is no candidate there (another batch's paper, starred, or already sent)."""
+    candidates = store.batch_papers(store.latest_run_batch_ids())
+    if paper_id not in {c.id for c in candidates}:
+        return None
+    skips = set(store.starred_ids(user_id)) | store.sent_map([user_id]).get(user_id, set())
+    ranked = rank_many(models.text, models.collab, built, candidates, [skips],
+                       [replace(choice, limit=len(candidates))], papers_by_id(store), models.space)[0]
+    return next((r.match for r in ranked if r.paper.id == paper_id), None)
+
+
+def _part(value: float) -> float:
+    """A part of a score as `explain` shows it: 6 decimals, and a part that rounds to zero from
+    below is 0, not -0 (``+ 0.0`` turns -0.0 into 0.0)."""
+    return round(value, 6) + 0.0

@@ -9,9 +9,11 @@ from __future__ import annotations
 from recommender.store import Store
 from recommender.store.channel_posts import ChannelPosts
 from recommender.store.checkpoints import BackgroundCheckpoints
+from recommender.store.daemon_lock import DaemonLock, DaemonRunning
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
 from recommender.store.state import DaemonState
 from recommender.store.title_match import paper_by_title
 
-__all__ = ["BackgroundCheckpoints", "ChannelPosts", "DaemonState", "FeedbackLog", "Outbox", "Store", "paper_by_title"]
+__all__ = ["BackgroundCheckpoints", "ChannelPosts", "DaemonLock", "DaemonRunning", "DaemonState", "FeedbackLog",
+           "Outbox", "Store", "paper_by_title"]

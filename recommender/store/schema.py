@@ -213,6 +213,7 @@ class DigestEntryRow(Base):
     paper_id: Mapped[str] = mapped_column(ForeignKey("papers.id"), index=True)
     score: Mapped[float] = mapped_column(Float)
     why: Mapped[str] = mapped_column(Text, default="")
+    match: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # Recommendation.match
     topic: Mapped[str | None] = mapped_column(String(64))  # the digest section it was shown in
     __table_args__ = (UniqueConstraint("digest_id", "paper_id"),)
 

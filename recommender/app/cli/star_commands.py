@@ -198,6 +198,8 @@ def import_library(app: AppContext, files: tuple[str, ...], email: str | None, f
     if new:
         click.echo(f"# topics found in the library: add them under {user.email}'s [[users]] entry")
         click.echo(topics.config_block(new))
+    if result.titles_only_note():
+        click.echo(f"note: {result.titles_only_note()}", err=True)
     summary(f"{user.email}: {result.line()}"
             + (f"; topics: {', '.join(f'{n} ({c})' for n, c in result.topics.items())}" if result.topics else ""))
 

@@ -2,15 +2,15 @@
 to (``[[users.topics]]``). Every row written before stays untopiced (NULL). Plain ADD COLUMN:
 on SQLite a copied table would lose the signal-generation triggers of 0006.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
