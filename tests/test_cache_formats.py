@@ -20,9 +20,10 @@ CACHES = [
     ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "f5fcd64db43fa362"),
     ("collab", "model.reader_factors", "MODEL_FORMAT", 3, ("model.reader_factors", "model.word_vectors", "model.unit_rows"),
      "8c6f516dc28d3696"),
-    ("lsa", "model.own_classifier", "MODEL_FORMAT", 6, ("model.own_classifier", "model.word_vectors"), "885ebaea89fe4a1d"),
-    ("profiles", "model.profiles", "CACHE_FORMAT", 11, ("model.profiles", "model.own_classifier", "model.unit_rows",
-                                                       "pipeline.stored_models"), "25a5e30c13f83a84"),
+    ("lsa", "model.own_classifier", "MODEL_FORMAT", 7, ("model.own_classifier", "model.word_vectors", "model.reader_model"),
+     "1522e2e13a41ecb0"),
+    ("profiles", "model.profiles", "CACHE_FORMAT", 12, ("model.profiles", "model.own_classifier", "model.reader_model",
+                                                       "model.unit_rows", "pipeline.stored_models"), "8424d6ceeb23f78a"),
 ]
 
 

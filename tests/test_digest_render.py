@@ -47,8 +47,8 @@ def test_the_bar_and_its_label_show_the_match_not_the_raw_score(tmp_path: Path):
              for n, (score, match) in enumerate([(-0.05, 100), (-0.08, 73), (-0.12, 20)])]
     links = digest.Links(config.feedback.base_url, LinkSigner("golden-secret-0123456789", lambda: NOW), 1, 7)
     rendered = digest.render(digest.context(config, config.users[0], picks, links, NOW))
-    assert [line.strip() for line in rendered.text.splitlines() if "match" in line] == [
-        "[##########] 100% match", "[#######...] 73% match", "[##........] 20% match"]
+    assert [line.strip() for line in rendered.text.splitlines() if "Match:" in line] == [
+        "Match: [##########] 100%", "Match: [#######...] 73%", "Match: [##........] 20%"]
     assert "-0.0" not in rendered.text and "-0.0" not in rendered.html
     assert re.findall(r"bar-fill[^>]*width: (\d+)%", rendered.html) == ["100", "73", "20"]
     assert rendered.html.count("% match</td>") == 3
@@ -207,12 +207,12 @@ def test_dates_read_as_people_write_them_and_nothing_unreadable(published: str, 
     assert digest.date_label(published) == shown
 
 
-def test_matches_run_to_100_for_the_top_pick_whatever_the_sign_of_the_scores():
+def test_matches_are_the_picks_own_clamped_to_0_100():
     from recommender.base.domain import Paper, Recommendation
 
-    def picks(*scores: float) -> list[Recommendation]:
-        return [Recommendation("a@b", Paper(str(i), "t", "a"), s, i + 1) for i, s in enumerate(scores)]
+    def picks(*matches: int) -> list[Recommendation]:
+        return [Recommendation("a@b", Paper(str(i), "t", "a"), -0.1, i + 1, match=m) for i, m in enumerate(matches)]
 
-    assert digest.matches(picks(0.5, 0.25, 0.0)) == [100, 50, 0]
-    assert digest.matches(picks(-0.05, -0.10, -0.15)) == [100, 75, 50]  # not every bar full
-    assert digest.matches(picks(-0.2, -0.2)) == [100, 100] and digest.matches([]) == []
+    assert digest.matches(picks(100, 73, 0)) == [100, 73, 0]
+    assert digest.matches(picks(120, -5)) == [100, 0] and digest.matches([]) == []
+

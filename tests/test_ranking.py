@@ -423,7 +423,7 @@ def test_community_decides_whether_other_readers_stars_are_used(tmp_path: Path, 
     try:
         models = pipeline.load_models(store, config)
         assert (models.collab is not None) == uses_others
-        assert (models.space is not None) == (not uses_others and personal != "off")
+        assert (models.space is not None) == (uses_others or personal != "off")  # reader models, own classifiers
         top = pipeline.recommend(config, store, [config.users[0]], batches)["ada@example.org"][0]
         assert (pipeline.explain(config, store, config.users[0], top.paper.id)["collaborative"] != 0) == uses_others
         assert reader_factors.uses_community(config.ranking, readers + 1) == uses_others

@@ -209,10 +209,15 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
     dense_rows = None
     if collab is not None:
         dense_rows = taken_rows(collab.predicted, np.array([collab.index[p.id] for p in pool], dtype=np.int64))
+        if space is not None and profiles.dense is not None and profiles.dense.shape[1] > dense_rows.shape[1]:
+            # the readers' own models' part (reader_model), after the reader factors
+            dense_rows = np.hstack([dense_rows, taken_rows(space.coordinates, np.array([model.index[p.id] for p in pool],
+                                                                                      dtype=np.int64))])
     elif space is not None:
         dense_rows = taken_rows(space.coordinates, np.array([model.index[p.id] for p in pool], dtype=np.int64))
     scorer = PoolScorer(rows, dense_rows if profiles.dense is not None else None,
-                        split=len(choices) >= SPLIT_MIN_USERS, profiles=profiles.matrix)
+                        split=len(choices) >= SPLIT_MIN_USERS, profiles=profiles.matrix,
+                        shared_columns=collab.predicted.shape[1] if collab is not None else None)
     matches = _Matches(pool)
     known = _RunPapers(papers)
     forms = WrittenForms(model.stem)

@@ -176,7 +176,7 @@ def recommend_written(config: Config, store: Store, users: Sequence[UserConfig],
 class Models:
     text: tfidf.TextModel
     collab: reader_factors.CollabModel | None
-    space: own_classifier.LsaSpace | None  # when readers get their own classifiers
+    space: own_classifier.LsaSpace | None  # when readers get their own classifiers or reader models
 
 
 def load_models(store: Store, config: Config) -> Models:
@@ -205,7 +205,7 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
     if pairs:
         stored_models.build_and_cache_profiles(store, models.text, models.collab, pairs, config.ranking,
                                                now or datetime.now(UTC), models.space,
-                                               progress if models.space is not None else None)
+                                               progress if models.space is not None and models.collab is None else None)
     return models
 
 
@@ -348,9 +348,10 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
                      papers_by_id(store), models.space)[0][0]
     why = pick.explanation
     content = float((built.matrix[0] @ models.text.rows([paper.id]).T).toarray().ravel()[0])
-    topics = 0.0  # the dense part of the reader's own classifier (LSA topics and word vectors)
-    if models.collab is None and models.space is not None and built.dense is not None:
-        topics = float(built.dense[0] @ models.space.coordinates[models.text.index[paper.id]])
+    topics = 0.0  # the dense part of the reader's own classifier or model (LSA topics and word vectors)
+    if models.space is not None and built.dense is not None:
+        own = built.dense[0, built.dense.shape[1] - models.space.coordinates.shape[1]:]
+        topics = choice.collaborative_weight * float(own @ models.space.coordinates[models.text.index[paper.id]])
     notes = []
     if paper.id in store.starred_ids(user_id):
         notes.append("you starred this paper, so it is never recommended to you")
