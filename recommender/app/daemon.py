@@ -81,7 +81,7 @@ class Daemon:
             existing = self.scheduler.get_job(job_id)
             if existing is not None and str(existing.trigger) == str(trigger):
                 continue
-            user_id = ids[user.email.lower()]
+            user_id = ids.of(user.email)
             last = self.state.last_run(user_id)
             if last is None:
                 self.state.set_last_run(user_id, now)
@@ -263,6 +263,6 @@ def describe_schedule(config: Config, store: Store, now: datetime) -> list[tuple
     grace = timedelta(minutes=config.scheduler.misfire_grace_minutes)
     rows = []
     for user in config.users:
-        when = triggers.next_run(user, state.last_run(ids[user.email.lower()]), now, grace)
+        when = triggers.next_run(user, state.last_run(ids.of(user.email)), now, grace)
         rows.append((user, when.astimezone(triggers.trigger_for(user).zone), triggers.job_kind(user)))
     return rows

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from recommender.base import parallel
 from recommender.base.config import Config, UserConfig
-from recommender.base.domain import Paper, ParsedBatch, ReadHints, Recommendation
+from recommender.base.domain import Paper, ParsedBatch, ReaderIds, ReadHints, Recommendation
 from recommender.base.errors import InputError, NotFoundError
 from recommender.base.text import shown
 from recommender.model import own_classifier, profiles, reader_factors, sparse_loops, tfidf
@@ -201,7 +201,7 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
         if on_reader is not None:
             on_reader(done, len(config.users))
 
-    pairs = [(ids[u.email.lower()], u) for u in config.users]
+    pairs = [(ids.of(u.email), u) for u in config.users]
     if pairs:
         stored_models.build_and_cache_profiles(store, models.text, models.collab, pairs, config.ranking,
                                                now or datetime.now(UTC), models.space,
@@ -219,7 +219,7 @@ def choice_for(config: Config, user: UserConfig, limit: int | None, models: Mode
 
 
 def rank_users(config: Config, store: Store, models: Models, users: Sequence[UserConfig], candidates: list[Paper],
-               limit: int | None, now: datetime, ids: dict[str, int] | None = None,
+               limit: int | None, now: datetime, ids: ReaderIds | None = None,
                persist: bool = True, topic: str | None = None) -> dict[str, list[Recommendation]]:
     """Rank ``candidates`` for every user at once: profiles from the signal log, starred and
     already-sent papers skipped. ``ids`` (lower-case email -> id) when the users are synced;
@@ -229,7 +229,7 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
     plain = [u for u in users if not u.topics]
     found: dict[str, list[Recommendation]] = {}
     if plain:
-        pairs = [(ids[u.email.lower()], u) for u in plain]
+        pairs = [(ids.of(u.email), u) for u in plain]
         built = stored_models.cached_or_built_profiles(store, models.text, models.collab, pairs, config.ranking, now,
                                                        persist, models.space)
         user_ids = [uid for uid, _ in pairs]
@@ -240,7 +240,7 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
         found.update({user.email: result for user, result in zip(plain, picks, strict=True)})
     for user in users:
         if user.topics:
-            found[user.email] = rank_topics(config, store, models, user, ids[user.email.lower()], candidates,
+            found[user.email] = rank_topics(config, store, models, user, ids.of(user.email), candidates,
                                             limit, now, topic)
     return {user.email: found[user.email] for user in users}
 

@@ -21,7 +21,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone orders writers across processes
     fcntl = None  # type: ignore[assignment]
 
-from recommender.base.domain import Paper, Signal
+from recommender.base.domain import Paper, ReaderIds, Signal
 from recommender.store.database import chunks, utcnow
 from recommender.store.papers import PaperRows, _paper
 from recommender.store.schema import (
@@ -38,7 +38,7 @@ class ReaderRows(PaperRows):
     """Users, stars and signals; stars name papers, so papers come with them."""
 
     # -- users ------------------------------------------------------------------------------
-    def sync_users(self, emails: Iterable[str]) -> dict[str, int]:
+    def sync_users(self, emails: Iterable[str]) -> ReaderIds:
         """Make sure every configured email has a row; returns email (lower-case) -> id."""
         wanted = {email.lower() for email in emails}
         with self.read() as conn:  # usually all there: no write lock taken then
@@ -51,10 +51,10 @@ class ReaderRows(PaperRows):
                     now = utcnow()
                     conn.execute(insert(UserRow), [{"email": e, "created_at": now} for e in missing])
                     existing = {row.email: row.id for row in conn.execute(select(UserRow.email, UserRow.id))}
-        return {email: existing[email] for email in wanted}
+        return ReaderIds({email: existing[email] for email in wanted})
 
     def user_id(self, email: str) -> int:
-        return self.sync_users([email])[email.lower()]
+        return self.sync_users([email]).of(email)
 
     def user_ids(self) -> set[int]:
         with self.read() as conn:
