@@ -68,3 +68,8 @@ LIBRARY_FORMATS: dict[str, str] = {
     "csv": "zotero_csv",
     "bibtex": "bibtex",
 }
+
+
+# `import-library --topics-from`: what of a library entry gives its topic (collections are
+# what BibTeX exports call groups).
+TOPICS_FROM = {"collections": "groups", "groups": "groups", "keywords": "keywords"}

@@ -16,28 +16,25 @@ from datetime import date
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from recommender import pipeline
 from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, UserConfig, find_config_path, listed_emails, load_config
-from recommender.base.domain import DigestStatus, Paper, ReaderIds, Recommendation
+from recommender.base.domain import Paper, Recommendation
 from recommender.base.errors import ConfigError, NotFoundError, RecommenderError
 from recommender.pipeline import star_import
+from recommender.pipeline.api_readers import ReaderMethods
 from recommender.pipeline.api_results import (
     Breakdown,
-    Forgotten,
     Preview,
     ProfileView,
     Star,
     Starred,
-    UserSummary,
 )
 from recommender.pipeline.api_service import InstallMethods
 from recommender.store import Store
 from recommender.store.checkpoints import BackgroundCheckpoints
-from recommender.store.feedback import FeedbackLog
-from recommender.store.outbox import Outbox
 from recommender.store.papers import BatchInfo
 from recommender.store.title_match import paper_by_title
 
@@ -51,7 +48,7 @@ Database = Store  # what ``open_database`` returns, for the shells' annotations
 OnReader = Callable[[int, int], None]  # (readers fitted, of how many): readers' own classifiers
 
 
-class Recommender(InstallMethods):
+class Recommender(ReaderMethods, InstallMethods):
     """One install: its config, its database, its models.
 
     Example::
@@ -189,7 +186,7 @@ class Recommender(InstallMethods):
 
     # -- stars ----------------------------------------------------------------------------
     def star(self, email: str | None, references: Sequence[str] = (), titles: Sequence[str] = (),
-             from_config: bool = False, offline: bool = False) -> Starred:
+             from_config: bool = False, offline: bool = False, topic: str | None = None) -> Starred:
         """Star papers by id, arXiv id (any usual form; one not stored is fetched from arXiv
         unless ``offline``) or title; ``from_config`` adds the reader's ``stars`` key.
 
@@ -201,27 +198,43 @@ class Recommender(InstallMethods):
         ids += [paper_by_title(self.store, t).id for t in titles]
         if not ids:
             raise RecommenderError("give paper ids or titles to star")
-        added = self.store.star(self.store.user_id(user.email), ids)
+        added = self.store.star(self.store.user_id(user.email), ids, topic=self._topic(user, topic))
         if added or self.store.corpus_version() != version:
             self._refit()
         return Starred(user.email, self.store.papers(ids), added)
 
-    def unstar(self, email: str | None, references: Sequence[str]) -> int:
-        """Remove stars (papers by id, alias or arXiv id); returns how many went.
+    def unstar(self, email: str | None, references: Sequence[str], topic: str | None = None) -> int:
+        """Remove stars (papers by id, alias or arXiv id; with ``topic``, only those in that
+        topic); returns how many went.
 
         Example: ``rec.unstar("ada@example.org", ["2412.00420"])``"""
         user = self.user(email)
-        removed = self.store.unstar(self.store.user_id(user.email), list(references))
+        removed = self.store.unstar(self.store.user_id(user.email), list(references), self._topic(user, topic))
         if removed:
             self._refit()
         return removed
 
-    def stars(self, email: str | None = None) -> list[Star]:
-        """A reader's starred papers, oldest star first.
+    def stars(self, email: str | None = None, topic: str | None = None) -> list[Star]:
+        """A reader's starred papers, oldest star first, each with its topic (``topic``: only
+        that topic's).
 
         Example: ``[s.paper.id for s in rec.stars("ada@example.org")]``"""
         user = self.user(email)
-        return [Star(paper, at) for paper, at in self.store.stars(self.store.user_id(user.email))]
+        user_id = self.store.user_id(user.email)
+        topics = self.store.star_topics(user_id)
+        return [Star(paper, at, topics.get(paper.id))
+                for paper, at in self.store.stars(user_id, self._topic(user, topic))]
+
+    @staticmethod
+    def _topic(user: UserConfig, name: str | None) -> str | None:
+        """The config's spelling of the reader's topic ``name``; NotFoundError without one."""
+        if name is None:
+            return None
+        topic = user.topic(name)
+        if topic is None:
+            there = ", ".join(repr(t.name) for t in user.topics) or "none: add [[users.topics]] to the config"
+            raise NotFoundError(f"{user.email} has no topic {name!r} (topics: {there})")
+        return topic.name
 
     def import_stars(self, path: str | Path, skip_unknown: bool = False,
                      offline: bool = False) -> star_import.StarImport:
@@ -236,26 +249,32 @@ class Recommender(InstallMethods):
 
     def import_library(self, email: str | None, paths: Sequence[str | Path], fmt: str = "auto",
                        strict: bool = False, offline: bool = False,
-                       progress: Callable[[int], None] | None = None) -> star_import.LibraryImport:
+                       progress: Callable[[int], None] | None = None,
+                       topic: str | None = None, topics_from: str | None = None) -> star_import.LibraryImport:
         """Star the papers of reference-manager exports (BibTeX, Zotero CSV, RIS).
 
         Example: ``rec.import_library("ada@example.org", ["export.bib"]).new_stars``"""
         user = self.user(email)
         result = star_import.import_library(self.store, user.email, [Path(p).expanduser() for p in paths], fmt,
-                                            strict, self._lookup(offline), progress)
+                                            strict, self._lookup(offline), progress, self._topic(user, topic),
+                                            topics_from, [t.name for t in user.topics])
         if result.new_stars or result.added:
             self._refit()
         return result
 
     # -- ranking --------------------------------------------------------------------------
     def recommend(self, email: str | None = None, limit: int | None = None, batch: str = "latest",
-                  ) -> list[Recommendation]:
+                  topic: str | None = None) -> list[Recommendation]:
         """A reader's best new papers, best first, each with why it was picked. ``batch``:
         ``latest`` (the last ingest run), ``all``, or a batch id.
 
         Example: ``rec.recommend("ada@example.org", limit=10)[0].paper.title``"""
-        email = self.user(email).email
-        return self.recommend_many([email], limit, batch)[email]
+        user = self.user(email)
+        if topic is not None:  # that topic's picks only (see pipeline.topics)
+            candidates = self.store.batch_papers(pipeline.candidate_batches(self.store, batch))
+            return pipeline.rank_users(self.config, self.store, self.models, [user], candidates, limit, self.clock(),
+                                       topic=self._topic(user, topic))[user.email]
+        return self.recommend_many([user.email], limit, batch)[user.email]
 
     def recommend_many(self, emails: Sequence[str] | None = None, limit: int | None = None,
                        batch: str = "latest") -> dict[str, list[Recommendation]]:
@@ -269,17 +288,20 @@ class Recommender(InstallMethods):
 
     def recommend_written(self, emails: Sequence[str], limit: int | None, batch: str,
                           render: Callable[[Sequence[UserConfig], dict[str, list[Recommendation]]], str],
-                          write: Callable[[str], None]) -> int | None:
+                          write: Callable[[str], None], topic: str | None = None) -> int | None:
         """``recommend_many`` for many readers, each part's picks rendered and written as soon
         as it is ranked (parts in parallel processes where they can fork); returns how many
-        picks were written, None when no batch holds candidates.
+        picks were written, None when no batch holds candidates. ``topic``: that topic's picks
+        only (of one reader).
 
         Example: ``rec.recommend_written(["ada@example.org"], 5, "latest", to_text, print)``"""
         batch_ids = pipeline.candidate_batches(self.store, batch)
         if not batch_ids:  # imported libraries are what a reader knows, not candidates
             return None
         users = [self.config.user(e) for e in emails]
-        return pipeline.recommend_written(self.config, self.store, users, batch_ids, limit, render, write)
+        if topic is not None:
+            topic = self._topic(users[0], topic)
+        return pipeline.recommend_written(self.config, self.store, users, batch_ids, limit, render, write, topic=topic)
 
     def explain(self, email: str | None, paper_id: str) -> Breakdown:
         """How one paper's score for a reader is made up.
@@ -287,12 +309,13 @@ class Recommender(InstallMethods):
         Example: ``rec.explain("ada@example.org", "2412.00420").why``"""
         return Breakdown(**pipeline.explain(self.config, self.store, self.user(email), paper_id, self.clock()))
 
-    def profile(self, email: str | None = None, terms: int = 15) -> ProfileView:
-        """A reader's profile: its ``terms`` strongest terms of each sign and the papers behind it.
+    def profile(self, email: str | None = None, terms: int = 15, topic: str | None = None) -> ProfileView:
+        """A reader's profile (or that of their ``topic``): its ``terms`` strongest terms of
+        each sign and the papers behind it.
 
         Example: ``rec.profile("ada@example.org").positive_terms[:3]``"""
         user = self.user(email)
-        built, vocabulary = pipeline.profile(self.config, self.store, user)
+        built, vocabulary = pipeline.profile(self.config, self.store, user, self._topic(user, topic))
         return ProfileView.of(user.email, built, vocabulary, self.store.titles(built.positives + built.negatives),
                               terms)
 
@@ -321,54 +344,6 @@ class Recommender(InstallMethods):
         users = [self.config.user(e) for e in emails] if emails is not None else list(self.config.users)
         return digests.run(self.config, self.store, users, self.clock, dry_run=dry_run,
                            deliver_while_queueing=parallel.can_fork())
-
-    # -- readers' data --------------------------------------------------------------------
-    def users(self) -> list[UserSummary]:
-        """Every configured reader with stars, digests sent, subscription and schedule.
-
-        Example: ``{u.user: u.stars for u in rec.users()}``"""
-        ids = self.store.sync_users(u.email for u in self.config.users)
-        outbox = Outbox(self.store)
-        unsubscribed = outbox.unsubscribed()
-        sent: dict[int, int] = {}
-        for item in outbox.items(DigestStatus.SENT):
-            sent[item.user_id] = sent.get(item.user_id, 0) + 1
-        stars = self.store.star_counts()
-        rows = []
-        for user in self.config.users:
-            user_id = ids.of(user.email)
-            rows.append(UserSummary(user.email, user.name, stars.get(user_id, 0), sent.get(user_id, 0),
-                                    user_id not in unsubscribed, user.send_at, user.timezone, user.frequency))
-        return rows
-
-    def _configured_id(self, email: str) -> int:
-        return self.store.user_id(self.config.user(email).email)
-
-    def resubscribe(self, email: str) -> bool:
-        """Send digests to a reader again; False when they were subscribed already.
-
-        Example: ``rec.resubscribe("ada@example.org")``"""
-        return Outbox(self.store).set_unsubscribed(self._configured_id(email), False)
-
-    def export_user(self, email: str) -> dict[str, Any]:
-        """Everything stored about a reader, as one JSON-ready document.
-
-        Example: ``json.dumps(rec.export_user("ada@example.org"))``"""
-        return FeedbackLog(self.store).export(self._configured_id(email))
-
-    def forget_user(self, email: str, confirm: Callable[[], object] | None = None) -> Forgotten:
-        """Delete a reader's stars, feedback, digests and profile (configured or not; the
-        config entry stays). ``confirm()`` is called once the reader is found, before anything
-        is deleted (it raises to stop).
-
-        Example: ``rec.forget_user("ada@example.org").stars``"""
-        known = ReaderIds({row.email: row.id for row in self.store.user_rows()})
-        if email.lower() not in known:
-            raise NotFoundError(f"nothing stored for {email}")
-        if confirm is not None:
-            confirm()
-        counts = FeedbackLog(self.store).forget(known.of(email))
-        return Forgotten(counts["stars"], counts["feedback"], counts["digests"])
 
     # -- browsing -------------------------------------------------------------------------
     def papers(self) -> list[Paper]:

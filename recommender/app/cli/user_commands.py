@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, summary
+from recommender.app.cli.app import AppContext, cli, emit_json, fail, pass_app, summary, topic_named
+from recommender.base.config_topics import config_block
 
 
 @cli.command()
@@ -70,16 +71,19 @@ def profile_group() -> None:
 @click.option("--terms", "n_terms", default=15, show_default=True, type=click.IntRange(1, 500),
               help="How many terms of each sign.")
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as one JSON object.")
+@click.option("--topic", metavar="NAME", help="The profile of this topic ([[users.topics]]).")
 @pass_app
-def profile_show(app: AppContext, email: str | None, n_terms: int, as_json: bool) -> None:
+def profile_show(app: AppContext, email: str | None, n_terms: int, as_json: bool, topic: str | None) -> None:
     """Show the top positive and negative terms of a profile and the papers that shaped them.
 
     Example:
 
     \b
       recommender profile show --json
+      recommender profile show --topic folding
     """
-    profile = app.api.profile(app.user(email).email, n_terms)
+    user = app.user(email)
+    profile = app.api.profile(user.email, n_terms, topic_named(user, topic))
     positive, negative = profile.positive_terms, profile.negative_terms
     record: dict[str, Any] = {
         "user": profile.user,
@@ -101,6 +105,44 @@ def profile_show(app: AppContext, email: str | None, n_terms: int, as_json: bool
         click.echo(f"  {sign} {paper['paper_id']}\t{paper['title']}")
     if profile.interests:
         click.echo("interests: " + ", ".join(profile.interests))
+
+
+@profile_group.command("topics")
+@click.option("--user", "email", metavar="EMAIL", help="Whose stars (default: the only user).")
+@click.option("--suggest", is_flag=True, help="Split the stars into coherent groups and print them as topics.")
+@click.option("--max", "max_k", default=4, show_default=True, type=click.IntRange(2, 20),
+              help="At most this many suggested topics.")
+@click.option("--apply", "apply", is_flag=True, help="Also put each star in its suggested topic.")
+@pass_app
+def profile_topics(app: AppContext, email: str | None, suggest: bool, max_k: int, apply: bool) -> None:
+    """List your topics and how many stars each has; with --suggest, split your stars into at
+    most --max coherent groups, each named by its most telling terms and shown with its
+    papers, as a [[users.topics]] block to paste into the config (--apply files the stars).
+
+    Example:
+
+    \b
+      recommender profile topics
+      recommender profile topics --suggest --max 3 >> topics.toml
+    """
+    user = app.user(email)
+    if apply and not suggest:
+        raise click.UsageError("--apply goes with --suggest")
+    if not suggest:
+        for name, count in app.api.topic_counts(user.email):
+            click.echo(f"{name}\t{count} star(s)")
+        summary(f"{user.email}: {len(user.topics)} topic(s)")
+        return
+    found = app.api.suggest_topics(user.email, max_k, apply)
+    if not found:
+        fail(f"{user.email} has no starred papers to split into topics")
+    click.echo(f"# {len(found)} topic(s) suggested from {user.email}'s {sum(len(s.papers) for s in found)} "
+               "stars: paste under their [[users]] entry")
+    click.echo(config_block([(s.name, s.notes()) for s in found]))
+    if apply:
+        summary(f"{user.email}: stars filed in {len(found)} topic(s); add the block above to the config")
+    else:
+        summary(f"{user.email}: {len(found)} topic(s) suggested (--apply files the stars)")
 
 
 @cli.group("users")
