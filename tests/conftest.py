@@ -167,6 +167,18 @@ def smtp_section(port: int, **extra: object) -> str:
     return "\n".join(lines) + "\n"
 
 
+def wait_until(condition: Callable[[], object], seconds: float, every: float = 0.1) -> bool:
+    """Whether ``condition()`` came true within ``seconds`` (looked at ``every`` seconds)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    return bool(condition())
+
+
 def recommender_command(*args: str) -> list[str]:
     """The installed console script, as a user would run it."""
     import sys

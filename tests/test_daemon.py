@@ -11,21 +11,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from conftest import SEEDS, recommender_command, smtp_section, write_config
+from conftest import SEEDS, recommender_command, smtp_section, wait_until, write_config
 from smtp_server import SmtpServer
 
 
 def _user(email: str, due: datetime) -> str:
     return f'[[users]]\nemail = "{email}"\ntimezone = "UTC"\nsend_at = "{due:%H:%M:%S}"\nmax_items = 3\n'
-
-
-def _wait(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 def test_daemon_sends_on_time_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path, smtp_server: SmtpServer):
@@ -40,14 +31,14 @@ def test_daemon_sends_on_time_reloads_on_sighup_and_stops_on_sigterm(tmp_path: P
     daemon = subprocess.Popen(recommender_command("-v", "--config", str(path), "run"), cwd=tmp_path,
                               env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
     try:
-        assert _wait(lambda: len(smtp_server.box.messages) == 1, 40), (tmp_path / "daemon.log").read_text()
+        assert wait_until(lambda: len(smtp_server.box.messages) == 1, 40), (tmp_path / "daemon.log").read_text()
         message = smtp_server.box.messages[0]
         assert message["To"] == "ada@example.org" and message["Subject"].startswith("3 trending papers")
         # A new user added to the config is picked up on SIGHUP.
         later = datetime.now(UTC) + timedelta(seconds=5)
         path.write_text(path.read_text() + _user("bob@example.org", later))
         daemon.send_signal(signal.SIGHUP)
-        assert _wait(lambda: len(smtp_server.box.to("bob@example.org")) == 1, 40), (tmp_path / "daemon.log").read_text()
+        assert wait_until(lambda: len(smtp_server.box.to("bob@example.org")) == 1, 40), (tmp_path / "daemon.log").read_text()
         started = time.monotonic()
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=15) == 0
@@ -80,7 +71,7 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path):
             except httpx.HTTPError:
                 return False
 
-        assert _wait(healthy, 30)
+        assert wait_until(healthy, 30)
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=15) == 0
     finally:

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import recommender_command, smtp_section
+from conftest import recommender_command, smtp_section, wait_until
 from smtp_server import SmtpServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,15 +73,6 @@ def _step(folder: Path, env: dict[str, str], ran: list[str], *args: str) -> subp
     assert done.returncode == 0, f"{' '.join(args)}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     assert "Traceback" not in done.stdout + done.stderr, done.stderr
     return done
-
-
-def _wait(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
 
 
 def _config(feed_url: str, smtp_port: int, web_port: int, send_at: str) -> str:
@@ -156,7 +146,7 @@ def test_the_first_hour_in_the_readme_order(tmp_path: Path, feed_server: str, sm
     with daemon_log.open("w") as log:
         daemon = subprocess.Popen(recommender_command("run"), cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        assert _wait(lambda: len(smtp_server.box.messages) == 1, 60), daemon_log.read_text()
+        assert wait_until(lambda: len(smtp_server.box.messages) == 1, 60, every=0.2), daemon_log.read_text()
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=30) == 0
         output = daemon_log.read_text()
@@ -173,7 +163,7 @@ def test_the_first_hour_in_the_readme_order(tmp_path: Path, feed_server: str, sm
         less = re.findall(r"Less like this: (\S+)", body)
         assert len(more) == len(less) == 2
 
-        assert _wait(lambda: _answers(f"http://127.0.0.1:{web_port}/"), 30)
+        assert wait_until(lambda: _answers(f"http://127.0.0.1:{web_port}/"), 30, every=0.2)
         for link in (more[0], less[1]):  # more like the first pick, less like the second
             answer = httpx.get(link, timeout=10)
             assert answer.status_code == 200, answer.text

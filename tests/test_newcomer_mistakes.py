@@ -23,7 +23,7 @@ import pytest
 from recommender.store import Store
 from recommender.store.outbox import Outbox
 
-from conftest import SEEDS, recommender_command, smtp_section, write_config
+from conftest import SEEDS, recommender_command, smtp_section, wait_until, write_config
 from smtp_server import SmtpServer, free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -69,15 +69,6 @@ def _queued_digest(tmp_path: Path, smtp: str) -> Path:
 
 
 # -- 6. the daemon ------------------------------------------------------------------------------
-def _wait_for(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
 def test_the_daemon_logs_by_default_and_a_second_one_on_the_database_is_refused(tmp_path: Path, database_url: str):
     path = write_config(tmp_path, users=USER + 'timezone = "Europe/Berlin"\nsend_at = "07:30"\n',
                         database_url=database_url)
@@ -87,7 +78,7 @@ def test_the_daemon_logs_by_default_and_a_second_one_on_the_database_is_refused(
         first = subprocess.Popen(recommender_command("--config", str(path), "run"), cwd=tmp_path, stdout=log,
                                  stderr=subprocess.STDOUT)
     try:
-        assert _wait_for(lambda: "next digest of ada@example.org" in log_path.read_text(), 30), log_path.read_text()
+        assert wait_until(lambda: "next digest of ada@example.org" in log_path.read_text(), 30), log_path.read_text()
         started = time.monotonic()
         second = _cli(tmp_path, "run", timeout=60)
         line = _one_error_line(second, 1)
@@ -112,7 +103,7 @@ def test_the_daemon_logs_by_default_and_a_second_one_on_the_database_is_refused(
         again = subprocess.Popen(recommender_command("--config", str(path), "run"), cwd=tmp_path, stdout=log,
                                  stderr=subprocess.STDOUT)
     try:
-        assert _wait_for(lambda: "next digest of" in log_path.read_text(), 30), log_path.read_text()
+        assert wait_until(lambda: "next digest of" in log_path.read_text(), 30), log_path.read_text()
     finally:
         again.send_signal(signal.SIGTERM)
         assert again.wait(timeout=30) == 0

@@ -19,16 +19,7 @@ import pytest
 
 from recommender.app.warm_client import socket_folder, socket_name, warm_request
 
-from conftest import SEEDS, recommender_command, write_config
-
-
-def _wait(condition, seconds: float) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
+from conftest import SEEDS, recommender_command, wait_until, write_config
 
 
 @pytest.fixture
@@ -67,7 +58,7 @@ class Warm:
         self.process = subprocess.Popen(recommender_command("-v", "--config", str(project / "config.toml"), "warm"),
                                         cwd=project, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        assert _wait(lambda: "warm: ready\n" in self.log(), 60), self.log()
+        assert wait_until(lambda: "warm: ready\n" in self.log(), 60, every=0.05), self.log()
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -223,7 +214,7 @@ def test_a_silent_caller_does_not_hold_the_warm_process(project: Path, warm: War
         answer = _command(project, "recommend", "--user", "ada@example.org", "--json")
         assert answer.stdout == expected
         assert time.monotonic() - started < 30
-        assert _wait(lambda: "unreadable request" in warm.log(), 10)  # the idle caller was dropped
+        assert wait_until(lambda: "unreadable request" in warm.log(), 10, every=0.05)  # the idle caller was dropped
         before = warm.answered()
         assert _command(project, "recommend", "--user", "ada@example.org", "--json").stdout == expected
         assert warm.answered() == before + 1  # and the warm process answers again
