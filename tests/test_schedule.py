@@ -133,7 +133,7 @@ def _init(path: Path) -> Store:
 
 
 def _next_runs(daemon: Daemon) -> dict[str, datetime]:
-    return {job.id.split(":", 1)[1]: job.next_run_time for job in daemon.scheduler.get_jobs()}
+    return daemon.next_runs()
 
 
 def test_restart_keeps_the_schedule_and_catches_up_once(tmp_path: Path):

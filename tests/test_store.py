@@ -152,8 +152,8 @@ def test_stored_digest_messages_move_to_their_own_table_and_back(database_url: s
 def test_init_is_harmless_twice_and_newer_schemas_are_refused(database_url: str):
     store = Store.open(database_url)
     before, after = store.upgrade_schema()
-    assert before is None and after == "0008"
-    assert store.upgrade_schema() == ("0008", "0008")
+    assert before is None and after == "0013"
+    assert store.upgrade_schema() == ("0013", "0013")
     store.check_schema()
     with store.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))

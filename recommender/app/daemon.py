@@ -1,13 +1,16 @@
-"""The daemon behind `recommender run`: one APScheduler job per user at their ``send_at``.
-A job hands its user to the digest runner, which gathers the users due at the same moment
-and does their run in a fresh process (``base.parallel.in_fresh_process``: the daemon runs
-threads, so it cannot fork): pull stale sources, then build and send (or, in queue mode,
-enqueue) their digests, split between ``--jobs`` worker processes exactly as `digest send`
-does. A run whose process dies is started again; every step of it is recorded, so the new
-one only does what is left. Jobs are rebuilt from the config plus each user's last run in
-the database, so a restart sends one digest for a run missed within the grace period and
-skips older ones. SIGHUP reloads the config; SIGTERM and SIGINT stop it cleanly (after the
-run in progress)."""
+"""The daemon behind `recommender run`. Readers and their next run live in the database
+(``store.schedule``), synced from the config in bulk at start-up and on SIGHUP. Once a second
+a tick reads the earliest next run from its index and, when readers are due, enqueues them all
+with one statement and moves their next runs on (one statement per schedule rule). Owed readers
+are then claimed in shards under a lease and each shard run in a fresh process
+(``base.parallel.in_fresh_process``: the daemon runs threads, so it cannot fork): pull stale
+sources, then build and send (or, in queue mode, enqueue) their digests, split between
+``--jobs`` worker processes exactly as `digest send` does. A shard's run is recorded with one
+statement. A run whose process dies is started again; every step of it is recorded, so the new
+one only does what is left, and a daemon killed mid-run leaves its shard owed: the next one
+claims it again. A restart sends one digest for a run missed within the grace period and skips
+older ones. SIGHUP reloads the config; SIGTERM and SIGINT stop it cleanly (after the run in
+progress)."""
 
 from __future__ import annotations
 
@@ -19,9 +22,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from recommender import pipeline
 from recommender.app import runtime, triggers
 from recommender.base import parallel
@@ -30,14 +30,16 @@ from recommender.base.config import Config, DeliveryMode, UserConfig, load_confi
 from recommender.pipeline import digests
 from recommender.pipeline.digests import UserResult
 from recommender.pipeline.fetching import Fetcher
-from recommender.pipeline.store_access import DaemonState, Store
+from recommender.pipeline.store_access import NewSchedule, ReaderSchedule, Settled, Store, new_owner
 
 log = logging.getLogger(__name__)
 
 
 class Daemon:
-    GATHER_SECONDS = 1.0  # users due at the same moment reach the runner within this
+    TICK_SECONDS = 1.0  # how often the earliest next run is compared with the clock
     ATTEMPTS = 3  # a run whose process died is started again, at most this often
+    SHARD_READERS = 10_000  # readers run in one fresh process
+    LEASE = timedelta(minutes=30)  # a shard held longer than this (its daemon on another host died) is claimed again
 
     def __init__(self, config_path: Path, database_url: str | None = None, clock: Clock | None = None):
         self.config_path = config_path
@@ -49,84 +51,130 @@ class Daemon:
         if self.config.delivery.mode == DeliveryMode.DIRECT:
             digests.signer_for(self.config, self.clock)  # refuse a missing secret before starting
             digests.check_credentials(self.config.smtp)  # and a login that can only fail or leak
-        self.state = DaemonState(self.store)
+        self.schedule = ReaderSchedule(self.store)
         self.stopping = threading.Event()
-        self.due: dict[str, None] = {}  # emails waiting for the runner, in the order they fell due
-        self.due_changed = threading.Condition()
-        self.runner = threading.Thread(target=self._run_due, name="digest-runner", daemon=True)
-        self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
-            "coalesce": True, "max_instances": 1, "misfire_grace_time": self.grace_seconds})
-        self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        self.changing = threading.Lock()  # a reload's schedule changes and a tick take turns
+        self.rules: dict[str, triggers.DigestTrigger] = {}
+        self.by_email: dict[str, UserConfig] = {}
+        self._index_config()
+        self.runner = threading.Thread(target=self._run_loop, name="digest-runner", daemon=True)
 
     @property
-    def grace_seconds(self) -> int:
-        return self.config.scheduler.misfire_grace_minutes * 60
+    def grace(self) -> timedelta:
+        return timedelta(minutes=self.config.scheduler.misfire_grace_minutes)
 
-    # -- jobs -----------------------------------------------------------------------------------
+    def _index_config(self) -> None:
+        shared: dict[tuple[object, ...], triggers.DigestTrigger] = {}
+        self.user_triggers: dict[str, triggers.DigestTrigger] = {}
+        for user in self.config.users:
+            key = (user.send_at, user.timezone, user.frequency, user.weekday)
+            trigger = shared.get(key) or shared.setdefault(key, triggers.trigger_for(user))
+            self.user_triggers[user.email.lower()] = trigger
+        self.rules = {str(t): t for t in shared.values()}
+        self.by_email = {u.email.lower(): u for u in self.config.users}
+
+    # -- schedules ------------------------------------------------------------------------------
     def schedule_jobs(self) -> None:
-        """Add, change or remove jobs to match the config (also on SIGHUP)."""
+        """Store the schedules of new readers and of readers whose schedule changed, drop those
+        no longer configured (also on SIGHUP), and settle runs missed while no daemon ran."""
+        with self.changing:
+            now = self.clock()
+            ids = self.store.sync_users(u.email for u in self.config.users)
+            stored = self.schedule.stored()
+            changes: list[NewSchedule] = []
+            for email, trigger in self.user_triggers.items():
+                user_id, rule = ids[email], str(trigger)
+                old = stored.get(user_id)
+                if old is not None and old.rule == rule and old.next_run_at is not None:
+                    continue
+                last = old.last_run_at if old is not None else None
+                owed = triggers.catch_up(trigger, last, now, self.grace)
+                for missed in owed.skipped:
+                    log.warning("skipped the digest of %s due %s: the daemon was down for longer than the grace "
+                                "period", email, missed.isoformat())
+                recorded = now if last is None or (owed.skipped and owed.due is None) else last
+                next_time = owed.due or trigger.get_next_fire_time(None, now)
+                changes.append(NewSchedule(user_id, rule, next_time, recorded))
+                log.debug("scheduled %s: %s, next %s", email, trigger, next_time.isoformat() if next_time else "none")
+            configured = set(ids.values())
+            gone = [uid for uid, old in stored.items() if old.rule and uid not in configured]
+            self.schedule.save(changes, lambda uid: uid in stored)
+            self.schedule.unschedule(gone)
+            self._settle(now, enqueue=False)
+        log.info("schedules of %d reader(s): %d new or changed, %d no longer configured", len(ids), len(changes),
+                 len(gone))
+
+    def next_runs(self) -> dict[str, datetime]:
+        """email -> next run, of the configured readers."""
+        ids = self.store.sync_users(self.by_email)
+        runs = self.schedule.next_runs()
+        return {email: runs[uid] for email, uid in ids.items() if uid in runs}
+
+    def tick(self) -> int:
+        """Enqueue every reader due now; returns how many."""
         now = self.clock()
-        grace = timedelta(seconds=self.grace_seconds)
-        wanted = {f"digest:{u.email.lower()}": u for u in self.config.users}
-        for job in self.scheduler.get_jobs():
-            if job.id not in wanted:
-                job.remove()
-                log.info("removed schedule of %s (no longer configured)", job.id.split(":", 1)[1])
-        ids = self.store.sync_users(u.email for u in self.config.users)
-        for job_id, user in wanted.items():
-            trigger = triggers.trigger_for(user)
-            existing = self.scheduler.get_job(job_id)
-            if existing is not None and str(existing.trigger) == str(trigger):
-                continue
-            user_id = ids[user.email.lower()]
-            last = self.state.last_run(user_id)
-            if last is None:
-                self.state.set_last_run(user_id, now)
-            owed = triggers.catch_up(trigger, last, now, grace)
-            for missed in owed.skipped:
-                log.warning("skipped the digest of %s due %s: the daemon was down for longer than the grace "
-                            "period", user.email, missed.isoformat())
-            if owed.skipped and owed.due is None:
-                self.state.set_last_run(user_id, now)
-            next_time = owed.due or trigger.get_next_fire_time(None, now)
-            if existing is not None:
-                existing.remove()
-            self.scheduler.add_job(self.fall_due, trigger=trigger, args=[user.email], id=job_id,
-                                   name=f"digest for {user.email}", next_run_time=next_time)
-            log.info("scheduled %s: %s, next %s", user.email, trigger, next_time.isoformat() if next_time else "none")
+        first = self.schedule.first_due()
+        if first is None or first > now:
+            return 0
+        with self.changing:
+            return self._settle(now, enqueue=True)
 
-    def fall_due(self, email: str) -> None:
-        """The job: hand the user to the runner (a user already waiting is not added twice)."""
-        with self.due_changed:
-            self.due[email] = None
-            self.due_changed.notify()
+    def _settle(self, now: datetime, enqueue: bool) -> int:
+        def settle(rule: str, at: datetime) -> Settled | None:
+            trigger = self.rules.get(rule)
+            if trigger is None:
+                return None
+            owed = triggers.catch_up(trigger, at - timedelta(microseconds=1), now, self.grace)
+            if owed.due is None:
+                return Settled(None, trigger.get_next_fire_time(now, now))
+            return Settled(owed.due, trigger.get_next_fire_time(owed.due, now))
 
-    def _run_due(self) -> None:
-        while True:
-            with self.due_changed:
-                while not self.due and not self.stopping.is_set():
-                    self.due_changed.wait()
-                if self.stopping.is_set():
-                    return
-            time.sleep(self.GATHER_SECONDS)
-            with self.due_changed:
-                emails, self.due = list(self.due), {}
+        enqueued, changed = self.schedule.tick(now, settle, enqueue)
+        for rule, at, size, owed in changed:
+            log.warning("skipped the digests of %d reader(s) (%s) due %s%s: the daemon was down for longer than the "
+                        "grace period", size, rule, at.isoformat(),
+                        f" to {owed.due.isoformat()} (one digest instead)" if owed.due else "")
+        if enqueued:
+            log.info("%d reader(s) due", enqueued)
+        return enqueued
+
+    # -- runs -----------------------------------------------------------------------------------
+    def _run_loop(self) -> None:
+        while not self.stopping.is_set():
             try:
-                self.run_users(emails)
+                self.tick()
+                self.run_due()
             except Exception:  # noqa: BLE001 - one failed run must not stop the daemon's later ones
-                log.exception("digest run for %d user(s) failed", len(emails))
+                log.exception("digest run failed")
+            self.stopping.wait(self.TICK_SECONDS)
 
     def run_user(self, email: str) -> None:
-        self.run_users([email])
+        """Run this reader's digest now (the run stands for their next run if it is due)."""
+        now = self.clock()
+        user_id = self.store.user_id(email)
+        trigger = self.user_triggers.get(email.lower())
+        after = trigger.get_next_fire_time(now, now) if trigger is not None else None
+        self.schedule.run_now([user_id], now, {user_id: after} if after is not None else {})
+        self.run_due()
 
-    def run_users(self, emails: list[str]) -> None:
-        """One run for these users (in a fresh process): fetch what is stale, then their
-        digests. Logs one line per user and records their run."""
-        if self.stopping.is_set():
-            return
+    def run_due(self) -> None:
+        """Claim owed readers a shard at a time and run each shard, until none is left."""
+        while not self.stopping.is_set():
+            owner = new_owner()
+            shard = self.schedule.claim(owner, self.LEASE, self.SHARD_READERS, self.clock())
+            if not shard:
+                return
+            self.run_shard(owner, shard)
+
+    def run_shard(self, owner: str, shard: list[tuple[int, str]]) -> None:
+        """One run for these readers (in a fresh process): fetch what is stale, then their
+        digests. Logs one line per reader and records the shard's run; a shard whose run failed
+        stays owed (claimed again once its lease expires, or by the next daemon)."""
         started = time.monotonic()
-        wanted = {e.lower() for e in emails}
-        users = [u for u in self.config.users if u.email.lower() in wanted]
+        users = [self.by_email[email.lower()] for _, email in shard if email.lower() in self.by_email]
+        gone = [uid for uid, email in shard if email.lower() not in self.by_email]
+        if gone:
+            self.schedule.drop(gone)
         if not users:
             return
         level = logging.getLogger().getEffectiveLevel()
@@ -145,42 +193,32 @@ class Daemon:
                 return
         else:
             return
-        finished = self.clock()
+        self.schedule.finish(owner, self.clock())
         for result in results:
-            self.state.set_last_run(self.store.user_id(result.email), finished)
             log.info("digest job: user=%s status=%s papers=%d duration=%.1fs", result.email, result.status,
                      result.papers, time.monotonic() - started)
-
-    def _on_event(self, event: JobExecutionEvent) -> None:
-        if event.code == EVENT_JOB_MISSED:
-            log.warning("skipped %s due %s: later than the grace period", event.job_id,
-                        event.scheduled_run_time.isoformat())
-        else:
-            log.error("%s failed: %s", event.job_id, event.exception)
 
     # -- life cycle ----------------------------------------------------------------------------
     def reload(self) -> None:
         try:
-            self.config = load_config(self.config_path, self.database_url)
+            config = load_config(self.config_path, self.database_url)
         except Exception as exc:  # keep running with the old config
             log.error("config reload failed, keeping the previous config: %s", exc)
             return
+        with self.changing:
+            self.config = config
+            self._index_config()
         log.info("config reloaded: %d user(s)", len(self.config.users))
         self.schedule_jobs()
 
     def start(self) -> None:
         self.schedule_jobs()
         self.runner.start()
-        self.scheduler.start()
         log.info("daemon started: %d user(s), %d source(s), delivery %s", len(self.config.users),
                  len(self.config.sources), self.config.delivery.mode)
 
     def stop(self) -> None:
         self.stopping.set()
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
-        with self.due_changed:
-            self.due_changed.notify()
         if self.runner.is_alive():
             self.runner.join()  # the run in progress ends first
         self.store.close()
@@ -242,11 +280,11 @@ def run_digests(config: Config, users: list[UserConfig], jobs: int, log_level: i
 
 def describe_schedule(config: Config, store: Store, now: datetime) -> list[tuple[UserConfig, datetime, str]]:
     """(user, next run in the user's zone, job kind), as the daemon would schedule it."""
-    state = DaemonState(store)
     ids = store.sync_users(u.email for u in config.users)
+    last_runs = ReaderSchedule(store).last_runs(list(ids.values()))
     grace = timedelta(minutes=config.scheduler.misfire_grace_minutes)
     rows = []
     for user in config.users:
-        when = triggers.next_run(user, state.last_run(ids[user.email.lower()]), now, grace)
+        when = triggers.next_run(user, last_runs.get(ids[user.email.lower()]), now, grace)
         rows.append((user, when.astimezone(triggers.trigger_for(user).zone), triggers.job_kind(user)))
     return rows

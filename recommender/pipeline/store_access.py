@@ -9,8 +9,10 @@ from __future__ import annotations
 from recommender.store import Store
 from recommender.store.checkpoints import BackgroundCheckpoints
 from recommender.store.feedback import FeedbackLog
-from recommender.store.outbox import Outbox
+from recommender.store.outbox import Outbox, new_owner
+from recommender.store.schedule import NewSchedule, ReaderSchedule, Settled
 from recommender.store.state import DaemonState
 from recommender.store.title_match import paper_by_title
 
-__all__ = ["BackgroundCheckpoints", "DaemonState", "FeedbackLog", "Outbox", "Store", "paper_by_title"]
+__all__ = ["BackgroundCheckpoints", "DaemonState", "FeedbackLog", "NewSchedule", "Outbox", "ReaderSchedule", "Settled",
+           "Store", "new_owner", "paper_by_title"]
