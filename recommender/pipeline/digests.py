@@ -41,7 +41,8 @@ from recommender.digest.message import build_message, dkim_key, dkim_signed, mak
 from recommender.digest.states import UserResult, owed_states
 from recommender.store import Store
 from recommender.store.group_commit import GroupCommit
-from recommender.store.outbox import DigestToCreate, NewDigest, Outbox, new_owner
+from recommender.store.outbox import DigestToCreate, NewDigest, Outbox, Readers, new_owner
+from recommender.store.run_readers import RunReaders
 from recommender.store.store import utcnow
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ def _renderer(config: Config, signer: LinkSigner, user: UserConfig, user_id: int
     return render
 
 
-def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequence[int] | None = None,
+def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Readers | None = None,
                     owner: str | None = None, batch_size: int = 50, lease: timedelta = LEASE,
                     stop: threading.Event | _ParentGone | None = None, more: Waitable | None = None,
                     poll_seconds: float = 0.2) -> list[Outcome]:
@@ -264,20 +265,20 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
     signer_for(config, clock)  # a missing secret fails before anything is stored or sent
     started = utcnow()
     ids = store.sync_users(u.email for u in users)
-    user_ids = list(ids.values())
-    background = DeliveryProcess(config, store, clock, user_ids) if deliver_while_queueing else None
-    try:
-        # With the child delivering on the other core, BLAS threads would only wait for (and take) it.
-        with threadpool_limits(limits=1, user_api="blas") if background is not None else contextlib.nullcontext():
-            results = queue_digests(config, store, users, clock, ids=ids, parallel_parts=background is not None)
-    except BaseException:
+    with RunReaders(store, list(ids.values())) as user_ids:  # claims name the run, not every reader's id
+        background = DeliveryProcess(config, store, clock, user_ids) if deliver_while_queueing else None
+        try:
+            # With the child delivering on the other core, BLAS threads would only wait for (and take) it.
+            with threadpool_limits(limits=1, user_api="blas") if background is not None else contextlib.nullcontext():
+                results = queue_digests(config, store, users, clock, ids=ids, parallel_parts=background is not None)
+        except BaseException:
+            if background is not None:
+                background.finish()  # what was queued still goes out (or, on Ctrl-C, the child stops too)
+            raise
+        outcomes: list[Outcome] = []
         if background is not None:
-            background.finish()  # what was queued still goes out (or, on Ctrl-C, the child stops too)
-        raise
-    outcomes: list[Outcome] = []
-    if background is not None:
-        outcomes += background.finish()  # raises DeliveryAborted if the child met a refused login
-    outcomes += deliver_pending(config, store, clock, user_ids)  # all of it, or what a child that died left
+            outcomes += background.finish()  # raises DeliveryAborted if the child met a refused login
+        outcomes += deliver_pending(config, store, clock, user_ids)  # all of it, or what a child that died left
     return owed_states(store, users, ids, results, started, {o.digest_id for o in outcomes}, clock())
 
 
@@ -290,11 +291,11 @@ class DeliveryProcess:
 
     POLL_SECONDS = 0.2
 
-    def __init__(self, config: Config, store: Store, clock: Clock, user_ids: Sequence[int]):
+    def __init__(self, config: Config, store: Store, clock: Clock, user_ids: Readers):
         context = multiprocessing.get_context("fork")
         self._queued_all = context.Event()
         self._reports, reports = context.Pipe(duplex=False)
-        self._process = context.Process(target=self._deliver, args=(config, store, clock, list(user_ids), reports),
+        self._process = context.Process(target=self._deliver, args=(config, store, clock, user_ids, reports),
                                         name="digest-delivery", daemon=True)
         self._process.start()
         reports.close()
@@ -321,7 +322,7 @@ class DeliveryProcess:
             raise DeliveryAborted(report)
         return report
 
-    def _deliver(self, config: Config, parent_store: Store, clock: Clock, user_ids: list[int],
+    def _deliver(self, config: Config, parent_store: Store, clock: Clock, user_ids: Readers,
                  reports: multiprocessing.connection.Connection) -> None:  # in the child
         parent_gone = _ParentGone(os.getppid())
         parallel.die_with_parent(parent_gone.parent)  # never sends on, unrecorded, after the command is gone

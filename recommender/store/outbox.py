@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, insert, or_, select, text, update
 
 from recommender.store.schema import DigestEntryRow, DigestMessageRow, DigestRow, MetaRow, UserRow
 from recommender.store.store import Store, chunks, utcnow
 
 QUEUED = ("pending", "sent")
+# Which readers' digests a delivery takes: a few ids, or a subquery (store.run_readers) for many.
+Readers = Sequence[int] | Select[int]
 NEXT_DIGEST_ID = "next_digest_id"  # meta key: the first digest id not yet reserved (SQLite)
 
 
@@ -202,7 +204,7 @@ class Outbox:
         """The id SQLite gives the next digest (the table has no AUTOINCREMENT: largest + 1)."""
         return (conn.execute(select(func.max(DigestRow.id))).scalar() or 0) + 1
 
-    def claim(self, owner: str, lease: timedelta, limit: int = 100, user_ids: Sequence[int] | None = None,
+    def claim(self, owner: str, lease: timedelta, limit: int = 100, user_ids: Readers | None = None,
               now: datetime | None = None) -> list[tuple[int, str, bytes, int]]:
         """Take up to ``limit`` due pending digests whose lease is free or expired:
         (id, recipient, message, attempts). PostgreSQL skips rows other workers hold."""
@@ -226,7 +228,7 @@ class Outbox:
                            or_(DigestRow.next_attempt_at.is_(None), DigestRow.next_attempt_at <= now))
                     .order_by(DigestRow.id).limit(limit))
             if user_ids is not None:
-                stmt = stmt.where(DigestRow.user_id.in_(list(user_ids)))
+                stmt = stmt.where(DigestRow.user_id.in_(user_ids if isinstance(user_ids, Select) else list(user_ids)))
             if conn.dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True, of=DigestRow)
             rows = conn.execute(stmt).all()

@@ -109,10 +109,11 @@ class ReaderSchedule:
             groups = conn.execute(select(Row.rule, Row.next_run_at, func.count())
                                   .where(Row.next_run_at <= now).group_by(Row.rule, Row.next_run_at)).all()
             changed: list[tuple[str, datetime, int, Settled]] = []
-            moves = []
+            moves: list[dict[str, object]] = []
+            rules: list[str] = []
             for rule, at, size in groups:
-                owed = settle(rule, at)
-                if owed is None:
+                owed = settle(rule, at) if at is not None else None
+                if owed is None or at is None:
                     continue
                 if owed.due != at:
                     changed.append((rule, at, size, owed))
@@ -124,7 +125,8 @@ class ReaderSchedule:
                     conn.execute(update(Row).where(Row.rule == rule, Row.next_run_at == at).values(next_run_at=owed.due))
                 if enqueue:
                     moves.append({"b_rule": rule, "b_at": owed.due, "b_next": owed.next})
-            enqueued = self._enqueue(conn, now, [m["b_rule"] for m in moves]) if moves else 0
+                    rules.append(rule)
+            enqueued = self._enqueue(conn, now, rules) if moves else 0
             if moves:
                 conn.execute(update(Row).where(Row.rule == bindparam("b_rule"), Row.next_run_at == bindparam("b_at"))
                              .values(next_run_at=bindparam("b_next")), moves)
@@ -136,7 +138,8 @@ class ReaderSchedule:
         waiting = select(DueReaderRow.user_id).where(DueReaderRow.user_id == Row.user_id).exists()
         source = (select(Row.user_id, Row.next_run_at, literal(""))
                   .where(Row.next_run_at <= now, Row.rule.in_(rules), ~waiting))
-        return conn.execute(insert(DueReaderRow).from_select(["user_id", "due_at", "lease_owner"], source)).rowcount
+        stmt = insert(DueReaderRow).from_select(["user_id", "due_at", "lease_owner"], source)
+        return len(conn.execute(stmt.returning(DueReaderRow.user_id)).all())  # (rowcount: -1 on psycopg)
 
     def run_now(self, user_ids: Sequence[int], now: datetime, next_runs: dict[int, datetime]) -> None:
         """Owe these readers a run now (`run_user`); ``next_runs`` moves on the next runs of those
