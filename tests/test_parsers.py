@@ -59,7 +59,10 @@ def test_detect_formats():
     assert detect_format(SEEDS[0].read_bytes(), "x") == "trending_page"
     assert detect_format(b'{"title": "a"}\n', "x") == "jsonl"
     assert detect_format(b"  \n[{}]", "x") == "hf_daily"
-    assert detect_format(b"<?xml version='1.0'?><rss/>", "x") == "arxiv"
+    assert detect_format(b"<?xml version='1.0'?><rss/>", "x") == "feed"
+    assert detect_format(b"<?xml version='1.0'?><rss><channel><link>http://arxiv.org/</link></channel></rss>",
+                         "x") == "arxiv"
+    assert detect_format(b'{"messages": [], "collection": []}', "x") == "biorxiv"
 
 
 def test_every_registered_format_has_its_reader():
@@ -80,7 +83,7 @@ def test_config_accepts_exactly_the_registered_source_kinds(tmp_path: Path, kind
     if kind in DIGEST_FORMATS:
         assert load_config(path).sources[0].kind == kind
     else:
-        with pytest.raises(ConfigError, match=r"sources\[0\]\.kind: .*one of jsonl, hf_daily, arxiv, trending_page"):
+        with pytest.raises(ConfigError, match=r"sources\[0\]\.kind: .*one of " + ", ".join(DIGEST_FORMATS)):
             load_config(path)
 
 

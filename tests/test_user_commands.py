@@ -90,7 +90,7 @@ def test_a_database_from_an_older_schema_is_migrated_with_its_data(tmp_path: Pat
         conn.execute(text("INSERT INTO papers (id, title_key, title, abstract, authors, url, published, created_at) "
                           "VALUES ('p1', 'old paper', 'Old paper', 'kept', '[]', '', '', '2024-01-01 00:00:00')"))
     store.close()
-    assert "upgraded (schema 0013)" in run("init").stdout
+    assert f"upgraded (schema {migrate.HEAD_REVISION})" in run("init").stdout
     assert json.loads(run("papers", "show", "p1", "--json").stdout)["abstract"] == "kept"
     conn = sqlite3.connect(tmp_path / "db" / "recommender.sqlite")
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)

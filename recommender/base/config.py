@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from recommender.base.config_tables import TableReader
 from recommender.base.env_names import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG_NAME  # noqa: F401
 from recommender.base.errors import ConfigError
-from recommender.base.formats import DIGEST_FORMATS
+from recommender.base.formats import DIGEST_FORMATS, PAGED_FORMATS
 from recommender.base.settings import (  # noqa: F401  (the values are read from here too)
     ARXIV_API_URL,
     ARXIV_API_URL_ENV,
@@ -363,7 +363,8 @@ class _Parser(TableReader):
         prefix = f"sources[{index}]"
         if not isinstance(table, dict):
             raise self.fail(prefix, "a table", table)
-        self.check_keys(prefix, table, {"name", "kind", "path", "url", "include_replacements"})
+        self.check_keys(prefix, table, {"name", "kind", "path", "url", "include_replacements", "categories", "days",
+                                        "exclude_titles", "exclude_types"})
         name = self.get(prefix, table, "name", str, "")
         if not name:
             raise ConfigError(f"{self.path}: {prefix}.name: required key is missing")
@@ -372,9 +373,26 @@ class _Parser(TableReader):
             raise self.fail(f"{prefix}.kind", "one of " + ", ".join(DIGEST_FORMATS), kind)
         path = self.get(prefix, table, "path", str, "")
         url = self.get(prefix, table, "url", str, "")
-        if bool(path) == bool(url):
+        if path and url or not (path or url or kind in PAGED_FORMATS):
             raise ConfigError(f"{self.path}: {prefix}: give exactly one of path or url")
         if url and not re.match(r"^https?://", url):
             raise self.fail(f"{prefix}.url", "an http:// or https:// address", url)
         replacements = self.get(prefix, table, "include_replacements", bool, False)
-        return SourceConfig(name=name, kind=kind, path=path, url=url, include_replacements=replacements)
+        for key, kinds in (("categories", PAGED_FORMATS), ("days", PAGED_FORMATS),
+                           ("exclude_titles", {"feed"}), ("exclude_types", {"feed"})):
+            if key in table and kind not in kinds:
+                raise ConfigError(f"{self.path}: {prefix}.{key}: only for kind {' or '.join(sorted(kinds))} "
+                                  f"(this source is {kind})")
+        days = self.get(prefix, table, "days", int, 2)
+        if not 1 <= days <= 31:
+            raise self.fail(f"{prefix}.days", "an integer from 1 to 31", days)
+        exclude_titles = self.strings(prefix, table, "exclude_titles")
+        for pattern in exclude_titles:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise self.fail(f"{prefix}.exclude_titles", f"regular expressions ({exc})", pattern) from None
+        exclude_types = self.strings(prefix, table, "exclude_types") if "exclude_types" in table else None
+        return SourceConfig(name=name, kind=kind, path=path, url=url, include_replacements=replacements,
+                            categories=self.strings(prefix, table, "categories"), days=days,
+                            exclude_titles=exclude_titles, exclude_types=exclude_types)

@@ -37,6 +37,8 @@ class ParsedPaper:
     source_id: str = ""
     published: str = ""
     line: int = 0
+    doi: str = ""  # normalised (base.text.doi): the paper's id when it has no arXiv id, else an alias
+    other_ids: tuple[str, ...] = ()  # ids of the same work elsewhere: a preprint's journal DOI
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class ReadHints:
     batch_date: date | None = None
     modified: datetime | None = None
     include_replacements: bool = False
+    categories: tuple[str, ...] = ()  # bioRxiv/medRxiv subjects to keep (all when empty)
+    exclude_titles: tuple[str, ...] = ()  # feed items whose title matches one of these (regexes) are dropped
+    exclude_types: tuple[str, ...] | None = None  # feed item types (dc:type, PRISM section) dropped; None: the default list
 
 
 @dataclass(frozen=True)

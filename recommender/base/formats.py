@@ -6,6 +6,8 @@ a new format is its module and one line here: a module of functions that conform
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
 from typing import Protocol, runtime_checkable
 
 from recommender.base.domain import LibraryRead, ParsedBatch, ReadHints
@@ -33,13 +35,32 @@ class LibraryFormat(Protocol):
         """The entries it could read, and a line for each it skipped."""
 
 
+@runtime_checkable
+class PagedFormat(DigestFormat, Protocol):
+    """A digest format read from an API in pages (bioRxiv, medRxiv): a source of the kind needs
+    no url, it has the API's."""
+
+    def first_urls(self, base_url: str, server: str, today: date, days: int,
+                   categories: Sequence[str]) -> list[str]:
+        """The first page of each request a fetch makes."""
+
+    def next_url(self, url: str, data: bytes, pages: int) -> str | None:
+        """The page after the answer ``data`` to ``url``, or None after the last."""
+
+
 # Daily digests of new papers.
 DIGEST_FORMATS: dict[str, str] = {
+    "biorxiv": "biorxiv",  # bioRxiv/medRxiv API answers: JSON objects, so before JSONL
+    "medrxiv": "biorxiv",
     "jsonl": "jsonl",
     "hf_daily": "hf_daily",
+    "feed": "feed",  # any RSS/Atom feed but arXiv's, so before arxiv (which takes any XML)
     "arxiv": "arxiv",
     "trending_page": "trending_page",
 }
+
+# Kinds read from an API in pages: their modules conform to ``PagedFormat``.
+PAGED_FORMATS: frozenset[str] = frozenset({"biorxiv", "medrxiv"})
 
 # Reference-manager exports (stars to import). RIS and CSV first: a CSV cell may hold an "@".
 LIBRARY_FORMATS: dict[str, str] = {

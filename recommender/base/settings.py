@@ -171,6 +171,10 @@ class SourceConfig:
     path: str = ""
     url: str = ""
     include_replacements: bool = False
+    categories: tuple[str, ...] = ()  # biorxiv/medrxiv: subjects to keep (all when empty)
+    days: int = 2  # biorxiv/medrxiv: days back a fetch covers (today included): the API lags its site
+    exclude_titles: tuple[str, ...] = ()  # feed: items whose title matches one of these patterns are dropped
+    exclude_types: tuple[str, ...] | None = None  # feed: item types dropped (None: news, editorials and the like)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Text normalisation: one-line titles, matching keys, arXiv ids, and text cleaned for ranking."""
+"""Text normalisation: one-line titles, matching keys, arXiv ids, DOIs, and text cleaned for ranking."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ _LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
 _LATEX_SCRIPT = re.compile(r"[_^]\{?[-\w]*\}?")
 _CITE_KEY = re.compile(r"~\s*[a-z]+\d{4}[a-z]+")
 _KEY_WORD = re.compile(r"[^\W_]+")
+# A DOI anywhere in a text: "10.", a registrant code, "/", a suffix up to a space, quote or
+# angle bracket. Cold Spring Harbor's prefixes (bioRxiv, medRxiv) get their version dropped.
+_DOI = re.compile(r"\b(10\.\d{4,9}/[^\s\"'<>]+)", re.I)
+_DOI_TAIL = re.compile(r"(?:[.,;:)\]]|\.full(?:\.pdf)?|\.abstract|\.pdf|\?.*|#.*)+$", re.I)
+_CSHL_VERSION = re.compile(r"^(10\.(?:1101|64898)/[\d.]+?)v\d+$")
 
 
 # Terminal control sequences (ECMA-48): CSI (ESC [ or 0x9b ... final byte), OSC, DCS, SOS, PM
@@ -83,6 +88,20 @@ def arxiv_id(text: str) -> str:
             return match.group(1)
     match = _ARXIV_BARE.fullmatch(text)
     return match.group(1) if match else ""
+
+
+def doi(text: str) -> str:
+    """The DOI that ``text`` names, lower-cased (DOIs ignore case), or "": a bare ``10.x/y``,
+    ``doi:10.x/y``, a doi.org URL, or a publisher's URL that carries it (a bioRxiv ``content``
+    link); a bioRxiv or medRxiv version suffix (``v2``) and a URL's query are dropped, so every
+    version of a preprint names the same paper."""
+    if not text or "10." not in text:
+        return ""
+    match = _DOI.search(text.replace("%2F", "/").replace("%2f", "/"))
+    if not match:
+        return ""
+    found = _DOI_TAIL.sub("", match.group(1)).lower()
+    return _CSHL_VERSION.sub(r"\1", found)
 
 
 def for_ranking(text: str) -> str:

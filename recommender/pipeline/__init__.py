@@ -8,7 +8,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from recommender.base import parallel
 from recommender.base.config import Config, UserConfig
-from recommender.base.domain import Paper, ParsedBatch, Recommendation
+from recommender.base.domain import Paper, ParsedBatch, ReadHints, Recommendation
 from recommender.base.errors import InputError, NotFoundError
 from recommender.base.text import shown
 from recommender.model import own_classifier, profiles, reader_factors, sparse_loops, tfidf
@@ -64,11 +64,14 @@ def read_input(path: Path) -> bytes:
         raise InputError(str(path), f"cannot read: {exc.strerror}") from None
 
 
-def parse_file(path: Path, fmt: str = "auto", batch_date: date | None = None) -> tuple[ParsedBatch, str]:
-    """Parse one file; returns the batch and the hash of its bytes (re-ingest detection)."""
+def parse_file(path: Path, fmt: str = "auto", batch_date: date | None = None,
+               hints: ReadHints | None = None) -> tuple[ParsedBatch, str]:
+    """Parse one file; returns the batch and the hash of its bytes (re-ingest detection).
+    ``hints`` (a folder source's options) replaces the date and the file's time."""
     data = read_input(path)
     modified = datetime.fromtimestamp(path.stat().st_mtime)
-    parsed = parse(data, str(path), fmt, year_hint=batch_date, modified=modified)
+    parsed = parse(data, str(path), fmt, year_hint=batch_date, modified=modified,
+                   hints=replace(hints, batch_date=batch_date, modified=modified) if hints else None)
     return parsed, hashlib.sha256(data).hexdigest()
 
 

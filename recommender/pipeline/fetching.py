@@ -10,18 +10,26 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from recommender import __version__, pipeline
 from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, SourceConfig
+from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
 from recommender.base.errors import InputError, RecommenderError
-from recommender.sources import parse
+from recommender.base.formats import PAGED_FORMATS
+from recommender.sources import paged_reader, parse
 from recommender.store import Store
 from recommender.store.state import DaemonState, SourceState
 
@@ -35,7 +43,27 @@ class FetchError(RecommenderError):
 
 
 class _Transient(Exception):
-    """A failure worth another try (5xx, 429)."""
+    """A failure worth another try (5xx, 429); ``retry_after`` is the server's Retry-After in seconds."""
+
+    def __init__(self, message: str, retry_after: float = 0.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+MAX_RETRY_AFTER = 300.0  # a longer Retry-After is the next run's business, not this one's
+FAILING_RUNS = 3  # a source failing this many runs in a row is a warning (log, config check)
+
+
+def _retry_after(value: str) -> float:
+    """Seconds from a Retry-After header (seconds, or an HTTP date), 0 when absent or unreadable."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        from email.utils import parsedate_to_datetime
+        return max((parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds(), 0.0) if value else 0.0
+    except (TypeError, ValueError):
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +99,16 @@ def download(client: httpx.Client, url: str, state: SourceState, max_bytes: int,
         headers["If-None-Match"] = state.etag
     if state.last_modified:
         headers["If-Modified-Since"] = state.last_modified
-    retrying = Retrying(stop=stop_after_attempt(attempts), wait=wait_exponential(multiplier=retry_wait, max=60),
+    backoff = wait_exponential(multiplier=retry_wait, max=60)
+
+    def wait(state: RetryCallState) -> float:  # the server's Retry-After when it gave one, else backoff
+        exc = state.outcome.exception() if state.outcome else None
+        asked = exc.retry_after if isinstance(exc, _Transient) else 0.0
+        if asked > MAX_RETRY_AFTER:
+            raise FetchError(f"{url}: {exc} with Retry-After {asked:.0f} s; left to the next run")
+        return max(backoff(state), asked)
+
+    retrying = Retrying(stop=stop_after_attempt(attempts), wait=wait,
                         retry=retry_if_exception(lambda e: isinstance(e, (_Transient, httpx.TransportError))),
                         reraise=True)
     try:
@@ -100,7 +137,7 @@ def _get(client: httpx.Client, url: str, headers: dict[str, str], max_bytes: int
                 url = target
                 continue
             if response.status_code == 429 or response.status_code >= 500:
-                raise _Transient(f"HTTP {response.status_code}")
+                raise _Transient(f"HTTP {response.status_code}", _retry_after(response.headers.get("retry-after", "")))
             if response.status_code != 200:
                 raise FetchError(f"{url}: HTTP {response.status_code}")
             declared = response.headers.get("content-length", "")
@@ -151,11 +188,22 @@ class Fetcher:
                 outcome = self._folder(source, run_id) if source.path else self._web(source, run_id)
             except (RecommenderError, OSError) as exc:
                 outcome = FetchOutcome(source.name, "failed", detail=str(exc))
-                self.state.save_source(SourceState(**{**self.state.source(source.name).__dict__,
-                                                      "last_error": str(exc)}))
+            self._count(source.name, outcome)
             (log.warning if outcome.status == "failed" else log.info)("source %s", outcome.line())
             outcomes.append(outcome)
         return outcomes
+
+    def _count(self, name: str, outcome: FetchOutcome) -> None:
+        """Failed runs in a row: reset by a run that works; at FAILING_RUNS and beyond a warning."""
+        state = self.state.source(name)
+        if outcome.status != "failed":
+            if state.failures:
+                self.state.save_source(SourceState(**{**state.__dict__, "failures": 0}))
+            return
+        failures = state.failures + 1
+        self.state.save_source(SourceState(**{**state.__dict__, "failures": failures, "last_error": outcome.detail}))
+        if failures >= FAILING_RUNS:
+            log.warning("source %s has failed %d runs in a row (last: %s)", name, failures, outcome.detail)
 
     def _folder(self, source: SourceConfig, run_id: str) -> FetchOutcome:
         pattern = str(self.config.resolve(source.path))
@@ -166,7 +214,7 @@ class Fetcher:
             if not path.is_file():
                 continue
             try:
-                batch, content_hash = pipeline.parse_file(path, source.kind)
+                batch, content_hash = pipeline.parse_file(path, source.kind, hints=hints(source, self.clock()))
             except InputError as exc:
                 problems.append(str(exc))
                 continue
@@ -176,27 +224,70 @@ class Fetcher:
             if not result.skipped:
                 entries += result.entries
                 new += result.new_papers
-        self.state.save_source(SourceState(source.name, fetched_at=self.clock(), last_error="; ".join(problems)))
+        self.state.save_source(SourceState(**{**self.state.source(source.name).__dict__, "fetched_at": self.clock(),
+                                              "last_error": "; ".join(problems)}))
         if problems and not entries:
             return FetchOutcome(source.name, "failed", detail=problems[0])
         return FetchOutcome(source.name, "new" if entries else "unchanged", entries, new)
 
     def _web(self, source: SourceConfig, run_id: str) -> FetchOutcome:
+        if source.kind in PAGED_FORMATS:
+            return self._paged(source, run_id)
         state = self.state.source(source.name)
         now = self.clock()
         url = source.url.replace("{date}", now.date().isoformat())
         got = download(self.client, url, state, self.config.scheduler.fetch_max_bytes,
                        self.config.scheduler.fetch_attempts, self.retry_wait)
         if got.status == 304:
-            self.state.save_source(SourceState(source.name, state.etag, state.last_modified, now))
+            self.state.save_source(SourceState(**{**state.__dict__, "fetched_at": now, "last_error": ""}))
             return FetchOutcome(source.name, "unchanged", detail="not modified")
-        batch = parse(got.body, f"{source.name} ({url})", source.kind, year_hint=now.date(),
-                      include_replacements=source.include_replacements)
-        self.state.save_source(SourceState(source.name, got.etag, got.last_modified, now))
+        batch = parse(got.body, f"{source.name} ({url})", source.kind, hints=hints(source, now))
+        self.state.save_source(SourceState(**{**state.__dict__, "etag": got.etag, "last_modified": got.last_modified,
+                                              "fetched_at": now, "last_error": ""}))
+        return self._ingest(source, batch, hashlib.sha256(got.body).hexdigest(), run_id)
+
+    def _paged(self, source: SourceConfig, run_id: str) -> FetchOutcome:
+        """An API read page by page (bioRxiv, medRxiv): every page of the date range, one batch."""
+        module = paged_reader(source.kind)
+        state = self.state.source(source.name)
+        now = self.clock()
+        entries: list[ParsedPaper] = []
+        digest = hashlib.sha256()
+        for first in module.first_urls(source.url, source.kind, now.date(), source.days, source.categories):
+            url: str | None = first
+            pages = 0
+            while url:
+                got = download(self.client, url, SourceState(source.name), self.config.scheduler.fetch_max_bytes,
+                               self.config.scheduler.fetch_attempts, self.retry_wait)
+                pages += 1
+                # the subject was asked of the API already: the parser keeps every paper of the page
+                page = parse(got.body, f"{source.name} ({url})", source.kind,
+                             hints=ReadHints(now.date(), include_replacements=source.include_replacements))
+                entries += page.entries
+                digest.update(got.body)
+                url = module.next_url(url, got.body, pages)
+        self.state.save_source(SourceState(**{**state.__dict__, "fetched_at": now, "last_error": ""}))
+        batch = ParsedBatch(format=source.kind, entries=tuple(entries), batch_date=now.date())
+        return self._ingest(source, batch, digest.hexdigest(), run_id)
+
+    def _ingest(self, source: SourceConfig, batch: ParsedBatch, content_hash: str, run_id: str) -> FetchOutcome:
         if not batch.entries:
+            log.info("source %s: nothing new today (an empty day, a weekend or a feed not updated yet)", source.name)
             return FetchOutcome(source.name, "unchanged", detail="no entries")
-        content_hash = hashlib.sha256(got.body).hexdigest()
         result = self.store.ingest_batch(batch, source=source.name, content_hash=content_hash, run_id=run_id)
         if result.skipped:
             return FetchOutcome(source.name, "unchanged", detail="same content as before")
         return FetchOutcome(source.name, "new", result.entries, result.new_papers)
+
+
+def failing_sources(config: Config, store: Store) -> list[str]:
+    """One line per configured source that has failed FAILING_RUNS fetch runs in a row or more."""
+    configured = {s.name for s in config.sources}
+    return [f"source {state.name!r} has failed {state.failures} fetch runs in a row (last: {state.last_error})"
+            for state in DaemonState(store).sources() if state.name in configured and state.failures >= FAILING_RUNS]
+
+
+def hints(source: SourceConfig, now: datetime) -> ReadHints:
+    """What a reader is told about a source: its day and its options."""
+    return ReadHints(now.date(), include_replacements=source.include_replacements, categories=source.categories,
+                     exclude_titles=source.exclude_titles, exclude_types=source.exclude_types)

@@ -11,7 +11,13 @@ from typing import Any, cast
 
 from recommender.base.domain import LibraryRead, ParsedBatch, ReadHints
 from recommender.base.errors import InputError
-from recommender.base.formats import DIGEST_FORMATS, LIBRARY_FORMATS, DigestFormat, LibraryFormat
+from recommender.base.formats import (
+    DIGEST_FORMATS,
+    LIBRARY_FORMATS,
+    DigestFormat,
+    LibraryFormat,
+    PagedFormat,
+)
 from recommender.sources.lines import decoded_lines
 
 
@@ -24,6 +30,11 @@ def reader(name: str) -> DigestFormat:
     """The module that reads digest format ``name`` (see recommender.base.formats), imported on
     use: a command reads one format, and some readers' libraries cost start-up time."""
     return cast(DigestFormat, _module(DIGEST_FORMATS[name]))
+
+
+def paged_reader(name: str) -> PagedFormat:
+    """The module that reads API format ``name`` page by page, imported on use."""
+    return cast(PagedFormat, _module(DIGEST_FORMATS[name]))
 
 
 def library_reader(name: str) -> LibraryFormat:
@@ -41,18 +52,21 @@ def detect_format(data: bytes, name: str) -> str:
         if reader(fmt).looks_like(head):
             return fmt
     raise InputError(
-        name, "not a known digest format (expected a trending page, JSONL, Hugging Face daily JSON or arXiv RSS/Atom)"
+        name, "not a known digest format (expected a trending page, JSONL, Hugging Face daily JSON, a bioRxiv API "
+        "answer, or an RSS/Atom feed)"
     )
 
 
 def parse(data: bytes, name: str, fmt: str = "auto", year_hint: date | None = None,
-          modified: datetime | None = None, include_replacements: bool = False) -> ParsedBatch:
-    """Parse one file's bytes in ``fmt`` (or the detected format)."""
+          modified: datetime | None = None, include_replacements: bool = False,
+          hints: ReadHints | None = None) -> ParsedBatch:
+    """Parse one file's bytes in ``fmt`` (or the detected format); ``hints`` (a source's
+    options) replaces the three before it."""
     if fmt == "auto":
         fmt = detect_format(data, name)
     if fmt not in DIGEST_FORMATS:
         raise InputError(name, f"unknown format {fmt!r} (expected one of auto, {', '.join(DIGEST_FORMATS)})")
-    return reader(fmt).read(data, name, ReadHints(year_hint, modified, include_replacements))
+    return reader(fmt).read(data, name, hints or ReadHints(year_hint, modified, include_replacements))
 
 
 def detect_library_format(data: bytes, name: str) -> str:

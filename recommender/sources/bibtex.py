@@ -13,7 +13,7 @@ from recommender.base.author_names import bibtex_names
 from recommender.base.domain import ParsedPaper
 from recommender.base.errors import InputError
 from recommender.base.latex import readable
-from recommender.base.text import arxiv_id, one_line
+from recommender.base.text import arxiv_id, doi, one_line
 from recommender.sources.library_read import LibraryRead
 from recommender.sources.lines import decoded_lines
 
@@ -118,4 +118,5 @@ def _paper(entry: object, strings: dict[str, str]) -> ParsedPaper | None:
     year = fields.get("year", "").strip() or fields.get("date", "").strip()[:4]
     return ParsedPaper(title=title, abstract=abstract, authors=bibtex_names(fields.get("author", "")),
                        url=fields.get("url", "").strip(), arxiv_id=arxiv, published=year,
+                       doi=doi(fields.get("doi", "")) or doi(fields.get("url", "")),
                        line=getattr(entry, "start_line", 0) + 1)

@@ -16,7 +16,7 @@ from recommender.base.author_names import arxiv_authors
 from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
 from recommender.base.errors import InputError
 from recommender.base.latex import readable
-from recommender.base.text import arxiv_id, one_line
+from recommender.base.text import arxiv_id, doi, one_line
 from recommender.sources.lines import decoded_lines, json_document
 
 
@@ -100,6 +100,7 @@ def paper_from_record(record: dict[str, Any], name: str, line: int) -> ParsedPap
         source_id=source_id,
         published=one_line(str(record.get("published") or "")),
         line=line,
+        doi=doi(text_field(record, "doi", name, line)) or doi(url),
     )
 
 

@@ -10,7 +10,7 @@ from recommender.base.author_names import first_last
 from recommender.base.domain import ParsedPaper
 from recommender.base.errors import InputError
 from recommender.base.latex import readable
-from recommender.base.text import arxiv_id, one_line
+from recommender.base.text import arxiv_id, doi, one_line
 from recommender.sources.library_read import LibraryRead
 from recommender.sources.lines import decoded_lines
 
@@ -68,4 +68,4 @@ def _paper(record: dict[str, object], line: int) -> ParsedPaper | None:
     url = next((u for u in urls if u.startswith(("http://", "https://"))), "")
     year = _first(record, "year", "publication_year", "date")[:4]
     return ParsedPaper(title=title, abstract=abstract, authors=authors, url=url, arxiv_id=arxiv, published=year,
-                       line=line)
+                       line=line, doi=doi(_first(record, "doi")))

@@ -13,7 +13,7 @@ from recommender.base.author_names import listed_names
 from recommender.base.domain import ParsedPaper
 from recommender.base.errors import InputError
 from recommender.base.latex import readable
-from recommender.base.text import arxiv_id, one_line
+from recommender.base.text import arxiv_id, doi, one_line
 from recommender.sources.library_read import LibraryRead
 from recommender.sources.lines import decoded_lines
 
@@ -58,4 +58,5 @@ def _paper(row: dict[str, str], line: int) -> ParsedPaper | None:
         return None
     arxiv = next((i for i in (arxiv_id(cell(c)) for c in _ARXIV_COLUMNS) if i), "")
     return ParsedPaper(title=title, abstract=abstract, authors=listed_names(cell("Author"), r"\s*;\s*"),
-                       url=cell("Url"), arxiv_id=arxiv, published=cell("Publication Year"), line=line)
+                       url=cell("Url"), arxiv_id=arxiv, published=cell("Publication Year"), line=line,
+                       doi=doi(cell("DOI")))

@@ -30,8 +30,9 @@ except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone o
 
 from recommender.base.domain import Paper, ParsedBatch, ParsedPaper
 from recommender.base.errors import NotFoundError
-from recommender.base.text import arxiv_id, title_hash_id, title_key
+from recommender.base.text import arxiv_id, doi, title_hash_id, title_key
 from recommender.store.database import Database, chunks, utcnow
+from recommender.store.paper_ids import generated_id, ids_of, natural_id
 from recommender.store.schema import (
     BatchEntryRow,
     BatchRow,
@@ -115,7 +116,8 @@ class PaperRows(Database):
     def resolve_ids(self, references: Sequence[str]) -> dict[str, str]:
         """reference -> stored paper id, for the references that name one: a paper id, an
         alias (an id the paper was known by before it was matched), or an arXiv id in any
-        usual form (``arXiv:1706.03762v5``, an arxiv.org URL, the 10.48550 DOI)."""
+        usual form (``arXiv:1706.03762v5``, an arxiv.org URL, the 10.48550 DOI), or a DOI in
+        any usual form (``doi:``, a doi.org URL, a bioRxiv version suffix)."""
         refs = list(dict.fromkeys(r for r in references if r))
         found: dict[str, str] = {}
         arxivs = {r: arxiv_id(r) for r in refs}
@@ -136,6 +138,10 @@ class PaperRows(Database):
         for ref, arxiv in arxivs.items():
             if ref not in found and arxiv in by_arxiv:
                 found[ref] = by_arxiv[arxiv]
+        dois = {r: d for r in refs if r not in found and (d := doi(r)) and d != r}
+        if dois:
+            by_doi = self.resolve_ids(list(set(dois.values())))
+            found.update((ref, by_doi[d]) for ref, d in dois.items() if d in by_doi)
         return found
 
     def linked_paper(self, digest_id: int, position: int,
@@ -274,33 +280,33 @@ class PaperRows(Database):
             return list(dict.fromkeys(rows))
 
 
-def _generated_id(entry: ParsedPaper) -> str:
-    """The id of a paper known only by its text: a hash of its normalised title, else of its abstract."""
-    if title_key(entry.title):
-        return title_hash_id(entry.title)
-    return title_hash_id(f"abstract: {title_key(entry.abstract) or entry.abstract}")
-
-
 _FILLABLE = ("arxiv_id", "authors", "url", "abstract", "published")
 
 
 def _resolve(conn: Connection, entries: Sequence[ParsedPaper],
              now: datetime) -> tuple[list[str], list[dict[str, Any]], bool]:
-    """Match entries to stored papers (id, then arXiv id, then title), add the new ones, and
-    return the id of each entry and the rows of the papers added. Matched papers keep their id and gain the
-    fields they lacked (an arXiv id, authors, a URL); the id the entry would have had stays an
-    alias of it. Later copies within the batch reuse the first."""
-    given = list({e.source_id or e.arxiv_id or _generated_id(e) for e in entries})
+    """Match entries to stored papers (any of their ids or aliases, then arXiv id, then title),
+    add the new ones, and return the id of each entry and the rows of the papers added.
+    Matched papers keep their id and gain the fields they lacked (an arXiv id, authors, a URL);
+    the other ids the entry names stay aliases of it (so a preprint and its journal version
+    are one paper). Later copies within the batch reuse the first."""
+    given = list({i for e in entries for i in (*ids_of(e), natural_id(e))})
     arxivs = list({e.arxiv_id for e in entries if e.arxiv_id})
     entry_keys = [title_key(e.title) if e.title else "" for e in entries]
     keys = list({k for k in entry_keys if k})
     columns = (PaperRow.id, PaperRow.title_key, *(getattr(PaperRow, c) for c in _FILLABLE))
+    known_as: dict[str, str] = {}  # alias -> paper id, for the ids the entries name
+    for chunk in chunks(given):
+        known_as.update((alias, pid) for alias, pid in conn.execute(
+            select(PaperAliasRow.alias, PaperAliasRow.paper_id).where(PaperAliasRow.alias.in_(chunk))))
     stored: dict[str, Any] = {}
-    for column, wanted in ((PaperRow.id, given), (PaperRow.arxiv_id, arxivs), (PaperRow.title_key, keys)):
+    for column, wanted in ((PaperRow.id, given + list(set(known_as.values()))), (PaperRow.arxiv_id, arxivs),
+                           (PaperRow.title_key, keys)):
         for chunk in chunks(wanted):
             for row in conn.execute(select(*columns).where(column.in_(chunk)).order_by(PaperRow.created_at, PaperRow.id)):
                 stored.setdefault(row.id, row)
     by_id = {pid: pid for pid in stored}
+    by_id.update((alias, pid) for alias, pid in known_as.items() if pid in stored and alias not in by_id)
     by_arxiv = {row.arxiv_id: pid for pid, row in stored.items() if row.arxiv_id}
     by_key: dict[str, str] = {}
     for stored_id, stored_row in stored.items():
@@ -312,12 +318,14 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper],
     taken = set(by_id)
     created: set[str] = set()
     for entry, key in zip(entries, entry_keys, strict=True):
-        pid = (by_id.get(entry.source_id) if entry.source_id else None) \
+        named = ids_of(entry)
+        pid = next((by_id[i] for i in named if i in by_id), None) \
             or (by_arxiv.get(entry.arxiv_id) if entry.arxiv_id else None) \
             or (by_key.get(key) if key else None) \
-            or (by_id.get(_generated_id(entry)) if not (entry.source_id or entry.arxiv_id) else None)
+            or (by_id.get(generated_id(entry)) if not named else None)
+        natural = natural_id(entry)
         if pid is None:
-            pid = entry.source_id or entry.arxiv_id or _generated_id(entry)
+            pid = natural
             if pid in taken and pid not in created:
                 pid = title_hash_id(f"{pid} {entry.title} {entry.abstract}")
         if pid not in created and pid not in stored:
@@ -330,15 +338,15 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper],
             })
         elif pid in stored:
             _fill_in(stored[pid], entry, fills.setdefault(pid, {}), by_arxiv)
-        if entry.source_id:
-            by_id.setdefault(entry.source_id, pid)
+        for other in named:
+            by_id.setdefault(other, pid)
         if entry.arxiv_id:
             by_arxiv.setdefault(entry.arxiv_id, pid)
         if key:
             by_key.setdefault(key, pid)
-        natural = entry.source_id or entry.arxiv_id or _generated_id(entry)
-        if natural != pid and natural not in taken:
-            aliases.setdefault(natural[:64], pid)
+        for other in dict.fromkeys([natural, *named]):
+            if other != pid and (other not in taken or by_id.get(other) == pid) and len(other) <= 64:
+                aliases.setdefault(other, pid)
         ids.append(pid)
     changed = bool(new_rows)
     for pid, values in fills.items():

@@ -214,6 +214,7 @@ class SourceStateRow(Base):
     last_modified: Mapped[str] = mapped_column(Text, default="")
     fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # failed runs in a row
 
 
 class ScheduleStateRow(Base):

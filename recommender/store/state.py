@@ -18,6 +18,7 @@ class SourceState:
     last_modified: str = ""
     fetched_at: datetime | None = None
     last_error: str = ""
+    failures: int = 0  # fetch runs failed in a row (0 once one works)
 
 
 class DaemonState:
@@ -29,11 +30,16 @@ class DaemonState:
             row = conn.execute(select(SourceStateRow).where(SourceStateRow.name == name)).first()
         if row is None:
             return SourceState(name)
-        return SourceState(row.name, row.etag, row.last_modified, row.fetched_at, row.last_error)
+        return SourceState(row.name, row.etag, row.last_modified, row.fetched_at, row.last_error, row.failures or 0)
+
+    def sources(self) -> list[SourceState]:
+        with self.store.read() as conn:
+            rows = conn.execute(select(SourceStateRow).order_by(SourceStateRow.name)).all()
+        return [SourceState(r.name, r.etag, r.last_modified, r.fetched_at, r.last_error, r.failures or 0) for r in rows]
 
     def save_source(self, state: SourceState) -> None:
         values = {"etag": state.etag, "last_modified": state.last_modified, "fetched_at": state.fetched_at,
-                  "last_error": state.last_error[:1000]}
+                  "last_error": state.last_error[:1000], "failures": state.failures}
         with self.store.write() as conn:
             if not conn.execute(update(SourceStateRow).where(SourceStateRow.name == state.name).values(**values)).rowcount:
                 conn.execute(insert(SourceStateRow).values(name=state.name, **values))

@@ -3,14 +3,14 @@ readers whose run is owed (claimed in shards under a lease), and the readers of 
 run (so its claims do not list reader ids).
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -21,6 +21,7 @@ from recommender.app.cli.app import (
 )
 from recommender.base.config import ConfigErrors, UserConfig, config_warnings, masked_url
 from recommender.base.domain import Recommendation
+from recommender.base.errors import RecommenderError
 from recommender.base.formats import DIGEST_FORMATS
 from recommender.pipeline.store_access import BackgroundCheckpoints
 
@@ -68,6 +69,14 @@ def config_check(app: AppContext) -> None:
     click.echo(f"{config.path}: OK: {len(config.users)} user(s), {len(config.sources)} source(s), "
                f"database {masked_url(config.database.url)}")
     for warning in config_warnings(config):
+        click.echo(f"warning: {warning}")
+    from recommender.pipeline.fetching import failing_sources  # on use: it imports the HTTP client
+
+    try:
+        failing = failing_sources(config, app.store) if config.sources else []
+    except RecommenderError:  # no database yet: nothing has been fetched
+        failing = []
+    for warning in failing:
         click.echo(f"warning: {warning}")
 
 

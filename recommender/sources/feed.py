@@ -1,0 +1,142 @@
+"""Any RSS (0.9x, 1.0/RDF, 2.0) or Atom feed, read with feedparser: journals' tables of
+contents (Nature, Science, Cell Press, PNAS, PLOS, ACS, IOP, APS, Springer, Elsevier), PubMed
+searches saved as RSS, bioRxiv's and ChemRxiv's subject feeds, a lab's blog.
+
+Each item becomes a paper: its title and summary without markup or entities (and without the
+"Journal, Published online: ...; doi:..." or "Volume, Issue, Page" line publishers put first),
+its authors as people's names, and its DOI from wherever the feed gives one (``prism:doi``,
+``dc:identifier``, the link or the id). Items the feed marks as news, editorials and the like
+(``dc:type``, PRISM section) are dropped, as are those whose title matches one of the source's
+``exclude_titles`` patterns."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import feedparser
+
+from recommender.base.author_names import arxiv_authors, first_last
+from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
+from recommender.base.errors import InputError
+from recommender.base.markup import plain
+from recommender.base.text import arxiv_id, doi
+
+log = logging.getLogger(__name__)
+# Item types (dc:type, prism:section) that are not research: what a source drops unless it
+# names its own list with exclude_types.
+NOT_RESEARCH = (
+    "news", "news & views", "news and views", "news feature", "editorial", "editorials", "comment", "correspondence",
+    "obituary", "book review", "books & arts", "research highlight", "research highlights", "career", "careers",
+    "career feature", "world view", "in brief", "this week", "podcast", "letter to the editor", "retraction",
+    "erratum", "correction", "author correction", "publisher correction", "editor's choice", "editors' choice",
+)
+_BOILERPLATE = (
+    re.compile(r"^[^;]{0,160}?,\s*Published online:\s*[^;]*;\s*doi:\s*\S+\s*", re.I),  # Nature
+    re.compile(r"^[^.]{0,160}?,\s*Volume \d+,\s*Issue [^,]+,(?:\s*Page [^,]*,)?\s*[A-Z][a-z]+ \d{4}\.\s*"),  # Science, PNAS
+)
+# MDPI puts the journal, volume and pages before the title: "Fluids, Vol. 9, Pages 120: Title"
+_TITLE_PREFIX = re.compile(r"^[^:,]{1,80}, Vol\. \d+, Pages? [\w\-\u2013]+: ")
+_INITIALS = re.compile(r"^(?:[A-Z][a-z]?\.?[\s-]*){1,4}$")
+_HTML_PAGE = re.compile(rb"^\s*(?:<!doctype\s+html|<html\b)", re.I)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def people(names: Iterable[str]) -> tuple[str, ...]:
+    """Authors as feeds write them: one per element, "A; B", "A, B and C", or bioRxiv's
+    "Surname, I., Surname, I." pairs."""
+    found: list[str] = []
+    for raw in names:
+        text = plain(raw).strip(" ,;")
+        if not text:
+            continue
+        if ";" in text:
+            found += [first_last(part) for part in text.split(";") if part.strip()]
+            continue
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) >= 2 and len(parts) % 2 == 0 and all(_INITIALS.match(p) for p in parts[1::2]):
+            found += [f"{given} {surname}" for surname, given in zip(parts[::2], parts[1::2], strict=True)]
+        else:
+            found += list(arxiv_authors(text))
+    return tuple(dict.fromkeys(n for n in found if n))
+
+
+def _abstract(entry: Any) -> str:
+    content = entry.get("content") or []
+    candidates = [_text(c.get("value")) for c in content if isinstance(c, dict)] + [_text(entry.get("summary"))]
+    text = max((plain(c) for c in candidates), key=len, default="")
+    for pattern in _BOILERPLATE:
+        text = pattern.sub("", text, count=1)
+    return text.strip()
+
+
+def _doi(entry: Any) -> str:
+    for key in ("prism_doi", "dc_identifier", "id", "link"):
+        found = doi(_text(entry.get(key)))
+        if found:
+            return found
+    for link in entry.get("links") or []:
+        found = doi(_text(link.get("href")) if isinstance(link, dict) else "")
+        if found:
+            return found
+    return ""
+
+
+def _kind(entry: Any) -> str:
+    return " ".join(_text(entry.get(k)) for k in ("dc_type", "prism_section", "prism_contenttype")).strip().lower()
+
+
+def _entry(entry: Any, index: int, name: str, hints: ReadHints, excluded_types: set[str],
+           excluded_titles: list[re.Pattern[str]]) -> ParsedPaper | None:
+    title = _TITLE_PREFIX.sub("", plain(_text(entry.get("title"))))
+    if not title:
+        log.warning("%s: item %d has no title; skipped", name, index)
+        return None
+    kinds = {_text(entry.get(k)).strip().lower() for k in ("dc_type", "prism_section", "prism_contenttype")}
+    if kinds & excluded_types or any(p.search(title) for p in excluded_titles):
+        log.debug("%s: item %d (%s, %s) is not research; dropped", name, index, title[:60], _kind(entry))
+        return None
+    link = _text(entry.get("link"))
+    names = [_text(a.get("name")) for a in entry.get("authors") or [] if isinstance(a, dict)]
+    if not any(names):
+        names = [_text(entry.get("author"))]
+    abstract = _abstract(entry)
+    if abstract.casefold() == title.casefold():  # a publisher repeating the title is no abstract
+        abstract = ""
+    return ParsedPaper(title=title, abstract=abstract, authors=people(names), url=link,
+                       arxiv_id=arxiv_id(link) or arxiv_id(_text(entry.get("id"))),
+                       published=_text(entry.get("published") or entry.get("prism_publicationdate")
+                                       or entry.get("updated")),
+                       line=index, doi=_doi(entry))
+
+
+def parse(data: bytes, name: str, hints: ReadHints | None = None) -> ParsedBatch:
+    hints = hints or ReadHints()
+    if _HTML_PAGE.match(data[:512]):
+        raise InputError(name, "the address answered an HTML page, not an RSS or Atom feed")
+    parsed = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=False)
+    if parsed.bozo and not parsed.entries and not parsed.feed:
+        raise InputError(name, f"not an RSS or Atom feed ({parsed.get('bozo_exception', 'unreadable XML')})")
+    excluded_types = {t.lower() for t in (NOT_RESEARCH if hints.exclude_types is None else hints.exclude_types)}
+    try:
+        excluded_titles = [re.compile(p, re.I) for p in hints.exclude_titles]
+    except re.error as exc:
+        raise InputError(name, f"exclude_titles: not a valid pattern ({exc})") from None
+    entries = [p for i, e in enumerate(parsed.entries, start=1)
+               if (p := _entry(e, i, name, hints, excluded_types, excluded_titles)) is not None]
+    return ParsedBatch(format="feed", entries=tuple(entries), batch_date=hints.batch_date)
+
+
+def looks_like(head: bytes) -> bool:
+    """XML with an rss, RDF or Atom root that is not arXiv's (the arxiv reader knows those)."""
+    return head.startswith(b"<") and b"arxiv.org" not in head.lower() \
+        and any(tag in head for tag in (b"<rss", b"<rdf:RDF", b"<feed", b"<RDF"))
+
+
+def read(data: bytes, name: str, hints: ReadHints) -> ParsedBatch:
+    return parse(data, name, hints)
