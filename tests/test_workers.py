@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from datetime import UTC, date, datetime
@@ -16,9 +17,10 @@ import pytest
 
 from recommender import pipeline
 from recommender.base.config import load_config
-from recommender.pipeline import digests
+from recommender.pipeline import digests, shards
 from recommender.store import Store
 from recommender.store.outbox import Outbox
+from recommender.store.schedule import ReaderSchedule
 
 from conftest import SEEDS, recommender_command, smtp_section, write_config
 from smtp_server import SmtpServer
@@ -112,4 +114,10 @@ def test_queue_mode_daemon_job_only_enqueues(tmp_path: Path, smtp_server: SmtpSe
     daemon.run_user("u000@example.org")
     daemon.stop()
     assert smtp_server.box.messages == []
-    assert [i.status for i in Outbox(store).items()] == ["pending", "pending"]
+    assert [i.status for i in Outbox(store).items()] == ["pending"]  # the daemon only said who is due
+    assert ReaderSchedule(store).owed() == 1
+    # A worker builds the due reader's digest (the new batch) and sends both.
+    assert shards.work(config, store, 2, once=True, stop=threading.Event()) == 2
+    assert ReaderSchedule(store).owed() == 0
+    assert [i.status for i in Outbox(store).items()] == ["sent", "sent"]
+    assert len(smtp_server.box.to("u000@example.org")) == 2

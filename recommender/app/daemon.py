@@ -19,8 +19,10 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from recommender import pipeline
 from recommender.app import runtime, triggers
@@ -33,6 +35,7 @@ from recommender.pipeline.fetching import Fetcher
 from recommender.pipeline.store_access import NewSchedule, ReaderSchedule, Settled, Store, new_owner
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Daemon:
@@ -116,8 +119,29 @@ class Daemon:
         first = self.schedule.first_due()
         if first is None or first > now:
             return 0
+        if self.config.delivery.mode == DeliveryMode.QUEUE and self.config.sources:
+            # Workers build the digests: the papers they rank are fetched first, once for them all.
+            self._in_fresh_process(fetch_stale, self.config)
         with self.changing:
             return self._settle(now, enqueue=True)
+
+    def _in_fresh_process(self, function: Callable[..., T], *args: object) -> T | None:
+        """``function(*args, log_level)`` in a new process, started again if it dies (None if it
+        kept dying or failed)."""
+        level = logging.getLogger().getEffectiveLevel()
+        for attempt in range(1, self.ATTEMPTS + 1):
+            if attempt > 1 and self.stopping.is_set():
+                return None  # stopped by a signal that reached the run's process too (Ctrl-C): restart does the rest
+            log.info("%s in a new process (attempt %d)", function.__name__, attempt)
+            try:
+                return parallel.in_fresh_process(function, *args, level)
+            except parallel.ProcessDied as exc:
+                log.error("the run's process ended early (%s)%s", exc,
+                          ": starting it again" if attempt < self.ATTEMPTS else "")
+            except parallel.WorkFailed as exc:
+                log.error("%s failed: %s", function.__name__, exc)
+                return None
+        return None
 
     def _settle(self, now: datetime, enqueue: bool) -> int:
         def settle(rule: str, at: datetime) -> Settled | None:
@@ -143,19 +167,22 @@ class Daemon:
         while not self.stopping.is_set():
             try:
                 self.tick()
-                self.run_due()
+                if self.config.delivery.mode != DeliveryMode.QUEUE:  # else workers claim the due readers
+                    self.run_due()
             except Exception:  # noqa: BLE001 - one failed run must not stop the daemon's later ones
                 log.exception("digest run failed")
             self.stopping.wait(self.TICK_SECONDS)
 
     def run_user(self, email: str) -> None:
-        """Run this reader's digest now (the run stands for their next run if it is due)."""
+        """Run this reader's digest now, or in queue mode owe it to them for a worker (the run
+        stands for their next run if it is due)."""
         now = self.clock()
         user_id = self.store.user_id(email)
         trigger = self.user_triggers.get(email.lower())
         after = trigger.get_next_fire_time(now, now) if trigger is not None else None
         self.schedule.run_now([user_id], now, {user_id: after} if after is not None else {})
-        self.run_due()
+        if self.config.delivery.mode != DeliveryMode.QUEUE:
+            self.run_due()
 
     def run_due(self) -> None:
         """Claim owed readers a shard at a time and run each shard, until none is left."""
@@ -177,21 +204,9 @@ class Daemon:
             self.schedule.drop(gone)
         if not users:
             return
-        level = logging.getLogger().getEffectiveLevel()
-        for attempt in range(1, self.ATTEMPTS + 1):
-            if attempt > 1 and self.stopping.is_set():
-                return  # stopped by a signal that reached the run's process too (Ctrl-C): restart sends the rest
-            log.info("digest run for %d user(s) in a new process (attempt %d)", len(users), attempt)
-            try:
-                results = parallel.in_fresh_process(run_digests, self.config, users, parallel.jobs(), level)
-                break
-            except parallel.ProcessDied as exc:
-                log.error("the digest run's process ended early (%s)%s", exc,
-                          ": starting it again" if attempt < self.ATTEMPTS else "")
-            except parallel.WorkFailed as exc:
-                log.error("digest run for %d user(s) failed: %s", len(users), exc)
-                return
-        else:
+        log.info("digest run for %d user(s)", len(users))
+        results = self._in_fresh_process(run_digests, self.config, users, parallel.jobs())
+        if results is None:
             return
         self.schedule.finish(owner, self.clock())
         for result in results:
@@ -258,21 +273,38 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def fetch_stale(config: Config, log_level: int) -> int:
+    """In a process of its own: pull stale sources, refitting the models on new papers; returns
+    how many new papers came."""
+    runtime.log_to_stderr(log_level)
+    store = Store.open(config.database.url)
+    try:
+        return _fetch_stale(config, store)
+    finally:
+        store.close()
+
+
+def _fetch_stale(config: Config, store: Store) -> int:
+    if not config.sources:
+        return 0
+    fetcher = Fetcher(config, store, clock=_now)
+    stale = fetcher.stale()
+    fresh = sum(o.new_papers for o in fetcher.fetch(stale)) if stale else 0
+    if fresh:
+        pipeline.refresh(store, config, _now())
+    return fresh
+
+
 def run_digests(config: Config, users: list[UserConfig], jobs: int, log_level: int) -> list[UserResult]:
     """In the run's own process: pull stale sources (refitting the models on new papers), then
-    build and send (or enqueue) these users' digests in ``jobs`` worker processes."""
+    build and send these users' digests in ``jobs`` worker processes (direct delivery; in queue
+    mode the workers build them)."""
     runtime.log_to_stderr(log_level)
     runtime.set_jobs(jobs)
     log.info("digest run of %d user(s) in process %d", len(users), os.getpid())
     store = Store.open(config.database.url)
     try:
-        if config.sources:
-            fetcher = Fetcher(config, store, clock=_now)
-            stale = fetcher.stale()
-            if stale and any(o.new_papers for o in fetcher.fetch(stale)):
-                pipeline.refresh(store, config, _now())
-        if config.delivery.mode == DeliveryMode.QUEUE:
-            return list(digests.queue_digests(config, store, users, _now, parallel_parts=True).values())
+        _fetch_stale(config, store)
         return digests.run(config, store, users, _now, deliver_while_queueing=parallel.can_fork())
     finally:
         store.close()

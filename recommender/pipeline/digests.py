@@ -17,7 +17,6 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -345,26 +344,3 @@ class _ParentGone:
 
     def is_set(self) -> bool:
         return os.getppid() != self.parent
-
-
-def work(config: Config, store: Store, concurrency: int, once: bool, stop: threading.Event,
-         poll_seconds: float = 1.0, lease: timedelta = LEASE, clock: Clock | None = None) -> int:
-    """A worker: claim pending digests from the shared outbox (SKIP LOCKED on PostgreSQL, a lease
-    everywhere) and send them over ``concurrency`` connections until stopped (or, with ``once``,
-    until the queue is empty). Returns how many it sent."""
-    clock = clock or system_clock
-    smtp = replace(config.smtp, max_connections=concurrency)
-    config = replace(config, smtp=smtp)
-    owner = new_owner()
-    sent = 0
-    log.info("worker %s started (concurrency %d)", owner, concurrency)
-    while not stop.is_set():
-        outcomes = deliver_pending(config, store, clock, owner=owner, batch_size=concurrency * 2, lease=lease,
-                                   stop=stop)
-        sent += sum(o.status == "sent" for o in outcomes)
-        if not outcomes:
-            if once:
-                break
-            stop.wait(poll_seconds)
-    log.info("worker %s stopped after sending %d digest(s)", owner, sent)
-    return sent

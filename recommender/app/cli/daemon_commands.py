@@ -131,10 +131,10 @@ def worker(app: AppContext, concurrency: int, once: bool, poll_seconds: float, l
     import threading
     from datetime import timedelta
 
-    from recommender.pipeline import digests
+    from recommender.pipeline import shards
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    sent = digests.work(app.config, app.store, concurrency, once, stop, poll_seconds, timedelta(seconds=lease_seconds))
+    sent = shards.work(app.config, app.store, concurrency, once, stop, poll_seconds, timedelta(seconds=lease_seconds))
     summary(f"worker sent {sent} digest(s)")
