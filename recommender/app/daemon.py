@@ -136,7 +136,7 @@ class Daemon:
             try:
                 return parallel.in_fresh_process(function, *args, level)
             except parallel.ProcessDied as exc:
-                log.error("the run's process ended early (%s)%s", exc,
+                log.error("the digest run's process ended early (%s)%s", exc,
                           ": starting it again" if attempt < self.ATTEMPTS else "")
             except parallel.WorkFailed as exc:
                 log.error("%s failed: %s", function.__name__, exc)

@@ -69,7 +69,8 @@ class ShardBuilder:
 
 
 def work(config: Config, store: Store, concurrency: int, once: bool, stop: threading.Event,
-         poll_seconds: float = 1.0, lease: timedelta = LEASE, clock: Clock | None = None) -> int:
+         poll_seconds: float = 1.0, lease: timedelta = LEASE, clock: Clock | None = None,
+         shard_readers: int = SHARD_READERS) -> int:
     """A worker: build the digests of shards of due readers, and send pending digests from the
     shared outbox (SKIP LOCKED on PostgreSQL, a lease everywhere) over ``concurrency``
     connections, until stopped (or, with ``once``, until nothing is left). Returns how many it
@@ -77,7 +78,7 @@ def work(config: Config, store: Store, concurrency: int, once: bool, stop: threa
     clock = clock or system_clock
     config = replace(config, smtp=replace(config.smtp, max_connections=concurrency))
     owner = new_owner()
-    builder = ShardBuilder(config, store, clock)
+    builder = ShardBuilder(config, store, clock, shard_readers)
     sent = 0
     log.info("worker %s started (concurrency %d)", owner, concurrency)
     while not stop.is_set():

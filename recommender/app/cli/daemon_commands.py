@@ -114,12 +114,18 @@ def schedule_list(app: AppContext, as_json: bool) -> None:
               help="Seconds between looks at an empty queue.")
 @click.option("--lease", "lease_seconds", default=600, show_default=True, type=click.IntRange(5, 86400),
               help="How long a claimed digest is this worker's before another may take it.")
+@click.option("--shard", "shard_readers", default=1000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Due readers whose digests this worker builds per claim.")
 @pass_app
-def worker(app: AppContext, concurrency: int, once: bool, poll_seconds: float, lease_seconds: int) -> None:
-    """Send queued digests from the shared outbox; run any number of workers on any hosts.
+def worker(app: AppContext, concurrency: int, once: bool, poll_seconds: float, lease_seconds: int,
+           shard_readers: int) -> None:
+    """Build the digests of due readers and send queued digests from the shared outbox; run any
+    number of workers on any hosts.
 
-    Pairs with `recommender run` and [delivery] mode = "queue". A worker killed mid-send
-    loses nothing: its digests are taken over by another worker (at once on the same host,
+    Pairs with `recommender run` and [delivery] mode = "queue": the daemon says who is due, the
+    workers claim them in shards, rank, render, store and send. A worker killed mid-shard
+    loses nothing (its shard is claimed again and no reader gets two digests); one killed
+    mid-send neither: its digests are taken over by another worker (at once on the same host,
     after the lease elsewhere) and re-sent with the same Message-ID.
 
     Example:
@@ -136,5 +142,6 @@ def worker(app: AppContext, concurrency: int, once: bool, poll_seconds: float, l
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    sent = shards.work(app.config, app.store, concurrency, once, stop, poll_seconds, timedelta(seconds=lease_seconds))
+    sent = shards.work(app.config, app.store, concurrency, once, stop, poll_seconds, timedelta(seconds=lease_seconds),
+                       shard_readers=shard_readers)
     summary(f"worker sent {sent} digest(s)")
