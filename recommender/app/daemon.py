@@ -32,7 +32,14 @@ from recommender.base.config import Config, DeliveryMode, UserConfig, load_confi
 from recommender.pipeline import digests
 from recommender.pipeline.digests import UserResult
 from recommender.pipeline.fetching import Fetcher
-from recommender.pipeline.store_access import NewSchedule, ReaderSchedule, Settled, Store, new_owner
+from recommender.pipeline.store_access import (
+    DaemonLock,
+    NewSchedule,
+    ReaderSchedule,
+    Settled,
+    Store,
+    new_owner,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -245,6 +252,8 @@ class Daemon:
 
         def on_stop(signum: int, _frame: object) -> None:
             log.info("received %s, stopping", signal.Signals(signum).name)
+            if not self.runner.is_alive():
+                self.stopping.set()  # a standby stops waiting
             wake.set()
 
         def on_hup(_signum: int, _frame: object) -> None:
@@ -254,6 +263,14 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
+        with DaemonLock(self.store) as lock:
+            if not lock.acquire(self.stopping):
+                self.store.close()
+                log.info("daemon stopped (standby)")
+                return
+            self._run_until_stopped(wake, reload_requested)
+
+    def _run_until_stopped(self, wake: threading.Event, reload_requested: threading.Event) -> None:
         self.start()
         try:
             while True:

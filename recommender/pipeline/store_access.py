@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from recommender.store import Store
 from recommender.store.checkpoints import BackgroundCheckpoints
+from recommender.store.daemon_lock import DaemonLock
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox, new_owner
 from recommender.store.schedule import NewSchedule, ReaderSchedule, Settled
 from recommender.store.state import DaemonState
 from recommender.store.title_match import paper_by_title
 
-__all__ = ["BackgroundCheckpoints", "DaemonState", "FeedbackLog", "NewSchedule", "Outbox", "ReaderSchedule", "Settled",
+__all__ = ["BackgroundCheckpoints", "DaemonLock", "DaemonState", "FeedbackLog", "NewSchedule", "Outbox", "ReaderSchedule", "Settled",
            "Store", "new_owner", "paper_by_title"]
