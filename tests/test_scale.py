@@ -157,6 +157,10 @@ def test_a_database_of_the_previous_schema_keeps_its_schedules(database_url: str
         conn.execute(text("INSERT INTO schedule_state (user_id, last_run_at) VALUES (1, '2025-06-01 12:00:00')"))
     assert store.upgrade_schema() == ("0010", migrate.HEAD_REVISION)
     assert ReaderSchedule(store).last_runs([1]) == {1: datetime(2025, 6, 1, 12, 0, tzinfo=UTC)}
+    from sqlalchemy import inspect
+
+    pending = [i for i in inspect(store.engine).get_indexes("digests") if i["name"] == "ix_digests_pending"]
+    assert [i["column_names"] for i in pending] == [["id"]]
     store.close()
     # A daemon down over Monday's 07:30 BST run, back 20 minutes later, still owes it once.
     path = write_config(tmp_path, users='[[users]]\nemail = "ada@example.org"\ntimezone = "Europe/London"\n'

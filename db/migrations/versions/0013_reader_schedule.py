@@ -1,6 +1,7 @@
 """Readers' schedules in the database: the rule and the next run of each reader (indexed), the
 readers whose run is owed (claimed in shards under a lease), and the readers of a `digest send`
-run (so its claims do not list reader ids).
+run (so its claims do not list reader ids); the pending digests behind a partial index, so a
+claim's cost does not grow with the digests sent before.
 
 Revision ID: 0013
 Revises: 0010
@@ -30,6 +31,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id"),
     )
     op.create_index("ix_due_readers_lease_owner", "due_readers", ["lease_owner"])
+    pending = sa.text("status = 'pending'")
+    op.create_index("ix_digests_pending", "digests", ["id"], postgresql_where=pending, sqlite_where=pending)
     op.create_table(
         "run_readers",
         sa.Column("run_id", sa.String(length=32), nullable=False),
@@ -40,6 +43,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("run_readers")
+    op.drop_index("ix_digests_pending", table_name="digests")
     op.drop_index("ix_due_readers_lease_owner", table_name="due_readers")
     op.drop_table("due_readers")
     op.drop_index("ix_schedule_state_next_run_at", table_name="schedule_state")
