@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from recommender import pipeline
 from recommender.app import runtime, triggers
+from recommender.app.schedules import ConfigSchedules
 from recommender.base import parallel
 from recommender.base.clock import Clock
 from recommender.base.config import Config, DeliveryMode, UserConfig, load_config
@@ -34,9 +35,7 @@ from recommender.pipeline.digests import UserResult
 from recommender.pipeline.fetching import Fetcher
 from recommender.pipeline.store_access import (
     DaemonLock,
-    NewSchedule,
     ReaderSchedule,
-    Settled,
     Store,
     new_owner,
 )
@@ -64,55 +63,19 @@ class Daemon:
         self.schedule = ReaderSchedule(self.store)
         self.stopping = threading.Event()
         self.changing = threading.Lock()  # a reload's schedule changes and a tick take turns
-        self.rules: dict[str, triggers.DigestTrigger] = {}
-        self.by_email: dict[str, UserConfig] = {}
-        self._index_config()
+        self.schedules = ConfigSchedules(self.config)
         self.runner = threading.Thread(target=self._run_loop, name="digest-runner", daemon=True)
 
     @property
-    def grace(self) -> timedelta:
-        return timedelta(minutes=self.config.scheduler.misfire_grace_minutes)
-
-    def _index_config(self) -> None:
-        shared: dict[tuple[object, ...], triggers.DigestTrigger] = {}
-        self.user_triggers: dict[str, triggers.DigestTrigger] = {}
-        for user in self.config.users:
-            key = (user.send_at, user.timezone, user.frequency, user.weekday)
-            trigger = shared.get(key) or shared.setdefault(key, triggers.trigger_for(user))
-            self.user_triggers[user.email.lower()] = trigger
-        self.rules = {str(t): t for t in shared.values()}
-        self.by_email = {u.email.lower(): u for u in self.config.users}
+    def by_email(self) -> dict[str, UserConfig]:
+        return self.schedules.by_email
 
     # -- schedules ------------------------------------------------------------------------------
     def schedule_jobs(self) -> None:
         """Store the schedules of new readers and of readers whose schedule changed, drop those
         no longer configured (also on SIGHUP), and settle runs missed while no daemon ran."""
         with self.changing:
-            now = self.clock()
-            ids = self.store.sync_users(u.email for u in self.config.users)
-            stored = self.schedule.stored()
-            changes: list[NewSchedule] = []
-            for email, trigger in self.user_triggers.items():
-                user_id, rule = ids[email], str(trigger)
-                old = stored.get(user_id)
-                if old is not None and old.rule == rule and old.next_run_at is not None:
-                    continue
-                last = old.last_run_at if old is not None else None
-                owed = triggers.catch_up(trigger, last, now, self.grace)
-                for missed in owed.skipped:
-                    log.warning("skipped the digest of %s due %s: the daemon was down for longer than the grace "
-                                "period", email, missed.isoformat())
-                recorded = now if last is None or (owed.skipped and owed.due is None) else last
-                next_time = owed.due or trigger.get_next_fire_time(None, now)
-                changes.append(NewSchedule(user_id, rule, next_time, recorded))
-                log.debug("scheduled %s: %s, next %s", email, trigger, next_time.isoformat() if next_time else "none")
-            configured = set(ids.values())
-            gone = [uid for uid, old in stored.items() if old.rule and uid not in configured]
-            self.schedule.save(changes, lambda uid: uid in stored)
-            self.schedule.unschedule(gone)
-            self._settle(now, enqueue=False)
-        log.info("schedules of %d reader(s): %d new or changed, %d no longer configured", len(ids), len(changes),
-                 len(gone))
+            self.schedules.sync(self.store, self.clock())
 
     def next_runs(self) -> dict[str, datetime]:
         """email -> next run, of the configured readers."""
@@ -130,7 +93,7 @@ class Daemon:
             # Workers build the digests: the papers they rank are fetched first, once for them all.
             self._in_fresh_process(fetch_stale, self.config)
         with self.changing:
-            return self._settle(now, enqueue=True)
+            return self.schedules.settle(self.store, now, enqueue=True)
 
     def _in_fresh_process(self, function: Callable[..., T], *args: object) -> T | None:
         """``function(*args, log_level)`` in a new process, started again if it dies (None if it
@@ -150,25 +113,6 @@ class Daemon:
                 return None
         return None
 
-    def _settle(self, now: datetime, enqueue: bool) -> int:
-        def settle(rule: str, at: datetime) -> Settled | None:
-            trigger = self.rules.get(rule)
-            if trigger is None:
-                return None
-            owed = triggers.catch_up(trigger, at - timedelta(microseconds=1), now, self.grace)
-            if owed.due is None:
-                return Settled(None, trigger.get_next_fire_time(now, now))
-            return Settled(owed.due, trigger.get_next_fire_time(owed.due, now))
-
-        enqueued, changed = self.schedule.tick(now, settle, enqueue)
-        for rule, at, size, owed in changed:
-            log.warning("skipped the digests of %d reader(s) (%s) due %s%s: the daemon was down for longer than the "
-                        "grace period", size, rule, at.isoformat(),
-                        f" to {owed.due.isoformat()} (one digest instead)" if owed.due else "")
-        if enqueued:
-            log.info("%d reader(s) due", enqueued)
-        return enqueued
-
     # -- runs -----------------------------------------------------------------------------------
     def _run_loop(self) -> None:
         while not self.stopping.is_set():
@@ -185,7 +129,7 @@ class Daemon:
         stands for their next run if it is due)."""
         now = self.clock()
         user_id = self.store.user_id(email)
-        trigger = self.user_triggers.get(email.lower())
+        trigger = self.schedules.user_triggers.get(email.lower())
         after = trigger.get_next_fire_time(now, now) if trigger is not None else None
         self.schedule.run_now([user_id], now, {user_id: after} if after is not None else {})
         if self.config.delivery.mode != DeliveryMode.QUEUE:
@@ -229,7 +173,7 @@ class Daemon:
             return
         with self.changing:
             self.config = config
-            self._index_config()
+            self.schedules = ConfigSchedules(config)
         log.info("config reloaded: %d user(s)", len(self.config.users))
         self.schedule_jobs()
 

@@ -37,7 +37,11 @@ def init(app: AppContext) -> None:
       recommender --config config.toml init
     """
     before, after = app.raw_store.upgrade_schema()
-    app.raw_store.sync_users(u.email for u in app.config.users)
+    from datetime import UTC, datetime
+
+    from recommender.app.schedules import ConfigSchedules
+
+    ConfigSchedules(app.config).sync(app.raw_store, datetime.now(UTC))  # readers and their next runs, in bulk
     state = "created" if before is None else ("upgraded" if before != after else "already up to date")
     click.echo(f"database {state} (schema {after}): {masked_url(app.config.database.url)}")
     for path in app.raw_store.tighten_permissions():
