@@ -15,6 +15,7 @@ housekeeping of before (a read of the whole users table and two round trips per 
 timed on the same database.
 
     python bench/scale.py [N ...]        (default 10000 50000; PostgreSQL at $RECOMMENDER_BENCH_PG_URL)
+    python bench/scale.py wide-claim N   (only `digest send`'s claim at N readers, beside the path before)
 """
 
 from __future__ import annotations
@@ -304,7 +305,50 @@ def project(figures: list[dict[str, float]]) -> None:
                   f"{largest['readers']:.0f} readers")
 
 
+def wide_claim(readers: int) -> None:
+    """`digest send`'s claim for more readers than a statement may carry parameters (65,535 on
+    PostgreSQL): ``readers`` pending digests, claimed by the run's registered readers, and the
+    same claim listing every id (the path before) in the same run."""
+    from recommender.store import Store
+    from recommender.store.outbox import DigestToCreate, NewDigest, Outbox
+    from recommender.store.run_readers import RunReaders
+
+    url = SERVER + "_claim"
+    fresh_database(url)
+    store = Store.open(url)
+    store.upgrade_schema()
+    ids = sorted(store.sync_users(f"u{i}@example.org" for i in range(readers)).values())
+    outbox = Outbox(store)
+    for start in range(0, readers, 5_000):
+        outbox.create_many([DigestToCreate(uid, 1, [], lambda digest_id, uid=uid: NewDigest(
+            "s", f"<{digest_id}.{uid}@example.org>", b"Subject: s\r\n\r\nbody")) for uid in ids[start:start + 5_000]])
+    with store.write() as conn:  # as autovacuum would have by the time of a run
+        from sqlalchemy import text
+        conn.execute(text("ANALYZE"))
+    started = time.perf_counter()
+    with RunReaders(store, ids) as run_readers:
+        registered = time.perf_counter() - started
+        started = time.perf_counter()
+        claimed = outbox.claim("bench:1:x", timedelta(minutes=5), limit=100, user_ids=run_readers)
+        claim_ms = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        claimed += outbox.claim("bench:1:x", timedelta(minutes=5), limit=100, user_ids=run_readers)
+        again_ms = (time.perf_counter() - started) * 1000
+    outbox.release([c[0] for c in claimed])
+    try:
+        outbox.claim("bench:1:y", timedelta(minutes=5), limit=100, user_ids=ids)
+        before = "worked"
+    except Exception as exc:  # noqa: BLE001 - the failure is the figure
+        before = "fails: " + str(getattr(exc, "orig", exc)).splitlines()[0]
+    store.close()
+    print(f"  `digest send` claim at {readers:,} readers: registering the run's readers {registered:.2f} s, a claim of "
+          f"100 digests {claim_ms:.1f} ms, the next 100 {again_ms:.1f} ms; before (every id in the statement): {before}", flush=True)
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["wide-claim"]:
+        wide_claim(int(sys.argv[2]))
+        return 0
     sizes = [int(a) for a in sys.argv[1:]] or [10_000, 50_000]
     print(f"Scale on PostgreSQL ({SERVER.rsplit('@', 1)[1]}): enqueue, rank+render and send timed apart", flush=True)
     sink, port = Sink(), free_port()

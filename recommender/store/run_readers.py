@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from datetime import timedelta
 from types import TracebackType
 
-from sqlalchemy import Select, delete, insert, select
+from sqlalchemy import Select, delete, insert, select, text
 
 from recommender.store.schema import RunReaderRow
 from recommender.store.store import Store, chunks, utcnow
 
 STALE = timedelta(days=1)
+ANALYZE_ABOVE = 1_000  # readers in a run beyond which PostgreSQL's statistics of the table are renewed
 
 
 def run_id_prefix(at_age: timedelta = timedelta(0)) -> str:
@@ -37,6 +38,11 @@ class RunReaders:
             conn.execute(delete(RunReaderRow).where(RunReaderRow.run_id < run_id_prefix(STALE)))
             for chunk in chunks(self.user_ids, 10_000):
                 conn.execute(insert(RunReaderRow), [{"run_id": self.run_id, "user_id": uid} for uid in chunk])
+        if self.store.engine.dialect.name == "postgresql" and len(self.user_ids) > ANALYZE_ABOVE:
+            # Statistics first: planned for the few rows it last counted, each claim joined every
+            # pending digest of the run (250 ms at 70,000 readers instead of 0.4 ms).
+            with self.store.write() as conn:
+                conn.execute(text("ANALYZE run_readers"))
         return select(RunReaderRow.user_id).where(RunReaderRow.run_id == self.run_id)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
