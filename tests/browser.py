@@ -30,3 +30,22 @@ def start(profile: Path) -> Any:
                  "--disable-dev-shm-usage", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+def show(driver: Any, uri: str, width: int, scheme: str = "light") -> None:
+    """Load ``uri`` in a viewport ``width`` px wide (a phone's below 500 px) with the reader's
+    colour scheme ``light`` or ``dark`` (prefers-color-scheme)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 500})
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                           {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
+    driver.get(uri)
+
+
+def save_whole_page(driver: Any, width: int, target: Path) -> None:
+    """A screenshot of the whole page, not just the first screenful."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(target))

@@ -4,45 +4,25 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from fixed_digest import NOW, fixed_digest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender import pipeline
 from recommender.base.config import load_config
 from recommender.base.link_signing import LinkSigner
 from recommender.digest import render as digest
-from recommender.store import Store
 
 import browser
-from conftest import SEEDS, write_config
 
 GOLDEN = Path(__file__).parent / "golden"
 ARTIFACTS = Path(__file__).parent / "artifacts"
-NOW = datetime(2025, 3, 12, 6, 30, tzinfo=UTC)
 
 
 def _render(tmp_path: Path) -> digest.RenderedDigest:
-    config = load_config(write_config(tmp_path, users="""
-    [[users]]
-    email = "ada@example.org"
-    name = "Ada Lovelace"
-    timezone = "Europe/London"
-    max_items = 4
-    """))
-    store = Store.open(config.database.url)
-    store.upgrade_schema()
-    pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 11))
-    tarot = store.search_papers("TAROT")[0]
-    store.star(store.user_id("ada@example.org"), [tarot.id])
-    user = config.users[0]
-    picks = pipeline.recommend(config, store, [user], store.all_batch_ids(), now=NOW)[user.email]
-    links = digest.Links(config.feedback.base_url, LinkSigner("golden-secret-0123456789", lambda: NOW), 1, 7)
-    store.close()
-    return digest.render(digest.context(config, user, picks, links, NOW))
+    return fixed_digest(tmp_path)
 
 
 def test_golden_digest(tmp_path: Path):
@@ -52,7 +32,7 @@ def test_golden_digest(tmp_path: Path):
         if os.environ.get("UPDATE_GOLDEN") == "1":
             golden.write_text(content, encoding="utf-8")
         assert content == golden.read_text(encoding="utf-8"), f"{name} differs; review, then UPDATE_GOLDEN=1 make test"
-    assert rendered.subject == "4 new papers for you — 12 Mar"
+    assert rendered.subject == "6 new papers for you — 20 Aug"
 
 
 def test_a_digest_goes_out_as_7bit_lines_that_mean_the_same_html(tmp_path: Path):
@@ -119,9 +99,11 @@ def test_css_inlined_into_the_template_once_gives_the_html_of_inlining_each_mess
     hostile = digest.context(config, config.users[0], [], digest.Links("http://x", LinkSigner("s" * 20), 1, 1), NOW)
     with_entries = dict(hostile, personalized=True, entries=[{
         "rank": 1, "title": '<b>"bold" & \'quoted\'</b> ‮rtl', "authors": "A & B <a@b>", "snippet": "x < y > z &amp;",
+        "paper_label": "<id>&", "category": "cs.<LG>", "date_label": "1 <Jan>", "pdf_url": 'http://x/pdf/"1"',
         "snippet_lines": ("x",), "why": 'close to "it"; <script>alert(1)</script>', "why_lines": ("w",),
-        "bar_percent": 50, "score_label": "0.50", "score_text_bar": "[#####.....]",
+        "match": 50, "bar_percent": 50, "match_label": "50% <match>", "match_text_bar": "[#####.....]",
         "open_url": 'http://x/open/a"b', "more_url": "http://x/more/<t>", "less_url": "http://x/less/&t",
+        "clicked": "more <like> this",
     }])
     plain = Environment(loader=FunctionLoader(lambda name: templates_dir().joinpath(name).read_text(encoding="utf-8")),
                         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
@@ -142,30 +124,75 @@ def test_html_is_mail_client_ready(tmp_path: Path):
     assert "http" not in html.split("<body")[0].replace("http-equiv", "")  # no external fonts or styles
 
 
+# What every entry shows (CSS selectors), and the fields an entry shows when its paper has them.
+ENTRY_FIELDS = (".title a", ".authors", ".paper-id", ".match", ".why", ".button.more", ".button.less")
+OPTIONAL_FIELDS = (".category", ".date", ".pdf")
+_MEASURE = """
+    const limit = document.documentElement.clientWidth;
+    const seen = e => { const r = e.getBoundingClientRect(), s = getComputedStyle(e);
+      return r.width > 0 && r.height > 0 && r.left >= -0.5 && r.right <= limit + 0.5 && s.visibility === 'visible'
+        && s.display !== 'none' && parseFloat(s.opacity) > 0 && s.color !== s.backgroundColor; };
+    return {
+      entries: Array.from(document.querySelectorAll('.entry')).map(entry => Object.fromEntries(
+        arguments[0].map(sel => [sel, Array.from(entry.querySelectorAll(sel)).filter(seen).length]))),
+      buttons: Array.from(document.querySelectorAll('.button')).map(b => b.getBoundingClientRect().height),
+      overflow: Array.from(document.querySelectorAll('body *'))
+        .filter(e => e.getBoundingClientRect().right > limit + 0.5).map(e => e.tagName + '.' + e.className).slice(0, 5),
+      scrollWidth: document.documentElement.scrollWidth,
+      container: getComputedStyle(document.querySelector('.container')).backgroundColor,
+      button: getComputedStyle(document.querySelector('.button')).color,
+    };
+"""
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(browser.chromium() is None, reason=browser.SKIP_REASON)
-@pytest.mark.parametrize("width", [375, 600])
-def test_nothing_overflows_in_a_real_browser(tmp_path: Path, width: int):
+@pytest.mark.parametrize(("width", "scheme"), [(390, "light"), (390, "dark"), (1200, "light"), (1200, "dark")])
+def test_every_field_shows_and_buttons_fit_a_thumb_in_a_real_browser(tmp_path: Path, width: int, scheme: str):
+    html = _render(tmp_path).html
     page = tmp_path / "digest.html"
-    page.write_text(_render(tmp_path).html, encoding="utf-8")
+    page.write_text(html, encoding="utf-8")
     driver = browser.start(tmp_path / "profile")
     try:
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                               {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 500})
-        driver.get(page.as_uri())
-        viewport = driver.execute_script("return window.innerWidth")
-        overflow = driver.execute_script("""
-            const limit = document.documentElement.clientWidth;
-            return Array.from(document.querySelectorAll('body *'))
-              .filter(e => e.getBoundingClientRect().right > limit + 0.5)
-              .map(e => e.tagName + '.' + e.className).slice(0, 5);
-        """)
-        assert viewport == width
-        assert driver.execute_script("return document.documentElement.scrollWidth") <= width
-        assert overflow == []
-        container = driver.execute_script("return document.querySelector('.container').getBoundingClientRect().width")
-        assert container <= min(600, width)
+        browser.show(driver, page.as_uri(), width, scheme)
+        assert driver.execute_script("return window.innerWidth") == width
+        seen = driver.execute_script(_MEASURE, [*ENTRY_FIELDS, *OPTIONAL_FIELDS])
+        assert len(seen["entries"]) == 6
+        for entry in seen["entries"]:
+            assert [entry[sel] for sel in ENTRY_FIELDS] == [1] * len(ENTRY_FIELDS), entry
+        for sel in OPTIONAL_FIELDS:  # each one the HTML has is visible: 5 arXiv papers, 4 with a date
+            assert sum(entry[sel] for entry in seen["entries"]) == html.count(f'class="{sel[1:]}"') >= 4
+        assert len(seen["buttons"]) == 12 and min(seen["buttons"]) >= 44
+        assert seen["overflow"] == [] and seen["scrollWidth"] <= width
+        dark = (seen["container"], seen["button"]) == ("rgb(24, 24, 27)", "rgb(147, 197, 253)")
+        assert dark == (scheme == "dark")
+        # Mail clients that drop <style> keep the inlined styles: still 44 px tall, still no overflow.
+        driver.execute_script("document.querySelectorAll('style').forEach(s => s.remove())")
+        bare = driver.execute_script(_MEASURE, list(ENTRY_FIELDS))
+        assert min(bare["buttons"]) >= 44 and bare["overflow"] == [] and bare["scrollWidth"] <= width
         ARTIFACTS.mkdir(exist_ok=True)
-        driver.save_screenshot(str(ARTIFACTS / f"digest-{width}px.png"))
+        driver.save_screenshot(str(ARTIFACTS / f"digest-{width}px-{scheme}.png"))
     finally:
         driver.quit()
+
+
+@pytest.mark.parametrize(("published", "shown"), [
+    ("2025-08-20T00:00:00-04:00", "20 Aug 2025"),  # rss.arxiv.org's Atom
+    ("2024-10-24T13:04:10.000Z", "24 Oct 2024"),  # Hugging Face
+    ("Wed, 12 Mar 2025 00:00:00 -0400", "12 Mar 2025"),  # RSS 2.0 pubDate
+    ("Mon, 2 Apr 2007 19:18:42 GMT", "2 Apr 2007"),  # the metadata snapshot's first version
+    ("2017", "2017"), ("", ""), ("spring 2019", ""), ("2025-13-45", ""),
+])
+def test_dates_read_as_people_write_them_and_nothing_unreadable(published: str, shown: str):
+    assert digest.date_label(published) == shown
+
+
+def test_matches_run_to_100_for_the_top_pick_whatever_the_sign_of_the_scores():
+    from recommender.base.domain import Paper, Recommendation
+
+    def picks(*scores: float) -> list[Recommendation]:
+        return [Recommendation("a@b", Paper(str(i), "t", "a"), s, i + 1) for i, s in enumerate(scores)]
+
+    assert digest.matches(picks(0.5, 0.25, 0.0)) == [100, 50, 0]
+    assert digest.matches(picks(-0.05, -0.10, -0.15)) == [100, 75, 50]  # not every bar full
+    assert digest.matches(picks(-0.2, -0.2)) == [100, 100] and digest.matches([]) == []

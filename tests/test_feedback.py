@@ -277,6 +277,17 @@ def test_web_view_shows_the_digest_with_working_buttons(world: World):
     assert world.events() == [("ada@example.org", "more", entries[2][1])]
 
 
+def test_web_view_marks_the_papers_already_clicked(world: World):
+    links = world.links("ada@example.org")
+    assert "You clicked" not in world.client.get(links["digest"][0]).text
+    for link in (links["feedback/more"][0], links["open"][0], links["feedback/less"][2]):
+        assert world.client.get(link, follow_redirects=False).status_code in (200, 303)
+    entries = world.client.get(links["digest"][0]).text.split('class="entry"')[1:]
+    marks = [re.findall(r"You clicked: ([^<]*)<", entry) for entry in entries]
+    assert len(entries) == len(Outbox(world.store).entries(1)) >= 3
+    assert marks == [["more like this, opened"], [], ["less like this"]] + [[]] * (len(entries) - 3)
+
+
 def test_a_deleted_paper_answers_404(world: World):
     link = world.links("ada@example.org")["feedback/more"][0]
     with world.store.write() as conn:

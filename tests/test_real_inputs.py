@@ -296,3 +296,34 @@ def test_latex_becomes_unicode_and_no_text_is_dropped(latex: str, shown: str):
     from recommender.base.latex import readable
 
     assert readable(latex) == shown
+
+
+def test_each_reader_gives_the_primary_category_which_is_stored_and_in_json(tmp_path: Path, run):
+    """The API names the primary category; the feeds list it first (a cross-list's own primary
+    included); RSS 1.0 puts it in the title's brackets; the snapshot lists it first too."""
+    fixture = FIXTURES / "arxiv"
+    atom = arxiv.parse((fixture / "atom-cs.AI-2025-08-20-excerpt.xml").read_bytes(), "cs.AI").entries
+    assert [e.category for e in atom] == ["cs.AI"] * 4
+    assert [e.category for e in arxiv.parse((fixture / "api-2016-search.xml").read_bytes(), "api").entries] == [
+        "cond-mat.str-el"]  # the primary, not the first of its categories in document order
+    rss1 = arxiv.parse((fixture / "rss1-hep-ex-2018-05-23.xml").read_bytes(), "rss1", include_replacements=True)
+    assert [(e.arxiv_id, e.category) for e in rss1.entries] == [
+        ("1805.08875", "hep-ex"), ("1805.09166", "hep-ex"), ("1805.06430", "nucl-th")]
+    rss2 = arxiv.parse((Path(__file__).parent / "data/arxiv_rss.xml").read_bytes(), "cs.LG").entries
+    assert [(e.arxiv_id, e.category) for e in rss2] == [("2503.10001", "cs.LG"), ("2503.10002", "")]
+    snapshot = jsonl.parse((fixture / "metadata-snapshot-excerpt.jsonl").read_bytes(), "snapshot").entries
+    assert [e.category for e in snapshot] == ["hep-ph", "math.CO", "math.CA", "cond-mat.mes-hall", "math.CO"]
+    own = jsonl.parse(b'{"title": "A", "category": "q-bio.NC"}\n{"title": "B", "categories": ["stat.ML", "cs.LG"]}\n'
+                      b'{"title": "C"}\n', "own.jsonl").entries
+    assert [e.category for e in own] == ["q-bio.NC", "stat.ML", ""]
+
+    path = _config(tmp_path)
+    run("init", config=path)
+    run("ingest", str(fixture / "atom-cs.AI-2025-08-20-excerpt.xml"), config=path)
+    run("ingest", "--format", "jsonl", str(fixture / "metadata-snapshot-excerpt.jsonl"), config=path)
+    assert json.loads(run("papers", "show", "2508.13171", "--json", config=path).stdout)["category"] == "cs.AI"
+    assert "\ncategory: cs.AI\n" in run("papers", "show", "2508.13171", config=path).stdout
+    assert json.loads(run("papers", "show", "0704.0002", "--json", config=path).stdout)["category"] == "math.CO"
+    run("star", "--offline", "2508.13167", config=path)
+    picks = [json.loads(line) for line in run("recommend", "--json", config=path).stdout.splitlines()]
+    assert picks and {p["category"] for p in picks} <= {"cs.AI", "hep-ph", "math.CO", "math.CA", "cond-mat.mes-hall"}

@@ -149,6 +149,34 @@ def test_stored_digest_messages_move_to_their_own_table_and_back(database_url: s
     store.close()
 
 
+def test_papers_written_before_categories_keep_everything_and_gain_one_when_seen_again(database_url: str):
+    """0009 adds papers.category to a database written by 0008: every paper keeps its fields,
+    stars, digest entries and clicks; a source naming the category later fills it in."""
+    from recommender.store import migrate
+    from recommender.store.feedback import FeedbackLog
+
+    store = Store.open(database_url)
+    migrate.upgrade(store.engine, target="0008")
+    with store.engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, email, created_at) VALUES (1, 'a@example.org', '2026-01-01')"))
+        conn.execute(text("INSERT INTO papers (id, arxiv_id, title_key, title, abstract, authors, url, published, "
+                          "created_at) VALUES ('2508.13171', '2508.13171', 'cognitive workspace', 'Cognitive Workspace', "
+                          "'Memory for LLMs.', '[\"Tao An\"]', 'https://arxiv.org/abs/2508.13171', '2025-08-20', "
+                          "'2026-01-01')"))
+        conn.execute(text("INSERT INTO stars (user_id, paper_id, origin, created_at) VALUES (1, '2508.13171', 'cli', '2026-01-02')"))
+        conn.execute(text("INSERT INTO feedback (user_id, paper_id, action, digest_id, token_id, client, created_at) "
+                          "VALUES (1, '2508.13171', 'more', NULL, 't1', 'c', '2026-01-03')"))
+    assert store.upgrade_schema() == ("0008", migrate.HEAD_REVISION)
+    paper = store.paper("2508.13171")
+    assert (paper.title, paper.abstract, paper.authors, paper.url, paper.published, paper.category) == (
+        "Cognitive Workspace", "Memory for LLMs.", ("Tao An",), "https://arxiv.org/abs/2508.13171", "2025-08-20", "")
+    assert list(store.starred_ids(1)) == ["2508.13171"]
+    assert FeedbackLog(store).clicked(1, ["2508.13171"]) == {"2508.13171": frozenset({"more"})}
+    store.add_papers([ParsedPaper(title="Cognitive Workspace", abstract="", arxiv_id="2508.13171", category="cs.AI")])
+    assert store.paper("2508.13171").category == "cs.AI"
+    store.close()
+
+
 def test_init_is_harmless_twice_and_newer_schemas_are_refused(database_url: str):
     from recommender.store import migrate
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from recommender.base.config_tables import TableReader
+from recommender.base.channel_config import ChannelTables
 from recommender.base.env_names import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG_NAME  # noqa: F401
 from recommender.base.errors import ConfigError
 from recommender.base.formats import DIGEST_FORMATS, PAGED_FORMATS
@@ -46,6 +46,7 @@ from recommender.base.settings import (  # noqa: F401  (the values are read from
     SmtpSecurity,
     SourceConfig,
     UserConfig,
+    WebhookConfig,
     config_warnings,
     listed_emails,
     masked_url,
@@ -98,13 +99,14 @@ def _toml_error(path: Path, exc: tomllib.TOMLDecodeError) -> str:
     return f"{path}: invalid TOML: {message}"
 
 
-class _Parser(TableReader):
+class _Parser(ChannelTables):
     """Turns the TOML dict into typed objects, naming file and key on any mistake. Every mistake
     is collected (a key in error takes its default, a table in error is left out) so that one
     run of ``config check`` reports them all."""
 
     def config(self, data: dict[str, Any], database_url: str | None) -> Config:
-        known = {"database", "ranking", "smtp", "feedback", "users", "sources", "delivery", "scheduler", "lookup"}
+        known = {"database", "ranking", "smtp", "feedback", "users", "sources", "delivery", "scheduler", "lookup",
+                 "webhooks"}
         for key in data:
             if key not in known:
                 self.note(ConfigError(f"{self.path}: {key}: unknown section (expected one of {', '.join(sorted(known))})"))
@@ -132,6 +134,8 @@ class _Parser(TableReader):
         for name in sorted(set(names)):
             if names.count(name) > 1:
                 self.note(ConfigError(f"{self.path}: sources: duplicate source name {name!r}"))
+        webhooks = self.webhooks(data)
+        self.check_webhooks_named(users, webhooks)
         config = Config(
             path=self.path,
             database=self.guarded(lambda: self.database(self.table(data, "database"), database_url),
@@ -144,6 +148,7 @@ class _Parser(TableReader):
             scheduler=self.guarded(lambda: self.scheduler(self.table(data, "scheduler")), SchedulerConfig()),
             delivery=self.guarded(lambda: self.delivery(self.table(data, "delivery")), DeliveryConfig()),
             lookup=self.guarded(lambda: self.lookup(self.table(data, "lookup")), LookupConfig()),
+            webhooks=webhooks,
         )
         if self.errors:
             raise ConfigErrors(self.errors)
@@ -344,6 +349,7 @@ class _Parser(TableReader):
         if not 1 <= max_items <= 1000:
             raise self.fail(f"{prefix}.max_items", "an integer from 1 to 1000", max_items)
         min_score = self.get(prefix, table, "min_score", float, None, "a number")
+        channels, webhook = self.user_channels(prefix, table)
         return UserConfig(
             email=email,
             name=self.get(prefix, table, "name", str, ""),
@@ -357,6 +363,8 @@ class _Parser(TableReader):
             exclude=self.strings(prefix, table, "exclude"),
             authors=self.strings(prefix, table, "authors"),
             stars=self.strings(prefix, table, "stars"),
+            channels=channels,
+            webhook=webhook,
         )
 
     def source(self, index: int, table: Any) -> SourceConfig:

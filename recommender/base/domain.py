@@ -39,6 +39,7 @@ class ParsedPaper:
     line: int = 0
     doi: str = ""  # normalised (base.text.doi): the paper's id when it has no arXiv id, else an alias
     other_ids: tuple[str, ...] = ()  # ids of the same work elsewhere: a preprint's journal DOI
+    category: str = ""  # the primary subject class, e.g. arXiv's "cs.LG"
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,14 @@ class Paper:
     url: str = ""
     arxiv_id: str = ""
     published: str = ""
+    category: str = ""
 
     @cached_property
     def display(self) -> Paper:
         """The paper as it is shown (CLI, JSON, digest, web page): see ``text.shown``."""
         shown_paper = replace(self, title=shown(self.title), abstract=shown(self.abstract),
-                              authors=tuple(shown(a) for a in self.authors), url=shown(self.url))
+                              authors=tuple(shown(a) for a in self.authors), url=shown(self.url),
+                              category=shown(self.category))
         return self if shown_paper == self else shown_paper
 
     def as_json(self) -> dict[str, object]:
@@ -99,6 +102,7 @@ class Paper:
             "url": paper.url,
             "arxiv_id": paper.arxiv_id or None,
             "published": paper.published or None,
+            "category": paper.category or None,
         }
 
 
@@ -193,7 +197,7 @@ class Recommendation:
 def _paper_fields(paper: Paper) -> dict[str, object]:
     paper = paper.display
     return {"paper_id": paper.id, "title": paper.title, "abstract": paper.abstract, "authors": list(paper.authors),
-            "url": paper.url}
+            "url": paper.url, "category": paper.category}
 
 
 @lru_cache(maxsize=16_384)

@@ -21,7 +21,7 @@ from recommender.base.clock import Clock, system_clock
 from recommender.base.config import EXAMPLE_SECRET
 from recommender.base.errors import ConfigError
 
-ACTIONS = ("more", "less", "open", "unsubscribe", "view", "undo")
+ACTIONS = ("more", "less", "open", "unsubscribe", "view", "undo", "feed")  # feed: the digest id slot holds the feed URL's number
 _SALT = "recommender.links.v1"
 
 

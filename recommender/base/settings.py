@@ -57,6 +57,8 @@ class DeliveryMode(Choice):
 
 COMMUNITY_MODES = tuple(CommunityMode)
 PERSONAL_MODES = tuple(PersonalMode)
+CHANNELS = ("email", "feed", "webhook")  # where a reader's digest goes (see pipeline.channels)
+WEBHOOK_KINDS = ("slack", "discord", "json")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 EXAMPLE_SECRET = "change-me-to-a-long-random-string"  # nosec B105  # the example value, refused as a secret
 EXAMPLE_SENDER = "digest@example.org"
@@ -162,6 +164,27 @@ class UserConfig:
     exclude: tuple[str, ...] = ()
     authors: tuple[str, ...] = ()
     stars: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ("email",)
+    webhook: str = ""  # the [[webhooks]] name this reader's digest is posted to (channel "webhook")
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """A chat channel or endpoint digests are posted to; the URL is a secret, read from
+    ``url_env``. The readers naming it share one post per run."""
+
+    name: str
+    kind: str  # slack | discord | json
+    url_env: str
+    timeout_seconds: float = 10.0
+    max_attempts: int = 4  # tries within a run for a 5xx answer or a timeout
+    retry_initial_seconds: float = 1.0  # the first wait between them (then doubled)
+    max_retry_after_seconds: float = 60.0  # a longer 429 Retry-After defers the post to a later run
+    retry_delay_seconds: float = 300.0  # a post deferred by a temporary failure waits this long
+
+    @property
+    def url(self) -> str:
+        return os.environ.get(self.url_env, "")
 
 
 @dataclass(frozen=True)
@@ -224,6 +247,13 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     lookup: LookupConfig = field(default_factory=LookupConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
+
+    def webhook(self, name: str) -> WebhookConfig:
+        for hook in self.webhooks:
+            if hook.name == name:
+                return hook
+        raise ConfigError(f"{self.path}: no [[webhooks]] entry named {name!r}")
 
     @property
     def folder(self) -> Path:
@@ -273,6 +303,11 @@ def config_warnings(config: Config) -> list[str]:
         if not user.email.isascii():
             found.append(f"users[{i}].email {user.email}: an international address; it is delivered only "
                          "through a mail server that offers SMTPUTF8")
+    used = {u.webhook for u in config.users if "webhook" in u.channels}
+    for i, hook in enumerate(config.webhooks):
+        if not hook.url:
+            found.append(f"webhooks[{i}] {hook.name}: ${hook.url_env} is not set: "
+                         + ("its posts will fail" if hook.name in used else "no reader uses it yet"))
     return found
 
 

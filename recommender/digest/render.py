@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -80,7 +82,7 @@ def _environment() -> Environment:
 
     return Environment(
         loader=FunctionLoader(load),
-        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=True),
+        autoescape=select_autoescape(enabled_extensions=("html.j2", "atom.j2"), default_for_string=True),
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
 
@@ -107,6 +109,26 @@ class PaperFields:
     authors: str
     snippet: str
     snippet_lines: tuple[str, ...]
+    paper_label: str  # "arXiv:2508.13167", else the stored id
+    category: str
+    date_label: str  # "20 Aug 2025", "" when the source gave no readable date
+    pdf_url: str
+
+
+def date_label(published: str) -> str:
+    """A source's publication date as "20 Aug 2025": ISO 8601 (Atom, the APIs), RFC 2822 (RSS),
+    or a bare year (BibTeX); anything else is not shown."""
+    text = published.strip()
+    if text.isdigit() and len(text) == 4:
+        return text
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return ""
+    return f"{when.day} {when:%b %Y}"
 
 
 @lru_cache(maxsize=4096)
@@ -120,7 +142,30 @@ def paper_fields(paper: Paper) -> PaperFields:
         authors=shortened([one_line(a) for a in paper.authors]),
         snippet=text_snippet,
         snippet_lines=tuple(textwrap.wrap(text_snippet, 72)),
+        paper_label=f"arXiv:{paper.arxiv_id}" if paper.arxiv_id else paper.id,
+        category=one_line(paper.category),
+        date_label=date_label(paper.published),
+        pdf_url=f"https://arxiv.org/pdf/{paper.arxiv_id}" if paper.arxiv_id else "",
     )
+
+
+def matches(picks: list[Recommendation]) -> list[int]:
+    """Each pick's match, 0-100: the recommendation's own ``match`` where it has one, else its
+    score as a share of the top pick's (scores below zero: their place between the lowest and
+    the top pick, the lowest at 50), so the top pick is 100."""
+    given = [getattr(rec, "match", None) for rec in picks]
+    if picks and all(isinstance(m, int) for m in given):
+        return [max(0, min(100, int(m or 0))) for m in given]
+    scores = [rec.score for rec in picks]
+    top = max(scores, default=0.0)
+    if top > 0:
+        return [max(0, min(100, round(100 * score / top))) for score in scores]
+    spread = top - min(scores, default=0.0)
+    return [100 if spread <= 0 else 50 + round(50 * (score - min(scores)) / spread) for score in scores]
+
+
+# What a reader's clicks on a paper are called on the web view of a digest.
+CLICK_LABELS = {"more": "more like this", "less": "less like this", "open": "opened"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,43 +177,55 @@ class Entry:
     rank: int
     title: str
     authors: str
+    paper_label: str
+    category: str
+    date_label: str
+    pdf_url: str
     snippet: str
     snippet_lines: tuple[str, ...]
     why: str
     why_lines: tuple[str, ...]
+    match: int  # 0-100
     bar_percent: int
-    score_label: str
-    score_text_bar: str
+    match_label: str
+    match_text_bar: str
     open_url: str
     more_url: str
     less_url: str
+    clicked: str  # on the web view: what the reader already clicked for this paper ("" in a mail)
 
 
 def context(config: Config, user: UserConfig, picks: list[Recommendation], links: Links,
-            now: datetime, web: bool = False) -> dict[str, object]:
+            now: datetime, web: bool = False, clicked: Mapping[str, frozenset[str]] | None = None) -> dict[str, object]:
+    """The templates' values; ``clicked`` (paper id -> actions) marks the web view's entries."""
     local = now.astimezone(ZoneInfo(user.timezone))
     personalized = any(r.explanation.personalized for r in picks)
-    top = max((r.score for r in picks), default=0.0) or 1.0
     entries = []
-    for position, rec in enumerate(picks):
-        fraction = max(0.0, min(1.0, rec.score / top)) if personalized else 0.0
-        cells = round(fraction * BAR_CELLS)
+    for position, (rec, match) in enumerate(zip(picks, matches(picks), strict=True)):
+        cells = round(match * BAR_CELLS / 100)
         why = one_line(rec.explanation.sentence())
         shown = paper_fields(rec.paper)
+        actions = (clicked or {}).get(rec.paper.id, frozenset())
         entries.append(Entry(
             rank=rec.rank,
             title=shown.title,
             authors=shown.authors,
+            paper_label=shown.paper_label,
+            category=shown.category,
+            date_label=shown.date_label,
+            pdf_url=shown.pdf_url,
             snippet=shown.snippet,
             snippet_lines=shown.snippet_lines,
             why=why,
             why_lines=tuple(textwrap.wrap(why, 67)),
-            bar_percent=max(4, round(fraction * 100)) if personalized else 0,
-            score_label=f"{rec.score:.2f}",
-            score_text_bar="[" + "#" * cells + "." * (BAR_CELLS - cells) + "]",
+            match=match,
+            bar_percent=max(4, match) if personalized else 0,
+            match_label=f"{match}% match",
+            match_text_bar="[" + "#" * cells + "." * (BAR_CELLS - cells) + "]",
             open_url=links.open(position),
             more_url=links.more(position),
             less_url=links.less(position),
+            clicked=", ".join(label for action, label in CLICK_LABELS.items() if action in actions),
         ))
     subject = subject_line(len(picks), local, personalized)
     return {

@@ -17,13 +17,24 @@ class UserResult:
     """One user's line of `digest send`: the state of the digest they are owed."""
 
     email: str
-    status: str  # sent | nothing new | failed | deferred | in flight elsewhere | unsubscribed | queued | would send
+    status: str  # sent | published (no email) | nothing new | failed | deferred | in flight elsewhere | unsubscribed | queued | would send
     papers: int = 0
     detail: str = ""
     until: datetime | None = None  # deferred: the next attempt
+    channels: str = ""  # a reader with channels beyond email: where each stands
+
+    @property
+    def channel_undelivered(self) -> bool:
+        """A channel beyond email that failed, was deferred, or is still owed its post."""
+        return any(state.split(" ", 1)[0] in ("failed", "deferred", "not")
+                   for state in (part.split(": ", 1)[-1] for part in self.channels.split("; ") if part))
 
     def line(self) -> str:
-        if self.status in ("sent", "queued", "would send"):
+        base = self._email_line()
+        return f"{base} [{self.channels}]" if self.channels else base
+
+    def _email_line(self) -> str:
+        if self.status in ("sent", "queued", "would send", "published"):
             return f"{self.email}: {self.status} {self.papers} paper(s)"
         if self.status == "deferred" and self.until is not None:
             return f"{self.email}: deferred until {self.until:%Y-%m-%d %H:%M:%S} UTC: {self.detail}"
@@ -48,6 +59,8 @@ def owed_states(store: Store, users: Sequence[UserConfig], ids: dict[str, int], 
         touched = state is not None and (state.created_at >= started or state.id in handled)
         if state is None:
             lines.append(UserResult(user.email, "nothing new"))
+        elif state.status == "no email" and state.created_at >= started:  # feed or webhook only
+            lines.append(UserResult(user.email, "published", state.entries))
         elif state.status == "sent" and state.sent_at is not None and state.sent_at >= started:
             lines.append(UserResult(user.email, "sent", state.entries))
         elif state.status == "pending" and state.in_flight_elsewhere(now):

@@ -28,12 +28,14 @@ from recommender.base.link_signing import LinkSigner, TokenError, TokenExpired
 from recommender.digest import render as digest
 from recommender.digest.render import TEMPLATES
 from recommender.feedback.clicks import Click, FeedbackService, LinkGone, open_target
+from recommender.feedback.feed_page import ATOM_TYPE, FeedGone, FeedPages
 from recommender.feedback.limits import (
     RateLimiter,
     SecurityHeaders,
 )
 from recommender.store import Store
 from recommender.store.checkpoints import BackgroundCheckpoints
+from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
     service = FeedbackService(config, store, clock)
     limiter = RateLimiter(config.feedback.rate_limit_per_minute)
     checkpoints = BackgroundCheckpoints(store)
+    feeds = FeedPages(config, store, service.signer)
 
     def client_of(request: Request) -> str:
         return request.client.host if request.client else "unknown"
@@ -189,6 +192,20 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
         click = service.resolve(request.path_params["token"], "view")
         return HTMLResponse(_digest_html(config, store, service.signer, click, service.clock()))
 
+    def feed(request: Request) -> Response:  # sync: Starlette runs it in its thread pool
+        blocked = limited(request)
+        if blocked:
+            return blocked
+        try:
+            answer = feeds.answer(request.path_params["token"], request.headers.get("if-none-match"),
+                                  request.headers.get("if-modified-since"))
+        except FeedGone:
+            return page("Not found", ["There is nothing at this address."], 404, request)
+        headers = {"ETag": answer.etag, "Last-Modified": answer.last_modified, "Cache-Control": "private, no-cache"}
+        if answer.status == 304:
+            return Response(status_code=304, headers=headers)
+        return Response(answer.body, media_type=ATOM_TYPE, headers=headers)
+
     routes = [
         Route("/", home, methods=["GET", "HEAD"]),
         Route("/feedback/undo/{token}", undo, methods=["POST"]),
@@ -196,6 +213,7 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
         Route("/open/{token}", open_paper, methods=["GET", "HEAD"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "HEAD", "POST"]),
         Route("/digest/{token}", view_digest, methods=["GET", "HEAD"]),
+        Route("/feed/{token}", feed, methods=["GET", "HEAD"]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -223,7 +241,8 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
 
 
 def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click, now: datetime) -> str:
-    """A stored digest as a web page, with fresh signed links for each entry."""
+    """A stored digest as a web page, with fresh signed links for each entry and what the
+    reader already clicked on each paper."""
     link = click.link
     entries = Outbox(store).entries(link.digest_id)
     papers = {p.id: p for p in store.papers([e[1] for e in entries])}
@@ -238,7 +257,8 @@ def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click,
     # hand out links that live another max_age_days.
     issued = int(link.issued_at.timestamp()) if link.issued_at is not None else None
     links = digest.Links(config.feedback.base_url, signer, link.user_id, link.digest_id, issued)
-    return digest.render(digest.context(config, user, picks, links, now, web=True)).html
+    clicked = FeedbackLog(store).clicked(link.user_id, [pid for _, pid, _, _ in entries])
+    return digest.render(digest.context(config, user, picks, links, now, web=True, clicked=clicked)).html
 
 
 def app_from_environment() -> ASGIApp:

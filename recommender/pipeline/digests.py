@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -38,6 +39,7 @@ from recommender.delivery.smtp import (
 from recommender.digest import render as digest
 from recommender.digest.message import build_message, dkim_key, dkim_signed, make_message_id
 from recommender.digest.states import UserResult, owed_states
+from recommender.pipeline import channels
 from recommender.store import Store
 from recommender.store.group_commit import GroupCommit
 from recommender.store.outbox import DigestToCreate, NewDigest, Outbox, Readers, new_owner
@@ -150,6 +152,14 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
     return {u.email: results[u.email] for u in users}
 
 
+def enqueue(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock) -> list[UserResult]:
+    """`delivery.mode = "queue"`: store these users' digests and the webhook posts they owe;
+    `worker` processes deliver both."""
+    results = list(queue_digests(config, store, users, clock, parallel_parts=True).values())
+    channels.queue_posts(config, store, signer_for(config, clock), clock)
+    return results
+
+
 def _queue_chunk(config: Config, store: Store, models: pipeline.Models, signer: LinkSigner,
                  users: Sequence[UserConfig], ids: dict[str, int], batch_ids: tuple[int, ...],
                  candidates: list[Paper], now: datetime, dry_run: bool) -> dict[str, UserResult]:
@@ -167,7 +177,8 @@ def _queue_chunk(config: Config, store: Store, models: pipeline.Models, signer: 
             ready.append(DigestToCreate(
                 ids[user.email.lower()], max(batch_ids),
                 [(r.paper.id, r.score, r.explanation.sentence()) for r in user_picks],
-                _renderer(config, signer, user, ids[user.email.lower()], user_picks, now)))
+                _renderer(config, signer, user, ids[user.email.lower()], user_picks, now),
+                channels.digest_channels(user)))
     outbox = Outbox(store)
     for group in range(0, len(ready), CREATE_GROUP):
         outbox.create_many(ready[group:group + CREATE_GROUP])
@@ -278,7 +289,11 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
         if background is not None:
             outcomes += background.finish()  # raises DeliveryAborted if the child met a refused login
         outcomes += deliver_pending(config, store, clock, user_ids)  # all of it, or what a child that died left
-    return owed_states(store, users, ids, results, started, {o.digest_id for o in outcomes}, clock())
+    channels.queue_posts(config, store, signer_for(config, clock), clock)  # this run's, and any a stopped run owed
+    channels.deliver_posts(config, store, clock)
+    notes = channels.channel_notes(config, store, users, ids, started)
+    return [replace(line, channels=notes.get(line.email, ""))
+            for line in owed_states(store, users, ids, results, started, {o.digest_id for o in outcomes}, clock())]
 
 
 class DeliveryProcess:

@@ -14,7 +14,8 @@ from datetime import timedelta
 
 from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, UserConfig
-from recommender.pipeline.digests import LEASE, deliver_pending, queue_digests
+from recommender.pipeline import channels
+from recommender.pipeline.digests import LEASE, deliver_pending, queue_digests, signer_for
 from recommender.store import Store
 from recommender.store.outbox import new_owner
 from recommender.store.schedule import ReaderSchedule
@@ -53,6 +54,7 @@ class ShardBuilder:
             self.schedule.drop(gone)  # no longer configured (this worker's config may be older: SIGHUP it too)
         ids = {email.lower(): uid for uid, email in claimed}
         results = queue_digests(self.config, self.store, users, self.clock, ids=ids) if users else {}
+        channels.queue_posts(self.config, self.store, signer_for(self.config, self.clock), self.clock)
         self.schedule.finish(owner, self.clock())
         queued = sum(r.status == "queued" for r in results.values())
         log.info("shard of %d reader(s): %d digest(s) queued", len(claimed), queued)
@@ -71,9 +73,9 @@ class ShardBuilder:
 def work(config: Config, store: Store, concurrency: int, once: bool, stop: threading.Event,
          poll_seconds: float = 1.0, lease: timedelta = LEASE, clock: Clock | None = None,
          shard_readers: int = SHARD_READERS) -> int:
-    """A worker: build the digests of shards of due readers, and send pending digests from the
-    shared outbox (SKIP LOCKED on PostgreSQL, a lease everywhere) over ``concurrency``
-    connections, until stopped (or, with ``once``, until nothing is left). Returns how many it
+    """A worker: build the digests of shards of due readers (and the webhook posts they owe), and
+    send pending digests from the shared outbox (SKIP LOCKED on PostgreSQL, a lease everywhere)
+    over ``concurrency`` connections, and pending posts, until stopped (or, with ``once``, until nothing is left). Returns how many it
     sent."""
     clock = clock or system_clock
     config = replace(config, smtp=replace(config.smtp, max_connections=concurrency))
@@ -86,7 +88,8 @@ def work(config: Config, store: Store, concurrency: int, once: bool, stop: threa
         outcomes = deliver_pending(config, store, clock, owner=owner, batch_size=concurrency * 2, lease=lease,
                                    stop=stop)
         sent += sum(o.status == "sent" for o in outcomes)
-        if built is None and not outcomes:
+        posted = channels.deliver_posts(config, store, clock)
+        if built is None and not outcomes and not posted:
             if once:
                 break
             stop.wait(poll_seconds)

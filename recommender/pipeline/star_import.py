@@ -189,4 +189,4 @@ def _completed(entry: ParsedPaper, found: ParsedPaper | None) -> ParsedPaper:
         return entry
     return replace(entry, title=entry.title or found.title, abstract=entry.abstract or found.abstract,
                    authors=entry.authors or found.authors, url=entry.url or found.url,
-                   published=entry.published or found.published)
+                   published=entry.published or found.published, category=entry.category or found.category)

@@ -7,6 +7,7 @@ pipeline and base only."""
 from __future__ import annotations
 
 from recommender.store import Store
+from recommender.store.channel_posts import ChannelPosts
 from recommender.store.checkpoints import BackgroundCheckpoints
 from recommender.store.daemon_lock import DaemonLock
 from recommender.store.feedback import FeedbackLog
@@ -15,5 +16,5 @@ from recommender.store.schedule import NewSchedule, ReaderSchedule, Settled
 from recommender.store.state import DaemonState
 from recommender.store.title_match import paper_by_title
 
-__all__ = ["BackgroundCheckpoints", "DaemonLock", "DaemonState", "FeedbackLog", "NewSchedule", "Outbox", "ReaderSchedule", "Settled",
-           "Store", "new_owner", "paper_by_title"]
+__all__ = ["BackgroundCheckpoints", "ChannelPosts", "DaemonLock", "DaemonState", "FeedbackLog", "NewSchedule", "Outbox",
+           "ReaderSchedule", "Settled", "Store", "new_owner", "paper_by_title"]

@@ -12,6 +12,9 @@ Replacements of old papers (announce type ``replace``/``replace-cross``, RSS 1.0
 are skipped unless asked for; cross-lists are kept. Ids are stored without their version, so a
 v2 is the same paper. Text is LaTeX turned into Unicode; markup is removed only where a field
 is markup (RSS 1.0), with an HTML parser, so ``a < k < b`` in a plain-text abstract stays.
+
+Each paper's primary category is the API's ``arxiv:primary_category``, else the first category
+an entry lists (the feeds list the primary first), else RSS 1.0's bracketed ``[cat]``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ DC = "{http://purl.org/dc/elements/1.1/}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
 _ANNOUNCE = re.compile(r"Announce Type:\s*([\w-]+)", re.IGNORECASE)
 _ABSTRACT = re.compile(r"^.*?\bAbstract:\s*", re.IGNORECASE | re.DOTALL)
-_RSS1_SUFFIX = re.compile(r"\s*\(arXiv:[^()]*?(?:\[[^\]]*\])?\s*(UPDATED|CROSS LISTED)?\)\s*$", re.IGNORECASE)
+_RSS1_SUFFIX = re.compile(r"\s*\(arXiv:[^()]*?(?:\[([^\]]*)\])?\s*(UPDATED|CROSS LISTED)?\)\s*$", re.IGNORECASE)
+_CATEGORY = re.compile(r"[a-z][a-z-]*(?:\.[A-Za-z][A-Za-z-]*)?")
 
 
 class ArxivApiError(InputError):
@@ -92,10 +96,17 @@ def _numbered(entries: list[ParsedPaper | None], name: str) -> list[ParsedPaper]
     return kept
 
 
-def _paper(identifier: str, title: str, abstract: str, authors: tuple[str, ...], published: str) -> ParsedPaper:
+def _paper(identifier: str, title: str, abstract: str, authors: tuple[str, ...], published: str,
+           category: str) -> ParsedPaper:
     return ParsedPaper(title=one_line(readable(title)), abstract=one_line(readable(abstract)), authors=authors,
                        url=f"https://arxiv.org/abs/{identifier}" if identifier else "", arxiv_id=identifier,
-                       published=one_line(published))
+                       published=one_line(published), category=_category(category))
+
+
+def _category(text: str) -> str:
+    """One subject class as arXiv writes it (``cs.LG``, ``hep-ex``, ``math.AP``), else nothing."""
+    found = _CATEGORY.fullmatch(text.strip())
+    return found.group(0) if found else ""
 
 
 def _announced(kind: str, include_replacements: bool) -> bool:
@@ -117,8 +128,9 @@ def _rss2(root: ET.Element, include_replacements: bool) -> list[ParsedPaper | No
         if not _announced(kind, include_replacements):
             continue
         identifier = arxiv_id(_text(item, "link")) or arxiv_id(_text(item, "guid"))
+        # A paper's categories are listed primary first (a cross-list names its own primary).
         entries.append(_paper(identifier, _text(item, "title"), abstract,
-                              arxiv_authors(_text(item, f"{DC}creator")), _text(item, "pubDate")))
+                              arxiv_authors(_text(item, f"{DC}creator")), _text(item, "pubDate"), _text(item, "category")))
     return entries
 
 
@@ -127,15 +139,16 @@ def _rss1(root: ET.Element, include_replacements: bool) -> list[ParsedPaper | No
     for item in root.iter(f"{RSS1}item"):
         title = one_line(_text(item, f"{RSS1}title"))
         suffix = _RSS1_SUFFIX.search(title)
+        category = (suffix.group(1) or "") if suffix else ""
         if suffix:
             title = title[:suffix.start()].rstrip()
-            if (suffix.group(1) or "").upper() == "UPDATED" and not include_replacements:
+            if (suffix.group(2) or "").upper() == "UPDATED" and not include_replacements:
                 continue
         identifier = arxiv_id(_text(item, f"{RSS1}link")) or arxiv_id(item.get(f"{RDF}about", ""))
         creators = _Html.parse(_text(item, f"{DC}creator"))
         authors = tuple(readable(one_line(n)) for n in creators.links) or arxiv_authors(creators.text)
         entries.append(_paper(identifier, title, _Html.parse(_text(item, f"{RSS1}description")).text,
-                              authors, _text(item, f"{DC}date")))
+                              authors, _text(item, f"{DC}date"), category))
     return entries
 
 
@@ -155,8 +168,11 @@ def _atom(root: ET.Element, name: str, include_replacements: bool) -> list[Parse
         names = [_text(author, f"{ATOM}name") for author in entry.findall(f"{ATOM}author")]
         creator = _text(entry, f"{DC}creator")
         authors = arxiv_authors(creator) if creator else tuple(readable(one_line(n)) for n in names if n.strip())
+        primary = entry.find(f"{ARXIV}primary_category")  # the API names it; the feeds list it first
+        first = entry.find(f"{ATOM}category")
+        category = next((e.get("term", "") for e in (primary, first) if e is not None), "")
         entries.append(_paper(identifier, _text(entry, f"{ATOM}title"), abstract, authors,
-                              _text(entry, f"{ATOM}published") or _text(entry, f"{ATOM}updated")))
+                              _text(entry, f"{ATOM}published") or _text(entry, f"{ATOM}updated"), category))
     return entries
 
 

@@ -32,14 +32,35 @@ NOT_RESEARCH = (
     "obituary", "book review", "books & arts", "research highlight", "research highlights", "career", "careers",
     "career feature", "world view", "in brief", "this week", "podcast", "letter to the editor", "retraction",
     "erratum", "correction", "author correction", "publisher correction", "editor's choice", "editors' choice",
+    # Wiley's sections for an issue's covers and front matter, and its profiles of authors
+    "cover picture", "frontispiece", "graphical abstract", "author profile", "issue information", "table of contents",
+    "corrigenda", "corrigendum", "commentary", "front matter", "back matter",
 )
 _BOILERPLATE = (
     re.compile(r"^[^;]{0,160}?,\s*Published online:\s*[^;]*;\s*doi:\s*\S+\s*", re.I),  # Nature
     re.compile(r"^[^.]{0,160}?,\s*Volume \d+,\s*Issue [^,]+,(?:\s*Page [^,]*,)?\s*[A-Z][a-z]+ \d{4}\.\s*"),  # Science, PNAS
+    # Taylor & Francis: "Volume 67, Issue 4, December 2021, Page 283-289 ."
+    re.compile(r"^Volume \d+,\s*Issue [^,]+,\s*[A-Z][a-z]+ \d{4},\s*Pages? [^.\s]+\s*\.\s*"),
+    # PubMed: "Parasitol Int. 2021 Dec 17:102531. doi: 10.1016/j.parint.2021.102531. Online ahead of print."
+    re.compile(r"^[A-Z][\w &'(),-]{0,120}\. \d{4}\b[^.]{0,80}\.(?: doi: \S+?\.(?=\s|$))?"
+               r"(?: (?:Online ahead of print|eCollection[^.]*|Epub[^.]*)\.)*\s*(?=ABSTRACT\b|PMID:)"),
+    # a heading (Wiley, Oxford Academic, PubMed's "ABSTRACT"), not "Abstract reasoning is ..."
+    re.compile(r"^(?:Abstract|ABSTRACT)(?::\s*|\s+(?=[A-Z0-9]))"),
 )
+# PubMed ends with its ids: "PMID:34929406 | PMC:PMC8672069 | DOI:10.1016/..."
+_TRAILING_IDS = re.compile(r"\s*PMID:\s*\d+(?:\s*\|\s*[A-Za-z]+:\s*\S+)*\s*$")
+# what some feeds (OJS journals) write where an item has no abstract
+_NO_ABSTRACT = {"", ".", "n/a", "na", "none", "-", "no abstract", "no abstract available"}
 # MDPI puts the journal, volume and pages before the title: "Fluids, Vol. 9, Pages 120: Title"
 _TITLE_PREFIX = re.compile(r"^[^:,]{1,80}, Vol\. \d+, Pages? [\w\-\u2013]+: ")
 _INITIALS = re.compile(r"^(?:[A-Z][a-z]?\.?[\s-]*){1,4}$")
+# Vancouver style (PubMed, Oxford Academic): "Brandão S", "Smith JA", "Brandt A."
+_VANCOUVER = re.compile(r"^(?P<surname>\S.*?) (?P<initials>[A-Z]{1,3})\.?$")
+_ROMAN = {"II", "III", "IV", "VI"}
+# Summaries made of labelled paragraphs: ScienceDirect's "Publication date: ... Source: ...
+# Author(s): ...", Pensoft's "ZooKeys 1078: 135-188 DOI: ... Authors: ... Abstract: ..."
+_PARAGRAPH = re.compile(r"<\s*(?:p|br|div)\b[^>]*>", re.I)
+_LABEL = re.compile(r"^(Author\(s\)|Authors?|DOI|Abstract|Publication date|Source)\s*:\s*(.*)$", re.I | re.S)
 _HTML_PAGE = re.compile(rb"^\s*(?:<!doctype\s+html|<html\b)", re.I)
 
 
@@ -47,32 +68,56 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _given_first(name: str) -> str:
+    """A Vancouver-style name ("Smith JA") as "J. A. Smith"; other names as they are."""
+    match = _VANCOUVER.match(name)
+    if not match or match["initials"] in _ROMAN or match["surname"].isupper():  # "SI QIN" is all capitals
+        return name
+    return " ".join([*(f"{c}." for c in match["initials"]), match["surname"]])
+
+
 def people(names: Iterable[str]) -> tuple[str, ...]:
-    """Authors as feeds write them: one per element, "A; B", "A, B and C", or bioRxiv's
-    "Surname, I., Surname, I." pairs."""
+    """Authors as feeds write them: one per element (as "Given Surname" or "Surname, Given"),
+    "A; B", "A, B and C", Vancouver's "Surname AB, Surname C", or bioRxiv's "Surname, I.,
+    Surname, I." pairs."""
+    elements = [text for raw in names if (text := plain(raw).strip(" ,;"))]
     found: list[str] = []
-    for raw in names:
-        text = plain(raw).strip(" ,;")
-        if not text:
-            continue
+    for text in elements:
+        parts = [p.strip() for p in text.split(",")]
         if ";" in text:
             found += [first_last(part) for part in text.split(";") if part.strip()]
-            continue
-        parts = [p.strip() for p in text.split(",")]
-        if len(parts) >= 2 and len(parts) % 2 == 0 and all(_INITIALS.match(p) for p in parts[1::2]):
+        elif len(parts) >= 2 and len(parts) % 2 == 0 and all(_INITIALS.match(p) for p in parts[1::2]):
             found += [f"{given} {surname}" for surname, given in zip(parts[::2], parts[1::2], strict=True)]
+        elif len(parts) == 2 and all(parts) and " and " not in text \
+                and (len(elements) > 1 or " " not in parts[0]):  # one person per element: "Inoda, Toshio"
+            found.append(first_last(text))
         else:
             found += list(arxiv_authors(text))
-    return tuple(dict.fromkeys(n for n in found if n))
+    return tuple(dict.fromkeys(_given_first(n) for n in found if n))
 
 
-def _abstract(entry: Any) -> str:
+def _labelled(entry: Any) -> dict[str, str]:
+    """The labelled paragraphs of an item's summary, by lower-case label ("authors" for both
+    "Authors:" and "Author(s):"); empty unless the summary is made of two or more of them."""
+    found: dict[str, str] = {}
+    for block in _PARAGRAPH.split(_text(entry.get("summary"))):
+        match = _LABEL.match(plain(block))
+        if match:
+            label = "authors" if match[1].lower().startswith("author") else match[1].lower()
+            found.setdefault(label, match[2].strip())
+    return found if len(found) >= 2 else {}
+
+
+def _abstract(entry: Any, labelled: dict[str, str]) -> str:
+    if labelled:  # only the "Abstract:" paragraph is the abstract; the rest is metadata or links
+        return labelled.get("abstract", "")
     content = entry.get("content") or []
     candidates = [_text(c.get("value")) for c in content if isinstance(c, dict)] + [_text(entry.get("summary"))]
     text = max((plain(c) for c in candidates), key=len, default="")
     for pattern in _BOILERPLATE:
         text = pattern.sub("", text, count=1)
-    return text.strip()
+    text = _TRAILING_IDS.sub("", text).strip()
+    return "" if text.casefold().strip(" .") in _NO_ABSTRACT else text
 
 
 def _doi(entry: Any) -> str:
@@ -93,11 +138,12 @@ def _kind(entry: Any) -> str:
 
 def _entry(entry: Any, index: int, name: str, hints: ReadHints, excluded_types: set[str],
            excluded_titles: list[re.Pattern[str]]) -> ParsedPaper | None:
-    title = _TITLE_PREFIX.sub("", plain(_text(entry.get("title"))))
+    title = _TITLE_PREFIX.sub("", plain(_text(entry.get("title"))).replace("\ufeff", "").strip())
     if not title:
         log.warning("%s: item %d has no title; skipped", name, index)
         return None
     kinds = {_text(entry.get(k)).strip().lower() for k in ("dc_type", "prism_section", "prism_contenttype")}
+    kinds |= {_text(tag.get("term")).strip().lower() for tag in entry.get("tags") or [] if isinstance(tag, dict)}
     if kinds & excluded_types or any(p.search(title) for p in excluded_titles):
         log.debug("%s: item %d (%s, %s) is not research; dropped", name, index, title[:60], _kind(entry))
         return None
@@ -105,14 +151,17 @@ def _entry(entry: Any, index: int, name: str, hints: ReadHints, excluded_types: 
     names = [_text(a.get("name")) for a in entry.get("authors") or [] if isinstance(a, dict)]
     if not any(names):
         names = [_text(entry.get("author"))]
-    abstract = _abstract(entry)
+    labelled = _labelled(entry)
+    if not any(names):
+        names = [labelled.get("authors", "")]
+    abstract = _abstract(entry, labelled)
     if abstract.casefold() == title.casefold():  # a publisher repeating the title is no abstract
         abstract = ""
     return ParsedPaper(title=title, abstract=abstract, authors=people(names), url=link,
                        arxiv_id=arxiv_id(link) or arxiv_id(_text(entry.get("id"))),
                        published=_text(entry.get("published") or entry.get("prism_publicationdate")
                                        or entry.get("updated")),
-                       line=index, doi=_doi(entry))
+                       line=index, doi=_doi(entry) or doi(labelled.get("doi", "")))
 
 
 def parse(data: bytes, name: str, hints: ReadHints | None = None) -> ParsedBatch:

@@ -1,7 +1,8 @@
-"""JSONL: one paper per line, ``{"id"?, "title", "abstract", "authors"?, "url"?, "published"?}``,
-or lines of arXiv's metadata snapshot (``arxiv-metadata-oai-snapshot.json``: ``id`` is the arXiv
-id, ``authors`` one string, ``authors_parsed`` the names split, ``versions``, ``update_date``,
-LaTeX in the text), which are read as arXiv papers.
+"""JSONL: one paper per line, ``{"id"?, "title", "abstract", "authors"?, "url"?, "published"?,
+"category"?}``, or lines of arXiv's metadata snapshot (``arxiv-metadata-oai-snapshot.json``:
+``id`` is the arXiv id, ``authors`` one string, ``authors_parsed`` the names split,
+``versions``, ``update_date``, ``categories`` space-separated with the primary first, LaTeX in
+the text), which are read as arXiv papers.
 
 A line needs a non-empty title or abstract. A line that is not UTF-8, not JSON, or
 not an object is a bad line and refuses the whole file.
@@ -56,6 +57,15 @@ def is_snapshot_row(record: dict[str, Any]) -> bool:
     return "id" in record and len(SNAPSHOT_FIELDS & record.keys()) >= 2
 
 
+def primary_category(record: dict[str, Any], name: str, line: int) -> str:
+    """``category``, else the first of ``categories`` (a snapshot's space-separated string, or a list)."""
+    listed = record.get("categories")
+    first = listed[0] if isinstance(listed, list) and listed else listed
+    if isinstance(first, str) and "category" not in record:
+        return one_line(first.split()[0] if first.split() else "")[:32]
+    return one_line(text_field(record, "category", name, line))[:32]
+
+
 def snapshot_paper(record: dict[str, Any], name: str, line: int) -> ParsedPaper:
     """A metadata-snapshot row: its ``id`` is the arXiv id; names from the ``authors`` string
     (as arXiv writes it, affiliations dropped), else from ``authors_parsed`` (last, first, suffix)."""
@@ -75,7 +85,8 @@ def snapshot_paper(record: dict[str, Any], name: str, line: int) -> ParsedPaper:
     first = versions[0].get("created", "") if isinstance(versions, list) and versions and isinstance(versions[0], dict) else ""
     return ParsedPaper(title=title, abstract=abstract, authors=tuple(a for a in authors if a),
                        url=f"https://arxiv.org/abs/{identifier}", arxiv_id=identifier,
-                       published=one_line(str(first or record.get("update_date") or "")), line=line)
+                       published=one_line(str(first or record.get("update_date") or "")), line=line,
+                       category=primary_category(record, name, line))
 
 
 def paper_from_record(record: dict[str, Any], name: str, line: int) -> ParsedPaper:
@@ -101,6 +112,7 @@ def paper_from_record(record: dict[str, Any], name: str, line: int) -> ParsedPap
         published=one_line(str(record.get("published") or "")),
         line=line,
         doi=doi(text_field(record, "doi", name, line)) or doi(url),
+        category=primary_category(record, name, line),
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
+from recommender.store.database import chunks
 from recommender.store.schema import (
     DigestEntryRow,
     DigestMessageRow,
@@ -218,6 +219,16 @@ class FeedbackLog:
             stmt = stmt.where(FeedbackRow.user_id == user_id)
         with self.store.read() as conn:
             return [FeedbackEvent(*row) for row in conn.execute(stmt)]
+
+    def clicked(self, user_id: int, paper_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        """What this reader clicked (more, less, open) on each of these papers, from any digest."""
+        found: dict[str, set[str]] = {}
+        with self.store.read() as conn:
+            for chunk in chunks(list(dict.fromkeys(paper_ids))):
+                for paper_id, action in conn.execute(select(FeedbackRow.paper_id, FeedbackRow.action).where(
+                        FeedbackRow.user_id == user_id, FeedbackRow.paper_id.in_(chunk))):
+                    found.setdefault(paper_id, set()).add(action)
+        return {paper_id: frozenset(actions) for paper_id, actions in found.items()}
 
     def count(self) -> int:
         with self.store.read() as conn:

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Select, and_, bindparam, func, insert, or_, s
 from recommender.store.schema import DigestEntryRow, DigestMessageRow, DigestRow, MetaRow, UserRow
 from recommender.store.store import Store, chunks, utcnow
 
-QUEUED = ("pending", "sent")
+QUEUED = ("pending", "sent", "no email")  # "no email": made for a reader whose channels leave email out
 # Which readers' digests a delivery takes: a few ids, or a subquery (store.run_readers) for many.
 Readers = Sequence[int] | Select[int]
 NEXT_DIGEST_ID = "next_digest_id"  # meta key: the first digest id not yet reserved (SQLite)
@@ -84,6 +84,7 @@ class DigestToCreate:
     last_batch_id: int
     entries: Sequence[tuple[str, float, str]]  # (paper id, score, why)
     render: Callable[[int], NewDigest]  # called with the id the digest will get (again if that changed)
+    channels: Sequence[str] = ("email",)  # the reader's channels ("webhook:NAME" for a webhook)
 
 
 class DeliveryOutcome(Protocol):
@@ -164,9 +165,10 @@ class Outbox:
         rendered = [d.render(digest_id) for digest_id, d in zip(reserved, digests, strict=True)]
         with self.store.write() as conn:
             conn.execute(insert(DigestRow), [{
-                "id": digest_id, "user_id": d.user_id, "status": "pending", "message_id": r.message_id,
-                "subject": r.subject, "last_batch_id": d.last_batch_id, "attempts": 0,
+                "id": digest_id, "user_id": d.user_id, "status": "pending" if "email" in d.channels else "no email",
+                "message_id": r.message_id, "subject": r.subject, "last_batch_id": d.last_batch_id, "attempts": 0,
                 "last_error": "", "server_reply": "", "lease_owner": "", "created_at": now,
+                "channels": "," + ",".join(d.channels) + ",",
             } for digest_id, d, r in zip(reserved, digests, rendered, strict=True)])
             conn.execute(insert(DigestMessageRow), [{"digest_id": digest_id, "message": r.message}
                                                     for digest_id, r in zip(reserved, rendered, strict=True)])

@@ -66,7 +66,7 @@ class BatchInfo:
 def _paper(row: Any) -> Paper:
     return Paper(
         id=row.id, title=row.title, abstract=row.abstract, authors=tuple(row.authors or ()),
-        url=row.url or "", arxiv_id=row.arxiv_id or "", published=row.published or "",
+        url=row.url or "", arxiv_id=row.arxiv_id or "", published=row.published or "", category=row.category or "",
     )
 
 
@@ -255,7 +255,7 @@ class PaperRows(Database):
         ranking run. Only the columns a Paper holds are read, and authors are decoded here from
         their JSON text (SQLAlchemy's per-row result processing was most of the time)."""
         columns = (PaperRow.id, PaperRow.title, PaperRow.abstract, cast(PaperRow.authors, Text), PaperRow.url,
-                   PaperRow.arxiv_id, PaperRow.published)
+                   PaperRow.arxiv_id, PaperRow.published, PaperRow.category)
         with self.read() as conn:
             rows = conn.execute(
                 select(*columns).join(BatchEntryRow, BatchEntryRow.paper_id == PaperRow.id)
@@ -263,11 +263,12 @@ class PaperRows(Database):
                 .order_by(BatchEntryRow.batch_id, BatchEntryRow.position)
             ).all()
         papers: dict[str, Paper] = {}
-        for paper_id, title, abstract, authors, url, paper_arxiv, published in rows:
+        for paper_id, title, abstract, authors, url, paper_arxiv, published, category in rows:
             if paper_id not in papers:  # first position wins
                 papers[paper_id] = Paper(id=paper_id, title=title, abstract=abstract,
                                          authors=tuple(json.loads(authors) or ()) if authors else (),
-                                         url=url or "", arxiv_id=paper_arxiv or "", published=published or "")
+                                         url=url or "", arxiv_id=paper_arxiv or "", published=published or "",
+                                         category=category or "")
         return list(papers.values())
 
     def batch_entries(self, batch_ids: Sequence[int]) -> list[str]:
@@ -280,7 +281,7 @@ class PaperRows(Database):
             return list(dict.fromkeys(rows))
 
 
-_FILLABLE = ("arxiv_id", "authors", "url", "abstract", "published")
+_FILLABLE = ("arxiv_id", "authors", "url", "abstract", "published", "category")
 
 
 def _resolve(conn: Connection, entries: Sequence[ParsedPaper],
@@ -334,7 +335,7 @@ def _resolve(conn: Connection, entries: Sequence[ParsedPaper],
             new_rows.append({
                 "id": pid, "arxiv_id": entry.arxiv_id or None, "title_key": key, "title": entry.title,
                 "abstract": entry.abstract, "authors": list(entry.authors), "url": entry.url,
-                "published": entry.published[:64],
+                "published": entry.published[:64], "category": entry.category[:32],
             })
         elif pid in stored:
             _fill_in(stored[pid], entry, fills.setdefault(pid, {}), by_arxiv)
@@ -386,3 +387,5 @@ def _fill_in(row: Any, entry: ParsedPaper, values: dict[str, Any], by_arxiv: dic
         values["abstract"] = entry.abstract
     if entry.published and not row.published and "published" not in values:
         values["published"] = entry.published[:64]
+    if entry.category and not row.category and "category" not in values:
+        values["category"] = entry.category[:32]

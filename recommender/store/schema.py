@@ -61,6 +61,7 @@ class PaperRow(Base):
     url: Mapped[str] = mapped_column(Text, default="")
     published: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    category: Mapped[str] = mapped_column(String(32), default="", server_default="")
 
 
 class BatchRow(Base):
@@ -88,6 +89,8 @@ class UserRow(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Feed URLs carry this number: `users feed-url --rotate` moves it on, revoking the old URL.
+    feed_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class StarRow(Base):
@@ -145,7 +148,7 @@ class DigestRow(Base):
     __tablename__ = "digests"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)  # pending | sent | failed
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending | sent | failed | no email
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     subject: Mapped[str] = mapped_column(Text)
     last_batch_id: Mapped[int] = mapped_column(Integer)
@@ -157,6 +160,39 @@ class DigestRow(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The reader's channels when it was made, between commas (",email,feed,webhook:lab,"): the
+    # feed shows the digests that name "feed", a webhook is owed those that name it.
+    channels: Mapped[str] = mapped_column(Text, default=",email,", server_default=",email,")
+
+
+class ChannelPostRow(Base):
+    """The outbox of webhook posts: one per webhook and run, rendered (a JSON list of request
+    bodies) before any network call, leased and marked like a digest. ``parts_sent`` counts
+    the bodies already accepted, so a crash re-sends only the one in flight."""
+
+    __tablename__ = "channel_posts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    webhook: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending | sent | failed
+    papers: Mapped[int] = mapped_column(Integer, default=0)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    reply: Mapped[str] = mapped_column(Text, default="")
+    lease_owner: Mapped[str] = mapped_column(String(64), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ChannelPostDigestRow(Base):
+    """The digests a webhook post covers (one per reader of the webhook's group)."""
+
+    __tablename__ = "channel_post_digests"
+    post_id: Mapped[int] = mapped_column(ForeignKey("channel_posts.id", ondelete="CASCADE"), primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True, index=True)
 
 
 class DigestMessageRow(Base):

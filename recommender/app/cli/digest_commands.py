@@ -9,7 +9,7 @@ import click
 
 from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, summary
 from recommender.base.errors import RecommenderError
-from recommender.pipeline.store_access import Outbox
+from recommender.pipeline.store_access import ChannelPosts, Outbox
 
 
 def _now() -> datetime:
@@ -73,8 +73,9 @@ def _write(path: Path, content: str | bytes) -> None:
 def digest_send(app: AppContext, email: str | None, dry_run: bool) -> None:
     """Build each user's digest and send it now; pending deliveries from earlier runs go first.
 
-    Prints one line per user: sent N papers, nothing new, or failed with the reason.
-    Running it again with nothing new sends nothing.
+    Prints one line per user: sent N papers, nothing new, or failed with the reason; for a
+    reader with channels beyond email, where each stands in brackets. Running it again with
+    nothing new sends nothing. Exits 1 when any delivery, on any channel, was deferred or failed.
 
     Example:
 
@@ -90,9 +91,11 @@ def digest_send(app: AppContext, email: str | None, dry_run: bool) -> None:
                              deliver_while_queueing=parallel.can_fork())
     for result in results:
         click.echo(result.line())
-    failed = [r for r in results if r.status in ("failed", "deferred")]
-    summary(f"{sum(r.status == 'sent' for r in results)} sent, {len(failed)} not delivered, "
-            f"{sum(r.status == 'nothing new' for r in results)} with nothing new")
+    failed = [r for r in results if r.status in ("failed", "deferred") or r.channel_undelivered]
+    published = sum(r.status == "published" for r in results)
+    summary(f"{sum(r.status == 'sent' for r in results)} sent, "
+            + (f"{published} published without email, " if published else "")
+            + f"{len(failed)} not delivered, {sum(r.status == 'nothing new' for r in results)} with nothing new")
     if failed:
         raise SystemExit(1)
 
@@ -103,12 +106,14 @@ def outbox() -> None:
 
 
 @outbox.command("list")
-@click.option("--status", type=click.Choice(("pending", "sent", "failed", "superseded", "unsubscribed")), default=None,
+@click.option("--status", type=click.Choice(("pending", "sent", "failed", "superseded", "unsubscribed", "no email")), default=None,
               help="Only this status.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per delivery.")
 @pass_app
 def outbox_list(app: AppContext, status: str | None, as_json: bool) -> None:
-    """List stored digests with their delivery status.
+    """List stored digests with their email delivery status, then the webhook posts.
+
+    A digest of a reader without the email channel shows "no email" (its feed has it).
 
     Example:
 
@@ -116,13 +121,19 @@ def outbox_list(app: AppContext, status: str | None, as_json: bool) -> None:
       recommender outbox list --status failed
     """
     items = Outbox(app.store).items(status)
+    posts = ChannelPosts(app.store).items(status)
     if as_json:
-        emit_json(item.as_json() for item in items)
+        emit_json([*(item.as_json() | {"channel": "email"} for item in items), *(p.as_json() for p in posts)])
         return
     for item in items:
         detail = item.last_error if item.status != "sent" else item.server_reply
         click.echo(f"{item.id}\t{item.status}\t{item.email}\t{item.entries} paper(s)\t{item.created_at:%Y-%m-%d %H:%M}\t{detail}")
-    summary(f"{len(items)} deliver{'y' if len(items) == 1 else 'ies'}")
+    for post in posts:
+        detail = post.last_error if post.status != "sent" else post.reply
+        click.echo(f"post {post.id}\t{post.status}\twebhook:{post.webhook}\t{post.papers} paper(s)\t"
+                   f"{post.created_at:%Y-%m-%d %H:%M}\t{post.parts_sent}/{post.parts} part(s)\t{detail}")
+    count = len(items) + len(posts)
+    summary(f"{count} deliver{'y' if count == 1 else 'ies'}")
 
 
 @outbox.command("retry")
@@ -139,13 +150,19 @@ def outbox_retry(app: AppContext) -> None:
     """
     store = app.store
     requeued = Outbox(store).requeue_failed()
-    from recommender.pipeline import digests
+    reposted = ChannelPosts(store).requeue_failed()
+    from recommender.pipeline import channels, digests
 
     outcomes = digests.deliver_pending(app.config, store, _now)
-    sent = sum(o.status == "sent" for o in outcomes)
+    posted = channels.deliver_posts(app.config, store, _now)
+    requeued += reposted
+    sent = sum(o.status == "sent" for o in outcomes) + sum(p.status == "sent" for p in posted)
     for outcome in outcomes:
         if outcome.status != "sent":
             click.echo(f"digest {outcome.digest_id}: {outcome.status}: {outcome.detail}")
+    for post in posted:
+        if post.status != "sent":
+            click.echo(f"post {post.post_id}: {post.status}: {post.detail}")
     summary(f"requeued {len(requeued)} failed or deferred deliver{'y' if len(requeued) == 1 else 'ies'}; sent {sent}")
-    if sent < len(outcomes):
+    if sent < len(outcomes) + len(posted):
         raise SystemExit(1)

@@ -77,6 +77,8 @@ def papers_show(app: AppContext, paper_id: str, as_json: bool) -> None:
         click.echo(f"authors:  {shortened(paper.authors)}")
     if paper.arxiv_id:
         click.echo(f"arxiv:    {paper.arxiv_id}")
+    if paper.category:
+        click.echo(f"category: {paper.category}")
     if paper.url:
         click.echo(f"url:      {paper.url}")
     click.echo("")

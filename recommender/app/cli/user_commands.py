@@ -1,4 +1,4 @@
-"""serve, feedback list, profile show, users list / resubscribe / export / forget."""
+"""serve, feedback list, profile show, users list / feed-url / resubscribe / export / forget."""
 
 from __future__ import annotations
 
@@ -143,6 +143,37 @@ def users_list(app: AppContext, as_json: bool) -> None:
         state = "subscribed" if user.subscribed else "UNSUBSCRIBED"
         click.echo(f"{user.user}\t{state}\t{user.stars} star(s)\t{user.digests_sent} digest(s) sent\t"
                    f"{user.frequency} at {user.send_at:%H:%M} {user.timezone}")
+
+
+@users_group.command("feed-url")
+@click.argument("email")
+@click.option("--rotate", is_flag=True, help="Revoke the current URL and print a new one.")
+@pass_app
+def users_feed_url(app: AppContext, email: str, rotate: bool) -> None:
+    """Print a reader's private Atom feed URL (served by `recommender serve`).
+
+    Anyone with the URL can read the feed: --rotate revokes it (it answers 404 from then on)
+    and prints the new one.
+
+    Example:
+
+    \b
+      recommender users feed-url ada@example.org
+      recommender users feed-url --rotate ada@example.org
+    """
+    from datetime import UTC, datetime
+
+    from recommender.pipeline import channels, digests
+
+    user = app.config.user(email)
+    signer = digests.signer_for(app.config, lambda: datetime.now(UTC))
+    url = channels.feed_url(app.config, app.store, signer, user, rotate)
+    click.echo(url)
+    if "feed" not in user.channels:
+        summary(f'{user.email}: channels has no "feed" (channels = {list(user.channels)!r}): the URL answers 404 '
+                'until it does')
+    elif rotate:
+        summary(f"{user.email}: the previous feed URL is revoked")
 
 
 @users_group.command("resubscribe")
