@@ -23,7 +23,8 @@ from recommender.store.outbox import DigestToCreate, NewDigest, Outbox
 from recommender.store.run_readers import RunReaders
 from recommender.store.schedule import NewSchedule, ReaderSchedule
 
-from conftest import write_config
+from conftest import smtp_section, write_config
+from smtp_server import SmtpServer
 
 ZONES = ("UTC", "Africa/Abidjan", "America/New_York")  # two rules due at once, one later
 
@@ -170,3 +171,23 @@ def test_a_database_of_the_previous_schema_keeps_its_schedules(database_url: str
     assert daemon.next_runs() == {"ada@example.org": datetime(2025, 6, 2, 6, 30, tzinfo=UTC)}
     assert daemon.tick() == 1
     daemon.stop()
+
+
+def test_a_delivery_run_checks_unsubscribes_and_dead_leases_once_not_per_claim(tmp_path: Path, smtp_server: SmtpServer):
+    from recommender.pipeline import digests
+
+    path = write_config(tmp_path, users="", extra=smtp_section(smtp_server.port))
+    config = load_config(path)
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    ids = _pending(store, 30)
+    Outbox(store).set_unsubscribed(ids[0], True)
+    with statements(store) as seen:
+        outcomes = digests.deliver_pending(config, store, lambda: datetime.now(UTC), batch_size=4)
+    assert len(outcomes) == 29 and len(smtp_server.box.messages) == 29  # not the reader who unsubscribed
+    claims = [sql for sql, _ in seen if "lease_until" in sql and "ORDER BY" in sql]
+    assert len(claims) >= 8
+    assert len([sql for sql, _ in seen if "UPDATE digests" in sql and "unsubscribed_at" in sql]) == 1
+    assert len([sql for sql, _ in seen if "DISTINCT" in sql and "lease_owner" in sql]) == 1
+    assert [i.status for i in Outbox(store).items(user_ids=[ids[0]])] == ["unsubscribed"]
+    store.close()

@@ -239,8 +239,10 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Reader
             else:
                 await asyncio.to_thread(more.wait, poll_seconds)  # type: ignore[union-attr]  # (final when None)  # the connections stay open meanwhile
 
+    dead = outbox.housekeep(clock())  # unsubscribes and dead senders' leases: once for the run's claims
+
     def claim(handled: set[int]) -> list[Outgoing]:
-        claimed = outbox.claim(owner, lease, batch_size, user_ids, now=clock())
+        claimed = outbox.claim(owner, lease, batch_size, user_ids, now=clock(), dead=dead)
         again = [c[0] for c in claimed if c[0] in handled]
         if again:
             outbox.release(again)

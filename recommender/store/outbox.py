@@ -206,27 +206,35 @@ class Outbox:
         """The id SQLite gives the next digest (the table has no AUTOINCREMENT: largest + 1)."""
         return (conn.execute(select(func.max(DigestRow.id))).scalar() or 0) + 1
 
-    def claim(self, owner: str, lease: timedelta, limit: int = 100, user_ids: Readers | None = None,
-              now: datetime | None = None) -> list[tuple[int, str, bytes, int]]:
-        """Take up to ``limit`` due pending digests whose lease is free or expired:
-        (id, recipient, message, attempts). PostgreSQL skips rows other workers hold."""
+    def housekeep(self, now: datetime | None = None) -> list[str]:
+        """Once per delivery run, not per claim: mark the pending digests of readers who
+        unsubscribed (they get nothing more, digests waiting for a retry included: marked, not
+        deleted), and return the lease holders that are dead processes of this host (what they
+        held is free at once)."""
         now = now or utcnow()
         with self.store.write() as conn:
-            # A reader who unsubscribed gets nothing more, digests waiting for a retry included
-            # (marked, not deleted).
             conn.execute(update(DigestRow).where(
                 DigestRow.status == "pending",
                 DigestRow.user_id.in_(select(UserRow.id).where(UserRow.unsubscribed_at.is_not(None))))
                 .values(status="unsubscribed", lease_owner="", lease_until=None))
             holders = conn.execute(select(DigestRow.lease_owner).distinct().where(
                 DigestRow.status == "pending", DigestRow.lease_until >= now)).scalars()
-            dead = [h for h in holders if owner_is_dead(h)]
+            return [h for h in holders if owner_is_dead(h)]
+
+    def claim(self, owner: str, lease: timedelta, limit: int = 100, user_ids: Readers | None = None,
+              now: datetime | None = None, dead: Sequence[str] | None = None) -> list[tuple[int, str, bytes, int]]:
+        """Take up to ``limit`` due pending digests whose lease is free, expired or held by one of
+        the ``dead`` (``housekeep``'s answer; asked here when not given): (id, recipient,
+        message, attempts). PostgreSQL skips rows other workers hold."""
+        now = now or utcnow()
+        dead = self.housekeep(now) if dead is None else dead
+        with self.store.write() as conn:
             stmt = (select(DigestRow.id, UserRow.email, DigestMessageRow.message, DigestRow.attempts)
                     .join(UserRow, UserRow.id == DigestRow.user_id)
                     .join(DigestMessageRow, DigestMessageRow.digest_id == DigestRow.id)
                     .where(DigestRow.status == "pending",
                            or_(DigestRow.lease_until.is_(None), DigestRow.lease_until < now,
-                               DigestRow.lease_owner.in_(dead)),
+                               DigestRow.lease_owner.in_(list(dead))),
                            or_(DigestRow.next_attempt_at.is_(None), DigestRow.next_attempt_at <= now))
                     .order_by(DigestRow.id).limit(limit))
             if user_ids is not None:
