@@ -35,6 +35,7 @@ from recommender.pipeline.digests import UserResult
 from recommender.pipeline.fetching import Fetcher
 from recommender.pipeline.store_access import (
     DaemonLock,
+    Outbox,
     ReaderSchedule,
     Store,
     new_owner,
@@ -93,7 +94,13 @@ class Daemon:
             # Workers build the digests: the papers they rank are fetched first, once for them all.
             self._in_fresh_process(fetch_stale, self.config)
         with self.changing:
-            return self.schedules.settle(self.store, now, enqueue=True)
+            enqueued = self.schedules.settle(self.store, now, enqueue=True)
+        if enqueued:  # once a run: what was sent keep_days ago goes
+            pruned = Outbox(self.store).prune(now - timedelta(days=self.config.delivery.keep_days))
+            if pruned:
+                log.info("pruned the messages of %d digest(s) sent over %d days ago", pruned,
+                         self.config.delivery.keep_days)
+        return enqueued
 
     def _in_fresh_process(self, function: Callable[..., T], *args: object) -> T | None:
         """``function(*args, log_level)`` in a new process, started again if it dies (None if it

@@ -178,11 +178,12 @@ class _Parser(ChannelTables):
         )
 
     def delivery(self, table: dict[str, Any]) -> DeliveryConfig:
-        self.check_keys("delivery", table, {"mode"})
+        self.check_keys("delivery", table, {"mode", "keep_days"})
         mode = self.get("delivery", table, "mode", str, DeliveryMode.DIRECT)
         if mode not in tuple(DeliveryMode):
             raise self.fail("delivery.mode", " or ".join(DeliveryMode), mode)
-        return DeliveryConfig(mode=DeliveryMode(mode))
+        keep_days = self.positive("delivery", table, "keep_days", int, DeliveryConfig.keep_days)
+        return DeliveryConfig(mode=DeliveryMode(mode), keep_days=keep_days)
 
     def database(self, table: dict[str, Any], override: str | None) -> DatabaseConfig:
         self.check_keys("database", table, {"url"})

@@ -12,7 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from recommender.store.schema import DigestEntryRow, DigestMessageRow, DigestRow, MetaRow, UserRow
 from recommender.store.store import Store, chunks, utcnow
@@ -335,6 +347,24 @@ class Outbox:
                 rows = [r for chunk in chunks(sorted(set(digest_ids))) for r in conn.execute(stmt.where(d.id.in_(chunk)))]
         return [OutboxItem(r.id, r.user_id, r.email, r.status, r.subject, r.message_id, r.attempts, r.last_error,
                            r.server_reply, r.created_at, r.sent_at, r.n or 0) for r in rows]
+
+    def prune(self, before: datetime) -> int:
+        """Delete the messages of digests made before ``before`` that will not be sent again
+        (sent, superseded, unsubscribed) and their entries' reasons; the papers they held stay
+        (no paper goes out twice). Reads only what is not pruned yet: messages below the first
+        digest made since ``before`` (an index on the creation time). Returns how many."""
+        gone = ("sent", "superseded", "unsubscribed")
+        with self.store.write() as conn:
+            newest = conn.execute(select(DigestRow.id).where(DigestRow.created_at >= before)
+                                  .order_by(DigestRow.created_at, DigestRow.id).limit(1)).scalar()
+            limit = newest if newest is not None else self._next_rowid(conn)
+            done = select(DigestRow.id).where(DigestRow.id < limit, DigestRow.status.in_(gone))
+            pruned = list(conn.execute(select(DigestMessageRow.digest_id).where(
+                DigestMessageRow.digest_id < limit, DigestMessageRow.digest_id.in_(done))).scalars())
+            for chunk in chunks(pruned, 5000):
+                conn.execute(delete(DigestMessageRow).where(DigestMessageRow.digest_id.in_(chunk)))
+                conn.execute(update(DigestEntryRow).where(DigestEntryRow.digest_id.in_(chunk)).values(why=""))
+        return len(pruned)
 
     def message(self, digest_id: int) -> bytes:
         with self.store.read() as conn:

@@ -241,6 +241,7 @@ class LinkHitRow(Base):
 Index("ix_feedback_user_paper", FeedbackRow.user_id, FeedbackRow.paper_id)
 # The pending digests in id order, apart from every digest ever sent: a claim (and the
 # unsubscribe and dead-lease checks before it) reads only what is owed, however long the history.
+Index("ix_digests_created_at", DigestRow.created_at)  # pruning finds the first digest kept
 Index("ix_digests_pending", DigestRow.id, postgresql_where=DigestRow.status == "pending",
       sqlite_where=DigestRow.status == "pending")
 

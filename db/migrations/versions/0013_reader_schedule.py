@@ -1,7 +1,7 @@
 """Readers' schedules in the database: the rule and the next run of each reader (indexed), the
 readers whose run is owed (claimed in shards under a lease), and the readers of a `digest send`
 run (so its claims do not list reader ids); the pending digests behind a partial index, so a
-claim's cost does not grow with the digests sent before.
+claim's cost does not grow with the digests sent before; digests by creation time (pruning).
 
 Revision ID: 0013
 Revises: 0011
@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id"),
     )
     op.create_index("ix_due_readers_lease_owner", "due_readers", ["lease_owner"])
+    op.create_index("ix_digests_created_at", "digests", ["created_at"])
     pending = sa.text("status = 'pending'")
     op.create_index("ix_digests_pending", "digests", ["id"], postgresql_where=pending, sqlite_where=pending)
     op.create_table(
@@ -44,6 +45,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("run_readers")
     op.drop_index("ix_digests_pending", table_name="digests")
+    op.drop_index("ix_digests_created_at", table_name="digests")
     op.drop_index("ix_due_readers_lease_owner", table_name="due_readers")
     op.drop_table("due_readers")
     op.drop_index("ix_schedule_state_next_run_at", table_name="schedule_state")
