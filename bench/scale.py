@@ -14,7 +14,8 @@ readers with four 2-core workers. Baseline in the same run: today's single-proce
 housekeeping of before (a read of the whole users table and two round trips per reader)
 timed on the same database.
 
-    python bench/scale.py [N ...]        (default 10000 50000; PostgreSQL at $RECOMMENDER_BENCH_PG_URL)
+    python bench/scale.py [N ...]        (default 10000 50000; PostgreSQL at $RECOMMENDER_BENCH_PG_URL;
+                                          $SCALE_WORKERS: the worker counts, "1 2")
     python bench/scale.py wide-claim N   (only `digest send`'s claim at N readers, beside the path before)
 """
 
@@ -39,6 +40,8 @@ from digest_run import Sink, free_port  # noqa: E402
 SERVER = os.environ.get("RECOMMENDER_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/wt_scale_bench")
 TICKS = os.sysconf("SC_CLK_TCK")
 WORKER_CORES, WORKERS_1M, READERS_1M = 2, 4, 1_000_000
+WORKER_COUNTS = [int(n) for n in os.environ.get("SCALE_WORKERS", "1 2").split()]  # worker processes per phase
+TODAY_UP_TO = 20_000  # today's single-process path is timed at the smallest size, if at most this
 
 # Runs a command and reports its own CPU seconds and peak RSS (a fresh parent per process).
 _MEASURE = ("import resource, subprocess, sys\n"
@@ -246,8 +249,8 @@ def measure(readers: int, port: int, sink: Sink, today: bool) -> dict[str, float
         print(f"  {readers:7d} readers: enqueue {figures['tick']:.2f} s (first sync of the schedules "
               f"{figures['sync']:.1f} s); before: per-reader housekeeping {figures['before_housekeeping']:.0f} s",
               flush=True)
-        for workers in (1, 2):
-            if workers > 1:
+        for workers in WORKER_COUNTS:
+            if workers != WORKER_COUNTS[0]:
                 reset_day(url, ids)
             size_before = database_bytes(url)
             build = [[sys.executable, str(Path(__file__).resolve()), "build-worker", str(config_path), "1000"]]
@@ -266,7 +269,7 @@ def measure(readers: int, port: int, sink: Sink, today: bool) -> dict[str, float
             figures[f"send_cpu_{workers}"] = scpu / readers
             figures[f"send_pg_{workers}"] = pg_send.seconds / readers
             figures[f"send_peak_{workers}"] = speak
-            if workers == 1:
+            if workers == WORKER_COUNTS[0]:
                 figures["bytes_per_reader_day"] = (database_bytes(url) - size_before) / readers
             print(f"    {workers} worker(s): rank+render {figures[f'build_rate_{workers}']:6.0f} digests/s per worker, "
                   f"CPU {figures[f'build_cpu_{workers}'] * 1000:5.1f} ms + PostgreSQL "
@@ -355,7 +358,7 @@ def main() -> int:
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        figures = [measure(n, port, sink, today=(i == 0)) for i, n in enumerate(sizes)]
+        figures = [measure(n, port, sink, today=(i == 0 and n <= TODAY_UP_TO)) for i, n in enumerate(sizes)]
     finally:
         controller.stop()
     project(figures)
