@@ -190,7 +190,7 @@ def enqueue(config_path: Path) -> tuple[float, float, float, int]:
     from recommender.app.daemon import Daemon
     from recommender.pipeline.store_access import DaemonState
 
-    day = datetime.now(UTC).date()
+    day = datetime.now(UTC).date() + timedelta(days=1)  # `init` scheduled everyone for 07:00 from now on
     daemon = Daemon(config_path, clock=lambda: datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=6))
     started = time.perf_counter()
     daemon.schedule_jobs()
