@@ -111,7 +111,7 @@ def test_a_dead_claimers_shard_is_claimed_again_and_a_live_ones_is_not(store: St
     ids = store.sync_users(f"r{i}@example.org" for i in range(6))
     schedule = ReaderSchedule(store)
     now = datetime(2025, 6, 2, 7, 0, tzinfo=UTC)
-    schedule.save([NewSchedule(uid, "daily at 07:00 UTC", now, now - timedelta(days=1)) for uid in ids.values()],
+    schedule.save([NewSchedule(uid, "daily at 07:00:00 UTC", now, now - timedelta(days=1)) for uid in ids.values()],
                   lambda _uid: False)
     schedule.run_now(sorted(ids.values()), now, {})
     dead = f"{socket.gethostname()}:{_dead_pid()}:00000000"
@@ -228,3 +228,16 @@ def test_keep_days_is_read_and_checked(tmp_path: Path):
         assert "delivery.keep_days" in str(exc)
     else:
         raise AssertionError("keep_days = 0 was accepted")
+
+
+def test_a_send_time_moved_by_seconds_reschedules(tmp_path: Path):
+    user = '[[users]]\nemail = "ada@example.org"\ntimezone = "UTC"\nsend_at = "{}"\n'
+    path = write_config(tmp_path, users=user.format("07:00:10"))
+    Store.open(load_config(path).database.url).upgrade_schema()
+    daemon = Daemon(path, clock=Clock(datetime(2025, 6, 2, 6, 0, tzinfo=UTC)))
+    daemon.schedule_jobs()
+    assert daemon.next_runs() == {"ada@example.org": datetime(2025, 6, 2, 7, 0, 10, tzinfo=UTC)}
+    path.write_text(path.read_text().replace("07:00:10", "07:00:40"))
+    daemon.reload()
+    assert daemon.next_runs() == {"ada@example.org": datetime(2025, 6, 2, 7, 0, 40, tzinfo=UTC)}
+    daemon.stop()

@@ -9,10 +9,17 @@ import logging
 from datetime import datetime, timedelta
 
 from recommender.app import triggers
-from recommender.base.config import Config, UserConfig
+from recommender.base.config import WEEKDAYS, Config, UserConfig
 from recommender.pipeline.store_access import NewSchedule, ReaderSchedule, Settled, Store
 
 log = logging.getLogger(__name__)
+
+
+def rule_of(trigger: triggers.DigestTrigger) -> str:
+    """The stored text of a schedule: every field of the trigger, seconds included (a change of
+    any of them reschedules the readers)."""
+    day = "daily" if trigger.weekday is None else WEEKDAYS[trigger.weekday]
+    return f"{day} at {trigger.at.isoformat()} {trigger.zone.key}"
 
 
 class ConfigSchedules:
@@ -24,7 +31,7 @@ class ConfigSchedules:
             key = (user.send_at, user.timezone, user.frequency, user.weekday)
             trigger = shared.get(key) or shared.setdefault(key, triggers.trigger_for(user))
             self.user_triggers[user.email.lower()] = trigger
-        self.rules = {str(t): t for t in shared.values()}
+        self.rules = {rule_of(t): t for t in shared.values()}
         self.by_email: dict[str, UserConfig] = {u.email.lower(): u for u in config.users}
 
     def sync(self, store: Store, now: datetime) -> None:
@@ -36,7 +43,7 @@ class ConfigSchedules:
         stored = schedule.stored()
         changes: list[NewSchedule] = []
         for email, trigger in self.user_triggers.items():
-            user_id, rule = ids[email], str(trigger)
+            user_id, rule = ids[email], rule_of(trigger)
             old = stored.get(user_id)
             if old is not None and old.rule == rule and old.next_run_at is not None:
                 continue
