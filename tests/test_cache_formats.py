@@ -17,12 +17,13 @@ import pytest
 # cache: (module holding the version, its name, the version, the modules whose code builds the
 # cached data, their fingerprint). On a change, bump the version and record the new fingerprint.
 CACHES = [
-    ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "3b0b1a0e04b09e3f"),
+    ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "f5fcd64db43fa362"),
     ("collab", "model.reader_factors", "MODEL_FORMAT", 3, ("model.reader_factors", "model.word_vectors", "model.unit_rows"),
      "8c6f516dc28d3696"),
-    ("lsa", "model.own_classifier", "MODEL_FORMAT", 6, ("model.own_classifier", "model.word_vectors"), "885ebaea89fe4a1d"),
-    ("profiles", "model.profiles", "CACHE_FORMAT", 11, ("model.profiles", "model.own_classifier", "model.unit_rows",
-                                                       "pipeline.stored_models"), "25a5e30c13f83a84"),
+    ("lsa", "model.own_classifier", "MODEL_FORMAT", 7, ("model.own_classifier", "model.word_vectors", "model.reader_model"),
+     "1522e2e13a41ecb0"),
+    ("profiles", "model.profiles", "CACHE_FORMAT", 12, ("model.profiles", "model.own_classifier", "model.reader_model",
+                                                       "model.unit_rows", "pipeline.stored_models"), "8424d6ceeb23f78a"),
 ]
 
 

@@ -107,8 +107,9 @@ def test_the_daemons_run_killed_with_posts_in_flight_is_started_again_and_posts_
                 runs = re.findall(r"digest run of \d+ user\(s\) in process (\d+)", log_path.read_text())
                 assert len(runs) == 1, log_path.read_text()[-3000:]
                 os.kill(int(runs[0]), signal.SIGKILL)
-                _wait_for(lambda: sum(1 for line in log_path.read_text().splitlines()
-                                      if "digest job: user=" in line) == READERS, seconds=120)
+                # The restarted run's line per reader, as `digest send` prints it.
+                _wait_for(lambda: len(re.findall(r"^INFO recommender\.app\.daemon: [^\s:]+@[^\s:]+: ",
+                                                 log_path.read_text(), re.M)) == READERS, seconds=120)
                 daemon.send_signal(signal.SIGTERM)
                 assert daemon.wait(timeout=60) == 0
             finally:

@@ -59,6 +59,16 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path):
     ('[ranking]\nbogus = 1\n', "ranking.bogus: unknown key"),
     ('[[sources]]\nname = "x"\nkind = "rss"\npath = "a"\n', "sources[0].kind"),
     ('[[users]]\nemail = "a@b.org"\n[[users]]\nemail = "A@b.org"\n', "duplicate email"),
+    ('[smtp]\nprot = 25\n', "smtp.prot: unknown key (did you mean `port`?)"),
+    ('[[sources]]\nname = "x"\ncategories = ["cs.lg"]\n',
+     "sources[0].categories: 'cs.lg' is not an arXiv category: did you mean 'cs.LG'? (codes are case-sensitive)"),
+    ('[[sources]]\nname = "x"\ncategories = ["stat.ML", "qbio.NC"]\n',
+     "sources[0].categories: 'qbio.NC' is not an arXiv category: did you mean 'q-bio.NC'?"),
+    ('[[sources]]\nname = "x"\ncategories = []\n', "sources[0].categories: expected arXiv category codes"),
+    ('[[sources]]\nname = "x"\nkind = "jsonl"\npath = "a"\ncategories = ["cs.LG"]\n',
+     "sources[0].categories: only for kind arxiv or biorxiv or medrxiv (this source is jsonl)"),
+    ('[[sources]]\nname = "x"\ncategories = ["cs.LG"]\nurl = "https://rss.arxiv.org/rss/cs.AI"\n',
+     "sources[0]: give exactly one of path, url or categories"),
 ])
 def test_bad_values_name_the_file_and_key(tmp_path: Path, text: str, fragment: str):
     with pytest.raises(ConfigError) as info:
@@ -67,6 +77,24 @@ def test_bad_values_name_the_file_and_key(tmp_path: Path, text: str, fragment: s
     assert message.startswith(str(tmp_path / "c.toml") + ": ")
     assert fragment in message and "\n" not in message
     assert info.value.exit_code == 2
+
+
+def test_a_misspelt_key_is_never_offered_a_refused_one(tmp_path: Path):
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, '[smtp]\npasswrd = "x"\n'))
+    assert "did you mean `password_env`?" in str(info.value)  # not `password`, which is refused
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, '[feedback]\nqqq = 1\n'))
+    assert "expected one of base_url, " in str(info.value) and "secret," not in str(info.value)
+
+
+def test_arxiv_categories_make_one_feed_of_rss_arxiv_org(tmp_path: Path):
+    config = load_config(_write(tmp_path, '[[sources]]\nname = "ml"\ncategories = ["cs.LG", "stat.ML", "math-ph"]\n'))
+    [source] = config.sources
+    assert (source.kind, source.url, source.path) == ("arxiv", "https://rss.arxiv.org/rss/cs.LG+stat.ML+math-ph", "")
+    example = load_config(REPO / "config.example.toml")
+    assert [(s.name, s.kind, s.url) for s in example.sources if s.kind == "arxiv"] == [
+        ("arxiv-ml", "arxiv", "https://rss.arxiv.org/rss/cs.LG+stat.ML")]
 
 
 def test_syntax_errors_give_the_line_number(tmp_path: Path):

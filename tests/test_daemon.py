@@ -57,7 +57,7 @@ def test_daemon_sends_on_time_reloads_on_sighup_and_stops_on_sigterm(tmp_path: P
             daemon.kill()
         log.close()
     output = (tmp_path / "daemon.log").read_text()
-    assert "digest job: user=ada@example.org status=sent papers=3" in output
+    assert "INFO recommender.app.daemon: ada@example.org: sent 3 paper(s)" in output
     assert "config reloaded" in output and "received SIGTERM, stopping" in output and "daemon stopped" in output
     assert "Traceback" not in output
     assert len(smtp_server.box.to("ada@example.org")) == 1  # once, not again after the reload

@@ -12,10 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recommender.base.config import load_config
+from recommender.base.domain import Explanation, Paper, Recommendation
 from recommender.base.link_signing import LinkSigner
 from recommender.digest import render as digest
 
 import browser
+from conftest import write_config
 
 GOLDEN = Path(__file__).parent / "golden"
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -33,6 +35,23 @@ def test_golden_digest(tmp_path: Path):
             golden.write_text(content, encoding="utf-8")
         assert content == golden.read_text(encoding="utf-8"), f"{name} differs; review, then UPDATE_GOLDEN=1 make test"
     assert rendered.subject == "6 new papers for you — 20 Aug"
+
+
+def test_the_bar_and_its_label_show_the_match_not_the_raw_score(tmp_path: Path):
+    """A reader's own classifier scores every paper below zero: the bar once divided by the
+    negative top score (every bar full) and printed it ("[##########] -0.05")."""
+    config = load_config(write_config(tmp_path))
+    why = Explanation(personalized=True, nearest=(("s1", "A starred paper", 0.4),))
+    picks = [Recommendation("ada@example.org", Paper(f"p{n}", f"Paper {n}", "An abstract."), score, n + 1,
+                            lambda: why, match=match)
+             for n, (score, match) in enumerate([(-0.05, 100), (-0.08, 73), (-0.12, 20)])]
+    links = digest.Links(config.feedback.base_url, LinkSigner("golden-secret-0123456789", lambda: NOW), 1, 7)
+    rendered = digest.render(digest.context(config, config.users[0], picks, links, NOW))
+    assert [line.strip() for line in rendered.text.splitlines() if "Match:" in line] == [
+        "Match: [##########] 100%", "Match: [#######...] 73%", "Match: [##........] 20%"]
+    assert "-0.0" not in rendered.text and "-0.0" not in rendered.html
+    assert re.findall(r"bar-fill[^>]*width: (\d+)%", rendered.html) == ["100", "73", "20"]
+    assert rendered.html.count("% match</td>") == 3
 
 
 def test_a_digest_goes_out_as_7bit_lines_that_mean_the_same_html(tmp_path: Path):
@@ -187,12 +206,12 @@ def test_dates_read_as_people_write_them_and_nothing_unreadable(published: str, 
     assert digest.date_label(published) == shown
 
 
-def test_matches_run_to_100_for_the_top_pick_whatever_the_sign_of_the_scores():
+def test_matches_are_the_picks_own_clamped_to_0_100():
     from recommender.base.domain import Paper, Recommendation
 
-    def picks(*scores: float) -> list[Recommendation]:
-        return [Recommendation("a@b", Paper(str(i), "t", "a"), s, i + 1) for i, s in enumerate(scores)]
+    def picks(*matches: int) -> list[Recommendation]:
+        return [Recommendation("a@b", Paper(str(i), "t", "a"), -0.1, i + 1, match=m) for i, m in enumerate(matches)]
 
-    assert digest.matches(picks(0.5, 0.25, 0.0)) == [100, 50, 0]
-    assert digest.matches(picks(-0.05, -0.10, -0.15)) == [100, 75, 50]  # not every bar full
-    assert digest.matches(picks(-0.2, -0.2)) == [100, 100] and digest.matches([]) == []
+    assert digest.matches(picks(100, 73, 0)) == [100, 73, 0]
+    assert digest.matches(picks(120, -5)) == [100, 0] and digest.matches([]) == []
+

@@ -21,6 +21,7 @@ import pytest
 
 from recommender import pipeline
 from recommender.base.config import load_config
+from recommender.delivery.smtp import DeliveryAborted
 from recommender.pipeline import digests
 from recommender.store import Store
 from recommender.store.outbox import Outbox
@@ -138,7 +139,7 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.skipif(subprocess.run(["which", "openssl"], capture_output=True).returncode != 0, reason="no openssl")
-def test_tls_handshake_failure_defers_then_tls_delivers(tmp_path: Path, smtp_server: SmtpServer):
+def test_tls_against_a_plain_server_fails_at_once_then_tls_delivers(tmp_path: Path, smtp_server: SmtpServer):
     from aiosmtpd.controller import Controller
 
     cert, key = _self_signed(tmp_path)
@@ -146,7 +147,10 @@ def test_tls_handshake_failure_defers_then_tls_delivers(tmp_path: Path, smtp_ser
     path, config, store = _setup(tmp_path, smtp_server.port, 1, ca_file=str(cert))
     path.write_text(path.read_text().replace('security = "none"', 'security = "tls"'))
     config = load_config(path)
-    assert digests.run(config, store, config.users, _now)[0].status == "deferred"
+    # A TLS client meeting a plain server finds no server it can speak to: one error naming the
+    # settings, nothing deferred, so the fixed config is tried at once.
+    with pytest.raises(DeliveryAborted, match=r"check \[smtp\] host and port \(and security = \"tls\""):
+        digests.run(config, store, config.users, _now)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     from smtp_server import Mailbox, _Handler
@@ -158,8 +162,6 @@ def test_tls_handshake_failure_defers_then_tls_delivers(tmp_path: Path, smtp_ser
     try:
         path.write_text(path.read_text().replace(f"port = {smtp_server.port}", f"port = {port}"))
         config = load_config(path)
-        with store.write() as conn:
-            conn.exec_driver_sql("UPDATE digests SET next_attempt_at = NULL")
         assert digests.run(config, store, config.users, _now)[0].status == "sent"
         assert len(box.messages) == 1 and smtp_server.box.messages == []
     finally:

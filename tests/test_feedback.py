@@ -272,6 +272,9 @@ def test_web_view_shows_the_digest_with_working_buttons(world: World):
     assert page.status_code == 200
     entries = Outbox(world.store).entries(1)
     assert page.text.count(">More like this</a>") == len(entries)
+    # The match each entry had in the email, kept with it (not the 0 of a pick never ranked here).
+    shown = [int(m) for m in re.findall(r">(\d+)% match<", page.text)]
+    assert shown == [e[4] for e in entries] and shown[0] == 100 and shown == sorted(shown, reverse=True)
     more = re.findall(r'href="http://127\.0\.0\.1:8080(/feedback/more/[^"]+)"', page.text)[2]
     assert "Got it" in world.client.get(more).text
     assert world.events() == [("ada@example.org", "more", entries[2][1])]

@@ -13,7 +13,7 @@ import pytest
 
 from recommender import pipeline
 from recommender.base.config import load_config
-from recommender.base.domain import ParsedBatch, ParsedPaper
+from recommender.base.domain import Paper, ParsedBatch, ParsedPaper
 from recommender.model import profiles, tfidf
 from recommender.pipeline import stored_models
 from recommender.store import Store
@@ -225,19 +225,19 @@ def test_when_the_first_half_fails_the_child_writes_nothing(corpus, store: Store
     assert not out.exists()  # no second half without the first
 
 
-def test_titles_are_looked_up_once_per_ranking_run():
-    from recommender.model.ranking import _RunTitles
+def test_papers_are_looked_up_once_per_ranking_run():
+    from recommender.model.ranking import _RunPapers
 
     asked: list[list[str]] = []
 
-    def lookup(ids: list[str]) -> dict[str, str]:
+    def lookup(ids: list[str]) -> dict[str, Paper]:
         asked.append(list(ids))
-        return {i: f"title of {i}" for i in ids if i != "gone"}
+        return {i: Paper(i, f"title of {i}", "") for i in ids if i != "gone"}
 
-    titles = _RunTitles(lookup)
-    assert titles(["a", "b", "gone"]) == {"a": "title of a", "b": "title of b"}
-    assert titles(["b", "c", "gone"]) == {"b": "title of b", "c": "title of c"}
-    assert titles(["a", "gone"]) == {"a": "title of a"}
+    papers = _RunPapers(lookup)
+    assert {i: p.title for i, p in papers(["a", "b", "gone"]).items()} == {"a": "title of a", "b": "title of b"}
+    assert {i: p.title for i, p in papers(["b", "c", "gone"]).items()} == {"b": "title of b", "c": "title of c"}
+    assert list(papers(["a", "gone"])) == ["a"]
     assert asked == [["a", "b", "gone"], ["c"]]  # each id asked once, known or not
 
 
@@ -423,7 +423,7 @@ def test_community_decides_whether_other_readers_stars_are_used(tmp_path: Path, 
     try:
         models = pipeline.load_models(store, config)
         assert (models.collab is not None) == uses_others
-        assert (models.space is not None) == (not uses_others and personal != "off")
+        assert (models.space is not None) == (uses_others or personal != "off")  # reader models, own classifiers
         top = pipeline.recommend(config, store, [config.users[0]], batches)["ada@example.org"][0]
         assert (pipeline.explain(config, store, config.users[0], top.paper.id)["collaborative"] != 0) == uses_others
         assert reader_factors.uses_community(config.ranking, readers + 1) == uses_others

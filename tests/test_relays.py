@@ -337,7 +337,7 @@ def test_config_check_reports_every_error_in_one_run_and_warnings_apart(tmp_path
                         extra='[smtp]\nfrom = "Paper Digest"\nport = 70000\n[feedback]\nbase_url = "http://digest.example.net"\n')
     result = run("config", "check", config=path, code=2)
     assert result.exit_code == 2
-    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
     assert any("users[0].email" in e for e in errors)
     assert any("smtp.from" in e and "Paper Digest" in e for e in errors)
     assert any("smtp.port" in e for e in errors)

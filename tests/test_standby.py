@@ -1,5 +1,5 @@
-"""A second `recommender run` on one database: on PostgreSQL it waits as a standby and takes
-over when the first is killed; on SQLite it is refused with one line."""
+"""A second `recommender run --standby` on one PostgreSQL database waits and takes over when
+the first is killed; on SQLite a second daemon is refused with one line."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ def _wait_for(path: Path, text: str, seconds: float) -> bool:
     return text in path.read_text()
 
 
-def _daemon(path: Path, log: Path) -> subprocess.Popen[bytes]:
+def _daemon(path: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     with log.open("w") as out:
-        return subprocess.Popen(recommender_command("-v", "--config", str(path), "run"), cwd=path.parent,
+        return subprocess.Popen(recommender_command("-v", "--config", str(path), "run", *extra), cwd=path.parent,
                                 env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -39,7 +39,7 @@ def test_a_second_daemon_on_postgresql_is_a_standby_that_takes_over(tmp_path: Pa
     second = None
     try:
         assert _wait_for(first_log, "daemon started", 30), first_log.read_text()
-        second = _daemon(path, second_log)
+        second = _daemon(path, second_log, "--standby")
         assert _wait_for(second_log, "standby", 30), second_log.read_text()
         assert "daemon started" not in second_log.read_text()
         first.send_signal(signal.SIGKILL)

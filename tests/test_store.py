@@ -16,7 +16,8 @@ from sqlalchemy import text
 from recommender import pipeline
 from recommender.base.domain import ParsedBatch, ParsedPaper
 from recommender.base.errors import SchemaError
-from recommender.store import Store
+from recommender.store import Store, migrate
+from recommender.store.outbox import Outbox
 
 from conftest import SEEDS
 
@@ -428,3 +429,31 @@ def test_beside_sqlite_a_model_is_kept_in_its_file_and_in_the_row_only_when_the_
         assert conn.execute(select(ModelRow.payload).where(ModelRow.kind == "tfidf")).scalar()
     np.testing.assert_array_equal(blocked.load_model("tfidf", "k")["factors"], _model_arrays(8)["factors"])
     blocked.close()
+
+def test_stored_digest_entries_get_a_match_from_their_place_in_their_digest(database_url: str):
+    """0012 keeps each entry's match; entries stored before get their place within their own
+    digest (nothing else is known of their candidates), and nothing else changes."""
+    store = Store.open(database_url)
+    migrate.upgrade(store.engine, target="0008")
+    with store.engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, email, created_at) VALUES (1, 'a@example.org', '2026-01-01')"))
+        for digest_id in (7, 8):
+            conn.execute(text(
+                "INSERT INTO digests (id, user_id, status, message_id, subject, last_batch_id, attempts, last_error, "
+                "server_reply, lease_owner, created_at) VALUES (:d, 1, 'sent', :m, 's', 1, 1, '', '', '', '2026-01-01')"),
+                {"d": digest_id, "m": f"<m{digest_id}@x>"})
+        for n in range(5):
+            conn.execute(text("INSERT INTO papers (id, title_key, title, abstract, authors, url, published, created_at) "
+                              "VALUES (:p, :key, :title, 'x', '[]', '', '', '2026-01-01')"),
+                         {"p": f"p{n}", "key": f"paper {n}", "title": f"Paper {n}"})
+        for position, (paper, score) in enumerate([("p0", -0.05), ("p1", -0.08), ("p2", -0.08), ("p3", -0.2)]):
+            conn.execute(text("INSERT INTO digest_entries (digest_id, position, paper_id, score, why) "
+                              "VALUES (7, :n, :p, :s, 'because')"), {"n": position, "p": paper, "s": score})
+        conn.execute(text("INSERT INTO digest_entries (digest_id, position, paper_id, score, why) "
+                          "VALUES (8, 0, 'p4', 0.3, 'alone')"))
+    assert store.upgrade_schema() == ("0008", migrate.HEAD_REVISION)
+    assert [(e[1], e[2], e[3], e[4]) for e in Outbox(store).entries(7)] == [
+        ("p0", -0.05, "because", 100), ("p1", -0.08, "because", 33), ("p2", -0.08, "because", 33),
+        ("p3", -0.2, "because", 0)]
+    assert [(e[1], e[4]) for e in Outbox(store).entries(8)] == [("p4", 100)]
+    store.close()

@@ -51,8 +51,11 @@ class Daemon:
     SHARD_READERS = 10_000  # readers run in one fresh process
     LEASE = timedelta(minutes=30)  # a shard held longer than this (its daemon on another host died) is claimed again
 
-    def __init__(self, config_path: Path, database_url: str | None = None, clock: Clock | None = None):
+    def __init__(self, config_path: Path, database_url: str | None = None, clock: Clock | None = None,
+                 run_log_level: int | None = None, standby: bool = False):
         self.config_path = config_path
+        self.standby = standby  # on PostgreSQL, wait for a running daemon's lock instead of refusing
+        self.run_log_level = run_log_level  # of the runs' processes (None: this process's level)
         self.database_url = database_url
         self.clock = clock or _now
         self.config = load_config(config_path, database_url)
@@ -62,6 +65,7 @@ class Daemon:
             digests.signer_for(self.config, self.clock)  # refuse a missing secret before starting
             digests.check_credentials(self.config.smtp)  # and a login that can only fail or leak
         self.schedule = ReaderSchedule(self.store)
+        self.lock = DaemonLock(self.store)
         self.stopping = threading.Event()
         self.changing = threading.Lock()  # a reload's schedule changes and a tick take turns
         self.schedules = ConfigSchedules(self.config)
@@ -105,7 +109,7 @@ class Daemon:
     def _in_fresh_process(self, function: Callable[..., T], *args: object) -> T | None:
         """``function(*args, log_level)`` in a new process, started again if it dies (None if it
         kept dying or failed)."""
-        level = logging.getLogger().getEffectiveLevel()
+        level = self.run_log_level or logging.getLogger().getEffectiveLevel()
         for attempt in range(1, self.ATTEMPTS + 1):
             if attempt > 1 and self.stopping.is_set():
                 return None  # stopped by a signal that reached the run's process too (Ctrl-C): restart does the rest
@@ -168,8 +172,8 @@ class Daemon:
             return
         self.schedule.finish(owner, self.clock())
         for result in results:
-            log.info("digest job: user=%s status=%s papers=%d duration=%.1fs", result.email, result.status,
-                     result.papers, time.monotonic() - started)
+            log.info("%s", result.line())  # the line `digest send` prints
+        log.info("digest run for %d user(s) done in %.1fs", len(results), time.monotonic() - started)
 
     # -- life cycle ----------------------------------------------------------------------------
     def reload(self) -> None:
@@ -184,16 +188,32 @@ class Daemon:
         log.info("config reloaded: %d user(s)", len(self.config.users))
         self.schedule_jobs()
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Take the database's daemon lock (``DaemonRunning`` if another daemon holds it; a
+        standby waits for it, and returns False if stopped meanwhile), then schedule every user."""
+        if not self.lock.acquire(self.stopping if self.standby else None):
+            return False
+        log.info("daemon started: config %s, %d user(s), %d source(s), delivery %s", self.config_path,
+                 len(self.config.users), len(self.config.sources), self.config.delivery.mode)
         self.schedule_jobs()
+        self._log_next_runs()
         self.runner.start()
-        log.info("daemon started: %d user(s), %d source(s), delivery %s", len(self.config.users),
-                 len(self.config.sources), self.config.delivery.mode)
+        return True
+
+    def _log_next_runs(self, most: int = 20) -> None:
+        runs = self.next_runs()
+        for email, trigger in list(self.schedules.user_triggers.items())[:most]:
+            if email in runs:
+                log.info("next digest of %s: %s (%s)", self.by_email[email].email,
+                         runs[email].astimezone(trigger.zone).isoformat(), trigger)
+        if len(runs) > most:
+            log.info("and %d more reader(s) scheduled", len(runs) - most)
 
     def stop(self) -> None:
         self.stopping.set()
         if self.runner.is_alive():
             self.runner.join()  # the run in progress ends first
+        self.lock.release()
         self.store.close()
         log.info("daemon stopped")
 
@@ -214,15 +234,9 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
-        with DaemonLock(self.store) as lock:
-            if not lock.acquire(self.stopping):
-                self.store.close()
-                log.info("daemon stopped (standby)")
-                return
-            self._run_until_stopped(wake, reload_requested)
-
-    def _run_until_stopped(self, wake: threading.Event, reload_requested: threading.Event) -> None:
-        self.start()
+        if not self.start():
+            self.stop()  # a standby stopped before taking over
+            return
         try:
             while True:
                 if not wake.wait(timeout=1.0):

@@ -18,6 +18,19 @@ def log_to_stderr(level: int) -> None:
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
+def log_daemon_to_stderr() -> int:
+    """`recommender run` logs at INFO even without ``-v`` (its start, each user's next digest,
+    each run's per-user lines, its stop: what a journal should hold); APScheduler's own lines
+    about adding and running jobs only with ``-v``. Returns the level for the runs' processes:
+    their per-message lines only with ``-v`` too."""
+    level = logging.getLogger().getEffectiveLevel()
+    if level <= logging.INFO:
+        return level
+    log_to_stderr(logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    return logging.WARNING
+
+
 def set_jobs(jobs: int | None) -> None:
     """``--jobs``: the processes a command may work in (None: one per core it may use)."""
     parallel.set_jobs(jobs)

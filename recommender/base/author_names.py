@@ -4,7 +4,8 @@ arXiv writes a paper's authors as one string: ``A. Name (1 and 2), B. Name (1) (
 City, (2) ...)`` or ``Name (Dept, Univ, City), Other Name``, joined by commas and ``and``;
 affiliations and their markers are not authors. Reference managers write ``Last, First``
 joined by `` and `` (BibTeX) or ``;`` (Zotero CSV). Each name comes out as ``First Last``, its
-LaTeX as Unicode.
+LaTeX as Unicode, without the number DBLP adds to tell people of one name apart ("Jörg
+Hoffmann 0001", kept by libraries that imported from DBLP: a reader knows no such number).
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from recommender.base.text import one_line
 _AND = re.compile(r"\s+and\s+|\s*&\s*", re.IGNORECASE)
 _SUFFIXES = frozenset({"jr", "jr.", "sr", "sr.", "ii", "iii", "iv", "v"})
 ET_AL = re.compile(r"^(?:et\s*al\.?|others)$", re.IGNORECASE)
+_DBLP_NUMBER = re.compile(r"\s+\d{4}$")
+
+
+def without_dblp_number(name: str) -> str:
+    """``name`` without a trailing DBLP disambiguation number ("Jörg Hoffmann 0001" ->
+    "Jörg Hoffmann"); a name that is only digits stays as it is."""
+    stripped = _DBLP_NUMBER.sub("", name)
+    return stripped if stripped.strip() else name
 
 
 def without_parentheses(text: str) -> str:
@@ -46,19 +55,20 @@ def arxiv_authors(text: str) -> tuple[str, ...]:
             if names and name.lower() in _SUFFIXES:  # "John Smith, Jr."
                 names[-1] = f"{names[-1]} {name}"
             else:
-                names.append(name)
+                names.append(without_dblp_number(name))
     return tuple(names)
 
 
 def first_last(name: str) -> str:
-    """``Last, First`` (or ``Last, Jr, First``) as ``First Last``; other names as they are."""
+    """``Last, First`` (or ``Last, Jr, First``) as ``First Last``; other names as they are;
+    either without a DBLP number."""
     name = one_line(name)
-    parts = [p.strip() for p in name.split(",")]
+    parts = [without_dblp_number(p.strip()) for p in name.split(",")]
     if len(parts) == 2 and parts[0] and parts[1]:
         return f"{parts[1]} {parts[0]}"
     if len(parts) == 3 and parts[0] and parts[2]:  # BibTeX's "von Last, Jr, First"
         return f"{parts[2]} {parts[0]} {parts[1]}".replace("  ", " ").strip()
-    return name
+    return without_dblp_number(name)
 
 
 def listed_names(text: str, separator: str) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from recommender.base import arxiv_categories
 from recommender.base.channel_config import ChannelTables
 from recommender.base.env_names import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG_NAME  # noqa: F401
 from recommender.base.errors import ConfigError
@@ -220,7 +221,7 @@ class _Parser(ChannelTables):
         return RankingConfig(**values)
 
     def smtp(self, table: dict[str, Any]) -> SmtpConfig:
-        self.check_keys("smtp", table, set(SMTP_KEYS) | {"password"})
+        self.check_keys("smtp", table, set(SMTP_KEYS), refused=frozenset({"password"}))
         if "password" in table:
             self.note(ConfigError(f"{self.path}: smtp.password: secrets do not belong in the file; put the "
                                   "password in an environment variable named by smtp.password_env"))
@@ -277,8 +278,8 @@ class _Parser(ChannelTables):
 
     def feedback(self, table: dict[str, Any]) -> FeedbackConfig:
         self.check_keys("feedback", table, {"base_url", "secret_env", "max_age_days", "rate_limit_per_minute",
-                                            "unsubscribe_mailto", "secret", "trusted_proxies", "max_connections",
-                                            "request_timeout_seconds"})
+                                            "unsubscribe_mailto", "trusted_proxies", "max_connections",
+                                            "request_timeout_seconds"}, refused=frozenset({"secret"}))
         if "secret" in table:
             raise ConfigError(f"{self.path}: feedback.secret: secrets do not belong in the file; put it in an environment variable named by feedback.secret_env")
         d = FeedbackConfig()
@@ -368,6 +369,19 @@ class _Parser(ChannelTables):
             webhook=webhook,
         )
 
+    def arxiv_categories(self, prefix: str, table: dict[str, Any]) -> tuple[str, ...]:
+        """``categories = ["cs.LG", "stat.ML"]``: arXiv category codes, checked against arXiv's list."""
+        if "categories" not in table:
+            return ()
+        codes = self.strings(prefix, table, "categories")
+        if not codes:
+            raise self.fail(f"{prefix}.categories", 'arXiv category codes such as ["cs.LG", "stat.ML"]', [])
+        for code in codes:
+            if code not in arxiv_categories.CATEGORIES:
+                raise ConfigError(f"{self.path}: {prefix}.categories: {code!r} is not an arXiv category: "
+                                  f"{arxiv_categories.unknown_category_hint(code)}")
+        return codes
+
     def source(self, index: int, table: Any) -> SourceConfig:
         prefix = f"sources[{index}]"
         if not isinstance(table, dict):
@@ -377,17 +391,23 @@ class _Parser(ChannelTables):
         name = self.get(prefix, table, "name", str, "")
         if not name:
             raise ConfigError(f"{self.path}: {prefix}.name: required key is missing")
-        kind = self.get(prefix, table, "kind", str, "")
+        # `categories` alone is an arXiv source: its codes make the feed's address.
+        kind = self.get(prefix, table, "kind", str, "arxiv" if "categories" in table else "")
         if kind not in DIGEST_FORMATS:
             raise self.fail(f"{prefix}.kind", "one of " + ", ".join(DIGEST_FORMATS), kind)
+        codes = self.arxiv_categories(prefix, table) if kind == "arxiv" else ()
         path = self.get(prefix, table, "path", str, "")
         url = self.get(prefix, table, "url", str, "")
-        if path and url or not (path or url or kind in PAGED_FORMATS):
+        if kind == "arxiv" and codes:
+            if path or url:
+                raise ConfigError(f"{self.path}: {prefix}: give exactly one of path, url or categories")
+            url = arxiv_categories.feed_url(codes)
+        elif path and url or not (path or url or kind in PAGED_FORMATS):
             raise ConfigError(f"{self.path}: {prefix}: give exactly one of path or url")
         if url and not re.match(r"^https?://", url):
             raise self.fail(f"{prefix}.url", "an http:// or https:// address", url)
         replacements = self.get(prefix, table, "include_replacements", bool, False)
-        for key, kinds in (("categories", PAGED_FORMATS), ("days", PAGED_FORMATS),
+        for key, kinds in (("categories", PAGED_FORMATS | {"arxiv"}), ("days", PAGED_FORMATS),
                            ("exclude_titles", {"feed"}), ("exclude_types", {"feed"})):
             if key in table and kind not in kinds:
                 raise ConfigError(f"{self.path}: {prefix}.{key}: only for kind {' or '.join(sorted(kinds))} "
@@ -403,5 +423,5 @@ class _Parser(ChannelTables):
                 raise self.fail(f"{prefix}.exclude_titles", f"regular expressions ({exc})", pattern) from None
         exclude_types = self.strings(prefix, table, "exclude_types") if "exclude_types" in table else None
         return SourceConfig(name=name, kind=kind, path=path, url=url, include_replacements=replacements,
-                            categories=self.strings(prefix, table, "categories"), days=days,
+                            categories=() if kind == "arxiv" else self.strings(prefix, table, "categories"), days=days,
                             exclude_titles=exclude_titles, exclude_types=exclude_types)

@@ -3,6 +3,7 @@ collecting the mistakes so one run reports them all (the base of the config read
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,14 @@ import email_validator
 
 from recommender.base.errors import ConfigError
 from recommender.base.settings import HEADER_BOUND
+
+
+def _key_hint(key: str, allowed: set[str]) -> str:
+    """"did you mean `port`?" for a misspelt key, else the keys the table takes."""
+    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`?"
+    return f"expected one of {', '.join(sorted(allowed))}"
 
 
 def _shown(value: Any) -> str:
@@ -46,11 +55,13 @@ class TableReader:
             raise self.fail(key, "a table", value)
         return value
 
-    def check_keys(self, prefix: str, table: dict[str, Any], allowed: set[str]) -> None:
+    def check_keys(self, prefix: str, table: dict[str, Any], allowed: set[str],
+                   refused: frozenset[str] = frozenset()) -> None:
+        """Note every unknown key. ``refused`` keys (secrets) get their own error elsewhere and
+        are never offered as a correction."""
         for key in table:
-            if key not in allowed:
-                self.note(ConfigError(f"{self.path}: {prefix}.{key}: unknown key "
-                                      f"(expected one of {', '.join(sorted(allowed))})"))
+            if key not in allowed and key not in refused:
+                self.note(ConfigError(f"{self.path}: {prefix}.{key}: unknown key ({_key_hint(key, allowed)})"))
 
     def get(self, prefix: str, table: dict[str, Any], key: str, kind: type, default: Any, expected: str = "") -> Any:
         if key not in table:

@@ -122,6 +122,7 @@ class Explanation:
     matched_interests: tuple[str, ...] = ()
     collaborative: float = 0.0  # the part of the score from what similar readers saved
     stored: str = ""  # the sentence as stored with a sent digest
+    liked: frozenset[str] = frozenset()  # the nearest papers the reader clicked on but did not star
 
     def sentence(self) -> str:
         return self.stored or self._sentence
@@ -135,8 +136,9 @@ class Explanation:
         if self.followed_authors:
             parts.append("by " + ", ".join(self.followed_authors) + " (followed author)")
         if self.nearest:
-            _, title, _ = self.nearest[0]
-            parts.append(f"close to your starred paper \"{shown(title)}\"")
+            paper_id, title, _ = self.nearest[0]
+            which = "a paper you liked" if paper_id in self.liked else "your starred paper"
+            parts.append(f"close to {which} \"{shown(title)}\"")
         if self.collaborative >= 0.1:
             parts.append("saved by readers with interests like yours")
         if self.matched_interests:
@@ -157,6 +159,9 @@ class Recommendation:
     rank: int
     explainer: Callable[[], Explanation] = field(default=lambda: Explanation(personalized=False), repr=False,
                                                  compare=False)
+    # 0-100: the share of the reader's other candidates in this batch that score below this
+    # pick (see ranking.matches_among); 0 when the ranking is not personalized.
+    match: int = 0
 
     @cached_property
     def explanation(self) -> Explanation:
@@ -176,12 +181,13 @@ class Recommendation:
         terms = ", ".join([f'{{"term": {_string(t.term)}, "contribution": {_number(round(t.contribution, 4))}}}'
                            for t in why.terms])
         return (f'{{"user": {_string(self.user)}, "rank": {int(self.rank)}, {_paper_fields_json(self.paper)}, '
-                f'"score": {_number(round(self.score, 6))}, "personalized": {"true" if why.personalized else "false"}, '
+                f'"score": {_number(round(self.score, 6))}, "match": {int(self.match)}, "personalized": {"true" if why.personalized else "false"}, '
                 f'"why": {_string(why.sentence())}, "nearest": [{nearest}], "terms": [{terms}]}}')
 
     def _judgement(self) -> dict[str, object]:
         return {
             "score": round(self.score, 6),
+            "match": int(self.match),
             "personalized": self.explanation.personalized,
             "why": self.explanation.sentence(),
             "nearest": [

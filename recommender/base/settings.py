@@ -90,11 +90,11 @@ class RankingConfig:
     open_weight: float = 0.25
     star_half_life_days: float = 0.0
     why_terms: int = 3
-    collaborative_weight: float = 1.0
+    collaborative_weight: float = 1.4
     collaborative_min_users: int = 10
     community: CommunityMode = CommunityMode.AUTO
     lsa_dims: int = 1000
-    cf_factors: int = 800
+    cf_factors: int = 480
     cf_ridge: float = 1.0
     cf_word_weight: float = 1.0  # weight of a paper's word-vector sum beside its LSA text dimensions
     lsa_max_terms: int = 30000
@@ -107,6 +107,8 @@ class RankingConfig:
     personal_lsa_weight: float = 0.5
     personal_word_weight: float = 1.2
     personal_c: float = 0.03
+    reader_model_weight: float = 1.5  # each reader's own linear model beside the reader factors (0 = off)
+    reader_model_ridge: float = 30.0
 
 
 @dataclass(frozen=True)

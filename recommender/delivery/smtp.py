@@ -1,7 +1,10 @@
 """Send stored messages over SMTP (aiosmtplib); the messages themselves come from `message`.
 
-Transient failures (connection refused, timeouts, TLS trouble, 4xx replies) are retried
-with exponential backoff (tenacity) a bounded number of times; 5xx replies are permanent.
+Transient failures (timeouts, TLS trouble, 4xx replies) are retried with exponential
+backoff (tenacity) a bounded number of times; 5xx replies are permanent. A first connection
+that finds no SMTP server (refused, closed, or no greeting within ``GREETING_SECONDS``: an
+HTTP server on that port) ends the run at once with a hint about ``[smtp]``: retrying a
+wrong host or port only hides the mistake.
 Messages go out concurrently over at most ``smtp.max_connections`` connections, each
 connection reused for several messages.
 """
@@ -9,6 +12,7 @@ connection reused for several messages.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import socket
 import ssl
@@ -26,6 +30,9 @@ from recommender.digest.message import dkim_key, dkim_signed, seven_bit
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 60.0
+# A mail server greets within a second or two (postscreen's pause is 6 s); a server of another
+# kind waits for us to speak first and never does.
+GREETING_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,36 @@ def check_credentials(smtp: SmtpConfig) -> None:
     if smtp.username and smtp.security == SmtpSecurity.NONE and not smtp.allow_plaintext_auth:
         raise DeliveryError("smtp.security = \"none\" would send the SMTP password in clear text: use "
                             "starttls or tls (or set smtp.allow_plaintext_auth = true for a relay on this host)")
+
+
+def settings_fingerprint(smtp: SmtpConfig) -> str:
+    """What identifies the server we talk to: a deferral made with other settings is void."""
+    parts = (smtp.host, str(smtp.port), smtp.security, smtp.username, smtp.tls_server_name, smtp.ca_file)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def no_server_reason(smtp: SmtpConfig, exc: BaseException) -> str:
+    """Why a first connection found no SMTP server at host:port, with the settings to check."""
+    where = f"{smtp.host}:{smtp.port}"
+    if isinstance(exc, aiosmtplib.SMTPConnectTimeoutError):
+        what = f"no SMTP greeting from {where} within {min(smtp.timeout_seconds, GREETING_SECONDS):g} s"
+    elif isinstance(exc, aiosmtplib.SMTPConnectResponseError):
+        what = f"{where} greeted with {describe(exc)!r} instead of 220"
+    elif isinstance(exc, ConnectionRefusedError) or isinstance(exc.__cause__, ConnectionRefusedError):
+        what = f"connection to {where} refused"
+    else:
+        what = f"no SMTP server at {where}: {describe(exc)}"
+    return (f"{what}: check [smtp] host and port (and security = \"{smtp.security}\": port 587 is usually "
+            "starttls, 465 tls, 25 none)")
+
+
+def _finds_no_server(exc: BaseException) -> bool:
+    """A failure of ``connect`` that means nothing SMTP listens there (a 4xx greeting is a busy
+    server, worth retrying)."""
+    if isinstance(exc, aiosmtplib.SMTPConnectResponseError):
+        return not 400 <= exc.code < 500
+    return isinstance(exc, (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected,
+                            aiosmtplib.SMTPResponseException, ConnectionRefusedError))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -173,12 +210,15 @@ class SmtpSender:
 
     async def _open(self) -> aiosmtplib.SMTP:
         smtp = self.smtp
-        sock = None
-        if smtp.security == SmtpSecurity.TLS and smtp.tls_server_name:
-            sock = await asyncio.to_thread(socket.create_connection, (smtp.host, smtp.port), smtp.timeout_seconds)
-        client = self._client(sock)
+        client: aiosmtplib.SMTP | None = None
+        greeted = False
         try:
-            await client.connect()
+            sock = None
+            if smtp.security == SmtpSecurity.TLS and smtp.tls_server_name:
+                sock = await asyncio.to_thread(socket.create_connection, (smtp.host, smtp.port), smtp.timeout_seconds)
+            client = self._client(sock)
+            await client.connect(timeout=min(smtp.timeout_seconds, GREETING_SECONDS))
+            greeted = True
             if smtp.security == SmtpSecurity.STARTTLS and smtp.tls_server_name:
                 await client.starttls(server_hostname=smtp.tls_server_name)
                 if smtp.username:
@@ -189,8 +229,11 @@ class SmtpSender:
                 except aiosmtplib.SMTPHeloError:
                     await client.helo()  # an old server: no extensions at all
         except Exception as exc:
-            client.close()
+            if client is not None:
+                client.close()
             reason = _fatal_reason(smtp, exc)
+            if reason is None and not greeted and not self._connected_once and _finds_no_server(exc):
+                reason = no_server_reason(smtp, exc)
             if reason:
                 self._aborted = reason
                 raise DeliveryAborted(reason) from None
@@ -262,6 +305,6 @@ class SmtpSender:
             raise
         except Exception as exc:  # classified below; nothing escapes unreported
             status = "deferred" if is_transient(exc) else "failed"
-            log.warning("digest %d to %s %s after %d attempt(s): %s", item.digest_id, item.recipient,
+            log.debug("digest %d to %s %s after %d attempt(s): %s", item.digest_id, item.recipient,
                         status, attempts, describe(exc))
             return client, Outcome(item.digest_id, status, describe(exc), attempts)

@@ -150,18 +150,8 @@ def paper_fields(paper: Paper) -> PaperFields:
 
 
 def matches(picks: list[Recommendation]) -> list[int]:
-    """Each pick's match, 0-100: the recommendation's own ``match`` where it has one, else its
-    score as a share of the top pick's (scores below zero: their place between the lowest and
-    the top pick, the lowest at 50), so the top pick is 100."""
-    given = [getattr(rec, "match", None) for rec in picks]
-    if picks and all(isinstance(m, int) for m in given):
-        return [max(0, min(100, int(m or 0))) for m in given]
-    scores = [rec.score for rec in picks]
-    top = max(scores, default=0.0)
-    if top > 0:
-        return [max(0, min(100, round(100 * score / top))) for score in scores]
-    spread = top - min(scores, default=0.0)
-    return [100 if spread <= 0 else 50 + round(50 * (score - min(scores)) / spread) for score in scores]
+    """Each pick's match, 0-100 (``Recommendation.match``: its place among the reader's candidates)."""
+    return [max(0, min(100, rec.match)) for rec in picks]
 
 
 # What a reader's clicks on a paper are called on the web view of a digest.

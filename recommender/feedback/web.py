@@ -251,13 +251,13 @@ def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click,
     if user is None:
         raise LinkGone("this subscriber is no longer configured")
     picks = [Recommendation(user.email, papers[pid], score, position + 1,
-                            functools.partial(_stored_explanation, why))
-             for position, pid, score, why in entries if pid in papers]
+                            functools.partial(_stored_explanation, why), match=match)
+             for position, pid, score, why, match in entries if pid in papers]
     # The page's links keep the digest's issue time: a view link near its expiry must not
     # hand out links that live another max_age_days.
     issued = int(link.issued_at.timestamp()) if link.issued_at is not None else None
     links = digest.Links(config.feedback.base_url, signer, link.user_id, link.digest_id, issued)
-    clicked = FeedbackLog(store).clicked(link.user_id, [pid for _, pid, _, _ in entries])
+    clicked = FeedbackLog(store).clicked(link.user_id, [entry[1] for entry in entries])
     return digest.render(digest.context(config, user, picks, links, now, web=True, clicked=clicked)).html
 
 

@@ -28,22 +28,28 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.base.config import PersonalMode, RankingConfig
-from recommender.model import word_vectors
+from recommender.model import reader_model, word_vectors
+from recommender.model.reader_model import ReaderBasis
 from recommender.model.tfidf import TextModel, settings_key
 from recommender.model.unit_rows import unit_rows
 
 log = logging.getLogger(__name__)
-MODEL_FORMAT = 6  # part of the cache key: a change in how the space is fit never reads old ones
+MODEL_FORMAT = 7  # part of the cache key: a change in how the space is fit never reads old ones
 MIN_POSITIVES = 3  # fewer papers pulling a profile towards them: the Rocchio profile instead
+# Fewer other papers to tell them from (an install whose only papers are the reader's stars,
+# before any feed): no classifier can be fit, so the Rocchio profile too.
+MIN_NEGATIVES = 3
 PERSONAL_TERMS = 2000  # term weights kept per classifier
 
 
 @dataclass
 class LsaSpace:
     """Every paper's dense features (papers x dims, model order): its unit LSA coordinates
-    times ``personal_lsa_weight``, then its unit word-vector sum times ``personal_word_weight``."""
+    times ``personal_lsa_weight``, then its unit word-vector sum times ``personal_word_weight``;
+    and the corpus's share of every reader model over them (``reader_model``), when wanted."""
 
     coordinates: np.ndarray  # float32
+    basis: ReaderBasis | None = None
 
 
 def wanted(ranking: RankingConfig, readers_with_stars: int) -> bool:
@@ -77,15 +83,17 @@ def fit_space(model: TextModel, ranking: RankingConfig) -> LsaSpace | None:
         parts.append(ranking.personal_word_weight * words)
     log.info("dense features for personal classifiers: %d papers, %d LSA dimensions, %d word-vector dimensions",
              n_papers, dims, 0 if len(parts) == 1 else parts[1].shape[1])
-    return LsaSpace(np.hstack(parts).astype(np.float32))
+    coordinates = np.hstack(parts).astype(np.float32)
+    basis = reader_model.fit_basis(coordinates, ranking.reader_model_ridge) if ranking.reader_model_weight > 0 else None
+    return LsaSpace(coordinates, basis)
 
 
 def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, ranking: RankingConfig,
                     progress: Callable[[int], None] | None = None) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """Each user's classifier as (users x terms: its ``PERSONAL_TERMS`` strongest term weights,
     users x dims: its weights of the space's dense features), scaled together to unit length,
-    and which users got one (those with at least MIN_POSITIVES papers pulling towards them; the
-    others' rows are zero). ``progress`` is told of each reader done."""
+    and which users got one (those with at least MIN_POSITIVES papers pulling towards them and
+    MIN_NEGATIVES other papers to set them against; the others' rows are zero). ``progress`` is told of each reader done."""
     from sklearn.svm import LinearSVC
 
     features: sp.csr_matrix | None = None  # built for the first reader who gets a classifier, if any
@@ -99,7 +107,8 @@ def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, rank
             progress(1)
         start, end = pull.indptr[user], pull.indptr[user + 1]
         papers, pulls = pull.indices[start:end], pull.data[start:end]
-        if int((pulls > 0).sum()) < MIN_POSITIVES:
+        positives = int((pulls > 0).sum())
+        if positives < MIN_POSITIVES or pull.shape[1] - positives < MIN_NEGATIVES:
             continue
         if features is None:  # (a copy of the corpus: not for a ranking that only rebuilds Rocchio rows)
             features = sp.hstack([model.matrix, sp.csr_matrix(space.coordinates.astype(np.float64))], format="csr")
@@ -132,4 +141,5 @@ def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, rank
 def cache_key(model: TextModel, ranking: RankingConfig) -> str:
     """The key of the dense features fit on ``model`` with these settings."""
     return (f"{MODEL_FORMAT}:{model.version}:{settings_key(ranking)}:{ranking.personal_dims}:"
-            f"{ranking.word_dims}:{ranking.personal_word_weight}:{ranking.personal_lsa_weight}")
+            f"{ranking.word_dims}:{ranking.personal_word_weight}:{ranking.personal_lsa_weight}:"
+            f"{ranking.reader_model_weight > 0}:{ranking.reader_model_ridge}")

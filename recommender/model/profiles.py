@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from recommender.base.config import RankingConfig, UserConfig
 from recommender.base.domain import Signal
-from recommender.model import own_classifier
+from recommender.model import own_classifier, reader_model
 from recommender.model.own_classifier import LsaSpace
 from recommender.model.reader_factors import CollabModel
 from recommender.model.tfidf import TextModel
@@ -36,7 +36,7 @@ from recommender.model.unit_rows import unit_rows
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
 PROFILE_CHUNK = 2000  # users per sparse product when building profiles
-CACHE_FORMAT = 11  # part of the cache's key: a new way of building profiles never reads old ones
+CACHE_FORMAT = 12  # part of the cache's key: a new way of building profiles never reads old ones
 
 
 @dataclass
@@ -60,8 +60,9 @@ class Profiles:
 
     user_ids: list[int]
     matrix: sp.csr_matrix  # users x terms, unit rows (zero rows: no profile yet)
-    # users x k, or None: reader factors (unit rows) with a collaborative model, else the LSA
-    # weights of the readers' own classifiers (zero rows for readers without one)
+    # users x k, or None: reader factors (unit rows) with a collaborative model, followed by the
+    # weights of the readers' own models over the dense features when there are some; else the
+    # dense weights of the readers' own classifiers (zero rows for readers without one)
     dense: np.ndarray | None
     weights: list[dict[str, float]]
     interests: list[tuple[str, ...]]
@@ -234,7 +235,8 @@ def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matr
     """Unit profile rows in term space (and in reader-factor space) from a users x papers matrix
     of pulls: sparse products over chunks of users, each profile cut to its ``profile_terms``
     strongest terms (memory stays bounded for any number of users). With an LSA ``space``, a
-    reader's own classifier replaces the sum where they have enough signals."""
+    reader's own classifier replaces the sum where they have enough signals; beside reader
+    factors, the reader's own model over the space (``reader_model``) follows their factors."""
     parts = []
     for start in range(0, pull.shape[0], PROFILE_CHUNK):
         part = (pull[start:start + PROFILE_CHUNK] @ model.matrix).tocsr()
@@ -256,6 +258,11 @@ def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matr
     if collab is not None:
         # float32 pulls: against the float32 factors, a float64 product would first copy them all.
         collab_rows = unit_rows(pull.astype(collab.combined.dtype) @ collab.combined).astype(np.float32)
+        if space is not None and space.basis is not None:
+            own, _ = reader_model.weights(space.coordinates, space.basis, pull)
+            # Ranking weighs the whole dense part by collaborative_weight (> 0 with a community
+            # model): scaled so that the reader model's part weighs reader_model_weight.
+            collab_rows = np.hstack([collab_rows, (ranking.reader_model_weight / ranking.collaborative_weight) * own])
     return matrix, collab_rows
 
 

@@ -26,11 +26,13 @@ from recommender.model.profiles import Profiles
 from recommender.model.reader_factors import CollabModel
 from recommender.model.scoring import SPLIT_MIN_USERS, PoolScorer
 from recommender.model.tfidf import TextModel, taken_rows
+from recommender.model.written_terms import WrittenForms
 
 CHUNK = 512
 PARALLEL_CHUNKS = 2
 FOLLOWED_BONUS = 1e6  # sorts a followed author's paper first; never shown as a score
 COMPILED_SELECTION_FROM = 200_000  # scores from which one compiled pass beats sorting each row
+WRITTEN_TRIES = 4  # shared terms read per term shown: the others may be written in neither paper
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,11 @@ class _Matches:
 
 def top_candidates(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[str]], choices: Sequence[Choice],
                    position: dict[str, int], matches: _Matches, pool: list[Paper], start: int, end: int,
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Users ``start:end`` scored against every candidate at once: returns (picked candidate
-    indices, their scores, their collaborative parts, how many picks each row has), best first,
-    ties in source order. Cold-start rows (no profile) get the candidates in source order."""
+    indices, their scores, their collaborative parts, how many picks each row has, their
+    matches), best first, ties in source order. Cold-start rows (no profile) get the candidates
+    in source order."""
     n = scorer.size
     users = range(start, end)
     weights = np.array([choices[u].collaborative_weight for u in users], dtype=np.float32)
@@ -131,7 +134,35 @@ def top_candidates(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[s
     limits = np.array([choices[u].limit for u in users])
     counts = np.minimum(finite.sum(axis=1), limits)
     scores = np.where(cold[:, None], 0.0, np.take_along_axis(total, picked, axis=1))
-    return picked, scores, scorer.reader_part(readers, weights, picked), counts
+    match = matches_among(total, scores, blocked_rows, blocked_cols, counts)
+    match[cold] = 0
+    return picked, scores, scorer.reader_part(readers, weights, picked), counts, match
+
+
+def matches_among(total: np.ndarray, scores: np.ndarray, blocked_rows: list[int], blocked_cols: list[int],
+                  counts: np.ndarray | None = None) -> np.ndarray:
+    """Each pick's match, 0-100: the share of the reader's other candidates (the batch's papers
+    but those they starred or were already sent: ``blocked``) that score below it, ties counted
+    half. A percentile, not the raw score: a reader's own classifier scores every paper below
+    zero and a cosine rarely passes 0.5, while "ranks above 73% of today's papers for you" reads
+    the same for both; it rises with the score, and the same reader and batch give the same
+    value. ``total`` is users x candidates, ``scores`` users x picks (each row's best, best
+    first), ``counts`` how many of a row's picks count (default: all); the others get 0."""
+    n_users, n_picks = scores.shape
+    counts = np.full(n_users, n_picks, dtype=np.int64) if counts is None else counts.astype(np.int64)
+    if total.shape[1] == 0 or n_picks == 0:
+        return np.zeros(scores.shape, dtype=np.int64)
+    below = np.zeros(scores.shape, dtype=np.int64)
+    equal = np.zeros(scores.shape, dtype=np.int64)
+    others = np.zeros(n_users, dtype=np.int64)
+    # (Each blocked cell once: a reader's skips are a set.)
+    sparse_loops.run(sparse_loops.places_among, total.size, total, scores.astype(total.dtype), counts,
+                     np.array(blocked_rows, dtype=np.int64), np.array(blocked_cols, dtype=np.int64), below, equal, others)
+    share = (below + np.maximum(equal - 1, 0) / 2) / np.maximum(others, 1)[:, None]
+    share[others == 0] = 1.0  # the only candidate: nothing ranks above it
+    match = np.clip(np.rint(share * 100), 0, 100).astype(np.int64)
+    match[np.arange(n_picks)[None, :] >= counts[:, None]] = 0
+    return match
 
 
 def best_columns(keyed: np.ndarray, k: int) -> np.ndarray:
@@ -146,13 +177,14 @@ def best_columns(keyed: np.ndarray, k: int) -> np.ndarray:
 
 def picks_by_chunk(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[str]], choices: Sequence[Choice],
                    position: dict[str, int], matches: _Matches, pool: list[Paper],
-                   ) -> Iterator[tuple[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
+                   ) -> Iterator[tuple[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                              np.ndarray]]]:
     """``top_candidates`` of every chunk of users, in order, computed on both cores: one chunk
     per thread, each with single-threaded BLAS (faster than two threads each asking BLAS for
     both cores); the heavy parts (BLAS, the compiled scatter) release the GIL."""
     bounds = [(start, min(start + CHUNK, len(choices))) for start in range(0, len(choices), CHUNK)]
 
-    def pick(chunk: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def pick(chunk: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return top_candidates(profiles, scorer, skips, choices, position, matches, pool, *chunk)
 
     if len(bounds) == 1:
@@ -163,10 +195,11 @@ def picks_by_chunk(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[s
 
 
 def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, pool: list[Paper],
-              skips: Sequence[set[str]], choices: Sequence[Choice], titles: Callable[[list[str]], dict[str, str]],
+              skips: Sequence[set[str]], choices: Sequence[Choice], papers: Callable[[list[str]], dict[str, Paper]],
               space: LsaSpace | None = None) -> list[list[Recommendation]]:
     """Each user's top ``choice.limit`` candidates from ``pool`` (in source order), best first.
-    ``skips`` holds each user's starred and already-sent ids; ``titles`` looks up titles. The
+    ``skips`` holds each user's starred and already-sent ids; ``papers`` looks papers up by id
+    (the starred and liked papers explanations name). The
     profiles' dense part scores against the pool's predicted reader factors (``collab``) or,
     without those, its LSA coordinates (``space``: readers' own classifiers)."""
     if not pool or not choices:
@@ -176,18 +209,24 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
     dense_rows = None
     if collab is not None:
         dense_rows = taken_rows(collab.predicted, np.array([collab.index[p.id] for p in pool], dtype=np.int64))
+        if space is not None and profiles.dense is not None and profiles.dense.shape[1] > dense_rows.shape[1]:
+            # the readers' own models' part (reader_model), after the reader factors
+            dense_rows = np.hstack([dense_rows, taken_rows(space.coordinates, np.array([model.index[p.id] for p in pool],
+                                                                                      dtype=np.int64))])
     elif space is not None:
         dense_rows = taken_rows(space.coordinates, np.array([model.index[p.id] for p in pool], dtype=np.int64))
     scorer = PoolScorer(rows, dense_rows if profiles.dense is not None else None,
-                        split=len(choices) >= SPLIT_MIN_USERS, profiles=profiles.matrix)
+                        split=len(choices) >= SPLIT_MIN_USERS, profiles=profiles.matrix,
+                        shared_columns=collab.predicted.shape[1] if collab is not None else None)
     matches = _Matches(pool)
-    titles = _RunTitles(titles)
+    known = _RunPapers(papers)
+    forms = WrittenForms(model.stem)
     results: list[list[Recommendation]] = []
     if not model.matrix.has_sorted_indices:
         model.matrix.sort_indices()  # the explanation kernels merge rows by term index
-    for (start, end), (picked, scores, collaborative, counts) in picks_by_chunk(profiles, scorer, skips, choices,
-                                                                              position, matches, pool):
-        explain = _ChunkExplainer(model, profiles, pool, titles, choices, start, picked, counts)
+    for (start, end), (picked, scores, collaborative, counts, match) in picks_by_chunk(
+            profiles, scorer, skips, choices, position, matches, pool):
+        explain = _ChunkExplainer(model, profiles, pool, known, forms, choices, start, picked, counts)
         if collab is None:
             collaborative = np.zeros_like(collaborative)  # a classifier's LSA part: no other reader's stars
         for offset in range(end - start):
@@ -200,24 +239,25 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
                 continue
             count = counts[offset]  # the row's numbers as Python floats at once, not one numpy scalar each
             results.append([Recommendation(choice.user, pool[i], score, n + 1,
-                                           functools.partial(explain, offset, n, part))
-                            for n, (i, score, part) in enumerate(zip(picked[offset, :count].tolist(),
-                                                                     scores[offset, :count].tolist(),
-                                                                     collaborative[offset, :count].tolist(),
-                                                                     strict=True))])
+                                           functools.partial(explain, offset, n, part), match=m)
+                            for n, (i, score, part, m) in enumerate(zip(picked[offset, :count].tolist(),
+                                                                        scores[offset, :count].tolist(),
+                                                                        collaborative[offset, :count].tolist(),
+                                                                        match[offset, :count].tolist(),
+                                                                        strict=True))])
     return results
 
 
-class _RunTitles:
-    """Titles looked up once per ranking run: the same starred papers are the nearest ones for
+class _RunPapers:
+    """Papers looked up once per ranking run: the same starred papers are the nearest ones for
     many users, in every chunk."""
 
-    def __init__(self, lookup: Callable[[list[str]], dict[str, str]]):
+    def __init__(self, lookup: Callable[[list[str]], dict[str, Paper]]):
         self.lookup = lookup
-        self.known: dict[str, str] = {}
+        self.known: dict[str, Paper] = {}
         self.asked: set[str] = set()
 
-    def __call__(self, ids: list[str]) -> dict[str, str]:
+    def __call__(self, ids: list[str]) -> dict[str, Paper]:
         missing = [i for i in ids if i not in self.asked]
         if missing:
             self.known.update(self.lookup(missing))
@@ -227,16 +267,16 @@ class _RunTitles:
 
 class _ChunkExplainer:
     """Explanations for every pick of one chunk of users, computed together the first time
-    one is asked for: the starred papers nearest to each pick (similarity of every (star, pick)
-    pair of a user, one compiled pass), the terms each pick shares with its nearest star, and
-    the titles of those stars (one query)."""
+    one is asked for: the starred (or liked) papers nearest to each pick (similarity of every
+    (star, pick) pair of a user, one compiled pass), the terms each pick shares with its nearest
+    star as both papers write them (see written_terms), and those stars (one query)."""
 
     KNOWN = 200  # a user's strongest starred papers considered as "nearest"
 
     def __init__(self, model: TextModel, profiles: Profiles, pool: list[Paper],
-                 titles: Callable[[list[str]], dict[str, str]], choices: Sequence[Choice], start: int,
-                 picked: np.ndarray, counts: np.ndarray):
-        self.model, self.profiles, self.pool, self.titles = model, profiles, pool, titles
+                 papers: Callable[[list[str]], dict[str, Paper]], forms: WrittenForms, choices: Sequence[Choice],
+                 start: int, picked: np.ndarray, counts: np.ndarray):
+        self.model, self.profiles, self.pool, self.papers, self.forms = model, profiles, pool, papers, forms
         self.choices, self.start, self.picked, self.counts = choices, start, picked, counts
         self.ready = False
 
@@ -245,16 +285,19 @@ class _ChunkExplainer:
             self._prepare()
         choice = self.choices[self.start + offset]
         paper = self.pool[int(self.picked[offset, n])]
-        nearest = tuple((pid, self.star_titles.get(pid, pid), sim) for pid, sim in self.nearest.get((offset, n), []))
+        near = self.nearest.get((offset, n), [])
+        nearest = tuple((pid, self.star_titles.get(pid, pid), sim) for pid, sim in near)
+        starred = self.profiles.starred[self.start + offset]
+        liked = frozenset(pid for pid, _ in near if pid not in starred)
         terms = self.shared.get((offset, n), [])
-        if not terms:
+        if not terms and not near:
             terms = self._profile_terms(offset, n, choice.why_terms)
         pattern = keyword_pattern(choice.interests)
         matched = tuple(sorted({m.group(0).lower() for m in pattern.finditer(f"{paper.title} {paper.abstract}")})) \
             if pattern else ()
         return Explanation(personalized=True, nearest=nearest, terms=tuple(terms),
                            followed_authors=followed(paper, choice.authors), matched_interests=matched,
-                           collaborative=collaborative)
+                           collaborative=collaborative, liked=liked)
 
     def _prepare(self) -> None:
         matrix, index = self.model.matrix, self.model.index
@@ -294,29 +337,54 @@ class _ChunkExplainer:
                     pairs_first.append(star_rows[best[0][0]])
                     pairs_second.append(pick_rows[n])
                     where.append((offset, n))
-        keep = max(1, max((c.why_terms for c in self.choices[self.start:self.start + self.picked.shape[0]]), default=0))
+        # More than shown: a term neither paper writes as such (a stem, a bigram over a dropped
+        # word) or filler is passed over for the next.
+        keep = WRITTEN_TRIES * max(1, max((c.why_terms for c in self.choices[self.start:self.start + self.picked.shape[0]]),
+                                          default=0))
         term_slots = np.full((len(where), keep), -1, dtype=np.int64)
         term_values = np.zeros((len(where), keep))
         sparse_loops.run(sparse_loops.pair_top_terms, len(where) * 400, matrix.indptr, matrix.indices, matrix.data,
                     np.array(pairs_first, dtype=np.int64), np.array(pairs_second, dtype=np.int64), term_slots,
                     term_values)
+        wanted = sorted({pid for best in self.nearest.values() for pid, _ in best})
+        self.star_papers = self.papers(wanted) if wanted else {}
+        self.star_titles = {pid: p.title for pid, p in self.star_papers.items()}
         self.shared: dict[tuple[int, int], list[SharedTerm]] = {}  # (user offset, pick) -> shared terms
-        terms, slots, values = self.model.shown_terms, term_slots.tolist(), term_values.tolist()  # plain ints: fast
+        terms, slots, values = self.model.terms, term_slots.tolist(), term_values.tolist()  # plain ints: fast
+        text, shared = self.forms.text, self.forms.shared
         for m, (offset, n) in enumerate(where):
             limit = self.choices[self.start + offset].why_terms
-            self.shared[(offset, n)] = [SharedTerm(terms[t], v)
-                                        for t, v in zip(slots[m][:limit], values[m][:limit], strict=True) if t >= 0]
-        wanted = sorted({pid for best in self.nearest.values() for pid, _ in best})
-        self.star_titles = self.titles(wanted) if wanted else {}
+            pick = self.pool[int(self.picked[offset, n])]
+            star = self.star_papers.get(self.nearest[(offset, n)][0][0])
+            if star is None:
+                continue
+            pick_text = text(pick.id, pick.title, pick.abstract)
+            star_text = text(star.id, star.title, star.abstract)
+            shown: dict[str, SharedTerm] = {}
+            for t, v in zip(slots[m], values[m], strict=True):
+                written = shared(terms[t], pick_text, star_text) if t >= 0 else None
+                if written is not None and written not in shown:
+                    shown[written] = SharedTerm(written, v)
+                    if len(shown) == limit:
+                        break
+            self.shared[(offset, n)] = list(shown.values())
         self.ready = True
 
     def _profile_terms(self, offset: int, n: int, limit: int) -> list[SharedTerm]:
-        """Without a nearest star: the pick's terms weighted by the profile's weights."""
-        row = self.model.matrix[self.model.index[self.pool[int(self.picked[offset, n])].id]]
+        """Without a nearest star: the pick's terms weighted by the profile's weights, as the
+        pick writes them."""
+        pick = self.pool[int(self.picked[offset, n])]
+        row = self.model.matrix[self.model.index[pick.id]]
         profile = self.profiles.matrix[self.start + offset]
         weights = dict(zip(profile.indices.tolist(), profile.data.tolist(), strict=True))
-        return top_terms(self.model, row.indices, row.data * np.array([weights.get(c, 0.0) for c in row.indices.tolist()]),
-                         limit)
+        values = row.data * np.array([weights.get(c, 0.0) for c in row.indices.tolist()])
+        text = self.forms.text(pick.id, pick.title, pick.abstract)
+        shown: list[SharedTerm] = []
+        for term in top_terms(self.model, row.indices, values, WRITTEN_TRIES * limit):
+            written = self.forms.written(term.term, text)
+            if written is not None and all(written != s.term for s in shown):
+                shown.append(SharedTerm(written, term.contribution))
+        return shown[:limit]
 
 
 def _offsets(lengths: list[int]) -> np.ndarray:
@@ -329,6 +397,7 @@ def _joined(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def top_terms(model: TextModel, columns: np.ndarray, values: np.ndarray, n: int) -> list[SharedTerm]:
+    """The ``n`` columns of largest positive value, as the model's terms (stems, when stemmed)."""
     order = sorted((i for i in range(len(columns)) if values[i] > 0),
-                   key=lambda i: (-values[i], str(model.shown_terms[columns[i]])))[:n]
-    return [SharedTerm(str(model.shown_terms[columns[i]]), float(values[i])) for i in order]
+                   key=lambda i: (-values[i], str(model.terms[columns[i]])))[:n]
+    return [SharedTerm(str(model.terms[columns[i]]), float(values[i])) for i in order]

@@ -37,8 +37,11 @@ class PoolScorer:
     (``split=False``) the pool is not prepared at all: a plain sparse product is quicker."""
 
     def __init__(self, rows: sp.csr_matrix, reader_rows: np.ndarray | None, split: bool = True,
-                 compiled_min_work: int = COMPILED_MIN_WORK, profiles: sp.csr_matrix | None = None):
+                 compiled_min_work: int = COMPILED_MIN_WORK, profiles: sp.csr_matrix | None = None,
+                 shared_columns: int | None = None):
         n, vocabulary = rows.shape
+        # the reader rows' columns that are the community's (reader factors), for explanations
+        self.shared_columns = shared_columns
         self.compiled_min_work = compiled_min_work
         self.size = n
         self.reader_rows = reader_rows
@@ -117,7 +120,9 @@ class PoolScorer:
         return (self.rare_rows @ profiles.T.tocsr()).T.toarray()
 
     def reader_part(self, readers: np.ndarray | None, weights: np.ndarray, picked: np.ndarray) -> np.ndarray:
-        """The weighted reader cosine of each user's picked candidates (for explanations)."""
+        """The weighted reader cosine of each user's picked candidates (for explanations): the
+        reader factors' columns only, when the rest are the readers' own models."""
         if readers is None or self.reader_rows is None:
             return np.zeros(picked.shape)
-        return weights[:, None] * np.einsum("uk,upk->up", readers, self.reader_rows[picked])
+        k = self.factors if self.shared_columns is None else self.shared_columns
+        return weights[:, None] * np.einsum("uk,upk->up", readers[:, :k], self.reader_rows[picked][:, :, :k])

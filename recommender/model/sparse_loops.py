@@ -133,6 +133,44 @@ def top_columns(keyed, k, out):  # noqa: ANN001, ANN201
             out[r, slot] = c
 
 
+def places_among(total, scores, counts, blocked_rows, blocked_cols, below, equal, others):  # noqa: ANN001, ANN201
+    """For each row r and each of its first counts[r] picks k: below[r, k] and equal[r, k], how
+    many of total[r]'s values are below and equal to scores[r, k], and others[r], how many
+    values there are besides one pick, leaving out the (blocked_rows, blocked_cols) cells. The
+    picks are a row's best scores, best first: most values fall below the last, one comparison."""
+    for r in range(total.shape[0]):
+        count = counts[r]
+        others[r] = total.shape[1] - 1
+        for k in range(count):
+            below[r, k] = 0
+            equal[r, k] = 0
+        if count == 0:
+            continue
+        lowest = scores[r, count - 1]
+        under_all = 0
+        row = total[r]
+        for c in range(total.shape[1]):
+            value = row[c]
+            if value < lowest:
+                under_all += 1
+                continue
+            for k in range(count):
+                if value < scores[r, k]:
+                    below[r, k] += 1
+                elif value == scores[r, k]:
+                    equal[r, k] += 1
+        for k in range(count):
+            below[r, k] += under_all
+    for n in range(blocked_rows.shape[0]):
+        r, value = blocked_rows[n], total[blocked_rows[n], blocked_cols[n]]
+        others[r] -= 1
+        for k in range(counts[r]):
+            if value < scores[r, k]:
+                below[r, k] -= 1
+            elif value == scores[r, k]:
+                equal[r, k] -= 1
+
+
 @cache
 def compiled(kernel: Callable[..., Any]) -> Callable[..., Any] | None:
     try:

@@ -176,7 +176,7 @@ def recommend_written(config: Config, store: Store, users: Sequence[UserConfig],
 class Models:
     text: tfidf.TextModel
     collab: reader_factors.CollabModel | None
-    space: own_classifier.LsaSpace | None  # when readers get their own classifiers
+    space: own_classifier.LsaSpace | None  # when readers get their own classifiers or reader models
 
 
 def load_models(store: Store, config: Config) -> Models:
@@ -204,7 +204,7 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
     pairs = [(ids[u.email.lower()], u) for u in config.users]
     stored_models.build_and_cache_profiles(store, models.text, models.collab, pairs, config.ranking,
                                            now or datetime.now(UTC), models.space,
-                                           progress if models.space is not None else None)
+                                           progress if models.space is not None and models.collab is None else None)
     return models
 
 
@@ -232,8 +232,13 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
     skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]
 
     picks = rank_many(models.text, models.collab, built, candidates, skips,
-                      [choice_for(config, u, limit, models) for u in users], store.titles, models.space)
+                      [choice_for(config, u, limit, models) for u in users], papers_by_id(store), models.space)
     return {user.email: result for user, result in zip(users, picks, strict=True)}
+
+
+def papers_by_id(store: Store) -> Callable[[list[str]], dict[str, Paper]]:
+    """A lookup of stored papers by id (the papers explanations name)."""
+    return lambda ids: {p.id: p for p in store.papers(ids)}
 
 
 def profile(config: Config, store: Store, user: UserConfig) -> tuple[profiles.Profile, list[str]]:
@@ -257,12 +262,13 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     plain = Choice(user=choice.user, limit=1, why_terms=choice.why_terms, collaborative_weight=choice.collaborative_weight,
                    interest_boost=choice.interest_boost, interests=choice.interests, authors=choice.authors)
     pick = rank_many(models.text, models.collab, built, [paper], [set()], [plain],
-                     store.titles, models.space)[0][0]
+                     papers_by_id(store), models.space)[0][0]
     why = pick.explanation
     content = float((built.matrix[0] @ models.text.rows([paper.id]).T).toarray().ravel()[0])
-    topics = 0.0  # the dense part of the reader's own classifier (LSA topics and word vectors)
-    if models.collab is None and models.space is not None and built.dense is not None:
-        topics = float(built.dense[0] @ models.space.coordinates[models.text.index[paper.id]])
+    topics = 0.0  # the dense part of the reader's own classifier or model (LSA topics and word vectors)
+    if models.space is not None and built.dense is not None:
+        own = built.dense[0, built.dense.shape[1] - models.space.coordinates.shape[1]:]
+        topics = choice.collaborative_weight * float(own @ models.space.coordinates[models.text.index[paper.id]])
     notes = []
     if paper.id in store.starred_ids(user_id):
         notes.append("you starred this paper, so it is never recommended to you")
@@ -275,12 +281,32 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     if not why.personalized:
         notes.append("no profile yet: star papers to personalize")
     return {
-        "user": user.email, "paper_id": paper.id, "title": paper.display.title, "score": round(pick.score, 6),
-        "content": round(content, 6), "collaborative": round(why.collaborative, 6),
-        "topics": round(topics, 6),
-        "interests": round(pick.score - content - topics - why.collaborative, 6) if why.personalized else 0.0,
-        "nearest": [{"paper_id": p, "title": shown(t), "similarity": round(s, 4)} for p, t, s in why.nearest],
+        "user": user.email, "paper_id": paper.id, "title": paper.display.title, "score": _part(pick.score),
+        "match": _match_in_latest(store, models, built, plain, paper.id, user_id) if why.personalized else None,
+        "content": _part(content), "collaborative": _part(why.collaborative), "topics": _part(topics),
+        "interests": _part(pick.score - content - topics - why.collaborative) if why.personalized else 0.0,
+        "nearest": [{"paper_id": p, "title": shown(t), "similarity": round(s, 4),
+                     "kind": "liked" if p in why.liked else "starred"} for p, t, s in why.nearest],
         "terms": [{"term": t.term, "contribution": round(t.contribution, 4)} for t in why.terms],
         "followed_authors": list(why.followed_authors), "matched_interests": list(why.matched_interests),
         "why": why.sentence(), "notes": notes,
     }
+
+
+def _match_in_latest(store: Store, models: Models, built: profiles.Profiles, choice: Choice, paper_id: str,
+                     user_id: int) -> int | None:
+    """The paper's match as `recommend` shows it, among the latest batch's candidates; None when
+    it is no candidate there (another batch's paper, starred, or already sent)."""
+    candidates = store.batch_papers(store.latest_run_batch_ids())
+    if paper_id not in {c.id for c in candidates}:
+        return None
+    skips = set(store.starred_ids(user_id)) | store.sent_map([user_id]).get(user_id, set())
+    ranked = rank_many(models.text, models.collab, built, candidates, [skips],
+                       [replace(choice, limit=len(candidates))], papers_by_id(store), models.space)[0]
+    return next((r.match for r in ranked if r.paper.id == paper_id), None)
+
+
+def _part(value: float) -> float:
+    """A part of a score as `explain` shows it: 6 decimals, and a part that rounds to zero from
+    below is 0, not -0 (``+ 0.0`` turns -0.0 into 0.0)."""
+    return round(value, 6) + 0.0

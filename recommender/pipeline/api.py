@@ -264,13 +264,17 @@ class Recommender:
                               terms)
 
     # -- digests --------------------------------------------------------------------------
-    def preview(self, email: str | None = None) -> Preview:
-        """A reader's next digest, rendered, without storing or sending anything.
+    def preview(self, email: str | None = None) -> Preview | None:
+        """A reader's next digest, rendered, without storing or sending anything; None when
+        there is nothing new to send.
 
         Example: ``Path("digest.html").write_text(rec.preview("ada@example.org").html)``"""
         from recommender.pipeline import digests
 
-        rendered, count, message = digests.preview(self.config, self.store, self.user(email), self.clock)
+        previewed = digests.preview(self.config, self.store, self.user(email), self.clock)
+        if previewed is None:
+            return None
+        rendered, count, message = previewed
         return Preview(rendered.subject, rendered.html, rendered.text, message, count)
 
     def send(self, emails: Sequence[str] | None = None, dry_run: bool = False) -> list[UserResult]:

@@ -83,7 +83,7 @@ def queue_posts(config: Config, store: Store, signer: LinkSigner, clock: Clock) 
         for digest_id, user_id, _, _ in digests:
             entries = outbox.entries(digest_id)
             papers = {p.id: p for p in store.papers([e[1] for e in entries])}
-            for position, paper_id, score, why in entries:
+            for position, paper_id, score, why, _match in entries:
                 if paper_id not in papers:
                     continue
                 pick = picks.setdefault(paper_id, _Pick(papers[paper_id], score, why, set(), position, digest_id))

@@ -35,6 +35,7 @@ from recommender.delivery.smtp import (
     Outgoing,
     SmtpSender,
     check_credentials,
+    settings_fingerprint,
 )
 from recommender.digest import render as digest
 from recommender.digest.message import build_message, dkim_key, dkim_signed, make_message_id
@@ -76,9 +77,12 @@ def render_for(config: Config, user: UserConfig, picks: list[Recommendation], li
     return digest.render(digest.context(config, user, picks, links, now, web=web))
 
 
-def preview(config: Config, store: Store, user: UserConfig, clock: Clock) -> tuple[digest.RenderedDigest, int, bytes]:
+def preview(config: Config, store: Store, user: UserConfig, clock: Clock,
+            ) -> tuple[digest.RenderedDigest, int, bytes] | None:
     """The user's next digest, rendered and as the message that would be sent (DKIM-signed when
-    configured), without storing or sending anything."""
+    configured), without storing or sending anything; None when there is nothing new to send
+    (no digest would go out, as `digest send` says: rendering none would show an empty,
+    unpersonalized digest that is never sent)."""
     now = clock()
     user_id = store.user_id(user.email)
     batch_ids = owed_batches(store, Outbox(store), [user_id])[user_id]
@@ -87,6 +91,8 @@ def preview(config: Config, store: Store, user: UserConfig, clock: Clock) -> tup
         candidates = store.batch_papers(batch_ids)
         picks = pipeline.rank_users(config, store, pipeline.load_models(store, config), [user], candidates, None,
                                     now)[user.email]
+    if not picks:
+        return None
     secret = config.feedback.secret or secrets.token_urlsafe(32)  # preview links need not verify
     links = digest.Links(config.feedback.base_url, LinkSigner(secret, clock), user_id, 0)
     rendered = render_for(config, user, picks, links, now)
@@ -176,7 +182,7 @@ def _queue_chunk(config: Config, store: Store, models: pipeline.Models, signer: 
         if not dry_run:
             ready.append(DigestToCreate(
                 ids[user.email.lower()], max(batch_ids),
-                [(r.paper.id, r.score, r.explanation.sentence()) for r in user_picks],
+                [(r.paper.id, r.score, r.explanation.sentence(), r.match) for r in user_picks],
                 _renderer(config, signer, user, ids[user.email.lower()], user_picks, now),
                 channels.digest_channels(user)))
     outbox = Outbox(store)
@@ -212,10 +218,15 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Reader
     owner = owner or new_owner()
     sender = SmtpSender(config.smtp)
     outcomes: list[Outcome] = []
+    smtp_settings = settings_fingerprint(config.smtp)
+    made_due = outbox.retry_if_settings_changed(smtp_settings)
+    if made_due:
+        log.info("the SMTP settings changed: %d deferred digest(s) are tried now", made_due)
 
     def write(batch: Sequence[Outcome]) -> list[None]:
-        # Deferred ones wait smtp.retry_delay_seconds (a later run, or `outbox retry` at once).
-        outbox.record_outcomes(batch, clock() + timedelta(seconds=config.smtp.retry_delay_seconds))
+        # Deferred ones wait smtp.retry_delay_seconds (a later run, or `outbox retry` at once),
+        # unless the SMTP settings change before.
+        outbox.record_outcomes(batch, clock() + timedelta(seconds=config.smtp.retry_delay_seconds), smtp_settings)
         return [None] * len(batch)
 
     # Each connection waits until its outcome is stored before sending its next message (so a

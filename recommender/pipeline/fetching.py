@@ -179,8 +179,9 @@ class Fetcher:
         return [s for s in self.config.sources
                 if (at := self.state.source(s.name).fetched_at) is None or now - at >= window]
 
-    def fetch(self, sources: Sequence[SourceConfig]) -> list[FetchOutcome]:
-        """One fetch round (one ingest run): each source independently; a failure touches no other."""
+    def fetch(self, sources: Sequence[SourceConfig], log_outcomes: bool = True) -> list[FetchOutcome]:
+        """One fetch round (one ingest run): each source independently; a failure touches no other.
+        Each outcome is logged (a failure as a warning) unless the caller prints them itself."""
         run_id = pipeline.new_run_id()
         outcomes = []
         for source in sources:
@@ -189,7 +190,8 @@ class Fetcher:
             except (RecommenderError, OSError) as exc:
                 outcome = FetchOutcome(source.name, "failed", detail=str(exc))
             self._count(source.name, outcome)
-            (log.warning if outcome.status == "failed" else log.info)("source %s", outcome.line())
+            if log_outcomes:
+                (log.warning if outcome.status == "failed" else log.info)("source %s", outcome.line())
             outcomes.append(outcome)
         return outcomes
 

@@ -3,10 +3,13 @@ the config sets (request time, open connections, trusted proxies)."""
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from typing import Any
 
 from recommender.base.config import CONFIG_ENV, Config
+from recommender.base.errors import RecommenderError
 from recommender.store import Store
 
 
@@ -18,6 +21,7 @@ def serve(config: Config, store: Store, host: str, port: int, workers: int) -> N
     from recommender.feedback.limits import REQUEST_TIMEOUT_ENV, BoundedHttpProtocol
     from recommender.feedback.web import create_app
 
+    check_port_free(host, port)
     feedback = config.feedback
     os.environ[REQUEST_TIMEOUT_ENV] = str(feedback.request_timeout_seconds)  # for worker processes too
     BoundedHttpProtocol.request_seconds = feedback.request_timeout_seconds
@@ -38,3 +42,22 @@ def serve(config: Config, store: Store, host: str, port: int, workers: int) -> N
                     **limits)
         return
     uvicorn.run(create_app(config, store), host=host, port=port, **limits)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, in one line, an address uvicorn could not bind (it would log five lines and exit
+    3). Bound the way uvicorn binds (SO_REUSEADDR), then given back at once."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise RecommenderError(f"cannot listen on {host}: {exc.strerror}: check --host") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise RecommenderError(f"port {port} on {host} is already in use (another `recommender serve`?): "
+                                       f"stop that process or choose another port with --port") from None
+            raise RecommenderError(f"cannot listen on {host}:{port}: {exc.strerror}: check --host and --port") from None

@@ -88,6 +88,10 @@ def work(config: Config, store: Store, concurrency: int, once: bool, stop: threa
         outcomes = deliver_pending(config, store, clock, owner=owner, batch_size=concurrency * 2, lease=lease,
                                    stop=stop)
         sent += sum(o.status == "sent" for o in outcomes)
+        for outcome in outcomes:
+            if outcome.status != "sent":
+                log.warning("digest %d %s after %d attempt(s): %s", outcome.digest_id, outcome.status,
+                            outcome.attempts, outcome.detail)
         posted = channels.deliver_posts(config, store, clock)
         if built is None and not outcomes and not posted:
             if once:

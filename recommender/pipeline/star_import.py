@@ -40,6 +40,8 @@ class LibraryImport:
     unknown: list[str] = field(default_factory=list)  # arXiv ids the API does not know
     lookup_failed: str = ""  # why the arXiv lookup failed, if it did
     lookup_skipped: int = 0  # entries without abstract not looked up (--offline)
+    titles_only: int = 0  # imported papers that still have no abstract (known by their titles alone)
+    titles_only_arxiv: int = 0  # of them, those with an arXiv id (the API could fill them in)
 
     def line(self) -> str:
         parts = [f"{self.entries} imported", f"{self.matched} matched stored papers", f"{self.added} added",
@@ -47,6 +49,19 @@ class LibraryImport:
         if self.completed:
             parts.append(f"{self.completed} completed from arXiv")
         return ", ".join(parts)
+
+    def titles_only_note(self) -> str:
+        """What a profile built from titles alone means, and how to fill the abstracts in; ""
+        when every imported paper has an abstract."""
+        if not self.titles_only:
+            return ""
+        note = (f"{self.titles_only} of {self.entries} imported papers have no abstract: your profile knows them by "
+                "their titles alone. Add the abstracts in your reference manager and import again (Zotero: the "
+                "item's Abstract field; Zotero's CSV and Better BibTeX exports carry it)")
+        if self.titles_only_arxiv:
+            how = "run the import without --offline" if self.lookup_skipped else "run the import again later"
+            note += f"; {self.titles_only_arxiv} of them have an arXiv id: {how} to fetch theirs from arXiv"
+        return note
 
 
 def arxiv_lookup(config: Config) -> ArxivLookup:
@@ -178,9 +193,11 @@ def import_library(store: Store, email: str, paths: Sequence[Path], fmt: str = "
         completed = sum(1 for e in wanted if e in result.found)
     ids, added = store.add_papers(entries)
     new_stars = store.star(store.user_id(email), ids, origin="library")
+    bare = [p for p in store.papers(list(dict.fromkeys(ids))) if not p.abstract]
     return LibraryImport(entries=len(entries), matched=len(entries) - added, added=added, skipped=skipped,
                          new_stars=new_stars, completed=completed, unknown=unknown, lookup_failed=failed,
-                         lookup_skipped=len(wanted) if lookup is None else 0)
+                         lookup_skipped=len(wanted) if lookup is None else 0, titles_only=len(bare),
+                         titles_only_arxiv=sum(1 for p in bare if p.arxiv_id and p.arxiv_id not in unknown))
 
 
 def _completed(entry: ParsedPaper, found: ParsedPaper | None) -> ParsedPaper:

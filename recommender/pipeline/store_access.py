@@ -9,12 +9,12 @@ from __future__ import annotations
 from recommender.store import Store
 from recommender.store.channel_posts import ChannelPosts
 from recommender.store.checkpoints import BackgroundCheckpoints
-from recommender.store.daemon_lock import DaemonLock
+from recommender.store.daemon_lock import DaemonLock, DaemonRunning
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox, new_owner
 from recommender.store.schedule import NewSchedule, ReaderSchedule, Settled
 from recommender.store.state import DaemonState
 from recommender.store.title_match import paper_by_title
 
-__all__ = ["BackgroundCheckpoints", "ChannelPosts", "DaemonLock", "DaemonState", "FeedbackLog", "NewSchedule", "Outbox",
+__all__ = ["BackgroundCheckpoints", "ChannelPosts", "DaemonLock", "DaemonRunning", "DaemonState", "FeedbackLog", "NewSchedule", "Outbox",
            "ReaderSchedule", "Settled", "Store", "new_owner", "paper_by_title"]

@@ -58,12 +58,17 @@ def community_model(store: Store, model: TextModel, ranking: RankingConfig) -> C
 
 
 def lsa_space(store: Store, model: TextModel, ranking: RankingConfig, community: bool) -> LsaSpace | None:
-    """The LSA space of the current corpus when readers get their own classifier, else None."""
-    if ranking.personal == PersonalMode.OFF or community:
-        return None  # decided without counting readers (a query over every star)
-    readers = store.readers_with_stars()
-    if not readers or not own_classifier.used(ranking, community, readers):  # no reader to fit one for
-        return None
+    """The dense features of the current corpus when readers get models of their own: their
+    own classifiers without the community, reader models beside the reader factors; else None."""
+    if community:
+        if ranking.reader_model_weight <= 0:
+            return None
+    else:
+        if ranking.personal == PersonalMode.OFF:
+            return None  # decided without counting readers (a query over every star)
+        readers = store.readers_with_stars()
+        if not readers or not own_classifier.used(ranking, community, readers):  # no reader to fit one for
+            return None
     key = own_classifier.cache_key(model, ranking)
     cached = store.load_model("lsa", key)
     if isinstance(cached, LsaSpace):

@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET  # nosec B405  # DOCTYPE (so any entity defin
 from datetime import date
 from html.parser import HTMLParser
 
-from recommender.base.author_names import arxiv_authors
+from recommender.base.author_names import arxiv_authors, without_dblp_number
 from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
 from recommender.base.errors import InputError
 from recommender.base.latex import readable
@@ -98,7 +98,8 @@ def _numbered(entries: list[ParsedPaper | None], name: str) -> list[ParsedPaper]
 
 def _paper(identifier: str, title: str, abstract: str, authors: tuple[str, ...], published: str,
            category: str) -> ParsedPaper:
-    return ParsedPaper(title=one_line(readable(title)), abstract=one_line(readable(abstract)), authors=authors,
+    return ParsedPaper(title=one_line(readable(title)), abstract=one_line(readable(abstract)),
+                       authors=tuple(without_dblp_number(a) for a in authors),
                        url=f"https://arxiv.org/abs/{identifier}" if identifier else "", arxiv_id=identifier,
                        published=one_line(published), category=_category(category))
 

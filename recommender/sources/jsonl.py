@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from recommender.base.author_names import arxiv_authors
+from recommender.base.author_names import arxiv_authors, without_dblp_number
 from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
 from recommender.base.errors import InputError
 from recommender.base.latex import readable
@@ -26,7 +26,7 @@ def authors_of(value: Any, name: str, line: int) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         parts = value.replace(" and ", ",").split(",")
-        return tuple(one_line(p) for p in parts if p.strip())
+        return tuple(without_dblp_number(one_line(p)) for p in parts if p.strip())
     if isinstance(value, list):
         names = []
         for item in value:
@@ -35,7 +35,7 @@ def authors_of(value: Any, name: str, line: int) -> tuple[str, ...]:
             if not isinstance(item, str):
                 raise InputError(name, "field 'authors': expected a list of names", line)
             if item.strip():
-                names.append(one_line(item))
+                names.append(without_dblp_number(one_line(item)))
         return tuple(names)
     raise InputError(name, "field 'authors': expected a list of names or a string", line)
 

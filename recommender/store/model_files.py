@@ -38,7 +38,8 @@ ALIGN = 64  # each array starts on a 64-byte boundary (numpy and BLAS like align
 STAMP_BYTES = 256  # the file's first bytes: the stamp, padded (keeps the payload aligned)
 # The only classes a payload may name: each is imported by this fixed name, never by one read.
 MODEL_CLASSES = frozenset({"recommender.model.tfidf.TextModel", "recommender.model.reader_factors.CollabModel",
-                           "recommender.model.profiles.CachedProfiles", "recommender.model.own_classifier.LsaSpace"})
+                           "recommender.model.profiles.CachedProfiles", "recommender.model.own_classifier.LsaSpace",
+                           "recommender.model.reader_model.ReaderBasis"})
 
 
 _PLAIN = (str, int, float, bool)

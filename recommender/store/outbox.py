@@ -33,6 +33,12 @@ QUEUED = ("pending", "sent", "no email")  # "no email": made for a reader whose 
 # Which readers' digests a delivery takes: a few ids, or a subquery (store.run_readers) for many.
 Readers = Sequence[int] | Select[int]
 NEXT_DIGEST_ID = "next_digest_id"  # meta key: the first digest id not yet reserved (SQLite)
+DEFERRED_FOR_SMTP = "deferred_for_smtp"  # meta key: the SMTP settings the deferred digests failed with
+
+
+def _set_meta(conn: Connection, key: str, value: str) -> None:
+    if not conn.execute(update(MetaRow).where(MetaRow.key == key).values(value=value)).rowcount:
+        conn.execute(insert(MetaRow).values(key=key, value=value))
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class NewDigest:
 class DigestToCreate:
     user_id: int
     last_batch_id: int
-    entries: Sequence[tuple[str, float, str]]  # (paper id, score, why)
+    entries: Sequence[tuple[str, float, str, int]]  # (paper id, score, why, match)
     render: Callable[[int], NewDigest]  # called with the id the digest will get (again if that changed)
     channels: Sequence[str] = ("email",)  # the reader's channels ("webhook:NAME" for a webhook)
 
@@ -188,9 +194,10 @@ class Outbox:
             # queued): those are superseded, so no paper goes out twice under two Message-IDs.
             conn.execute(update(DigestRow).where(DigestRow.user_id.in_({d.user_id for d in digests}),
                                                  DigestRow.status == "failed").values(status="superseded"))
-            entries = [{"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why}
+            entries = [{"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why,
+                        "match": match}
                        for digest_id, d in zip(reserved, digests, strict=True)
-                       for i, (pid, score, why) in enumerate(d.entries)]
+                       for i, (pid, score, why, match) in enumerate(d.entries)]
             if entries:
                 conn.execute(insert(DigestEntryRow), entries)
         return reserved
@@ -265,9 +272,10 @@ class Outbox:
             conn.execute(update(DigestRow).where(DigestRow.id.in_(list(digest_ids)))
                          .values(lease_owner="", lease_until=None))
 
-    def record_outcomes(self, outcomes: Sequence[DeliveryOutcome], retry_at: datetime) -> None:
+    def record_outcomes(self, outcomes: Sequence[DeliveryOutcome], retry_at: datetime, smtp_settings: str = "") -> None:
         """What happened to each of these deliveries, in one transaction: sent, failed, or
-        deferred until ``retry_at`` (a transient failure that outlasted a run's retries)."""
+        deferred until ``retry_at`` (a transient failure that outlasted a run's retries), a
+        deferral that holds for these ``smtp_settings`` only (see ``retry_if_settings_changed``)."""
         if not outcomes:
             return
         now = utcnow()
@@ -279,6 +287,8 @@ class Outbox:
                              .values(status="sent", server_reply=bindparam("reply"), sent_at=now, lease_owner="",
                                      lease_until=None, attempts=DigestRow.attempts + bindparam("tries"),
                                      last_error=""), sent)
+            if smtp_settings and any(o.status not in ("sent", "failed") for o in outcomes):
+                _set_meta(conn, DEFERRED_FOR_SMTP, smtp_settings)
             for o in outcomes:
                 if o.status == "failed":
                     conn.execute(update(DigestRow).where(DigestRow.id == o.digest_id).values(
@@ -288,6 +298,20 @@ class Outbox:
                     conn.execute(update(DigestRow).where(DigestRow.id == o.digest_id).values(
                         last_error=o.detail[:1000], lease_owner="", lease_until=None, next_attempt_at=retry_at,
                         attempts=DigestRow.attempts + o.attempts))
+
+    def retry_if_settings_changed(self, smtp_settings: str) -> int:
+        """Deferred digests are due at once when the SMTP settings changed since they were
+        deferred (the fix of a wrong host or port is tried now, not after the old backoff).
+        Returns how many were made due."""
+        with self.store.write() as conn:
+            deferred_for = conn.execute(select(MetaRow.value).where(MetaRow.key == DEFERRED_FOR_SMTP)).scalar()
+            if deferred_for is None or deferred_for == smtp_settings:
+                return 0
+            made_due = conn.execute(update(DigestRow).where(DigestRow.status == "pending",
+                                                            DigestRow.next_attempt_at.is_not(None))
+                                    .values(next_attempt_at=None)).rowcount
+            conn.execute(update(MetaRow).where(MetaRow.key == DEFERRED_FOR_SMTP).values(value=smtp_settings))
+        return made_due
 
     def requeue_failed(self, user_ids: Sequence[int] | None = None) -> list[int]:
         """Make failed and deferred digests due now (those of unsubscribed readers stay as they are)."""
@@ -371,13 +395,13 @@ class Outbox:
             return conn.execute(select(DigestMessageRow.message)
                                 .where(DigestMessageRow.digest_id == digest_id)).scalar_one()
 
-    def entries(self, digest_id: int) -> list[tuple[int, str, float, str]]:
-        """(position, paper id, score, why) of a digest's entries."""
+    def entries(self, digest_id: int) -> list[tuple[int, str, float, str, int]]:
+        """(position, paper id, score, why, match) of a digest's entries."""
         with self.store.read() as conn:
             rows = conn.execute(select(DigestEntryRow.position, DigestEntryRow.paper_id, DigestEntryRow.score,
-                                       DigestEntryRow.why)
+                                       DigestEntryRow.why, DigestEntryRow.match)
                                 .where(DigestEntryRow.digest_id == digest_id).order_by(DigestEntryRow.position))
-            return [(r.position, r.paper_id, r.score, r.why) for r in rows]
+            return [(r.position, r.paper_id, r.score, r.why, r.match) for r in rows]
 
     def unsubscribed(self) -> set[int]:
         with self.store.read() as conn:

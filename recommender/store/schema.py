@@ -211,6 +211,7 @@ class DigestEntryRow(Base):
     paper_id: Mapped[str] = mapped_column(ForeignKey("papers.id"), index=True)
     score: Mapped[float] = mapped_column(Float)
     why: Mapped[str] = mapped_column(Text, default="")
+    match: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # Recommendation.match
     __table_args__ = (UniqueConstraint("digest_id", "paper_id"),)
 
 

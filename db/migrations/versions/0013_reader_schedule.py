@@ -4,14 +4,14 @@ run (so its claims do not list reader ids); the pending digests behind a partial
 claim's cost does not grow with the digests sent before; digests by creation time (pruning).
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -67,7 +67,7 @@ def config_check(app: AppContext) -> None:
         config = app.config
     except ConfigErrors as exc:
         for error in exc.errors:
-            click.echo(f"error: {error}")
+            click.echo(f"Error: {error}", err=True)
         summary(f"{len(exc.errors)} error(s)")
         raise SystemExit(2) from None
     click.echo(f"{config.path}: OK: {len(config.users)} user(s), {len(config.sources)} source(s), "
@@ -173,14 +173,19 @@ def recommend(app: AppContext, email: str | None, all_users: bool, batch_spec: s
             if len(users) > 1:
                 lines.append(f"== {user.email}")
             for r in user_picks:
-                lines.append(f"{r.rank:2d}. [{r.score:.3f}] {r.paper.display.title}  ({r.paper.id})")
+                match = f"[{r.match:3d}% match] " if r.explanation.personalized else ""
+                lines.append(f"{r.rank:2d}. {match}{r.paper.display.title}  ({r.paper.id})")
                 lines.append(f"    why: {r.explanation.sentence()}")
             if not user_picks:
                 lines.append("nothing new to recommend")
         return "".join(line + "\n" for line in lines)
 
-    count = pipeline.recommend_written(app.config, app.store, users, pipeline.candidate_batches(app.store, batch_spec),
-                                       limit, render, emit)
+    batch_ids = pipeline.candidate_batches(app.store, batch_spec)
+    if not batch_ids:  # imported libraries are what a reader knows, not candidates
+        click.echo("no new papers to rank yet: get some with `recommender fetch` (the [[sources]] of the config) "
+                   "or `recommender ingest FILE`", err=as_json)  # (--json: stdout stays JSON lines)
+        return
+    count = pipeline.recommend_written(app.config, app.store, users, batch_ids, limit, render, emit)
     summary(f"ranked {count} recommendation(s) for {len(users)} user(s)")
 
 
@@ -204,13 +209,17 @@ def explain(app: AppContext, paper_id: str, email: str | None, as_json: bool) ->
         emit_json([breakdown])
         return
     click.echo(f"{breakdown['title']}  ({breakdown['paper_id']})")
-    click.echo(f"score {breakdown['score']:.4f} = content {breakdown['content']:.4f} "
-               + (f"+ topics {breakdown['topics']:.4f} " if breakdown["topics"] else "")
-               + f"+ collaborative {breakdown['collaborative']:.4f} + interests {breakdown['interests']:.4f}")
+    # The parts that are not zero (a zero part is no part of this score).
+    parts = [f"{name} {breakdown[name]:.4f}" for name in ("content", "topics", "collaborative", "interests")
+             if breakdown[name] or name == "content"]
+    click.echo(f"score {breakdown['score']:.4f} = " + " + ".join(parts))
+    if breakdown["match"] is not None:
+        click.echo(f"match {breakdown['match']}%: above {breakdown['match']}% of your other papers in the latest batch")
     for note in breakdown["notes"]:
         click.echo(f"note: {note}")
     for near in breakdown["nearest"]:
-        click.echo(f"near your starred paper ({near['similarity']:.3f}): {near['title']}  ({near['paper_id']})")
+        which = "a paper you liked" if near["kind"] == "liked" else "your starred paper"
+        click.echo(f"near {which} ({near['similarity']:.3f}): {near['title']}  ({near['paper_id']})")
     for term in breakdown["terms"]:
         click.echo(f"  shared term {term['term']!r}: {term['contribution']:.4f}")
     click.echo(f"why: {breakdown['why']}")

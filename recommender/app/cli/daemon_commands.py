@@ -10,22 +10,30 @@ from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, run_co
 
 
 @cli.command()
+@click.option("--standby", is_flag=True,
+              help="On PostgreSQL, wait while another daemon runs on the database and take over when it stops.")
 @pass_app
-def run(app: AppContext) -> None:
+def run(app: AppContext, standby: bool) -> None:
     """Run the daemon: fetch sources and mail each subscriber at their send_at.
 
-    SIGHUP reloads the config; SIGTERM or Ctrl-C stops it cleanly. With
-    [delivery] mode = "queue" it only enqueues digests for `recommender worker`.
+    Logs its start, users' next digest times, each run's line per user (as
+    `digest send` prints them) and its stop on stderr. One daemon per database:
+    a second one is refused, or with --standby (PostgreSQL) waits and takes over
+    when the first stops or dies. SIGHUP reloads the config; SIGTERM or Ctrl-C
+    stops it cleanly. With [delivery] mode = "queue" it only says who is due:
+    `recommender worker` processes build and send their digests.
 
     Example:
 
     \b
       recommender --config /etc/recommender/config.toml run
     """
+    from recommender.app import runtime
     from recommender.app.daemon import Daemon
 
+    run_log_level = runtime.log_daemon_to_stderr()
     app.store  # noqa: B018 - refuses an uninitialised or newer database before starting
-    Daemon(app.config.path, app.database_url).run_forever()
+    Daemon(app.config.path, app.database_url, run_log_level=run_log_level, standby=standby).run_forever()
 
 
 @cli.command()
@@ -66,7 +74,7 @@ def fetch(app: AppContext, names: tuple[str, ...]) -> None:
     from recommender.pipeline.fetching import Fetcher
 
     fetcher = Fetcher(app.config, app.store)
-    outcomes = fetcher.fetch(fetcher.sources(names))
+    outcomes = fetcher.fetch(fetcher.sources(names), log_outcomes=False)  # printed below, once
     if any(o.new_papers for o in outcomes):
         from recommender import pipeline
 

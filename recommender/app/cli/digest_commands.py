@@ -44,7 +44,12 @@ def digest_preview(app: AppContext, email: str | None, out: str | None, text_out
     # Imported on use: rendering and SMTP imports would cost every other command's start-up.
     from recommender.pipeline import digests
 
-    rendered, count, message = digests.preview(app.config, app.store, user, _now)
+    previewed = digests.preview(app.config, app.store, user, _now)
+    if previewed is None:
+        click.echo(f"{user.email}: nothing new: no digest would be sent now, nothing written "
+                   "(new papers come with `recommender fetch` or `recommender ingest FILE`)")
+        return
+    rendered, count, message = previewed
     target = Path(out or "digest-preview.html").expanduser()
     _write(target, rendered.html)
     if text_out:

@@ -173,6 +173,8 @@ def import_library(app: AppContext, files: tuple[str, ...], email: str | None, f
                    err=True)
     if result.new_stars or result.added:
         refreshed(app)
+    if result.titles_only_note():
+        click.echo(f"note: {result.titles_only_note()}", err=True)
     summary(f"{user.email}: {result.line()}")
 
 

@@ -1,0 +1,142 @@
+"""The terms of an explanation as the papers write them.
+
+The TF-IDF model's terms are stems (``[ranking] stem``) and its bigrams join words with the
+stop words between them removed, so a term shown as the model keeps it can be a phrase that
+occurs in neither paper ("optimization transport" where both say "optimal transport").
+An explanation names a shared term only where the same word or phrase, case aside, is written
+in both papers: each text's runs of words (words separated by nothing but spaces) are read
+once with their stems, a term's stems are looked up as consecutive words of a run, and the
+term is shown as the form both texts write (the one they use most). Filler that the model keeps (roman
+numerals, "type", "consider", ...) is never shown.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from recommender.base.text import for_ranking
+from recommender.model.term_counts import Stem
+from recommender.model.tfidf import ACADEMIC_STOP_WORDS, ENGLISH_STOP_WORDS, TOKEN_PATTERN
+
+# Words the model counts but which say nothing about a paper's subject on their own: the
+# vocabulary of abstracts' argument ("we consider", "we establish"), vague measure ("large",
+# "high"), roman numerals; with scikit-learn's English stop words and the model's own list.
+FILLER = ENGLISH_STOP_WORDS | ACADEMIC_STOP_WORDS | frozenset("""
+abstract additionally aim aims allow allows analyse analyze analysed analyzed apply applied
+article assume assumed believe case cases certain chapter commonly compare compared comparison
+concept conclude conclusion consider considered considering consists contribution contributions
+corresponding current currently deal define defined depend depends derive derived describe
+described determine determined develop developed different directly discuss discussed effective
+effectively efficient efficiently establish established evaluate evaluated example examples exist
+exists explore explored fact finally focus following furthermore generally given goal good great
+high higher highly important improve improved improves include including increase increasing
+introduced investigate investigated issue issues known large larger lead leads like likely low
+lower main mainly make makes making moreover need needs non obtain obtained particular
+particularly possible practical previous previously prove proved provide provided provides
+recent recently related report reported require required requires respectively second section
+showed simple small specific specifically suggest suggests technique techniques type types
+typically various way ways widely yield yields
+ii iii iv vi vii viii ix xi xii xiii xiv xv
+""".split())
+
+# A token (group 1), or one character of anything else that is not a space (a run break).
+_PIECES = re.compile(rf"({TOKEN_PATTERN.removeprefix('(?u)')})|\S")
+
+
+@lru_cache(maxsize=65_536)  # (the same phrases recur in every text)
+def is_filler(phrase: str) -> bool:
+    """Whether a shown term says nothing about a subject: every word of it is filler ("type
+    ii"; "large language" still says something)."""
+    return all(word in FILLER for word in phrase.split(" "))
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenText:
+    """One text's words as written (lower-cased) and their stems, "" between runs (a phrase
+    never spans one), and where each stem occurs."""
+
+    words: list[str]
+    stems: list[str]
+    at: dict[str, list[int]]
+    # Terms already looked up: a pick is explained to many readers, mostly by the same terms.
+    looked_up: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def forms(self, term: str) -> dict[str, int]:
+        """The model's ``term`` (its stems, space-joined) as this text writes it, filler left
+        out: {phrase: times}."""
+        found = self.looked_up.get(term)
+        if found is None:
+            found = self.looked_up[term] = self._forms(term)
+        return found
+
+    def _forms(self, term: str) -> dict[str, int]:
+        parts = term.split(" ")
+        found: dict[str, int] = {}
+        for start in self.at.get(parts[0], ()):
+            end = start + len(parts)
+            if self.stems[start:end] == parts:  # (equal stems: no run break inside)
+                phrase = " ".join(self.words[start:end])
+                found[phrase] = found.get(phrase, 0) + 1
+        return {p: n for p, n in found.items() if not is_filler(p)}
+
+
+class WrittenForms:
+    """Each text read once (the same candidates and starred papers recur in many readers'
+    explanations), each distinct word stemmed once per ranking run; words and stems interned,
+    so a text costs its lists (about 5 kB a paper)."""
+
+    def __init__(self, stem: Stem | None):
+        self.stem = stem
+        self.read: dict[str, WrittenText] = {}
+        self.known: dict[str, str] = {"": ""}  # word -> the word interned
+        self.stems: dict[str, str] = {"": ""}  # word -> its stem, interned
+
+    def text(self, key: str, title: str, abstract: str) -> WrittenText:
+        found = self.read.get(key)
+        if found is None:
+            pieces = _words(title)
+            pieces.append("")
+            pieces += _words(abstract)
+            new = [w for w in set(pieces) if w not in self.known]
+            if new:
+                self.known.update((w, sys.intern(w)) for w in new)
+                self.stems.update(zip(new, map(sys.intern, self.stem(new) if self.stem is not None else new),
+                                      strict=True))
+            stems = [self.stems[w] for w in pieces]
+            at: dict[str, list[int]] = {}
+            for position, stem in enumerate(stems):
+                if stem:
+                    at.setdefault(stem, []).append(position)
+            found = WrittenText([self.known[w] for w in pieces], stems, at)
+            self.read[key] = found
+        return found
+
+    @staticmethod
+    def shared(term: str, first: WrittenText, second: WrittenText) -> str | None:
+        """The model's ``term`` as written in both texts, the form both use most (ties:
+        alphabetical); None when no form is common to both or it is filler."""
+        here = first.forms(term)
+        if not here:
+            return None
+        there = second.forms(term)
+        if len(here) == 1 and len(there) == 1:  # (nearly always: one form in each)
+            phrase = next(iter(here))
+            return phrase if phrase in there else None
+        common = [(here[p] + there[p], p) for p in here.keys() & there.keys()]
+        return min(common, key=lambda c: (-c[0], c[1]))[1] if common else None
+
+    @staticmethod
+    def written(term: str, text: WrittenText) -> str | None:
+        """The model's ``term`` as written in one text (its most used form), None when absent or filler."""
+        usable = [(count, p) for p, count in text.forms(term).items()]
+        return min(usable, key=lambda c: (-c[0], c[1]))[1] if usable else None
+
+
+def _words(text: str) -> list[str]:
+    """The text's tokens (the model's token pattern), lower-cased, with "" wherever anything
+    but spaces separates two of them (punctuation, a number, a one-letter word): a phrase is
+    never read across it."""
+    return _PIECES.findall(for_ranking(text).lower())
