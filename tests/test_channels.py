@@ -433,7 +433,7 @@ def test_an_upgrade_keeps_todays_outbox_and_delivery_history(database_url: str):
     outbox = Outbox(store)
     assert [(i.id, i.status, i.server_reply) for i in outbox.items()] == [
         (7, "sent", "250 ok"), (8, "pending", "250 ok"), (9, "failed", "250 ok")]
-    assert outbox.entries(7) == [(0, "p1", 0.5, "because")] and outbox.message(8) == b"Subject: kept\r\n\r\nbody"
+    assert outbox.entries(7) == [(0, "p1", 0.5, "because", 100)] and outbox.message(8) == b"Subject: kept\r\n\r\nbody"
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT DISTINCT channels FROM digests")).scalars().all() == [",email,"]
         assert conn.execute(text("SELECT count(*) FROM feedback")).scalar_one() == 1
