@@ -7,10 +7,10 @@ BIN    := $(VENV)/bin
 CONFIG ?= config.example.toml
 RUN    := $(BIN)/recommender --config $(CONFIG)
 
-.PHONY: demo test bench bench-scale soak lint install install-test browser screenshots clean help
+.PHONY: demo test bench bench-scale soak lint docs install install-test browser screenshots clean help
 
 help:
-	@echo "make demo | make test | make bench | make bench-scale | make soak | make lint | make screenshots | make clean"
+	@echo "make demo | make test | make bench | make bench-scale | make soak | make lint | make docs | make screenshots | make clean"
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -74,10 +74,16 @@ bench-scale: install-test
 soak: install-test
 	RECOMMENDER_TEST_WHEEL=1 $(BIN)/pytest -p no:cacheprovider -m soak $(PYTEST_ARGS)
 
+# ruff, mypy, bandit, and the generated manual: README's configuration and command tables
+# and docs/CLI.md must match the code (`$(BIN)/python scripts/gen_docs.py` rewrites them).
 lint: install-test
-	$(BIN)/ruff check recommender tests bench
+	$(BIN)/ruff check recommender tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/bandit -q -r recommender
+	$(BIN)/python scripts/gen_docs.py --check
+
+docs: install-test
+	$(BIN)/python scripts/gen_docs.py
 
 clean:
 	rm -rf $(VENV) build dist db/*.sqlite db/*.sqlite-* preview tests/artifacts

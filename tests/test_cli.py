@@ -7,10 +7,7 @@ import json
 import os
 from pathlib import Path
 
-import click
 import pytest
-
-from recommender.app.cli import cli
 
 from conftest import Invoke, write_config
 
@@ -36,21 +33,6 @@ def _db_digest(tmp_path: Path) -> str:
             digest.update(repr(row).encode())
     conn.close()
     return digest.hexdigest()
-
-
-def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()):
-    for name, command in group.commands.items():
-        yield (*prefix, name), command
-        if isinstance(command, click.Group):
-            yield from _all_commands(command, (*prefix, name))
-
-
-def test_every_command_has_help_with_an_example(run: Invoke):
-    for path, command in _all_commands(cli):
-        result = run(*path, "--help")
-        assert command.help, path
-        if not isinstance(command, click.Group) or getattr(command, "invoke_without_command", False):
-            assert "Example:" in result.stdout, f"{' '.join(path)} --help has no example"
 
 
 def test_init_twice_and_ingest_summary(run: Invoke, seeds: list[Path], tmp_path: Path):

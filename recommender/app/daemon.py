@@ -299,6 +299,6 @@ def describe_schedule(config: Config, store: Store, now: datetime) -> list[tuple
     grace = timedelta(minutes=config.scheduler.misfire_grace_minutes)
     rows = []
     for user in config.users:
-        when = triggers.next_run(user, last_runs.get(ids[user.email.lower()]), now, grace)
+        when = triggers.next_run(user, last_runs.get(ids.of(user.email)), now, grace)
         rows.append((user, when.astimezone(triggers.trigger_for(user).zone), triggers.job_kind(user)))
     return rows

@@ -9,7 +9,15 @@ from typing import Any
 
 from recommender.base.config_tables import TableReader
 from recommender.base.errors import ConfigError
-from recommender.base.settings import CHANNELS, WEBHOOK_KINDS, UserConfig, WebhookConfig
+from recommender.base.settings import (
+    CHANNELS,
+    WEBHOOK_KINDS,
+    Channel,
+    UserConfig,
+    WebhookConfig,
+    WebhookKind,
+)
+from recommender.base.settings_table import section_keys
 
 # Letters, digits, dots and dashes: a webhook's name is kept in the digests it is owed, and
 # matched there with LIKE (where _ and % would be wildcards).
@@ -38,7 +46,7 @@ class ChannelTables(TableReader):
         prefix = f"webhooks[{index}]"
         if not isinstance(table, dict):
             raise self.fail(prefix, "a table", table)
-        self.check_keys(prefix, table, set(WebhookConfig.__dataclass_fields__) | {"url"})
+        self.check_keys(prefix, table, section_keys("webhooks") | {"url"})
         if "url" in table:
             raise ConfigError(f"{self.path}: {prefix}.url: a webhook URL is a secret and does not belong in the "
                               "file; put it in an environment variable named by url_env")
@@ -54,22 +62,22 @@ class ChannelTables(TableReader):
         url_env = self.get(prefix, table, "url_env", str, "")
         if not ENV_NAME.fullmatch(url_env):
             raise self.fail(f"{prefix}.url_env", "an environment variable name", url_env)
-        d = WebhookConfig(name, kind, url_env)
+        d = WebhookConfig(name, WebhookKind(kind), url_env)
         numbers = {key: self.positive(prefix, table, key, type(getattr(d, key)), getattr(d, key))
                    for key in ("timeout_seconds", "max_attempts", "retry_initial_seconds", "max_retry_after_seconds",
                                "retry_delay_seconds")}
-        return WebhookConfig(name, kind, url_env, **numbers)
+        return WebhookConfig(name, WebhookKind(kind), url_env, **numbers)
 
-    def user_channels(self, prefix: str, table: dict[str, Any]) -> tuple[tuple[str, ...], str]:
+    def user_channels(self, prefix: str, table: dict[str, Any]) -> tuple[tuple[Channel, ...], str]:
         """A reader's (channels, webhook name)."""
-        channels = self.strings(prefix, table, "channels") if "channels" in table else ("email",)
+        channels = self.strings(prefix, table, "channels") if "channels" in table else (Channel.EMAIL,)
         if not channels:
             raise self.fail(f"{prefix}.channels", "at least one of " + ", ".join(CHANNELS), table.get("channels"))
         for channel in channels:
             if channel not in CHANNELS:
                 raise self.fail(f"{prefix}.channels", "a list of " + ", ".join(CHANNELS), channel)
         webhook = self.get(prefix, table, "webhook", str, "")
-        return tuple(dict.fromkeys(channels)), webhook
+        return tuple(dict.fromkeys(Channel(c) for c in channels)), webhook
 
     def check_webhooks_named(self, users: tuple[UserConfig, ...], webhooks: tuple[WebhookConfig, ...]) -> None:
         names = {h.name for h in webhooks}

@@ -31,8 +31,8 @@ from recommender.base.settings import (  # noqa: F401  (the values are read from
     EXAMPLE_SENDER,
     HEADER_BOUND,
     PERSONAL_MODES,
-    SMTP_KEYS,
     WEEKDAYS,
+    Channel,
     CommunityMode,
     Config,
     DatabaseConfig,
@@ -48,10 +48,12 @@ from recommender.base.settings import (  # noqa: F401  (the values are read from
     SourceConfig,
     UserConfig,
     WebhookConfig,
+    WebhookKind,
     config_warnings,
     listed_emails,
     masked_url,
 )
+from recommender.base.settings_table import SECTIONS, SETTINGS, TOML_TYPES, section_keys, setting
 
 
 class ConfigErrors(ConfigError):
@@ -106,8 +108,7 @@ class _Parser(ChannelTables):
     run of ``config check`` reports them all."""
 
     def config(self, data: dict[str, Any], database_url: str | None) -> Config:
-        known = {"database", "ranking", "smtp", "feedback", "users", "sources", "delivery", "scheduler", "lookup",
-                 "webhooks"}
+        known = set(SECTIONS)
         for key in data:
             if key not in known:
                 self.note(ConfigError(f"{self.path}: {key}: unknown section (expected one of {', '.join(sorted(known))})"))
@@ -157,7 +158,7 @@ class _Parser(ChannelTables):
 
     def scheduler(self, table: dict[str, Any]) -> SchedulerConfig:
         d = SchedulerConfig()
-        self.check_keys("scheduler", table, set(SchedulerConfig.__dataclass_fields__))
+        self.check_keys("scheduler", table, section_keys("scheduler"))
         return SchedulerConfig(**{
             key: self.positive("scheduler", table, key, type(getattr(d, key)), getattr(d, key))
             for key in SchedulerConfig.__dataclass_fields__
@@ -165,7 +166,7 @@ class _Parser(ChannelTables):
 
     def lookup(self, table: dict[str, Any]) -> LookupConfig:
         d = LookupConfig()
-        self.check_keys("lookup", table, set(LookupConfig.__dataclass_fields__))
+        self.check_keys("lookup", table, section_keys("lookup"))
         url = os.environ.get(ARXIV_API_URL_ENV) or self.get("lookup", table, "arxiv_api_url", str, d.arxiv_api_url)
         if not re.match(r"^https?://[^/\s]+", url):
             raise self.fail("lookup.arxiv_api_url" + (f" (${ARXIV_API_URL_ENV})" if os.environ.get(ARXIV_API_URL_ENV) else ""),
@@ -179,16 +180,17 @@ class _Parser(ChannelTables):
         )
 
     def delivery(self, table: dict[str, Any]) -> DeliveryConfig:
-        self.check_keys("delivery", table, {"mode", "keep_days"})
-        mode = self.get("delivery", table, "mode", str, DeliveryMode.DIRECT)
-        if mode not in tuple(DeliveryMode):
-            raise self.fail("delivery.mode", " or ".join(DeliveryMode), mode)
-        keep_days = self.positive("delivery", table, "keep_days", int, DeliveryConfig.keep_days)
+        self.check_keys("delivery", table, section_keys("delivery"))
+        known = setting("delivery.mode")
+        mode = self.get("delivery", table, "mode", str, known.default)
+        if mode not in known.choices:
+            raise self.fail("delivery.mode", " or ".join(known.choices), mode)
+        keep_days = self.positive("delivery", table, "keep_days", int, setting("delivery.keep_days").default)
         return DeliveryConfig(mode=DeliveryMode(mode), keep_days=keep_days)
 
     def database(self, table: dict[str, Any], override: str | None) -> DatabaseConfig:
-        self.check_keys("database", table, {"url"})
-        url = override or self.get("database", table, "url", str, "sqlite:///db/recommender.sqlite")
+        self.check_keys("database", table, section_keys("database"))
+        url = override or self.get("database", table, "url", str, setting("database.url").default)
         if "://" not in url:
             raise self.fail("database.url", "an SQLAlchemy URL such as sqlite:///db/recommender.sqlite", url)
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
@@ -197,14 +199,11 @@ class _Parser(ChannelTables):
         return DatabaseConfig(url=url)
 
     def ranking(self, table: dict[str, Any]) -> RankingConfig:
-        defaults = RankingConfig()
-        allowed = set(RankingConfig.__dataclass_fields__)
-        self.check_keys("ranking", table, allowed)
+        self.check_keys("ranking", table, section_keys("ranking"))
         values: dict[str, Any] = {}
-        for key in allowed:
-            default = getattr(defaults, key)
-            kind = str if isinstance(default, str) else type(default)  # a mode's Enum is read as its string
-            values[key] = self.get("ranking", table, key, kind, default)
+        for known in (s for s in SETTINGS if s.section == "ranking"):
+            key, kind = known.name, TOML_TYPES[known.type]  # a mode's Enum is read as its string
+            values[key] = self.get("ranking", table, key, kind, known.default)
             if kind in (int, float) and values[key] < 0:
                 raise self.fail(f"ranking.{key}", "a number >= 0", values[key])
         if values["ngram_max"] < 1:
@@ -213,15 +212,15 @@ class _Parser(ChannelTables):
             raise self.fail("ranking.min_df", "an integer >= 1", values["min_df"])
         if not 0 < values["max_df"] <= 1:
             raise self.fail("ranking.max_df", "a number in (0, 1]", values["max_df"])
-        if values["community"] not in COMMUNITY_MODES:
-            raise self.fail("ranking.community", " or ".join(COMMUNITY_MODES), values["community"])
-        if values["personal"] not in PERSONAL_MODES:
-            raise self.fail("ranking.personal", " or ".join(PERSONAL_MODES), values["personal"])
+        for mode in ("community", "personal"):
+            choices = setting(f"ranking.{mode}").choices
+            if values[mode] not in choices:
+                raise self.fail(f"ranking.{mode}", " or ".join(choices), values[mode])
         values["community"], values["personal"] = CommunityMode(values["community"]), PersonalMode(values["personal"])
         return RankingConfig(**values)
 
     def smtp(self, table: dict[str, Any]) -> SmtpConfig:
-        self.check_keys("smtp", table, set(SMTP_KEYS), refused=frozenset({"password"}))
+        self.check_keys("smtp", table, section_keys("smtp"), refused=frozenset({"password"}))
         if "password" in table:
             self.note(ConfigError(f"{self.path}: smtp.password: secrets do not belong in the file; put the "
                                   "password in an environment variable named by smtp.password_env"))
@@ -277,9 +276,7 @@ class _Parser(ChannelTables):
         return config
 
     def feedback(self, table: dict[str, Any]) -> FeedbackConfig:
-        self.check_keys("feedback", table, {"base_url", "secret_env", "max_age_days", "rate_limit_per_minute",
-                                            "unsubscribe_mailto", "trusted_proxies", "max_connections",
-                                            "request_timeout_seconds"}, refused=frozenset({"secret"}))
+        self.check_keys("feedback", table, section_keys("feedback"), refused=frozenset({"secret"}))
         if "secret" in table:
             raise ConfigError(f"{self.path}: feedback.secret: secrets do not belong in the file; put it in an environment variable named by feedback.secret_env")
         d = FeedbackConfig()
@@ -323,8 +320,7 @@ class _Parser(ChannelTables):
         prefix = f"users[{index}]"
         if not isinstance(table, dict):
             raise self.fail(prefix, "a table", table)
-        allowed = set(UserConfig.__dataclass_fields__)
-        self.check_keys(prefix, table, allowed)
+        self.check_keys(prefix, table, section_keys("users"))
         if "email" not in table:
             raise ConfigError(f"{self.path}: {prefix}.email: required key is missing")
         email = self.get(prefix, table, "email", str, "").strip()
@@ -337,13 +333,13 @@ class _Parser(ChannelTables):
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError, OSError):
             raise self.fail(f"{prefix}.timezone", "an IANA time zone such as Europe/London", timezone) from None
-        send_at_text = self.get(prefix, table, "send_at", str, "07:30")
+        send_at_text = self.get(prefix, table, "send_at", str, setting("users.send_at").default)
         match = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", send_at_text)
         if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59 or int(match.group(3) or 0) > 59:
             raise self.fail(f"{prefix}.send_at", "a time HH:MM", send_at_text)
         frequency = self.get(prefix, table, "frequency", str, d.frequency)
-        if frequency not in ("daily", "weekly"):
-            raise self.fail(f"{prefix}.frequency", "daily or weekly", frequency)
+        if frequency not in setting("users.frequency").choices:
+            raise self.fail(f"{prefix}.frequency", " or ".join(setting("users.frequency").choices), frequency)
         weekday = self.get(prefix, table, "weekday", str, d.weekday).lower()[:3]
         if weekday not in WEEKDAYS:
             raise self.fail(f"{prefix}.weekday", "a weekday such as mon", table.get("weekday"))
@@ -386,8 +382,7 @@ class _Parser(ChannelTables):
         prefix = f"sources[{index}]"
         if not isinstance(table, dict):
             raise self.fail(prefix, "a table", table)
-        self.check_keys(prefix, table, {"name", "kind", "path", "url", "include_replacements", "categories", "days",
-                                        "exclude_titles", "exclude_types"})
+        self.check_keys(prefix, table, section_keys("sources"))
         name = self.get(prefix, table, "name", str, "")
         if not name:
             raise ConfigError(f"{self.path}: {prefix}.name: required key is missing")
@@ -412,7 +407,7 @@ class _Parser(ChannelTables):
             if key in table and kind not in kinds:
                 raise ConfigError(f"{self.path}: {prefix}.{key}: only for kind {' or '.join(sorted(kinds))} "
                                   f"(this source is {kind})")
-        days = self.get(prefix, table, "days", int, 2)
+        days = self.get(prefix, table, "days", int, setting("sources.days").default)
         if not 1 <= days <= 31:
             raise self.fail(f"{prefix}.days", "an integer from 1 to 31", days)
         exclude_titles = self.strings(prefix, table, "exclude_titles")

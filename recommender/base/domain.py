@@ -15,6 +15,14 @@ from typing import NamedTuple
 from recommender.base.text import shown
 
 
+class ReaderIds(dict[str, int]):
+    """Each reader's stored id by email, lower-cased (what the store's ``sync_users`` returns):
+    ``ids.of(user.email)`` is the one place an email is turned into the key."""
+
+    def of(self, email: str) -> int:
+        return self[email.lower()]
+
+
 class DigestStatus(StrEnum):
     """Where a stored digest stands in the outbox (the value is what the database holds)."""
 
@@ -23,6 +31,15 @@ class DigestStatus(StrEnum):
     FAILED = "failed"
     SUPERSEDED = "superseded"  # a newer digest took its place before it could be sent
     UNSUBSCRIBED = "unsubscribed"  # its reader unsubscribed before it went out
+    NO_EMAIL = "no email"  # made for a reader whose channels leave email out (feed, webhook)
+
+
+class DeliveryStatus(StrEnum):
+    """What one try to deliver a digest or a webhook post came to."""
+
+    SENT = "sent"
+    DEFERRED = "deferred"  # a temporary failure: tried again later
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)

@@ -55,19 +55,32 @@ class DeliveryMode(Choice):
     QUEUE = "queue"
 
 
+class Channel(Choice):
+    """Where a reader's digest goes (``users.channels``; see pipeline.channels)."""
+
+    EMAIL = "email"
+    FEED = "feed"  # the reader's private Atom feed
+    WEBHOOK = "webhook"  # a post to the [[webhooks]] entry the reader names
+
+
+class WebhookKind(Choice):
+    """``webhooks.kind``: the shape of the post (see delivery.webhooks)."""
+
+    SLACK = "slack"
+    DISCORD = "discord"
+    JSON = "json"
+
+
 COMMUNITY_MODES = tuple(CommunityMode)
 PERSONAL_MODES = tuple(PersonalMode)
-CHANNELS = ("email", "feed", "webhook")  # where a reader's digest goes (see pipeline.channels)
-WEBHOOK_KINDS = ("slack", "discord", "json")
+CHANNELS = tuple(Channel)
+WEBHOOK_KINDS = tuple(WebhookKind)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 EXAMPLE_SECRET = "change-me-to-a-long-random-string"  # nosec B105  # the example value, refused as a secret
 EXAMPLE_SENDER = "digest@example.org"
 # String values that end up in a mail header: a line break in one would end the header.
 HEADER_BOUND = frozenset({"from", "name", "email", "unsubscribe_mailto", "base_url", "dkim_selector",
                           "dkim_domain", "tls_server_name", "username"})
-SMTP_KEYS = ("host", "port", "security", "username", "password_env", "from", "timeout_seconds",
-             "max_connections", "max_attempts", "retry_initial_seconds", "retry_delay_seconds", "ca_file",
-             "tls_server_name", "allow_plaintext_auth", "dkim_selector", "dkim_domain", "dkim_key_file")
 
 
 
@@ -166,7 +179,7 @@ class UserConfig:
     exclude: tuple[str, ...] = ()
     authors: tuple[str, ...] = ()
     stars: tuple[str, ...] = ()
-    channels: tuple[str, ...] = ("email",)
+    channels: tuple[Channel, ...] = (Channel.EMAIL,)
     webhook: str = ""  # the [[webhooks]] name this reader's digest is posted to (channel "webhook")
 
 
@@ -176,7 +189,7 @@ class WebhookConfig:
     ``url_env``. The readers naming it share one post per run."""
 
     name: str
-    kind: str  # slack | discord | json
+    kind: WebhookKind
     url_env: str
     timeout_seconds: float = 10.0
     max_attempts: int = 4  # tries within a run for a 5xx answer or a timeout

@@ -24,6 +24,7 @@ import aiosmtplib
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from recommender.base.config import SmtpConfig, SmtpSecurity
+from recommender.base.domain import DeliveryStatus
 from recommender.base.errors import DeliveryError
 from recommender.base.text import one_line
 from recommender.digest.message import dkim_key, dkim_signed, seven_bit
@@ -45,7 +46,7 @@ class Outgoing:
 @dataclass(frozen=True)
 class Outcome:
     digest_id: int
-    status: str  # sent | failed | deferred
+    status: DeliveryStatus
     detail: str
     attempts: int
 
@@ -300,11 +301,11 @@ class SmtpSender:
                             client = None
                         raise
             log.info("digest %d sent to %s: %s", item.digest_id, item.recipient, one_line(reply))
-            return client, Outcome(item.digest_id, "sent", one_line(reply), attempts)
+            return client, Outcome(item.digest_id, DeliveryStatus.SENT, one_line(reply), attempts)
         except DeliveryAborted:
             raise
         except Exception as exc:  # classified below; nothing escapes unreported
-            status = "deferred" if is_transient(exc) else "failed"
+            status = DeliveryStatus.DEFERRED if is_transient(exc) else DeliveryStatus.FAILED
             log.debug("digest %d to %s %s after %d attempt(s): %s", item.digest_id, item.recipient,
                         status, attempts, describe(exc))
             return client, Outcome(item.digest_id, status, describe(exc), attempts)

@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from recommender.base.domain import DeliveryStatus
 from recommender.base.settings import WebhookConfig
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ REPLY_CHARS = 300
 @dataclass(frozen=True)
 class PostOutcome:
     post_id: int
-    status: str  # sent | failed | deferred
+    status: DeliveryStatus
     detail: str
     attempts: int
     retry_after: float | None = None  # deferred: seconds until the endpoint wants the next try
@@ -77,21 +78,21 @@ class WebhookSender:
         """Send ``parts[start:]``; ``part_sent(count, reply)`` after each accepted part."""
         url = self.hook.url
         if not url:
-            return PostOutcome(post_id, "deferred", f"${self.hook.url_env} is not set", 0)
+            return PostOutcome(post_id, DeliveryStatus.DEFERRED, f"${self.hook.url_env} is not set", 0)
         attempts = 0
         with httpx.Client(timeout=self.hook.timeout_seconds, follow_redirects=False) as client:
             for index in range(start, len(parts)):
                 try:
                     reply, tries = self._send_part(client, url, parts[index])
                 except _RateLimited as exc:
-                    return PostOutcome(post_id, "deferred", str(exc), attempts + 1, exc.wait)
+                    return PostOutcome(post_id, DeliveryStatus.DEFERRED, str(exc), attempts + 1, exc.wait)
                 except _Transient as exc:
-                    return PostOutcome(post_id, "deferred", str(exc), attempts + self.hook.max_attempts)
+                    return PostOutcome(post_id, DeliveryStatus.DEFERRED, str(exc), attempts + self.hook.max_attempts)
                 except _Refused as exc:
-                    return PostOutcome(post_id, "failed", str(exc), attempts + 1)
+                    return PostOutcome(post_id, DeliveryStatus.FAILED, str(exc), attempts + 1)
                 attempts += tries
                 part_sent(index + 1, reply)
-        return PostOutcome(post_id, "sent", f"{len(parts)} part(s) accepted", attempts)
+        return PostOutcome(post_id, DeliveryStatus.SENT, f"{len(parts)} part(s) accepted", attempts)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from recommender.base.settings import WebhookKind
 from recommender.digest.feed import rfc3339
 
 JSON_SCHEMA = "recommender.digest.v1"
@@ -154,8 +155,8 @@ def json_payload(post: Post) -> list[dict[str, Any]]:
     }]
 
 
-BUILDERS = {"slack": slack_messages, "discord": discord_messages, "json": json_payload}
+BUILDERS = {WebhookKind.SLACK: slack_messages, WebhookKind.DISCORD: discord_messages, WebhookKind.JSON: json_payload}
 
 
-def request_bodies(kind: str, post: Post) -> list[dict[str, Any]]:
+def request_bodies(kind: WebhookKind, post: Post) -> list[dict[str, Any]]:
     return BUILDERS[kind](post)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from recommender.base.config import UserConfig
+from recommender.base.domain import DigestStatus, ReaderIds
 from recommender.store import Store
 from recommender.store.outbox import Outbox
 
@@ -43,7 +44,7 @@ class UserResult:
         return f"{self.email}: {self.status}"
 
 
-def owed_states(store: Store, users: Sequence[UserConfig], ids: dict[str, int], queued: dict[str, UserResult],
+def owed_states(store: Store, users: Sequence[UserConfig], ids: ReaderIds, queued: dict[str, UserResult],
                 started: datetime, handled: set[int], now: datetime) -> list[UserResult]:
     """Each user's line after a run, read from the outbox (so digests another process or a child
     that died handled count too): sent, deferred until when, failed and why, in flight
@@ -51,25 +52,25 @@ def owed_states(store: Store, users: Sequence[UserConfig], ids: dict[str, int], 
     states = Outbox(store).latest_states(list(ids.values()))
     lines = []
     for user in users:
-        state = states.get(ids[user.email.lower()])
+        state = states.get(ids.of(user.email))
         queued_result = queued.get(user.email)
-        if queued_result is not None and queued_result.status == "unsubscribed":
+        if queued_result is not None and queued_result.status == DigestStatus.UNSUBSCRIBED:
             lines.append(queued_result)
             continue
         touched = state is not None and (state.created_at >= started or state.id in handled)
         if state is None:
             lines.append(UserResult(user.email, "nothing new"))
-        elif state.status == "no email" and state.created_at >= started:  # feed or webhook only
+        elif state.status == DigestStatus.NO_EMAIL and state.created_at >= started:  # feed or webhook only
             lines.append(UserResult(user.email, "published", state.entries))
-        elif state.status == "sent" and state.sent_at is not None and state.sent_at >= started:
+        elif state.status == DigestStatus.SENT and state.sent_at is not None and state.sent_at >= started:
             lines.append(UserResult(user.email, "sent", state.entries))
-        elif state.status == "pending" and state.in_flight_elsewhere(now):
+        elif state.status == DigestStatus.PENDING and state.in_flight_elsewhere(now):
             lines.append(UserResult(user.email, "in flight elsewhere", state.entries))
-        elif state.status == "pending":
+        elif state.status == DigestStatus.PENDING:
             lines.append(UserResult(user.email, "deferred", state.entries, state.last_error, state.next_attempt_at))
-        elif state.status == "failed" and touched:
+        elif state.status == DigestStatus.FAILED and touched:
             lines.append(UserResult(user.email, "failed", state.entries, state.last_error))
-        elif state.status == "unsubscribed":
+        elif state.status == DigestStatus.UNSUBSCRIBED:
             lines.append(UserResult(user.email, "unsubscribed"))
         else:
             lines.append(UserResult(user.email, "nothing new"))

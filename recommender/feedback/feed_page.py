@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
-from recommender.base.config import Config, UserConfig
+from recommender.base.config import Channel, Config, UserConfig
 from recommender.base.link_signing import LinkSigner, TokenError
 from recommender.digest.feed import FeedPick, render_feed
 from recommender.digest.render import Links
@@ -39,7 +39,7 @@ class FeedPages:
         self.config = config
         self.rows = FeedRows(store)
         self.signer = signer
-        self.users = {u.email.lower(): u for u in config.users if "feed" in u.channels}
+        self.users = {u.email.lower(): u for u in config.users if Channel.FEED in u.channels}
 
     def answer(self, token: str, if_none_match: str | None, if_modified_since: str | None) -> FeedAnswer:
         try:

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from recommender.base import parallel
 from recommender.base.config import Config, UserConfig
-from recommender.base.domain import Paper, ParsedBatch, ReadHints, Recommendation
+from recommender.base.domain import Paper, ParsedBatch, ReaderIds, ReadHints, Recommendation
 from recommender.base.errors import InputError, NotFoundError
 from recommender.base.text import shown
 from recommender.model import own_classifier, profiles, reader_factors, sparse_loops, tfidf
@@ -201,7 +201,7 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
         if on_reader is not None:
             on_reader(done, len(config.users))
 
-    pairs = [(ids[u.email.lower()], u) for u in config.users]
+    pairs = [(ids.of(u.email), u) for u in config.users]
     stored_models.build_and_cache_profiles(store, models.text, models.collab, pairs, config.ranking,
                                            now or datetime.now(UTC), models.space,
                                            progress if models.space is not None and models.collab is None else None)
@@ -218,13 +218,13 @@ def choice_for(config: Config, user: UserConfig, limit: int | None, models: Mode
 
 
 def rank_users(config: Config, store: Store, models: Models, users: Sequence[UserConfig], candidates: list[Paper],
-               limit: int | None, now: datetime, ids: dict[str, int] | None = None,
+               limit: int | None, now: datetime, ids: ReaderIds | None = None,
                persist: bool = True) -> dict[str, list[Recommendation]]:
     """Rank ``candidates`` for every user at once: profiles from the signal log, starred and
     already-sent papers skipped. ``ids`` (lower-case email -> id) when the users are synced;
     ``persist``: store the profiles that changed (`recommend` only reads)."""
     ids = ids if ids is not None else store.sync_users(u.email for u in users)
-    pairs = [(ids[u.email.lower()], u) for u in users]
+    pairs = [(ids.of(u.email), u) for u in users]
     built = stored_models.cached_or_built_profiles(store, models.text, models.collab, pairs, config.ranking, now,
                                                    persist, models.space)
     user_ids = [uid for uid, _ in pairs]

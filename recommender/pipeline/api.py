@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from recommender import pipeline
 from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, UserConfig, find_config_path, listed_emails, load_config
-from recommender.base.domain import DigestStatus, Paper, Recommendation
+from recommender.base.domain import DigestStatus, Paper, ReaderIds, Recommendation
 from recommender.base.errors import ConfigError, NotFoundError, RecommenderError
 from recommender.pipeline import star_import
 from recommender.pipeline.api_results import (
@@ -313,7 +313,7 @@ class Recommender:
         stars = self.store.star_counts()
         rows = []
         for user in self.config.users:
-            user_id = ids[user.email.lower()]
+            user_id = ids.of(user.email)
             rows.append(UserSummary(user.email, user.name, stars.get(user_id, 0), sent.get(user_id, 0),
                                     user_id not in unsubscribed, user.send_at, user.timezone, user.frequency))
         return rows
@@ -339,12 +339,12 @@ class Recommender:
         is deleted (it raises to stop).
 
         Example: ``rec.forget_user("ada@example.org").stars``"""
-        known = {row.email: row.id for row in self.store.user_rows()}
+        known = ReaderIds({row.email: row.id for row in self.store.user_rows()})
         if email.lower() not in known:
             raise NotFoundError(f"nothing stored for {email}")
         if confirm is not None:
             confirm()
-        counts = FeedbackLog(self.store).forget(known[email.lower()])
+        counts = FeedbackLog(self.store).forget(known.of(email))
         return Forgotten(counts["stars"], counts["feedback"], counts["digests"])
 
     # -- browsing -------------------------------------------------------------------------

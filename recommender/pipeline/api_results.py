@@ -71,6 +71,7 @@ class Breakdown:
     paper_id: str
     title: str
     score: float
+    match: int | None  # 0-100 within the latest batch; None when the paper is in no batch
     content: float
     collaborative: float
     topics: float

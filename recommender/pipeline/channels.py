@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from recommender.base.config import Config, UserConfig, WebhookConfig
-from recommender.base.domain import Paper
+from recommender.base.clock import Clock
+from recommender.base.config import Channel, Config, UserConfig, WebhookConfig
+from recommender.base.domain import DeliveryStatus, DigestStatus, Paper, ReaderIds
 from recommender.base.link_signing import LinkSigner
 from recommender.base.text import one_line
 from recommender.delivery.webhooks import PostOutcome, WebhookSender
@@ -27,18 +28,17 @@ from recommender.store.feeds import FeedRows
 from recommender.store.outbox import Outbox, new_owner
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 POST_LEASE = timedelta(minutes=10)
 
 
 def digest_channels(user: UserConfig) -> tuple[str, ...]:
     """What a digest records of its reader's channels: email, feed, webhook:NAME."""
-    return tuple(f"webhook:{user.webhook}" if c == "webhook" else c for c in user.channels)
+    return tuple(f"webhook:{user.webhook}" if c == Channel.WEBHOOK else c for c in user.channels)
 
 
 def feed_url(config: Config, store: Store, signer: LinkSigner, user: UserConfig, rotate: bool = False) -> str:
     """The reader's private feed URL; with ``rotate``, a new one (the old answers 404 from now on)."""
-    user_id = store.sync_users([user.email])[user.email.lower()]
+    user_id = store.sync_users([user.email]).of(user.email)
     rows = FeedRows(store)
     if rotate:
         generation = rows.rotate(user_id)
@@ -52,7 +52,7 @@ def feed_url(config: Config, store: Store, signer: LinkSigner, user: UserConfig,
 def webhook_members(config: Config) -> dict[str, list[UserConfig]]:
     found: dict[str, list[UserConfig]] = {}
     for user in config.users:
-        if "webhook" in user.channels and user.webhook:
+        if Channel.WEBHOOK in user.channels and user.webhook:
             found.setdefault(user.webhook, []).append(user)
     return found
 
@@ -159,37 +159,37 @@ def _send(hook: WebhookConfig, posts: ChannelPosts, post_id: int, parts: list[ob
     outcome = sender.send(post_id, parts, start, lambda count, reply: posts.part_sent(post_id, count, reply))
     wait = outcome.retry_after if outcome.retry_after is not None else hook.retry_delay_seconds
     posts.record(post_id, outcome.status, outcome.detail, outcome.attempts, clock() + timedelta(seconds=wait))
-    if outcome.status != "sent":
+    if outcome.status != DeliveryStatus.SENT:
         log.warning("post %d to webhook %s %s: %s", post_id, hook.name, outcome.status, outcome.detail)
     return outcome
 
 
-def channel_notes(config: Config, store: Store, users: Sequence[UserConfig], ids: dict[str, int],
+def channel_notes(config: Config, store: Store, users: Sequence[UserConfig], ids: ReaderIds,
                   started: datetime) -> dict[str, str]:
     """Each reader's channels beyond email after a run, for their line of `digest send`:
     "feed: published; webhook lab: sent" (or deferred, failed and why)."""
-    wanted = [u for u in users if u.channels != ("email",)]
+    wanted = [u for u in users if u.channels != (Channel.EMAIL,)]
     if not wanted:
         return {}
-    newest = {s_user: s for s_user, s in Outbox(store).latest_states([ids[u.email.lower()] for u in wanted]).items()}
+    newest = {s_user: s for s_user, s in Outbox(store).latest_states([ids.of(u.email) for u in wanted]).items()}
     posts = ChannelPosts(store).items(digest_ids=[s.id for s in newest.values()])
     post_of = {d: p for p in posts for d in p.digest_ids}
     notes: dict[str, str] = {}
     for user in wanted:
-        state = newest.get(ids[user.email.lower()])
+        state = newest.get(ids.of(user.email))
         if state is None or state.created_at < started:
             continue
         parts = []
-        if "email" in user.channels:
+        if Channel.EMAIL in user.channels:
             parts.append(f"email: {state.status}")
-        if "feed" in user.channels:
+        if Channel.FEED in user.channels:
             parts.append("feed: published")
-        if "webhook" in user.channels:
+        if Channel.WEBHOOK in user.channels:
             post = post_of.get(state.id)
             status = "not posted yet" if post is None else post.status
-            if post is not None and post.status == "pending" and post.next_attempt_at is not None:
+            if post is not None and post.status == DigestStatus.PENDING and post.next_attempt_at is not None:
                 status = f"deferred until {post.next_attempt_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-            detail = f" ({post.last_error})" if post is not None and post.status != "sent" and post.last_error else ""
+            detail = f" ({post.last_error})" if post is not None and post.status != DigestStatus.SENT and post.last_error else ""
             parts.append(f"webhook {user.webhook}: {status}{detail}")
         notes[user.email] = "; ".join(parts)
     return notes

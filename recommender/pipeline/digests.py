@@ -27,7 +27,7 @@ from recommender import pipeline
 from recommender.base import parallel
 from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, UserConfig
-from recommender.base.domain import Paper, Recommendation
+from recommender.base.domain import Paper, ReaderIds, Recommendation
 from recommender.base.link_signing import LinkSigner, check_secret
 from recommender.delivery.smtp import (
     DeliveryAborted,
@@ -102,7 +102,7 @@ def preview(config: Config, store: Store, user: UserConfig, clock: Clock,
 
 
 def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock,
-                  dry_run: bool = False, chunk: int = 500, ids: dict[str, int] | None = None,
+                  dry_run: bool = False, chunk: int = 500, ids: ReaderIds | None = None,
                   parallel_parts: bool = False) -> dict[str, UserResult]:
     """Build and store (pending) each user's next digest; returns what happened per user.
     Users who are owed the same batches are ranked together, ``chunk`` at a time, and each
@@ -119,7 +119,7 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
     results: dict[str, UserResult] = {}
     active = []
     for user in users:
-        if ids[user.email.lower()] in unsubscribed:
+        if ids.of(user.email) in unsubscribed:
             results[user.email] = UserResult(user.email, "unsubscribed")
         else:
             active.append(user)
@@ -127,11 +127,11 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
     def queue_part(part: Sequence[UserConfig], on: Store = store) -> dict[str, UserResult]:
         # Read here, not before the fork: if the child dies, this process does its half, and
         # the digests the child stored already count.
-        owed = owed_batches(on, Outbox(on), [ids[u.email.lower()] for u in part])
+        owed = owed_batches(on, Outbox(on), [ids.of(u.email) for u in part])
         part_results: dict[str, UserResult] = {}
         groups: dict[tuple[int, ...], list[UserConfig]] = {}
         for user in part:
-            groups.setdefault(owed[ids[user.email.lower()]], []).append(user)
+            groups.setdefault(owed[ids.of(user.email)], []).append(user)
         for batch_ids, members in groups.items():
             if not batch_ids:
                 part_results.update({u.email: UserResult(u.email, "nothing new") for u in members})
@@ -167,7 +167,7 @@ def enqueue(config: Config, store: Store, users: Sequence[UserConfig], clock: Cl
 
 
 def _queue_chunk(config: Config, store: Store, models: pipeline.Models, signer: LinkSigner,
-                 users: Sequence[UserConfig], ids: dict[str, int], batch_ids: tuple[int, ...],
+                 users: Sequence[UserConfig], ids: ReaderIds, batch_ids: tuple[int, ...],
                  candidates: list[Paper], now: datetime, dry_run: bool) -> dict[str, UserResult]:
     """Rank ``candidates`` for these users (owed the same batches) and store their digests."""
     picks = pipeline.rank_users(config, store, models, users, candidates, None, now)
@@ -181,9 +181,9 @@ def _queue_chunk(config: Config, store: Store, models: pipeline.Models, signer: 
         results[user.email] = UserResult(user.email, "would send" if dry_run else "queued", len(user_picks))
         if not dry_run:
             ready.append(DigestToCreate(
-                ids[user.email.lower()], max(batch_ids),
+                ids.of(user.email), max(batch_ids),
                 [(r.paper.id, r.score, r.explanation.sentence(), r.match) for r in user_picks],
-                _renderer(config, signer, user, ids[user.email.lower()], user_picks, now),
+                _renderer(config, signer, user, ids.of(user.email), user_picks, now),
                 channels.digest_channels(user)))
     outbox = Outbox(store)
     for group in range(0, len(ready), CREATE_GROUP):

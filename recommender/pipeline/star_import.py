@@ -154,7 +154,7 @@ def import_stars(store: Store, config: Config, path: Path, skip_unknown: bool,
         elif paper_id not in known_ids:
             problems.append(f"{path}:{number}: unknown paper id {paper_id!r}")
         else:
-            pairs.append((user_ids[email.lower()], known_ids[paper_id]))
+            pairs.append((user_ids.of(email), known_ids[paper_id]))
     if problems and not skip_unknown:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(str(path), f"nothing imported: {problems[0].split(': ', 1)[1]}{more}; "

@@ -11,13 +11,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import exists, insert, or_, select, update
 
+from recommender.base.domain import DigestStatus
 from recommender.store.outbox import owner_is_dead
 from recommender.store.schema import ChannelPostDigestRow, ChannelPostRow, DigestRow
 from recommender.store.store import Store, chunks, utcnow
 
 # Digests a webhook is still owed: those of every status but these (a superseded digest's
 # papers come again in the newer one; an unsubscribed reader's are not posted).
-NOT_OWED = ("superseded", "unsubscribed")
+NOT_OWED = (DigestStatus.SUPERSEDED, DigestStatus.UNSUBSCRIBED)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class ChannelPosts:
             if taken is not None:
                 return None
             post_id = conn.execute(insert(ChannelPostRow).values(
-                webhook=webhook, status="pending", papers=papers, payload=json.dumps(list(parts)).encode(),
+                webhook=webhook, status=DigestStatus.PENDING, papers=papers, payload=json.dumps(list(parts)).encode(),
                 parts_sent=0, attempts=0, last_error="", reply="", lease_owner="", created_at=utcnow())
                 .returning(ChannelPostRow.id)).scalar_one()
             conn.execute(insert(ChannelPostDigestRow), [{"post_id": post_id, "digest_id": d} for d in digest_ids])
@@ -103,10 +104,10 @@ class ChannelPosts:
         now = now or utcnow()
         p = ChannelPostRow
         with self.store.write() as conn:
-            holders = conn.execute(select(p.lease_owner).distinct().where(p.status == "pending", p.lease_until >= now))
+            holders = conn.execute(select(p.lease_owner).distinct().where(p.status == DigestStatus.PENDING, p.lease_until >= now))
             dead = [h for h in holders.scalars() if owner_is_dead(h)]
             stmt = (select(p.id, p.webhook, p.payload, p.parts_sent, p.attempts)
-                    .where(p.status == "pending", p.webhook.in_(list(webhooks)),
+                    .where(p.status == DigestStatus.PENDING, p.webhook.in_(list(webhooks)),
                            or_(p.lease_until.is_(None), p.lease_until < now, p.lease_owner.in_(dead)),
                            or_(p.next_attempt_at.is_(None), p.next_attempt_at <= now))
                     .order_by(p.id).limit(limit))
@@ -128,29 +129,29 @@ class ChannelPosts:
         """sent, failed (with the reason), or deferred until ``retry_at``."""
         p = ChannelPostRow
         values: dict[str, object] = {"lease_owner": "", "lease_until": None, "attempts": p.attempts + attempts}
-        if status == "sent":
-            values.update(status="sent", sent_at=utcnow(), last_error="", next_attempt_at=None)
-        elif status == "failed":
-            values.update(status="failed", last_error=detail[:1000])
+        if status == DigestStatus.SENT:
+            values.update(status=DigestStatus.SENT, sent_at=utcnow(), last_error="", next_attempt_at=None)
+        elif status == DigestStatus.FAILED:
+            values.update(status=DigestStatus.FAILED, last_error=detail[:1000])
         else:
             values.update(last_error=detail[:1000], next_attempt_at=retry_at)
         with self.store.write() as conn:
-            conn.execute(update(p).where(p.id == post_id, p.status == "pending").values(**values))
+            conn.execute(update(p).where(p.id == post_id, p.status == DigestStatus.PENDING).values(**values))
 
     def release_owner(self, owner: str) -> None:
         with self.store.write() as conn:
             conn.execute(update(ChannelPostRow).where(ChannelPostRow.lease_owner == owner,
-                                                      ChannelPostRow.status == "pending")
+                                                      ChannelPostRow.status == DigestStatus.PENDING)
                          .values(lease_owner="", lease_until=None))
 
     def requeue_failed(self) -> list[int]:
         """Failed and deferred posts due now; a failed one goes on from the part it stopped at."""
         p = ChannelPostRow
         with self.store.write() as conn:
-            ids = list(conn.execute(select(p.id).where(or_(p.status == "failed", (p.status == "pending")
+            ids = list(conn.execute(select(p.id).where(or_(p.status == DigestStatus.FAILED, (p.status == DigestStatus.PENDING)
                                                            & p.next_attempt_at.is_not(None)))).scalars())
             if ids:
-                conn.execute(update(p).where(p.id.in_(ids)).values(status="pending", next_attempt_at=None))
+                conn.execute(update(p).where(p.id.in_(ids)).values(status=DigestStatus.PENDING, next_attempt_at=None))
         return ids
 
     def items(self, status: str | None = None, digest_ids: Sequence[int] | None = None) -> list[PostItem]:

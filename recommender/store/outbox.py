@@ -26,10 +26,11 @@ from sqlalchemy import (
     update,
 )
 
+from recommender.base.domain import DeliveryStatus, DigestStatus
 from recommender.store.schema import DigestEntryRow, DigestMessageRow, DigestRow, MetaRow, UserRow
 from recommender.store.store import Store, chunks, utcnow
 
-QUEUED = ("pending", "sent", "no email")  # "no email": made for a reader whose channels leave email out
+QUEUED = (DigestStatus.PENDING, DigestStatus.SENT, DigestStatus.NO_EMAIL)
 # Which readers' digests a delivery takes: a few ids, or a subquery (store.run_readers) for many.
 Readers = Sequence[int] | Select[int]
 NEXT_DIGEST_ID = "next_digest_id"  # meta key: the first digest id not yet reserved (SQLite)
@@ -71,7 +72,7 @@ class DigestState:
     """Where a user's newest digest stands."""
 
     id: int
-    status: str  # pending | sent | failed | unsubscribed
+    status: str  # a DigestStatus value
     next_attempt_at: datetime | None
     lease_owner: str
     lease_until: datetime | None
@@ -82,7 +83,7 @@ class DigestState:
 
     def in_flight_elsewhere(self, now: datetime) -> bool:
         """Held by a live sender other than this process."""
-        return (self.status == "pending" and bool(self.lease_owner) and self.lease_until is not None
+        return (self.status == DigestStatus.PENDING and bool(self.lease_owner) and self.lease_until is not None
                 and self.lease_until >= now and not owner_is_dead(self.lease_owner)
                 and self.lease_owner.split(":")[1:2] != [str(os.getpid())])
 
@@ -111,7 +112,7 @@ class DeliveryOutcome(Protocol):
     @property
     def digest_id(self) -> int: ...
     @property
-    def status(self) -> str: ...  # sent | failed | deferred
+    def status(self) -> str: ...  # a DeliveryStatus value
     @property
     def detail(self) -> str: ...  # the server's reply, or the error
     @property
@@ -183,7 +184,7 @@ class Outbox:
         rendered = [d.render(digest_id) for digest_id, d in zip(reserved, digests, strict=True)]
         with self.store.write() as conn:
             conn.execute(insert(DigestRow), [{
-                "id": digest_id, "user_id": d.user_id, "status": "pending" if "email" in d.channels else "no email",
+                "id": digest_id, "user_id": d.user_id, "status": DigestStatus.PENDING if "email" in d.channels else DigestStatus.NO_EMAIL,
                 "message_id": r.message_id, "subject": r.subject, "last_batch_id": d.last_batch_id, "attempts": 0,
                 "last_error": "", "server_reply": "", "lease_owner": "", "created_at": now,
                 "channels": "," + ",".join(d.channels) + ",",
@@ -193,7 +194,7 @@ class Outbox:
             # A new digest covers the batches of its user's failed ones (they do not count as
             # queued): those are superseded, so no paper goes out twice under two Message-IDs.
             conn.execute(update(DigestRow).where(DigestRow.user_id.in_({d.user_id for d in digests}),
-                                                 DigestRow.status == "failed").values(status="superseded"))
+                                                 DigestRow.status == DigestStatus.FAILED).values(status=DigestStatus.SUPERSEDED))
             entries = [{"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why,
                         "match": match}
                        for digest_id, d in zip(reserved, digests, strict=True)
@@ -233,11 +234,11 @@ class Outbox:
         now = now or utcnow()
         with self.store.write() as conn:
             conn.execute(update(DigestRow).where(
-                DigestRow.status == "pending",
+                DigestRow.status == DigestStatus.PENDING,
                 DigestRow.user_id.in_(select(UserRow.id).where(UserRow.unsubscribed_at.is_not(None))))
-                .values(status="unsubscribed", lease_owner="", lease_until=None))
+                .values(status=DigestStatus.UNSUBSCRIBED, lease_owner="", lease_until=None))
             holders = conn.execute(select(DigestRow.lease_owner).distinct().where(
-                DigestRow.status == "pending", DigestRow.lease_until >= now)).scalars()
+                DigestRow.status == DigestStatus.PENDING, DigestRow.lease_until >= now)).scalars()
             return [h for h in holders if owner_is_dead(h)]
 
     def claim(self, owner: str, lease: timedelta, limit: int = 100, user_ids: Readers | None = None,
@@ -251,7 +252,7 @@ class Outbox:
             stmt = (select(DigestRow.id, UserRow.email, DigestMessageRow.message, DigestRow.attempts)
                     .join(UserRow, UserRow.id == DigestRow.user_id)
                     .join(DigestMessageRow, DigestMessageRow.digest_id == DigestRow.id)
-                    .where(DigestRow.status == "pending",
+                    .where(DigestRow.status == DigestStatus.PENDING,
                            or_(DigestRow.lease_until.is_(None), DigestRow.lease_until < now,
                                DigestRow.lease_owner.in_(list(dead))),
                            or_(DigestRow.next_attempt_at.is_(None), DigestRow.next_attempt_at <= now))
@@ -280,21 +281,21 @@ class Outbox:
             return
         now = utcnow()
         sent = [{"digest_id": o.digest_id, "reply": o.detail[:500], "tries": o.attempts}
-                for o in outcomes if o.status == "sent"]
+                for o in outcomes if o.status == DeliveryStatus.SENT]
         with self.store.write() as conn:
             if sent:
-                conn.execute(update(DigestRow).where(DigestRow.id == bindparam("digest_id"), DigestRow.status == "pending")
-                             .values(status="sent", server_reply=bindparam("reply"), sent_at=now, lease_owner="",
+                conn.execute(update(DigestRow).where(DigestRow.id == bindparam("digest_id"), DigestRow.status == DigestStatus.PENDING)
+                             .values(status=DigestStatus.SENT, server_reply=bindparam("reply"), sent_at=now, lease_owner="",
                                      lease_until=None, attempts=DigestRow.attempts + bindparam("tries"),
                                      last_error=""), sent)
             if smtp_settings and any(o.status not in ("sent", "failed") for o in outcomes):
                 _set_meta(conn, DEFERRED_FOR_SMTP, smtp_settings)
             for o in outcomes:
-                if o.status == "failed":
+                if o.status == DeliveryStatus.FAILED:
                     conn.execute(update(DigestRow).where(DigestRow.id == o.digest_id).values(
-                        status="failed", last_error=o.detail[:1000], lease_owner="", lease_until=None,
+                        status=DigestStatus.FAILED, last_error=o.detail[:1000], lease_owner="", lease_until=None,
                         attempts=DigestRow.attempts + o.attempts))
-                elif o.status != "sent":
+                elif o.status != DeliveryStatus.SENT:
                     conn.execute(update(DigestRow).where(DigestRow.id == o.digest_id).values(
                         last_error=o.detail[:1000], lease_owner="", lease_until=None, next_attempt_at=retry_at,
                         attempts=DigestRow.attempts + o.attempts))
@@ -318,20 +319,20 @@ class Outbox:
         with self.store.write() as conn:
             stmt = (select(DigestRow.id).join(UserRow, UserRow.id == DigestRow.user_id)
                     .where(UserRow.unsubscribed_at.is_(None),
-                           or_(DigestRow.status == "failed",
-                               and_(DigestRow.status == "pending", DigestRow.next_attempt_at.is_not(None)))))
+                           or_(DigestRow.status == DigestStatus.FAILED,
+                               and_(DigestRow.status == DigestStatus.PENDING, DigestRow.next_attempt_at.is_not(None)))))
             if user_ids is not None:
                 stmt = stmt.where(DigestRow.user_id.in_(list(user_ids)))
             ids = list(conn.execute(stmt).scalars())
             if ids:
                 conn.execute(update(DigestRow).where(DigestRow.id.in_(ids)).values(
-                    status="pending", next_attempt_at=None))
+                    status=DigestStatus.PENDING, next_attempt_at=None))
         return ids
 
     def release_owner(self, owner: str) -> None:
         """Give back every digest this owner holds and has not sent (its run stopped)."""
         with self.store.write() as conn:
-            conn.execute(update(DigestRow).where(DigestRow.lease_owner == owner, DigestRow.status == "pending")
+            conn.execute(update(DigestRow).where(DigestRow.lease_owner == owner, DigestRow.status == DigestStatus.PENDING)
                          .values(lease_owner="", lease_until=None))
 
     def latest_states(self, user_ids: Sequence[int]) -> dict[int, DigestState]:
@@ -340,7 +341,7 @@ class Outbox:
         d = DigestRow
         with self.store.read() as conn:
             for chunk in chunks(list(user_ids), 5000):
-                newest = (select(func.max(d.id)).where(d.user_id.in_(chunk), d.status != "superseded")
+                newest = (select(func.max(d.id)).where(d.user_id.in_(chunk), d.status != DigestStatus.SUPERSEDED)
                           .group_by(d.user_id))
                 rows = conn.execute(select(d.id, d.user_id, d.status, d.next_attempt_at, d.lease_owner,
                                            d.lease_until, d.last_error, d.created_at, d.sent_at,

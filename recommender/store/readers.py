@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone orders writers across processes
     fcntl = None  # type: ignore[assignment]
 
-from recommender.base.domain import Paper, Signal
+from recommender.base.domain import Paper, ReaderIds, Signal
 from recommender.store.database import chunks, utcnow
 from recommender.store.papers import PaperRows, _paper
 from recommender.store.schema import (
@@ -39,7 +39,7 @@ class ReaderRows(PaperRows):
     """Users, stars and signals; stars name papers, so papers come with them."""
 
     # -- users ------------------------------------------------------------------------------
-    def sync_users(self, emails: Iterable[str]) -> dict[str, int]:
+    def sync_users(self, emails: Iterable[str]) -> ReaderIds:
         """Make sure every configured email has a row; returns email (lower-case) -> id. A few
         emails are looked up by themselves; many (a whole config) with one read of the table."""
         wanted = {email.lower() for email in emails}
@@ -53,7 +53,7 @@ class ReaderRows(PaperRows):
                     now = utcnow()
                     conn.execute(insert(UserRow), [{"email": e, "created_at": now} for e in missing])
                     existing.update(self._user_ids(conn, set(missing)))
-        return {email: existing[email] for email in wanted}
+        return ReaderIds({email: existing[email] for email in wanted})
 
     @staticmethod
     def _user_ids(conn: Connection, emails: set[str]) -> dict[str, int]:
@@ -67,7 +67,7 @@ class ReaderRows(PaperRows):
         return found
 
     def user_id(self, email: str) -> int:
-        return self.sync_users([email])[email.lower()]
+        return self.sync_users([email]).of(email)
 
     def user_ids(self) -> set[int]:
         with self.read() as conn:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, summary
+from recommender.base.domain import DigestStatus
 from recommender.base.errors import RecommenderError
 from recommender.pipeline.store_access import ChannelPosts, Outbox
 
@@ -111,7 +112,7 @@ def outbox() -> None:
 
 
 @outbox.command("list")
-@click.option("--status", type=click.Choice(("pending", "sent", "failed", "superseded", "unsubscribed", "no email")), default=None,
+@click.option("--status", type=click.Choice([status.value for status in DigestStatus]), default=None,
               help="Only this status.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per delivery.")
 @pass_app
