@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, UserConfig
+from recommender.base.domain import ReaderIds
 from recommender.pipeline import channels
 from recommender.pipeline.digests import LEASE, deliver_pending, queue_digests, signer_for
 from recommender.store import Store
@@ -52,7 +53,7 @@ class ShardBuilder:
         gone = [uid for uid, email in claimed if email.lower() not in self.by_email]
         if gone:
             self.schedule.drop(gone)  # no longer configured (this worker's config may be older: SIGHUP it too)
-        ids = {email.lower(): uid for uid, email in claimed}
+        ids = ReaderIds({email.lower(): uid for uid, email in claimed})
         results = queue_digests(self.config, self.store, users, self.clock, ids=ids) if users else {}
         channels.queue_posts(self.config, self.store, signer_for(self.config, self.clock), self.clock)
         self.schedule.finish(owner, self.clock())
