@@ -76,7 +76,7 @@ class DaemonLock:
     def _lock_advisory(self, standby: threading.Event | None) -> bool:
         connection = self.database.engine.connect()
         for name, value in KEEPALIVE.items():
-            connection.execute(text(f"SET {name} = {int(value)}"))  # nosec B608 - constant names and numbers
+            connection.execute(text(f"SET {name} = {int(value)}"))  # constant names and numbers
         waiting = False
         while True:
             taken = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY}).scalar()
