@@ -20,6 +20,7 @@ sample and the DEV readers with stars that follow it by id) on the defaults. Las
 install size on the defaults (one reader, 5, LAB, MID, everyone) against each reader alone.
 
     python bench/quality.py [--datasets a,t] [--sample N]
+    python bench/quality.py --topics [--datasets a,t] [--sample N]   # topics: see bench/topic_split.py
 """
 
 from __future__ import annotations
@@ -185,7 +186,15 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=SAMPLE, help="users of the comparison with the SVM")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="override a [ranking] setting (for tuning on DEV users)")
+    parser.add_argument("--topics", action="store_true",
+                        help="measure topics instead (bench/topic_split.py: its protocol)")
+    parser.add_argument("--topic-whole", type=float, default=None,
+                        help="with --topics: pipeline.topics.WHOLE_WEIGHT for this run")
     args = parser.parse_args()
+    if args.topics:
+        import topic_split
+
+        return topic_split.main(args.datasets.split(","), args.sample, args.topic_whole)
     defaults = RankingConfig()
     overrides = {k: type(getattr(defaults, k))(v) for k, v in (item.split("=", 1) for item in args.settings)}
     ranking = replace(defaults, **overrides)

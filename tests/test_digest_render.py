@@ -124,6 +124,7 @@ def test_css_inlined_into_the_template_once_gives_the_html_of_inlining_each_mess
         "open_url": 'http://x/open/a"b', "more_url": "http://x/more/<t>", "less_url": "http://x/less/&t",
         "clicked": "more <like> this",
     }])
+    with_entries["sections"] = [{"heading": '<i>"topic"</i> & more', "entries": with_entries["entries"]}]
     plain = Environment(loader=FunctionLoader(lambda name: templates_dir().joinpath(name).read_text(encoding="utf-8")),
                         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=True))

@@ -152,11 +152,11 @@ def test_a_database_of_the_previous_schema_keeps_its_schedules(database_url: str
     from recommender.store import migrate
 
     store = Store.open(database_url)
-    migrate.upgrade(store.engine, target="0012")
+    migrate.upgrade(store.engine, target="0013")
     with store.engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id, email, created_at) VALUES (1, 'ada@example.org', '2025-06-01')"))
         conn.execute(text("INSERT INTO schedule_state (user_id, last_run_at) VALUES (1, '2025-06-01 12:00:00')"))
-    assert store.upgrade_schema() == ("0012", migrate.HEAD_REVISION)
+    assert store.upgrade_schema() == ("0013", migrate.HEAD_REVISION)
     assert ReaderSchedule(store).last_runs([1]) == {1: datetime(2025, 6, 1, 12, 0, tzinfo=UTC)}
     from sqlalchemy import inspect
 

@@ -357,9 +357,9 @@ def test_fetch_command_reports_the_failure_once_and_delivers_the_rest(tmp_path: 
 def test_config_check_validates_the_new_options(run: Invoke, tmp_path: Path):
     bad = write_config(tmp_path, extra='[[sources]]\nname = "x"\nkind = "feed"\nurl = "https://j.example/rss"\n'
                                       'categories = ["neuroscience"]\n')
-    assert "categories: only for kind biorxiv or medrxiv" in run("config", "check", config=bad, code=2).stdout
+    assert "categories: only for kind arxiv or biorxiv or medrxiv" in run("config", "check", config=bad, code=2).output
     days = write_config(tmp_path, extra='[[sources]]\nname = "x"\nkind = "medrxiv"\ndays = 90\n')
-    assert "days: expected an integer from 1 to 31" in run("config", "check", config=days, code=2).stdout
+    assert "days: expected an integer from 1 to 31" in run("config", "check", config=days, code=2).output
     ok = write_config(tmp_path, extra='[[sources]]\nname = "x"\nkind = "medrxiv"\ncategories = ["epidemiology"]\n')
     assert "1 source(s)" in run("config", "check", config=ok).stdout
 

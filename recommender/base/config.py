@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from recommender.base import arxiv_categories
 from recommender.base.channel_config import ChannelTables
+from recommender.base.config_topics import TopicReader
 from recommender.base.env_names import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG_NAME  # noqa: F401
 from recommender.base.errors import ConfigError
 from recommender.base.formats import DIGEST_FORMATS, PAGED_FORMATS
@@ -46,6 +47,7 @@ from recommender.base.settings import (  # noqa: F401  (the values are read from
     SmtpConfig,
     SmtpSecurity,
     SourceConfig,
+    TopicConfig,
     UserConfig,
     WebhookConfig,
     WebhookKind,
@@ -102,7 +104,7 @@ def _toml_error(path: Path, exc: tomllib.TOMLDecodeError) -> str:
     return f"{path}: invalid TOML: {message}"
 
 
-class _Parser(ChannelTables):
+class _Parser(ChannelTables, TopicReader):
     """Turns the TOML dict into typed objects, naming file and key on any mistake. Every mistake
     is collected (a key in error takes its default, a table in error is left out) so that one
     run of ``config check`` reports them all."""
@@ -361,6 +363,7 @@ class _Parser(ChannelTables):
             exclude=self.strings(prefix, table, "exclude"),
             authors=self.strings(prefix, table, "authors"),
             stars=self.strings(prefix, table, "stars"),
+            topics=self.topics(prefix, table.get("topics", []), max_items),
             channels=channels,
             webhook=webhook,
         )

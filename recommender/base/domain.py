@@ -54,6 +54,8 @@ class ParsedPaper:
     source_id: str = ""
     published: str = ""
     line: int = 0
+    groups: tuple[str, ...] = ()  # the library's folders it sits in (collections, groups), as the export names them
+    keywords: tuple[str, ...] = ()  # its tags and keywords in the library
     doi: str = ""  # normalised (base.text.doi): the paper's id when it has no arXiv id, else an alias
     other_ids: tuple[str, ...] = ()  # ids of the same work elsewhere: a preprint's journal DOI
     category: str = ""  # the primary subject class, e.g. arXiv's "cs.LG"
@@ -179,13 +181,15 @@ class Recommendation:
     # 0-100: the share of the reader's other candidates in this batch that score below this
     # pick (see ranking.matches_among); 0 when the ranking is not personalized.
     match: int = 0
+    topic: str = ""  # the reader's topic (digest section) it was picked for; "" without topics
 
     @cached_property
     def explanation(self) -> Explanation:
         return self.explainer()
 
     def as_json(self) -> dict[str, object]:
-        return {"user": self.user, "rank": self.rank, **_paper_fields(self.paper), **self._judgement()}
+        found = {"user": self.user, "rank": self.rank, **_paper_fields(self.paper), **self._judgement()}
+        return found | {"topic": self.topic} if self.topic else found
 
     def as_json_line(self) -> str:
         """``json.dumps(self.as_json(), ensure_ascii=False)``, written out directly (a run writes
@@ -199,7 +203,8 @@ class Recommendation:
                            for t in why.terms])
         return (f'{{"user": {_string(self.user)}, "rank": {int(self.rank)}, {_paper_fields_json(self.paper)}, '
                 f'"score": {_number(round(self.score, 6))}, "match": {int(self.match)}, "personalized": {"true" if why.personalized else "false"}, '
-                f'"why": {_string(why.sentence())}, "nearest": [{nearest}], "terms": [{terms}]}}')
+                f'"why": {_string(why.sentence())}, "nearest": [{nearest}], "terms": [{terms}]'
+                + (f', "topic": {_string(self.topic)}}}' if self.topic else "}"))
 
     def _judgement(self) -> dict[str, object]:
         return {

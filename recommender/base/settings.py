@@ -166,6 +166,22 @@ class FeedbackConfig:
 
 
 @dataclass(frozen=True)
+class TopicConfig:
+    """One of a reader's interest profiles (``[[users.topics]]``): ranked with the stars and
+    clicks that carry its name, shown as its own section of the digest."""
+
+    name: str
+    interests: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    max_items: int | None = None  # this topic's share of the digest (default: an even share)
+    min_score: float | None = None  # default: the reader's
+
+
+TOPIC_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,64}")  # one line, at most 64 characters
+
+
+@dataclass(frozen=True)
 class UserConfig:
     email: str
     name: str = ""
@@ -179,8 +195,13 @@ class UserConfig:
     exclude: tuple[str, ...] = ()
     authors: tuple[str, ...] = ()
     stars: tuple[str, ...] = ()
+    topics: tuple[TopicConfig, ...] = ()
     channels: tuple[Channel, ...] = (Channel.EMAIL,)
     webhook: str = ""  # the [[webhooks]] name this reader's digest is posted to (channel "webhook")
+
+    def topic(self, name: str) -> TopicConfig | None:
+        """The topic called ``name`` (case-insensitive), or None."""
+        return next((t for t in self.topics if t.name.lower() == name.lower()), None)
 
 
 @dataclass(frozen=True)

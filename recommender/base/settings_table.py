@@ -155,6 +155,8 @@ _HELP: dict[str, dict[str, str]] = {
         "stars": "papers (ids, arXiv ids or exact titles) starred by `star --from-config`",
         "channels": "where the digest goes: email, feed (a private Atom feed), webhook (README: Channels)",
         "webhook": 'with channel "webhook": a [[webhooks]] name; readers naming one share one post per run',
+        "topics": "the reader's topics, [[users.topics]] tables: name (required, 1-64 characters), interests, "
+                  "exclude, authors, max_items, min_score (README: Topics)",
     },
     "webhooks": {
         "name": "letters, digits, dots and dashes; what readers' `webhook` names",
@@ -212,6 +214,8 @@ def _toml_value(value: Any) -> Any:
 
 
 def _type_of(annotation: str, default: Any) -> str:
+    if "TopicConfig" in annotation:
+        return "array of tables"
     if "tuple" in annotation:
         return "list of strings"
     if "float" in annotation:
@@ -243,7 +247,8 @@ def _settings() -> tuple[Setting, ...]:
 
 SETTINGS: tuple[Setting, ...] = _settings()
 SECTIONS = TABLE_SECTIONS + ARRAY_SECTIONS
-TOML_TYPES: dict[str, type] = {"string": str, "integer": int, "float": float, "boolean": bool, "list of strings": list}
+TOML_TYPES: dict[str, type] = {"string": str, "integer": int, "float": float, "boolean": bool, "list of strings": list,
+                               "array of tables": list}
 
 
 def section_keys(section: str) -> set[str]:

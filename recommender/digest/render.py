@@ -185,6 +185,24 @@ class Entry:
     clicked: str  # on the web view: what the reader already clicked for this paper ("" in a mail)
 
 
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A run of entries under one heading: a reader's topic, or "" (no heading) without topics."""
+
+    heading: str
+    entries: list[Entry]
+
+
+def sections(picks: list[Recommendation], entries: list[Entry]) -> list[Section]:
+    """The entries grouped under their picks' topics, in the picks' order."""
+    found: list[Section] = []
+    for rec, entry in zip(picks, entries, strict=True):
+        if not found or found[-1].heading != rec.topic:
+            found.append(Section(rec.topic, []))
+        found[-1].entries.append(entry)
+    return found
+
+
 def context(config: Config, user: UserConfig, picks: list[Recommendation], links: Links,
             now: datetime, web: bool = False, clicked: Mapping[str, frozenset[str]] | None = None) -> dict[str, object]:
     """The templates' values; ``clicked`` (paper id -> actions) marks the web view's entries."""
@@ -225,6 +243,7 @@ def context(config: Config, user: UserConfig, picks: list[Recommendation], links
         "count": len(picks),
         "personalized": personalized,
         "entries": entries,
+        "sections": sections(picks, entries),
         "recipient": user.email,
         "schedule": schedule_label(user),
         "unsubscribe_url": links.unsubscribe(),

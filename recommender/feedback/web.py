@@ -245,13 +245,15 @@ def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click,
     reader already clicked on each paper."""
     link = click.link
     entries = Outbox(store).entries(link.digest_id)
+    topics = Outbox(store).entry_topics(link.digest_id)
     papers = {p.id: p for p in store.papers([e[1] for e in entries])}
     email = next((r.email for r in store.user_rows() if r.id == link.user_id), "")
     user = next((u for u in config.users if u.email.lower() == email), None)
     if user is None:
         raise LinkGone("this subscriber is no longer configured")
     picks = [Recommendation(user.email, papers[pid], score, position + 1,
-                            functools.partial(_stored_explanation, why), match=match)
+                            functools.partial(_stored_explanation, why), match=match,
+                            topic=topics.get(position, ""))
              for position, pid, score, why, match in entries if pid in papers]
     # The page's links keep the digest's issue time: a view link near its expiry must not
     # hand out links that live another max_age_days.

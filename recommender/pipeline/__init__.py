@@ -22,7 +22,7 @@ from recommender.base.errors import InputError, NotFoundError
 from recommender.base.text import shown
 from recommender.model import own_classifier, profiles, reader_factors, sparse_loops, tfidf
 from recommender.model.ranking import Choice, rank_many
-from recommender.pipeline import stored_models
+from recommender.pipeline import stored_models, topics
 from recommender.sources import parse
 from recommender.store import IngestResult, Store
 
@@ -136,7 +136,7 @@ def recommend(config: Config, store: Store, users: Sequence[UserConfig], batch_i
 
 def recommend_written(config: Config, store: Store, users: Sequence[UserConfig], batch_ids: Sequence[int],
                       limit: int | None, render: Callable[[Sequence[UserConfig], dict[str, list[Recommendation]]], str],
-                      write: Callable[[str], None], now: datetime | None = None) -> int:
+                      write: Callable[[str], None], now: datetime | None = None, topic: str | None = None) -> int:
     """``render`` of ``recommend``'s results handed to ``write`` in user order; returns how many
     recommendations were written. Many users are split between worker processes (see
     base.parallel; profiles, explanations and output are Python-bound; the models are loaded
@@ -154,7 +154,7 @@ def recommend_written(config: Config, store: Store, users: Sequence[UserConfig],
     def ranked(some: Sequence[UserConfig], on: Store = store) -> tuple[str, int]:
         # Each part has one core: BLAS threads would only wait for (and take) the others'.
         with threadpool_limits(limits=1, user_api="blas") if split else contextlib.nullcontext():
-            results = rank_users(config, on, models, some, candidates, limit, now, ids, persist=False)
+            results = rank_users(config, on, models, some, candidates, limit, now, ids, persist=False, topic=topic)
         return render(some, results), sum(len(picks) for picks in results.values())
 
     def part(some: Sequence[UserConfig]) -> int:
@@ -202,9 +202,10 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
             on_reader(done, len(config.users))
 
     pairs = [(ids.of(u.email), u) for u in config.users]
-    stored_models.build_and_cache_profiles(store, models.text, models.collab, pairs, config.ranking,
-                                           now or datetime.now(UTC), models.space,
-                                           progress if models.space is not None and models.collab is None else None)
+    if pairs:
+        stored_models.build_and_cache_profiles(store, models.text, models.collab, pairs, config.ranking,
+                                               now or datetime.now(UTC), models.space,
+                                               progress if models.space is not None and models.collab is None else None)
     return models
 
 
@@ -219,21 +220,69 @@ def choice_for(config: Config, user: UserConfig, limit: int | None, models: Mode
 
 def rank_users(config: Config, store: Store, models: Models, users: Sequence[UserConfig], candidates: list[Paper],
                limit: int | None, now: datetime, ids: ReaderIds | None = None,
-               persist: bool = True) -> dict[str, list[Recommendation]]:
+               persist: bool = True, topic: str | None = None) -> dict[str, list[Recommendation]]:
     """Rank ``candidates`` for every user at once: profiles from the signal log, starred and
     already-sent papers skipped. ``ids`` (lower-case email -> id) when the users are synced;
-    ``persist``: store the profiles that changed (`recommend` only reads)."""
+    ``persist``: store the profiles that changed (`recommend` only reads). Readers with topics
+    are ranked per topic (see pipeline.topics); ``topic``: that topic's picks only."""
     ids = ids if ids is not None else store.sync_users(u.email for u in users)
-    pairs = [(ids.of(u.email), u) for u in users]
-    built = stored_models.cached_or_built_profiles(store, models.text, models.collab, pairs, config.ranking, now,
-                                                   persist, models.space)
-    user_ids = [uid for uid, _ in pairs]
-    sent = store.sent_map(user_ids)
-    skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]
+    plain = [u for u in users if not u.topics]
+    found: dict[str, list[Recommendation]] = {}
+    if plain:
+        pairs = [(ids.of(u.email), u) for u in plain]
+        built = stored_models.cached_or_built_profiles(store, models.text, models.collab, pairs, config.ranking, now,
+                                                       persist, models.space)
+        user_ids = [uid for uid, _ in pairs]
+        sent = store.sent_map(user_ids)
+        skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]
+        picks = rank_many(models.text, models.collab, built, candidates, skips,
+                          [choice_for(config, u, limit, models) for u in plain], papers_by_id(store), models.space)
+        found.update({user.email: result for user, result in zip(plain, picks, strict=True)})
+    for user in users:
+        if user.topics:
+            found[user.email] = rank_topics(config, store, models, user, ids.of(user.email), candidates,
+                                            limit, now, topic)
+    return {user.email: found[user.email] for user in users}
 
-    picks = rank_many(models.text, models.collab, built, candidates, skips,
-                      [choice_for(config, u, limit, models) for u in users], papers_by_id(store), models.space)
-    return {user.email: result for user, result in zip(users, picks, strict=True)}
+
+def section_profiles(config: Config, store: Store, models: Models, user: UserConfig, user_id: int,
+                     now: datetime, only: str | None = None) -> tuple[list[topics.Section], profiles.Profiles]:
+    """A reader's topics (see pipeline.topics) and a profile for each: built from its signals,
+    plus ``topics.WHOLE_WEIGHT`` times the reader's whole profile (cached like any reader's)."""
+    signals = store.topic_signals(user_id)
+    found = topics.sections(user, signals, only)
+    pairs = [(-1 - n, section.user) for n, section in enumerate(found)]  # not user ids: never cached
+    built, _ = profiles.from_signals(models.text, models.collab, pairs,
+                                     {-1 - n: section.signals for n, section in enumerate(found)},
+                                     config.ranking, now, models.space)
+    if topics.WHOLE_WEIGHT and found:
+        if any(signal.kind != "star" for signal, _ in signals):
+            # The whole profile from the stars alone: a click teaches the topic it was made in only.
+            stars = [signal for signal, _ in signals if signal.kind == "star"]
+            whole, _ = profiles.from_signals(models.text, models.collab, [(0, user)], {0: stars}, config.ranking,
+                                             now, models.space)
+        else:  # the reader's profile as ingest cached it
+            whole = stored_models.cached_or_built_profiles(store, models.text, models.collab, [(user_id, user)],
+                                                           config.ranking, now, False, models.space)
+        if not whole.empty(0):
+            built = topics.with_whole(built, whole, topics.WHOLE_WEIGHT)
+    return found, built
+
+
+def rank_topics(config: Config, store: Store, models: Models, user: UserConfig, user_id: int,
+                candidates: list[Paper], limit: int | None, now: datetime,
+                only: str | None = None) -> list[Recommendation]:
+    """One reader's picks, section by section (see pipeline.topics)."""
+    found, built = section_profiles(config, store, models, user, user_id, now, only)
+    if not found:
+        return []
+    total = limit or (found[0].max_items or user.max_items if only else user.max_items)
+    skip = set(store.starred_ids(user_id)) | store.sent_map([user_id]).get(user_id, set())
+    choices = [replace(choice_for(config, section.user, total, models), user=user.email) for section in found]
+    ranked = rank_many(models.text, models.collab, built, candidates, [skip] * len(found), choices,
+                       papers_by_id(store), models.space)
+    shares = [total] if only else topics.budgets(total, [section.max_items for section in found])
+    return topics.joined([section.name for section in found], ranked, shares)
 
 
 def papers_by_id(store: Store) -> Callable[[list[str]], dict[str, Paper]]:
@@ -241,12 +290,26 @@ def papers_by_id(store: Store) -> Callable[[list[str]], dict[str, Paper]]:
     return lambda ids: {p.id: p for p in store.papers(ids)}
 
 
-def profile(config: Config, store: Store, user: UserConfig) -> tuple[profiles.Profile, list[str]]:
-    """One user's profile as ranking uses it (persisted when it changed), and the model's terms."""
+def profile(config: Config, store: Store, user: UserConfig,
+            topic: str | None = None) -> tuple[profiles.Profile, list[str]]:
+    """One user's profile as ranking uses it (persisted when it changed), or that of one of
+    their topics, and the model's terms."""
     models = load_models(store, config)
-    built = stored_models.current_profile(store, models.text, store.user_id(user.email), user, config.ranking,
-                                          datetime.now(UTC), models.collab, models.space)
-    return built, models.text.shown_terms
+    if topic is not None:
+        found, built = section_profiles(config, store, models, user, store.user_id(user.email), datetime.now(UTC),
+                                        topic)
+        if not found:
+            raise NotFoundError(f"{user.email} has no topic {topic!r}")
+        return built.profile(0), models.text.shown_terms
+    current = stored_models.current_profile(store, models.text, store.user_id(user.email), user, config.ranking,
+                                            datetime.now(UTC), models.collab, models.space)
+    return current, models.text.shown_terms
+
+
+def suggest_topics(config: Config, store: Store, user: UserConfig, max_k: int) -> list[topics.Suggestion]:
+    """At most ``max_k`` topics the reader's stars split into (see pipeline.topics.suggest)."""
+    models = load_models(store, config)
+    return topics.suggest(store, models.text, models.space, models.collab, store.user_id(user.email), max_k)
 
 
 def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
@@ -256,8 +319,28 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     paper = store.paper(paper_id)
     models = load_models(store, config)
     user_id = store.user_id(user.email)
-    built = stored_models.build_profiles(store, models.text, models.collab, [(user_id, user)], config.ranking, now,
-                                         space=models.space)
+    topic = ""
+    if user.topics:  # the topic where the paper ranks best
+        found, built = section_profiles(config, store, models, user, user_id, now)
+        if not found:
+            raise NotFoundError(f"{user.email}: no topic to explain with")
+        # Ranked among the latest digest's papers, as a digest would rank it.
+        pool = [p for p in store.batch_papers(store.latest_run_batch_ids()) if p.id != paper.id] + [paper]
+        choices = [choice_for(config, s.user, len(pool), models) for s in found]
+        plains = [Choice(user=c.user, limit=len(pool), why_terms=c.why_terms,
+                         collaborative_weight=c.collaborative_weight, interest_boost=c.interest_boost,
+                         interests=c.interests, authors=c.authors) for c in choices]
+        ranked = rank_many(models.text, models.collab, built, pool, [set()] * len(found), plains,
+                           papers_by_id(store), models.space)
+        places = [next((n, -r.score) for n, r in enumerate(picks) if r.paper.id == paper.id) for picks in ranked]
+        best = min(range(len(found)), key=lambda n: (places[n], n))
+        topic, user = found[best].name, found[best].user
+        built = profiles.Profiles([built.user_ids[best]], built.matrix[best], None if built.dense is None
+                                  else built.dense[best:best + 1], [built.weights[best]], [built.interests[best]],
+                                  [built.starred[best]])
+    else:
+        built = stored_models.build_profiles(store, models.text, models.collab, [(user_id, user)], config.ranking,
+                                             now, space=models.space)
     choice = choice_for(config, user, 1, models)
     plain = Choice(user=choice.user, limit=1, why_terms=choice.why_terms, collaborative_weight=choice.collaborative_weight,
                    interest_boost=choice.interest_boost, interests=choice.interests, authors=choice.authors)
@@ -289,7 +372,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
                      "kind": "liked" if p in why.liked else "starred"} for p, t, s in why.nearest],
         "terms": [{"term": t.term, "contribution": round(t.contribution, 4)} for t in why.terms],
         "followed_authors": list(why.followed_authors), "matched_interests": list(why.matched_interests),
-        "why": why.sentence(), "notes": notes,
+        "why": why.sentence(), "notes": notes, **({"topic": topic} if topic else {}),
     }
 
 

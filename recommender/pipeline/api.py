@@ -12,6 +12,7 @@ docs/API.md lists every method and what it returns."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import date
 from functools import cached_property
 from pathlib import Path
@@ -170,7 +171,7 @@ class Recommender:
 
     # -- stars ----------------------------------------------------------------------------
     def star(self, email: str | None, references: Sequence[str] = (), titles: Sequence[str] = (),
-             from_config: bool = False, offline: bool = False) -> Starred:
+             from_config: bool = False, offline: bool = False, topic: str | None = None) -> Starred:
         """Star papers by id, arXiv id (any usual form; one not stored is fetched from arXiv
         unless ``offline``) or title; ``from_config`` adds the reader's ``stars`` key.
 
@@ -182,27 +183,43 @@ class Recommender:
         ids += [paper_by_title(self.store, t).id for t in titles]
         if not ids:
             raise RecommenderError("give paper ids or titles to star")
-        added = self.store.star(self.store.user_id(user.email), ids)
+        added = self.store.star(self.store.user_id(user.email), ids, topic=self._topic(user, topic))
         if added or self.store.corpus_version() != version:
             self._refit()
         return Starred(user.email, self.store.papers(ids), added)
 
-    def unstar(self, email: str | None, references: Sequence[str]) -> int:
-        """Remove stars (papers by id, alias or arXiv id); returns how many went.
+    def unstar(self, email: str | None, references: Sequence[str], topic: str | None = None) -> int:
+        """Remove stars (papers by id, alias or arXiv id; with ``topic``, only those in that
+        topic); returns how many went.
 
         Example: ``rec.unstar("ada@example.org", ["2412.00420"])``"""
         user = self.user(email)
-        removed = self.store.unstar(self.store.user_id(user.email), list(references))
+        removed = self.store.unstar(self.store.user_id(user.email), list(references), self._topic(user, topic))
         if removed:
             self._refit()
         return removed
 
-    def stars(self, email: str | None = None) -> list[Star]:
-        """A reader's starred papers, oldest star first.
+    def stars(self, email: str | None = None, topic: str | None = None) -> list[Star]:
+        """A reader's starred papers, oldest star first, each with its topic (``topic``: only
+        that topic's).
 
         Example: ``[s.paper.id for s in rec.stars("ada@example.org")]``"""
         user = self.user(email)
-        return [Star(paper, at) for paper, at in self.store.stars(self.store.user_id(user.email))]
+        user_id = self.store.user_id(user.email)
+        topics = self.store.star_topics(user_id)
+        return [Star(paper, at, topics.get(paper.id))
+                for paper, at in self.store.stars(user_id, self._topic(user, topic))]
+
+    @staticmethod
+    def _topic(user: UserConfig, name: str | None) -> str | None:
+        """The config's spelling of the reader's topic ``name``; NotFoundError without one."""
+        if name is None:
+            return None
+        topic = user.topic(name)
+        if topic is None:
+            there = ", ".join(repr(t.name) for t in user.topics) or "none: add [[users.topics]] to the config"
+            raise NotFoundError(f"{user.email} has no topic {name!r} (topics: {there})")
+        return topic.name
 
     def import_stars(self, path: str | Path, skip_unknown: bool = False,
                      offline: bool = False) -> star_import.StarImport:
@@ -217,26 +234,32 @@ class Recommender:
 
     def import_library(self, email: str | None, paths: Sequence[str | Path], fmt: str = "auto",
                        strict: bool = False, offline: bool = False,
-                       progress: Callable[[int], None] | None = None) -> star_import.LibraryImport:
+                       progress: Callable[[int], None] | None = None,
+                       topic: str | None = None, topics_from: str | None = None) -> star_import.LibraryImport:
         """Star the papers of reference-manager exports (BibTeX, Zotero CSV, RIS).
 
         Example: ``rec.import_library("ada@example.org", ["export.bib"]).new_stars``"""
         user = self.user(email)
         result = star_import.import_library(self.store, user.email, [Path(p).expanduser() for p in paths], fmt,
-                                            strict, self._lookup(offline), progress)
+                                            strict, self._lookup(offline), progress, self._topic(user, topic),
+                                            topics_from, [t.name for t in user.topics])
         if result.new_stars or result.added:
             self._refit()
         return result
 
     # -- ranking --------------------------------------------------------------------------
     def recommend(self, email: str | None = None, limit: int | None = None, batch: str = "latest",
-                  ) -> list[Recommendation]:
+                  topic: str | None = None) -> list[Recommendation]:
         """A reader's best new papers, best first, each with why it was picked. ``batch``:
         ``latest`` (the last ingest run), ``all``, or a batch id.
 
         Example: ``rec.recommend("ada@example.org", limit=10)[0].paper.title``"""
-        email = self.user(email).email
-        return self.recommend_many([email], limit, batch)[email]
+        user = self.user(email)
+        if topic is not None:  # that topic's picks only (see pipeline.topics)
+            candidates = self.store.batch_papers(pipeline.candidate_batches(self.store, batch))
+            return pipeline.rank_users(self.config, self.store, self.models, [user], candidates, limit, self.clock(),
+                                       topic=self._topic(user, topic))[user.email]
+        return self.recommend_many([user.email], limit, batch)[user.email]
 
     def recommend_many(self, emails: Sequence[str] | None = None, limit: int | None = None,
                        batch: str = "latest") -> dict[str, list[Recommendation]]:
@@ -331,7 +354,9 @@ class Recommender:
         """Everything stored about a reader, as one JSON-ready document.
 
         Example: ``json.dumps(rec.export_user("ada@example.org"))``"""
-        return FeedbackLog(self.store).export(self._configured_id(email))
+        data = FeedbackLog(self.store).export(self._configured_id(email))
+        data["topics"] = [asdict(t) for t in self.config.user(email).topics]
+        return data
 
     def forget_user(self, email: str, confirm: Callable[[], object] | None = None) -> Forgotten:
         """Delete a reader's stars, feedback, digests and profile (configured or not; the

@@ -22,6 +22,7 @@ class Star:
 
     paper: Paper
     starred_at: datetime
+    topic: str | None = None  # the reader's topic it belongs to ([[users.topics]]); None: untopiced
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,13 @@ class Breakdown:
     matched_interests: list[str]
     why: str
     notes: list[str]
+    topic: str = ""  # the reader's topic where the paper ranks best ("" without topics)
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        found = asdict(self)
+        if not self.topic:
+            del found["topic"]
+        return found
 
 
 @dataclass(frozen=True)

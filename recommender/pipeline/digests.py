@@ -184,7 +184,7 @@ def _queue_chunk(config: Config, store: Store, models: pipeline.Models, signer: 
                 ids.of(user.email), max(batch_ids),
                 [(r.paper.id, r.score, r.explanation.sentence(), r.match) for r in user_picks],
                 _renderer(config, signer, user, ids.of(user.email), user_picks, now),
-                channels.digest_channels(user)))
+                channels.digest_channels(user), [r.topic or None for r in user_picks] if user.topics else ()))
     outbox = Outbox(store)
     for group in range(0, len(ready), CREATE_GROUP):
         outbox.create_many(ready[group:group + CREATE_GROUP])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +41,7 @@ class LibraryImport:
     unknown: list[str] = field(default_factory=list)  # arXiv ids the API does not know
     lookup_failed: str = ""  # why the arXiv lookup failed, if it did
     lookup_skipped: int = 0  # entries without abstract not looked up (--offline)
+    topics: dict[str, int] = field(default_factory=dict)  # topic -> papers starred in it (--topics-from)
     titles_only: int = 0  # imported papers that still have no abstract (known by their titles alone)
     titles_only_arxiv: int = 0  # of them, those with an arXiv id (the API could fill them in)
 
@@ -165,12 +167,16 @@ def import_stars(store: Store, config: Config, path: Path, skip_unknown: bool,
 
 def import_library(store: Store, email: str, paths: Sequence[Path], fmt: str = "auto", strict: bool = False,
                    lookup: ArxivLookup | None = None, progress: Callable[[int], None] | None = None,
-                   ) -> LibraryImport:
+                   topic: str | None = None, topics_from: str | None = None,
+                   configured: Sequence[str] = ()) -> LibraryImport:
     """Star the papers of reference-manager exports (BibTeX, Zotero CSV, RIS), matched to
     stored papers by arXiv id or title; entries not stored yet are added as papers (not as new
     digest entries). Entries that cannot be read are skipped and named (``strict``: the
     files are refused instead). Entries with an arXiv id but no abstract get title, authors and
-    abstract from the arXiv API (with ``lookup``); a lookup that fails leaves them as they were."""
+    abstract from the arXiv API (with ``lookup``); a lookup that fails leaves them as they were.
+    With ``topic``, the stars go to (or move to) that topic of the reader; with ``topics_from``
+    (see ``TOPICS_FROM``), each to one of the folders or keywords the library gives it (see
+    ``entry_topics``), ``topic`` for those it gives none."""
     from recommender.sources import read_library  # on use: the readers import their parsers
 
     reads = [read_library(read_input(path), str(path), fmt) for path in paths]
@@ -192,12 +198,37 @@ def import_library(store: Store, email: str, paths: Sequence[Path], fmt: str = "
         entries = [_completed(e, result.found.get(e.arxiv_id)) for e in entries]
         completed = sum(1 for e in wanted if e in result.found)
     ids, added = store.add_papers(entries)
-    new_stars = store.star(store.user_id(email), ids, origin="library")
+    user_id = store.user_id(email)
+    if topics_from is None:
+        new_stars = store.star(user_id, ids, origin="library", topic=topic)
+        found: dict[str, int] = {}
+    else:
+        chosen = [t or topic for t in entry_topics(entries, TOPICS_FROM[topics_from], configured)]
+        new_stars = store.star_many([(user_id, i) for i in ids], "library", chosen)
+        found = dict(Counter(t for t in chosen if t is not None).most_common())
     bare = [p for p in store.papers(list(dict.fromkeys(ids))) if not p.abstract]
-    return LibraryImport(entries=len(entries), matched=len(entries) - added, added=added, skipped=skipped,
+    return LibraryImport(topics=found, entries=len(entries), matched=len(entries) - added, added=added, skipped=skipped,
                          new_stars=new_stars, completed=completed, unknown=unknown, lookup_failed=failed,
                          lookup_skipped=len(wanted) if lookup is None else 0, titles_only=len(bare),
                          titles_only_arxiv=sum(1 for p in bare if p.arxiv_id and p.arxiv_id not in unknown))
+
+
+# What --topics-from reads from an entry: its folders (collections, groups), or its keywords and tags.
+TOPICS_FROM = {"collections": "groups", "groups": "groups", "keywords": "keywords"}
+
+
+def entry_topics(entries: Sequence[ParsedPaper], kind: str, configured: Sequence[str] = ()) -> list[str | None]:
+    """One topic per entry from its ``kind`` ("groups" or "keywords"): a configured topic's name
+    if the entry carries one (any case), else the name most entries of the library share, so a
+    paper filed in several places joins the largest; None for an entry that carries none."""
+    known = {name.lower(): name for name in configured}
+    labels = [getattr(entry, kind) for entry in entries]
+    counts = Counter(label for names in labels for label in names)
+    chosen: list[str | None] = []
+    for names in labels:
+        mine = next((known[n.lower()] for n in names if n.lower() in known), None)
+        chosen.append(mine or (min(names, key=lambda n: (-counts[n], names.index(n))) if names else None))
+    return chosen
 
 
 def _completed(entry: ParsedPaper, found: ParsedPaper | None) -> ParsedPaper:

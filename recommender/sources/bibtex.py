@@ -116,7 +116,14 @@ def _paper(entry: object, strings: dict[str, str]) -> ParsedPaper | None:
     for key in _ARXIV_FIELDS:
         arxiv = arxiv or arxiv_id(fields.get(key, ""))
     year = fields.get("year", "").strip() or fields.get("date", "").strip()[:4]
-    return ParsedPaper(title=title, abstract=abstract, authors=bibtex_names(fields.get("author", "")),
+    return ParsedPaper(groups=_listed(fields.get("groups", "")),
+                       keywords=_listed(fields.get("keywords", "") + "," + fields.get("mendeley-tags", "")),
+                       title=title, abstract=abstract, authors=bibtex_names(fields.get("author", "")),
                        url=fields.get("url", "").strip(), arxiv_id=arxiv, published=year,
                        doi=doi(fields.get("doi", "")) or doi(fields.get("url", "")),
                        line=getattr(entry, "start_line", 0) + 1)
+
+
+def _listed(value: str) -> tuple[str, ...]:
+    """A field's comma- or semicolon-separated names (JabRef groups, keywords, Mendeley tags)."""
+    return tuple(dict.fromkeys(n for n in (one_line(readable(part)) for part in re.split(r"[,;]", value)) if n))

@@ -67,5 +67,8 @@ def _paper(record: dict[str, object], line: int) -> ParsedPaper | None:
     arxiv = next((i for i in map(arxiv_id, candidates) if i), "")
     url = next((u for u in urls if u.startswith(("http://", "https://"))), "")
     year = _first(record, "year", "publication_year", "date")[:4]
+    found_keywords = record.get("keywords")
+    keywords = tuple(dict.fromkeys(one_line(k) for k in found_keywords if isinstance(k, str) and k.strip())) \
+        if isinstance(found_keywords, list) else ()
     return ParsedPaper(title=title, abstract=abstract, authors=authors, url=url, arxiv_id=arxiv, published=year,
-                       line=line, doi=doi(_first(record, "doi")))
+                       line=line, doi=doi(_first(record, "doi")), keywords=keywords)

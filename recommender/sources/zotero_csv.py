@@ -57,6 +57,9 @@ def _paper(row: dict[str, str], line: int) -> ParsedPaper | None:
     if not title and not abstract:
         return None
     arxiv = next((i for i in (arxiv_id(cell(c)) for c in _ARXIV_COLUMNS) if i), "")
+    # A CSV export has no collection column: the tags a reader gave by hand are its folders.
+    manual = tuple(t for t in (one_line(t) for t in cell("Manual Tags").split(";")) if t)
+    automatic = tuple(t for t in (one_line(t) for t in cell("Automatic Tags").split(";")) if t)
     return ParsedPaper(title=title, abstract=abstract, authors=listed_names(cell("Author"), r"\s*;\s*"),
                        url=cell("Url"), arxiv_id=arxiv, published=cell("Publication Year"), line=line,
-                       doi=doi(cell("DOI")))
+                       doi=doi(cell("DOI")), groups=manual, keywords=tuple(dict.fromkeys(manual + automatic)))

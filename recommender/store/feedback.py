@@ -150,6 +150,7 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
     if stale_ids:
         conn.execute(delete(FeedbackRow).where(FeedbackRow.id.in_(sorted(stale_ids))))
     inserts = [r.values for rows in known.values() for r in rows if r.values is not None]
+    _shown_topics(conn, inserts)
     if inserts:
         conn.execute(insert(FeedbackRow), inserts)
     new_hits = [h.values for window in hits.values() for h in window.values() if h.values is not None]
@@ -162,6 +163,19 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
     if forget_old_hits:  # cheap moment to forget old hits
         conn.execute(delete(LinkHitRow).where(LinkHitRow.created_at < max(c.at for c in clicks) - HIT_RETENTION))
     return outcomes
+
+
+def _shown_topics(conn: Connection, inserts: list[dict[str, object]]) -> None:
+    """Each click takes the topic of the digest section its paper was shown in, so that it
+    teaches that topic only."""
+    digests = sorted({v["digest_id"] for v in inserts if v["digest_id"] is not None})  # type: ignore[type-var]
+    topics: dict[tuple[object, object], str] = {}
+    if digests:
+        rows = conn.execute(select(DigestEntryRow.digest_id, DigestEntryRow.paper_id, DigestEntryRow.topic)
+                            .where(DigestEntryRow.digest_id.in_(digests), DigestEntryRow.topic.is_not(None)))
+        topics = {(r.digest_id, r.paper_id): r.topic for r in rows}
+    for values in inserts:
+        values["topic"] = topics.get((values["digest_id"], values["paper_id"]))
 
 
 def _drop_swept(conn: Connection, known: dict[tuple[int, str], list[_Known]], digest_id: int,
@@ -239,7 +253,7 @@ class FeedbackLog:
         """Everything stored about a user, as plain JSON-able data."""
         with self.store.read() as conn:
             user = conn.execute(select(UserRow).where(UserRow.id == user_id)).one()
-            stars = conn.execute(select(StarRow.paper_id, StarRow.origin, StarRow.created_at)
+            stars = conn.execute(select(StarRow.paper_id, StarRow.origin, StarRow.created_at, StarRow.topic)
                                  .where(StarRow.user_id == user_id).order_by(StarRow.created_at)).all()
             digests = conn.execute(select(DigestRow.id, DigestRow.status, DigestRow.subject, DigestRow.message_id,
                                           DigestRow.created_at, DigestRow.sent_at)
@@ -261,7 +275,8 @@ class FeedbackLog:
             "email": user.email,
             "created_at": iso(user.created_at),
             "unsubscribed_at": iso(user.unsubscribed_at),
-            "stars": [{"paper_id": s.paper_id, "origin": s.origin, "created_at": iso(s.created_at)} for s in stars],
+            "stars": [{"paper_id": s.paper_id, "origin": s.origin, "created_at": iso(s.created_at), "topic": s.topic}
+                      for s in stars],
             "feedback": [e.as_json() for e in self.events(user_id)],
             "digests": [{"id": d.id, "status": d.status, "subject": d.subject, "message_id": d.message_id,
                          "created_at": iso(d.created_at), "sent_at": iso(d.sent_at),

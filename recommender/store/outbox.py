@@ -104,6 +104,7 @@ class DigestToCreate:
     entries: Sequence[tuple[str, float, str, int]]  # (paper id, score, why, match)
     render: Callable[[int], NewDigest]  # called with the id the digest will get (again if that changed)
     channels: Sequence[str] = ("email",)  # the reader's channels ("webhook:NAME" for a webhook)
+    topics: Sequence[str | None] = ()  # each entry's topic (the section it is shown in), when the reader has topics
 
 
 class DeliveryOutcome(Protocol):
@@ -196,7 +197,7 @@ class Outbox:
             conn.execute(update(DigestRow).where(DigestRow.user_id.in_({d.user_id for d in digests}),
                                                  DigestRow.status == DigestStatus.FAILED).values(status=DigestStatus.SUPERSEDED))
             entries = [{"digest_id": digest_id, "position": i, "paper_id": pid, "score": score, "why": why,
-                        "match": match}
+                        "match": match, "topic": d.topics[i] if d.topics else None}
                        for digest_id, d in zip(reserved, digests, strict=True)
                        for i, (pid, score, why, match) in enumerate(d.entries)]
             if entries:
@@ -403,6 +404,13 @@ class Outbox:
                                        DigestEntryRow.why, DigestEntryRow.match)
                                 .where(DigestEntryRow.digest_id == digest_id).order_by(DigestEntryRow.position))
             return [(r.position, r.paper_id, r.score, r.why, r.match) for r in rows]
+
+    def entry_topics(self, digest_id: int) -> dict[int, str]:
+        """position -> topic of a digest's entries shown under a topic's heading."""
+        with self.store.read() as conn:
+            rows = conn.execute(select(DigestEntryRow.position, DigestEntryRow.topic)
+                                .where(DigestEntryRow.digest_id == digest_id, DigestEntryRow.topic.is_not(None)))
+            return {r.position: r.topic for r in rows}
 
     def unsubscribed(self) -> set[int]:
         with self.store.read() as conn:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     insert,
     null,
     select,
+    update,
 )
 
 try:
@@ -78,47 +79,81 @@ class ReaderRows(PaperRows):
             return list(conn.execute(select(UserRow).order_by(UserRow.email)))
 
     # -- stars ------------------------------------------------------------------------------
-    def star(self, user_id: int, paper_ids: Sequence[str], origin: str = "cli") -> int:
-        """Star papers (already-starred ones are left alone); returns how many were new."""
+    def star(self, user_id: int, paper_ids: Sequence[str], origin: str = "cli", topic: str | None = None) -> int:
+        """Star papers (already-starred ones are left alone, or moved to ``topic`` when one is
+        given); returns how many were new."""
         with self.write() as conn:
-            return self._star(conn, user_id, paper_ids, origin)
+            return self._star(conn, user_id, paper_ids, origin, topic)
 
-    def _star(self, conn: Connection, user_id: int, paper_ids: Sequence[str], origin: str) -> int:
+    def _star(self, conn: Connection, user_id: int, paper_ids: Sequence[str], origin: str,
+              topic: str | None = None) -> int:
         have = set(conn.execute(select(StarRow.paper_id).where(StarRow.user_id == user_id)).scalars())
-        fresh = [pid for pid in dict.fromkeys(paper_ids) if pid not in have]
+        wanted = list(dict.fromkeys(paper_ids))
+        fresh = [pid for pid in wanted if pid not in have]
         if fresh:
             now = utcnow()
             conn.execute(insert(StarRow), [
-                {"user_id": user_id, "paper_id": pid, "origin": origin, "created_at": now} for pid in fresh
+                {"user_id": user_id, "paper_id": pid, "origin": origin, "created_at": now, "topic": topic}
+                for pid in fresh
             ])
+        moved = [pid for pid in wanted if pid in have]
+        if topic is not None and moved:
+            conn.execute(update(StarRow).where(StarRow.user_id == user_id, StarRow.paper_id.in_(moved),
+                                               StarRow.topic.is_distinct_from(topic)).values(topic=topic))
         return len(fresh)
 
-    def star_many(self, pairs: Sequence[tuple[int, str]], origin: str) -> int:
-        """Star (user id, paper id) pairs in one transaction; returns how many were new."""
+    def star_many(self, pairs: Sequence[tuple[int, str]], origin: str, topics: Sequence[str | None] = ()) -> int:
+        """Star (user id, paper id) pairs in one transaction, each in its topic when ``topics``
+        names them (one per pair); returns how many were new."""
         added = 0
-        by_user: dict[int, list[str]] = {}
-        for user_id, paper_id in pairs:
-            by_user.setdefault(user_id, []).append(paper_id)
+        by_user: dict[tuple[int, str | None], list[str]] = {}
+        for n, (user_id, paper_id) in enumerate(pairs):
+            by_user.setdefault((user_id, topics[n] if topics else None), []).append(paper_id)
         with self.write() as conn:
-            for user_id, ids in by_user.items():
-                added += self._star(conn, user_id, ids, origin)
+            for (user_id, topic), ids in by_user.items():
+                added += self._star(conn, user_id, ids, origin, topic)
         return added
 
-    def unstar(self, user_id: int, paper_ids: Sequence[str]) -> int:
-        """Remove these stars (papers named by id, alias or arXiv id); returns how many went."""
+    def unstar(self, user_id: int, paper_ids: Sequence[str], topic: str | None = None) -> int:
+        """Remove these stars (papers named by id, alias or arXiv id; with ``topic``, only those
+        in that topic); returns how many went."""
         ids = list(set(self.resolve_ids(paper_ids).values()))
         with self.write() as conn:
-            return conn.execute(
-                delete(StarRow).where(StarRow.user_id == user_id, StarRow.paper_id.in_(ids))
-            ).rowcount
+            query = delete(StarRow).where(StarRow.user_id == user_id, StarRow.paper_id.in_(ids))
+            if topic is not None:
+                query = query.where(StarRow.topic == topic)
+            return conn.execute(query).rowcount
 
-    def stars(self, user_id: int) -> list[tuple[Paper, datetime]]:
+    def stars(self, user_id: int, topic: str | None = None) -> list[tuple[Paper, datetime]]:
+        """A reader's starred papers, oldest first; with ``topic``, those in that topic."""
+        query = (select(PaperRow, StarRow.created_at).join(StarRow, StarRow.paper_id == PaperRow.id)
+                 .where(StarRow.user_id == user_id).order_by(StarRow.created_at, PaperRow.id))
+        if topic is not None:
+            query = query.where(StarRow.topic == topic)
         with self.read() as conn:
-            rows = conn.execute(
-                select(PaperRow, StarRow.created_at).join(StarRow, StarRow.paper_id == PaperRow.id)
-                .where(StarRow.user_id == user_id).order_by(StarRow.created_at, PaperRow.id)
-            ).all()
+            rows = conn.execute(query).all()
         return [(_paper(r), r.created_at) for r in rows]
+
+    def star_topics(self, user_id: int) -> dict[str, str]:
+        """paper id -> topic of a reader's stars that carry one."""
+        with self.read() as conn:
+            rows = conn.execute(select(StarRow.paper_id, StarRow.topic)
+                                .where(StarRow.user_id == user_id, StarRow.topic.is_not(None)))
+            return {r.paper_id: r.topic for r in rows}
+
+    def topic_signals(self, user_id: int) -> list[tuple[Signal, str | None]]:
+        """A reader's stars and clicks, oldest first, each with its topic (None: untopiced)."""
+        found: list[tuple[Signal, str | None]] = []
+        with self.read() as conn:
+            for paper_id, at, topic in conn.execute(select(StarRow.paper_id, StarRow.created_at, StarRow.topic)
+                                                    .where(StarRow.user_id == user_id)
+                                                    .order_by(StarRow.created_at, StarRow.paper_id)):
+                found.append((Signal(paper_id, "star", at), topic))
+            for paper_id, action, at, topic in conn.execute(
+                    select(FeedbackRow.paper_id, FeedbackRow.action, FeedbackRow.created_at, FeedbackRow.topic)
+                    .where(FeedbackRow.user_id == user_id).order_by(FeedbackRow.created_at, FeedbackRow.id)):
+                found.append((Signal(paper_id, action, at), topic))
+        return found
 
     def star_counts(self) -> dict[int, int]:
         """user id -> how many papers they starred (users without stars are absent)."""

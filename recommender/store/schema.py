@@ -99,6 +99,7 @@ class StarRow(Base):
     paper_id: Mapped[str] = mapped_column(ForeignKey("papers.id"), primary_key=True)
     origin: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    topic: Mapped[str | None] = mapped_column(String(64))  # the reader's topic; None: untopiced
 
 
 class FeedbackRow(Base):
@@ -111,6 +112,7 @@ class FeedbackRow(Base):
     token_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     client: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    topic: Mapped[str | None] = mapped_column(String(64))  # the section the paper was shown in
 
 
 class ProfileRow(Base):
@@ -212,6 +214,7 @@ class DigestEntryRow(Base):
     score: Mapped[float] = mapped_column(Float)
     why: Mapped[str] = mapped_column(Text, default="")
     match: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # Recommendation.match
+    topic: Mapped[str | None] = mapped_column(String(64))  # the digest section it was shown in
     __table_args__ = (UniqueConstraint("digest_id", "paper_id"),)
 
 

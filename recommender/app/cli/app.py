@@ -128,6 +128,18 @@ def _without_password(message: str, app: AppContext | None) -> str:
     return message.replace(str(password), "***") if password else message
 
 
+def topic_named(user: UserConfig, name: str | None) -> str | None:
+    """The config's spelling of ``user``'s topic ``name`` (None for None); a usage error names
+    the topics there are."""
+    if name is None:
+        return None
+    topic = user.topic(name)
+    if topic is None:
+        there = ", ".join(repr(t.name) for t in user.topics) or "none: add [[users.topics]] to the config"
+        raise click.UsageError(f"{user.email} has no topic {name!r} (topics: {there})")
+    return topic.name
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)

@@ -18,6 +18,7 @@ from recommender.app.cli.app import (
     progress_bar,
     refreshed,
     summary,
+    topic_named,
 )
 from recommender.base.config import ConfigErrors, UserConfig, config_warnings, masked_url
 from recommender.base.domain import Recommendation
@@ -149,20 +150,27 @@ def batches(app: AppContext, as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="How many papers per user (default: the user's max_items).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per recommendation.")
+@click.option("--topic", "topic", metavar="NAME", help="Only this topic's picks ([[users.topics]]).")
 @pass_app
 def recommend(app: AppContext, email: str | None, all_users: bool, batch_spec: str, limit: int | None,
-              as_json: bool) -> None:
-    """Rank new papers for a user, best first, each with why it was picked.
+              as_json: bool, topic: str | None) -> None:
+    """Rank new papers for a user, best first, each with why it was picked. A user with
+    topics gets each topic's picks under its name.
 
     Example:
 
     \b
       recommender recommend --limit 5
+      recommender recommend --topic folding
       recommender recommend --all-users --batch all --json
     """
     if email and all_users:
         raise click.UsageError("give --user or --all-users, not both")
     users = app.users(email, all_users)
+    if topic is not None:
+        if len(users) > 1:
+            raise click.UsageError("--topic is for one user: give --user")
+        topic = topic_named(users[0], topic)
 
     def render(part: Sequence[UserConfig], results: dict[str, list[Recommendation]]) -> str:
         picks = [results[user.email] for user in part]
@@ -172,7 +180,9 @@ def recommend(app: AppContext, email: str | None, all_users: bool, batch_spec: s
         for user, user_picks in zip(part, picks, strict=True):
             if len(users) > 1:
                 lines.append(f"== {user.email}")
-            for r in user_picks:
+            for n, r in enumerate(user_picks):
+                if r.topic and (n == 0 or user_picks[n - 1].topic != r.topic):
+                    lines.append(f"# {r.topic}")
                 match = f"[{r.match:3d}% match] " if r.explanation.personalized else ""
                 lines.append(f"{r.rank:2d}. {match}{r.paper.display.title}  ({r.paper.id})")
                 lines.append(f"    why: {r.explanation.sentence()}")
@@ -185,7 +195,7 @@ def recommend(app: AppContext, email: str | None, all_users: bool, batch_spec: s
         click.echo("no new papers to rank yet: get some with `recommender fetch` (the [[sources]] of the config) "
                    "or `recommender ingest FILE`", err=as_json)  # (--json: stdout stays JSON lines)
         return
-    count = pipeline.recommend_written(app.config, app.store, users, batch_ids, limit, render, emit)
+    count = pipeline.recommend_written(app.config, app.store, users, batch_ids, limit, render, emit, topic=topic)
     summary(f"ranked {count} recommendation(s) for {len(users)} user(s)")
 
 
@@ -209,6 +219,8 @@ def explain(app: AppContext, paper_id: str, email: str | None, as_json: bool) ->
         emit_json([breakdown])
         return
     click.echo(f"{breakdown['title']}  ({breakdown['paper_id']})")
+    if breakdown.get("topic"):
+        click.echo(f"topic: {breakdown['topic']} (the topic where it ranks best)")
     # The parts that are not zero (a zero part is no part of this score).
     parts = [f"{name} {breakdown[name]:.4f}" for name in ("content", "topics", "collaborative", "interests")
              if breakdown[name] or name == "content"]

@@ -15,9 +15,10 @@ from recommender.app.cli.app import (
     progress_bar,
     refreshed,
     summary,
+    topic_named,
 )
 from recommender.base.formats import LIBRARY_FORMATS
-from recommender.pipeline import star_import
+from recommender.pipeline import star_import, topics
 from recommender.pipeline.store_access import paper_by_title
 
 if TYPE_CHECKING:
@@ -38,9 +39,10 @@ def _lookup(app: AppContext, offline: bool) -> ArxivLookup | None:
 @click.option("--from-config", is_flag=True, help="Star the papers listed in the user's `stars` key.")
 @click.option("--user", "email", metavar="EMAIL", help="Whose stars (default: the only user).")
 @click.option("--offline", is_flag=True, help="Never ask the arXiv API for a paper that is not stored.")
+@click.option("--topic", metavar="NAME", help="The topic ([[users.topics]]) the stars belong to (moves starred ones).")
 @pass_app
 def star(app: AppContext, paper_ids: tuple[str, ...], titles: tuple[str, ...], from_config: bool,
-         email: str | None, offline: bool) -> None:
+         email: str | None, offline: bool, topic: str | None) -> None:
     """Star papers you liked, by id, arXiv id or title; your profile is built from them.
 
     An arXiv id may be written any usual way (1706.03762, arXiv:1706.03762v5, an arxiv.org
@@ -52,6 +54,7 @@ def star(app: AppContext, paper_ids: tuple[str, ...], titles: tuple[str, ...], f
     \b
       recommender star 1706.03762
       recommender star --title "TAROT: Targeted Data Selection via Optimal Transport"
+      recommender star --topic folding 2401.01234
     """
     store = app.store
     users = app.users(email, all_users=from_config and not email)
@@ -61,40 +64,45 @@ def star(app: AppContext, paper_ids: tuple[str, ...], titles: tuple[str, ...], f
         ids = star_import.resolve_references(store, wanted, lookup) + [paper_by_title(store, t).id for t in titles]
         if not ids:
             raise click.UsageError("give paper ids, --title TEXT, or --from-config")
-        added = store.star(store.user_id(user.email), ids)
+        named = topic_named(user, topic)
+        added = store.star(store.user_id(user.email), ids, topic=named)
         for paper in store.papers(ids):
-            click.echo(f"starred {paper.id}\t{paper.display.title}")
+            click.echo(f"starred {paper.id}\t{paper.display.title}" + (f"\t[{named}]" if named else ""))
         summary(f"{user.email}: {added} new star(s), {len(set(ids)) - added} already starred")
 
 
 @cli.command()
 @click.argument("paper_ids", nargs=-1, required=True, metavar="ID...")
 @click.option("--user", "email", metavar="EMAIL", help="Whose stars (default: the only user).")
+@click.option("--topic", metavar="NAME", help="Only stars in this topic.")
 @pass_app
-def unstar(app: AppContext, paper_ids: tuple[str, ...], email: str | None) -> None:
+def unstar(app: AppContext, paper_ids: tuple[str, ...], email: str | None, topic: str | None) -> None:
     """Remove stars.
 
     Example:
 
     \b
       recommender unstar 2412.00420
+      recommender unstar --topic folding 2401.01234
     """
     user = app.user(email)
-    removed = app.api.unstar(user.email, paper_ids)
+    removed = app.api.unstar(user.email, paper_ids, topic_named(user, topic))
     summary(f"{user.email}: removed {removed} star(s)")
 
 
 @cli.group(invoke_without_command=True)
 @click.option("--user", "email", metavar="EMAIL", help="Whose stars (default: the only user).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per starred paper.")
+@click.option("--topic", metavar="NAME", help="Only stars in this topic.")
 @click.pass_context
-def stars(ctx: click.Context, email: str | None, as_json: bool) -> None:
+def stars(ctx: click.Context, email: str | None, as_json: bool, topic: str | None) -> None:
     """List your starred papers (or import many with `stars import`).
 
     Example:
 
     \b
       recommender stars --json
+      recommender stars --topic folding
       recommender stars import library.csv
     """
     if ctx.invoked_subcommand is not None:
@@ -102,13 +110,15 @@ def stars(ctx: click.Context, email: str | None, as_json: bool) -> None:
     app = ctx.find_object(AppContext)
     assert app is not None  # nosec B101  # a type narrowing for mypy; click always passes the context
     user = app.user(email)
-    starred = app.api.stars(user.email)
+    named = topic_named(user, topic)
+    starred = app.api.stars(user.email, named)
     if as_json:
-        emit_json(dict(one.paper.as_json(), user=user.email, starred_at=one.starred_at.isoformat()) for one in starred)
+        emit_json(dict(one.paper.as_json(), user=user.email, starred_at=one.starred_at.isoformat(), topic=one.topic)
+                  for one in starred)
         return
     for one in starred:
-        click.echo(f"{one.paper.id}\t{one.starred_at:%Y-%m-%d}\t{one.paper.title}")
-    summary(f"{user.email}: {len(starred)} star(s)")
+        click.echo(f"{one.paper.id}	{one.starred_at:%Y-%m-%d}	{one.paper.title}" + (f"	[{one.topic}]" if one.topic else ""))
+    summary(f"{user.email}: {len(starred)} star(s)" + (f" in topic {named!r}" if named else ""))
 
 
 @stars.command("import")
@@ -144,26 +154,36 @@ def stars_import(app: AppContext, file: str, skip_unknown: bool, offline: bool) 
               help="The files' format; auto detects BibTeX, Zotero CSV and RIS from the content.")
 @click.option("--strict", is_flag=True, help="Refuse the files when any entry cannot be read.")
 @click.option("--offline", is_flag=True, help="Never ask the arXiv API for missing abstracts.")
+@click.option("--topic", metavar="NAME", help="Star the papers in this topic ([[users.topics]]).")
+@click.option("--topics-from", "topics_from", type=click.Choice(tuple(star_import.TOPICS_FROM)),
+              help="Each paper's topic from the library: its collections/groups (Better BibTeX and JabRef "
+                   "groups, Zotero CSV manual tags) or its keywords (BibTeX/RIS keywords, Mendeley and Zotero tags).")
 @pass_app
 def import_library(app: AppContext, files: tuple[str, ...], email: str | None, fmt: str, strict: bool,
-                   offline: bool) -> None:
+                   offline: bool, topic: str | None = None, topics_from: str | None = None) -> None:
     """Star the papers of your reference manager's export: BibTeX (Zotero, Better BibTeX,
     JabRef, Mendeley, BibDesk, ...), a Zotero CSV export, or RIS. Papers are matched to stored
     ones by arXiv id, then title; the others are added (not as new digest entries). Entries
     with an arXiv id but no abstract get theirs from arXiv. An entry that cannot be read is
-    skipped with its line and the reason.
+    skipped with its line and the reason. With --topics-from, each star takes one of the
+    folders or keywords the library gives its paper (a configured topic's first, else the one
+    most papers share); the ones not configured yet are printed as a [[users.topics]] block.
 
     Example:
 
     \b
       recommender import-library ~/Zotero/export.bib
       recommender import-library library.csv papers.ris --strict
+      recommender import-library --topic folding folding.bib
+      recommender import-library --topics-from groups jabref.bib
     """
     user = app.user(email)
+    named = topic_named(user, topic)
     with progress_bar() as bar:
         task = bar.add_task("looking up arXiv ids", total=None)
         result = star_import.import_library(app.store, user.email, [existing_path(f) for f in files], fmt, strict,
-                                        _lookup(app, offline), progress=lambda n: bar.advance(task, n))
+                                        _lookup(app, offline), progress=lambda n: bar.advance(task, n), topic=named,
+                                            topics_from=topics_from, configured=[t.name for t in user.topics])
     for line in result.skipped:
         click.echo(f"warning: {line}", err=True)
     for unknown in result.unknown:
@@ -173,9 +193,15 @@ def import_library(app: AppContext, files: tuple[str, ...], email: str | None, f
                    err=True)
     if result.new_stars or result.added:
         refreshed(app)
+    new = [(name, [f"{count} paper(s) of the library"]) for name, count in result.topics.items()
+           if user.topic(name) is None]
+    if new:
+        click.echo(f"# topics found in the library: add them under {user.email}'s [[users]] entry")
+        click.echo(topics.config_block(new))
     if result.titles_only_note():
         click.echo(f"note: {result.titles_only_note()}", err=True)
-    summary(f"{user.email}: {result.line()}")
+    summary(f"{user.email}: {result.line()}"
+            + (f"; topics: {', '.join(f'{n} ({c})' for n, c in result.topics.items())}" if result.topics else ""))
 
 
 @cli.command("import-bibtex")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import signal
+from collections import Counter
 from typing import Any
 
 import click
 import numpy as np
 
 from recommender import pipeline
-from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, summary
+from recommender.app.cli.app import AppContext, cli, emit_json, fail, pass_app, summary, topic_named
 from recommender.base.link_signing import check_secret
+from recommender.pipeline import topics
 from recommender.pipeline.store_access import FeedbackLog
 
 
@@ -81,18 +83,20 @@ def profile_group() -> None:
 @click.option("--terms", "n_terms", default=15, show_default=True, type=click.IntRange(1, 500),
               help="How many terms of each sign.")
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as one JSON object.")
+@click.option("--topic", metavar="NAME", help="The profile of this topic ([[users.topics]]).")
 @pass_app
-def profile_show(app: AppContext, email: str | None, n_terms: int, as_json: bool) -> None:
+def profile_show(app: AppContext, email: str | None, n_terms: int, as_json: bool, topic: str | None) -> None:
     """Show the top positive and negative terms of a profile and the papers that shaped them.
 
     Example:
 
     \b
       recommender profile show --json
+      recommender profile show --topic folding
     """
     store = app.store
     user = app.user(email)
-    profile, terms = pipeline.profile(app.config, store, user)
+    profile, terms = pipeline.profile(app.config, store, user, topic_named(user, topic))
     order = np.argsort(-profile.vector, kind="stable")
     positive = [(str(terms[i]), float(profile.vector[i])) for i in order[:n_terms] if profile.vector[i] > 0]
     negative = [(str(terms[i]), float(profile.vector[i])) for i in order[::-1][:n_terms] if profile.vector[i] < 0]
@@ -117,6 +121,49 @@ def profile_show(app: AppContext, email: str | None, n_terms: int, as_json: bool
         click.echo(f"  {sign} {paper['paper_id']}\t{paper['title']}")
     if profile.interests:
         click.echo("interests: " + ", ".join(profile.interests))
+
+
+@profile_group.command("topics")
+@click.option("--user", "email", metavar="EMAIL", help="Whose stars (default: the only user).")
+@click.option("--suggest", is_flag=True, help="Split the stars into coherent groups and print them as topics.")
+@click.option("--max", "max_k", default=4, show_default=True, type=click.IntRange(2, 20),
+              help="At most this many suggested topics.")
+@click.option("--apply", "apply", is_flag=True, help="Also put each star in its suggested topic.")
+@pass_app
+def profile_topics(app: AppContext, email: str | None, suggest: bool, max_k: int, apply: bool) -> None:
+    """List your topics and how many stars each has; with --suggest, split your stars into at
+    most --max coherent groups, each named by its most telling terms and shown with its
+    papers, as a [[users.topics]] block to paste into the config (--apply files the stars).
+
+    Example:
+
+    \b
+      recommender profile topics
+      recommender profile topics --suggest --max 3 >> topics.toml
+    """
+    store = app.store
+    user = app.user(email)
+    if apply and not suggest:
+        raise click.UsageError("--apply goes with --suggest")
+    if not suggest:
+        counts = Counter(t.lower() for _, t in store.star_topics(store.user_id(user.email)).items())
+        for topic in user.topics:
+            click.echo(f"{topic.name}\t{counts.get(topic.name.lower(), 0)} star(s)")
+        summary(f"{user.email}: {len(user.topics)} topic(s)")
+        return
+    found = pipeline.suggest_topics(app.config, store, user, max_k)
+    if not found:
+        fail(f"{user.email} has no starred papers to split into topics")
+    click.echo(f"# {len(found)} topic(s) suggested from {user.email}'s {sum(len(s.papers) for s in found)} "
+               "stars: paste under their [[users]] entry")
+    click.echo(topics.config_block([(s.name, s.notes()) for s in found]))
+    if apply:
+        user_id = store.user_id(user.email)
+        for suggestion in found:
+            store.star(user_id, [p.id for p in suggestion.papers], topic=suggestion.name)
+        summary(f"{user.email}: stars filed in {len(found)} topic(s); add the block above to the config")
+    else:
+        summary(f"{user.email}: {len(found)} topic(s) suggested (--apply files the stars)")
 
 
 @cli.group("users")

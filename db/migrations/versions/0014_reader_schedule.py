@@ -3,15 +3,15 @@ readers whose run is owed (claimed in shards under a lease), and the readers of 
 run (so its claims do not list reader ids); the pending digests behind a partial index, so a
 claim's cost does not grow with the digests sent before; digests by creation time (pruning).
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
