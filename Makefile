@@ -7,10 +7,10 @@ BIN    := $(VENV)/bin
 CONFIG ?= config.example.toml
 RUN    := $(BIN)/recommender --config $(CONFIG)
 
-.PHONY: demo test test-fast bench soak lint docs install install-test browser screenshots clean help
+.PHONY: demo test test-fast bench bench-scale soak lint docs install install-test browser screenshots clean help
 
 help:
-	@echo "make demo | make test | make test-fast | make bench | make soak | make lint | make docs | make screenshots | make clean"
+	@echo "make demo | make test | make test-fast | make bench | make bench-scale | make soak | make lint | make docs | make screenshots | make clean"
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -68,6 +68,12 @@ bench: install-test
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
 	  echo "wrk not installed: the endpoint benchmark uses the Python load generator" >&2
 	$(BIN)/python bench/run_all.py
+
+# PostgreSQL at $$RECOMMENDER_BENCH_PG_URL (a database of its own: dropped and made again);
+# SCALE_READERS="10000 50000 100000" picks the sizes.
+bench-scale: install-test
+	$(BIN)/pip install --quiet ".[postgres]"
+	$(BIN)/python bench/scale.py $(SCALE_READERS)
 
 soak: install-test
 	RECOMMENDER_TEST_WHEEL=1 $(BIN)/pytest -p no:cacheprovider -m soak $(PYTEST_ARGS)

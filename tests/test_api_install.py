@@ -76,7 +76,7 @@ def test_scheduled_run_sends_and_the_outbox_and_schedule_show_it(tmp_path: Path,
         assert (item.email, item.status) == ("ada@example.org", "sent") and rec.outbox("failed").digests == []
         retried = rec.retry()
         assert (retried.requeued, retried.sent, retried.all_sent) == ([], 0, True)
-        [(user, when, kind)] = describe_schedule(rec)
+        [(user, when, kind)] = describe_schedule(rec.config, rec.store, rec.clock())
         assert user.email == "ada@example.org" and when.tzinfo is not None and kind
 
 

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from recommender import pipeline
 from recommender.base.config import load_config
 from recommender.feedback.web import create_app
-from recommender.pipeline import channels, digests
+from recommender.pipeline import channels, digests, shards
 from recommender.store import Store
 from recommender.store.channel_posts import ChannelPosts
 from recommender.store.feedback import FeedbackLog
@@ -572,6 +572,6 @@ def test_in_queue_mode_workers_deliver_the_posts(tmp_path: Path, smtp_server: Sm
     queued = digests.enqueue(config, store, config.users, _clock)
     assert [r.status for r in queued] == ["queued", "queued"] and webhook.hook.requests == []
     assert [p.status for p in ChannelPosts(store).items()] == ["pending", "pending"]
-    digests.work(config, store, 1, once=True, stop=threading.Event())
+    shards.work(config, store, 1, once=True, stop=threading.Event())
     assert len(webhook.hook.accepted) == 2 and len(smtp_server.box.messages) == 1
     assert [p.status for p in ChannelPosts(store).items()] == ["sent", "sent"]

@@ -13,7 +13,6 @@ import pytest
 from recommender.app import triggers
 from recommender.app.daemon import Daemon, describe_schedule
 from recommender.base.config import UserConfig, load_config
-from recommender.pipeline.api import Recommender
 from recommender.store import Store
 from recommender.store.state import DaemonState
 
@@ -134,7 +133,7 @@ def _init(path: Path) -> Store:
 
 
 def _next_runs(daemon: Daemon) -> dict[str, datetime]:
-    return {job.id.split(":", 1)[1]: job.next_run_time for job in daemon.scheduler.get_jobs()}
+    return daemon.next_runs()
 
 
 def test_restart_keeps_the_schedule_and_catches_up_once(tmp_path: Path):
@@ -151,7 +150,7 @@ def test_restart_keeps_the_schedule_and_catches_up_once(tmp_path: Path):
     daemon = Daemon(path, clock=restart)
     daemon.schedule_jobs()
     assert _next_runs(daemon)["ada@example.org"] == datetime(2025, 6, 2, 6, 30, tzinfo=UTC)
-    rows = {u.email: when for u, when, _ in describe_schedule(Recommender(daemon.config, store), restart.now)}
+    rows = {u.email: when for u, when, _ in describe_schedule(daemon.config, store, restart.now)}
     assert rows["ada@example.org"] == datetime(2025, 6, 2, 6, 30, tzinfo=UTC)  # schedule list agrees
     daemon.run_user("ada@example.org")  # nothing ingested: runs, sends nothing, records the run
     daemon.stop()

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from datetime import UTC, date, datetime
@@ -16,9 +17,10 @@ import pytest
 
 from recommender import pipeline
 from recommender.base.config import load_config
-from recommender.pipeline import digests
+from recommender.pipeline import digests, shards
 from recommender.store import Store
 from recommender.store.outbox import Outbox
+from recommender.store.schedule import ReaderSchedule
 
 from conftest import SEEDS, recommender_command, smtp_section, write_config
 from smtp_server import SmtpServer
@@ -112,4 +114,44 @@ def test_queue_mode_daemon_job_only_enqueues(tmp_path: Path, smtp_server: SmtpSe
     daemon.run_user("u000@example.org")
     daemon.stop()
     assert smtp_server.box.messages == []
-    assert [i.status for i in Outbox(store).items()] == ["pending", "pending"]
+    assert [i.status for i in Outbox(store).items()] == ["pending"]  # the daemon only said who is due
+    assert ReaderSchedule(store).owed() == 1
+    # A worker builds the due reader's digest (the new batch) and sends both.
+    assert shards.work(config, store, 2, once=True, stop=threading.Event()) == 2
+    assert ReaderSchedule(store).owed() == 0
+    assert [i.status for i in Outbox(store).items()] == ["sent", "sent"]
+    assert len(smtp_server.box.to("u000@example.org")) == 2
+
+
+def test_a_worker_killed_mid_shard_loses_nothing_and_no_reader_gets_two_digests(tmp_path: Path, database_url: str):
+    """The daemon marked 200 readers due; two workers build them in shards of 20; one is killed
+    while building: its shard is claimed again, every reader gets exactly one digest."""
+    server = SlowHandlerServer().start()
+    try:
+        listing = "".join(f'[[users]]\nemail = "u{i:03d}@example.org"\nmax_items = 2\n' for i in range(200))
+        path = write_config(tmp_path, users=listing, database_url=database_url,
+                            extra=smtp_section(server.port) + '[delivery]\nmode = "queue"\n')
+        config = load_config(path)
+        store = Store.open(config.database.url)
+        store.upgrade_schema()
+        pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
+        ids = store.sync_users(u.email for u in config.users)
+        ReaderSchedule(store).run_now(sorted(ids.values()), datetime.now(UTC), {})
+        victim, survivor = _workers(path, 2, "--poll", "0.1", "--shard", "20")
+        deadline = time.monotonic() + 120
+        while not Outbox(store).items() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        assert survivor.wait(timeout=240) == 0, survivor.stderr.read().decode() if survivor.stderr else ""
+        for worker in _workers(path, 1):  # whatever the victim held in flight
+            assert worker.wait(timeout=120) == 0
+        assert ReaderSchedule(store).owed() == 0
+        items = Outbox(store).items()
+        assert Counter(i.user_id for i in items) == Counter(ids.values())  # one digest each, none twice
+        assert Counter(i.status for i in items) == {"sent": 200}
+        by_user = Counter(str(m["To"]) for m in server.box.messages)
+        assert len(by_user) == 200 and sum(by_user.values()) - 200 <= 4  # twice only if in flight
+        store.close()
+    finally:
+        server.stop()

@@ -1,13 +1,16 @@
-"""The daemon behind `recommender run`: one APScheduler job per user at their ``send_at``.
-A job hands its user to the digest runner, which gathers the users due at the same moment
-and does their run in a fresh process (``base.parallel.in_fresh_process``: the daemon runs
-threads, so it cannot fork): pull stale sources, then build and send (or, in queue mode,
-enqueue) their digests, split between ``--jobs`` worker processes exactly as `digest send`
-does. A run whose process dies is started again; every step of it is recorded, so the new
-one only does what is left. Jobs are rebuilt from the config plus each user's last run in
-the database, so a restart sends one digest for a run missed within the grace period and
-skips older ones. SIGHUP reloads the config; SIGTERM and SIGINT stop it cleanly (after the
-run in progress)."""
+"""The daemon behind `recommender run`. Readers and their next run live in the database
+(``store.schedule``), synced from the config in bulk at start-up and on SIGHUP. Once a second
+a tick reads the earliest next run from its index and, when readers are due, enqueues them all
+with one statement and moves their next runs on (one statement per schedule rule). Owed readers
+are then claimed in shards under a lease and each shard run in a fresh process
+(``base.parallel.in_fresh_process``: the daemon runs threads, so it cannot fork): pull stale
+sources, then build and send (or, in queue mode, enqueue) their digests, split between
+``--jobs`` worker processes exactly as `digest send` does. A shard's run is recorded with one
+statement. A run whose process dies is started again; every step of it is recorded, so the new
+one only does what is left, and a daemon killed mid-run leaves its shard owed: the next one
+claims it again. A restart sends one digest for a run missed within the grace period and skips
+older ones. SIGHUP reloads the config; SIGTERM and SIGINT stop it cleanly (after the run in
+progress)."""
 
 from __future__ import annotations
 
@@ -16,32 +19,42 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
-from apscheduler.schedulers.background import BackgroundScheduler
+from typing import TYPE_CHECKING, TypeVar
 
 from recommender.app import runtime, triggers
+from recommender.app.schedules import ConfigSchedules
 from recommender.base import parallel
 from recommender.base.clock import Clock
-from recommender.base.config import Config, UserConfig, load_config
+from recommender.base.config import Config, DeliveryMode, UserConfig, load_config
 from recommender.pipeline.api import Recommender
+from recommender.pipeline.store_access import (
+    DaemonLock,
+    Outbox,
+    ReaderSchedule,
+    Store,
+    new_owner,
+)
 
 if TYPE_CHECKING:
     from recommender.pipeline.api import UserResult
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Daemon:
-    GATHER_SECONDS = 1.0  # users due at the same moment reach the runner within this
+    TICK_SECONDS = 1.0  # how often the earliest next run is compared with the clock
     ATTEMPTS = 3  # a run whose process died is started again, at most this often
+    SHARD_READERS = 10_000  # readers run in one fresh process
+    LEASE = timedelta(minutes=30)  # a shard held longer than this (its daemon on another host died) is claimed again
 
     def __init__(self, config_path: Path, database_url: str | None = None, clock: Clock | None = None,
-                 run_log_level: int | None = None):
+                 run_log_level: int | None = None, standby: bool = False):
         self.config_path = config_path
+        self.standby = standby  # on PostgreSQL, wait for a running daemon's lock instead of refusing
         self.run_log_level = run_log_level  # of the runs' processes (None: this process's level)
         self.database_url = database_url
         self.clock = clock or _now
@@ -49,156 +62,157 @@ class Daemon:
         self.api = Recommender(self.config, clock=self.clock)
         self.store = self.api.store
         self.api.check_delivery()  # a missing secret or a login that can only fail, before starting
-        self.state = self.api.daemon_state()
-        self.lock = self.api.daemon_lock()
+        self.schedule = ReaderSchedule(self.store)
+        self.lock = DaemonLock(self.store)
         self.stopping = threading.Event()
-        self.due: dict[str, None] = {}  # emails waiting for the runner, in the order they fell due
-        self.due_changed = threading.Condition()
-        self.runner = threading.Thread(target=self._run_due, name="digest-runner", daemon=True)
-        self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
-            "coalesce": True, "max_instances": 1, "misfire_grace_time": self.grace_seconds})
-        self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        self.changing = threading.Lock()  # a reload's schedule changes and a tick take turns
+        self.schedules = ConfigSchedules(self.config)
+        self.runner = threading.Thread(target=self._run_loop, name="digest-runner", daemon=True)
 
     @property
-    def grace_seconds(self) -> int:
-        return self.config.scheduler.misfire_grace_minutes * 60
+    def by_email(self) -> dict[str, UserConfig]:
+        return self.schedules.by_email
 
-    # -- jobs -----------------------------------------------------------------------------------
+    # -- schedules ------------------------------------------------------------------------------
     def schedule_jobs(self) -> None:
-        """Add, change or remove jobs to match the config (also on SIGHUP)."""
+        """Store the schedules of new readers and of readers whose schedule changed, drop those
+        no longer configured (also on SIGHUP), and settle runs missed while no daemon ran."""
+        with self.changing:
+            self.schedules.sync(self.store, self.clock())
+
+    def next_runs(self) -> dict[str, datetime]:
+        """email -> next run, of the configured readers."""
+        ids = self.store.sync_users(self.by_email)
+        runs = self.schedule.next_runs()
+        return {email: runs[uid] for email, uid in ids.items() if uid in runs}
+
+    def tick(self) -> int:
+        """Enqueue every reader due now; returns how many."""
         now = self.clock()
-        grace = timedelta(seconds=self.grace_seconds)
-        wanted = {f"digest:{u.email.lower()}": u for u in self.config.users}
-        for job in self.scheduler.get_jobs():
-            if job.id not in wanted:
-                job.remove()
-                log.info("removed schedule of %s (no longer configured)", job.id.split(":", 1)[1])
-        ids = self.store.sync_users(u.email for u in self.config.users)
-        for job_id, user in wanted.items():
-            trigger = triggers.trigger_for(user)
-            existing = self.scheduler.get_job(job_id)
-            if existing is not None and str(existing.trigger) == str(trigger):
-                continue
-            user_id = ids.of(user.email)
-            last = self.state.last_run(user_id)
-            if last is None:
-                self.state.set_last_run(user_id, now)
-            owed = triggers.catch_up(trigger, last, now, grace)
-            for missed in owed.skipped:
-                log.warning("skipped the digest of %s due %s: the daemon was down for longer than the grace "
-                            "period", user.email, missed.isoformat())
-            if owed.skipped and owed.due is None:
-                self.state.set_last_run(user_id, now)
-            next_time = owed.due or trigger.get_next_fire_time(None, now)
-            if existing is not None:
-                existing.remove()
-            self.scheduler.add_job(self.fall_due, trigger=trigger, args=[user.email], id=job_id,
-                                   name=f"digest for {user.email}", next_run_time=next_time)
-            log.info("next digest of %s: %s (%s)", user.email,
-                     next_time.astimezone(trigger.zone).isoformat() if next_time else "none", trigger)
+        first = self.schedule.first_due()
+        if first is None or first > now:
+            return 0
+        if self.config.delivery.mode == DeliveryMode.QUEUE and self.config.sources:
+            # Workers build the digests: the papers they rank are fetched first, once for them all.
+            self._in_fresh_process(fetch_stale, self.config)
+        with self.changing:
+            enqueued = self.schedules.settle(self.store, now, enqueue=True)
+        if enqueued:  # once a run: what was sent keep_days ago goes
+            pruned = Outbox(self.store).prune(now - timedelta(days=self.config.delivery.keep_days))
+            if pruned:
+                log.info("pruned the messages of %d digest(s) sent over %d days ago", pruned,
+                         self.config.delivery.keep_days)
+        return enqueued
 
-    def fall_due(self, email: str) -> None:
-        """The job: hand the user to the runner (a user already waiting is not added twice)."""
-        with self.due_changed:
-            self.due[email] = None
-            self.due_changed.notify()
-
-    def _run_due(self) -> None:
-        while True:
-            with self.due_changed:
-                while not self.due and not self.stopping.is_set():
-                    self.due_changed.wait()
-                if self.stopping.is_set():
-                    return
-            time.sleep(self.GATHER_SECONDS)
-            with self.due_changed:
-                emails, self.due = list(self.due), {}
-            try:
-                self.run_users(emails)
-            except Exception:  # noqa: BLE001 - one failed run must not stop the daemon's later ones
-                log.exception("digest run for %d user(s) failed", len(emails))
-
-    def run_user(self, email: str) -> None:
-        self.run_users([email])
-
-    def run_users(self, emails: list[str]) -> None:
-        """One run for these users (in a fresh process): fetch what is stale, then their
-        digests. Logs one line per user and records their run."""
-        if self.stopping.is_set():
-            return
-        started = time.monotonic()
-        wanted = {e.lower() for e in emails}
-        users = [u for u in self.config.users if u.email.lower() in wanted]
-        if not users:
-            return
+    def _in_fresh_process(self, function: Callable[..., T], *args: object) -> T | None:
+        """``function(*args, log_level)`` in a new process, started again if it dies (None if it
+        kept dying or failed)."""
         level = self.run_log_level or logging.getLogger().getEffectiveLevel()
         for attempt in range(1, self.ATTEMPTS + 1):
             if attempt > 1 and self.stopping.is_set():
-                return  # stopped by a signal that reached the run's process too (Ctrl-C): restart sends the rest
-            log.info("digest run for %d user(s) in a new process (attempt %d)", len(users), attempt)
+                return None  # stopped by a signal that reached the run's process too (Ctrl-C): restart does the rest
+            log.info("%s in a new process (attempt %d)", function.__name__, attempt)
             try:
-                results = parallel.in_fresh_process(run_digests, self.config, users, parallel.jobs(), level)
-                break
+                return parallel.in_fresh_process(function, *args, level)
             except parallel.ProcessDied as exc:
                 log.error("the digest run's process ended early (%s)%s", exc,
                           ": starting it again" if attempt < self.ATTEMPTS else "")
             except parallel.WorkFailed as exc:
-                log.error("digest run for %d user(s) failed: %s", len(users), exc)
+                log.error("%s failed: %s", function.__name__, exc)
+                return None
+        return None
+
+    # -- runs -----------------------------------------------------------------------------------
+    def _run_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.tick()
+                if self.config.delivery.mode != DeliveryMode.QUEUE:  # else workers claim the due readers
+                    self.run_due()
+            except Exception:  # noqa: BLE001 - one failed run must not stop the daemon's later ones
+                log.exception("digest run failed")
+            self.stopping.wait(self.TICK_SECONDS)
+
+    def run_user(self, email: str) -> None:
+        """Run this reader's digest now, or in queue mode owe it to them for a worker (the run
+        stands for their next run if it is due)."""
+        now = self.clock()
+        user_id = self.store.user_id(email)
+        trigger = self.schedules.user_triggers.get(email.lower())
+        after = trigger.get_next_fire_time(now, now) if trigger is not None else None
+        self.schedule.run_now([user_id], now, {user_id: after} if after is not None else {})
+        if self.config.delivery.mode != DeliveryMode.QUEUE:
+            self.run_due()
+
+    def run_due(self) -> None:
+        """Claim owed readers a shard at a time and run each shard, until none is left."""
+        while not self.stopping.is_set():
+            owner = new_owner()
+            shard = self.schedule.claim(owner, self.LEASE, self.SHARD_READERS, self.clock())
+            if not shard:
                 return
-        else:
+            self.run_shard(owner, shard)
+
+    def run_shard(self, owner: str, shard: list[tuple[int, str]]) -> None:
+        """One run for these readers (in a fresh process): fetch what is stale, then their
+        digests. Logs one line per reader and records the shard's run; a shard whose run failed
+        stays owed (claimed again once its lease expires, or by the next daemon)."""
+        started = time.monotonic()
+        users = [self.by_email[email.lower()] for _, email in shard if email.lower() in self.by_email]
+        gone = [uid for uid, email in shard if email.lower() not in self.by_email]
+        if gone:
+            self.schedule.drop(gone)
+        if not users:
             return
-        finished = self.clock()
+        log.info("digest run for %d user(s)", len(users))
+        results = self._in_fresh_process(run_digests, self.config, users, parallel.jobs())
+        if results is None:
+            return
+        self.schedule.finish(owner, self.clock())
         for result in results:
-            self.state.set_last_run(self.store.user_id(result.email), finished)
             log.info("%s", result.line())  # the line `digest send` prints
         log.info("digest run for %d user(s) done in %.1fs", len(results), time.monotonic() - started)
-        for user in users:
-            self._log_next(user)
-
-    def _log_next(self, user: UserConfig) -> None:
-        job = self.scheduler.get_job(f"digest:{user.email.lower()}") if self.scheduler.running else None
-        if job is not None and job.next_run_time is not None:
-            log.info("next digest of %s: %s", user.email,
-                     job.next_run_time.astimezone(triggers.trigger_for(user).zone).isoformat())
-
-    def _on_event(self, event: JobExecutionEvent) -> None:
-        if event.code == EVENT_JOB_MISSED:
-            log.warning("skipped %s due %s: later than the grace period", event.job_id,
-                        event.scheduled_run_time.isoformat())
-        else:
-            log.error("%s failed: %s", event.job_id, event.exception)
 
     # -- life cycle ----------------------------------------------------------------------------
     def reload(self) -> None:
         try:
-            self.config = load_config(self.config_path, self.database_url)
+            config = load_config(self.config_path, self.database_url)
         except Exception as exc:  # keep running with the old config
             log.error("config reload failed, keeping the previous config: %s", exc)
             return
-        self.api.config = self.config
+        with self.changing:
+            self.config = self.api.config = config
+            self.schedules = ConfigSchedules(config)
         log.info("config reloaded: %d user(s)", len(self.config.users))
         self.schedule_jobs()
 
-    def start(self) -> None:
-        """Take the database's daemon lock (``DaemonRunning`` if another daemon holds it), then
-        schedule every user."""
-        self.lock.acquire()
+    def start(self) -> bool:
+        """Take the database's daemon lock (``DaemonRunning`` if another daemon holds it; a
+        standby waits for it, and returns False if stopped meanwhile), then schedule every user."""
+        if not self.lock.acquire(self.stopping if self.standby else None):
+            return False
         log.info("daemon started: config %s, %d user(s), %d source(s), delivery %s", self.config_path,
                  len(self.config.users), len(self.config.sources), self.config.delivery.mode)
         self.schedule_jobs()
+        self._log_next_runs()
         self.runner.start()
-        self.scheduler.start()
+        return True
+
+    def _log_next_runs(self, most: int = 20) -> None:
+        runs = self.next_runs()
+        for email, trigger in list(self.schedules.user_triggers.items())[:most]:
+            if email in runs:
+                log.info("next digest of %s: %s (%s)", self.by_email[email].email,
+                         runs[email].astimezone(trigger.zone).isoformat(), trigger)
+        if len(runs) > most:
+            log.info("and %d more reader(s) scheduled", len(runs) - most)
 
     def stop(self) -> None:
         self.stopping.set()
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
-        with self.due_changed:
-            self.due_changed.notify()
         if self.runner.is_alive():
             self.runner.join()  # the run in progress ends first
         self.lock.release()
-        self.api.close()
+        self.store.close()
         log.info("daemon stopped")
 
     def run_forever(self) -> None:
@@ -207,6 +221,8 @@ class Daemon:
 
         def on_stop(signum: int, _frame: object) -> None:
             log.info("received %s, stopping", signal.Signals(signum).name)
+            if not self.runner.is_alive():
+                self.stopping.set()  # a standby stops waiting
             wake.set()
 
         def on_hup(_signum: int, _frame: object) -> None:
@@ -216,7 +232,9 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
-        self.start()
+        if not self.start():
+            self.stop()  # a standby stopped before taking over
+            return
         try:
             while True:
                 if not wake.wait(timeout=1.0):
@@ -235,24 +253,33 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def fetch_stale(config: Config, log_level: int) -> int:
+    """In a process of its own: pull stale sources, refitting the models on new papers; returns
+    how many new papers came."""
+    runtime.log_to_stderr(log_level)
+    with Recommender(config, clock=_now) as rec:
+        return rec.fetch_stale()
+
+
 def run_digests(config: Config, users: list[UserConfig], jobs: int, log_level: int) -> list[UserResult]:
     """In the run's own process: pull stale sources (refitting the models on new papers), then
-    build and send (or enqueue) these users' digests in ``jobs`` worker processes."""
+    build and send these users' digests in ``jobs`` worker processes (direct delivery; in queue
+    mode the workers build them)."""
     runtime.log_to_stderr(log_level)
     runtime.set_jobs(jobs)
     log.info("digest run of %d user(s) in process %d", len(users), os.getpid())
     with Recommender(config, clock=_now) as rec:
-        return rec.scheduled_run([user.email for user in users])
+        rec.fetch_stale()
+        return rec.send([user.email for user in users])
 
 
-def describe_schedule(rec: Recommender, now: datetime | None = None) -> list[tuple[UserConfig, datetime, str]]:
+def describe_schedule(config: Config, store: Store, now: datetime) -> list[tuple[UserConfig, datetime, str]]:
     """(user, next run in the user's zone, job kind), as the daemon would schedule it."""
-    config, now = rec.config, now or rec.clock()
-    state = rec.daemon_state()
-    ids = rec.store.sync_users(u.email for u in config.users)
+    ids = store.sync_users(u.email for u in config.users)
+    last_runs = ReaderSchedule(store).last_runs(list(ids.values()))
     grace = timedelta(minutes=config.scheduler.misfire_grace_minutes)
     rows = []
     for user in config.users:
-        when = triggers.next_run(user, state.last_run(ids.of(user.email)), now, grace)
+        when = triggers.next_run(user, last_runs.get(ids.of(user.email)), now, grace)
         rows.append((user, when.astimezone(triggers.trigger_for(user).zone), triggers.job_kind(user)))
     return rows

@@ -187,7 +187,8 @@ class _Parser(ChannelTables, TopicReader):
         mode = self.get("delivery", table, "mode", str, known.default)
         if mode not in known.choices:
             raise self.fail("delivery.mode", " or ".join(known.choices), mode)
-        return DeliveryConfig(mode=DeliveryMode(mode))
+        keep_days = self.positive("delivery", table, "keep_days", int, setting("delivery.keep_days").default)
+        return DeliveryConfig(mode=DeliveryMode(mode), keep_days=keep_days)
 
     def database(self, table: dict[str, Any], override: str | None) -> DatabaseConfig:
         self.check_keys("database", table, section_keys("database"))

@@ -263,6 +263,7 @@ class LookupConfig:
 @dataclass(frozen=True)
 class DeliveryConfig:
     mode: DeliveryMode = DeliveryMode.DIRECT
+    keep_days: int = 30  # a sent digest's message is deleted this long after it was made (its picks stay)
 
 
 def listed_emails(users: Sequence[UserConfig], most: int = 5) -> str:

@@ -129,7 +129,9 @@ _HELP: dict[str, dict[str, str]] = {
         "max_bytes": "larger answers are refused",
     },
     "delivery": {
-        "mode": "direct: `run` sends; queue: `run` enqueues for `worker`s",
+        "mode": "direct: `run` sends; queue: `run` says who is due, `worker`s build and send",
+        "keep_days": "a sent digest's message (and its papers' reasons) is deleted this many days after it was "
+                     "made; which papers it held stays, so none is sent twice",
     },
     "scheduler": {
         "misfire_grace_minutes": "a digest missed by less than this is sent late, once",

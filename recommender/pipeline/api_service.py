@@ -108,15 +108,15 @@ class InstallMethods:
         serving.serve(self.config, self.store, host, port, workers)
 
     def work(self, concurrency: int = 4, once: bool = False, stop: threading.Event | None = None,
-             poll_seconds: float = 1.0, lease: timedelta = timedelta(minutes=10)) -> int:
-        """Send queued digests from the shared outbox until ``stop`` is set (or, ``once``, the
-        queue is empty); returns how many were sent.
+             poll_seconds: float = 1.0, lease: timedelta = timedelta(minutes=10), shard_readers: int = 1000) -> int:
+        """Build the digests of shards of due readers and send pending digests from the shared
+        outbox until ``stop`` is set (or, ``once``, the queue is empty); returns how many were sent.
 
         Example: ``rec.work(once=True)``"""
-        from recommender.pipeline import digests
+        from recommender.pipeline import shards
 
-        return digests.work(self.config, self.store, concurrency, once, stop or threading.Event(), poll_seconds,
-                            lease)
+        return shards.work(self.config, self.store, concurrency, once, stop or threading.Event(), poll_seconds,
+                           lease, shard_readers=shard_readers)
 
     def check_delivery(self) -> None:
         """Refuse, before a daemon starts, a missing link secret or an SMTP login that can only
@@ -127,21 +127,32 @@ class InstallMethods:
             digests.signer_for(self.config, self.clock)
             digests.check_credentials(self.config.smtp)
 
+    def fetch_stale(self) -> int:
+        """Pull the configured sources whose fetch window has passed, refitting the models on
+        new papers (the daemon's first step of a run); returns how many new papers came.
+
+        Example: ``rec.fetch_stale()``"""
+        from recommender.pipeline.fetching import Fetcher
+
+        if not self.config.sources:
+            return 0
+        fetcher = Fetcher(self.config, self.store, clock=self.clock)
+        stale = fetcher.stale()
+        fresh = sum(o.new_papers for o in fetcher.fetch(stale)) if stale else 0
+        if fresh:
+            self._refit()
+        return fresh
+
     def scheduled_run(self, emails: Sequence[str]) -> list[UserResult]:
-        """The daemon's run for these readers: pull the stale sources (refitting on new
-        papers), then build and send their digests (in queue mode: enqueue them).
+        """A run for these readers as the daemon does it: pull the stale sources (refitting on
+        new papers), then build and send their digests (in queue mode: enqueue them for workers).
 
         Example: ``[r.line() for r in rec.scheduled_run(["ada@example.org"])]``"""
         from recommender.base import parallel
         from recommender.pipeline import digests
-        from recommender.pipeline.fetching import Fetcher
 
         users = [self.config.user(e) for e in emails]
-        if self.config.sources:
-            fetcher = Fetcher(self.config, self.store, clock=self.clock)
-            stale = fetcher.stale()
-            if stale and any(o.new_papers for o in fetcher.fetch(stale)):
-                self._refit()
+        self.fetch_stale()
         if self.config.delivery.mode == DeliveryMode.QUEUE:
             return digests.enqueue(self.config, self.store, users, self.clock)
         return digests.run(self.config, self.store, users, self.clock, deliver_while_queueing=parallel.can_fork())

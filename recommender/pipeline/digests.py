@@ -43,7 +43,8 @@ from recommender.digest.states import UserResult, owed_states
 from recommender.pipeline import channels
 from recommender.store import Store
 from recommender.store.group_commit import GroupCommit
-from recommender.store.outbox import DigestToCreate, NewDigest, Outbox, new_owner
+from recommender.store.outbox import DigestToCreate, NewDigest, Outbox, Readers, new_owner
+from recommender.store.run_readers import RunReaders
 from recommender.store.store import utcnow
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ def _renderer(config: Config, signer: LinkSigner, user: UserConfig, user_id: int
     return render
 
 
-def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequence[int] | None = None,
+def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Readers | None = None,
                     owner: str | None = None, batch_size: int = 50, lease: timedelta = LEASE,
                     stop: threading.Event | _ParentGone | None = None, more: Waitable | None = None,
                     poll_seconds: float = 0.2) -> list[Outcome]:
@@ -249,8 +250,10 @@ def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Sequen
             else:
                 await asyncio.to_thread(more.wait, poll_seconds)  # type: ignore[union-attr]  # (final when None)  # the connections stay open meanwhile
 
+    dead = outbox.housekeep(clock())  # unsubscribes and dead senders' leases: once for the run's claims
+
     def claim(handled: set[int]) -> list[Outgoing]:
-        claimed = outbox.claim(owner, lease, batch_size, user_ids, now=clock())
+        claimed = outbox.claim(owner, lease, batch_size, user_ids, now=clock(), dead=dead)
         again = [c[0] for c in claimed if c[0] in handled]
         if again:
             outbox.release(again)
@@ -285,20 +288,20 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
     signer_for(config, clock)  # a missing secret fails before anything is stored or sent
     started = utcnow()
     ids = store.sync_users(u.email for u in users)
-    user_ids = list(ids.values())
-    background = DeliveryProcess(config, store, clock, user_ids) if deliver_while_queueing else None
-    try:
-        # With the child delivering on the other core, BLAS threads would only wait for (and take) it.
-        with threadpool_limits(limits=1, user_api="blas") if background is not None else contextlib.nullcontext():
-            results = queue_digests(config, store, users, clock, ids=ids, parallel_parts=background is not None)
-    except BaseException:
+    with RunReaders(store, list(ids.values())) as user_ids:  # claims name the run, not every reader's id
+        background = DeliveryProcess(config, store, clock, user_ids) if deliver_while_queueing else None
+        try:
+            # With the child delivering on the other core, BLAS threads would only wait for (and take) it.
+            with threadpool_limits(limits=1, user_api="blas") if background is not None else contextlib.nullcontext():
+                results = queue_digests(config, store, users, clock, ids=ids, parallel_parts=background is not None)
+        except BaseException:
+            if background is not None:
+                background.finish()  # what was queued still goes out (or, on Ctrl-C, the child stops too)
+            raise
+        outcomes: list[Outcome] = []
         if background is not None:
-            background.finish()  # what was queued still goes out (or, on Ctrl-C, the child stops too)
-        raise
-    outcomes: list[Outcome] = []
-    if background is not None:
-        outcomes += background.finish()  # raises DeliveryAborted if the child met a refused login
-    outcomes += deliver_pending(config, store, clock, user_ids)  # all of it, or what a child that died left
+            outcomes += background.finish()  # raises DeliveryAborted if the child met a refused login
+        outcomes += deliver_pending(config, store, clock, user_ids)  # all of it, or what a child that died left
     channels.queue_posts(config, store, signer_for(config, clock), clock)  # this run's, and any a stopped run owed
     channels.deliver_posts(config, store, clock)
     notes = channels.channel_notes(config, store, users, ids, started)
@@ -315,11 +318,11 @@ class DeliveryProcess:
 
     POLL_SECONDS = 0.2
 
-    def __init__(self, config: Config, store: Store, clock: Clock, user_ids: Sequence[int]):
+    def __init__(self, config: Config, store: Store, clock: Clock, user_ids: Readers):
         context = multiprocessing.get_context("fork")
         self._queued_all = context.Event()
         self._reports, reports = context.Pipe(duplex=False)
-        self._process = context.Process(target=self._deliver, args=(config, store, clock, list(user_ids), reports),
+        self._process = context.Process(target=self._deliver, args=(config, store, clock, user_ids, reports),
                                         name="digest-delivery", daemon=True)
         self._process.start()
         reports.close()
@@ -346,7 +349,7 @@ class DeliveryProcess:
             raise DeliveryAborted(report)
         return report
 
-    def _deliver(self, config: Config, parent_store: Store, clock: Clock, user_ids: list[int],
+    def _deliver(self, config: Config, parent_store: Store, clock: Clock, user_ids: Readers,
                  reports: multiprocessing.connection.Connection) -> None:  # in the child
         parent_gone = _ParentGone(os.getppid())
         parallel.die_with_parent(parent_gone.parent)  # never sends on, unrecorded, after the command is gone
@@ -369,31 +372,3 @@ class _ParentGone:
 
     def is_set(self) -> bool:
         return os.getppid() != self.parent
-
-
-def work(config: Config, store: Store, concurrency: int, once: bool, stop: threading.Event,
-         poll_seconds: float = 1.0, lease: timedelta = LEASE, clock: Clock | None = None) -> int:
-    """A worker: claim pending digests from the shared outbox (SKIP LOCKED on PostgreSQL, a lease
-    everywhere) and send them over ``concurrency`` connections until stopped (or, with ``once``,
-    until the queue is empty). Returns how many it sent."""
-    clock = clock or system_clock
-    smtp = replace(config.smtp, max_connections=concurrency)
-    config = replace(config, smtp=smtp)
-    owner = new_owner()
-    sent = 0
-    log.info("worker %s started (concurrency %d)", owner, concurrency)
-    while not stop.is_set():
-        outcomes = deliver_pending(config, store, clock, owner=owner, batch_size=concurrency * 2, lease=lease,
-                                   stop=stop)
-        sent += sum(o.status == "sent" for o in outcomes)
-        for outcome in outcomes:
-            if outcome.status != "sent":
-                log.warning("digest %d %s after %d attempt(s): %s", outcome.digest_id, outcome.status,
-                            outcome.attempts, outcome.detail)
-        posted = channels.deliver_posts(config, store, clock)
-        if not outcomes and not posted:
-            if once:
-                break
-            stop.wait(poll_seconds)
-    log.info("worker %s stopped after sending %d digest(s)", owner, sent)
-    return sent

@@ -12,13 +12,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from recommender.base.domain import DeliveryStatus, DigestStatus
 from recommender.store.schema import DigestEntryRow, DigestMessageRow, DigestRow, MetaRow, UserRow
 from recommender.store.store import Store, chunks, utcnow
 
 QUEUED = (DigestStatus.PENDING, DigestStatus.SENT, DigestStatus.NO_EMAIL)
+# Which readers' digests a delivery takes: a few ids, or a subquery (store.run_readers) for many.
+Readers = Sequence[int] | Select[int]
 NEXT_DIGEST_ID = "next_digest_id"  # meta key: the first digest id not yet reserved (SQLite)
 DEFERRED_FOR_SMTP = "deferred_for_smtp"  # meta key: the SMTP settings the deferred digests failed with
 
@@ -213,31 +227,39 @@ class Outbox:
         """The id SQLite gives the next digest (the table has no AUTOINCREMENT: largest + 1)."""
         return (conn.execute(select(func.max(DigestRow.id))).scalar() or 0) + 1
 
-    def claim(self, owner: str, lease: timedelta, limit: int = 100, user_ids: Sequence[int] | None = None,
-              now: datetime | None = None) -> list[tuple[int, str, bytes, int]]:
-        """Take up to ``limit`` due pending digests whose lease is free or expired:
-        (id, recipient, message, attempts). PostgreSQL skips rows other workers hold."""
+    def housekeep(self, now: datetime | None = None) -> list[str]:
+        """Once per delivery run, not per claim: mark the pending digests of readers who
+        unsubscribed (they get nothing more, digests waiting for a retry included: marked, not
+        deleted), and return the lease holders that are dead processes of this host (what they
+        held is free at once)."""
         now = now or utcnow()
         with self.store.write() as conn:
-            # A reader who unsubscribed gets nothing more, digests waiting for a retry included
-            # (marked, not deleted).
             conn.execute(update(DigestRow).where(
                 DigestRow.status == DigestStatus.PENDING,
                 DigestRow.user_id.in_(select(UserRow.id).where(UserRow.unsubscribed_at.is_not(None))))
                 .values(status=DigestStatus.UNSUBSCRIBED, lease_owner="", lease_until=None))
             holders = conn.execute(select(DigestRow.lease_owner).distinct().where(
                 DigestRow.status == DigestStatus.PENDING, DigestRow.lease_until >= now)).scalars()
-            dead = [h for h in holders if owner_is_dead(h)]
+            return [h for h in holders if owner_is_dead(h)]
+
+    def claim(self, owner: str, lease: timedelta, limit: int = 100, user_ids: Readers | None = None,
+              now: datetime | None = None, dead: Sequence[str] | None = None) -> list[tuple[int, str, bytes, int]]:
+        """Take up to ``limit`` due pending digests whose lease is free, expired or held by one of
+        the ``dead`` (``housekeep``'s answer; asked here when not given): (id, recipient,
+        message, attempts). PostgreSQL skips rows other workers hold."""
+        now = now or utcnow()
+        dead = self.housekeep(now) if dead is None else dead
+        with self.store.write() as conn:
             stmt = (select(DigestRow.id, UserRow.email, DigestMessageRow.message, DigestRow.attempts)
                     .join(UserRow, UserRow.id == DigestRow.user_id)
                     .join(DigestMessageRow, DigestMessageRow.digest_id == DigestRow.id)
                     .where(DigestRow.status == DigestStatus.PENDING,
                            or_(DigestRow.lease_until.is_(None), DigestRow.lease_until < now,
-                               DigestRow.lease_owner.in_(dead)),
+                               DigestRow.lease_owner.in_(list(dead))),
                            or_(DigestRow.next_attempt_at.is_(None), DigestRow.next_attempt_at <= now))
                     .order_by(DigestRow.id).limit(limit))
             if user_ids is not None:
-                stmt = stmt.where(DigestRow.user_id.in_(list(user_ids)))
+                stmt = stmt.where(DigestRow.user_id.in_(user_ids if isinstance(user_ids, Select) else list(user_ids)))
             if conn.dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True, of=DigestRow)
             rows = conn.execute(stmt).all()
@@ -351,6 +373,24 @@ class Outbox:
                 rows = [r for chunk in chunks(sorted(set(digest_ids))) for r in conn.execute(stmt.where(d.id.in_(chunk)))]
         return [OutboxItem(r.id, r.user_id, r.email, r.status, r.subject, r.message_id, r.attempts, r.last_error,
                            r.server_reply, r.created_at, r.sent_at, r.n or 0) for r in rows]
+
+    def prune(self, before: datetime) -> int:
+        """Delete the messages of digests made before ``before`` that will not be sent again
+        (sent, superseded, unsubscribed) and their entries' reasons; the papers they held stay
+        (no paper goes out twice). Reads only what is not pruned yet: messages below the first
+        digest made since ``before`` (an index on the creation time). Returns how many."""
+        gone = ("sent", "superseded", "unsubscribed")
+        with self.store.write() as conn:
+            newest = conn.execute(select(DigestRow.id).where(DigestRow.created_at >= before)
+                                  .order_by(DigestRow.created_at, DigestRow.id).limit(1)).scalar()
+            limit = newest if newest is not None else self._next_rowid(conn)
+            done = select(DigestRow.id).where(DigestRow.id < limit, DigestRow.status.in_(gone))
+            pruned = list(conn.execute(select(DigestMessageRow.digest_id).where(
+                DigestMessageRow.digest_id < limit, DigestMessageRow.digest_id.in_(done))).scalars())
+            for chunk in chunks(pruned, 5000):
+                conn.execute(delete(DigestMessageRow).where(DigestMessageRow.digest_id.in_(chunk)))
+                conn.execute(update(DigestEntryRow).where(DigestEntryRow.digest_id.in_(chunk)).values(why=""))
+        return len(pruned)
 
     def message(self, digest_id: int) -> bytes:
         with self.store.read() as conn:

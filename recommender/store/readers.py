@@ -33,25 +33,39 @@ from recommender.store.schema import (
     UserRow,
 )
 
+FEW_EMAILS = 1000  # up to this many emails are looked up by name; more read the users table once
+
 
 class ReaderRows(PaperRows):
     """Users, stars and signals; stars name papers, so papers come with them."""
 
     # -- users ------------------------------------------------------------------------------
     def sync_users(self, emails: Iterable[str]) -> ReaderIds:
-        """Make sure every configured email has a row; returns email (lower-case) -> id."""
+        """Make sure every configured email has a row; returns email (lower-case) -> id. A few
+        emails are looked up by themselves; many (a whole config) with one read of the table."""
         wanted = {email.lower() for email in emails}
         with self.read() as conn:  # usually all there: no write lock taken then
-            existing = {row.email: row.id for row in conn.execute(select(UserRow.email, UserRow.id))}
+            existing = self._user_ids(conn, wanted)
         if wanted - set(existing):
             with self.write() as conn:
-                existing = {row.email: row.id for row in conn.execute(select(UserRow.email, UserRow.id))}
+                existing = self._user_ids(conn, wanted)
                 missing = sorted(wanted - set(existing))
                 if missing:
                     now = utcnow()
                     conn.execute(insert(UserRow), [{"email": e, "created_at": now} for e in missing])
-                    existing = {row.email: row.id for row in conn.execute(select(UserRow.email, UserRow.id))}
+                    existing.update(self._user_ids(conn, set(missing)))
         return ReaderIds({email: existing[email] for email in wanted})
+
+    @staticmethod
+    def _user_ids(conn: Connection, emails: set[str]) -> dict[str, int]:
+        if len(emails) > FEW_EMAILS:
+            rows = conn.execute(select(UserRow.email, UserRow.id))
+            return {row.email: row.id for row in rows if row.email in emails}
+        found: dict[str, int] = {}
+        for chunk in chunks(sorted(emails), FEW_EMAILS):
+            found.update({row.email: row.id for row in conn.execute(
+                select(UserRow.email, UserRow.id).where(UserRow.email.in_(chunk)))})
+        return found
 
     def user_id(self, email: str) -> int:
         return self.sync_users([email]).of(email)

@@ -243,6 +243,11 @@ class LinkHitRow(Base):
 
 
 Index("ix_feedback_user_paper", FeedbackRow.user_id, FeedbackRow.paper_id)
+# The pending digests in id order, apart from every digest ever sent: a claim (and the
+# unsubscribe and dead-lease checks before it) reads only what is owed, however long the history.
+Index("ix_digests_created_at", DigestRow.created_at)  # pruning finds the first digest kept
+Index("ix_digests_pending", DigestRow.id, postgresql_where=DigestRow.status == "pending",
+      sqlite_where=DigestRow.status == "pending")
 
 
 class SourceStateRow(Base):
@@ -258,11 +263,35 @@ class SourceStateRow(Base):
 
 
 class ScheduleStateRow(Base):
-    """The last scheduled digest time processed per user, so a restart knows what it missed."""
+    """A reader's schedule: the rule it was computed from (the trigger as text, "" once the
+    reader left the config), the next run (indexed: a tick reads only the readers due) and the
+    last run processed, so a restart knows what it missed."""
 
     __tablename__ = "schedule_state"
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     last_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rule: Mapped[str] = mapped_column(String(120), server_default="")
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class DueReaderRow(Base):
+    """A reader whose digest run is owed: enqueued by the scheduler's tick, claimed in shards
+    under a lease (a dead holder's shard is claimed again), deleted once the run is recorded."""
+
+    __tablename__ = "due_readers"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str] = mapped_column(String(64), server_default="", index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RunReaderRow(Base):
+    """The readers of one `digest send` run, so its claims name them by the run instead of
+    listing their ids in every statement (PostgreSQL takes at most 65,535 parameters)."""
+
+    __tablename__ = "run_readers"
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
 # SQLite only, written by triggers (migration 0006), so not part of the mapped schema.

@@ -8,14 +8,18 @@ from recommender.app.cli.app import AppContext, cli, emit_json, pass_app, run_co
 
 
 @cli.command()
+@click.option("--standby", is_flag=True,
+              help="On PostgreSQL, wait while another daemon runs on the database and take over when it stops.")
 @pass_app
-def run(app: AppContext) -> None:
+def run(app: AppContext, standby: bool) -> None:
     """Run the daemon: fetch sources and mail each subscriber at their send_at.
 
-    Logs its start, each user's next digest time, each run's line per user (as
+    Logs its start, users' next digest times, each run's line per user (as
     `digest send` prints them) and its stop on stderr. One daemon per database:
-    a second one is refused. SIGHUP reloads the config; SIGTERM or Ctrl-C stops it cleanly. With
-    [delivery] mode = "queue" it only enqueues digests for `recommender worker`.
+    a second one is refused, or with --standby (PostgreSQL) waits and takes over
+    when the first stops or dies. SIGHUP reloads the config; SIGTERM or Ctrl-C
+    stops it cleanly. With [delivery] mode = "queue" it only says who is due:
+    `recommender worker` processes build and send their digests.
 
     Example:
 
@@ -27,7 +31,7 @@ def run(app: AppContext) -> None:
 
     run_log_level = runtime.log_daemon_to_stderr()
     app.api.store  # noqa: B018 - refuses an uninitialised or newer database before starting
-    Daemon(app.config.path, app.database_url, run_log_level=run_log_level).run_forever()
+    Daemon(app.config.path, app.database_url, run_log_level=run_log_level, standby=standby).run_forever()
 
 
 @cli.command()
@@ -90,9 +94,11 @@ def schedule_list(app: AppContext, as_json: bool) -> None:
     \b
       recommender schedule list --json
     """
+    from datetime import UTC, datetime
+
     from recommender.app.daemon import describe_schedule
 
-    rows = describe_schedule(app.api)
+    rows = describe_schedule(app.config, app.api.store, datetime.now(UTC))
     if as_json:
         emit_json({"user": u.email, "next_run": when.isoformat(), "kind": kind, "timezone": u.timezone}
                   for u, when, kind in rows)
@@ -109,12 +115,18 @@ def schedule_list(app: AppContext, as_json: bool) -> None:
               help="Seconds between looks at an empty queue.")
 @click.option("--lease", "lease_seconds", default=600, show_default=True, type=click.IntRange(5, 86400),
               help="How long a claimed digest is this worker's before another may take it.")
+@click.option("--shard", "shard_readers", default=1000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Due readers whose digests this worker builds per claim.")
 @pass_app
-def worker(app: AppContext, concurrency: int, once: bool, poll_seconds: float, lease_seconds: int) -> None:
-    """Send queued digests from the shared outbox; run any number of workers on any hosts.
+def worker(app: AppContext, concurrency: int, once: bool, poll_seconds: float, lease_seconds: int,
+           shard_readers: int) -> None:
+    """Build the digests of due readers and send queued digests from the shared outbox; run any
+    number of workers on any hosts.
 
-    Pairs with `recommender run` and [delivery] mode = "queue". A worker killed mid-send
-    loses nothing: its digests are taken over by another worker (at once on the same host,
+    Pairs with `recommender run` and [delivery] mode = "queue": the daemon says who is due, the
+    workers claim them in shards, rank, render, store and send. A worker killed mid-shard
+    loses nothing (its shard is claimed again and no reader gets two digests); one killed
+    mid-send neither: its digests are taken over by another worker (at once on the same host,
     after the lease elsewhere) and re-sent with the same Message-ID.
 
     Example:
@@ -129,5 +141,5 @@ def worker(app: AppContext, concurrency: int, once: bool, poll_seconds: float, l
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    sent = app.api.work(concurrency, once, stop, poll_seconds, timedelta(seconds=lease_seconds))
+    sent = app.api.work(concurrency, once, stop, poll_seconds, timedelta(seconds=lease_seconds), shard_readers)
     summary(f"worker sent {sent} digest(s)")
