@@ -188,7 +188,7 @@ def enqueue(config_path: Path) -> tuple[float, float, float, int]:
     """(seconds of the first sync of every schedule, seconds of the tick that enqueues them
     all, seconds of before's per-reader housekeeping measured on 200 readers and scaled, readers enqueued)."""
     from recommender.app.daemon import Daemon
-    from recommender.pipeline.store_access import DaemonState
+    from recommender.store.state import DaemonState
 
     day = datetime.now(UTC).date() + timedelta(days=1)  # `init` scheduled everyone for 07:00 from now on
     daemon = Daemon(config_path, clock=lambda: datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=6))

@@ -1,20 +1,13 @@
-"""The database handles the command shells hold: the store itself (opened by a shell and
-passed to every stage) and the views of it that commands list and change directly (the
-outbox, the feedback log, the daemon's state, checkpoints during a large ingest, finding a
-paper by its title). The shells take them from here, so the app layer depends on the
-pipeline and base only."""
+"""The database handles the daemon's schedule ticks still hold themselves (``app.daemon`` and
+``app.schedules``): the store, the reader schedules and the outbox's claims. Every other
+shell reaches the database through ``recommender.pipeline.api``; tests/test_structure.py
+names the two modules allowed here."""
 
 from __future__ import annotations
 
 from recommender.store import Store
-from recommender.store.channel_posts import ChannelPosts
-from recommender.store.checkpoints import BackgroundCheckpoints
-from recommender.store.daemon_lock import DaemonLock, DaemonRunning
-from recommender.store.feedback import FeedbackLog
+from recommender.store.daemon_lock import DaemonLock
 from recommender.store.outbox import Outbox, new_owner
 from recommender.store.schedule import NewSchedule, ReaderSchedule, Settled
-from recommender.store.state import DaemonState
-from recommender.store.title_match import paper_by_title
 
-__all__ = ["BackgroundCheckpoints", "ChannelPosts", "DaemonLock", "DaemonRunning", "DaemonState", "FeedbackLog", "NewSchedule", "Outbox",
-           "ReaderSchedule", "Settled", "Store", "new_owner", "paper_by_title"]
+__all__ = ["DaemonLock", "NewSchedule", "Outbox", "ReaderSchedule", "Settled", "Store", "new_owner"]
