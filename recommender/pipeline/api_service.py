@@ -14,10 +14,8 @@ from recommender.base.config import DeliveryMode, masked_url
 from recommender.base.link_signing import check_secret
 from recommender.pipeline.api_results import Deliveries, Initialised, Retried
 from recommender.store.channel_posts import ChannelPosts
-from recommender.store.daemon_lock import DaemonLock
 from recommender.store.feedback import FeedbackEvent, FeedbackLog
 from recommender.store.outbox import Outbox
-from recommender.store.state import DaemonState
 
 if TYPE_CHECKING:
     from recommender.base.clock import Clock
@@ -156,11 +154,3 @@ class InstallMethods:
         if self.config.delivery.mode == DeliveryMode.QUEUE:
             return digests.enqueue(self.config, self.store, users, self.clock)
         return digests.run(self.config, self.store, users, self.clock, deliver_while_queueing=parallel.can_fork())
-
-    def daemon_lock(self) -> DaemonLock:
-        """The database's one-daemon lock (``acquire`` raises ``DaemonRunning`` when held)."""
-        return DaemonLock(self.store)
-
-    def daemon_state(self) -> DaemonState:
-        """What the daemon records between runs: each reader's last run."""
-        return DaemonState(self.store)
