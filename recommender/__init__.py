@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
-
-from recommender.base.errors import RecommenderError  # noqa: E402
+from recommender.base.errors import RecommenderError
+from recommender.base.version import __version__
 
 if TYPE_CHECKING:
     from recommender.pipeline.api import Recommender

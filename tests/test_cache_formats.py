@@ -23,7 +23,7 @@ CACHES = [
     ("lsa", "model.own_classifier", "MODEL_FORMAT", 7, ("model.own_classifier", "model.word_vectors", "model.reader_model"),
      "1522e2e13a41ecb0"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 12, ("model.profiles", "model.own_classifier", "model.reader_model",
-                                                       "model.unit_rows", "pipeline.stored_models"), "8424d6ceeb23f78a"),
+                                                       "model.unit_rows", "pipeline.stored_models"), "2f54527800a6a060"),
 ]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from recommender import pipeline
+import recommender.pipeline as pipeline
 from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, UserConfig, find_config_path, listed_emails, load_config
 from recommender.base.domain import Paper, Recommendation

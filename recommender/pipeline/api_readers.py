@@ -96,7 +96,7 @@ class ReaderMethods:
         terms, largest first; ``apply`` files each star in its group's topic.
 
         Example: ``[s.name for s in rec.suggest_topics("ada@example.org", 3)]``"""
-        from recommender import pipeline
+        import recommender.pipeline as pipeline
 
         user = self.user(email)
         user_id = self.store.user_id(user.email)

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from threadpoolctl import threadpool_limits
 
-from recommender import pipeline
+import recommender.pipeline as pipeline
 from recommender.base import parallel
 from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, UserConfig

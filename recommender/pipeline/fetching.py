@@ -23,12 +23,13 @@ from tenacity import (
     wait_exponential,
 )
 
-from recommender import __version__, pipeline
+import recommender.pipeline as pipeline
 from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, SourceConfig
 from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
 from recommender.base.errors import InputError, RecommenderError
 from recommender.base.formats import PAGED_FORMATS
+from recommender.base.version import __version__
 from recommender.sources import paged_reader, parse
 from recommender.store import Store
 from recommender.store.state import DaemonState, SourceState

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from recommender import __version__
 from recommender.base.config import LookupConfig
 from recommender.base.domain import ParsedPaper
 from recommender.base.errors import InputError
+from recommender.base.version import __version__
 from recommender.sources import arxiv
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import SQLAlchemyError
 
-from recommender import __version__
 from recommender.app import runtime
 from recommender.base.config import (
     CONFIG_ENV,
@@ -28,6 +27,7 @@ from recommender.base.config import (
 )
 from recommender.base.env_names import JOBS_ENV
 from recommender.base.errors import ConfigError, RecommenderError
+from recommender.base.version import __version__
 
 if TYPE_CHECKING:
     from recommender.pipeline.api import Database, Recommender
