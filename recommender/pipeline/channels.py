@@ -25,7 +25,8 @@ from recommender.feedback.feed_page import feed_url as signed_feed_url
 from recommender.store import Store
 from recommender.store.channel_posts import ChannelPosts
 from recommender.store.feeds import FeedRows
-from recommender.store.outbox import Outbox, new_owner
+from recommender.store.lease_owners import new_owner
+from recommender.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
 POST_LEASE = timedelta(minutes=10)

@@ -43,7 +43,8 @@ from recommender.digest.states import UserResult, owed_states
 from recommender.pipeline import channels
 from recommender.store import Store
 from recommender.store.group_commit import GroupCommit
-from recommender.store.outbox import DigestToCreate, NewDigest, Outbox, Readers, new_owner
+from recommender.store.lease_owners import new_owner
+from recommender.store.outbox import DigestToCreate, NewDigest, Outbox, Readers
 from recommender.store.run_readers import RunReaders
 from recommender.store.store import utcnow
 

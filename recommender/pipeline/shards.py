@@ -18,7 +18,7 @@ from recommender.base.domain import ReaderIds
 from recommender.pipeline import channels
 from recommender.pipeline.digests import LEASE, deliver_pending, queue_digests, signer_for
 from recommender.store import Store
-from recommender.store.outbox import new_owner
+from recommender.store.lease_owners import new_owner
 from recommender.store.schedule import ReaderSchedule
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from recommender.store import Store
 from recommender.store.daemon_lock import DaemonLock
-from recommender.store.outbox import Outbox, new_owner
+from recommender.store.lease_owners import new_owner
+from recommender.store.outbox import Outbox
 from recommender.store.schedule import NewSchedule, ReaderSchedule, Settled
 
 __all__ = ["DaemonLock", "NewSchedule", "Outbox", "ReaderSchedule", "Settled", "Store", "new_owner"]

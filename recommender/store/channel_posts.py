@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, insert, or_, select, update
 
 from recommender.base.domain import DigestStatus
-from recommender.store.outbox import owner_is_dead
+from recommender.store.lease_owners import owner_is_dead
 from recommender.store.schema import ChannelPostDigestRow, ChannelPostRow, DigestRow
 from recommender.store.store import Store, chunks, utcnow
 

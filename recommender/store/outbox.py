@@ -5,8 +5,6 @@ digest is picked up again (and re-sent with the same Message-ID)."""
 from __future__ import annotations
 
 import os
-import socket
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +25,7 @@ from sqlalchemy import (
 )
 
 from recommender.base.domain import DeliveryStatus, DigestStatus
+from recommender.store.lease_owners import owner_is_dead
 from recommender.store.schema import DigestEntryRow, DigestMessageRow, DigestRow, MetaRow, UserRow
 from recommender.store.store import Store, chunks, utcnow
 
@@ -118,38 +117,6 @@ class DeliveryOutcome(Protocol):
     def detail(self) -> str: ...  # the server's reply, or the error
     @property
     def attempts(self) -> int: ...
-
-
-def new_owner() -> str:
-    """A lease owner name: host, process id and a random part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_is_dead(owner: str) -> bool:
-    """True for a lease held by a process of this host that no longer runs (killed mid-send);
-    leases of other hosts are only freed by expiry."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 class Outbox:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, literal, or_, select, update
 
-from recommender.store.outbox import owner_is_dead
+from recommender.store.lease_owners import owner_is_dead
 from recommender.store.schema import DueReaderRow, ScheduleStateRow, UserRow
 from recommender.store.store import Store, chunks
 
