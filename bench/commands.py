@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 SECRET = "bench-secret-0123456789abcdef"
@@ -44,3 +45,19 @@ def write_config(folder: Path, users: list[str], extra: str = "") -> Path:
         lines.append(f'[[users]]\nemail = "{email}"\nmax_items = 20\n')
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def serving(config_path: Path, port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """`recommender serve` on 127.0.0.1:port, started and answering (or given up on after 30 s)."""
+    import httpx
+
+    server = subprocess.Popen(recommender("--config", str(config_path), "serve", "--port", str(port)), cwd=folder,
+                              env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    return server

@@ -14,15 +14,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthetic  # noqa: E402
-from commands import SECRET, environment, recommender, timed, write_config  # noqa: E402
+from commands import SECRET, recommender, serving, timed, write_config  # noqa: E402
 
 from recommender.base.config import load_config  # noqa: E402
 from recommender.base.link_signing import LinkSigner, LinkToken  # noqa: E402
@@ -112,16 +109,8 @@ def main() -> int:
         warm_end = WARMUP_DIGESTS * CLICKS_PER_DIGEST
         probe_end = warm_end + PROBE_DIGESTS * CLICKS_PER_DIGEST
         warmup_paths, probe_paths, paths = links[:warm_end], links[warm_end:probe_end], links[probe_end:]
-        server = subprocess.Popen(recommender("--config", str(config_path), "serve", "--port", str(port)), cwd=folder,
-                                  env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = serving(config_path, port, folder)
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
             base = f"http://127.0.0.1:{port}"
             health = load(base, ["/"] * 5_000, folder, "health")
             if shutil.which("wrk"):

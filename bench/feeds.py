@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthetic  # noqa: E402
-from commands import SECRET, environment, recommender, timed, write_config  # noqa: E402
+from commands import SECRET, recommender, serving, timed, write_config  # noqa: E402
 
 from recommender.base.config import load_config  # noqa: E402
 from recommender.store import Store  # noqa: E402
@@ -98,16 +97,8 @@ def main() -> int:
         paths = [channels.feed_url(config, store, signer, u).removeprefix(f"http://127.0.0.1:{port}")
                  for u in config.users]
         store.close()
-        server = subprocess.Popen(recommender("--config", str(config_path), "serve", "--port", str(port)), cwd=folder,
-                                  env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = serving(config_path, port, folder)
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
             base = f"http://127.0.0.1:{port}"
             cpu = [cpu_seconds(server.pid)]
             health = asyncio.run(paced(base, [("/", {})] * (READERS // 6), POLL_SECONDS / 6))
