@@ -10,12 +10,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from recommender.base import retry_after
+from recommender.base.clock import Clock, system_clock
 from recommender.base.domain import DeliveryStatus
 from recommender.base.settings import WebhookConfig
 
@@ -49,15 +50,9 @@ class _Refused(Exception):
 def retry_after_seconds(response: httpx.Response, now: datetime) -> float:
     """Retry-After in seconds (RFC 9110: seconds or an HTTP date), else Discord's JSON
     ``retry_after``, else one second."""
-    value = response.headers.get("retry-after", "").strip()
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
-            except (TypeError, ValueError):
-                pass
+    header = retry_after.seconds(response.headers.get("retry-after", ""), now)
+    if header is not None:
+        return header
     try:
         body = response.json()
     except ValueError:
@@ -68,7 +63,7 @@ def retry_after_seconds(response: httpx.Response, now: datetime) -> float:
 
 class WebhookSender:
     def __init__(self, hook: WebhookConfig, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 clock: Clock = system_clock):
         self.hook = hook
         self.sleep = sleep
         self.clock = clock

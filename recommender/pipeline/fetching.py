@@ -10,7 +10,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -29,6 +29,7 @@ from recommender.base.config import Config, SourceConfig
 from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
 from recommender.base.errors import InputError, RecommenderError
 from recommender.base.formats import PAGED_FORMATS
+from recommender.base.retry_after import seconds as retry_after_seconds
 from recommender.base.version import __version__
 from recommender.sources import paged_reader, parse
 from recommender.store import Store
@@ -53,18 +54,6 @@ class _Transient(Exception):
 
 MAX_RETRY_AFTER = 300.0  # a longer Retry-After is the next run's business, not this one's
 FAILING_RUNS = 3  # a source failing this many runs in a row is a warning (log, config check)
-
-
-def _retry_after(value: str) -> float:
-    """Seconds from a Retry-After header (seconds, or an HTTP date), 0 when absent or unreadable."""
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        from email.utils import parsedate_to_datetime
-        return max((parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds(), 0.0) if value else 0.0
-    except (TypeError, ValueError):
-        return 0.0
 
 
 @dataclass(frozen=True)
@@ -138,7 +127,8 @@ def _get(client: httpx.Client, url: str, headers: dict[str, str], max_bytes: int
                 url = target
                 continue
             if response.status_code == 429 or response.status_code >= 500:
-                raise _Transient(f"HTTP {response.status_code}", _retry_after(response.headers.get("retry-after", "")))
+                wait = retry_after_seconds(response.headers.get("retry-after", ""), system_clock())
+                raise _Transient(f"HTTP {response.status_code}", wait or 0.0)
             if response.status_code != 200:
                 raise FetchError(f"{url}: HTTP {response.status_code}")
             declared = response.headers.get("content-length", "")
