@@ -201,7 +201,7 @@ def enqueue(config_path: Path) -> tuple[float, float, float, int]:
     ticked = time.perf_counter() - started
     # Before: after each run, every reader's id was found by reading the whole users table,
     # then their last run read and written (two round trips).
-    state, store = DaemonState(daemon.store), daemon.store
+    state, store = DaemonState(daemon.api.store), daemon.api.store
     sample = list(daemon.by_email)[:200]
     started = time.perf_counter()
     for email in sample:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from recommender import Recommender
-from recommender.app.daemon import describe_schedule
 from recommender.base.config import UserConfig
 from recommender.base.domain import Recommendation
 
@@ -76,7 +75,7 @@ def test_scheduled_run_sends_and_the_outbox_and_schedule_show_it(tmp_path: Path,
         assert (item.email, item.status) == ("ada@example.org", "sent") and rec.outbox("failed").digests == []
         retried = rec.retry()
         assert (retried.requeued, retried.sent, retried.all_sent) == ([], 0, True)
-        [(user, when, kind)] = describe_schedule(rec.config, rec.store, rec.clock())
+        [(user, when, kind)] = rec.next_digests()
         assert user.email == "ada@example.org" and when.tzinfo is not None and kind
 
 

@@ -71,7 +71,7 @@ def _tick_statements(tmp_path: Path, database_url: str, readers: int) -> tuple[i
     daemon = Daemon(path, clock=Clock(datetime(2025, 6, 2, 3, 0, tzinfo=UTC)))
     daemon.schedule_jobs()
     daemon.clock = Clock(datetime(2025, 6, 2, 7, 0, 30, tzinfo=UTC))  # UTC and Abidjan are due
-    with statements(daemon.store) as seen:
+    with statements(daemon.api.store) as seen:
         enqueued = daemon.tick()
     runs = daemon.next_runs()
     daemon.stop()

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from recommender.app import triggers
-from recommender.app.daemon import Daemon, describe_schedule
+from recommender.app.daemon import Daemon
 from recommender.base.config import UserConfig, load_config
+from recommender.pipeline import triggers
 from recommender.store import Store
 from recommender.store.state import DaemonState
 
@@ -150,7 +150,7 @@ def test_restart_keeps_the_schedule_and_catches_up_once(tmp_path: Path):
     daemon = Daemon(path, clock=restart)
     daemon.schedule_jobs()
     assert _next_runs(daemon)["ada@example.org"] == datetime(2025, 6, 2, 6, 30, tzinfo=UTC)
-    rows = {u.email: when for u, when, _ in describe_schedule(daemon.config, store, restart.now)}
+    rows = {u.email: when for u, when, _ in daemon.api.next_digests()}
     assert rows["ada@example.org"] == datetime(2025, 6, 2, 6, 30, tzinfo=UTC)  # schedule list agrees
     daemon.run_user("ada@example.org")  # nothing ingested: runs, sends nothing, records the run
     daemon.stop()

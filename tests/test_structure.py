@@ -114,9 +114,6 @@ def test_stages_of_one_layer_are_independent():
 
 
 SHELL_WAYS_IN = {"recommender.pipeline.api", "recommender.pipeline.api_results"}
-# Still holding store handles directly (the reader schedules of the daemon's ticks), through
-# ``pipeline.store_access``: a shrinking list, no module may join it.
-STORE_HANDLES = {"recommender.app.daemon", "recommender.app.schedules"}
 
 
 def test_the_shells_call_the_api_and_base_only():
@@ -125,7 +122,7 @@ def test_the_shells_call_the_api_and_base_only():
     of the pipeline and no stage below it: a use case is written once, in the API."""
     reaching = [f"{a} imports {b}" for a in sorted(EDGES) for b in sorted(EDGES[a])
                 if _stage(a) == "app" and _stage(b) not in {"recommender", "base", "app"} and b not in SHELL_WAYS_IN
-                and b != "recommender.pipeline" and not (a in STORE_HANDLES and b == "recommender.pipeline.store_access")]
+                and b != "recommender.pipeline"]
     assert reaching == []
 
 

@@ -24,22 +24,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from recommender.app import runtime, triggers
-from recommender.app.schedules import ConfigSchedules
+from recommender.app import runtime
 from recommender.base import parallel
 from recommender.base.clock import Clock
 from recommender.base.config import Config, DeliveryMode, UserConfig, load_config
 from recommender.pipeline.api import Recommender
-from recommender.pipeline.store_access import (
-    DaemonLock,
-    Outbox,
-    ReaderSchedule,
-    Store,
-    new_owner,
-)
 
 if TYPE_CHECKING:
     from recommender.pipeline.api import UserResult
+    from recommender.pipeline.api_results import Shard
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,13 +53,11 @@ class Daemon:
         self.clock = clock or _now
         self.config = load_config(config_path, database_url)
         self.api = Recommender(self.config, clock=self.clock)
-        self.store = self.api.store
         self.api.check_delivery()  # a missing secret or a login that can only fail, before starting
-        self.schedule = ReaderSchedule(self.store)
-        self.lock = DaemonLock(self.store)
+        self.lock = self.api.daemon_lock()
         self.stopping = threading.Event()
         self.changing = threading.Lock()  # a reload's schedule changes and a tick take turns
-        self.schedules = ConfigSchedules(self.config)
+        self.schedules = self.api.schedules()
         self.runner = threading.Thread(target=self._run_loop, name="digest-runner", daemon=True)
 
     @property
@@ -78,30 +69,25 @@ class Daemon:
         """Store the schedules of new readers and of readers whose schedule changed, drop those
         no longer configured (also on SIGHUP), and settle runs missed while no daemon ran."""
         with self.changing:
-            self.schedules.sync(self.store, self.clock())
+            self.schedules.sync(self.clock())
 
     def next_runs(self) -> dict[str, datetime]:
         """email -> next run, of the configured readers."""
-        ids = self.store.sync_users(self.by_email)
-        runs = self.schedule.next_runs()
-        return {email: runs[uid] for email, uid in ids.items() if uid in runs}
+        return self.schedules.next_runs()
 
     def tick(self) -> int:
         """Enqueue every reader due now; returns how many."""
         now = self.clock()
-        first = self.schedule.first_due()
+        first = self.schedules.first_due()
         if first is None or first > now:
             return 0
         if self.config.delivery.mode == DeliveryMode.QUEUE and self.config.sources:
             # Workers build the digests: the papers they rank are fetched first, once for them all.
             self._in_fresh_process(fetch_stale, self.config)
         with self.changing:
-            enqueued = self.schedules.settle(self.store, now, enqueue=True)
+            enqueued = self.schedules.settle(now, enqueue=True)
         if enqueued:  # once a run: what was sent keep_days ago goes
-            pruned = Outbox(self.store).prune(now - timedelta(days=self.config.delivery.keep_days))
-            if pruned:
-                log.info("pruned the messages of %d digest(s) sent over %d days ago", pruned,
-                         self.config.delivery.keep_days)
+            self.schedules.prune_sent(now)
         return enqueued
 
     def _in_fresh_process(self, function: Callable[..., T], *args: object) -> T | None:
@@ -136,39 +122,31 @@ class Daemon:
     def run_user(self, email: str) -> None:
         """Run this reader's digest now, or in queue mode owe it to them for a worker (the run
         stands for their next run if it is due)."""
-        now = self.clock()
-        user_id = self.store.user_id(email)
-        trigger = self.schedules.user_triggers.get(email.lower())
-        after = trigger.get_next_fire_time(now, now) if trigger is not None else None
-        self.schedule.run_now([user_id], now, {user_id: after} if after is not None else {})
+        self.schedules.run_now(email, self.clock())
         if self.config.delivery.mode != DeliveryMode.QUEUE:
             self.run_due()
 
     def run_due(self) -> None:
         """Claim owed readers a shard at a time and run each shard, until none is left."""
         while not self.stopping.is_set():
-            owner = new_owner()
-            shard = self.schedule.claim(owner, self.LEASE, self.SHARD_READERS, self.clock())
-            if not shard:
+            shard = self.schedules.claim(self.LEASE, self.SHARD_READERS, self.clock())
+            if shard is None:
                 return
-            self.run_shard(owner, shard)
+            self.run_shard(shard)
 
-    def run_shard(self, owner: str, shard: list[tuple[int, str]]) -> None:
+    def run_shard(self, shard: Shard) -> None:
         """One run for these readers (in a fresh process): fetch what is stale, then their
         digests. Logs one line per reader and records the shard's run; a shard whose run failed
         stays owed (claimed again once its lease expires, or by the next daemon)."""
         started = time.monotonic()
-        users = [self.by_email[email.lower()] for _, email in shard if email.lower() in self.by_email]
-        gone = [uid for uid, email in shard if email.lower() not in self.by_email]
-        if gone:
-            self.schedule.drop(gone)
+        users = list(shard.readers)
         if not users:
             return
         log.info("digest run for %d user(s)", len(users))
         results = self._in_fresh_process(run_digests, self.config, users, parallel.jobs())
         if results is None:
             return
-        self.schedule.finish(owner, self.clock())
+        self.schedules.finish(shard, self.clock())
         for result in results:
             log.info("%s", result.line())  # the line `digest send` prints
         log.info("digest run for %d user(s) done in %.1fs", len(results), time.monotonic() - started)
@@ -182,7 +160,7 @@ class Daemon:
             return
         with self.changing:
             self.config = self.api.config = config
-            self.schedules = ConfigSchedules(config)
+            self.schedules = self.api.schedules()
         log.info("config reloaded: %d user(s)", len(self.config.users))
         self.schedule_jobs()
 
@@ -194,25 +172,16 @@ class Daemon:
         log.info("daemon started: config %s, %d user(s), %d source(s), delivery %s", self.config_path,
                  len(self.config.users), len(self.config.sources), self.config.delivery.mode)
         self.schedule_jobs()
-        self._log_next_runs()
+        self.schedules.log_next_runs()
         self.runner.start()
         return True
-
-    def _log_next_runs(self, most: int = 20) -> None:
-        runs = self.next_runs()
-        for email, trigger in list(self.schedules.user_triggers.items())[:most]:
-            if email in runs:
-                log.info("next digest of %s: %s (%s)", self.by_email[email].email,
-                         runs[email].astimezone(trigger.zone).isoformat(), trigger)
-        if len(runs) > most:
-            log.info("and %d more reader(s) scheduled", len(runs) - most)
 
     def stop(self) -> None:
         self.stopping.set()
         if self.runner.is_alive():
             self.runner.join()  # the run in progress ends first
         self.lock.release()
-        self.store.close()
+        self.api.close()
         log.info("daemon stopped")
 
     def run_forever(self) -> None:
@@ -271,15 +240,3 @@ def run_digests(config: Config, users: list[UserConfig], jobs: int, log_level: i
     with Recommender(config, clock=_now) as rec:
         rec.fetch_stale()
         return rec.send([user.email for user in users])
-
-
-def describe_schedule(config: Config, store: Store, now: datetime) -> list[tuple[UserConfig, datetime, str]]:
-    """(user, next run in the user's zone, job kind), as the daemon would schedule it."""
-    ids = store.sync_users(u.email for u in config.users)
-    last_runs = ReaderSchedule(store).last_runs(list(ids.values()))
-    grace = timedelta(minutes=config.scheduler.misfire_grace_minutes)
-    rows = []
-    for user in config.users:
-        when = triggers.next_run(user, last_runs.get(ids.of(user.email)), now, grace)
-        rows.append((user, when.astimezone(triggers.trigger_for(user).zone), triggers.job_kind(user)))
-    return rows

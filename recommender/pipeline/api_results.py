@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from recommender.base.config import UserConfig
 from recommender.base.domain import Paper
 from recommender.model.profiles import Profile
 
@@ -17,6 +18,22 @@ if TYPE_CHECKING:
     from recommender.delivery.webhooks import PostOutcome
     from recommender.store.channel_posts import PostItem
     from recommender.store.outbox import OutboxItem
+
+
+class NextDigest(NamedTuple):
+    """A reader's next digest as the daemon schedules it (`schedule list`)."""
+
+    user: UserConfig
+    at: datetime  # in the reader's zone
+    kind: str  # "daily digest", "weekly digest (fri)"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Owed readers one daemon claimed under a lease (``owner``) to run together."""
+
+    owner: str
+    readers: tuple[UserConfig, ...]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from recommender.base.config import DeliveryMode, masked_url
 from recommender.base.link_signing import check_secret
-from recommender.pipeline.api_results import Deliveries, Initialised, Retried
+from recommender.pipeline.api_results import Deliveries, Initialised, NextDigest, Retried
+from recommender.pipeline.schedules import ReaderSchedules
 from recommender.store.channel_posts import ChannelPosts
 from recommender.store.feedback import FeedbackEvent, FeedbackLog
 from recommender.store.outbox import Outbox
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from recommender.base.link_signing import LinkSigner
     from recommender.digest.states import UserResult
     from recommender.store import Store
+    from recommender.store.daemon_lock import DaemonLock
 
 
 class InstallMethods:
@@ -44,13 +46,13 @@ class InstallMethods:
         def _refit(self) -> None: ...
 
     def init(self) -> Initialised:
-        """Create the database, or upgrade it to the newest schema (safe to run again), and
-        make its files owner-only.
+        """Create the database, or upgrade it to the newest schema (safe to run again), store
+        the readers and their next runs, and make its files owner-only.
 
         Example: ``Recommender.open("config.toml").init().schema``"""
         database = self.database
         before, after = database.upgrade_schema()
-        database.sync_users(u.email for u in self.config.users)
+        ReaderSchedules(self.config, database).sync(self.clock())  # readers and their next runs, in bulk
         return Initialised(before, after, masked_url(self.config.database.url), database.tighten_permissions())
 
     def failing_sources(self) -> list[str]:
@@ -94,6 +96,31 @@ class InstallMethods:
         from recommender.pipeline import channels
 
         return channels.feed_url(self.config, self.store, self.signer, self.config.user(email), rotate)
+
+    # -- schedules ------------------------------------------------------------------------
+    def schedules(self) -> ReaderSchedules:
+        """The readers' schedules under the current config, in the database: what the daemon's
+        ticks sync, settle, enqueue and claim in shards (a config reload takes a new one).
+
+        Example: ``rec.schedules().next_runs()["ada@example.org"]``"""
+        return ReaderSchedules(self.config, self.store)
+
+    def next_digests(self) -> list[NextDigest]:
+        """Each configured reader's next digest time, in their zone, as the daemon schedules it
+        (before any daemon ran too).
+
+        Example: ``[(d.user.email, d.at) for d in rec.next_digests()]``"""
+        return self.schedules().describe(self.clock())
+
+    def daemon_lock(self) -> DaemonLock:
+        """The database's one-daemon lock: ``acquire(standby)`` takes it (or raises
+        ``DaemonRunning``; with a standby event, on PostgreSQL, waits for it), ``release()``
+        gives it back.
+
+        Example: ``rec.daemon_lock().acquire()``"""
+        from recommender.store.daemon_lock import DaemonLock
+
+        return DaemonLock(self.store)
 
     # -- long-running ---------------------------------------------------------------------
     def serve(self, host: str = "127.0.0.1", port: int = 8080, workers: int = 1) -> None:

@@ -24,12 +24,7 @@ def init(app: AppContext) -> None:
     \b
       recommender --config config.toml init
     """
-    from datetime import UTC, datetime
-
-    from recommender.app.schedules import ConfigSchedules
-
     done = app.api.init()
-    ConfigSchedules(app.config).sync(app.api.store, datetime.now(UTC))  # readers and their next runs, in bulk
     click.echo(f"database {done.state} (schema {done.schema}): {done.database}")
     for path in done.tightened:
         click.echo(f"made owner-only: {path}")

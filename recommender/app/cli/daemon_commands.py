@@ -94,11 +94,7 @@ def schedule_list(app: AppContext, as_json: bool) -> None:
     \b
       recommender schedule list --json
     """
-    from datetime import UTC, datetime
-
-    from recommender.app.daemon import describe_schedule
-
-    rows = describe_schedule(app.config, app.api.store, datetime.now(UTC))
+    rows = app.api.next_digests()
     if as_json:
         emit_json({"user": u.email, "next_run": when.isoformat(), "kind": kind, "timezone": u.timezone}
                   for u, when, kind in rows)
