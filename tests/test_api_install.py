@@ -97,3 +97,16 @@ def test_feed_url_rotates_and_feedback_starts_empty(tmp_path: Path):
         rotated = rec.feed_url("ada@example.org", rotate=True)
         assert rotated != first and rec.feed_url("ada@example.org") == rotated
         assert rec.feedback() == [] and rec.feedback("ada@example.org") == []
+
+
+def test_init_schedules_the_readers_and_the_web_app_answers_their_links(tmp_path: Path):
+    from starlette.testclient import TestClient
+
+    with _install(tmp_path) as rec:
+        rec.init()
+        [(email, when)] = rec.schedules().next_runs().items()
+        assert email == "ada@example.org" and when > rec.clock()
+        with TestClient(rec.web_app()) as client:
+            assert client.get("/").text == "recommender feedback endpoint: ok\n"
+            assert client.get("/feedback/more/not-a-token").status_code == 400
+            assert client.get("/feed/not-a-token").status_code == 404

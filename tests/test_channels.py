@@ -17,8 +17,8 @@ from starlette.testclient import TestClient
 
 from recommender import pipeline
 from recommender.base.config import load_config
-from recommender.feedback.web import create_app
 from recommender.pipeline import channels, digests, shards
+from recommender.pipeline.web_site import web_app
 from recommender.store import Store
 from recommender.store.channel_posts import ChannelPosts
 from recommender.store.feedback import FeedbackLog
@@ -90,7 +90,7 @@ def test_a_feed_reader_gets_no_email_and_finds_the_picks_in_their_feed(tmp_path:
     ada_url = run("users", "feed-url", "ada@example.org", config=path).stdout.strip()
     bob_url = run("users", "feed-url", "bob@example.org", config=path).stdout.strip()
     assert ada_url.startswith("http://127.0.0.1:8080/feed/") and ada_url != bob_url
-    with TestClient(create_app(config, store)) as client:
+    with TestClient(web_app(config, store)) as client:
         ada = feedparser.parse(_feed_of(client, ada_url).content)
         bob = feedparser.parse(_feed_of(client, bob_url).content)
     assert not ada.bozo and not bob.bozo
@@ -118,7 +118,7 @@ def test_the_feed_is_valid_atom_by_the_validators_rules(tmp_path: Path, smtp_ser
     path, config, store = _setup(tmp_path, smtp_server.port, FEED_USERS)
     run("digest", "send", config=path)
     url = run("users", "feed-url", "ada@example.org", config=path).stdout.strip()
-    with TestClient(create_app(config, store)) as client:
+    with TestClient(web_app(config, store)) as client:
         root = ET.fromstring(_feed_of(client, url).content)
     assert root.tag == f"{ATOM}feed"
     for name in ("id", "title", "updated", "author"):
@@ -144,7 +144,7 @@ def test_feed_answers_conditional_gets_and_changes_with_a_new_digest(tmp_path: P
     path, config, store = _setup(tmp_path, smtp_server.port, FEED_USERS)
     run("digest", "send", config=path)
     url = run("users", "feed-url", "ada@example.org", config=path).stdout.strip().removeprefix("http://127.0.0.1:8080")
-    with TestClient(create_app(config, store)) as client:
+    with TestClient(web_app(config, store)) as client:
         first = client.get(url)
         etag, modified = first.headers["etag"], first.headers["last-modified"]
         assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
@@ -170,7 +170,7 @@ def test_revoked_and_forged_feed_urls_answer_404_and_record_nothing(tmp_path: Pa
     assert new != old and "revoked" in rotated.stderr
     assert run("users", "feed-url", "ada@example.org", config=path).stdout.strip() == new
     email_only = FEED_USERS.replace('channels = ["feed"]', 'channels = ["email"]')
-    with TestClient(create_app(config, store)) as client:
+    with TestClient(web_app(config, store)) as client:
         assert client.get(new.removeprefix("http://127.0.0.1:8080")).status_code == 200
         token = old.rsplit("/", 1)[1]
         forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
@@ -191,7 +191,7 @@ def test_revoked_and_forged_feed_urls_answer_404_and_record_nothing(tmp_path: Pa
     other.mkdir()
     config_email_only = load_config(write_config(other, users=email_only, extra=smtp_section(smtp_server.port),
                                                  database_url=config.database.url))
-    with TestClient(create_app(config_email_only, store)) as client:  # Ada left the feed channel
+    with TestClient(web_app(config_email_only, store)) as client:  # Ada left the feed channel
         assert client.get(new.removeprefix("http://127.0.0.1:8080")).status_code == 404
 
 
@@ -200,7 +200,7 @@ def test_the_feed_endpoints_rate_limit_applies(tmp_path: Path, smtp_server: Smtp
                                  extra="[feedback]\nrate_limit_per_minute = 3\n")
     run("digest", "send", config=path)
     url = run("users", "feed-url", "ada@example.org", config=path).stdout.strip().removeprefix("http://127.0.0.1:8080")
-    with TestClient(create_app(config, store)) as client:
+    with TestClient(web_app(config, store)) as client:
         codes = [client.get(url).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
 
@@ -456,7 +456,7 @@ def test_feed_url_and_posts_through_the_pipeline_helpers_share_the_digest_id(tmp
     assert webhook.hook.accepted[0]["id"] == message_id
     signer = digests.signer_for(config, _clock)
     url = channels.feed_url(config, store, signer, config.users[0])
-    with TestClient(create_app(config, store)) as client:
+    with TestClient(web_app(config, store)) as client:
         feed = feedparser.parse(_feed_of(client, url).content)
     digest_id = int(message_id.split(".")[1])
     for entry in feed.entries:

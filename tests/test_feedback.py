@@ -16,8 +16,8 @@ from starlette.testclient import TestClient
 from recommender import pipeline
 from recommender.base.config import Config, load_config
 from recommender.base.link_signing import LinkSigner, LinkToken
-from recommender.feedback.web import create_app
 from recommender.pipeline import digests, stored_models
+from recommender.pipeline.web_site import web_app
 from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
@@ -74,7 +74,7 @@ def _world(tmp_path: Path, database_url: str | None = None, extra: str = "") -> 
     store.star(store.user_id("ada@example.org"), [tarot.id])
     clock = Clock(datetime(2025, 3, 21, 7, 30, tzinfo=UTC))
     digests.queue_digests(config, store, config.users, clock)
-    client = TestClient(create_app(config, store, clock), base_url="http://127.0.0.1:8080")
+    client = TestClient(web_app(config, store, clock), base_url="http://127.0.0.1:8080")
     client.__enter__()  # runs the app's lifespan: its shutdown stops the click writer thread
     _open_clients.append(client)
     return World(config, store, clock, client)

@@ -18,8 +18,8 @@ import uvicorn
 
 from recommender import pipeline
 from recommender.base.config import load_config
-from recommender.feedback.web import create_app
 from recommender.pipeline import digests
+from recommender.pipeline.web_site import web_app
 from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
@@ -64,7 +64,7 @@ def live(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[tuple[object, Stor
     store = Store.open(config.database.url)
     store.upgrade_schema()
     pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
-    with LiveServer(create_app(config, Store.open(config.database.url)), port) as server:
+    with LiveServer(web_app(config, Store.open(config.database.url)), port) as server:
         yield config, store, smtp_server, server
     store.close()
 

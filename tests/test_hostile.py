@@ -16,8 +16,8 @@ from starlette.testclient import TestClient
 
 from recommender import pipeline
 from recommender.base.config import load_config
-from recommender.feedback.web import create_app
 from recommender.pipeline import digests
+from recommender.pipeline.web_site import web_app
 from recommender.store import Store
 from recommender.store.outbox import Outbox
 
@@ -77,7 +77,7 @@ def test_web_pages_escape_titles(hostile):
     import re
 
     links = re.findall(r"http://127\.0\.0\.1:8080(/feedback/more/[\w.-]+)", text)
-    with TestClient(create_app(config, store), base_url="http://127.0.0.1:8080") as client:
+    with TestClient(web_app(config, store), base_url="http://127.0.0.1:8080") as client:
         for link in links:
             page = client.get(link).text
             assert "<script>alert" not in page and "<img src=x" not in page
@@ -137,7 +137,7 @@ def test_the_signing_secret_is_never_logged(tmp_path: Path, smtp_server, caplog:
     pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
     with caplog.at_level(logging.DEBUG):
         digests.run(config, store, config.users, lambda: datetime.now(UTC))
-        with TestClient(create_app(config, store)) as client:
+        with TestClient(web_app(config, store)) as client:
             client.get("/feedback/more/forged.token.value")
             client.get("/nope")
     assert SECRET not in caplog.text

@@ -20,8 +20,8 @@ from recommender import pipeline
 from recommender.base.config import load_config
 from recommender.base.errors import DeliveryError
 from recommender.delivery.smtp import DeliveryAborted
-from recommender.feedback.web import create_app
 from recommender.pipeline import digests
+from recommender.pipeline.web_site import web_app
 from recommender.store import Store
 from recommender.store.outbox import Outbox
 
@@ -180,7 +180,7 @@ def test_unsubscribing_while_a_digest_waits_for_a_retry_stops_it(tmp_path: Path,
         path, config, store = _setup(tmp_path, server.port, max_attempts=1)
         digests.run(config, store, config.users, _now)
         link = _unsubscribe_link(store, "bob@example.org")
-        with TestClient(create_app(config, store), base_url="http://127.0.0.1:8080") as client:
+        with TestClient(web_app(config, store), base_url="http://127.0.0.1:8080") as client:
             # RFC 8058: what a provider sends, as multipart/form-data.
             response = client.post(link, files={"List-Unsubscribe": (None, "One-Click")})
             assert response.status_code == 200, response.text
@@ -203,7 +203,7 @@ def test_one_click_unsubscribe_in_every_form_a_provider_posts(tmp_path: Path, fo
         _, config, store = _setup(tmp_path, server.port)
         digests.queue_digests(config, store, config.users, _now)
         link = _unsubscribe_link(store, "ada@example.org")
-        with TestClient(create_app(config, store), base_url="http://127.0.0.1:8080") as client:
+        with TestClient(web_app(config, store), base_url="http://127.0.0.1:8080") as client:
             assert client.post(link, files={"Other": (None, "One-Click")}).status_code == 400
             if form == "multipart":
                 response = client.post(link, files={"List-Unsubscribe": (None, "One-Click")})

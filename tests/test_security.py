@@ -27,8 +27,8 @@ from recommender.base.config import load_config
 from recommender.base.link_signing import LinkSigner
 from recommender.feedback.clicks import FeedbackService
 from recommender.feedback.limits import RateLimiter
-from recommender.feedback.web import create_app
 from recommender.pipeline import digests
+from recommender.pipeline.web_site import web_app
 from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
 from recommender.store.outbox import Outbox
@@ -175,7 +175,7 @@ def test_a_server_error_page_carries_the_security_headers(world):
     view = _digest_links(store, "ada@example.org")["digest"][0]
     with store.write() as conn:
         conn.exec_driver_sql("DROP TABLE digest_entries")
-    with TestClient(create_app(config, store, lambda: issued + timedelta(hours=1)), base_url="http://127.0.0.1:8080",
+    with TestClient(web_app(config, store, lambda: issued + timedelta(hours=1)), base_url="http://127.0.0.1:8080",
                     raise_server_exceptions=False) as client:
         page = client.get(f"/digest/{view}")
     assert page.status_code == 500 and "Traceback" not in page.text
@@ -262,7 +262,7 @@ def test_the_web_view_keeps_the_digests_issue_time_on_its_links(world):
     config, store, issued = world
     late = issued + timedelta(days=config.feedback.max_age_days - 1)
     view = _digest_links(store, "ada@example.org")["digest"][0]
-    with TestClient(create_app(config, store, lambda: late), base_url="http://127.0.0.1:8080") as client:
+    with TestClient(web_app(config, store, lambda: late), base_url="http://127.0.0.1:8080") as client:
         page = client.get(f"/digest/{view}")
     assert page.status_code == 200
     signer = LinkSigner(SECRET)

@@ -175,3 +175,11 @@ def test_imports_inside_functions_and_type_checking_count(tmp_path: Path, source
     modules = dict(MODULES, **{"recommender.probe": tmp_path / "probe.py"})
     (tmp_path / "probe.py").write_text(source, encoding="utf-8")
     assert expected <= _imports(modules)["recommender.probe"]
+
+
+def test_the_web_app_parses_and_renders_only():
+    """``feedback.web`` is HTTP in and pages out: what a link does is the ``Site`` it is given
+    (``pipeline.web_site``), so it opens no store and loads no config."""
+    reaching = sorted(b for b in EDGES["recommender.feedback.web"] if _stage(b) == "store")
+    assert reaching == []
+    assert "recommender.pipeline.web_site" in EDGES["recommender.pipeline.api_service"] | EDGES["recommender.pipeline.serving"]

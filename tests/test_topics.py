@@ -16,8 +16,8 @@ from starlette.testclient import TestClient
 
 from recommender.base.config import load_config
 from recommender.base.domain import Paper, Recommendation
-from recommender.feedback.web import create_app
 from recommender.pipeline import topics
+from recommender.pipeline.web_site import web_app
 from recommender.store import Store, migrate
 from recommender.store.feedback import FeedbackLog
 
@@ -259,7 +259,7 @@ def test_one_digest_in_two_sections_with_feedback_per_topic(tmp_path: Path, run:
     # The web view shows the same sections and entries.
     config = load_config(path)
     store = Store.open(config.database.url)
-    with TestClient(create_app(config, store), base_url="http://127.0.0.1:8080") as client:
+    with TestClient(web_app(config, store), base_url="http://127.0.0.1:8080") as client:
         view = re.search(r"View in browser: http://127\.0\.0\.1:8080(/digest/\S+)", plain)
         assert view is not None
         page = client.get(view.group(1)).text

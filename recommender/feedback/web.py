@@ -1,19 +1,18 @@
-"""The feedback endpoint: a small Starlette app served by uvicorn. It shares the store with
-the CLI and the daemon and keeps no state of its own but a per-process rate limiter, so any
-number of processes can serve it behind a load balancer."""
+"""The feedback endpoint: a small Starlette app served by uvicorn. It parses requests and
+renders pages; what a link does (record a click, undo it, unsubscribe, show a stored digest,
+answer a feed) is a ``Site`` it is given (``pipeline.web_site`` builds one over the install's
+store, as ``Recommender.web_app`` does). It keeps no state of its own but a per-process rate
+limiter, so any number of processes can serve it behind a load balancer."""
 
 from __future__ import annotations
 
 import contextlib
 import email
 import email.policy
-import functools
 import logging
-import os
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
-from typing import Any
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -22,24 +21,57 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from recommender.base.config import DATABASE_URL_ENV, Config, find_config_path, load_config
-from recommender.base.domain import Explanation, Recommendation
-from recommender.base.link_signing import LinkSigner, TokenError, TokenExpired
-from recommender.digest import render as digest
+from recommender.base.config import Config
+from recommender.base.link_signing import TokenError, TokenExpired
 from recommender.digest.render import TEMPLATES
-from recommender.feedback.clicks import Click, FeedbackService, LinkGone, open_target
-from recommender.feedback.feed_page import ATOM_TYPE, FeedGone, FeedPages
+from recommender.feedback.clicks import Click, LinkGone, open_target
+from recommender.feedback.feed_page import ATOM_TYPE, FeedAnswer, FeedGone
 from recommender.feedback.limits import (
     RateLimiter,
     SecurityHeaders,
 )
-from recommender.store import Store
-from recommender.store.checkpoints import BackgroundCheckpoints
-from recommender.store.feedback import FeedbackLog
-from recommender.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024
+
+
+class Site(Protocol):
+    """What the links do, behind the pages. Each raises ``TokenError`` (or ``TokenExpired``)
+    for a bad link and ``LinkGone`` for one whose target went; ``feed`` raises ``FeedGone``."""
+
+    async def click(self, token: str, action: str, client: str) -> Click:
+        """Verify a more / less / open link and record the click once (a repeat or a link
+        scan records nothing); returns once it is stored."""
+        ...
+
+    def resolve(self, token: str, action: str) -> Click:
+        """Verify a link for ``action`` and find what it points to; records nothing."""
+        ...
+
+    def undo(self, token: str) -> bool:
+        """Remove the feedback a more / less / open link recorded; False if there was none."""
+        ...
+
+    def unsubscribe(self, token: str) -> Click:
+        """Unsubscribe the reader an unsubscribe link names."""
+        ...
+
+    def digest_page(self, token: str) -> str:
+        """The stored digest a view link names, as a web page (HTML)."""
+        ...
+
+    def feed(self, token: str, if_none_match: str | None, if_modified_since: str | None) -> FeedAnswer:
+        """A reader's Atom feed, or 304 when the client's copy is current."""
+        ...
+
+    def start(self) -> object:
+        """Start the site's background work as the app starts; returns its handle
+        (kept as ``app.state.checkpoints``)."""
+        ...
+
+    def close(self) -> None:
+        """Finish what is queued (clicks not yet committed) as the app stops."""
+        ...
 def page(heading: str, lines: list[str], status: int = 200, request: Request | None = None,
          form: tuple[str, str, list[tuple[str, str]], str] | None = None) -> HTMLResponse:
     action, label, fields, css = form or ("", "", [], "")
@@ -66,13 +98,9 @@ def _one_click(content_type: str, body: bytes, in_query: str | None) -> bool:
     return "One-Click" in fields.get("List-Unsubscribe", [])
 
 
-def create_app(config: Config, store: Store | None = None, clock: Callable[..., Any] | None = None) -> ASGIApp:
-    store = store or Store.open(config.database.url)
-    store.check_schema()
-    service = FeedbackService(config, store, clock)
+def create_app(config: Config, site: Site) -> ASGIApp:
+    """The endpoint's ASGI app: the pages of ``site``'s use cases within ``config``'s limits."""
     limiter = RateLimiter(config.feedback.rate_limit_per_minute)
-    checkpoints = BackgroundCheckpoints(store)
-    feeds = FeedPages(config, store, service.signer)
 
     def client_of(request: Request) -> str:
         return request.client.host if request.client else "unknown"
@@ -121,8 +149,8 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
         """GET records the click (group-committed, awaited without a thread); HEAD only checks."""
         token = request.path_params["token"]
         if request.method == "GET":
-            return (await service.click_async(token, action, client_of(request))).click
-        return await run_in_threadpool(service.resolve, token, action)
+            return await site.click(token, action, client_of(request))
+        return await run_in_threadpool(site.resolve, token, action)
 
     def _feedback_page(click: Click) -> Response:
         title = click.paper.title if click.paper else ""
@@ -136,12 +164,7 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
         blocked = limited(request)
         if blocked:
             return blocked
-        token = request.path_params["token"]
-        action = service.signer.verify(token).action
-        if action not in ("more", "less", "open"):
-            raise TokenError("invalid link")
-        click = service.resolve(token, action)
-        undone = service.undo(click)
+        undone = site.undo(request.path_params["token"])
         return page("Undone" if undone else "Nothing to undo",
                     ["Your feedback on this paper was removed." if undone else "No feedback from this link is recorded."])
 
@@ -175,12 +198,11 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
                     return page("Request too large", ["The request body is too large."], 413, request)
             if not _one_click(request.headers.get("content-type", ""), body, request.query_params.get("List-Unsubscribe")):
                 return page("Not unsubscribed", ["Use the button on the unsubscribe page."], 400, request)
-            click = service.resolve(token, "unsubscribe")
-            service.unsubscribe(click)
+            click = site.unsubscribe(token)
             log.info("user %d unsubscribed", click.link.user_id)
             return page("You are unsubscribed", ["You will get no more digests. "
                         "To receive them again, ask the operator to run `recommender users resubscribe`."])
-        service.resolve(token, "unsubscribe")
+        site.resolve(token, "unsubscribe")
         return page("Unsubscribe from the paper digest?", ["You will get no more digests at this address."],
                     form=(f"/unsubscribe/{token}", "Unsubscribe", [("List-Unsubscribe", "One-Click")], ""))
 
@@ -189,15 +211,14 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
         blocked = limited(request)
         if blocked:
             return blocked
-        click = service.resolve(request.path_params["token"], "view")
-        return HTMLResponse(_digest_html(config, store, service.signer, click, service.clock()))
+        return HTMLResponse(site.digest_page(request.path_params["token"]))
 
     def feed(request: Request) -> Response:  # sync: Starlette runs it in its thread pool
         blocked = limited(request)
         if blocked:
             return blocked
         try:
-            answer = feeds.answer(request.path_params["token"], request.headers.get("if-none-match"),
+            answer = site.feed(request.path_params["token"], request.headers.get("if-none-match"),
                                   request.headers.get("if-modified-since"))
         except FeedGone:
             return page("Not found", ["There is nothing at this address."], 404, request)
@@ -227,12 +248,11 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.checkpoints = checkpoints.start()  # clicks never wait on a checkpoint's fsync
+        app.state.checkpoints = site.start()  # clicks never wait on a checkpoint's fsync
         try:
             yield
         finally:
-            service.close()  # commits the clicks still queued
-            checkpoints.stop()
+            site.close()  # commits the clicks still queued
 
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error},
                     lifespan=lifespan)
@@ -240,38 +260,5 @@ def create_app(config: Config, store: Store | None = None, clock: Callable[..., 
     return SecurityHeaders(app)
 
 
-def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click, now: datetime) -> str:
-    """A stored digest as a web page, with fresh signed links for each entry and what the
-    reader already clicked on each paper."""
-    link = click.link
-    entries = Outbox(store).entries(link.digest_id)
-    topics = Outbox(store).entry_topics(link.digest_id)
-    papers = {p.id: p for p in store.papers([e[1] for e in entries])}
-    email = next((r.email for r in store.user_rows() if r.id == link.user_id), "")
-    user = next((u for u in config.users if u.email.lower() == email), None)
-    if user is None:
-        raise LinkGone("this subscriber is no longer configured")
-    picks = [Recommendation(user.email, papers[pid], score, position + 1,
-                            functools.partial(_stored_explanation, why), match=match,
-                            topic=topics.get(position, ""))
-             for position, pid, score, why, match in entries if pid in papers]
-    # The page's links keep the digest's issue time: a view link near its expiry must not
-    # hand out links that live another max_age_days.
-    issued = int(link.issued_at.timestamp()) if link.issued_at is not None else None
-    links = digest.Links(config.feedback.base_url, signer, link.user_id, link.digest_id, issued)
-    clicked = FeedbackLog(store).clicked(link.user_id, [entry[1] for entry in entries])
-    return digest.render(digest.context(config, user, picks, links, now, web=True, clicked=clicked)).html
-
-
-def app_from_environment() -> ASGIApp:
-    """uvicorn factory for several worker processes: the config comes from $RECOMMENDER_CONFIG."""
-    config = load_config(find_config_path(None), os.environ.get(DATABASE_URL_ENV))
-    return create_app(config)
-
-
 def _stripped(payload: object) -> bytes:
     return payload.strip() if isinstance(payload, bytes) else b""
-
-
-def _stored_explanation(why: str) -> Explanation:
-    return Explanation(personalized=not why.startswith("Not personalized"), stored=why)

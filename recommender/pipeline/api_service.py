@@ -19,6 +19,8 @@ from recommender.store.feedback import FeedbackEvent, FeedbackLog
 from recommender.store.outbox import Outbox
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from recommender.base.clock import Clock
     from recommender.base.config import Config
     from recommender.base.link_signing import LinkSigner
@@ -131,6 +133,15 @@ class InstallMethods:
 
         check_secret(self.config.feedback.secret, self.config.feedback.secret_env)
         serving.serve(self.config, self.store, host, port, workers)
+
+    def web_app(self) -> ASGIApp:
+        """The feedback endpoint as an ASGI app over this install (what ``serve`` runs): the
+        links of its digests and feeds record clicks, unsubscribe, show a digest, answer a feed.
+
+        Example: ``TestClient(rec.web_app()).get("/")``"""
+        from recommender.pipeline.web_site import web_app
+
+        return web_app(self.config, self.store, self.clock)
 
     def work(self, concurrency: int = 4, once: bool = False, stop: threading.Event | None = None,
              poll_seconds: float = 1.0, lease: timedelta = timedelta(minutes=10), shard_readers: int = 1000) -> int:

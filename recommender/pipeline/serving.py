@@ -1,5 +1,5 @@
-"""The feedback endpoint served with uvicorn: the web app over the store, inside the limits
-the config sets (request time, open connections, trusted proxies)."""
+"""The feedback endpoint served with uvicorn: the web app over the store (``web_site``), inside
+the limits the config sets (request time, open connections, trusted proxies)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def serve(config: Config, store: Store, host: str, port: int, workers: int) -> N
     import uvicorn
 
     from recommender.feedback.limits import REQUEST_TIMEOUT_ENV, BoundedHttpProtocol
-    from recommender.feedback.web import create_app
+    from recommender.pipeline.web_site import web_app
 
     check_port_free(host, port)
     feedback = config.feedback
@@ -38,10 +38,10 @@ def serve(config: Config, store: Store, host: str, port: int, workers: int) -> N
     }
     if workers > 1:
         os.environ[CONFIG_ENV] = str(config.path)
-        uvicorn.run("recommender.feedback.web:app_from_environment", factory=True, host=host, port=port, workers=workers,
+        uvicorn.run("recommender.pipeline.web_site:app_from_environment", factory=True, host=host, port=port, workers=workers,
                     **limits)
         return
-    uvicorn.run(create_app(config, store), host=host, port=port, **limits)
+    uvicorn.run(web_app(config, store), host=host, port=port, **limits)
 
 
 def check_port_free(host: str, port: int) -> None:
