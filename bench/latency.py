@@ -71,8 +71,8 @@ def main() -> int:
         calls = []
         for _ in range(20):
             started = time.perf_counter()
-            pipeline.rank_users(config, store, models, config.users, candidates, 20, datetime.now(UTC),
-                                persist=False)  # as `recommend` calls it: it reads profiles, never stores them
+            pipeline.rank_users(pipeline.Ranking(config, store, models, datetime.now(UTC)), config.users, candidates,
+                                20, persist=False)  # as `recommend` calls it: it reads profiles, never stores them
             calls.append(time.perf_counter() - started)
         labels = np.zeros(len(models.text.paper_ids))
         labels[[models.text.index[data.ids[p]] for p in library]] = 1

@@ -30,7 +30,7 @@ from recommender.model import (
     tfidf,  # noqa: E402
 )
 from recommender.model.profiles import Profiles, profile_rows  # noqa: E402
-from recommender.model.ranking import Choice, _Matches, picks_by_chunk  # noqa: E402
+from recommender.model.ranking import Choice, Round, _Matches, picks_by_chunk  # noqa: E402
 from recommender.model.scoring import PoolScorer  # noqa: E402
 
 CORPUS, NEW = 30_000, 5_000
@@ -84,8 +84,8 @@ def ours(model, reader_model, space, profiles: Profiles, pool: list[Paper], skip
     started = time.perf_counter()
     scorer = PoolScorer(rows, dense_rows(reader_model, space, pool), profiles=profiles.matrix,
                         shared_columns=reader_model.predicted.shape[1] if reader_model else None)
-    tops = [picked[:, :LIMIT] for _, (picked, _, _, _, _) in picks_by_chunk(profiles, scorer, skips, choices, position,
-                                                                          matches, pool)]
+    tops = [picked[:, :LIMIT] for _, (picked, _, _, _, _) in picks_by_chunk(Round(profiles, scorer, skips, choices,
+                                                                                           position, matches, pool))]
     return np.vstack(tops), time.perf_counter() - started
 
 

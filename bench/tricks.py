@@ -120,10 +120,10 @@ def main() -> int:
     rows.append(("recommend --json line", ours, library, JSON_LINES, JSON_BUDGET_S))
 
     texts, titles = some_abstracts(COUNTED_PAPERS)
-    fit = dict(token_pattern=tfidf.TOKEN_PATTERN, stop_words=tfidf.stop_words(),
-               ngram_max=2, min_df=2, max_df=0.5, prefixes=titles, prefix_weight=2.0, stem=term_counts.english_stemmer())
-    ours = per_call(lambda: term_counts.fit_counts(texts, parallel_from=10**9, **fit), seconds=3) / len(texts)
-    library = per_call(lambda: term_counts._fit_with_scikit_learn(texts, **fit), seconds=3) / len(texts)
+    counting = term_counts.Counting(tfidf.TOKEN_PATTERN, tfidf.stop_words(), ngram_max=2, min_df=2, max_df=0.5,
+                                    stem=term_counts.english_stemmer())
+    ours = per_call(lambda: term_counts.fit_counts(texts, counting, 10**9, titles, 2.0), seconds=3) / len(texts)
+    library = per_call(lambda: term_counts._fit_with_scikit_learn(texts, counting, titles, 2.0), seconds=3) / len(texts)
     rows.append(("term counts, per paper (ingest)", ours, library, INGEST_PAPERS, INGEST_BUDGET_S))
 
     plain = import_seconds("import numpy, scipy.sparse")

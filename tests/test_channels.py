@@ -572,6 +572,6 @@ def test_in_queue_mode_workers_deliver_the_posts(tmp_path: Path, smtp_server: Sm
     queued = digests.enqueue(config, store, config.users, _clock)
     assert [r.status for r in queued] == ["queued", "queued"] and webhook.hook.requests == []
     assert [p.status for p in ChannelPosts(store).items()] == ["pending", "pending"]
-    shards.work(config, store, 1, once=True, stop=threading.Event())
+    shards.work(config, store, threading.Event(), shards.WorkerOptions(1, once=True))
     assert len(webhook.hook.accepted) == 2 and len(smtp_server.box.messages) == 1
     assert [p.status for p in ChannelPosts(store).items()] == ["sent", "sent"]

@@ -183,7 +183,7 @@ def test_many_users_are_ranked_half_in_a_forked_child_with_the_same_results(corp
             with path.open("a", encoding="utf-8") as out:  # appended by whichever process writes
                 out.write(text)
 
-        count = pipeline.recommend_written(corpus, store, users, store.latest_run_batch_ids(), None, render, write)
+        count = pipeline.recommend_written(corpus, store, pipeline.Wanted(users, store.latest_run_batch_ids()), render, write)
         return count, [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
     assert parallel.can_fork(), f"threads left running by earlier tests: {__import__('threading').enumerate()}"
@@ -221,7 +221,7 @@ def test_when_the_first_half_fails_the_child_writes_nothing(corpus, store: Store
 
     assert parallel.can_fork()
     with pytest.raises(ValueError, match="rendering failed here"):
-        pipeline.recommend_written(corpus, store, users, store.latest_run_batch_ids(), None, render, write)
+        pipeline.recommend_written(corpus, store, pipeline.Wanted(users, store.latest_run_batch_ids()), render, write)
     assert not out.exists()  # no second half without the first
 
 

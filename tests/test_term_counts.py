@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from sklearn.feature_extraction.text import CountVectorizer
 
 from recommender.base import parallel
-from recommender.model.term_counts import analyzer, count_known, english_stemmer, fit_counts
+from recommender.model.term_counts import (
+    Counting,
+    analyzer,
+    count_known,
+    english_stemmer,
+    fit_counts,
+)
 from recommender.model.tfidf import TOKEN_PATTERN, stop_words
 
 from conftest import SEEDS
@@ -28,10 +34,10 @@ def _assert_same(texts: list[str], ngram_max: int, min_df: float, max_df: float,
         expected_terms, counter = _scikit_learn(texts, ngram_max, min_df, max_df)
     except ValueError as exc:
         with pytest.raises(ValueError):
-            fit_counts(texts, TOKEN_PATTERN, STOP, ngram_max, min_df, max_df)
+            fit_counts(texts, Counting(TOKEN_PATTERN, STOP, ngram_max, min_df, max_df))
         assert str(exc)
         return
-    terms, counts = fit_counts(texts, TOKEN_PATTERN, STOP, ngram_max, min_df, max_df, parallel_from)
+    terms, counts = fit_counts(texts, Counting(TOKEN_PATTERN, STOP, ngram_max, min_df, max_df), parallel_from)
     assert terms == expected_terms
     assert counts.dtype == np.float64 and counts.has_sorted_indices
     assert (counts != counter.transform(texts)).nnz == 0
@@ -94,10 +100,10 @@ def _assert_same_with_prefixes(prefixes: list[str], texts: list[str], ngram_max:
         expected_terms, counter = _scikit_learn(joined, ngram_max, min_df, max_df)
     except ValueError:
         with pytest.raises(ValueError):
-            fit_counts(texts, TOKEN_PATTERN, STOP, ngram_max, min_df, max_df, prefixes=prefixes, prefix_weight=weight)
+            fit_counts(texts, Counting(TOKEN_PATTERN, STOP, ngram_max, min_df, max_df), prefixes=prefixes, prefix_weight=weight)
         return
     expected = counter.transform(joined) + (weight - 1) * counter.transform(prefixes)
-    terms, counts = fit_counts(texts, TOKEN_PATTERN, STOP, ngram_max, min_df, max_df, parallel_from,
+    terms, counts = fit_counts(texts, Counting(TOKEN_PATTERN, STOP, ngram_max, min_df, max_df), parallel_from,
                                prefixes=prefixes, prefix_weight=weight)
     assert terms == expected_terms
     assert counts.has_sorted_indices
@@ -136,7 +142,7 @@ def test_stemmed_counts_are_countvectorizer_with_a_stemming_analyzer(ngram_max: 
     counter = CountVectorizer(analyzer=grams, min_df=2, max_df=0.5, dtype=np.float64)
     expected = counter.fit_transform(texts)
     surface: dict[str, str] = {}
-    terms, counts = fit_counts(texts, TOKEN_PATTERN, STOP, ngram_max, 2, 0.5, parallel_from, stem=stem, surface=surface)
+    terms, counts = fit_counts(texts, Counting(TOKEN_PATTERN, STOP, ngram_max, 2, 0.5, stem), parallel_from, surface=surface)
     assert terms == counter.get_feature_names_out().tolist()
     assert (counts != expected).nnz == 0
     vocabulary = {t: i for i, t in enumerate(terms)}
@@ -149,7 +155,7 @@ def test_stemmed_counts_are_countvectorizer_with_a_stemming_analyzer(ngram_max: 
 def test_stems_gather_the_forms_of_a_word_and_are_shown_as_its_most_frequent_form():
     texts = ["graph networks for molecules", "networked sensing", "deep networks", "networks of networks", "graph"]
     surface: dict[str, str] = {}
-    terms, counts = fit_counts(texts, TOKEN_PATTERN, STOP, 1, 1, 1.0, stem=english_stemmer(), surface=surface)
+    terms, counts = fit_counts(texts, Counting(TOKEN_PATTERN, STOP, 1, 1, 1.0, english_stemmer()), surface=surface)
     assert "network" in terms and "networks" not in terms
     assert counts[:, terms.index("network")].toarray().ravel().tolist() == [1, 1, 1, 2, 0]
     assert surface["network"] == "networks"  # five of its six tokens

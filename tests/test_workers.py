@@ -117,7 +117,7 @@ def test_queue_mode_daemon_job_only_enqueues(tmp_path: Path, smtp_server: SmtpSe
     assert [i.status for i in Outbox(store).items()] == ["pending"]  # the daemon only said who is due
     assert ReaderSchedule(store).owed() == 1
     # A worker builds the due reader's digest (the new batch) and sends both.
-    assert shards.work(config, store, 2, once=True, stop=threading.Event()) == 2
+    assert shards.work(config, store, threading.Event(), shards.WorkerOptions(2, once=True)) == 2
     assert ReaderSchedule(store).owed() == 0
     assert [i.status for i in Outbox(store).items()] == ["sent", "sent"]
     assert len(smtp_server.box.to("u000@example.org")) == 2

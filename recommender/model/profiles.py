@@ -108,13 +108,22 @@ def signal_version(signals: list[Signal], user: UserConfig, ranking: RankingConf
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def from_signals(model: TextModel, collab: CollabModel | None, users: Sequence[tuple[int, UserConfig]],
-                 signals: dict[int, list[Signal]], ranking: RankingConfig, now: datetime,
-                 space: LsaSpace | None = None, progress: Callable[[int], None] | None = None,
+@dataclass(frozen=True)
+class Models:
+    """The fitted models ranking reads, handed around together."""
+
+    text: TextModel
+    collab: CollabModel | None
+    space: LsaSpace | None  # when readers get their own classifiers or reader models
+
+
+def from_signals(models: Models, users: Sequence[tuple[int, UserConfig]], signals: dict[int, list[Signal]],
+                 ranking: RankingConfig, now: datetime, progress: Callable[[int], None] | None = None,
                  ) -> tuple[Profiles, sp.csr_matrix]:
     """Profiles of ``users`` ((user id, config) pairs) from their ``signals``, in one pass, and
-    the users x papers matrix of pulls they were built from; with an LSA ``space``, each reader
-    with enough signals gets their own classifier (see own_classifier)."""
+    the users x papers matrix of pulls they were built from; with an LSA space (``models.space``),
+    each reader with enough signals gets their own classifier (see own_classifier)."""
+    model = models.text
     rows, cols, values, weights, interests, starred = [], [], [], [], [], []
     for row, (uid, user) in enumerate(users):
         pulls: dict[str, float] = {}
@@ -130,7 +139,7 @@ def from_signals(model: TextModel, collab: CollabModel | None, users: Sequence[t
         starred.append(stars)
         interests.append(_profile_interests(user, len(stars), ranking))
     pull = sp.csr_matrix((values, (rows, cols)), shape=(len(users), len(model.paper_ids)))
-    matrix, collab_rows = profile_rows(model, collab, pull, interests, ranking, space, progress)
+    matrix, collab_rows = profile_rows(model, models.collab, pull, interests, ranking, models.space, progress)
     return Profiles([uid for uid, _ in users], matrix, collab_rows, weights, interests, starred), pull
 
 

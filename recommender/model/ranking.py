@@ -22,9 +22,7 @@ from threadpoolctl import threadpool_limits
 from recommender.base.domain import Explanation, Paper, Recommendation, SharedTerm
 from recommender.model import sparse_loops
 from recommender.model.match_scale import matches_among
-from recommender.model.own_classifier import LsaSpace
-from recommender.model.profiles import Profiles
-from recommender.model.reader_factors import CollabModel
+from recommender.model.profiles import Models, Profiles
 from recommender.model.scoring import SPLIT_MIN_USERS, PoolScorer
 from recommender.model.tfidf import TextModel, taken_rows
 from recommender.model.written_terms import WrittenForms
@@ -85,13 +83,28 @@ class _Matches:
         return self.cache[words]
 
 
-def top_candidates(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[str]], choices: Sequence[Choice],
-                   position: dict[str, int], matches: _Matches, pool: list[Paper], start: int, end: int,
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Round:
+    """One ranking round: the readers' profiles and choices (``skips``: each one's starred and
+    sent ids) against a pool of candidates (``position``: id -> column) and its scorer."""
+
+    profiles: Profiles
+    scorer: PoolScorer
+    skips: Sequence[set[str]]
+    choices: Sequence[Choice]
+    position: dict[str, int]
+    matches: _Matches
+    pool: list[Paper]
+
+
+def top_candidates(round_: Round, start: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                                 np.ndarray]:
     """Users ``start:end`` scored against every candidate at once: returns (picked candidate
     indices, their scores, their collaborative parts, how many picks each row has, their
     matches), best first, ties in source order. Cold-start rows (no profile) get the candidates
     in source order."""
+    profiles, scorer, skips, choices = round_.profiles, round_.scorer, round_.skips, round_.choices
+    position, matches, pool = round_.position, round_.matches, round_.pool
     n = scorer.size
     users = range(start, end)
     weights = np.array([choices[u].collaborative_weight for u in users], dtype=np.float32)
@@ -150,17 +163,16 @@ def best_columns(keyed: np.ndarray, k: int) -> np.ndarray:
     return picked
 
 
-def picks_by_chunk(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[str]], choices: Sequence[Choice],
-                   position: dict[str, int], matches: _Matches, pool: list[Paper],
-                   ) -> Iterator[tuple[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                              np.ndarray]]]:
+def picks_by_chunk(round_: Round) -> Iterator[tuple[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                         np.ndarray, np.ndarray]]]:
     """``top_candidates`` of every chunk of users, in order, computed on both cores: one chunk
     per thread, each with single-threaded BLAS (faster than two threads each asking BLAS for
     both cores); the heavy parts (BLAS, the compiled scatter) release the GIL."""
-    bounds = [(start, min(start + CHUNK, len(choices))) for start in range(0, len(choices), CHUNK)]
+    users = len(round_.choices)
+    bounds = [(start, min(start + CHUNK, users)) for start in range(0, users, CHUNK)]
 
     def pick(chunk: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return top_candidates(profiles, scorer, skips, choices, position, matches, pool, *chunk)
+        return top_candidates(round_, *chunk)
 
     if len(bounds) == 1:
         yield bounds[0], pick(bounds[0])
@@ -169,16 +181,16 @@ def picks_by_chunk(profiles: Profiles, scorer: PoolScorer, skips: Sequence[set[s
         yield from zip(bounds, workers.map(pick, bounds), strict=True)
 
 
-def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, pool: list[Paper],
-              skips: Sequence[set[str]], choices: Sequence[Choice], papers: Callable[[list[str]], dict[str, Paper]],
-              space: LsaSpace | None = None) -> list[list[Recommendation]]:
+def rank_many(models: Models, profiles: Profiles, pool: list[Paper], skips: Sequence[set[str]],
+              choices: Sequence[Choice], papers: Callable[[list[str]], dict[str, Paper]]) -> list[list[Recommendation]]:
     """Each user's top ``choice.limit`` candidates from ``pool`` (in source order), best first.
     ``skips`` holds each user's starred and already-sent ids; ``papers`` looks papers up by id
     (the starred and liked papers explanations name). The
-    profiles' dense part scores against the pool's predicted reader factors (``collab``) or,
-    without those, its LSA coordinates (``space``: readers' own classifiers)."""
+    profiles' dense part scores against the pool's predicted reader factors (``models.collab``) or,
+    without those, its LSA coordinates (``models.space``: readers' own classifiers)."""
     if not pool or not choices:
         return [[] for _ in choices]
+    model, collab, space = models.text, models.collab, models.space
     position = {p.id: i for i, p in enumerate(pool)}
     rows = model.rows([p.id for p in pool])
     dense_rows = None
@@ -199,9 +211,9 @@ def rank_many(model: TextModel, collab: CollabModel | None, profiles: Profiles, 
     results: list[list[Recommendation]] = []
     if not model.matrix.has_sorted_indices:
         model.matrix.sort_indices()  # the explanation kernels merge rows by term index
-    for (start, end), (picked, scores, collaborative, counts, match) in picks_by_chunk(
-            profiles, scorer, skips, choices, position, matches, pool):
-        explain = _ChunkExplainer(model, profiles, pool, known, forms, choices, start, picked, counts)
+    round_ = Round(profiles, scorer, skips, choices, position, matches, pool)
+    for (start, end), (picked, scores, collaborative, counts, match) in picks_by_chunk(round_):
+        explain = _ChunkExplainer(model, round_, known, forms, start, picked, counts)
         if collab is None:
             collaborative = np.zeros_like(collaborative)  # a classifier's LSA part: no other reader's stars
         for offset in range(end - start):
@@ -248,11 +260,10 @@ class _ChunkExplainer:
 
     KNOWN = 200  # a user's strongest starred papers considered as "nearest"
 
-    def __init__(self, model: TextModel, profiles: Profiles, pool: list[Paper],
-                 papers: Callable[[list[str]], dict[str, Paper]], forms: WrittenForms, choices: Sequence[Choice],
-                 start: int, picked: np.ndarray, counts: np.ndarray):
-        self.model, self.profiles, self.pool, self.papers, self.forms = model, profiles, pool, papers, forms
-        self.choices, self.start, self.picked, self.counts = choices, start, picked, counts
+    def __init__(self, model: TextModel, round_: Round, papers: Callable[[list[str]], dict[str, Paper]],
+                 forms: WrittenForms, start: int, picked: np.ndarray, counts: np.ndarray):
+        self.model, self.profiles, self.pool, self.papers, self.forms = model, round_.profiles, round_.pool, papers, forms
+        self.choices, self.start, self.picked, self.counts = round_.choices, start, picked, counts
         self.ready = False
 
     def __call__(self, offset: int, n: int, collaborative: float) -> Explanation:

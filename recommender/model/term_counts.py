@@ -16,6 +16,7 @@ from array import array
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,9 +47,22 @@ def analyzer(token_pattern: str, stop_words: frozenset[str]):
     return tokens
 
 
-def fit_counts(texts: Sequence[str], token_pattern: str, stop_words: frozenset[str], ngram_max: int,
-               min_df: float, max_df: float, parallel_from: int = PARALLEL_FROM,
-               prefixes: Sequence[str] | None = None, prefix_weight: float = 1.0, stem: Stem | None = None,
+@dataclass(frozen=True)
+class Counting:
+    """What a term is, in CountVectorizer's words: a token matching ``token_pattern``, lower
+    case, not in ``stop_words``, in n-grams up to ``ngram_max``, kept when its document
+    frequency is within ``min_df``..``max_df``; with ``stem``, each token counts as its stem."""
+
+    token_pattern: str
+    stop_words: frozenset[str]
+    ngram_max: int
+    min_df: float
+    max_df: float
+    stem: Stem | None = None
+
+
+def fit_counts(texts: Sequence[str], counting: Counting, parallel_from: int = PARALLEL_FROM,
+               prefixes: Sequence[str] | None = None, prefix_weight: float = 1.0,
                surface: dict[str, str] | None = None) -> tuple[list[str], sp.csr_matrix]:
     """(sorted terms, documents x terms counts) as ``CountVectorizer(...).fit_transform`` gives
     them, float64. Raises ValueError where it does (no terms at all, none left after pruning).
@@ -61,9 +75,10 @@ def fit_counts(texts: Sequence[str], token_pattern: str, stop_words: frozenset[s
     With ``stem``, each token (stop words out first) counts as its stem, as CountVectorizer
     with an analyzer that stems would count; ``surface`` then receives, for each stem that is
     not itself a word of the texts' most frequent form, that word (to show terms as words)."""
+    token_pattern, stop_words, ngram_max = counting.token_pattern, counting.stop_words, counting.ngram_max
+    min_df, max_df, stem = counting.min_df, counting.max_df, counting.stem
     if ngram_max > 2:
-        return _fit_with_scikit_learn(texts, token_pattern, stop_words, ngram_max, min_df, max_df, prefixes,
-                                      prefix_weight, stem)
+        return _fit_with_scikit_learn(texts, counting, prefixes, prefix_weight)
     weighted = prefixes is not None and prefix_weight != 1
     words, unigrams, lengths, prefix_lengths = _token_ids(texts, token_pattern, stop_words, parallel_from, prefixes)
     if stem is not None:  # each distinct word is stemmed once, not each token
@@ -75,8 +90,7 @@ def fit_counts(texts: Sequence[str], token_pattern: str, stop_words: frozenset[s
     if len(unigrams) == 0:
         raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
     if width * n_documents * 2 >= 2**62:  # (feature, document, in prefix) keys would overflow int64
-        return _fit_with_scikit_learn(texts, token_pattern, stop_words, ngram_max, min_df, max_df, prefixes,
-                                      prefix_weight, stem)
+        return _fit_with_scikit_learn(texts, counting, prefixes, prefix_weight)
     # One sort of (feature, document) keys: equal keys are one feature's occurrences in one
     # document (their number is its count there); runs of one feature give its document frequency.
     # Weighted, the key's lowest bit says "in the prefix", so each (feature, document) is at
@@ -332,12 +346,14 @@ def _within_document_frequency(frequency: np.ndarray, n_documents: int, min_df: 
     return keep
 
 
-def _fit_with_scikit_learn(texts: Sequence[str], token_pattern: str, stop_words: frozenset[str], ngram_max: int,
-                           min_df: float, max_df: float, prefixes: Sequence[str] | None = None,
-                           prefix_weight: float = 1.0, stem: Stem | None = None) -> tuple[list[str], sp.csr_matrix]:
+def _fit_with_scikit_learn(texts: Sequence[str], counting: Counting, prefixes: Sequence[str] | None = None,
+                           prefix_weight: float = 1.0) -> tuple[list[str], sp.csr_matrix]:
     """``fit_counts`` by CountVectorizer itself (longer n-grams, or keys too wide for int64); the
     prefixes joined to their texts here, where only this path needs the joined strings."""
     from sklearn.feature_extraction.text import CountVectorizer
+
+    token_pattern, stop_words, ngram_max = counting.token_pattern, counting.stop_words, counting.ngram_max
+    min_df, max_df, stem = counting.min_df, counting.max_df, counting.stem
 
     if stem is not None:
         tokens = analyzer(token_pattern, stop_words)

@@ -23,6 +23,7 @@ from recommender.base.config import RankingConfig
 from recommender.base.text import for_ranking
 from recommender.model.term_counts import (
     DEFAULT_TOKEN_PATTERN,
+    Counting,
     Stem,
     count_known,
     english_stemmer,
@@ -189,10 +190,10 @@ def fit(paper_ids: list[str], titles: list[str], abstracts: list[str], ranking: 
     clean_abstracts = [for_ranking(a) for a in abstracts]
     surface: dict[str, str] = {}
     try:  # titles and abstracts counted in one pass, with the title's occurrences weighted higher
-        terms, counts = fit_counts(clean_abstracts, TOKEN_PATTERN, stop, ranking.ngram_max, 1 if small else ranking.min_df,
-                                   1.0 if small else ranking.max_df, prefixes=clean_titles,
-                                   prefix_weight=ranking.title_weight,
-                                   stem=english_stemmer() if ranking.stem else None, surface=surface)
+        counting = Counting(TOKEN_PATTERN, stop, ranking.ngram_max, 1 if small else ranking.min_df,
+                            1.0 if small else ranking.max_df, english_stemmer() if ranking.stem else None)
+        terms, counts = fit_counts(clean_abstracts, counting, prefixes=clean_titles,
+                                   prefix_weight=ranking.title_weight, surface=surface)
     except ValueError:  # empty vocabulary: no paper has a usable word yet
         terms = ["empty"]  # one placeholder term keeps every matrix at least one column wide
         counts = sp.csr_matrix((len(clean_titles), 1))

@@ -50,6 +50,28 @@ class IngestSummary:
                 f"{self.new_papers} new papers, {self.duplicates} duplicates")
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """What every reader's ranking in one pass reads: the install's config and store, the
+    fitted models, and the time it is."""
+
+    config: Config
+    store: Store
+    models: Models
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """Whose picks, among which batches' papers: ``limit`` each (None: each reader's
+    ``max_items``), of one ``topic`` only when given."""
+
+    users: Sequence[UserConfig]
+    batch_ids: Sequence[int]
+    limit: int | None = None
+    topic: str | None = None
+
+
 def new_run_id() -> str:
     return uuid.uuid4().hex
 
@@ -142,30 +164,32 @@ def recommend(config: Config, store: Store, users: Sequence[UserConfig], batch_i
     now = now or datetime.now(UTC)
     models = load_models(store, config)
     candidates = store.batch_papers(batch_ids)
-    return rank_users(config, store, models, users, candidates, limit, now)
+    return rank_users(Ranking(config, store, models, now), users, candidates, limit)
 
 
-def recommend_written(config: Config, store: Store, users: Sequence[UserConfig], batch_ids: Sequence[int],
-                      limit: int | None, render: Callable[[Sequence[UserConfig], dict[str, list[Recommendation]]], str],
-                      write: Callable[[str], None], now: datetime | None = None, topic: str | None = None) -> int:
-    """``render`` of ``recommend``'s results handed to ``write`` in user order; returns how many
-    recommendations were written. Many users are split between worker processes (see
+def recommend_written(config: Config, store: Store, wanted: Wanted,
+                      render: Callable[[Sequence[UserConfig], dict[str, list[Recommendation]]], str],
+                      write: Callable[[str], None], now: datetime | None = None) -> int:
+    """``render`` of ``recommend``'s results for ``wanted`` handed to ``write`` in user order;
+    returns how many recommendations were written. Many users are split between worker processes (see
     base.parallel; profiles, explanations and output are Python-bound; the models are loaded
     once, before the fork), each writing its part once the parts before it are written: no
     output has to be sent back through a pipe."""
     now = now or datetime.now(UTC)
+    users = wanted.users
     parts = user_parts(len(users))
     split = parts > 1
     # Many users need the compiled kernels: loaded once, before the fork, beside the reading.
     with sparse_loops.compiler_loading() if split else contextlib.nullcontext():
         models = load_models(store, config)
-        candidates = store.batch_papers(batch_ids)
+        candidates = store.batch_papers(wanted.batch_ids)
         ids = store.sync_users(u.email for u in users)  # once, here: neither half writes users
 
     def ranked(some: Sequence[UserConfig], on: Store = store) -> tuple[str, int]:
         # Each part has one core: BLAS threads would only wait for (and take) the others'.
         with threadpool_limits(limits=1, user_api="blas") if split else contextlib.nullcontext():
-            results = rank_users(config, on, models, some, candidates, limit, now, ids, persist=False, topic=topic)
+            results = rank_users(Ranking(config, on, models, now), some, candidates, wanted.limit, ids,
+                                 persist=False, topic=wanted.topic)
         return render(some, results), sum(len(picks) for picks in results.values())
 
     def part(some: Sequence[UserConfig]) -> int:
@@ -221,13 +245,14 @@ def choice_for(config: Config, user: UserConfig, limit: int | None, models: Mode
                   interest_boost=r.interest_boost, interests=user.interests)
 
 
-def rank_users(config: Config, store: Store, models: Models, users: Sequence[UserConfig], candidates: list[Paper],
-               limit: int | None, now: datetime, ids: ReaderIds | None = None,
-               persist: bool = True, topic: str | None = None) -> dict[str, list[Recommendation]]:
+def rank_users(ranking: Ranking, users: Sequence[UserConfig], candidates: list[Paper], limit: int | None,
+               ids: ReaderIds | None = None, persist: bool = True,
+               topic: str | None = None) -> dict[str, list[Recommendation]]:
     """Rank ``candidates`` for every user at once: profiles from the signal log, starred and
     already-sent papers skipped. ``ids`` (lower-case email -> id) when the users are synced;
     ``persist``: store the profiles that changed (`recommend` only reads). Readers with topics
     are ranked per topic (see pipeline.topics); ``topic``: that topic's picks only."""
+    config, store, models, now = ranking.config, ranking.store, ranking.models, ranking.now
     ids = ids if ids is not None else store.sync_users(u.email for u in users)
     plain = [u for u in users if not u.topics]
     found: dict[str, list[Recommendation]] = {}
@@ -237,32 +262,30 @@ def rank_users(config: Config, store: Store, models: Models, users: Sequence[Use
         user_ids = [uid for uid, _ in pairs]
         sent = store.sent_map(user_ids)
         skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]
-        picks = rank_many(models.text, models.collab, built, candidates, skips,
-                          [choice_for(config, u, limit, models) for u in plain], papers_by_id(store), models.space)
+        picks = rank_many(models, built, candidates, skips, [choice_for(config, u, limit, models) for u in plain],
+                          papers_by_id(store))
         found.update({user.email: result for user, result in zip(plain, picks, strict=True)})
     for user in users:
         if user.topics:
-            found[user.email] = rank_topics(config, store, models, user, ids.of(user.email), candidates,
-                                            limit, now, topic)
+            found[user.email] = rank_topics(ranking, user, ids.of(user.email), candidates, limit, topic)
     return {user.email: found[user.email] for user in users}
 
 
-def section_profiles(config: Config, store: Store, models: Models, user: UserConfig, user_id: int,
-                     now: datetime, only: str | None = None) -> tuple[list[topics.Section], profiles.Profiles]:
+def section_profiles(ranking: Ranking, user: UserConfig, user_id: int,
+                     only: str | None = None) -> tuple[list[topics.Section], profiles.Profiles]:
     """A reader's topics (see pipeline.topics) and a profile for each: built from its signals,
     plus ``topics.WHOLE_WEIGHT`` times the reader's whole profile (cached like any reader's)."""
+    config, store, models, now = ranking.config, ranking.store, ranking.models, ranking.now
     signals = store.topic_signals(user_id)
     found = topics.sections(user, signals, only)
     pairs = [(-1 - n, section.user) for n, section in enumerate(found)]  # not user ids: never cached
-    built, _ = profiles.from_signals(models.text, models.collab, pairs,
-                                     {-1 - n: section.signals for n, section in enumerate(found)},
-                                     config.ranking, now, models.space)
+    built, _ = profiles.from_signals(models, pairs, {-1 - n: section.signals for n, section in enumerate(found)},
+                                     config.ranking, now)
     if topics.WHOLE_WEIGHT and found:
         if any(signal.kind != "star" for signal, _ in signals):
             # The whole profile from the stars alone: a click teaches the topic it was made in only.
             stars = [signal for signal, _ in signals if signal.kind == "star"]
-            whole, _ = profiles.from_signals(models.text, models.collab, [(0, user)], {0: stars}, config.ranking,
-                                             now, models.space)
+            whole, _ = profiles.from_signals(models, [(0, user)], {0: stars}, config.ranking, now)
         else:  # the reader's profile as ingest cached it
             whole = stored_models.cached_or_built_profiles(store, models, [(user_id, user)], config.ranking, now, False)
         if not whole.empty(0):
@@ -270,18 +293,17 @@ def section_profiles(config: Config, store: Store, models: Models, user: UserCon
     return found, built
 
 
-def rank_topics(config: Config, store: Store, models: Models, user: UserConfig, user_id: int,
-                candidates: list[Paper], limit: int | None, now: datetime,
+def rank_topics(ranking: Ranking, user: UserConfig, user_id: int, candidates: list[Paper], limit: int | None,
                 only: str | None = None) -> list[Recommendation]:
     """One reader's picks, section by section (see pipeline.topics)."""
-    found, built = section_profiles(config, store, models, user, user_id, now, only)
+    config, store, models = ranking.config, ranking.store, ranking.models
+    found, built = section_profiles(ranking, user, user_id, only)
     if not found:
         return []
     total = limit or (found[0].max_items or user.max_items if only else user.max_items)
     skip = set(store.starred_ids(user_id)) | store.sent_map([user_id]).get(user_id, set())
     choices = [replace(choice_for(config, section.user, total, models), user=user.email) for section in found]
-    ranked = rank_many(models.text, models.collab, built, candidates, [skip] * len(found), choices,
-                       papers_by_id(store), models.space)
+    ranked = rank_many(models, built, candidates, [skip] * len(found), choices, papers_by_id(store))
     shares = [total] if only else topics.budgets(total, [section.max_items for section in found])
     return topics.joined([section.name for section in found], ranked, shares)
 
@@ -297,8 +319,8 @@ def profile(config: Config, store: Store, user: UserConfig,
     their topics, and the model's terms."""
     models = load_models(store, config)
     if topic is not None:
-        found, built = section_profiles(config, store, models, user, store.user_id(user.email), datetime.now(UTC),
-                                        topic)
+        found, built = section_profiles(Ranking(config, store, models, datetime.now(UTC)), user,
+                                        store.user_id(user.email), topic)
         if not found:
             raise NotFoundError(f"{user.email} has no topic {topic!r}")
         return built.profile(0), models.text.shown_terms
@@ -322,7 +344,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     user_id = store.user_id(user.email)
     topic = ""
     if user.topics:  # the topic where the paper ranks best
-        found, built = section_profiles(config, store, models, user, user_id, now)
+        found, built = section_profiles(Ranking(config, store, models, now), user, user_id)
         if not found:
             raise NotFoundError(f"{user.email}: no topic to explain with")
         # Ranked among the latest digest's papers, as a digest would rank it.
@@ -331,8 +353,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
         plains = [Choice(user=c.user, limit=len(pool), why_terms=c.why_terms,
                          collaborative_weight=c.collaborative_weight, interest_boost=c.interest_boost,
                          interests=c.interests, authors=c.authors) for c in choices]
-        ranked = rank_many(models.text, models.collab, built, pool, [set()] * len(found), plains,
-                           papers_by_id(store), models.space)
+        ranked = rank_many(models, built, pool, [set()] * len(found), plains, papers_by_id(store))
         places = [next((n, -r.score) for n, r in enumerate(picks) if r.paper.id == paper.id) for picks in ranked]
         best = min(range(len(found)), key=lambda n: (places[n], n))
         topic, user = found[best].name, found[best].user
@@ -344,8 +365,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     choice = choice_for(config, user, 1, models)
     plain = Choice(user=choice.user, limit=1, why_terms=choice.why_terms, collaborative_weight=choice.collaborative_weight,
                    interest_boost=choice.interest_boost, interests=choice.interests, authors=choice.authors)
-    pick = rank_many(models.text, models.collab, built, [paper], [set()], [plain],
-                     papers_by_id(store), models.space)[0][0]
+    pick = rank_many(models, built, [paper], [set()], [plain], papers_by_id(store))[0][0]
     why = pick.explanation
     content = float((built.matrix[0] @ models.text.rows([paper.id]).T).toarray().ravel()[0])
     topics = 0.0  # the dense part of the reader's own classifier or model (LSA topics and word vectors)
@@ -384,8 +404,8 @@ def _match_in_latest(store: Store, models: Models, built: profiles.Profiles, cho
     if paper_id not in {c.id for c in candidates}:
         return None
     skips = set(store.starred_ids(user_id)) | store.sent_map([user_id]).get(user_id, set())
-    ranked = rank_many(models.text, models.collab, built, candidates, [skips],
-                       [replace(choice, limit=len(candidates))], papers_by_id(store), models.space)[0]
+    ranked = rank_many(models, built, candidates, [skips], [replace(choice, limit=len(candidates))],
+                       papers_by_id(store))[0]
     return next((r.match for r in ranked if r.paper.id == paper_id), None)
 
 

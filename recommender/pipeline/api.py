@@ -151,6 +151,10 @@ class Recommender(ReaderMethods, InstallMethods):
         rebuild every reader's profile, so ranking afterwards only reads."""
         self._models = pipeline.refresh(self.store, self.config, self.clock(), on_reader=self.on_refit)
 
+    def _ranking(self) -> pipeline.Ranking:
+        """This install's models as they are now, to rank with."""
+        return pipeline.Ranking(self.config, self.store, self.models, self.clock())
+
     def _lookup(self, offline: bool) -> ArxivLookup | None:
         return None if offline else star_import.arxiv_lookup(self.config)
 
@@ -255,9 +259,10 @@ class Recommender(ReaderMethods, InstallMethods):
 
         Example: ``rec.import_library("ada@example.org", ["export.bib"]).new_stars``"""
         user = self.user(email)
-        result = star_import.import_library(self.store, user.email, [Path(p).expanduser() for p in paths], fmt,
-                                            strict, self._lookup(offline), progress, self._topic(user, topic),
-                                            topics_from, [t.name for t in user.topics])
+        options = star_import.LibraryOptions(fmt, strict, self._topic(user, topic), topics_from,
+                                             [t.name for t in user.topics])
+        result = star_import.import_library(self.store, user.email, [Path(p).expanduser() for p in paths], options,
+                                            self._lookup(offline), progress)
         if result.new_stars or result.added:
             self._refit()
         return result
@@ -272,7 +277,7 @@ class Recommender(ReaderMethods, InstallMethods):
         user = self.user(email)
         if topic is not None:  # that topic's picks only (see pipeline.topics)
             candidates = self.store.batch_papers(pipeline.candidate_batches(self.store, batch))
-            return pipeline.rank_users(self.config, self.store, self.models, [user], candidates, limit, self.clock(),
+            return pipeline.rank_users(self._ranking(), [user], candidates, limit,
                                        topic=self._topic(user, topic))[user.email]
         return self.recommend_many([user.email], limit, batch)[user.email]
 
@@ -284,7 +289,7 @@ class Recommender(ReaderMethods, InstallMethods):
         Example: ``rec.recommend_many(limit=5)["ada@example.org"]``"""
         users = [self.config.user(e) for e in emails] if emails is not None else list(self.config.users)
         candidates = self.store.batch_papers(pipeline.candidate_batches(self.store, batch))
-        return pipeline.rank_users(self.config, self.store, self.models, users, candidates, limit, self.clock())
+        return pipeline.rank_users(self._ranking(), users, candidates, limit)
 
     def recommend_written(self, emails: Sequence[str], limit: int | None, batch: str,
                           render: Callable[[Sequence[UserConfig], dict[str, list[Recommendation]]], str],
@@ -301,7 +306,8 @@ class Recommender(ReaderMethods, InstallMethods):
         users = [self.config.user(e) for e in emails]
         if topic is not None:
             topic = self._topic(users[0], topic)
-        return pipeline.recommend_written(self.config, self.store, users, batch_ids, limit, render, write, topic=topic)
+        return pipeline.recommend_written(self.config, self.store, pipeline.Wanted(users, batch_ids, limit, topic),
+                                          render, write)
 
     def explain(self, email: str | None, paper_id: str) -> Breakdown:
         """How one paper's score for a reader is made up.

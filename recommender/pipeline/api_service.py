@@ -151,8 +151,8 @@ class InstallMethods:
         Example: ``rec.work(once=True)``"""
         from recommender.pipeline import shards
 
-        return shards.work(self.config, self.store, concurrency, once, stop or threading.Event(), poll_seconds,
-                           lease, shard_readers=shard_readers)
+        options = shards.WorkerOptions(concurrency, once, poll_seconds, lease, shard_readers)
+        return shards.work(self.config, self.store, stop or threading.Event(), options)
 
     def check_delivery(self) -> None:
         """Refuse, before a daemon starts, a missing link secret or an SMTP login that can only

@@ -90,8 +90,8 @@ def preview(config: Config, store: Store, user: UserConfig, clock: Clock,
     picks: list[Recommendation] = []
     if batch_ids:
         candidates = store.batch_papers(batch_ids)
-        picks = pipeline.rank_users(config, store, pipeline.load_models(store, config), [user], candidates, None,
-                                    now)[user.email]
+        ranking = pipeline.Ranking(config, store, pipeline.load_models(store, config), now)
+        picks = pipeline.rank_users(ranking, [user], candidates, None)[user.email]
     if not picks:
         return None
     secret = config.feedback.secret or secrets.token_urlsafe(32)  # preview links need not verify
@@ -171,7 +171,7 @@ def _queue_chunk(config: Config, store: Store, models: pipeline.Models, signer: 
                  users: Sequence[UserConfig], ids: ReaderIds, batch_ids: tuple[int, ...],
                  candidates: list[Paper], now: datetime, dry_run: bool) -> dict[str, UserResult]:
     """Rank ``candidates`` for these users (owed the same batches) and store their digests."""
-    picks = pipeline.rank_users(config, store, models, users, candidates, None, now)
+    picks = pipeline.rank_users(pipeline.Ranking(config, store, models, now), users, candidates, None)
     results: dict[str, UserResult] = {}
     ready: list[DigestToCreate] = []
     for user in users:

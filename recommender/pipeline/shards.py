@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from recommender.base.clock import Clock, system_clock
@@ -71,14 +71,27 @@ class ShardBuilder:
         return built
 
 
-def work(config: Config, store: Store, concurrency: int, once: bool, stop: threading.Event,
-         poll_seconds: float = 1.0, lease: timedelta = LEASE, clock: Clock | None = None,
-         shard_readers: int = SHARD_READERS) -> int:
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker runs: ``concurrency`` SMTP connections, ``once`` (stop when nothing is left),
+    seconds between looks at an empty queue, the lease on claimed digests, readers per shard."""
+
+    concurrency: int = 4
+    once: bool = False
+    poll_seconds: float = 1.0
+    lease: timedelta = LEASE
+    shard_readers: int = SHARD_READERS
+
+
+def work(config: Config, store: Store, stop: threading.Event, options: WorkerOptions = WorkerOptions(),
+         clock: Clock | None = None) -> int:
     """A worker: build the digests of shards of due readers (and the webhook posts they owe), and
     send pending digests from the shared outbox (SKIP LOCKED on PostgreSQL, a lease everywhere)
-    over ``concurrency`` connections, and pending posts, until stopped (or, with ``once``, until nothing is left). Returns how many it
-    sent."""
+    over ``options.concurrency`` connections, and pending posts, until stopped (or, with
+    ``options.once``, until nothing is left). Returns how many it sent."""
     clock = clock or system_clock
+    concurrency, once, poll_seconds, lease = options.concurrency, options.once, options.poll_seconds, options.lease
+    shard_readers = options.shard_readers
     config = replace(config, smtp=replace(config.smtp, max_connections=concurrency))
     owner = new_owner()
     builder = ShardBuilder(config, store, clock, shard_readers)

@@ -166,19 +166,32 @@ def import_stars(store: Store, config: Config, path: Path, skip_unknown: bool,
     return StarImport(lines=len(rows), added=added, problems=problems)
 
 
-def import_library(store: Store, email: str, paths: Sequence[Path], fmt: str = "auto", strict: bool = False,
-                   lookup: ArxivLookup | None = None, progress: Callable[[int], None] | None = None,
-                   topic: str | None = None, topics_from: str | None = None,
-                   configured: Sequence[str] = ()) -> LibraryImport:
+@dataclass(frozen=True)
+class LibraryOptions:
+    """How a library is read and filed: its format (``auto`` detects it), ``strict`` (refuse
+    the files when an entry cannot be read), the reader's ``topic`` for the stars, or
+    ``topics_from`` (see ``TOPICS_FROM``) with the reader's ``configured`` topic names."""
+
+    fmt: str = "auto"
+    strict: bool = False
+    topic: str | None = None
+    topics_from: str | None = None
+    configured: Sequence[str] = ()
+
+
+def import_library(store: Store, email: str, paths: Sequence[Path], options: LibraryOptions = LibraryOptions(),
+                   lookup: ArxivLookup | None = None, progress: Callable[[int], None] | None = None) -> LibraryImport:
     """Star the papers of reference-manager exports (BibTeX, Zotero CSV, RIS), matched to
     stored papers by arXiv id or title; entries not stored yet are added as papers (not as new
-    digest entries). Entries that cannot be read are skipped and named (``strict``: the
+    digest entries). Entries that cannot be read are skipped and named (``options.strict``: the
     files are refused instead). Entries with an arXiv id but no abstract get title, authors and
     abstract from the arXiv API (with ``lookup``); a lookup that fails leaves them as they were.
-    With ``topic``, the stars go to (or move to) that topic of the reader; with ``topics_from``
-    (see ``TOPICS_FROM``), each to one of the folders or keywords the library gives it (see
-    ``entry_topics``), ``topic`` for those it gives none."""
+    With ``options.topic``, the stars go to (or move to) that topic of the reader; with
+    ``options.topics_from`` (see ``TOPICS_FROM``), each to one of the folders or keywords the
+    library gives it (see ``entry_topics``), ``topic`` for those it gives none."""
     from recommender.sources import read_library  # on use: the readers import their parsers
+
+    fmt, strict, topic, topics_from = options.fmt, options.strict, options.topic, options.topics_from
 
     reads = [read_library(read_input(path), str(path), fmt) for path in paths]
     skipped = [line for r in reads for line in r.skipped]
@@ -204,7 +217,7 @@ def import_library(store: Store, email: str, paths: Sequence[Path], fmt: str = "
         new_stars = store.star(user_id, ids, origin="library", topic=topic)
         found: dict[str, int] = {}
     else:
-        chosen = [t or topic for t in entry_topics(entries, TOPICS_FROM[topics_from], configured)]
+        chosen = [t or topic for t in entry_topics(entries, TOPICS_FROM[topics_from], options.configured)]
         new_stars = store.star_many([(user_id, i) for i in ids], "library", chosen)
         found = dict(Counter(t for t in chosen if t is not None).most_common())
     bare = [p for p in store.papers(list(dict.fromkeys(ids))) if not p.abstract]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import scipy.sparse as sp
@@ -16,6 +15,7 @@ from recommender.model import own_classifier, reader_factors, tfidf
 from recommender.model.own_classifier import LsaSpace
 from recommender.model.profiles import (
     CachedProfiles,
+    Models,
     Profile,
     Profiles,
     changed_rows,
@@ -30,14 +30,6 @@ from recommender.store import Store
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Models:
-    """The fitted models ranking reads, handed around together."""
-
-    text: TextModel
-    collab: CollabModel | None
-    space: LsaSpace | None  # when readers get their own classifiers or reader models
 
 
 def text_model(store: Store, ranking: RankingConfig) -> TextModel:
@@ -109,7 +101,7 @@ def _built_with_pulls(store: Store, models: Models, users: Sequence[tuple[int, U
     user_ids = [uid for uid, _ in users]
     # The times count only for ageing stars and for the version a stored profile keeps.
     signals = store.signals(user_ids, times=persist or ranking.star_half_life_days > 0)
-    built, pulls = from_signals(model, models.collab, users, signals, ranking, now, models.space, progress)
+    built, pulls = from_signals(models, users, signals, ranking, now, progress)
     if persist:
         changed = changed_rows(model, built, users, signals, ranking, store.profile_versions(user_ids))
         if changed:
