@@ -16,6 +16,7 @@ from recommender.base.config import load_config
 from recommender.base.domain import Paper, ParsedBatch, ParsedPaper
 from recommender.model import profiles, tfidf
 from recommender.pipeline import stored_models
+from recommender.pipeline.breakdown import explain
 from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
 
@@ -404,7 +405,7 @@ def test_community_off_ranks_a_reader_exactly_as_a_one_reader_install(tmp_path: 
         theirs = pipeline.recommend(crowd, crowd_store, [crowd.users[0]], crowd_batches)["ada@example.org"]
         assert [r.paper.id for r in mine] == [r.paper.id for r in theirs]
         assert np.allclose([r.score for r in mine], [r.score for r in theirs], atol=1e-6)
-        assert pipeline.explain(crowd, crowd_store, crowd.users[0], mine[0].paper.id)["collaborative"] == 0
+        assert explain(crowd, crowd_store, crowd.users[0], mine[0].paper.id)["collaborative"] == 0
     finally:
         alone_store.close()
         crowd_store.close()
@@ -425,7 +426,7 @@ def test_community_decides_whether_other_readers_stars_are_used(tmp_path: Path, 
         assert (models.collab is not None) == uses_others
         assert (models.space is not None) == (uses_others or personal != "off")  # reader models, own classifiers
         top = pipeline.recommend(config, store, [config.users[0]], batches)["ada@example.org"][0]
-        assert (pipeline.explain(config, store, config.users[0], top.paper.id)["collaborative"] != 0) == uses_others
+        assert (explain(config, store, config.users[0], top.paper.id)["collaborative"] != 0) == uses_others
         assert reader_factors.uses_community(config.ranking, readers + 1) == uses_others
     finally:
         store.close()
@@ -453,7 +454,7 @@ def test_a_reader_alone_is_ranked_by_their_own_classifier(tmp_path: Path):
         assert all(p.paper.id.startswith(("newtransport", "newproteins")) for p in picks[:8])
         scores = [p.score for p in picks]
         assert scores == sorted(scores, reverse=True)
-        breakdown = pipeline.explain(config, store, config.users[0], picks[0].paper.id)
+        breakdown = explain(config, store, config.users[0], picks[0].paper.id)
         assert breakdown["collaborative"] == 0 and breakdown["topics"] != 0
         assert breakdown["score"] == pytest.approx(breakdown["content"] + breakdown["topics"] + breakdown["interests"],
                                                    abs=1e-5)
@@ -464,7 +465,7 @@ def test_a_reader_alone_is_ranked_by_their_own_classifier(tmp_path: Path):
         pipeline.refresh(store, off_config, on_reader=lambda done, total: calls.append((done, total)))
         assert calls == [(1, 1)]  # without readers' own classifiers nothing to follow
         assert pipeline.load_models(store, off_config).space is None
-        plain = pipeline.explain(off_config, store, config.users[0], picks[0].paper.id)
+        plain = explain(off_config, store, config.users[0], picks[0].paper.id)
         assert plain["topics"] == 0 and plain["content"] != breakdown["content"]
     finally:
         store.close()

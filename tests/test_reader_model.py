@@ -12,6 +12,7 @@ from test_ranking import _install
 
 from recommender import pipeline
 from recommender.model import reader_model
+from recommender.pipeline.breakdown import explain
 
 
 def _plain_solve(features: np.ndarray, papers: np.ndarray, pulls: np.ndarray, ridge: float) -> np.ndarray:
@@ -53,13 +54,13 @@ def test_in_a_community_each_reader_also_gets_a_reader_model(tmp_path: Path):
         assert models.collab is not None and models.space is not None and models.space.basis is not None
         picks = pipeline.recommend(config, store, [config.users[0]], batches)["ada@example.org"]
         assert picks[0].paper.id.startswith(("newtransport", "newproteins"))
-        breakdown = pipeline.explain(config, store, config.users[0], picks[0].paper.id)
+        breakdown = explain(config, store, config.users[0], picks[0].paper.id)
         assert breakdown["collaborative"] != 0 and breakdown["topics"] > 0
         assert breakdown["score"] == pytest.approx(breakdown["content"] + breakdown["collaborative"] + breakdown["topics"]
                                                    + breakdown["interests"], abs=1e-5)
         plain = replace(config, ranking=replace(config.ranking, reader_model_weight=0.0))
         assert pipeline.load_models(store, plain).space is None
-        without = pipeline.explain(plain, store, config.users[0], picks[0].paper.id)
+        without = explain(plain, store, config.users[0], picks[0].paper.id)
         assert without["topics"] == 0 and without["collaborative"] == pytest.approx(breakdown["collaborative"], abs=1e-6)
         assert without["score"] == pytest.approx(breakdown["score"] - breakdown["topics"], abs=1e-5)
     finally:

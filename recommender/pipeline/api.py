@@ -23,7 +23,7 @@ from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, UserConfig, find_config_path, listed_emails, load_config
 from recommender.base.domain import Paper, Recommendation
 from recommender.base.errors import ConfigError, NotFoundError, RecommenderError
-from recommender.pipeline import star_import
+from recommender.pipeline import breakdown, star_import
 from recommender.pipeline.api_readers import ReaderMethods
 from recommender.pipeline.api_results import (
     Breakdown,
@@ -313,7 +313,7 @@ class Recommender(ReaderMethods, InstallMethods):
         """How one paper's score for a reader is made up.
 
         Example: ``rec.explain("ada@example.org", "2412.00420").why``"""
-        return Breakdown(**pipeline.explain(self.config, self.store, self.user(email), paper_id, self.clock()))
+        return Breakdown(**breakdown.explain(self.config, self.store, self.user(email), paper_id, self.clock()))
 
     def profile(self, email: str | None = None, terms: int = 15, topic: str | None = None) -> ProfileView:
         """A reader's profile (or that of their ``topic``): its ``terms`` strongest terms of
