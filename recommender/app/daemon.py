@@ -20,13 +20,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from recommender.app import runtime
 from recommender.base import parallel
-from recommender.base.clock import Clock
+from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, DeliveryMode, UserConfig, load_config
 from recommender.pipeline.api import Recommender
 
@@ -50,11 +50,11 @@ class Daemon:
         self.standby = standby  # on PostgreSQL, wait for a running daemon's lock instead of refusing
         self.run_log_level = run_log_level  # of the runs' processes (None: this process's level)
         self.database_url = database_url
-        self.clock = clock or _now
+        self.clock = clock or system_clock
         self.config = load_config(config_path, database_url)
         self.api = Recommender(self.config, clock=self.clock)
+        self.lock = self.api.daemon_lock()  # the database opened and its schema checked first
         self.api.check_delivery()  # a missing secret or a login that can only fail, before starting
-        self.lock = self.api.daemon_lock()
         self.stopping = threading.Event()
         self.changing = threading.Lock()  # a reload's schedule changes and a tick take turns
         self.schedules = self.api.schedules()
@@ -218,15 +218,11 @@ class Daemon:
             self.stop()
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def fetch_stale(config: Config, log_level: int) -> int:
     """In a process of its own: pull stale sources, refitting the models on new papers; returns
     how many new papers came."""
     runtime.log_to_stderr(log_level)
-    with Recommender(config, clock=_now) as rec:
+    with Recommender(config, clock=system_clock) as rec:
         return rec.fetch_stale()
 
 
@@ -237,6 +233,6 @@ def run_digests(config: Config, users: list[UserConfig], jobs: int, log_level: i
     runtime.log_to_stderr(log_level)
     runtime.set_jobs(jobs)
     log.info("digest run of %d user(s) in process %d", len(users), os.getpid())
-    with Recommender(config, clock=_now) as rec:
+    with Recommender(config, clock=system_clock) as rec:
         rec.fetch_stale()
         return rec.send([user.email for user in users])
