@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from recommender.app import triggers
 from recommender.base.config import WEEKDAYS, Config, UserConfig
-from recommender.pipeline.store_access import NewSchedule, ReaderSchedule, Settled, Store
+from recommender.pipeline.store_access import NewSchedule, ReaderSchedule, ReaderSettings, Settled, Store
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class ConfigSchedules:
         the runs missed while no daemon ran."""
         schedule = ReaderSchedule(store)
         ids = store.sync_users(self.by_email)
+        written = ReaderSettings(store).sync({ids[email]: user for email, user in self.by_email.items()})
         stored = schedule.stored()
         changes: list[NewSchedule] = []
         for email, trigger in self.user_triggers.items():
@@ -61,8 +62,8 @@ class ConfigSchedules:
         schedule.save(changes, lambda uid: uid in stored)
         schedule.unschedule(gone)
         self.settle(store, now, enqueue=False)
-        log.info("schedules of %d reader(s): %d new or changed, %d no longer configured", len(ids), len(changes),
-                 len(gone))
+        log.info("schedules of %d reader(s): %d new or changed, %d no longer configured; settings of %d stored",
+                 len(ids), len(changes), len(gone), written)
 
     def settle(self, store: Store, now: datetime, enqueue: bool) -> int:
         """Settle the due groups and, with ``enqueue``, enqueue their readers; returns how many."""
