@@ -10,7 +10,13 @@ from datetime import datetime, timedelta
 
 from recommender.app import triggers
 from recommender.base.config import WEEKDAYS, Config, UserConfig
-from recommender.pipeline.store_access import NewSchedule, ReaderSchedule, ReaderSettings, Settled, Store
+from recommender.pipeline.store_access import (
+    NewSchedule,
+    ReaderSchedule,
+    ReaderSettings,
+    Settled,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
