@@ -39,20 +39,21 @@ class ShardBuilder:
         self._configured: dict[str, UserConfig] | None = None
 
     def configured(self) -> dict[str, UserConfig]:
-        """The config file's readers by lower-case email: only for readers whose settings the
-        database lacks (a database no `init`, `run` or SIGHUP has synced since 0015)."""
+        """The config file's readers by lower-case email, when the database keeps no reader's
+        settings (no `init`, `run` or SIGHUP has synced them since 0015); else none: a reader
+        without stored settings is no longer configured."""
         if self._configured is None:
             config = self.config
-            if config.readers_in_store:
-                log.info("readers without stored settings: reading them from %s (run `recommender init`, or "
-                         "SIGHUP `recommender run`, to store them)", config.path)
+            if config.readers_in_store and not self.settings.any():
+                log.info("no readers' settings stored: reading them from %s (run `recommender init`, or SIGHUP "
+                         "`recommender run`, to store them)", config.path)
                 config = load_config(config.path, config.database.url)
             self._configured = {u.email.lower(): u for u in config.users}
         return self._configured
 
     def shard_readers(self, claimed: list[tuple[int, str]]) -> tuple[list[UserConfig], list[int]]:
-        """The settings of a claimed shard's readers, read from the database (the config file's
-        for those it lacks), and the ids of those no longer configured."""
+        """The settings of a claimed shard's readers, read from the database (from the config
+        file before they were ever stored), and the ids of those no longer configured."""
         stored = self.settings.of([uid for uid, _ in claimed])
         users, gone = [], []
         for uid, email in claimed:

@@ -54,6 +54,11 @@ class ReaderSettings:
                     found[uid] = reader_from_json(text)
         return found
 
+    def any(self) -> bool:
+        """Whether any reader's settings are stored (a sync since 0015)."""
+        with self.store.read() as conn:
+            return conn.execute(select(Row.user_id).limit(1)).first() is not None
+
     def webhook_members(self) -> dict[str, list[UserConfig]]:
         """Webhook name -> the readers whose digests are posted to it (read through its index)."""
         found: dict[str, list[UserConfig]] = {}
