@@ -14,7 +14,8 @@ from sqlalchemy import text
 
 from recommender import pipeline
 from recommender.app.schedules import ConfigSchedules
-from recommender.base.config import load_config
+from recommender.base.config import Config, load_config
+from recommender.base.domain import ReaderIds
 from recommender.pipeline import stored_models
 from recommender.pipeline.shards import ShardBuilder
 from recommender.store import Store
@@ -80,6 +81,15 @@ def test_a_worker_parses_no_readers_and_reads_its_shards_readers_from_the_databa
     store.close()
 
 
+def _installed(tmp_path: Path, database_url: str) -> tuple[Config, Store, ReaderIds]:
+    """The three readers' config, its database with one batch of papers, and their ids."""
+    config = load_config(write_config(tmp_path, users=READERS, database_url=database_url))
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
+    return config, store, store.sync_users(u.email for u in config.users)
+
+
 def _profile_times(store: Store) -> dict[int, tuple[datetime, int | None]]:
     with store.read() as conn:
         rows = conn.execute(text("SELECT user_id, updated_at, signal_generation FROM profiles"))
@@ -87,12 +97,7 @@ def _profile_times(store: Store) -> dict[int, tuple[datetime, int | None]]:
 
 
 def test_a_refit_rebuilds_only_the_profiles_of_readers_whose_signals_changed(tmp_path: Path, database_url: str):
-    path = write_config(tmp_path, users=READERS, database_url=database_url)
-    config = load_config(path)
-    store = Store.open(config.database.url)
-    store.upgrade_schema()
-    pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
-    ids = store.sync_users(u.email for u in config.users)
+    config, store, ids = _installed(tmp_path, database_url)
     papers = [p.id for p in store.batch_papers(store.all_batch_ids())][:6]
     store.star_many([(ids.of(u.email), papers[n]) for n, u in enumerate(config.users)], "import")  # one statement
     models = pipeline.load_models(store, config)
@@ -117,12 +122,7 @@ def test_a_refit_rebuilds_only_the_profiles_of_readers_whose_signals_changed(tmp
 
 @pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_on_postgresql_an_ingest_refits_no_profile_of_an_unchanged_reader(tmp_path: Path, database_url: str):
-    path = write_config(tmp_path, users=READERS, database_url=database_url)
-    config = load_config(path)
-    store = Store.open(config.database.url)
-    store.upgrade_schema()
-    pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
-    ids = store.sync_users(u.email for u in config.users)
+    config, store, ids = _installed(tmp_path, database_url)
     store.star(ids.of("ada@example.org"), [p.id for p in store.batch_papers(store.all_batch_ids())][:2])
     pipeline.refresh(store, config)
     before = _profile_times(store)
