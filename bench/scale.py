@@ -9,8 +9,8 @@ and one day's digests, timed in three phases:
 Printed per phase: digests/s per worker, worker CPU seconds per digest, PostgreSQL CPU
 seconds per digest (read from /proc of the backends serving this database), peak memory per
 process; then database bytes per reader for the day, the refit (`ingest` of a new batch after
-1% of the readers starred a paper: time and peak memory, beside every profile rebuilt, the
-path before), and the projection to 1,000,000 readers with four 2-core workers. Baseline in the same run: today's single-process path
+1% of the readers starred a paper: time and peak memory; at the smallest size beside every
+profile rebuilt, the path before), and the projection to 1,000,000 readers with four 2-core workers. Baseline in the same run: today's single-process path
 (`digest send`, direct delivery) at the smallest N, and the daemon's per-reader
 housekeeping of before (a read of the whole users table and two round trips per reader)
 timed on the same database.
@@ -236,10 +236,10 @@ def reset_day(url: str, ids: dict[str, int]) -> None:
     store.close()
 
 
-def refit(config_path: Path, folder: Path, url: str, ids: dict[str, int]) -> dict[str, float]:
+def refit(config_path: Path, folder: Path, url: str, ids: dict[str, int], before: bool) -> dict[str, float]:
     """`ingest` of a new batch after 1% of the readers starred a paper (the profiles of the
-    others are current: the day's digests stored them), then, as the baseline of the path
-    before (every profile rebuilt at every ingest), the same after marking every profile stale."""
+    others are current: the day's digests stored them); with ``before``, as the baseline of the
+    path before (every profile rebuilt at every ingest), the same after marking every profile stale."""
     from sqlalchemy import text
 
     from recommender.store import Store
@@ -251,7 +251,7 @@ def refit(config_path: Path, folder: Path, url: str, ids: dict[str, int]) -> dic
         conn.execute(text("INSERT INTO stars (user_id, paper_id, origin, created_at) VALUES (:u, :p, 'cli', now()) "
                           "ON CONFLICT DO NOTHING"), [{"u": uid, "p": paper} for uid in changed])
     figures: dict[str, float] = {}
-    for n, name in enumerate(("refit", "refit_all")):
+    for n, name in enumerate(("refit", "refit_all")[:2 if before else 1]):
         if name == "refit_all":
             with store.write() as conn:
                 conn.execute(text("UPDATE profiles SET signal_generation = NULL"))
@@ -309,12 +309,12 @@ def measure(readers: int, port: int, sink: Sink, today: bool) -> dict[str, float
                   f"send {figures[f'send_rate_{workers}']:6.0f}/s per worker, CPU {figures[f'send_cpu_{workers}'] * 1000:5.1f} ms"
                   f" + PostgreSQL {figures[f'send_pg_{workers}'] * 1000:4.1f} ms, peak {speak:5.0f} MB", flush=True)
         print(f"    database growth {figures['bytes_per_reader_day'] / 1024:.1f} KB per reader for the day", flush=True)
-        figures.update(refit(config_path, folder, url, ids))
+        figures.update(refit(config_path, folder, url, ids, before=today))
         print(f"    refit (`ingest` of {REFIT_PAPERS} papers after {REFIT_CHANGED:.0%} of the readers starred one): "
               f"{figures['refit_wall']:.1f} s, CPU {figures['refit_cpu']:.1f} s + PostgreSQL {figures['refit_pg']:.1f} s, "
-              f"peak {figures['refit_peak']:.0f} MB; every profile rebuilt (the path before): "
+              f"peak {figures['refit_peak']:.0f} MB" + ("; every profile rebuilt (the path before): "
               f"{figures['refit_all_wall']:.1f} s, CPU {figures['refit_all_cpu']:.1f} s + PostgreSQL "
-              f"{figures['refit_all_pg']:.1f} s, peak {figures['refit_all_peak']:.0f} MB", flush=True)
+              f"{figures['refit_all_pg']:.1f} s, peak {figures['refit_all_peak']:.0f} MB" if today else ""), flush=True)
         if today:
             reset_day(url, ids)
             text = config_path.read_text().replace('mode = "queue"', 'mode = "direct"')
