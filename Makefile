@@ -70,7 +70,7 @@ bench: install-test
 	$(BIN)/python bench/run_all.py
 
 # PostgreSQL at $$RECOMMENDER_BENCH_PG_URL (a database of its own: dropped and made again);
-# SCALE_READERS="10000 50000 100000" picks the sizes.
+# SCALE_READERS="10000 50000 100000" picks the sizes, SCALE_WORKERS="1 2" the worker processes.
 bench-scale: install-test
 	$(BIN)/pip install --quiet ".[postgres]"
 	$(BIN)/python bench/scale.py $(SCALE_READERS)

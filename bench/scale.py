@@ -8,8 +8,9 @@ and one day's digests, timed in three phases:
 
 Printed per phase: digests/s per worker, worker CPU seconds per digest, PostgreSQL CPU
 seconds per digest (read from /proc of the backends serving this database), peak memory per
-process; then database bytes per reader for the day, and the projection to 1,000,000
-readers with four 2-core workers. Baseline in the same run: today's single-process path
+process; then database bytes per reader for the day, the refit (`ingest` of a new batch after
+1% of the readers starred a paper: time and peak memory; at the smallest size beside every
+profile rebuilt, the path before), and the projection to 1,000,000 readers with four 2-core workers. Baseline in the same run: today's single-process path
 (`digest send`, direct delivery) at the smallest N, and the daemon's per-reader
 housekeeping of before (a read of the whole users table and two round trips per reader)
 timed on the same database.
@@ -41,7 +42,8 @@ SERVER = os.environ.get("RECOMMENDER_BENCH_PG_URL", "postgresql+psycopg://postgr
 TICKS = os.sysconf("SC_CLK_TCK")
 WORKER_CORES, WORKERS_1M, READERS_1M = 2, 4, 1_000_000
 WORKER_COUNTS = [int(n) for n in os.environ.get("SCALE_WORKERS", "1 2").split()]  # worker processes per phase
-TODAY_UP_TO = 20_000  # today's single-process path is timed at the smallest size, if at most this
+TODAY_UP_TO = 20_000
+REFIT_PAPERS, REFIT_CHANGED = 100, 0.01  # the refit: an ingest of 100 new papers after 1% of the readers starred one  # today's single-process path is timed at the smallest size, if at most this
 
 # Runs a command and reports its own CPU seconds and peak RSS (a fresh parent per process).
 _MEASURE = ("import resource, subprocess, sys\n"
@@ -143,7 +145,7 @@ def build_worker(config_path: str, shard: str) -> None:
     from recommender.pipeline.shards import ShardBuilder
     from recommender.store import Store
 
-    config = load_config(Path(config_path))
+    config = load_config(Path(config_path), readers=False)  # as `worker`: each shard's readers from the database
     store = Store.open(config.database.url)
     ShardBuilder(config, store, lambda: datetime.now(UTC), int(shard)).build_all(threading.Event())
     store.close()
@@ -157,10 +159,13 @@ def setup(readers: int, folder: Path, url: str, port: int) -> tuple[Path, dict[s
     from recommender.store.schema import StarRow
 
     fresh_database(url)
-    data = synthetic.corpus(3_000, seed=5)
+    data = synthetic.corpus(3_000 + 2 * REFIT_PAPERS, seed=5)
     old, new = folder / "old.jsonl", folder / "new.jsonl"
     synthetic.write_jsonl(data, old, range(2_500))
     synthetic.write_jsonl(data, new, range(2_500, 3_000))
+    for n in range(2):  # the batches whose ingest refits (see refit)
+        start = 3_000 + n * REFIT_PAPERS
+        synthetic.write_jsonl(data, folder / f"refit{n}.jsonl", range(start, start + REFIT_PAPERS))
     lines = [f'[database]\nurl = "{url}"\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
              'max_connections = 8\n[ranking]\ncollaborative_min_users = 1000000\n[delivery]\nmode = "queue"\n']
     lines += [f'[[users]]\nemail = "u{i}@example.org"\ntimezone = "UTC"\nsend_at = "07:00"\nmax_items = 10\n'
@@ -231,6 +236,33 @@ def reset_day(url: str, ids: dict[str, int]) -> None:
     store.close()
 
 
+def refit(config_path: Path, folder: Path, url: str, ids: dict[str, int], before: bool) -> dict[str, float]:
+    """`ingest` of a new batch after 1% of the readers starred a paper (the profiles of the
+    others are current: the day's digests stored them); with ``before``, as the baseline of the
+    path before (every profile rebuilt at every ingest), the same after marking every profile stale."""
+    from sqlalchemy import text
+
+    from recommender.store import Store
+
+    store = Store.open(url)
+    changed = sorted(ids.values())[::round(1 / REFIT_CHANGED)]
+    with store.write() as conn:
+        paper = conn.execute(text("SELECT id FROM papers ORDER BY id LIMIT 1")).scalar_one()
+        conn.execute(text("INSERT INTO stars (user_id, paper_id, origin, created_at) VALUES (:u, :p, 'cli', now()) "
+                          "ON CONFLICT DO NOTHING"), [{"u": uid, "p": paper} for uid in changed])
+    figures: dict[str, float] = {}
+    for n, name in enumerate(("refit", "refit_all")[:2 if before else 1]):
+        if name == "refit_all":
+            with store.write() as conn:
+                conn.execute(text("UPDATE profiles SET signal_generation = NULL"))
+        with BackendCpu(url) as pg:
+            wall, cpu, peak = processes([recommender("--config", str(config_path), "ingest",
+                                                     str(folder / f"refit{n}.jsonl"))], folder)
+        figures.update({f"{name}_wall": wall, f"{name}_cpu": cpu, f"{name}_pg": pg.seconds, f"{name}_peak": peak})
+    store.close()
+    return figures
+
+
 def database_bytes(url: str) -> int:
     import psycopg
 
@@ -277,6 +309,12 @@ def measure(readers: int, port: int, sink: Sink, today: bool) -> dict[str, float
                   f"send {figures[f'send_rate_{workers}']:6.0f}/s per worker, CPU {figures[f'send_cpu_{workers}'] * 1000:5.1f} ms"
                   f" + PostgreSQL {figures[f'send_pg_{workers}'] * 1000:4.1f} ms, peak {speak:5.0f} MB", flush=True)
         print(f"    database growth {figures['bytes_per_reader_day'] / 1024:.1f} KB per reader for the day", flush=True)
+        figures.update(refit(config_path, folder, url, ids, before=today))
+        print(f"    refit (`ingest` of {REFIT_PAPERS} papers after {REFIT_CHANGED:.0%} of the readers starred one): "
+              f"{figures['refit_wall']:.1f} s, CPU {figures['refit_cpu']:.1f} s + PostgreSQL {figures['refit_pg']:.1f} s, "
+              f"peak {figures['refit_peak']:.0f} MB" + ("; every profile rebuilt (the path before): "
+              f"{figures['refit_all_wall']:.1f} s, CPU {figures['refit_all_cpu']:.1f} s + PostgreSQL "
+              f"{figures['refit_all_pg']:.1f} s, peak {figures['refit_all_peak']:.0f} MB" if today else ""), flush=True)
         if today:
             reset_day(url, ids)
             text = config_path.read_text().replace('mode = "queue"', 'mode = "direct"')
@@ -303,7 +341,8 @@ def project(figures: list[dict[str, float]]) -> None:
           f"before: {largest['before_housekeeping'] / largest['readers'] * READERS_1M / 3600:.0f} h of housekeeping")
     if len(figures) > 1:
         first = figures[0]
-        for key in ("build_cpu_1", "send_cpu_1", "build_pg_1", "send_pg_1", "build_peak_1", "send_peak_1"):
+        for key in ("build_cpu_1", "send_cpu_1", "build_pg_1", "send_pg_1", "build_peak_1", "send_peak_1",
+                    "refit_peak", "refit_wall"):
             print(f"  {key}: x{largest[key] / first[key]:.2f} from {first['readers']:.0f} to "
                   f"{largest['readers']:.0f} readers")
 

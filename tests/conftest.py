@@ -49,6 +49,8 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.setenv("RECOMMENDER_ARXIV_API_URL", "http://127.0.0.1:9/api/query")
     # No `recommender warm` of the developer's answers a test's command (the folder is absent).
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "no-runtime-dir"))
+    # A PostgreSQL install's mapped copies of its models go to the test's folder.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     # Two worker processes wherever a test does not say otherwise, whatever the machine's cores:
     # the tests that split work count on it.

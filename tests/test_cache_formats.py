@@ -22,8 +22,8 @@ CACHES = [
      "8c6f516dc28d3696"),
     ("lsa", "model.own_classifier", "MODEL_FORMAT", 7, ("model.own_classifier", "model.word_vectors", "model.reader_model"),
      "1522e2e13a41ecb0"),
-    ("profiles", "model.profiles", "CACHE_FORMAT", 12, ("model.profiles", "model.own_classifier", "model.reader_model",
-                                                       "model.unit_rows", "pipeline.stored_models"), "c390d22cc9d31010"),
+    ("profiles", "model.profiles", "CACHE_FORMAT", 13, ("model.profiles", "model.own_classifier", "model.reader_model",
+                                                       "model.unit_rows", "pipeline.stored_models"), "e0a40bed1ab30995"),
 ]
 
 

@@ -1,5 +1,6 @@
 """Many `recommender worker` processes sending from one outbox: every user gets exactly one
-digest, and a worker killed mid-run loses nothing (SQLite and PostgreSQL)."""
+digest, and a worker killed mid-run loses nothing (SQLite and PostgreSQL); on PostgreSQL, a
+worker and the scheduler killed mid-run neither."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from recommender.store import Store
 from recommender.store.outbox import Outbox
 from recommender.store.schedule import ReaderSchedule
 
-from conftest import SEEDS, recommender_command, smtp_section, write_config
+from conftest import SEEDS, recommender_command, smtp_section, wait_until, write_config
 from smtp_server import SmtpServer
 
 
@@ -154,4 +155,71 @@ def test_a_worker_killed_mid_shard_loses_nothing_and_no_reader_gets_two_digests(
         assert len(by_user) == 200 and sum(by_user.values()) - 200 <= 4  # twice only if in flight
         store.close()
     finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_worker_and_the_scheduler_killed_mid_run_lose_nothing_and_send_each_digest_once(tmp_path: Path,
+                                                                                           database_url: str):
+    """The whole scale-out path on PostgreSQL: a scheduler, its standby and two workers (which
+    read each shard's readers from the database); 150 readers due at once; a worker SIGKILLed
+    mid-shard and the scheduler SIGKILLed mid-run. The standby takes over, the other worker
+    (and one started after) build and send the rest: one digest each, every reader's mail
+    arrives, twice only if it was in flight (the same Message-ID)."""
+    readers = 150
+    server = SlowHandlerServer().start()
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        due = datetime.now(UTC) + timedelta(seconds=20)  # after start-up, even on a loaded machine
+        listing = "".join(f'[[users]]\nemail = "u{i:03d}@example.org"\nmax_items = 2\ntimezone = "UTC"\n'
+                          f'send_at = "{due:%H:%M:%S}"\n' for i in range(readers))
+        path = write_config(tmp_path, users=listing, database_url=database_url,
+                            extra=smtp_section(server.port) + '[delivery]\nmode = "queue"\n')
+        for args in (("init",), ("ingest", str(SEEDS[0]))):
+            subprocess.run(recommender_command("--config", str(path), *args), cwd=tmp_path, check=True,
+                           capture_output=True)
+        logs = {name: tmp_path / f"{name}.log" for name in ("scheduler", "standby")}
+
+        def start(name: str, *args: str) -> subprocess.Popen[bytes]:
+            out = logs[name].open("w") if name in logs else subprocess.DEVNULL
+            process = subprocess.Popen(recommender_command("-v", "--config", str(path), *args), cwd=tmp_path,
+                                       env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT)
+            processes.append(process)
+            return process
+
+        scheduler = start("scheduler", "run")
+        assert wait_until(lambda: "daemon started" in logs["scheduler"].read_text(), 60)
+        standby = start("standby", "run", "--standby")
+        victim, survivor = (start("worker", "worker", "--poll", "0.1", "--shard", "10", "--concurrency", "2")
+                            for _ in range(2))
+        store = Store.open(load_config(path).database.url)
+        assert wait_until(lambda: len(Outbox(store).items()) >= 10, 120), logs["scheduler"].read_text()[-2000:]
+        victim.send_signal(signal.SIGKILL)  # mid-shard: readers still owed, some built
+        assert ReaderSchedule(store).owed() > 0
+        scheduler.send_signal(signal.SIGKILL)  # mid-run: its readers enqueued, not all sent
+        victim.wait(timeout=10)
+        scheduler.wait(timeout=10)
+        assert wait_until(lambda: "daemon started" in logs["standby"].read_text(), 60), logs["standby"].read_text()
+        start("worker", "worker", "--poll", "0.1", "--shard", "10")  # a replacement for the killed worker
+        assert wait_until(lambda: len({str(m["To"]) for m in server.box.messages}) == readers, 240)
+        assert wait_until(lambda: ReaderSchedule(store).owed() == 0, 60)
+        assert wait_until(lambda: {i.status for i in Outbox(store).items()} == {"sent"}, 60)
+        items = Outbox(store).items()
+        assert Counter(i.user_id for i in items) == Counter(store.user_ids())  # one digest each, none twice
+        by_user = Counter(str(m["To"]) for m in server.box.messages)
+        assert sum(by_user.values()) - readers <= 2  # the killed worker's messages in flight
+        for user in (u for u, n in by_user.items() if n > 1):
+            assert len({str(m["Message-ID"]) for m in server.box.to(user)}) == 1
+        assert survivor.poll() is None and standby.poll() is None  # nothing else died
+        assert "Traceback" not in logs["standby"].read_text()
+        store.close()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         server.stop()

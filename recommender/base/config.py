@@ -7,6 +7,7 @@ environment variables that hold them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from recommender.base import config_readers
 from recommender.base.channel_config import ChannelTables
 from recommender.base.config_sources import SourceTables
 from recommender.base.config_topics import TopicReader
@@ -77,8 +79,19 @@ def find_config_path(option: str | None) -> Path:
     return path.resolve()
 
 
-def load_config(path: Path, database_url: str | None = None) -> Config:
-    """Parse and validate ``path``; ``database_url`` overrides ``[database].url``."""
+def load_config(path: Path, database_url: str | None = None, readers: bool = True) -> Config:
+    """Parse and validate ``path``; ``database_url`` overrides ``[database].url``. Without
+    ``readers`` the ``[[users]]`` tables are neither parsed nor checked (a worker reads the
+    readers of its shards from the database): ``users`` is empty and ``readers_in_store`` set."""
+    if not readers:
+        try:
+            with path.open(encoding="utf-8") as lines:
+                data = tomllib.loads("".join(config_readers.without_readers(lines)))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+            data = None  # parsed whole below, where its error is named
+        if data is not None:
+            data.pop("users", None)
+            return dataclasses.replace(_Parser(path).config(data, database_url), readers_in_store=True)
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -285,6 +285,8 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     lookup: LookupConfig = field(default_factory=LookupConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
+    # Loaded without its [[users]] (a worker): the readers are those the database keeps.
+    readers_in_store: bool = False
 
     def webhook(self, name: str) -> WebhookConfig:
         for hook in self.webhooks:

@@ -36,7 +36,7 @@ from recommender.model.unit_rows import unit_rows
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
 PROFILE_CHUNK = 2000  # users per sparse product when building profiles
-CACHE_FORMAT = 12  # part of the cache's key: a new way of building profiles never reads old ones
+CACHE_FORMAT = 13  # part of the cache's key: a new way of building profiles never reads old ones
 
 
 @dataclass

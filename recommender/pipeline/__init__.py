@@ -214,7 +214,8 @@ def load_models(store: Store, config: Config) -> Models:
 
 def refresh(store: Store, config: Config, now: datetime | None = None,
             on_reader: Callable[[int, int], None] | None = None) -> Models:
-    """Refit what the corpus or the stars changed and rebuild every configured user's profile, so
+    """Refit what the corpus or the stars changed and rebuild every configured user's profile
+    (on PostgreSQL only those whose stars or clicks changed, in chunks), so
     that ranking afterwards only reads (what ingest and star imports do eagerly). With readers'
     own classifiers, ``on_reader(done, total)`` follows their fitting."""
     models = load_models(store, config)
@@ -228,9 +229,11 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
             on_reader(done, len(config.users))
 
     pairs = [(ids.of(u.email), u) for u in config.users]
-    if pairs:
-        stored_models.build_and_cache_profiles(store, models, pairs, config.ranking, now or datetime.now(UTC),
-                                               progress if models.space is not None and models.collab is None else None)
+    own = progress if models.space is not None and models.collab is None else None
+    if pairs and store.sqlite_path is None:  # PostgreSQL: no profiles cache, only the changed readers
+        stored_models.rebuild_changed_profiles(store, models, pairs, config.ranking, now or datetime.now(UTC), own)
+    elif pairs:
+        stored_models.build_and_cache_profiles(store, models, pairs, config.ranking, now or datetime.now(UTC), own)
     return models
 
 

@@ -27,6 +27,7 @@ from recommender.store.channel_posts import ChannelPosts
 from recommender.store.feeds import FeedRows
 from recommender.store.lease_owners import new_owner
 from recommender.store.outbox import Outbox
+from recommender.store.reader_settings import ReaderSettings
 
 log = logging.getLogger(__name__)
 POST_LEASE = timedelta(minutes=10)
@@ -50,7 +51,11 @@ def feed_url(config: Config, store: Store, signer: LinkSigner, user: UserConfig,
     return signed_feed_url(config.feedback.base_url, signer, user_id, generation)
 
 
-def webhook_members(config: Config) -> dict[str, list[UserConfig]]:
+def webhook_members(config: Config, store: Store) -> dict[str, list[UserConfig]]:
+    """Webhook name -> its readers: the config's, or (a worker's config, loaded without its
+    readers) those the database keeps."""
+    if config.readers_in_store:
+        return ReaderSettings(store).webhook_members()
     found: dict[str, list[UserConfig]] = {}
     for user in config.users:
         if Channel.WEBHOOK in user.channels and user.webhook:
@@ -74,7 +79,7 @@ def queue_posts(config: Config, store: Store, signer: LinkSigner, clock: Clock) 
     posts = ChannelPosts(store)
     outbox = Outbox(store)
     created = []
-    for name, members in webhook_members(config).items():
+    for name, members in webhook_members(config, store).items():
         owed = posts.owed(name)
         if not owed:
             continue

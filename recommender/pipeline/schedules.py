@@ -17,6 +17,7 @@ from recommender.store import Store
 from recommender.store.lease_owners import new_owner
 from recommender.store.outbox import Outbox
 from recommender.store.schedule import NewSchedule, ReaderSchedule, Settled
+from recommender.store.reader_settings import ReaderSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class ReaderSchedules:
         every schedule, one executemany), unschedule readers no longer configured, and settle
         the runs missed while no daemon ran."""
         ids = self.store.sync_users(self.by_email)
+        written = ReaderSettings(self.store).sync({ids[email]: user for email, user in self.by_email.items()})
         stored = self.stored.stored()
         changes: list[NewSchedule] = []
         for email, trigger in self.user_triggers.items():
@@ -71,8 +73,8 @@ class ReaderSchedules:
         self.stored.save(changes, lambda uid: uid in stored)
         self.stored.unschedule(gone)
         self.settle(now, enqueue=False)
-        log.info("schedules of %d reader(s): %d new or changed, %d no longer configured", len(ids), len(changes),
-                 len(gone))
+        log.info("schedules of %d reader(s): %d new or changed, %d no longer configured; settings of %d stored",
+                 len(ids), len(changes), len(gone), written)
 
     def settle(self, now: datetime, enqueue: bool) -> int:
         """Settle the due groups and, with ``enqueue``, enqueue their readers; returns how many."""

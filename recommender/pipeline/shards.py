@@ -13,12 +13,13 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from recommender.base.clock import Clock, system_clock
-from recommender.base.config import Config, UserConfig
+from recommender.base.config import Config, UserConfig, load_config
 from recommender.base.domain import ReaderIds
 from recommender.pipeline import channels
 from recommender.pipeline.digests import LEASE, deliver_pending, queue_digests, signer_for
 from recommender.store import Store
 from recommender.store.lease_owners import new_owner
+from recommender.store.reader_settings import ReaderSettings
 from recommender.store.schedule import ReaderSchedule
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,34 @@ class ShardBuilder:
         self.config, self.store, self.clock = config, store, clock
         self.readers, self.lease = readers, lease
         self.schedule = ReaderSchedule(store)
-        self._by_email: dict[str, UserConfig] | None = None
+        self.settings = ReaderSettings(store)
+        self._configured: dict[str, UserConfig] | None = None
 
-    @property
-    def by_email(self) -> dict[str, UserConfig]:
-        if self._by_email is None:
-            self._by_email = {u.email.lower(): u for u in self.config.users}
-        return self._by_email
+    def configured(self) -> dict[str, UserConfig]:
+        """The config file's readers by lower-case email, when the database keeps no reader's
+        settings (no `init`, `run` or SIGHUP has synced them since 0015); else none: a reader
+        without stored settings is no longer configured."""
+        if self._configured is None:
+            config = self.config
+            if config.readers_in_store and not self.settings.any():
+                log.info("no readers' settings stored: reading them from %s (run `recommender init`, or SIGHUP "
+                         "`recommender run`, to store them)", config.path)
+                config = load_config(config.path, config.database.url)
+            self._configured = {u.email.lower(): u for u in config.users}
+        return self._configured
+
+    def shard_readers(self, claimed: list[tuple[int, str]]) -> tuple[list[UserConfig], list[int]]:
+        """The settings of a claimed shard's readers, read from the database (from the config
+        file before they were ever stored), and the ids of those no longer configured."""
+        stored = self.settings.of([uid for uid, _ in claimed])
+        users, gone = [], []
+        for uid, email in claimed:
+            user = stored.get(uid) or self.configured().get(email.lower())
+            if user is None:
+                gone.append(uid)
+            else:
+                users.append(user)
+        return users, gone
 
     def build_one(self) -> int | None:
         """Claim one shard and queue its readers' digests; returns how many were queued, None
@@ -49,10 +71,9 @@ class ShardBuilder:
         claimed = self.schedule.claim(owner, self.lease, self.readers, self.clock())
         if not claimed:
             return None
-        users = [self.by_email[email.lower()] for _, email in claimed if email.lower() in self.by_email]
-        gone = [uid for uid, email in claimed if email.lower() not in self.by_email]
+        users, gone = self.shard_readers(claimed)
         if gone:
-            self.schedule.drop(gone)  # no longer configured (this worker's config may be older: SIGHUP it too)
+            self.schedule.drop(gone)  # no longer configured
         ids = ReaderIds({email.lower(): uid for uid, email in claimed})
         results = queue_digests(self.config, self.store, users, self.clock, ids=ids) if users else {}
         channels.queue_posts(self.config, self.store, signer_for(self.config, self.clock), self.clock)
@@ -85,7 +106,8 @@ class WorkerOptions:
 
 def work(config: Config, store: Store, stop: threading.Event, options: WorkerOptions = WorkerOptions(),
          clock: Clock | None = None) -> int:
-    """A worker: build the digests of shards of due readers (and the webhook posts they owe), and
+    """A worker: build the digests of shards of due readers (and the webhook posts they owe; each shard's readers'
+    settings read from the database, so a worker's memory does not grow with their number), and
     send pending digests from the shared outbox (SKIP LOCKED on PostgreSQL, a lease everywhere)
     over ``options.concurrency`` connections, and pending posts, until stopped (or, with
     ``options.once``, until nothing is left). Returns how many it sent."""

@@ -29,6 +29,7 @@ from recommender.model.tfidf import TextModel
 from recommender.store import Store
 
 log = logging.getLogger(__name__)
+REFIT_CHUNK = 2_000  # readers rebuilt at a time without a profiles cache: memory flat in their number
 
 
 
@@ -99,14 +100,40 @@ def _built_with_pulls(store: Store, models: Models, users: Sequence[tuple[int, U
                       ) -> tuple[Profiles, sp.csr_matrix]:
     model = models.text
     user_ids = [uid for uid, _ in users]
+    generations = store.signal_counts(user_ids) if persist else {}  # read before the signals (a change between: stale)
     # The times count only for ageing stars and for the version a stored profile keeps.
     signals = store.signals(user_ids, times=persist or ranking.star_half_life_days > 0)
     built, pulls = from_signals(models, users, signals, ranking, now, progress)
     if persist:
         changed = changed_rows(model, built, users, signals, ranking, store.profile_versions(user_ids))
         if changed:
-            store.save_profiles(changed)
+            store.save_profiles(changed, generations)
     return built, pulls
+
+
+def rebuild_changed_profiles(store: Store, models: Models, users: Sequence[tuple[int, UserConfig]],
+                             ranking: RankingConfig, now: datetime, progress: Callable[[int], None] | None = None,
+                             chunk: int = REFIT_CHUNK) -> int:
+    """The refit without a profiles cache (PostgreSQL): rebuild and store the profiles of the
+    readers whose stars or clicks changed since their stored profile was built (the triggers'
+    signal generations say who, without reading any signal), ``chunk`` readers at a time, so
+    memory stays flat in the number of readers. A reader whose signals did not change keeps
+    the profile it has: ranking builds profiles from the signals anyway. Returns how many
+    were rebuilt."""
+    rebuilt = 0
+    for start in range(0, len(users), chunk):
+        part = users[start:start + chunk]
+        stale, generations = store.stale_profiles([uid for uid, _ in part])
+        if not stale:
+            continue
+        wanted = set(stale)
+        chosen = [(uid, user) for uid, user in part if uid in wanted]
+        signals = store.signals(stale, times=True)
+        built, _ = from_signals(models.text, models.collab, chosen, signals, ranking, now, models.space, progress)
+        store.save_profiles(changed_rows(models.text, built, chosen, signals, ranking, {}), generations)
+        rebuilt += len(chosen)
+    log.info("refit: %d of %d reader profile(s) rebuilt (stars or clicks changed)", rebuilt, len(users))
+    return rebuilt
 
 
 def build_and_cache_profiles(store: Store, models: Models, users: Sequence[tuple[int, UserConfig]],

@@ -7,7 +7,8 @@ bytes, aligned. Nothing is unpickled: a payload read back from the database or a
 ever become these values and arrays of plain (non-object) dtypes, so whoever can write the
 database cannot make a host that ranks run code.
 
-On PostgreSQL the database row holds the model: every host reads it. Beside a SQLite database
+On PostgreSQL the database row holds the model: every host reads it once, into a file of its
+own (``host_folder``), and maps that file from then on, as beside a SQLite database, where
 the model is a file, which loading maps instead of reading: a command touches only the pages
 it uses (the rows of one batch's papers, not every row of a 250 MB model), nothing is copied,
 and a forked child shares the pages. The row then holds only the key and time that stamp the
@@ -19,6 +20,7 @@ the papers give: a file that is gone or damaged means it is fit again.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 import logging
@@ -161,6 +163,13 @@ class _Decoder:
         raise DamagedModel("an unknown value")
 
 
+def host_folder(database: str) -> Path:
+    """This host's folder for the mapped copies of one server database's models (``database``:
+    its URL without the password), under $XDG_CACHE_HOME (~/.cache)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "recommender" / "models" / hashlib.sha256(database.encode()).hexdigest()[:24]
+
+
 class ModelFiles:
     """The mapped copies of one SQLite database's models, one file per kind."""
 
@@ -193,6 +202,7 @@ class ModelFiles:
         if len(head) > STAMP_BYTES:
             return False
         try:
+            self.folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.folder.mkdir(mode=0o700, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=f".{kind}-")
             try:

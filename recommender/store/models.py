@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
     delete,
+    func,
     insert,
+    or_,
     select,
 )
 
@@ -23,6 +25,7 @@ from recommender.store.schema import (
     SIGNAL_GENERATIONS,
     ModelRow,
     ProfileRow,
+    UserRow,
 )
 
 log = logging.getLogger(__name__)
@@ -50,10 +53,11 @@ class ModelRows(Database):
                 payload = conn.execute(select(ModelRow.payload).where(ModelRow.kind == kind)).scalar()
                 if not payload:
                     return None
-                if files is not None:
-                    files.save(kind, stamp, payload)
+                # Mapped from the file just written when it can be (pages shared, not copied)
+                model = files.load(kind, stamp) if files is not None and files.save(kind, stamp, payload) else None
                 try:
-                    model = model_files.loads(bytearray(payload))  # a copy the arrays can be written in
+                    if model is None:
+                        model = model_files.loads(bytearray(payload))  # a copy the arrays can be written in
                 except model_files.DamagedModel as exc:
                     log.warning("ignoring the stored %s model (%s): it is fit again", kind, exc)
                     return None
@@ -69,7 +73,8 @@ class ModelRows(Database):
         payload, now = model_files.dumps(model), utcnow()
         stamp = f"{key}|{now.isoformat()}"
         files = self._model_files()
-        in_file = files is not None and files.save(kind, stamp, payload)
+        # On PostgreSQL the row keeps the model for every host; the file is this host's mapped copy.
+        in_file = files is not None and files.save(kind, stamp, payload) and self.sqlite_path is not None
         with self.write() as conn:
             conn.execute(delete(ModelRow).where(ModelRow.kind == kind))
             conn.execute(insert(ModelRow).values(kind=kind, key=key, payload=b"" if in_file else payload,
@@ -84,20 +89,18 @@ class ModelRows(Database):
         return self._stamps.get(kind)
 
     def signal_generations(self, user_ids: Sequence[int]) -> dict[int, int] | None:
-        """user id -> how many times their stars and feedback changed (SQLite, where triggers
-        count them; users with no change are left out). None on PostgreSQL, which counts none."""
-        if self.sqlite_path is None:
-            return None
-        found: dict[int, int] = {}
-        with self.read() as conn:
-            for chunk in chunks(list(user_ids), 5000):
-                found.update(conn.execute(select(SIGNAL_GENERATIONS.c.user_id, SIGNAL_GENERATIONS.c.generation)
-                                          .where(SIGNAL_GENERATIONS.c.user_id.in_(chunk))).all())
-        return found
+        """user id -> how many times their stars and feedback changed, for the profiles cached
+        beside a SQLite database (users with no change are left out). None on PostgreSQL, which
+        caches no profiles (it counts them too: ``signal_counts``)."""
+        return None if self.sqlite_path is None else self.signal_counts(user_ids)
 
     def _model_files(self) -> model_files.ModelFiles | None:
         database = self.sqlite_path
-        return model_files.ModelFiles(database.with_name(database.name + "-models")) if database else None
+        if database is not None:
+            return model_files.ModelFiles(database.with_name(database.name + "-models"))
+        if self.engine.dialect.name == "sqlite":
+            return None  # in memory
+        return model_files.ModelFiles(model_files.host_folder(self.engine.url.render_as_string(hide_password=True)))
 
     def profile_versions(self, user_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
         """user id -> (signal version, model version) of the stored profile."""
@@ -113,8 +116,43 @@ class ModelRows(Database):
         with self.read() as conn:
             return conn.execute(select(ProfileRow).where(ProfileRow.user_id == user_id)).first()
 
-    def save_profiles(self, rows: Sequence[tuple[int, int, str, dict[str, float], list[list[object]]]]) -> None:
-        """Upsert (user id, model version, signal version, terms, sources) profiles in one transaction."""
+    def signal_counts(self, user_ids: Sequence[int]) -> dict[int, int]:
+        """user id -> their signal generation (0006 on SQLite, 0015 on PostgreSQL; readers whose
+        signals never changed are left out): what a stored profile records it was built from."""
+        found: dict[int, int] = {}
+        with self.read() as conn:
+            for chunk in chunks(list(user_ids), 5000):
+                found.update(conn.execute(select(SIGNAL_GENERATIONS.c.user_id, SIGNAL_GENERATIONS.c.generation)
+                                          .where(SIGNAL_GENERATIONS.c.user_id.in_(chunk))).all())
+        return found
+
+    def stale_profiles(self, user_ids: Sequence[int]) -> tuple[list[int], dict[int, int]]:
+        """Of these readers, those whose stars or clicks changed since their stored profile was
+        built (or who have none), and the signal generation of each of them (0: never
+        changed). Reads the generations the triggers keep (0006 on SQLite, 0015 on
+        PostgreSQL) beside the profiles' own, not the signals."""
+        generation = func.coalesce(SIGNAL_GENERATIONS.c.generation, 0)
+        stale: list[int] = []
+        generations: dict[int, int] = {}
+        with self.read() as conn:
+            for chunk in chunks(list(user_ids), 5000):
+                rows = conn.execute(
+                    select(UserRow.id, generation)
+                    .outerjoin(ProfileRow, ProfileRow.user_id == UserRow.id)
+                    .outerjoin(SIGNAL_GENERATIONS, SIGNAL_GENERATIONS.c.user_id == UserRow.id)
+                    .where(UserRow.id.in_(chunk),
+                           or_(ProfileRow.user_id.is_(None), func.coalesce(ProfileRow.signal_generation, -1) != generation))
+                    .order_by(UserRow.id))
+                for uid, counted in rows:
+                    stale.append(uid)
+                    generations[uid] = counted
+        return stale, generations
+
+    def save_profiles(self, rows: Sequence[tuple[int, int, str, dict[str, float], list[list[object]]]],
+                      generations: Mapping[int, int] | None = None) -> None:
+        """Upsert (user id, model version, signal version, terms, sources) profiles in one
+        transaction; ``generations``: the signal generation each was built from."""
+        generations = generations or {}
         now = utcnow()
         with self.write() as conn:
             ids = [r[0] for r in rows]
@@ -123,4 +161,5 @@ class ModelRows(Database):
             for chunk in chunks(list(rows), 1000):
                 conn.execute(insert(ProfileRow), [
                     {"user_id": uid, "model_version": mv, "signal_version": sv, "terms": terms, "sources": sources,
-                     "updated_at": now} for uid, mv, sv, terms, sources in chunk])
+                     "updated_at": now, "signal_generation": generations.get(uid)}
+                    for uid, mv, sv, terms, sources in chunk])

@@ -125,6 +125,7 @@ class ProfileRow(Base):
     terms: Mapped[dict[str, float]] = mapped_column(JSON)
     sources: Mapped[list[list[object]]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    signal_generation: Mapped[int | None] = mapped_column(Integer)  # the reader's, when it was built
 
 
 class ModelRow(Base):
@@ -283,6 +284,17 @@ class DueReaderRow(Base):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_owner: Mapped[str] = mapped_column(String(64), server_default="", index=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReaderSettingRow(Base):
+    """A reader's ``[[users]]`` settings as JSON (base.config_readers), synced from the config
+    in bulk: a worker reads those of the readers it claimed, not the config's every reader."""
+
+    __tablename__ = "reader_settings"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    webhook: Mapped[str] = mapped_column(String(64), server_default="", index=True)
+    settings: Mapped[str] = mapped_column(Text)
 
 
 class RunReaderRow(Base):

@@ -43,10 +43,11 @@ class AppContext:
         # Given by `recommender warm`: databases (with their models) that outlive this command.
         self.kept_databases = kept_databases
         self._readers_task: Any = None
+        self.readers = True  # False: the config's [[users]] are not read (a worker reads them from the database)
 
     @cached_property
     def config(self) -> Config:
-        return load_config(find_config_path(self.config_option), self.database_url)
+        return load_config(find_config_path(self.config_option), self.database_url, readers=self.readers)
 
     @cached_property
     def api(self) -> Recommender:

@@ -134,6 +134,7 @@ def worker(app: AppContext, concurrency: int, once: bool, poll_seconds: float, l
     import threading
     from datetime import timedelta
 
+    app.readers = False  # each shard's readers come from the database: memory flat in their number
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,0 +1,187 @@
+"""Per-reader state at scale (SQLite and PostgreSQL): readers' settings kept in the database,
+synced from the config in bulk and read by a worker per shard (its config parsed without the
+``[[users]]``); whose stars and clicks changed, counted by the database on both (a refit
+rebuilds only those readers' profiles, in chunks); models mapped from a file on PostgreSQL
+too; and a database of the previous schema upgraded with nothing lost."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from recommender import pipeline
+from recommender.app.schedules import ConfigSchedules
+from recommender.base.config import Config, load_config
+from recommender.base.domain import ReaderIds
+from recommender.pipeline import stored_models
+from recommender.pipeline.shards import ShardBuilder
+from recommender.store import Store
+from recommender.store.feedback import FeedbackLog
+from recommender.store.outbox import Outbox
+from recommender.store.reader_settings import ReaderSettings
+from recommender.store.schedule import ReaderSchedule
+
+from conftest import SEEDS, write_config
+
+READERS = """
+[[users]]
+email = "ada@example.org"
+interests = ["graph neural networks"]
+max_items = 3
+
+[[users.topics]]
+name = "theory"
+interests = ['''a multi-line
+[smtp]
+string''']
+
+[[users]]
+email = "bob@example.org"
+timezone = "Europe/London"
+
+[[users]]
+email = "cy@example.org"
+"""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def test_a_worker_parses_no_readers_and_reads_its_shards_readers_from_the_database(
+        tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture):
+    path = write_config(tmp_path, users=READERS, database_url=database_url, extra='[smtp]\nhost = "mail.example.org"\n')
+    config = load_config(path)
+    worker_config = load_config(path, readers=False)
+    assert worker_config.users == () and worker_config.readers_in_store
+    assert worker_config.smtp.host == config.smtp.host == "mail.example.org"  # a header in a string is none
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
+    ConfigSchedules(config).sync(store, _now())
+    ids = store.sync_users(u.email for u in config.users)
+    assert ReaderSettings(store).of(sorted(ids.values())) == {ids.of(u.email): u for u in config.users}
+    # The config changes (a reader's settings, a reader gone) and is synced again: so are the stored settings.
+    path.write_text(path.read_text().replace("max_items = 3", "max_items = 4").replace(
+        '[[users]]\nemail = "cy@example.org"\n', ""))
+    changed = load_config(path)
+    ConfigSchedules(changed).sync(store, _now())
+    stored = ReaderSettings(store).of(sorted(ids.values()))
+    assert stored == {ids.of(u.email): u for u in changed.users} and stored[ids.of("ada@example.org")].max_items == 4
+    ReaderSchedule(store).run_now(sorted(ids.values()), _now(), {})
+    caplog.set_level("INFO")
+    assert ShardBuilder(worker_config, store, _now, readers=10).build_one() == 2  # cy: no longer configured
+    assert "no readers' settings stored" not in caplog.text  # the config file was not read for the readers
+    assert ReaderSchedule(store).owed() == 0
+    assert sorted(i.user_id for i in Outbox(store).items()) == sorted([ids.of("ada@example.org"),
+                                                                      ids.of("bob@example.org")])
+    store.close()
+
+
+def _installed(tmp_path: Path, database_url: str) -> tuple[Config, Store, ReaderIds]:
+    """The three readers' config, its database with one batch of papers, and their ids."""
+    config = load_config(write_config(tmp_path, users=READERS, database_url=database_url))
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
+    return config, store, store.sync_users(u.email for u in config.users)
+
+
+def _profile_times(store: Store) -> dict[int, tuple[datetime, int | None]]:
+    with store.read() as conn:
+        rows = conn.execute(text("SELECT user_id, updated_at, signal_generation FROM profiles"))
+        return {uid: (at, generation) for uid, at, generation in rows}
+
+
+def test_a_refit_rebuilds_only_the_profiles_of_readers_whose_signals_changed(tmp_path: Path, database_url: str):
+    config, store, ids = _installed(tmp_path, database_url)
+    papers = [p.id for p in store.batch_papers(store.all_batch_ids())][:6]
+    store.star_many([(ids.of(u.email), papers[n]) for n, u in enumerate(config.users)], "import")  # one statement
+    models = pipeline.load_models(store, config)
+    pairs = sorted((ids.of(u.email), u) for u in config.users)
+    assert stored_models.rebuild_changed_profiles(store, models, pairs, config.ranking, _now(), chunk=2) == 3
+    first = _profile_times(store)
+    assert store.stale_profiles([uid for uid, _ in pairs]) == ([], {})
+    assert stored_models.rebuild_changed_profiles(store, models, pairs, config.ranking, _now(), chunk=2) == 0
+    ada, bob, cy = (ids.of(e) for e in ("ada@example.org", "bob@example.org", "cy@example.org"))
+    store.star(bob, [papers[4]])
+    FeedbackLog(store).record(cy, papers[5], "more", None, "token-1", "test", _now())
+    assert store.stale_profiles([uid for uid, _ in pairs])[0] == [bob, cy]
+    assert stored_models.rebuild_changed_profiles(store, models, pairs, config.ranking, _now(), chunk=2) == 2
+    second = _profile_times(store)
+    assert second[ada] == first[ada]
+    assert second[bob][0] > first[bob][0] and second[bob][1] > (first[bob][1] or 0)
+    assert second[cy][0] > first[cy][0]
+    store.unstar(ada, [papers[0]])
+    assert store.stale_profiles([uid for uid, _ in pairs])[0] == [ada]
+    store.close()
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_on_postgresql_an_ingest_refits_no_profile_of_an_unchanged_reader(tmp_path: Path, database_url: str):
+    config, store, ids = _installed(tmp_path, database_url)
+    store.star(ids.of("ada@example.org"), [p.id for p in store.batch_papers(store.all_batch_ids())][:2])
+    pipeline.refresh(store, config)
+    before = _profile_times(store)
+    assert len(before) == 3
+    pipeline.ingest_files(store, SEEDS[1:2], batch_date=date(2025, 3, 21))
+    pipeline.refresh(store, config)  # a new corpus: the models are fit again, the profiles stay
+    assert _profile_times(store) == before
+    store.close()
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_on_postgresql_models_are_mapped_from_a_file_of_this_host_and_kept_in_the_database(tmp_path: Path,
+                                                                                            database_url: str):
+    path = write_config(tmp_path, users=READERS, database_url=database_url)
+    config = load_config(path)
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
+    fitted = pipeline.load_models(store, config).text
+    files = list((tmp_path / "cache" / "recommender" / "models").glob("*/tfidf.model"))
+    assert len(files) == 1
+    with store.read() as conn:  # the row keeps the model: other hosts read it there
+        assert conn.execute(text("SELECT length(payload) FROM model_cache WHERE kind = 'tfidf'")).scalar_one() > 1000
+    store.close()
+
+    def loaded() -> object:
+        other = Store.open(config.database.url)
+        try:
+            return pipeline.load_models(other, config).text
+        finally:
+            other.close()
+
+    mapped = loaded()
+    assert mapped.paper_ids == fitted.paper_ids  # type: ignore[attr-defined]
+    files[0].unlink()  # gone (a new host): read from the row, and the file written again
+    assert loaded().paper_ids == fitted.paper_ids  # type: ignore[attr-defined]
+    assert files[0].exists()
+
+
+def test_a_database_of_the_previous_schema_keeps_its_profiles_and_counts_changes_after(database_url: str):
+    from recommender.store import migrate
+
+    store = Store.open(database_url)
+    migrate.upgrade(store.engine, target="0014")
+    with store.engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, email, created_at) VALUES (1, 'ada@example.org', '2025-06-01')"))
+        conn.execute(text("INSERT INTO papers (id, title_key, title, abstract, authors, url, published, created_at) "
+                          "VALUES ('p1', 'a', 'A', 'x', '[]', '', '', '2025-01-01')"))
+        conn.execute(text("INSERT INTO stars (user_id, paper_id, origin, created_at) "
+                          "VALUES (1, 'p1', 'cli', '2025-06-01')"))
+        conn.execute(text("INSERT INTO profiles (user_id, model_version, signal_version, terms, sources, updated_at) "
+                          "VALUES (1, 3, 'v', '{\"graph\": 0.5}', '[]', '2025-06-01')"))
+    assert store.upgrade_schema() == ("0014", migrate.HEAD_REVISION)
+    with store.read() as conn:
+        assert conn.execute(text("SELECT terms, signal_generation FROM profiles")).one() in (
+            ('{"graph": 0.5}', None), ({"graph": 0.5}, None))
+        assert conn.execute(text("SELECT count(*) FROM reader_settings")).scalar_one() == 0
+    assert store.stale_profiles([1]) == ([1], {1: store.signal_counts([1]).get(1, 0)})  # built before 0015: rebuilt
+    before = store.signal_counts([1]).get(1, 0)
+    store.unstar(1, ["p1"])
+    assert store.signal_counts([1])[1] == before + 1
+    store.close()
