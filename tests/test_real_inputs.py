@@ -206,8 +206,11 @@ def test_formats_are_detected_from_the_content():
     from recommender.sources import detect_library_format
 
     assert {name: detect_library_format((FIXTURES / "library" / name).read_bytes(), name) for name in (
-        "bibdesk.bib", "zotero-export.csv", "sciencedirect.ris", "mendeley-style.bib")} == {
-        "bibdesk.bib": "bibtex", "zotero-export.csv": "csv", "sciencedirect.ris": "ris", "mendeley-style.bib": "bibtex"}
+        "bibdesk.bib", "zotero-export.csv", "sciencedirect.ris", "mendeley-style.bib", "better-bibtex-philosophy.json",
+        "zotero-manual-tags-excerpt.csv", "mendeley-desktop-tags-excerpt.bib")} == {
+        "bibdesk.bib": "bibtex", "zotero-export.csv": "csv", "sciencedirect.ris": "ris", "mendeley-style.bib": "bibtex",
+        "better-bibtex-philosophy.json": "bbt-json", "zotero-manual-tags-excerpt.csv": "csv",
+        "mendeley-desktop-tags-excerpt.bib": "bibtex"}
     with pytest.raises(InputError, match="not a known library format"):
         detect_library_format(b"just some words\n", "notes.txt")
 

@@ -62,14 +62,17 @@ DIGEST_FORMATS: dict[str, str] = {
 # Kinds read from an API in pages: their modules conform to ``PagedFormat``.
 PAGED_FORMATS: frozenset[str] = frozenset({"biorxiv", "medrxiv"})
 
-# Reference-manager exports (stars to import). RIS and CSV first: a CSV cell may hold an "@".
+# Reference-manager exports (stars to import). RIS, CSV and JSON first: a cell or a field's
+# text may hold an "@".
 LIBRARY_FORMATS: dict[str, str] = {
     "ris": "ris",
+    "bbt-json": "bbt_json",
     "csv": "zotero_csv",
     "bibtex": "bibtex",
 }
 
 
 # `import-library --topics-from`: what of a library entry gives its topic (collections are
-# what BibTeX exports call groups).
+# what BibTeX exports call groups; Mendeley's tags and a Zotero CSV's manual tags stand in for
+# folders those exports do not carry).
 TOPICS_FROM = {"collections": "groups", "groups": "groups", "keywords": "keywords"}

@@ -231,14 +231,23 @@ def import_library(store: Store, email: str, paths: Sequence[Path], options: Lib
 def entry_topics(entries: Sequence[ParsedPaper], kind: str, configured: Sequence[str] = ()) -> list[str | None]:
     """One topic per entry from its ``kind`` ("groups" or "keywords"): a configured topic's name
     if the entry carries one (any case), else the name most entries of the library share, so a
-    paper filed in several places joins the largest; None for an entry that carries none."""
+    paper filed in several places joins the largest (between equals, the one it lists first);
+    None for an entry that carries none. Names differing only in case are one name (real
+    libraries hold "Zonemaps" and "zonemaps", "Deepfake detection" and "deepfake detection"),
+    spelt as most entries spell it."""
     known = {name.lower(): name for name in configured}
     labels = [getattr(entry, kind) for entry in entries]
-    counts = Counter(label for names in labels for label in names)
+    spellings = Counter(label for names in labels for label in names)
+    counts = Counter(folded for names in labels for folded in {n.lower() for n in names})
+    spelt: dict[str, str] = {}
+    for label, _ in spellings.most_common():  # most common first, then first seen
+        spelt.setdefault(label.lower(), label)
     chosen: list[str | None] = []
     for names in labels:
-        mine = next((known[n.lower()] for n in names if n.lower() in known), None)
-        chosen.append(mine or (min(names, key=lambda n: (-counts[n], names.index(n))) if names else None))
+        folded = list(dict.fromkeys(n.lower() for n in names))
+        mine = next((known[n] for n in folded if n in known), None)
+        best = min(folded, key=lambda n: (-counts[n], folded.index(n))) if folded else None
+        chosen.append(mine or (spelt[best] if best is not None else None))
     return chosen
 
 

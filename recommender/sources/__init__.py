@@ -74,7 +74,7 @@ def detect_library_format(data: bytes, name: str) -> str:
     for fmt in LIBRARY_FORMATS:
         if library_reader(fmt).looks_like(head):
             return fmt
-    raise InputError(name, "not a known library format (expected BibTeX, a Zotero CSV export or RIS)")
+    raise InputError(name, "not a known library format (expected BibTeX, a Zotero CSV export, RIS or Better BibTeX JSON)")
 
 
 def read_library(data: bytes, name: str, fmt: str = "auto") -> LibraryRead:

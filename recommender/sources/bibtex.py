@@ -14,6 +14,7 @@ from recommender.base.domain import ParsedPaper
 from recommender.base.errors import InputError
 from recommender.base.latex import readable
 from recommender.base.text import arxiv_id, doi, one_line
+from recommender.sources.jabref_groups import Group, group_tree, members, split_names
 from recommender.sources.library_read import LibraryRead
 from recommender.sources.lines import decoded_lines
 
@@ -45,6 +46,7 @@ def read(data: bytes, name: str) -> LibraryRead:
     finally:
         quiet.setLevel(previous)
     strings = {s.key.lower(): str(s.value) for s in library.strings}
+    tree = group_tree([str(getattr(c, "comment", "")) for c in library.comments])
     entries = list(library.entries)
     skipped: list[str] = []
     for block in library.failed_blocks:
@@ -55,7 +57,7 @@ def read(data: bytes, name: str) -> LibraryRead:
             skipped.append(f"{name}:{(block.start_line or 0) + 1}: {_reason(block)}")
     papers = []
     for entry in sorted(entries, key=lambda e: e.start_line or 0):
-        paper = _paper(entry, strings)
+        paper = _paper(entry, strings, tree)
         if paper is None:
             skipped.append(f"{name}:{(entry.start_line or 0) + 1}: entry {entry.key!r} has no title or abstract")
         else:
@@ -104,7 +106,7 @@ def _part(part: str, strings: dict[str, str]) -> str:
     return strings.get(part.lower(), MONTHS.get(part.lower(), part))
 
 
-def _paper(entry: object, strings: dict[str, str]) -> ParsedPaper | None:
+def _paper(entry: object, strings: dict[str, str], tree: list[Group]) -> ParsedPaper | None:
     fields = {str(k).lower(): _value(v, strings) for k, v in getattr(entry, "fields_dict").items()}  # noqa: B009
     title = one_line(readable(fields.get("title", "")))
     abstract = one_line(readable(fields.get("abstract", "")))
@@ -116,7 +118,11 @@ def _paper(entry: object, strings: dict[str, str]) -> ParsedPaper | None:
     for key in _ARXIV_FIELDS:
         arxiv = arxiv or arxiv_id(fields.get(key, ""))
     year = fields.get("year", "").strip() or fields.get("date", "").strip()[:4]
-    return ParsedPaper(groups=_listed(fields.get("groups", "")),
+    # Folders: the groups the entry names (JabRef, Better BibTeX), those the group tree puts it
+    # in, and Mendeley's tags (the reader's own labels; its folders are not exported).
+    named = split_names(fields.get("groups", ""), {g.name for g in tree})
+    folders = named + members(tree, str(getattr(entry, "key", "")), fields) + list(_listed(fields.get("mendeley-tags", "")))
+    return ParsedPaper(groups=tuple(dict.fromkeys(n for n in (one_line(readable(f)) for f in folders) if n)),
                        keywords=_listed(fields.get("keywords", "") + "," + fields.get("mendeley-tags", "")),
                        title=title, abstract=abstract, authors=bibtex_names(fields.get("author", "")),
                        url=fields.get("url", "").strip(), arxiv_id=arxiv, published=year,
@@ -125,5 +131,5 @@ def _paper(entry: object, strings: dict[str, str]) -> ParsedPaper | None:
 
 
 def _listed(value: str) -> tuple[str, ...]:
-    """A field's comma- or semicolon-separated names (JabRef groups, keywords, Mendeley tags)."""
+    """A field's comma- or semicolon-separated names (keywords, Mendeley tags)."""
     return tuple(dict.fromkeys(n for n in (one_line(readable(part)) for part in re.split(r"[,;]", value)) if n))

@@ -121,18 +121,19 @@ def stars_import(app: AppContext, file: str, skip_unknown: bool, offline: bool) 
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="FILE...")
 @click.option("--user", "email", metavar="EMAIL", help="Whose stars (default: the only user).")
 @click.option("--format", "fmt", type=click.Choice(("auto", *LIBRARY_FORMATS)), default="auto", show_default=True,
-              help="The files' format; auto detects BibTeX, Zotero CSV and RIS from the content.")
+              help="The files' format; auto detects BibTeX, Zotero CSV, RIS and Better BibTeX JSON from the content.")
 @click.option("--strict", is_flag=True, help="Refuse the files when any entry cannot be read.")
 @click.option("--offline", is_flag=True, help="Never ask the arXiv API for missing abstracts.")
 @click.option("--topic", metavar="NAME", help="Star the papers in this topic ([[users.topics]]).")
 @click.option("--topics-from", "topics_from", type=click.Choice(tuple(TOPICS_FROM)),
-              help="Each paper's topic from the library: its collections/groups (Better BibTeX and JabRef "
-                   "groups, Zotero CSV manual tags) or its keywords (BibTeX/RIS keywords, Mendeley and Zotero tags).")
+              help="Each paper's topic from the library: its collections/groups (Better BibTeX collections and "
+                   "JabRef groups, Mendeley tags, Zotero CSV manual tags) or its keywords (BibTeX/RIS keywords, "
+                   "Mendeley and Zotero tags).")
 @pass_app
 def import_library(app: AppContext, files: tuple[str, ...], email: str | None, fmt: str, strict: bool,
                    offline: bool, topic: str | None = None, topics_from: str | None = None) -> None:
     """Star the papers of your reference manager's export: BibTeX (Zotero, Better BibTeX,
-    JabRef, Mendeley, BibDesk, ...), a Zotero CSV export, or RIS. Papers are matched to stored
+    JabRef, Mendeley, BibDesk, ...), a Zotero CSV export, RIS, or Better BibTeX JSON. Papers are matched to stored
     ones by arXiv id, then title; the others are added (not as new digest entries). Entries
     with an arXiv id but no abstract get theirs from arXiv. An entry that cannot be read is
     skipped with its line and the reason. With --topics-from, each star takes one of the
