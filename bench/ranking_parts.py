@@ -1,0 +1,196 @@
+"""Per-reader mixes of the ranking's parts with everyone's stars, on CiteULike DEV readers,
+measured outside the ranking code (bench/RESULTS.md, issue #37).
+
+The install is built and fit through the product's path (`quality.build_store`,
+`pipeline.refresh`, the profiles as `recommend` builds them, `community = "auto"`, every DEV
+reader's stars); then each evaluated reader's three parts are scored against all new papers:
+the content cosine C (term profile), the reader factors F and the reader model M (unit
+weights). The default mix, C + collaborative_weight * (F + M * reader_model_weight /
+collaborative_weight), is exactly what ranking computes (the same figures as
+`quality.rank_ours`). Each other mix is scored on the first SAMPLE eligible readers and on
+the ones after them (a gain has to hold on both). Not part of `make bench`: a tuning tool.
+
+    python bench/ranking_parts.py [--dataset t] [--readers 750] [--gate]
+
+``--gate`` adds the per-reader validation gate: each reader's stars in FOLDS folds, each fold
+ranked among NEGATIVES other old papers by the parts refit without it (C and F from the
+other stars, M refit by `reader_model.weights`), and the mix with the best validation
+(mean AUC, or the share of held-out stars above the negatives' 95th percentile) chosen for
+that reader; F's validation either with the stars' learned factors (as ranking uses them;
+those factors saw the held-out star) or with their text-predicted ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from citeulike import Dataset, load, tie_keys  # noqa: E402
+from quality import SAMPLE, build_store, email  # noqa: E402
+
+from recommender import pipeline  # noqa: E402
+from recommender.base.config import RankingConfig  # noqa: E402
+from recommender.model import reader_model  # noqa: E402
+from recommender.pipeline import stored_models  # noqa: E402
+from recommender.pipeline.stored_models import Models  # noqa: E402
+
+FOLDS, NEGATIVES = 3, 500
+DISCOUNTS = 1 / np.log2(np.arange(2, 22))
+
+
+@dataclass
+class Parts:
+    content: np.ndarray  # readers x candidates
+    factors: np.ndarray
+    model: np.ndarray  # the reader models' unit weights' scores (before reader_model_weight)
+    relevant: np.ndarray  # readers x candidates, bool
+    keys: np.ndarray  # the protocol's tie keys
+    stars: np.ndarray  # each reader's old papers
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
+
+
+def metrics(scores: np.ndarray, relevant: np.ndarray, keys: np.ndarray) -> tuple[float, float]:
+    """Mean R@50 and nDCG@20 of each row's ranking (ties by the protocol's keys)."""
+    recall, ndcg = [], []
+    for row in range(scores.shape[0]):
+        hits = relevant[row, np.lexsort((keys, -scores[row]))[:50]].astype(float)
+        count = relevant[row].sum()
+        recall.append(hits.sum() / count)
+        ndcg.append((hits[:20] * DISCOUNTS).sum() / DISCOUNTS[:min(count, 20)].sum())
+    return float(np.mean(recall)), float(np.mean(ndcg))
+
+
+def fitted(data: Dataset, folder: Path, readers: list[str], ranking: RankingConfig) -> tuple[Models, sp.csr_matrix, Parts]:
+    everyone = {u: data.old_of(u) for u in data.libraries}
+    store, config, _ = build_store(data, folder, everyone, readers, ranking)
+    models = pipeline.refresh(store, config)
+    ids = store.sync_users(email(u) for u in readers)
+    pairs = [(ids.of(email(u)), config.user(email(u))) for u in readers]
+    profiles = stored_models.build_profiles(store, models, pairs, ranking, datetime.now(UTC), persist=False)
+    store.close()
+    assert models.collab is not None and models.space is not None and profiles.dense is not None
+    text, collab, space = models.text, models.collab, models.space
+    # every reader's pulls are their imported stars, weight 1
+    starred = [[text.index[p] for p in everyone[u] if p in text.index] for u in readers]
+    pulls = sp.csr_matrix((np.ones(sum(map(len, starred))), np.concatenate(starred),
+                           np.cumsum([0] + [len(s) for s in starred])), shape=(len(readers), text.matrix.shape[0]))
+    candidates = data.new_ids
+    k = collab.predicted.shape[1]
+    content = (profiles.matrix @ text.rows(candidates).T).toarray()
+    factors = profiles.dense[:, :k] @ collab.predicted[[collab.index[c] for c in candidates]].T
+    model = profiles.dense[:, k:] @ space.coordinates[[text.index[c] for c in candidates]].T
+    model /= ranking.reader_model_weight / ranking.collaborative_weight
+    position = {c: i for i, c in enumerate(candidates)}
+    relevant = np.zeros(content.shape, dtype=bool)
+    for row, user in enumerate(readers):
+        relevant[row, [position[p] for p in data.relevant(user)]] = True
+    keys = np.array([tie_keys(candidates)[c] for c in candidates])
+    return models, pulls, Parts(content, factors, model, relevant, keys, np.array([len(s) for s in starred]))
+
+
+def folds(models: Models, pulls: sp.csr_matrix, new: set[str]) -> list[list[tuple[int, np.ndarray]]]:
+    """Each reader's validation folds: (held-out stars, rows C / F learned / F predicted / M
+    of the held-out stars and then the negatives)."""
+    text, collab, space = models.text, models.collab, models.space
+    assert collab is not None and space is not None and space.basis is not None
+    old = np.array(sorted(i for p, i in text.index.items() if p not in new))
+    out = []
+    for reader in range(pulls.shape[0]):
+        rng = np.random.default_rng(reader)
+        papers = pulls.indices[pulls.indptr[reader]:pulls.indptr[reader + 1]]
+        negatives = np.setdiff1d(rng.choice(old, NEGATIVES + len(papers), replace=False), papers)[:NEGATIVES]
+        fold = rng.permutation(len(papers)) % FOLDS
+        per = []
+        for f in range(FOLDS):
+            kept, held = papers[fold != f], papers[fold == f]
+            rows = np.concatenate([held, negatives])
+            pull = sp.csr_matrix((np.ones(len(kept)), (np.zeros(len(kept), dtype=int), kept)), shape=(1, pulls.shape[1]))
+            weights, _ = reader_model.weights(space.coordinates, space.basis, pull)
+            per.append((len(held), np.stack([
+                text.matrix[rows] @ unit(np.asarray((pull @ text.matrix).todense()).ravel()),
+                collab.predicted[rows] @ unit(np.asarray(pull @ collab.combined).ravel()),
+                collab.predicted[rows] @ unit(np.asarray(pull @ collab.predicted).ravel()),
+                space.coordinates[rows] @ weights[0]])))
+        out.append(per)
+    return out
+
+
+def validation(per: list[tuple[int, np.ndarray]], mix: tuple[float, float, float], learned: bool, auc: bool) -> float:
+    total = 0.0
+    for held, parts in per:
+        scores = mix[0] * parts[0] + mix[1] * parts[1 if learned else 2] + mix[2] * parts[3]
+        positives, negatives = scores[:held], scores[held:]
+        total += float((positives[:, None] > negatives[None]).mean() if auc
+                       else (positives > np.quantile(negatives, 0.95)).mean())
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="t")
+    parser.add_argument("--readers", type=int, default=750, help="eligible DEV readers scored (the sample first)")
+    parser.add_argument("--gate", action="store_true", help="also the per-reader validation gate (slow)")
+    args = parser.parse_args()
+    data = load(args.dataset)
+    ranking = replace(RankingConfig(), community="auto")
+    readers = data.eligible[:args.readers]
+    with tempfile.TemporaryDirectory() as folder:
+        models, pulls, parts = fitted(data, Path(folder), readers, ranking)
+    c, f, m = parts.content, parts.factors, parts.model
+    wf, wm = ranking.collaborative_weight, ranking.reader_model_weight
+
+    def show(label: str, scores: np.ndarray) -> None:
+        first = metrics(scores[:SAMPLE], parts.relevant[:SAMPLE], parts.keys)
+        after = metrics(scores[SAMPLE:], parts.relevant[SAMPLE:], parts.keys)
+        print(f"{label:58s} sample {first[0]:.4f} / {first[1]:.4f}   next {len(readers) - SAMPLE}: "
+              f"{after[0]:.4f} / {after[1]:.4f}", flush=True)
+
+    def zscored(x: np.ndarray) -> np.ndarray:
+        return (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-9)
+
+    print(f"CiteULike-{args.dataset}, everyone's stars, R@50 / nDCG@20")
+    show(f"defaults: C + {wf} F + {wm} M", c + wf * f + wm * m)
+    for label, scores in (("C alone", c), ("F alone", f), ("M alone", m)):
+        show(label, scores)
+    for mix in ((1, 1, 1), (0.7, 1, 1), (1, 1, 1.5)):
+        show(f"each part z-scored per reader, weights {mix}", mix[0] * zscored(c) + mix[1] * zscored(f) + mix[2] * zscored(m))
+    few = (parts.stars < 15)[:, None]
+    show("fewer than 15 stars: C + 2.1 F + 3.0 M", np.where(few, c + 2.1 * f + 3.0 * m, c + wf * f + wm * m))
+    show("15-29 stars: 1.5 C + 0.7 F + 1.5 M", np.where(((parts.stars >= 15) & (parts.stars < 30))[:, None],
+                                                        1.5 * c + 0.7 * f + 1.5 * m, c + wf * f + wm * m))
+    assert models.collab is not None
+    learned, predicted = pulls @ models.collab.combined, pulls @ models.collab.predicted
+    candidates = models.collab.predicted[[models.collab.index[p] for p in data.new_ids]]
+    for alpha in (0.75, 0.5):
+        mixed = unit(alpha * learned + (1 - alpha) * predicted) @ candidates.T
+        show(f"reader factors from {alpha} learned + {1 - alpha:.2f} predicted", c + wf * mixed + wm * m)
+    if args.gate:
+        validated = folds(models, pulls, data.new)
+        sets = {"F : M": [(1, wf, wm), (1, wf / 2, wm), (1, 1.5 * wf, wm), (1, wf, wm / 2), (1, wf, 2 * wm)],
+                "C scale": [(1, wf, wm), (0.5, wf, wm), (2, wf, wm)]}
+        for name, mixes in sets.items():
+            for learned_f in (True, False):
+                for auc in (True, False):
+                    chosen = np.array([int(np.argmax([validation(per, mix, learned_f, auc) + (1e-9 if i == 0 else 0)
+                                                      for i, mix in enumerate(mixes)])) for per in validated])
+                    weights = np.array(mixes, dtype=float)[chosen]
+                    show(f"gate {name}, F {'learned' if learned_f else 'predicted'}, {'AUC' if auc else 'top 5%'} "
+                         f"{np.bincount(chosen, minlength=len(mixes)).tolist()}",
+                         weights[:, :1] * c + weights[:, 1:2] * f + weights[:, 2:] * m)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
