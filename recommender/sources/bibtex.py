@@ -57,7 +57,7 @@ def read(data: bytes, name: str) -> LibraryRead:
             skipped.append(f"{name}:{(block.start_line or 0) + 1}: {_reason(block)}")
     papers = []
     for entry in sorted(entries, key=lambda e: e.start_line or 0):
-        paper = _paper(entry, strings, tree)
+        paper = _paper(entry, strings, tree, {g.name for g in tree})
         if paper is None:
             skipped.append(f"{name}:{(entry.start_line or 0) + 1}: entry {entry.key!r} has no title or abstract")
         else:
@@ -106,7 +106,7 @@ def _part(part: str, strings: dict[str, str]) -> str:
     return strings.get(part.lower(), MONTHS.get(part.lower(), part))
 
 
-def _paper(entry: object, strings: dict[str, str], tree: list[Group]) -> ParsedPaper | None:
+def _paper(entry: object, strings: dict[str, str], tree: list[Group], declared: set[str]) -> ParsedPaper | None:
     fields = {str(k).lower(): _value(v, strings) for k, v in getattr(entry, "fields_dict").items()}  # noqa: B009
     title = one_line(readable(fields.get("title", "")))
     abstract = one_line(readable(fields.get("abstract", "")))
@@ -120,7 +120,7 @@ def _paper(entry: object, strings: dict[str, str], tree: list[Group]) -> ParsedP
     year = fields.get("year", "").strip() or fields.get("date", "").strip()[:4]
     # Folders: the groups the entry names (JabRef, Better BibTeX), those the group tree puts it
     # in, and Mendeley's tags (the reader's own labels; its folders are not exported).
-    named = split_names(fields.get("groups", ""), {g.name for g in tree})
+    named = split_names(fields.get("groups", ""), declared)
     folders = named + members(tree, str(getattr(entry, "key", "")), fields) + list(_listed(fields.get("mendeley-tags", "")))
     return ParsedPaper(groups=tuple(dict.fromkeys(n for n in (one_line(readable(f)) for f in folders) if n)),
                        keywords=_listed(fields.get("keywords", "") + "," + fields.get("mendeley-tags", "")),
