@@ -183,7 +183,7 @@ def test_a_delivery_run_checks_unsubscribes_and_dead_leases_once_not_per_claim(t
     ids = _pending(store, 30)
     Outbox(store).set_unsubscribed(ids[0], True)
     with statements(store) as seen:
-        outcomes = digests.deliver_pending(config, store, lambda: datetime.now(UTC), batch_size=4)
+        outcomes = digests.deliver_pending(digests.DigestWork(config, store, lambda: datetime.now(UTC)), claiming=digests.Claiming(batch_size=4))
     assert len(outcomes) == 29 and len(smtp_server.box.messages) == 29  # not the reader who unsubscribed
     claims = [sql for sql, _ in seen if "lease_until" in sql and "ORDER BY" in sql]
     assert len(claims) >= 8

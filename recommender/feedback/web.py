@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
-import functools
 import logging
 import os
 import urllib.parse
@@ -23,10 +22,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from recommender.base.config import DATABASE_URL_ENV, Config, find_config_path, load_config
-from recommender.base.domain import Explanation, Recommendation
 from recommender.base.link_signing import LinkSigner, TokenError, TokenExpired
 from recommender.digest import render as digest
 from recommender.digest.render import TEMPLATES
+from recommender.digest.stored import stored_picks
 from recommender.feedback.clicks import Click, FeedbackService, LinkGone, open_target
 from recommender.feedback.feed_page import ATOM_TYPE, FeedGone, FeedPages
 from recommender.feedback.limits import (
@@ -244,22 +243,18 @@ def _digest_html(config: Config, store: Store, signer: LinkSigner, click: Click,
     """A stored digest as a web page, with fresh signed links for each entry and what the
     reader already clicked on each paper."""
     link = click.link
-    entries = Outbox(store).entries(link.digest_id)
-    topics = Outbox(store).entry_topics(link.digest_id)
-    papers = {p.id: p for p in store.papers([e[1] for e in entries])}
+    entries = Outbox(store).stored_entries([link.digest_id]).get(link.digest_id, [])
+    papers = {p.id: p for p in store.papers([e.paper_id for e in entries])}
     email = next((r.email for r in store.user_rows() if r.id == link.user_id), "")
     user = next((u for u in config.users if u.email.lower() == email), None)
     if user is None:
         raise LinkGone("this subscriber is no longer configured")
-    picks = [Recommendation(user.email, papers[pid], score, position + 1,
-                            functools.partial(_stored_explanation, why), match=match,
-                            topic=topics.get(position, ""))
-             for position, pid, score, why, match in entries if pid in papers]
+    picks = stored_picks(user, entries, papers)
     # The page's links keep the digest's issue time: a view link near its expiry must not
     # hand out links that live another max_age_days.
     issued = int(link.issued_at.timestamp()) if link.issued_at is not None else None
     links = digest.Links(config.feedback.base_url, signer, link.user_id, link.digest_id, issued)
-    clicked = FeedbackLog(store).clicked(link.user_id, [entry[1] for entry in entries])
+    clicked = FeedbackLog(store).clicked(link.user_id, [entry.paper_id for entry in entries])
     return digest.render(digest.context(config, user, picks, links, now, web=True, clicked=clicked)).html
 
 
@@ -272,6 +267,3 @@ def app_from_environment() -> ASGIApp:
 def _stripped(payload: object) -> bytes:
     return payload.strip() if isinstance(payload, bytes) else b""
 
-
-def _stored_explanation(why: str) -> Explanation:
-    return Explanation(personalized=not why.startswith("Not personalized"), stored=why)
