@@ -43,6 +43,7 @@ QUEUED = (DigestStatus.PENDING, DigestStatus.SENT, DigestStatus.NO_EMAIL)
 # Which readers' digests a delivery takes: a few ids, or a subquery (store.run_readers) for many.
 Readers = Sequence[int] | Select[int]
 NEXT_DIGEST_ID = "next_digest_id"  # meta key: the first digest id not yet reserved (SQLite)
+PRUNED_BELOW = "pruned_below"  # meta key: the digests below this id are pruned (or still owed)
 DEFERRED_FOR_SMTP = "deferred_for_smtp"  # meta key: the SMTP settings the deferred digests failed with
 
 
@@ -278,21 +279,27 @@ class Outbox:
                            r.server_reply, r.created_at, r.sent_at, r.n or 0) for r in rows]
 
     def prune(self, before: datetime) -> int:
-        """Delete the messages of digests made before ``before`` that will not be sent again
-        (sent, superseded, unsubscribed) and their entries' reasons; the papers they held stay
-        (no paper goes out twice). Reads only what is not pruned yet: messages below the first
-        digest made since ``before`` (an index on the creation time). Returns how many."""
-        gone = ("sent", "superseded", "unsubscribed")
+        """Drop what digests made before ``before`` that will not be sent again (sent,
+        superseded, unsubscribed) no longer need: their stored messages (digests stored before
+        messages were rendered at send time) and their entries' reasons; the papers they held
+        stay (no paper goes out twice). Reads only what is not pruned yet: digests from the
+        first one not pruned (a mark in the meta table, never past a pending or failed digest) up to
+        the first made since ``before`` (an index on the creation time). Returns how many it went
+        through."""
+        gone = (DigestStatus.SENT, DigestStatus.SUPERSEDED, DigestStatus.UNSUBSCRIBED)
         with self.store.write() as conn:
             newest = conn.execute(select(DigestRow.id).where(DigestRow.created_at >= before)
                                   .order_by(DigestRow.created_at, DigestRow.id).limit(1)).scalar()
             limit = newest if newest is not None else self._next_rowid(conn)
-            done = select(DigestRow.id).where(DigestRow.id < limit, DigestRow.status.in_(gone))
-            pruned = list(conn.execute(select(DigestMessageRow.digest_id).where(
-                DigestMessageRow.digest_id < limit, DigestMessageRow.digest_id.in_(done))).scalars())
+            start = int(conn.execute(select(MetaRow.value).where(MetaRow.key == PRUNED_BELOW)).scalar() or 0)
+            rows = conn.execute(select(DigestRow.id, DigestRow.status).where(DigestRow.id >= start,
+                                                                             DigestRow.id < limit)).all()
+            pruned = [r.id for r in rows if r.status in gone]
             for chunk in chunks(pruned, 5000):
                 conn.execute(delete(DigestMessageRow).where(DigestMessageRow.digest_id.in_(chunk)))
                 conn.execute(update(DigestEntryRow).where(DigestEntryRow.digest_id.in_(chunk)).values(why=""))
+            owed = [r.id for r in rows if r.status in (DigestStatus.PENDING, DigestStatus.FAILED)]
+            _set_meta(conn, PRUNED_BELOW, str(min(owed, default=limit)))
         return len(pruned)
 
     def message(self, digest_id: int) -> bytes | None:
