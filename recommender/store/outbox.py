@@ -338,13 +338,6 @@ class Outbox:
                                 .where(DigestEntryRow.digest_id == digest_id).order_by(DigestEntryRow.position))
             return [(r.position, r.paper_id, r.score, r.why, r.match) for r in rows]
 
-    def entry_topics(self, digest_id: int) -> dict[int, str]:
-        """position -> topic of a digest's entries shown under a topic's heading."""
-        with self.store.read() as conn:
-            rows = conn.execute(select(DigestEntryRow.position, DigestEntryRow.topic)
-                                .where(DigestEntryRow.digest_id == digest_id, DigestEntryRow.topic.is_not(None)))
-            return {r.position: r.topic for r in rows}
-
     def unsubscribed(self) -> set[int]:
         with self.store.read() as conn:
             return set(conn.execute(select(UserRow.id).where(UserRow.unsubscribed_at.is_not(None))).scalars())
