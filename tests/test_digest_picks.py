@@ -5,6 +5,7 @@ out after the upgrade to 0015."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from email import message_from_bytes, policy
 from pathlib import Path
 
 from sqlalchemy import func, select, text
@@ -47,6 +48,8 @@ def test_a_queued_digest_stores_no_message_and_renders_the_same_bytes_at_every_a
                      for email, item in items.items()}
     assert f"Message-ID: {items['ada@example.org'].message_id}\r\n".encode() in first["ada@example.org"]
     assert b"Date: Fri, 21 Mar 2025 07:30:00 +0000\r\n" in first["ada@example.org"]
+    for email, item in items.items():  # the subject listed in the outbox is the one rendered
+        assert message_from_bytes(first[email], policy=policy.default)["Subject"] == item.subject
     # A sender that died holding the digests (its lease long over): the next delivery sends the same bytes.
     claimed = Outbox(store).claim("gone:1:dead", timedelta(seconds=1), now=NOW)
     assert {c.id for c in claimed} == {i.id for i in items.values()} and all(c.message is None for c in claimed)
