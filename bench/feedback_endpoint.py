@@ -98,7 +98,7 @@ def main() -> int:
         store = Store.open(config.database.url)
         from recommender.pipeline import digests
 
-        digests.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
+        digests.queue_digests(digests.DigestWork(config, store, lambda: datetime.now(UTC)), config.users)
         signer = LinkSigner(SECRET)
         links = [f"/feedback/more/{signer.sign(LinkToken('more', item.user_id, item.id, position))}"
                  for item in Outbox(store).items() for position in range(CLICKS_PER_DIGEST)]

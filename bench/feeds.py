@@ -92,7 +92,7 @@ def main() -> int:
         from recommender.pipeline import channels, digests
 
         clock = lambda: datetime.now(UTC)  # noqa: E731
-        digests.queue_digests(config, store, config.users, clock)
+        digests.queue_digests(digests.DigestWork(config, store, clock), config.users)
         signer = digests.signer_for(config, clock)
         paths = [channels.feed_url(config, store, signer, u).removeprefix(f"http://127.0.0.1:{port}")
                  for u in config.users]

@@ -270,6 +270,15 @@ def database_bytes(url: str) -> int:
         return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
 
 
+def table_bytes(url: str) -> dict[str, int]:
+    """Each table's size with its indexes and TOAST."""
+    import psycopg
+
+    with psycopg.connect(_dsn(url)) as conn:
+        return dict(conn.execute("SELECT relname, pg_total_relation_size(oid) FROM pg_class WHERE relkind = 'r' "
+                                 "AND relnamespace = 'public'::regnamespace").fetchall())
+
+
 def measure(readers: int, port: int, sink: Sink, today: bool) -> dict[str, float]:
     figures: dict[str, float] = {"readers": readers}
     with tempfile.TemporaryDirectory() as name:
@@ -284,7 +293,7 @@ def measure(readers: int, port: int, sink: Sink, today: bool) -> dict[str, float
         for workers in WORKER_COUNTS:
             if workers != WORKER_COUNTS[0]:
                 reset_day(url, ids)
-            size_before = database_bytes(url)
+            size_before, tables_before = database_bytes(url), table_bytes(url)
             build = [[sys.executable, str(Path(__file__).resolve()), "build-worker", str(config_path), "1000"]]
             with BackendCpu(url) as pg_build:
                 wall, cpu, peak = processes(build * workers, folder)
@@ -303,12 +312,22 @@ def measure(readers: int, port: int, sink: Sink, today: bool) -> dict[str, float
             figures[f"send_peak_{workers}"] = speak
             if workers == WORKER_COUNTS[0]:
                 figures["bytes_per_reader_day"] = (database_bytes(url) - size_before) / readers
+                grown = {name: size - tables_before.get(name, 0) for name, size in table_bytes(url).items()}
+                print("    growth per reader by table: " + ", ".join(
+                    f"{name} {size / readers / 1024:.2f} KB" for name, size in
+                    sorted(grown.items(), key=lambda item: -item[1]) if size > 0), flush=True)
+                # Profiles are per-reader state (built once here: the stars were inserted directly;
+                # rewritten in place at a refit), not a day's digests.
+                figures["digest_bytes_per_reader_day"] = sum(
+                    size for name, size in grown.items() if name != "profiles" and size > 0) / readers
             print(f"    {workers} worker(s): rank+render {figures[f'build_rate_{workers}']:6.0f} digests/s per worker, "
                   f"CPU {figures[f'build_cpu_{workers}'] * 1000:5.1f} ms + PostgreSQL "
                   f"{figures[f'build_pg_{workers}'] * 1000:4.1f} ms a digest, peak {peak:5.0f} MB; "
                   f"send {figures[f'send_rate_{workers}']:6.0f}/s per worker, CPU {figures[f'send_cpu_{workers}'] * 1000:5.1f} ms"
                   f" + PostgreSQL {figures[f'send_pg_{workers}'] * 1000:4.1f} ms, peak {speak:5.0f} MB", flush=True)
-        print(f"    database growth {figures['bytes_per_reader_day'] / 1024:.1f} KB per reader for the day", flush=True)
+        print(f"    database growth {figures['bytes_per_reader_day'] / 1024:.1f} KB per reader for the day; "
+              f"without the profiles (per-reader state, written once) {figures['digest_bytes_per_reader_day'] / 1024:.1f}"
+              " KB", flush=True)
         figures.update(refit(config_path, folder, url, ids, before=today))
         print(f"    refit (`ingest` of {REFIT_PAPERS} papers after {REFIT_CHANGED:.0%} of the readers starred one): "
               f"{figures['refit_wall']:.1f} s, CPU {figures['refit_cpu']:.1f} s + PostgreSQL {figures['refit_pg']:.1f} s, "

@@ -160,7 +160,7 @@ def test_permanent_550_is_marked_failed_reported_and_not_retried(tmp_path: Path,
 
 def test_pending_digest_from_a_crashed_run_is_sent_first_with_its_message_id(tmp_path: Path, smtp_server: SmtpServer):
     config, store = _setup(tmp_path, smtp_server.port, users='[[users]]\nemail = "ada@example.org"\n')
-    queued = digests.queue_digests(config, store, config.users, _clock)  # rendered and stored, never sent
+    queued = digests.queue_digests(digests.DigestWork(config, store, _clock), config.users)  # rendered and stored, never sent
     assert queued["ada@example.org"].status == "queued"
     stored = Outbox(store).items()[0]
     assert stored.status == "pending"
@@ -418,7 +418,7 @@ def test_when_the_second_renderer_dies_its_users_still_get_one_digest_each(tmp_p
 
     monkeypatch.setattr(digests, "_queue_chunk", dies_after_its_first_chunk)
     assert parallel.can_fork(), f"threads left running by earlier tests: {__import__('threading').enumerate()}"
-    results = digests.queue_digests(config, store, config.users, _clock, chunk=10, parallel_parts=True)
+    results = digests.queue_digests(digests.DigestWork(config, store, _clock), config.users, chunk=10, parallel_parts=True)
     assert sorted(i.email for i in Outbox(store).items()) == sorted(u.email for u in config.users)  # one each
     statuses = [results[u.email].status for u in config.users]
     assert statuses[:30] == ["queued"] * 30  # this process's half
@@ -429,21 +429,21 @@ def test_when_the_second_renderer_dies_its_users_still_get_one_digest_each(tmp_p
 
 def test_the_delivery_child_reports_what_it_sent(tmp_path: Path, smtp_server: SmtpServer, database_url: str):
     config, store = _setup(tmp_path, smtp_server.port, database_url, users=_many_users(20))
-    digests.queue_digests(config, store, config.users, _clock)
+    digests.queue_digests(digests.DigestWork(config, store, _clock), config.users)
     ids = list(store.sync_users(u.email for u in config.users).values())
     pending = {i.id for i in Outbox(store).items("pending")}
-    child = digests.DeliveryProcess(config, store, _clock, ids)
+    child = digests.DeliveryProcess(digests.DigestWork(config, store, _clock), ids)
     child.everything_queued()
     outcomes = child.finish()
     assert sorted(o.digest_id for o in outcomes) == sorted(pending) and {o.status for o in outcomes} == {"sent"}
     assert len(smtp_server.box.messages) == 20
-    assert digests.deliver_pending(config, store, _clock, ids) == []  # nothing left for the parent
+    assert digests.deliver_pending(digests.DigestWork(config, store, _clock), ids) == []  # nothing left for the parent
 
 
 def test_connections_stay_open_from_one_claimed_batch_to_the_next(tmp_path: Path, smtp_server: SmtpServer):
     config, store = _setup(tmp_path, smtp_server.port, users=_many_users(20), max_connections=2)
-    digests.queue_digests(config, store, config.users, _clock)
-    outcomes = digests.deliver_pending(config, store, _clock, batch_size=3)  # seven claims
+    digests.queue_digests(digests.DigestWork(config, store, _clock), config.users)
+    outcomes = digests.deliver_pending(digests.DigestWork(config, store, _clock), claiming=digests.Claiming(batch_size=3))  # seven claims
     assert len(outcomes) == 20 and {o.status for o in outcomes} == {"sent"}
     assert sorted(str(m["To"]) for m in smtp_server.box.messages) == [f"u{i:03d}@example.org" for i in range(20)]
     assert len(set(smtp_server.box.peers)) == 2  # two connections carried all seven batches
@@ -452,12 +452,12 @@ def test_connections_stay_open_from_one_claimed_batch_to_the_next(tmp_path: Path
 def test_a_delivery_child_polls_until_everything_is_queued(tmp_path: Path, smtp_server: SmtpServer):
     config, store = _setup(tmp_path, smtp_server.port, users=_many_users(12), max_connections=2)
     ids = list(store.sync_users(u.email for u in config.users).values())
-    child = digests.DeliveryProcess(config, store, _clock, ids)
-    digests.queue_digests(config, store, config.users[:5], _clock)  # queued while the child polls
+    child = digests.DeliveryProcess(digests.DigestWork(config, store, _clock), ids)
+    digests.queue_digests(digests.DigestWork(config, store, _clock), config.users[:5])  # queued while the child polls
     deadline = time.monotonic() + 30
     while len(smtp_server.box.messages) < 5 and time.monotonic() < deadline:
         time.sleep(0.01)
-    digests.queue_digests(config, store, config.users[5:], _clock)
+    digests.queue_digests(digests.DigestWork(config, store, _clock), config.users[5:])
     child.everything_queued()
     outcomes = child.finish()
     assert len(outcomes) == 12 and {o.status for o in outcomes} == {"sent"}
@@ -471,16 +471,16 @@ def test_a_delivery_child_killed_midway_leaves_the_rest_to_the_parent(tmp_path: 
 
     config, store = _setup(tmp_path, smtp_server.port, users=_many_users(30), max_connections=2)
     smtp_server.box.data_seconds = 0.05
-    digests.queue_digests(config, store, config.users, _clock)
+    digests.queue_digests(digests.DigestWork(config, store, _clock), config.users)
     ids = list(store.sync_users(u.email for u in config.users).values())
-    child = digests.DeliveryProcess(config, store, _clock, ids)
+    child = digests.DeliveryProcess(digests.DigestWork(config, store, _clock), ids)
     child.everything_queued()
     deadline = time.monotonic() + 30
     while len(smtp_server.box.messages) < 5 and time.monotonic() < deadline:
         time.sleep(0.01)
     os.kill(child._process.pid, signal.SIGKILL)
     assert child.finish() == []  # it died without reporting
-    rest = digests.deliver_pending(config, store, _clock, ids)
+    rest = digests.deliver_pending(digests.DigestWork(config, store, _clock), ids)
     assert rest and {o.status for o in rest} == {"sent"}
     by_recipient: dict[str, set[str]] = {}
     copies: dict[str, int] = {}

@@ -53,7 +53,8 @@ class World:
     def links(self, email: str) -> dict[str, list[str]]:
         """The links of the user's newest stored digest, by kind, in entry order."""
         item = [i for i in Outbox(self.store).items() if i.email == email][-1]
-        message = message_from_bytes(Outbox(self.store).message(item.id), policy=policy.default)
+        message = message_from_bytes(digests.message_of(digests.DigestWork(self.config, self.store), item.id),
+                                     policy=policy.default)
         text = message.get_body(("plain",)).get_content()
         found: dict[str, list[str]] = {}
         for kind, token in re.findall(r"http://127\.0\.0\.1:8080/(feedback/more|feedback/less|open|unsubscribe|digest)/([\w.-]+)", text):
@@ -73,7 +74,7 @@ def _world(tmp_path: Path, database_url: str | None = None, extra: str = "") -> 
     tarot = store.search_papers("TAROT")[0]
     store.star(store.user_id("ada@example.org"), [tarot.id])
     clock = Clock(datetime(2025, 3, 21, 7, 30, tzinfo=UTC))
-    digests.queue_digests(config, store, config.users, clock)
+    digests.queue_digests(digests.DigestWork(config, store, clock), config.users)
     client = TestClient(web_app(config, store, clock), base_url="http://127.0.0.1:8080")
     client.__enter__()  # runs the app's lifespan: its shutdown stops the click writer thread
     _open_clients.append(client)
@@ -205,8 +206,7 @@ def test_unsubscribe_page_and_one_click_post_stop_the_next_digest(world: World, 
                                  headers={"content-type": "application/x-www-form-urlencoded"})
     assert response.status_code == 200 and "unsubscribed" in response.text
     pipeline.ingest_files(world.store, SEEDS[2:3], batch_date=date(2025, 3, 21))
-    results = {r.email: r.status for r in digests.queue_digests(world.config, world.store, world.config.users,
-                                                                      world.clock).values()}
+    results = {r.email: r.status for r in digests.queue_digests(digests.DigestWork(world.config, world.store, world.clock), world.config.users).values()}
     assert results["bob@example.org"] == "unsubscribed" and results["ada@example.org"] == "queued"
     assert world.client.post(link, content=b"x" * 5000).status_code == 413
 

@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 
 from recommender import pipeline
-from recommender.base.config import load_config
+from recommender.base.config import Config, load_config
 from recommender.pipeline import digests
 from recommender.pipeline.web_site import web_app
 from recommender.store import Store
@@ -49,8 +49,8 @@ class LiveServer:
         self.thread.join(timeout=10)
 
 
-def _links(store: Store, digest_id: int, kind: str) -> list[str]:
-    message = message_from_bytes(Outbox(store).message(digest_id), policy=policy.default)
+def _links(config: Config, store: Store, digest_id: int, kind: str) -> list[str]:
+    message = message_from_bytes(digests.message_of(digests.DigestWork(config, store), digest_id), policy=policy.default)
     text = message.get_body(("plain",)).get_content()
     return [f"/{kind}/{token}" for token in re.findall(rf"http://127\.0\.0\.1:\d+/{kind}/([\w.-]+)", text)]
 
@@ -73,7 +73,7 @@ def test_concurrent_clicks_while_digests_are_sent_lose_nothing(live):
     config, store, smtp_server, server = live
     first, second = config.users[:20], config.users[20:]
     assert all(r.status == "sent" for r in digests.run(config, store, first, lambda: datetime.now(UTC)))
-    links = [link for item in Outbox(store).items() for link in _links(store, item.id, "feedback/more")[:3]]
+    links = [link for item in Outbox(store).items() for link in _links(config, store, item.id, "feedback/more")[:3]]
     assert len(links) == 60
     errors: list[str] = []
     sender_results: list[object] = []
@@ -107,7 +107,7 @@ def test_browser_clicks_more_like_this_on_the_web_view(live, tmp_path: Path):
 
     config, store, _, server = live
     digests.run(config, store, config.users[:1], lambda: datetime.now(UTC))
-    view = _links(store, 1, "digest")[0]
+    view = _links(config, store, 1, "digest")[0]
     driver = browser.start(tmp_path / "profile")
     try:
         driver.get(server.url + view)

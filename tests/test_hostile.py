@@ -71,8 +71,8 @@ def test_digest_escapes_markup_and_cannot_inject_headers(hostile, smtp_server):
 def test_web_pages_escape_titles(hostile):
     path, store = hostile
     config = load_config(path)
-    digests.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
-    raw = Outbox(store).message(Outbox(store).items()[0].id)
+    digests.queue_digests(digests.DigestWork(config, store, lambda: datetime.now(UTC)), config.users)
+    raw = digests.message_of(digests.DigestWork(config, store), Outbox(store).items()[0].id)
     text = message_from_bytes(raw, policy=policy.default).get_body(("plain",)).get_content()
     import re
 

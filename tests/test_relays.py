@@ -17,7 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from recommender import pipeline
-from recommender.base.config import load_config
+from recommender.base.config import Config, load_config
 from recommender.base.errors import DeliveryError
 from recommender.delivery.smtp import DeliveryAborted
 from recommender.pipeline import digests
@@ -76,7 +76,7 @@ def test_without_8bitmime_only_the_parts_are_re_encoded_and_list_unsubscribe_sta
             assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in head + b"\r\n"
             message_id = email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"]
             item = next(i for i in Outbox(store).items() if i.message_id == message_id)
-            original = Outbox(store).message(item.id)
+            original = digests.message_of(digests.DigestWork(config, store), item.id)
             assert head == _header_block(original)  # the header block byte for byte as built
             sent, built = (email.message_from_bytes(m, policy=email.policy.default) for m in (raw, original))
             for kind in ("plain", "html"):
@@ -167,9 +167,10 @@ def test_a_connection_dropped_mid_data_is_retried_with_the_same_message_id(tmp_p
         server.stop()
 
 
-def _unsubscribe_link(store: Store, user: str) -> str:
+def _unsubscribe_link(config: Config, store: Store, user: str) -> str:
     item = [i for i in Outbox(store).items() if i.email == user][-1]
-    message = email.message_from_bytes(Outbox(store).message(item.id), policy=email.policy.default)
+    message = email.message_from_bytes(digests.message_of(digests.DigestWork(config, store), item.id),
+                                      policy=email.policy.default)
     return re.search(r"<(http://127\.0\.0\.1:8080/unsubscribe/[^>]+)>", str(message["List-Unsubscribe"])).group(1)
 
 
@@ -179,7 +180,7 @@ def test_unsubscribing_while_a_digest_waits_for_a_retry_stops_it(tmp_path: Path,
     try:
         path, config, store = _setup(tmp_path, server.port, max_attempts=1)
         digests.run(config, store, config.users, _now)
-        link = _unsubscribe_link(store, "bob@example.org")
+        link = _unsubscribe_link(config, store, "bob@example.org")
         with TestClient(web_app(config, store), base_url="http://127.0.0.1:8080") as client:
             # RFC 8058: what a provider sends, as multipart/form-data.
             response = client.post(link, files={"List-Unsubscribe": (None, "One-Click")})
@@ -201,8 +202,8 @@ def test_one_click_unsubscribe_in_every_form_a_provider_posts(tmp_path: Path, fo
     server = SmtpServer().start()
     try:
         _, config, store = _setup(tmp_path, server.port)
-        digests.queue_digests(config, store, config.users, _now)
-        link = _unsubscribe_link(store, "ada@example.org")
+        digests.queue_digests(digests.DigestWork(config, store, _now), config.users)
+        link = _unsubscribe_link(config, store, "ada@example.org")
         with TestClient(web_app(config, store), base_url="http://127.0.0.1:8080") as client:
             assert client.post(link, files={"Other": (None, "One-Click")}).status_code == 400
             if form == "multipart":

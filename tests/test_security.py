@@ -23,7 +23,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from recommender import pipeline
-from recommender.base.config import load_config
+from recommender.base.config import Config, load_config
 from recommender.base.link_signing import LinkSigner
 from recommender.feedback.clicks import FeedbackService
 from recommender.feedback.limits import RateLimiter
@@ -81,7 +81,7 @@ def _serve(tmp_path: Path, feedback: str) -> Iterator[tuple[str, Store, Path]]:
     store = Store.open(config.database.url)
     store.upgrade_schema()
     pipeline.ingest_files(store, SEEDS[:2], batch_date=date(2025, 3, 20))
-    digests.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
+    digests.queue_digests(digests.DigestWork(config, store, lambda: datetime.now(UTC)), config.users)
     process = subprocess.Popen(recommender_command("--config", str(path), "serve", "--port", str(port)), cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
@@ -172,7 +172,7 @@ def test_connections_beyond_the_cap_are_refused_and_the_server_recovers(tmp_path
 
 def test_a_server_error_page_carries_the_security_headers(world):
     config, store, issued = world
-    view = _digest_links(store, "ada@example.org")["digest"][0]
+    view = _digest_links(config, store, "ada@example.org")["digest"][0]
     with store.write() as conn:
         conn.exec_driver_sql("DROP TABLE digest_entries")
     with TestClient(web_app(config, store, lambda: issued + timedelta(hours=1)), base_url="http://127.0.0.1:8080",
@@ -208,9 +208,9 @@ def test_the_rate_limiter_costs_the_same_at_any_number_of_clients():
     assert limiter.allow("client-4999") and not limiter.allow("client-4999")
 
 
-def _digest_links(store: Store, email: str) -> dict[str, list[str]]:
+def _digest_links(config: Config, store: Store, email: str) -> dict[str, list[str]]:
     item = [i for i in Outbox(store).items() if i.email == email][-1]
-    message = message_from_bytes(Outbox(store).message(item.id), policy=policy.default)
+    message = message_from_bytes(digests.message_of(digests.DigestWork(config, store), item.id), policy=policy.default)
     text = message.get_body(("plain",)).get_content()
     found: dict[str, list[str]] = {}
     for kind, token in re.findall(r"http://127\.0\.0\.1:8080/(feedback/more|feedback/less|open|digest)/([\w.-]+)", text):
@@ -225,7 +225,7 @@ def world(tmp_path: Path):
     store.upgrade_schema()
     pipeline.ingest_files(store, SEEDS[:2], batch_date=date(2025, 3, 20))
     issued = datetime(2025, 3, 21, 7, 30, tzinfo=UTC)
-    digests.queue_digests(config, store, config.users, lambda: issued)
+    digests.queue_digests(digests.DigestWork(config, store, lambda: issued), config.users)
     yield config, store, issued
     store.close()
 
@@ -236,13 +236,13 @@ def test_a_scanner_sweeping_from_many_addresses_records_nothing_and_a_quick_read
     service = FeedbackService(config, store, lambda: now[0])
     try:
         # ada opens six papers in new tabs within ten seconds, then asks for more of one.
-        ada = _digest_links(store, "ada@example.org")
+        ada = _digest_links(config, store, "ada@example.org")
         for i, token in enumerate(ada["open"][:6]):
             now[0] += timedelta(seconds=1.5)
             assert asyncio.run(service.click_async(token, "open", f"203.0.113.{i % 2}")).recorded
         assert asyncio.run(service.click_async(ada["feedback/more"][0], "more", "203.0.113.1")).recorded
         # A mail-security scanner fetches every link of bob's digest, one address per link.
-        bob = _digest_links(store, "bob@example.org")
+        bob = _digest_links(config, store, "bob@example.org")
         sweep = [(t, "more") for t in bob["feedback/more"]] + [(t, "less") for t in bob["feedback/less"]] \
             + [(t, "open") for t in bob["open"]]
         sweep.sort(key=lambda link: bob["feedback/more" if link[1] == "more" else
@@ -261,7 +261,7 @@ def test_a_scanner_sweeping_from_many_addresses_records_nothing_and_a_quick_read
 def test_the_web_view_keeps_the_digests_issue_time_on_its_links(world):
     config, store, issued = world
     late = issued + timedelta(days=config.feedback.max_age_days - 1)
-    view = _digest_links(store, "ada@example.org")["digest"][0]
+    view = _digest_links(config, store, "ada@example.org")["digest"][0]
     with TestClient(web_app(config, store, lambda: late), base_url="http://127.0.0.1:8080") as client:
         page = client.get(f"/digest/{view}")
     assert page.status_code == 200

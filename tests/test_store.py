@@ -140,7 +140,7 @@ def test_stored_digest_messages_move_to_their_own_table_and_back(database_url: s
         assert conn.execute(text("SELECT why FROM digest_entries WHERE digest_id = 7")).scalar_one() == "because"
     assert Outbox(store).message(7) == message
     claimed = Outbox(store).claim("me", timedelta(minutes=5))
-    assert [(digest_id, email, body) for digest_id, email, body, _ in claimed] == [(7, "a@example.org", message)]
+    assert [(c.id, c.email, c.message) for c in claimed] == [(7, "a@example.org", message)]
     with as_file(migrations_dir()) as location, store.engine.begin() as conn:
         config = migrate._alembic_config(str(location))
         config.attributes["connection"] = conn

@@ -35,7 +35,7 @@ def _queue(tmp_path: Path, database_url: str, port: int, users: int) -> Path:
     store = Store.open(config.database.url)
     store.upgrade_schema()
     pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
-    queued = digests.queue_digests(config, store, config.users, lambda: datetime.now(UTC))
+    queued = digests.queue_digests(digests.DigestWork(config, store, lambda: datetime.now(UTC)), config.users)
     assert [r.status for r in queued.values()] == ["queued"] * users
     store.close()
     return path

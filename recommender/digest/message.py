@@ -5,6 +5,7 @@ the DKIM signature."""
 from __future__ import annotations
 
 import binascii
+import hashlib
 import secrets
 from datetime import datetime
 from email import message_from_bytes
@@ -41,7 +42,9 @@ def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, 
     if not (sender_address.isascii() and user.email.isascii()):
         return _build_with_email_package(smtp, user, rendered, message_id, unsubscribe_url, unsubscribe_mailto, now)
     targets = _unsubscribe_targets(unsubscribe_url, unsubscribe_mailto)
-    boundary = f"=_{secrets.token_hex(16)}"  # quoted-printable never has "=_" (= takes two hex digits)
+    # From the Message-ID (itself unique), so a message rendered again is the same bytes;
+    # quoted-printable never has "=_" (= takes two hex digits).
+    boundary = _boundary(message_id)
     headers = [
         f"From: {_address(one_line(sender_name), sender_address or smtp.sender)}",
         f"To: {_address(one_line(user.name), user.email)}",
@@ -66,6 +69,10 @@ def build_message(smtp: SmtpConfig, user: UserConfig, rendered: RenderedDigest, 
         html, b"\r\n",
         f"--{boundary}--\r\n".encode(),
     ])
+
+
+def _boundary(message_id: str) -> str:
+    return f"=_{hashlib.sha256(message_id.encode()).hexdigest()[:32]}"
 
 
 def ascii_html(html: str) -> str:
@@ -186,6 +193,7 @@ def _build_with_email_package(smtp: SmtpConfig, user: UserConfig, rendered: Rend
     html = _mail_html(rendered.html)
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_encoded_body(_crlf_lines(rendered.text))[0])
     message.add_alternative(html, subtype="html", charset="utf-8", cte=_encoded_body(_crlf_lines(html))[0])
+    message.set_boundary(_boundary(message_id))
     return message.as_bytes()
 
 

@@ -96,6 +96,12 @@ def subject_line(count: int, when: datetime, personalized: bool) -> str:
     return f"{what} — {when.day} {when:%b}"
 
 
+def digest_subject(user: UserConfig, picks: list[Recommendation], now: datetime) -> str:
+    """The subject of a digest of these picks dated ``now`` (the reader's day)."""
+    personalized = any(r.explanation.personalized for r in picks)
+    return subject_line(len(picks), now.astimezone(ZoneInfo(user.timezone)), personalized)
+
+
 def schedule_label(user: UserConfig) -> str:
     when = f"{user.send_at:%H:%M} {user.timezone}"
     return f"daily at {when}" if user.frequency == "daily" else f"weekly on {user.weekday.title()} at {when}"
@@ -235,7 +241,7 @@ def context(config: Config, user: UserConfig, picks: list[Recommendation], links
             less_url=links.less(position),
             clicked=", ".join(label for action, label in CLICK_LABELS.items() if action in actions),
         ))
-    subject = subject_line(len(picks), local, personalized)
+    subject = digest_subject(user, picks, now)
     return {
         "subject": subject,
         "heading": f"Papers for {one_line(user.name) or user.email}",

@@ -81,7 +81,7 @@ class InstallMethods:
         from recommender.pipeline import channels, digests
 
         requeued = Outbox(self.store).requeue_failed() + ChannelPosts(self.store).requeue_failed()
-        outcomes = digests.deliver_pending(self.config, self.store, self.clock)
+        outcomes = digests.deliver_pending(digests.DigestWork(self.config, self.store, self.clock))
         return Retried(requeued, outcomes, channels.deliver_posts(self.config, self.store, self.clock))
 
     def feedback(self, email: str | None = None) -> list[FeedbackEvent]:

@@ -1,5 +1,6 @@
-"""One digest run: for each user choose the new entries, render them, store the message in
-the outbox (pending) before any network call, then deliver everything pending.
+"""One digest run: for each user choose the new entries and store the digest (its entries,
+Message-ID and date) in the outbox (pending) before any network call, then deliver everything
+pending, each message rendered from what is stored as it is sent.
 
 A user's digest covers the batches ingested after their last queued (pending or sent)
 digest; a user's first digest covers the most recent ingest run only.
@@ -7,19 +8,13 @@ digest; a user's first digest covers the most recent ingest run only.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import multiprocessing
-import multiprocessing.connection
-import os
 import secrets
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import replace
-from datetime import datetime, timedelta
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from threadpoolctl import threadpool_limits
 
@@ -28,41 +23,44 @@ from recommender.base import parallel
 from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, UserConfig
 from recommender.base.domain import Paper, ReaderIds, Recommendation
-from recommender.base.link_signing import LinkSigner, check_secret
+from recommender.base.link_signing import LinkSigner
 from recommender.delivery.smtp import (
-    DeliveryAborted,
     Outcome,
-    Outgoing,
-    SmtpSender,
     check_credentials,
-    settings_fingerprint,
 )
 from recommender.digest import render as digest
 from recommender.digest.message import build_message, dkim_key, dkim_signed, make_message_id
 from recommender.digest.states import UserResult, owed_states
 from recommender.pipeline import channels
+from recommender.pipeline.delivering import (
+    LEASE,
+    Claiming,
+    DeliveryProcess,
+    DigestWork,
+    deliver_pending,
+    message_of,
+    signer_for,
+)
 from recommender.store import Store
-from recommender.store.group_commit import GroupCommit
-from recommender.store.lease_owners import new_owner
-from recommender.store.outbox import DigestToCreate, NewDigest, Outbox, Readers
+from recommender.store.outbox import DigestToCreate, NewDigest, Outbox
 from recommender.store.run_readers import RunReaders
 from recommender.store.store import utcnow
 
+__all__ = ["LEASE", "Claiming", "DeliveryProcess", "DigestWork", "deliver_pending", "enqueue", "message_of", "preview",
+           "queue_digests", "run", "signer_for"]
 log = logging.getLogger(__name__)
-LEASE = timedelta(minutes=10)
 CREATE_GROUP = 25  # digests stored per transaction (short enough not to keep other writers waiting)
 
 
-class Waitable(Protocol):
-    """A threading or multiprocessing Event."""
+@dataclass(frozen=True)
+class _Building:
+    """One part's ranking and storing of digests (threaded through instead of a long list)."""
 
-    def is_set(self) -> bool: ...
-
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-
-def signer_for(config: Config, clock: Clock) -> LinkSigner:
-    return LinkSigner(check_secret(config.feedback.secret, config.feedback.secret_env), clock)
+    work: DigestWork
+    models: pipeline.Models
+    signer: LinkSigner
+    ids: ReaderIds
+    dry_run: bool
 
 
 def owed_batches(store: Store, outbox: Outbox, user_ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
@@ -102,9 +100,8 @@ def preview(config: Config, store: Store, user: UserConfig, clock: Clock,
     return rendered, len(picks), dkim_signed(config.smtp, dkim_key(config.smtp), message)
 
 
-def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock,
-                  dry_run: bool = False, chunk: int = 500, ids: ReaderIds | None = None,
-                  parallel_parts: bool = False) -> dict[str, UserResult]:
+def queue_digests(work: DigestWork, users: Sequence[UserConfig], *, dry_run: bool = False, chunk: int = 500,
+                  ids: ReaderIds | None = None, parallel_parts: bool = False) -> dict[str, UserResult]:
     """Build and store (pending) each user's next digest; returns what happened per user.
     Users who are owed the same batches are ranked together, ``chunk`` at a time, and each
     digest is stored as soon as it is rendered (memory stays flat in the number of users).
@@ -112,9 +109,9 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
     that each rank, render and store their part (ranking and rendering are Python-bound: one
     process uses one core)."""
     started = time.monotonic()
-    signer = signer_for(config, clock)
-    models = pipeline.load_models(store, config)
+    store = work.store
     ids = ids if ids is not None else store.sync_users(u.email for u in users)  # (lower-case email -> id)
+    building = _Building(work, pipeline.load_models(store, work.config), work.signer(), ids, dry_run)
     outbox = Outbox(store)
     unsubscribed = outbox.unsubscribed()
     results: dict[str, UserResult] = {}
@@ -138,9 +135,10 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
                 part_results.update({u.email: UserResult(u.email, "nothing new") for u in members})
                 continue
             candidates = on.batch_papers(batch_ids)
+            here = building if on is store else replace(building, work=replace(work, store=on))
             for start in range(0, len(members), chunk):
-                part_results.update(_queue_chunk(config, on, models, signer, members[start:start + chunk], ids,
-                                                 batch_ids, candidates, clock(), dry_run))
+                part_results.update(_queue_chunk(here, members[start:start + chunk], batch_ids, candidates,
+                                                 work.clock()))
         return part_results
 
     def child_part(part: Sequence[UserConfig]) -> dict[str, UserResult]:
@@ -162,16 +160,17 @@ def queue_digests(config: Config, store: Store, users: Sequence[UserConfig], clo
 def enqueue(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock) -> list[UserResult]:
     """`delivery.mode = "queue"`: store these users' digests and the webhook posts they owe;
     `worker` processes deliver both."""
-    results = list(queue_digests(config, store, users, clock, parallel_parts=True).values())
+    results = list(queue_digests(DigestWork(config, store, clock), users, parallel_parts=True).values())
     channels.queue_posts(config, store, signer_for(config, clock), clock)
     return results
 
 
-def _queue_chunk(config: Config, store: Store, models: pipeline.Models, signer: LinkSigner,
-                 users: Sequence[UserConfig], ids: ReaderIds, batch_ids: tuple[int, ...],
-                 candidates: list[Paper], now: datetime, dry_run: bool) -> dict[str, UserResult]:
-    """Rank ``candidates`` for these users (owed the same batches) and store their digests."""
-    picks = pipeline.rank_users(pipeline.Ranking(config, store, models, now), users, candidates, None)
+def _queue_chunk(building: _Building, users: Sequence[UserConfig], batch_ids: tuple[int, ...],
+                 candidates: list[Paper], now: datetime) -> dict[str, UserResult]:
+    """Rank ``candidates`` for these users (owed the same batches) and store their digests:
+    what they are (entries, Message-ID, subject, date); the message is rendered when sent."""
+    config, store, ids, dry_run = building.work.config, building.work.store, building.ids, building.dry_run
+    picks = pipeline.rank_users(pipeline.Ranking(config, store, building.models, now), users, candidates, None)
     results: dict[str, UserResult] = {}
     ready: list[DigestToCreate] = []
     for user in users:
@@ -184,95 +183,19 @@ def _queue_chunk(config: Config, store: Store, models: pipeline.Models, signer: 
             ready.append(DigestToCreate(
                 ids.of(user.email), max(batch_ids),
                 [(r.paper.id, r.score, r.explanation.sentence(), r.match) for r in user_picks],
-                _renderer(config, signer, user, ids.of(user.email), user_picks, now),
-                channels.digest_channels(user), [r.topic or None for r in user_picks] if user.topics else ()))
+                _identity(config, user, ids.of(user.email), user_picks, now),
+                channels.digest_channels(user), [r.topic or None for r in user_picks] if user.topics else (), now))
     outbox = Outbox(store)
     for group in range(0, len(ready), CREATE_GROUP):
         outbox.create_many(ready[group:group + CREATE_GROUP])
     return results
 
 
-def _renderer(config: Config, signer: LinkSigner, user: UserConfig, user_id: int, picks: list[Recommendation],
+def _identity(config: Config, user: UserConfig, user_id: int, picks: list[Recommendation],
               now: datetime) -> Callable[[int], NewDigest]:
-    """The digest's message, once its id (which its links and Message-ID carry) is known."""
-
-    def render(digest_id: int) -> NewDigest:
-        links = digest.Links(config.feedback.base_url, signer, user_id, digest_id)
-        rendered = render_for(config, user, picks, links, now)
-        message_id = make_message_id(digest_id, user_id, config.smtp.sender)
-        message = build_message(config.smtp, user, rendered, message_id, links.unsubscribe(),
-                                config.feedback.unsubscribe_mailto, now)
-        return NewDigest(rendered.subject, message_id, message)
-
-    return render
-
-
-def deliver_pending(config: Config, store: Store, clock: Clock, user_ids: Readers | None = None,
-                    owner: str | None = None, batch_size: int = 50, lease: timedelta = LEASE,
-                    stop: threading.Event | _ParentGone | None = None, more: Waitable | None = None,
-                    poll_seconds: float = 0.2) -> list[Outcome]:
-    """Send every due pending digest (older ones first), recording each outcome as it comes.
-    With ``more`` (set once another process has queued everything), an empty outbox is polled
-    every ``poll_seconds`` until it is set. The connections stay open from one claimed batch to
-    the next, and the next is claimed while they send the last messages of this one."""
-    outbox = Outbox(store)
-    owner = owner or new_owner()
-    sender = SmtpSender(config.smtp)
-    outcomes: list[Outcome] = []
-    smtp_settings = settings_fingerprint(config.smtp)
-    made_due = outbox.retry_if_settings_changed(smtp_settings)
-    if made_due:
-        log.info("the SMTP settings changed: %d deferred digest(s) are tried now", made_due)
-
-    def write(batch: Sequence[Outcome]) -> list[None]:
-        # Deferred ones wait smtp.retry_delay_seconds (a later run, or `outbox retry` at once),
-        # unless the SMTP settings change before.
-        outbox.record_outcomes(batch, clock() + timedelta(seconds=config.smtp.retry_delay_seconds), smtp_settings)
-        return [None] * len(batch)
-
-    # Each connection waits until its outcome is stored before sending its next message (so a
-    # crash re-sends only what was in flight), while the outcomes of all connections are
-    # committed together.
-    recorder: GroupCommit[Outcome, None] = GroupCommit(write)
-
-    async def record(outcome: Outcome) -> None:
-        outcomes.append(outcome)
-        await asyncio.wrap_future(recorder.enqueue(outcome))
-
-    async def batches() -> AsyncIterator[list[Outgoing]]:
-        while stop is None or not stop.is_set():
-            handled = {o.digest_id for o in outcomes}
-            final = more is None or more.is_set()  # read before the claim: nothing is queued after it is set
-            claimed = await asyncio.to_thread(claim, handled)
-            if claimed:
-                yield claimed
-            elif final:
-                return
-            else:
-                await asyncio.to_thread(more.wait, poll_seconds)  # type: ignore[union-attr]  # (final when None)  # the connections stay open meanwhile
-
-    dead = outbox.housekeep(clock())  # unsubscribes and dead senders' leases: once for the run's claims
-
-    def claim(handled: set[int]) -> list[Outgoing]:
-        claimed = outbox.claim(owner, lease, batch_size, user_ids, now=clock(), dead=dead)
-        again = [c[0] for c in claimed if c[0] in handled]
-        if again:
-            outbox.release(again)
-        return [Outgoing(i, to, msg) for i, to, msg, _ in claimed if i not in handled]
-
-    started = time.monotonic()
-    try:
-        asyncio.run(sender.send_stream(batches(), record))
-    except DeliveryAborted:
-        recorder.close()
-        outbox.release_owner(owner)  # nothing was tried: the next run sends them
-        raise
-    finally:
-        recorder.close()
-    if outcomes:
-        log.info("delivered %d digest(s) in %.1fs", sum(o.status == "sent" for o in outcomes),
-                 time.monotonic() - started)
-    return outcomes
+    """The digest's subject and Message-ID, once its id (which the Message-ID carries) is known."""
+    subject = digest.digest_subject(user, picks, now)
+    return lambda digest_id: NewDigest(subject, make_message_id(digest_id, user_id, config.smtp.sender))
 
 
 def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock | None = None,
@@ -283,18 +206,19 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
     one renders the rest, and many users are split between worker processes (``--jobs``).
     Only one process sends at a time, so ``smtp.max_connections`` caps the whole run."""
     clock = clock or system_clock
+    work = DigestWork(config, store, clock)
     if dry_run:
-        return list(queue_digests(config, store, users, clock, dry_run=True).values())
+        return list(queue_digests(work, users, dry_run=True).values())
     check_credentials(config.smtp)
     signer_for(config, clock)  # a missing secret fails before anything is stored or sent
     started = utcnow()
     ids = store.sync_users(u.email for u in users)
     with RunReaders(store, list(ids.values())) as user_ids:  # claims name the run, not every reader's id
-        background = DeliveryProcess(config, store, clock, user_ids) if deliver_while_queueing else None
+        background = DeliveryProcess(work, user_ids) if deliver_while_queueing else None
         try:
             # With the child delivering on the other core, BLAS threads would only wait for (and take) it.
             with threadpool_limits(limits=1, user_api="blas") if background is not None else contextlib.nullcontext():
-                results = queue_digests(config, store, users, clock, ids=ids, parallel_parts=background is not None)
+                results = queue_digests(work, users, ids=ids, parallel_parts=background is not None)
         except BaseException:
             if background is not None:
                 background.finish()  # what was queued still goes out (or, on Ctrl-C, the child stops too)
@@ -302,74 +226,9 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
         outcomes: list[Outcome] = []
         if background is not None:
             outcomes += background.finish()  # raises DeliveryAborted if the child met a refused login
-        outcomes += deliver_pending(config, store, clock, user_ids)  # all of it, or what a child that died left
+        outcomes += deliver_pending(work, user_ids)  # all of it, or what a child that died left
     channels.queue_posts(config, store, signer_for(config, clock), clock)  # this run's, and any a stopped run owed
     channels.deliver_posts(config, store, clock)
     notes = channels.channel_notes(config, store, users, ids, started)
     return [replace(line, channels=notes.get(line.email, ""))
             for line in owed_states(store, users, ids, results, started, {o.digest_id for o in outcomes}, clock())]
-
-
-class DeliveryProcess:
-    """A forked child that delivers the digests already queued while the parent ranks and
-    renders the rest, so both cores work instead of one phase after the other. It polls the
-    outbox until told everything is queued, delivers what is left, and reports its outcomes.
-    Whatever it leaves (it died, or was killed) the parent delivers: its leases free as soon as
-    its process is gone. It stops when the parent is gone."""
-
-    POLL_SECONDS = 0.2
-
-    def __init__(self, config: Config, store: Store, clock: Clock, user_ids: Readers):
-        context = multiprocessing.get_context("fork")
-        self._queued_all = context.Event()
-        self._reports, reports = context.Pipe(duplex=False)
-        self._process = context.Process(target=self._deliver, args=(config, store, clock, user_ids, reports),
-                                        name="digest-delivery", daemon=True)
-        self._process.start()
-        reports.close()
-
-    def everything_queued(self) -> None:
-        """The child delivers what is pending and then stops."""
-        self._queued_all.set()
-
-    def finish(self) -> list[Outcome]:
-        """The child's outcomes once it is done (none if it died); ``DeliveryAborted`` if the
-        server refused its login or certificate."""
-        self._queued_all.set()
-        report: list[Outcome] | str = []
-        while True:
-            if self._reports.poll(0.1):
-                with contextlib.suppress(EOFError):  # it died without reporting: the parent delivers the rest
-                    report = self._reports.recv()
-                break
-            if not self._process.is_alive() and not self._reports.poll(0):
-                break
-        self._process.join()
-        self._reports.close()
-        if isinstance(report, str):
-            raise DeliveryAborted(report)
-        return report
-
-    def _deliver(self, config: Config, parent_store: Store, clock: Clock, user_ids: Readers,
-                 reports: multiprocessing.connection.Connection) -> None:  # in the child
-        parent_gone = _ParentGone(os.getppid())
-        parallel.die_with_parent(parent_gone.parent)  # never sends on, unrecorded, after the command is gone
-        outcomes: list[Outcome] | str = []
-        try:
-            with parent_store.for_forked_child() as store:
-                outcomes = deliver_pending(config, store, clock, user_ids, stop=parent_gone, more=self._queued_all,
-                                           poll_seconds=self.POLL_SECONDS)
-        except DeliveryAborted as exc:
-            outcomes = exc.message
-        finally:
-            reports.send(outcomes)
-
-
-class _ParentGone:
-    """A stop flag that is set once the process that forked us has exited."""
-
-    def __init__(self, parent: int):
-        self.parent = parent
-
-    def is_set(self) -> bool:
-        return os.getppid() != self.parent

@@ -16,8 +16,8 @@ from recommender.pipeline.api_results import NextDigest, Shard
 from recommender.store import Store
 from recommender.store.lease_owners import new_owner
 from recommender.store.outbox import Outbox
-from recommender.store.schedule import NewSchedule, ReaderSchedule, Settled
 from recommender.store.reader_settings import ReaderSettings
+from recommender.store.schedule import NewSchedule, ReaderSchedule, Settled
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,14 @@ from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config, UserConfig, load_config
 from recommender.base.domain import ReaderIds
 from recommender.pipeline import channels
-from recommender.pipeline.digests import LEASE, deliver_pending, queue_digests, signer_for
+from recommender.pipeline.digests import (
+    LEASE,
+    Claiming,
+    DigestWork,
+    deliver_pending,
+    queue_digests,
+    signer_for,
+)
 from recommender.store import Store
 from recommender.store.lease_owners import new_owner
 from recommender.store.reader_settings import ReaderSettings
@@ -75,7 +82,7 @@ class ShardBuilder:
         if gone:
             self.schedule.drop(gone)  # no longer configured
         ids = ReaderIds({email.lower(): uid for uid, email in claimed})
-        results = queue_digests(self.config, self.store, users, self.clock, ids=ids) if users else {}
+        results = queue_digests(DigestWork(self.config, self.store, self.clock), users, ids=ids) if users else {}
         channels.queue_posts(self.config, self.store, signer_for(self.config, self.clock), self.clock)
         self.schedule.finish(owner, self.clock())
         queued = sum(r.status == "queued" for r in results.values())
@@ -121,8 +128,8 @@ def work(config: Config, store: Store, stop: threading.Event, options: WorkerOpt
     log.info("worker %s started (concurrency %d)", owner, concurrency)
     while not stop.is_set():
         built = builder.build_one()
-        outcomes = deliver_pending(config, store, clock, owner=owner, batch_size=concurrency * 2, lease=lease,
-                                   stop=stop)
+        outcomes = deliver_pending(DigestWork(config, store, clock), claiming=Claiming(
+            owner=owner, batch_size=concurrency * 2, lease=lease, stop=stop))
         sent += sum(o.status == "sent" for o in outcomes)
         for outcome in outcomes:
             if outcome.status != "sent":

@@ -129,7 +129,7 @@ def rebuild_changed_profiles(store: Store, models: Models, users: Sequence[tuple
         wanted = set(stale)
         chosen = [(uid, user) for uid, user in part if uid in wanted]
         signals = store.signals(stale, times=True)
-        built, _ = from_signals(models.text, models.collab, chosen, signals, ranking, now, models.space, progress)
+        built, _ = from_signals(models, chosen, signals, ranking, now, progress)
         store.save_profiles(changed_rows(models.text, built, chosen, signals, ranking, {}), generations)
         rebuilt += len(chosen)
     log.info("refit: %d of %d reader profile(s) rebuilt (stars or clicks changed)", rebuilt, len(users))

@@ -6,16 +6,15 @@ digest is put together here, from the outbox, the papers and the digest template
 
 from __future__ import annotations
 
-import functools
 import os
 
 from starlette.types import ASGIApp
 
 from recommender.base.clock import Clock
 from recommender.base.config import DATABASE_URL_ENV, Config, find_config_path, load_config
-from recommender.base.domain import Explanation, Recommendation
 from recommender.base.link_signing import TokenError
 from recommender.digest import render as digest
+from recommender.digest.stored import stored_picks
 from recommender.feedback.clicks import Click, FeedbackService, LinkGone
 from recommender.feedback.feed_page import FeedAnswer, FeedPages
 from recommender.feedback.web import create_app
@@ -66,23 +65,18 @@ class WebSite:
         """A stored digest as a web page, with fresh signed links for each entry and what the
         reader already clicked on each paper."""
         link = self.service.resolve(token, "view").link
-        outbox = Outbox(self.store)
-        entries = outbox.entries(link.digest_id)
-        topics = outbox.entry_topics(link.digest_id)
-        papers = {p.id: p for p in self.store.papers([e[1] for e in entries])}
+        entries = Outbox(self.store).stored_entries([link.digest_id]).get(link.digest_id, [])
+        papers = {p.id: p for p in self.store.papers([e.paper_id for e in entries])}
         email = next((r.email for r in self.store.user_rows() if r.id == link.user_id), "")
         user = next((u for u in self.config.users if u.email.lower() == email), None)
         if user is None:
             raise LinkGone("this subscriber is no longer configured")
-        picks = [Recommendation(user.email, papers[pid], score, position + 1,
-                                functools.partial(_stored_explanation, why), match=match,
-                                topic=topics.get(position, ""))
-                 for position, pid, score, why, match in entries if pid in papers]
+        picks = stored_picks(user, entries, papers)
         # The page's links keep the digest's issue time: a view link near its expiry must not
         # hand out links that live another max_age_days.
         issued = int(link.issued_at.timestamp()) if link.issued_at is not None else None
         links = digest.Links(self.config.feedback.base_url, self.service.signer, link.user_id, link.digest_id, issued)
-        clicked = FeedbackLog(self.store).clicked(link.user_id, [entry[1] for entry in entries])
+        clicked = FeedbackLog(self.store).clicked(link.user_id, [entry.paper_id for entry in entries])
         context = digest.context(self.config, user, picks, links, self.service.clock(), web=True, clicked=clicked)
         return digest.render(context).html
 
@@ -97,7 +91,3 @@ def web_app(config: Config, store: Store | None = None, clock: Clock | None = No
 def app_from_environment() -> ASGIApp:
     """uvicorn factory for several worker processes: the config comes from $RECOMMENDER_CONFIG."""
     return web_app(load_config(find_config_path(None), os.environ.get(DATABASE_URL_ENV)))
-
-
-def _stored_explanation(why: str) -> Explanation:
-    return Explanation(personalized=not why.startswith("Not personalized"), stored=why)

@@ -1,14 +1,13 @@
-"""The outbox: digests stored with their rendered message before any network call, then
-marked sent or failed. Workers claim pending rows with a lease, so a crashed sender's
-digest is picked up again (and re-sent with the same Message-ID)."""
+"""The outbox: digests stored before any network call, as what they are (their entries, the
+Message-ID, the time the message is dated), then marked sent or failed; the message is
+rendered from them when it is sent, the same at every attempt. Workers claim pending rows with
+a lease, so a crashed sender's digest is picked up again (and re-sent with the same
+Message-ID). Digests stored before keep their rendered message."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy import (
     Connection,
@@ -26,97 +25,31 @@ from sqlalchemy import (
 
 from recommender.base.domain import DeliveryStatus, DigestStatus
 from recommender.store.lease_owners import owner_is_dead
+from recommender.store.outbox_types import (
+    Claimed,
+    DeliveryOutcome,
+    DigestState,
+    DigestToCreate,
+    NewDigest,
+    OutboxItem,
+    StoredEntry,
+)
 from recommender.store.schema import DigestEntryRow, DigestMessageRow, DigestRow, MetaRow, UserRow
 from recommender.store.store import Store, chunks, utcnow
 
+__all__ = ["Claimed", "DeliveryOutcome", "DigestState", "DigestToCreate", "NewDigest", "Outbox", "OutboxItem",
+           "Readers", "StoredEntry"]
 QUEUED = (DigestStatus.PENDING, DigestStatus.SENT, DigestStatus.NO_EMAIL)
 # Which readers' digests a delivery takes: a few ids, or a subquery (store.run_readers) for many.
 Readers = Sequence[int] | Select[int]
 NEXT_DIGEST_ID = "next_digest_id"  # meta key: the first digest id not yet reserved (SQLite)
+PRUNED_BELOW = "pruned_below"  # meta key: the digests below this id are pruned (or still owed)
 DEFERRED_FOR_SMTP = "deferred_for_smtp"  # meta key: the SMTP settings the deferred digests failed with
 
 
 def _set_meta(conn: Connection, key: str, value: str) -> None:
     if not conn.execute(update(MetaRow).where(MetaRow.key == key).values(value=value)).rowcount:
         conn.execute(insert(MetaRow).values(key=key, value=value))
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    id: int
-    user_id: int
-    email: str
-    status: str
-    subject: str
-    message_id: str
-    attempts: int
-    last_error: str
-    server_reply: str
-    created_at: datetime
-    sent_at: datetime | None
-    entries: int = 0
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "id": self.id, "user": self.email, "status": self.status, "subject": self.subject,
-            "message_id": self.message_id, "attempts": self.attempts, "last_error": self.last_error,
-            "server_reply": self.server_reply, "entries": self.entries,
-            "created_at": self.created_at.isoformat(),
-            "sent_at": self.sent_at.isoformat() if self.sent_at else None,
-        }
-
-
-@dataclass(frozen=True)
-class DigestState:
-    """Where a user's newest digest stands."""
-
-    id: int
-    status: str  # a DigestStatus value
-    next_attempt_at: datetime | None
-    lease_owner: str
-    lease_until: datetime | None
-    last_error: str
-    created_at: datetime
-    sent_at: datetime | None
-    entries: int
-
-    def in_flight_elsewhere(self, now: datetime) -> bool:
-        """Held by a live sender other than this process."""
-        return (self.status == DigestStatus.PENDING and bool(self.lease_owner) and self.lease_until is not None
-                and self.lease_until >= now and not owner_is_dead(self.lease_owner)
-                and self.lease_owner.split(":")[1:2] != [str(os.getpid())])
-
-
-@dataclass(frozen=True)
-class NewDigest:
-    """What a renderer returns once it knows the digest's id."""
-
-    subject: str
-    message_id: str
-    message: bytes
-
-
-@dataclass(frozen=True)
-class DigestToCreate:
-    user_id: int
-    last_batch_id: int
-    entries: Sequence[tuple[str, float, str, int]]  # (paper id, score, why, match)
-    render: Callable[[int], NewDigest]  # called with the id the digest will get (again if that changed)
-    channels: Sequence[str] = ("email",)  # the reader's channels ("webhook:NAME" for a webhook)
-    topics: Sequence[str | None] = ()  # each entry's topic (the section it is shown in), when the reader has topics
-
-
-class DeliveryOutcome(Protocol):
-    """What a sender reports about one delivery (recommender.delivery.smtp.Outcome)."""
-
-    @property
-    def digest_id(self) -> int: ...
-    @property
-    def status(self) -> str: ...  # a DeliveryStatus value
-    @property
-    def detail(self) -> str: ...  # the server's reply, or the error
-    @property
-    def attempts(self) -> int: ...
 
 
 class Outbox:
@@ -137,8 +70,9 @@ class Outbox:
 
     # -- writing --------------------------------------------------------------------------------
     def create_many(self, digests: Sequence[DigestToCreate]) -> list[int]:
-        """Insert pending digests with their entries and rendered messages, in one transaction
-        (all or none): a few statements for the group instead of three per digest.
+        """Insert pending digests with their entries (and a rendered message, where the
+        renderer gives one), in one transaction (all or none): a few statements for the group
+        instead of three per digest.
 
         A message carries its digest's id (links, Message-ID), yet rendering is slow: done
         inside the write transaction it held SQLite's only write lock for the whole group,
@@ -155,10 +89,12 @@ class Outbox:
                 "id": digest_id, "user_id": d.user_id, "status": DigestStatus.PENDING if "email" in d.channels else DigestStatus.NO_EMAIL,
                 "message_id": r.message_id, "subject": r.subject, "last_batch_id": d.last_batch_id, "attempts": 0,
                 "last_error": "", "server_reply": "", "lease_owner": "", "created_at": now,
-                "channels": "," + ",".join(d.channels) + ",",
+                "channels": "," + ",".join(d.channels) + ",", "dated_at": d.dated_at,
             } for digest_id, d, r in zip(reserved, digests, rendered, strict=True)])
-            conn.execute(insert(DigestMessageRow), [{"digest_id": digest_id, "message": r.message}
-                                                    for digest_id, r in zip(reserved, rendered, strict=True)])
+            messages = [{"digest_id": digest_id, "message": r.message}
+                        for digest_id, r in zip(reserved, rendered, strict=True) if r.message is not None]
+            if messages:
+                conn.execute(insert(DigestMessageRow), messages)
             # A new digest covers the batches of its user's failed ones (they do not count as
             # queued): those are superseded, so no paper goes out twice under two Message-IDs.
             conn.execute(update(DigestRow).where(DigestRow.user_id.in_({d.user_id for d in digests}),
@@ -210,16 +146,17 @@ class Outbox:
             return [h for h in holders if owner_is_dead(h)]
 
     def claim(self, owner: str, lease: timedelta, limit: int = 100, user_ids: Readers | None = None,
-              now: datetime | None = None, dead: Sequence[str] | None = None) -> list[tuple[int, str, bytes, int]]:
+              now: datetime | None = None, dead: Sequence[str] | None = None) -> list[Claimed]:
         """Take up to ``limit`` due pending digests whose lease is free, expired or held by one of
-        the ``dead`` (``housekeep``'s answer; asked here when not given): (id, recipient,
-        message, attempts). PostgreSQL skips rows other workers hold."""
+        the ``dead`` (``housekeep``'s answer; asked here when not given). PostgreSQL skips rows
+        other workers hold."""
         now = now or utcnow()
         dead = self.housekeep(now) if dead is None else dead
         with self.store.write() as conn:
-            stmt = (select(DigestRow.id, UserRow.email, DigestMessageRow.message, DigestRow.attempts)
+            stmt = (select(DigestRow.id, UserRow.email, DigestMessageRow.message, DigestRow.attempts,
+                           DigestRow.user_id, DigestRow.message_id, DigestRow.dated_at)
                     .join(UserRow, UserRow.id == DigestRow.user_id)
-                    .join(DigestMessageRow, DigestMessageRow.digest_id == DigestRow.id)
+                    .outerjoin(DigestMessageRow, DigestMessageRow.digest_id == DigestRow.id)
                     .where(DigestRow.status == DigestStatus.PENDING,
                            or_(DigestRow.lease_until.is_(None), DigestRow.lease_until < now,
                                DigestRow.lease_owner.in_(list(dead))),
@@ -233,7 +170,7 @@ class Outbox:
             if rows:
                 conn.execute(update(DigestRow).where(DigestRow.id.in_([r.id for r in rows]))
                              .values(lease_owner=owner, lease_until=now + lease))
-        return [(r.id, r.email, r.message, r.attempts) for r in rows]
+        return [Claimed(*r) for r in rows]
 
     def release(self, digest_ids: Sequence[int]) -> None:
         """Give claimed digests back to the queue without trying them."""
@@ -342,27 +279,56 @@ class Outbox:
                            r.server_reply, r.created_at, r.sent_at, r.n or 0) for r in rows]
 
     def prune(self, before: datetime) -> int:
-        """Delete the messages of digests made before ``before`` that will not be sent again
-        (sent, superseded, unsubscribed) and their entries' reasons; the papers they held stay
-        (no paper goes out twice). Reads only what is not pruned yet: messages below the first
-        digest made since ``before`` (an index on the creation time). Returns how many."""
-        gone = ("sent", "superseded", "unsubscribed")
+        """Drop what digests made before ``before`` that will not be sent again (sent,
+        superseded, unsubscribed) no longer need: their stored messages (digests stored before
+        messages were rendered at send time) and their entries' reasons; the papers they held
+        stay (no paper goes out twice). Reads only what is not pruned yet: digests from the
+        first one not pruned (a mark in the meta table, never past a pending or failed digest) up to
+        the first made since ``before`` (an index on the creation time). Returns how many it went
+        through."""
+        gone = (DigestStatus.SENT, DigestStatus.SUPERSEDED, DigestStatus.UNSUBSCRIBED)
         with self.store.write() as conn:
             newest = conn.execute(select(DigestRow.id).where(DigestRow.created_at >= before)
                                   .order_by(DigestRow.created_at, DigestRow.id).limit(1)).scalar()
             limit = newest if newest is not None else self._next_rowid(conn)
-            done = select(DigestRow.id).where(DigestRow.id < limit, DigestRow.status.in_(gone))
-            pruned = list(conn.execute(select(DigestMessageRow.digest_id).where(
-                DigestMessageRow.digest_id < limit, DigestMessageRow.digest_id.in_(done))).scalars())
+            start = int(conn.execute(select(MetaRow.value).where(MetaRow.key == PRUNED_BELOW)).scalar() or 0)
+            rows = conn.execute(select(DigestRow.id, DigestRow.status).where(DigestRow.id >= start,
+                                                                             DigestRow.id < limit)).all()
+            pruned = [r.id for r in rows if r.status in gone]
             for chunk in chunks(pruned, 5000):
                 conn.execute(delete(DigestMessageRow).where(DigestMessageRow.digest_id.in_(chunk)))
                 conn.execute(update(DigestEntryRow).where(DigestEntryRow.digest_id.in_(chunk)).values(why=""))
+            owed = [r.id for r in rows if r.status in (DigestStatus.PENDING, DigestStatus.FAILED)]
+            _set_meta(conn, PRUNED_BELOW, str(min(owed, default=limit)))
         return len(pruned)
 
-    def message(self, digest_id: int) -> bytes:
+    def message(self, digest_id: int) -> bytes | None:
+        """The stored message (None: rendered when sent, see ``pipeline.digests.message_of``)."""
         with self.store.read() as conn:
             return conn.execute(select(DigestMessageRow.message)
-                                .where(DigestMessageRow.digest_id == digest_id)).scalar_one()
+                                .where(DigestMessageRow.digest_id == digest_id)).scalar()
+
+    def stored_entries(self, digest_ids: Sequence[int]) -> dict[int, list[StoredEntry]]:
+        """Digest id -> its entries in order (digests without any left out)."""
+        found: dict[int, list[StoredEntry]] = {}
+        e = DigestEntryRow
+        with self.store.read() as conn:
+            for chunk in chunks(sorted(set(digest_ids)), 5000):
+                for r in conn.execute(select(e.digest_id, e.position, e.paper_id, e.score, e.why, e.match, e.topic)
+                                      .where(e.digest_id.in_(chunk)).order_by(e.digest_id, e.position)):
+                    found.setdefault(r.digest_id, []).append(
+                        StoredEntry(r.position, r.paper_id, r.score, r.why, r.match, r.topic or ""))
+        return found
+
+    def rendering(self, digest_id: int) -> Claimed | None:
+        """What renders a digest's message (as a claim returns it), without claiming it."""
+        with self.store.read() as conn:
+            r = conn.execute(select(DigestRow.id, UserRow.email, DigestMessageRow.message, DigestRow.attempts,
+                                    DigestRow.user_id, DigestRow.message_id, DigestRow.dated_at)
+                             .join(UserRow, UserRow.id == DigestRow.user_id)
+                             .outerjoin(DigestMessageRow, DigestMessageRow.digest_id == DigestRow.id)
+                             .where(DigestRow.id == digest_id)).first()
+        return Claimed(*r) if r is not None else None
 
     def entries(self, digest_id: int) -> list[tuple[int, str, float, str, int]]:
         """(position, paper id, score, why, match) of a digest's entries."""
@@ -371,13 +337,6 @@ class Outbox:
                                        DigestEntryRow.why, DigestEntryRow.match)
                                 .where(DigestEntryRow.digest_id == digest_id).order_by(DigestEntryRow.position))
             return [(r.position, r.paper_id, r.score, r.why, r.match) for r in rows]
-
-    def entry_topics(self, digest_id: int) -> dict[int, str]:
-        """position -> topic of a digest's entries shown under a topic's heading."""
-        with self.store.read() as conn:
-            rows = conn.execute(select(DigestEntryRow.position, DigestEntryRow.topic)
-                                .where(DigestEntryRow.digest_id == digest_id, DigestEntryRow.topic.is_not(None)))
-            return {r.position: r.topic for r in rows}
 
     def unsubscribed(self) -> set[int]:
         with self.store.read() as conn:

@@ -166,6 +166,9 @@ class DigestRow(Base):
     # The reader's channels when it was made, between commas (",email,feed,webhook:lab,"): the
     # feed shows the digests that name "feed", a webhook is owed those that name it.
     channels: Mapped[str] = mapped_column(Text, default=",email,", server_default=",email,")
+    # The time the message is dated and its links issued. Set: the message is rendered from
+    # the digest's entries when it is sent, the same bytes at every attempt (no stored message).
+    dated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ChannelPostRow(Base):
@@ -199,8 +202,9 @@ class ChannelPostDigestRow(Base):
 
 
 class DigestMessageRow(Base):
-    """A digest's rendered message, apart from its row: delivery updates the row (lease, then
-    outcome), and SQLite rewrites a whole row on update, a large message included."""
+    """A digest's rendered message, for digests stored before messages were rendered at send
+    time (``DigestRow.dated_at`` unset), apart from its row: delivery updates the row (lease,
+    then outcome), and SQLite rewrites a whole row on update, a large message included."""
 
     __tablename__ = "digest_messages"
     digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True)

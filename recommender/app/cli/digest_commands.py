@@ -130,7 +130,7 @@ def outbox_list(app: AppContext, status: str | None, as_json: bool) -> None:
 @outbox.command("retry")
 @pass_app
 def outbox_retry(app: AppContext) -> None:
-    """Send failed and deferred deliveries now (with their stored message and Message-ID).
+    """Send failed and deferred deliveries now (the same message, with the same Message-ID).
 
     A failed digest that a newer digest has superseded is not sent again.
 
