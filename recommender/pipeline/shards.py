@@ -47,7 +47,7 @@ class ShardBuilder:
 
     def configured(self) -> dict[str, UserConfig]:
         """The config file's readers by lower-case email, when the database keeps no reader's
-        settings (no `init`, `run` or SIGHUP has synced them since 0015); else none: a reader
+        settings (no `init`, `run` or SIGHUP has synced them since 0016); else none: a reader
         without stored settings is no longer configured."""
         if self._configured is None:
             config = self.config

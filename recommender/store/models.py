@@ -117,7 +117,7 @@ class ModelRows(Database):
             return conn.execute(select(ProfileRow).where(ProfileRow.user_id == user_id)).first()
 
     def signal_counts(self, user_ids: Sequence[int]) -> dict[int, int]:
-        """user id -> their signal generation (0006 on SQLite, 0015 on PostgreSQL; readers whose
+        """user id -> their signal generation (0006 on SQLite, 0016 on PostgreSQL; readers whose
         signals never changed are left out): what a stored profile records it was built from."""
         found: dict[int, int] = {}
         with self.read() as conn:
@@ -129,7 +129,7 @@ class ModelRows(Database):
     def stale_profiles(self, user_ids: Sequence[int]) -> tuple[list[int], dict[int, int]]:
         """Of these readers, those whose stars or clicks changed since their stored profile was
         built (or who have none), and the signal generation of each of them (0: never
-        changed). Reads the generations the triggers keep (0006 on SQLite, 0015 on
+        changed). Reads the generations the triggers keep (0006 on SQLite, 0016 on
         PostgreSQL) beside the profiles' own, not the signals."""
         generation = func.coalesce(SIGNAL_GENERATIONS.c.generation, 0)
         stale: list[int] = []

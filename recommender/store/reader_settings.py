@@ -55,7 +55,7 @@ class ReaderSettings:
         return found
 
     def any(self) -> bool:
-        """Whether any reader's settings are stored (a sync since 0015)."""
+        """Whether any reader's settings are stored (a sync since 0016)."""
         with self.store.read() as conn:
             return conn.execute(select(Row.user_id).limit(1)).first() is not None
 

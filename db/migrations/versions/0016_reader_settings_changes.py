@@ -5,15 +5,15 @@ counts since 0006 counted on PostgreSQL as well (statement-level triggers over t
 rows, so a bulk star import bumps each reader once), with the generation each stored profile
 was built from: a refit rebuilds only the profiles whose reader's stars or clicks changed.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
