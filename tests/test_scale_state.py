@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from recommender import pipeline
-from recommender.app.schedules import ConfigSchedules
+from recommender.pipeline.schedules import ReaderSchedules
 from recommender.base.config import Config, load_config
 from recommender.base.domain import ReaderIds
 from recommender.pipeline import stored_models
@@ -61,14 +61,14 @@ def test_a_worker_parses_no_readers_and_reads_its_shards_readers_from_the_databa
     store = Store.open(config.database.url)
     store.upgrade_schema()
     pipeline.ingest_files(store, SEEDS[:1], batch_date=date(2025, 3, 20))
-    ConfigSchedules(config).sync(store, _now())
+    ReaderSchedules(config, store).sync(_now())
     ids = store.sync_users(u.email for u in config.users)
     assert ReaderSettings(store).of(sorted(ids.values())) == {ids.of(u.email): u for u in config.users}
     # The config changes (a reader's settings, a reader gone) and is synced again: so are the stored settings.
     path.write_text(path.read_text().replace("max_items = 3", "max_items = 4").replace(
         '[[users]]\nemail = "cy@example.org"\n', ""))
     changed = load_config(path)
-    ConfigSchedules(changed).sync(store, _now())
+    ReaderSchedules(changed, store).sync(_now())
     stored = ReaderSettings(store).of(sorted(ids.values()))
     assert stored == {ids.of(u.email): u for u in changed.users} and stored[ids.of("ada@example.org")].max_items == 4
     ReaderSchedule(store).run_now(sorted(ids.values()), _now(), {})
