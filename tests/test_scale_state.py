@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import text
 
 from recommender import pipeline
-from recommender.pipeline.schedules import ReaderSchedules
 from recommender.base.config import Config, load_config
 from recommender.base.domain import ReaderIds
 from recommender.pipeline import stored_models
+from recommender.pipeline.schedules import ReaderSchedules
 from recommender.pipeline.shards import ShardBuilder
 from recommender.store import Store
 from recommender.store.feedback import FeedbackLog
