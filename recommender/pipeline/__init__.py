@@ -29,6 +29,7 @@ from recommender.pipeline.topic_ranking import (
     papers_by_id,
     rank_topics,
     section_profiles,
+    sections_of,
 )
 from recommender.sources import parse
 from recommender.store import IngestResult, Store
@@ -274,20 +275,13 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     models = load_models(store, config)
     user_id = store.user_id(user.email)
     topic = ""
-    if user.topics:  # the topic where the paper ranks best
-        found, built, _ = section_profiles(config, store, models, user, user_id, now)
+    if user.topics:  # the topic the paper belongs to, as a digest assigns it
+        found, built, affinity = section_profiles(config, store, models, user, user_id, now)
         if not found:
             raise NotFoundError(f"{user.email}: no topic to explain with")
-        # Ranked among the latest digest's papers, as a digest would rank it.
+        # Among the latest digest's papers: where its affinity ranks highest (topics.assigned).
         pool = [p for p in store.batch_papers(store.latest_run_batch_ids()) if p.id != paper.id] + [paper]
-        choices = [choice_for(config, s.user, len(pool), models) for s in found]
-        plains = [Choice(user=c.user, limit=len(pool), why_terms=c.why_terms,
-                         collaborative_weight=c.collaborative_weight, interest_boost=c.interest_boost,
-                         interests=c.interests, authors=c.authors) for c in choices]
-        ranked = rank_many(models.text, models.collab, built, pool, [set()] * len(found), plains,
-                           papers_by_id(store), models.space)
-        places = [next((n, -r.score) for n, r in enumerate(picks) if r.paper.id == paper.id) for picks in ranked]
-        best = min(range(len(found)), key=lambda n: (places[n], n))
+        best = sections_of(models, affinity, pool)[-1]
         topic, user = found[best].name, found[best].user
         built = profiles.Profiles([built.user_ids[best]], built.matrix[best], None if built.dense is None
                                   else built.dense[best:best + 1], [built.weights[best]], [built.interests[best]],

@@ -78,10 +78,15 @@ def rank_topics(config: Config, store: Store, models: Models, user: UserConfig, 
         return topics.joined(names, ranked, [total])
     lifted = frozenset(r.paper.id for section, picks in zip(found, ranked, strict=True) for r in picks
                        if followed(r.paper, section.user.authors))
-    pool = list({r.paper.id: r.paper for picks in ranked for r in picks}.values())
-    sections = topics.assigned(affinity_scores(models, affinity, pool))
+    # Ranks among every candidate: the same for a paper whatever the sections ranked.
+    section_of = dict(zip([p.id for p in candidates], sections_of(models, affinity, candidates), strict=True))
     return topics.interleaved(names, ranked, [section.max_items for section in found], total, topics.FLOOR_SHARE,
-                              {p.id: int(s) for p, s in zip(pool, sections, strict=True)}, lifted)
+                              section_of, lifted)
+
+
+def sections_of(models: Models, affinity: profiles.Profiles, pool: list[Paper]) -> list[int]:
+    """The section each paper of ``pool`` belongs to (see topics.assigned)."""
+    return [int(s) for s in topics.assigned(affinity_scores(models, affinity, pool))]
 
 
 def affinity_scores(models: Models, affinity: profiles.Profiles, pool: list[Paper]) -> np.ndarray:
