@@ -10,12 +10,12 @@ from datetime import datetime
 
 import numpy as np
 
+import recommender.pipeline.topics as topics
 from recommender.base.config import Config, UserConfig
 from recommender.base.domain import Paper, Recommendation
 from recommender.model import profiles
 from recommender.model.ranking import Choice, followed, rank_many
-from recommender.pipeline import stored_models, topics
-from recommender.pipeline.stored_models import Models
+from recommender.pipeline.stored_models import Models, cached_or_built_profiles
 from recommender.store import Store
 
 RANKED_PER_PICK = 2  # each section ranks this many candidates per pick of the digest (merit picks from them all)
@@ -54,7 +54,7 @@ def section_profiles(config: Config, store: Store, models: Models, user: UserCon
             whole, _ = profiles.from_signals(models.text, models.collab, [(0, user)], {0: stars}, config.ranking,
                                              now, models.space)
         else:  # the reader's profile as ingest cached it
-            whole = stored_models.cached_or_built_profiles(store, models, [(user_id, user)], config.ranking, now, False)
+            whole = cached_or_built_profiles(store, models, [(user_id, user)], config.ranking, now, False)
         if not whole.empty(0):
             built = topics.with_whole(affinity, whole, topics.AFFINITY_WEIGHT)
     return found, built, affinity
