@@ -103,6 +103,36 @@ def smallest_topic_papers(data: Dataset, text: object, space: object, user: str,
     return {p for p, n in zip(held, nearest, strict=True) if n == smallest}
 
 
+def ceiling(data: Dataset, store: object, config: object, batch: int, readers: list[str], split: dict,
+            smallest: dict[str, set[str]]) -> dict[str, float]:
+    """How far giving picks to the smallest topic can lift its R@50: the single profile's recall
+    of the smallest topic's held-out papers in its top 50, 100 and 200, its top 50 with the
+    smallest topic's next 25 papers (the whole profile's order; each paper in its topic as the
+    product assigns it), and 50 picks of the smallest topic's papers only."""
+    from datetime import UTC, datetime
+
+    from recommender.pipeline import topic_ranking
+
+    users = [UserConfig(email=email(u), max_items=50) for u in readers if smallest[u]]
+    full = pipeline.recommend(replace(config, users=tuple(users)), store, users, [batch],  # type: ignore[type-var]
+                              limit=len(data.new))
+    models = pipeline.load_models(store, config)  # type: ignore[arg-type]
+    found: dict[str, list[float]] = {k: [] for k in ("top 50", "top 100", "top 200", "top 50 + 25", "50 of its own")}
+    for user in (u for u in readers if smallest[u]):
+        mine, order = smallest[user], [r.paper for r in full[email(user)]]
+        _, _, affinity = topic_ranking.section_profiles(config, store, models, topic_config(user, len(split[user])),  # type: ignore
+                                                        store.user_id(email(user)), datetime.now(UTC))  # type: ignore
+        small = int(np.argmin([len(g.papers) for g in split[user]]))
+        own = [p.id for p, s in zip(order, topic_ranking.sections_of(models, affinity, order), strict=True) if s == small]
+        ids = [p.id for p in order]
+        top = set(ids[:50])
+        for label, picked in (("top 50", top), ("top 100", set(ids[:100])), ("top 200", set(ids[:200])),
+                              ("top 50 + 25", top | set(own[:25])),
+                              ("50 of its own", set(own[:50]))):
+            found[label].append(len(mine & picked) / len(mine))
+    return {label: float(np.mean(values)) for label, values in found.items()}
+
+
 def topic_config(user: str, count: int, prefix: str = "user") -> UserConfig:
     return UserConfig(email=f"{prefix}{user}@citeulike.dev", max_items=50,
                       topics=tuple(TopicConfig(name=f"t{n}") for n in range(count)))
@@ -182,6 +212,7 @@ def measure(data: Dataset, first: int, sample: int, settings: list[tuple[float, 
                     metrics["smallest_single"].add(ours, smallest[user])
                     metrics["smallest_topics"].add(by_score(picks), smallest[user])
             found[f"{affinity},{floor}"] = {name: m.summary() for name, m in metrics.items()}
+        limits = ceiling(data, store, config, batch, readers, split, smallest)
         seconds = cost(data, store, config, batch, split)
         stability = [split_stability(text, space, split[u]) for u in readers]
         store.close()
@@ -189,7 +220,7 @@ def measure(data: Dataset, first: int, sample: int, settings: list[tuple[float, 
     return {
         "readers": len(readers), "of": len(users), "first": first,
         "topics": {k: sum(len(v) == k for v in split.values()) for k in range(2, MAX_TOPICS + 1)},
-        "settings": found, "svm": svm.summary(), "seconds": seconds,
+        "settings": found, "svm": svm.summary(), "seconds": seconds, "ceiling": limits,
         "stability_ari": float(np.mean(stability)) if stability else float("nan"),
     }
 
@@ -212,6 +243,8 @@ def report(name: str, found: dict[str, object], settings: list[tuple[float, floa
                           t["nDCG@20"], t["se_nDCG@20"], f"{st['R@50']:.4f} ({st['R@50'] / ss['R@50']:.3f}x)")
               + f"; ratios {t['R@50'] / s['R@50']:.3f}x / {t['nDCG@20'] / s['nDCG@20']:.3f}x; round-robin nDCG@20 "
               f"{rr['nDCG@20']:.4f}")
+    print("  smallest topic's R@50 if picks went to it: " + ", ".join(
+        f"{label} {value:.4f} ({value / ss['R@50']:.2f}x)" for label, value in found["ceiling"].items()))  # type: ignore
     print(f"  suggest's stability (no tags in the data): ARI {found['stability_ari']:.3f} between the split of "
           "all stars and of a random 80% of them")
     run = runs[f"{settings[0][0]},{settings[0][1]}"]

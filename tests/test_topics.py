@@ -193,6 +193,10 @@ def test_each_topic_gets_its_floor_and_the_rest_of_the_digest_goes_by_merit():
     picks = topics.interleaved(["a", "b"], ranked, [None, 3], 6, 0.5, section_of)
     assert [(r.topic, r.paper.id) for r in picks] == [("a", "p"), ("a", "q"), ("a", "r"), ("b", "x"), ("b", "y"),
                                                       ("b", "z")]
+    # Merit by the whole profile's scores when given (a section's own pull left out).
+    merit = {pid: (1.0 if pid in "yz" else 0.0) for pid in ids}
+    picks = topics.interleaved(["a", "b"], ranked, [None, None], 4, 0.5, section_of, merit=merit)
+    assert [(r.topic, r.paper.id) for r in picks] == [("a", "p"), ("b", "x"), ("b", "y"), ("b", "z")]
     # A followed author's paper is taken first, above any score.
     picks = topics.interleaved(["a", "b"], ranked, [None, None], 3, 0.0, section_of, frozenset({"z"}))
     assert [r.paper.id for r in picks] == ["p", "q", "z"]

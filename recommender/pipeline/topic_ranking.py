@@ -79,9 +79,17 @@ def rank_topics(config: Config, store: Store, models: Models, user: UserConfig, 
     lifted = frozenset(r.paper.id for section, picks in zip(found, ranked, strict=True) for r in picks
                        if followed(r.paper, section.user.authors))
     # Ranks among every candidate: the same for a paper whatever the sections ranked.
-    section_of = dict(zip([p.id for p in candidates], sections_of(models, affinity, candidates), strict=True))
+    scores = affinity_scores(models, affinity, candidates)
+    sections = topics.assigned(scores).tolist()
+    section_of = dict(zip([p.id for p in candidates], sections, strict=True))
+    # Merit: the whole profile's score (a section's score less its affinity part, when the
+    # reader has a whole profile), so the picks beyond the floors are the single profile's.
+    pulled = topics.AFFINITY_WEIGHT if built is not affinity else 0.0
+    column = {p.id: n for n, p in enumerate(candidates)}
+    merit = {r.paper.id: r.score - pulled * float(scores[s, column[r.paper.id]])
+             for s, picks in enumerate(ranked) for r in picks if section_of[r.paper.id] == s}
     return topics.interleaved(names, ranked, [section.max_items for section in found], total, topics.FLOOR_SHARE,
-                              section_of, lifted)
+                              section_of, lifted, merit)
 
 
 def sections_of(models: Models, affinity: profiles.Profiles, pool: list[Paper]) -> list[int]:

@@ -7,11 +7,11 @@ the stars that carry no topic, when there are any): each has its own ``interests
 plus ``AFFINITY_WEIGHT`` times the topic's affinity (the centroid of its own signals): a
 topic's stars are few, a classifier fit on them alone ranks worse than the whole library's
 even for the topic's own papers (bench/RESULTS.md), and the centroid costs no fit.
-A paper belongs to the section where it ranks best (then the higher score, then the config's
-order), never two. The digest's budget (``max_items``, or ``--limit``): sections with a
+A paper belongs to the section where its affinity ranks highest among the candidates
+(``assigned``), never two. The digest's budget (``max_items``, or ``--limit``): sections with a
 ``max_items`` get it; the others are each guaranteed ``FLOOR_SHARE`` of an even share of the
-rest (their best papers), and what is left goes by merit, the best scores of any of them, so
-that a small topic is never crowded out and a large one still shows what the reader would
+rest (their best papers), and what is left goes by merit, the best whole-profile scores of
+any of them, so that a small topic is never crowded out and the rest is what the reader would
 have got with one profile.
 """
 
@@ -189,20 +189,21 @@ def assigned(affinity: np.ndarray) -> np.ndarray:
 
 def interleaved(names: Sequence[str], ranked: Sequence[list[Recommendation]], fixed: Sequence[int | None],
                 total: int, floor_share: float, section_of: dict[str, int],
-                first: frozenset[str] = frozenset()) -> list[Recommendation]:
+                first: frozenset[str] = frozenset(), merit: dict[str, float] | None = None) -> list[Recommendation]:
     """One digest of ``total`` picks, each paper in its section (``section_of``, from
     ``assigned``): each section's guaranteed picks (see ``floors``; a share a section cannot
     fill goes to the others), its best papers; then, for the sections without a ``max_items``,
-    the best of the other papers by the score they have in their section (``first``: papers
-    lifted above any score, a followed author's). Picks come out as ``joined``'s: section order,
-    each section best first."""
+    the best of the other papers by ``merit`` (default: the score they have in their section;
+    ``first``: papers lifted above any, a followed author's). Picks come out as ``joined``'s:
+    section order, each section best first."""
     own = [[r for r in picks if section_of.get(r.paper.id) == s] for s, picks in enumerate(ranked)]
     shown = _shown(own, floors(total, fixed, floor_share))
     taken = {r.paper.id for section in shown for r in section}
     free = {s for s, f in enumerate(fixed) if f is None}
-    merit = sorted(((r.paper.id not in first, -r.score, n, s), r) for s in free for n, r in enumerate(own[s])
-                   if r.paper.id not in taken)
-    for (*_, s), r in merit[:max(0, total - len(taken))]:
+    worth = merit or {}
+    best = sorted(((r.paper.id not in first, -worth.get(r.paper.id, r.score), n, s), r) for s in free
+                  for n, r in enumerate(own[s]) if r.paper.id not in taken)
+    for (*_, s), r in best[:max(0, total - len(taken))]:
         shown[s].append(r)
     order = [{r.paper.id: n for n, r in enumerate(picks)} for picks in own]
     return _labelled(names, [sorted(section, key=lambda r: order[s][r.paper.id]) for s, section in enumerate(shown)])
