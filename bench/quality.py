@@ -20,7 +20,7 @@ sample and the DEV readers with stars that follow it by id) on the defaults. Las
 install size on the defaults (one reader, 5, LAB, MID, everyone) against each reader alone.
 
     python bench/quality.py [--datasets a,t] [--sample N]
-    python bench/quality.py --topics [--datasets a,t] [--sample N]   # topics: see bench/topic_split.py
+    python bench/quality.py --topics [--datasets a,t] [--sample N] [--first N]   # see bench/topic_split.py
 """
 
 from __future__ import annotations
@@ -188,13 +188,17 @@ def main() -> int:
                         help="override a [ranking] setting (for tuning on DEV users)")
     parser.add_argument("--topics", action="store_true",
                         help="measure topics instead (bench/topic_split.py: its protocol)")
-    parser.add_argument("--topic-whole", type=float, default=None,
-                        help="with --topics: pipeline.topics.WHOLE_WEIGHT for this run")
+    parser.add_argument("--first", type=int, default=0, help="with --topics: the first eligible user measured")
+    parser.add_argument("--topic-affinity", default=None,
+                        help="with --topics: pipeline.topics.AFFINITY_WEIGHT values to compare (comma-separated)")
+    parser.add_argument("--topic-floor", default=None,
+                        help="with --topics: pipeline.topics.FLOOR_SHARE values to compare (comma-separated)")
     args = parser.parse_args()
     if args.topics:
         import topic_split
 
-        return topic_split.main(args.datasets.split(","), args.sample, args.topic_whole)
+        return topic_split.main(args.datasets.split(","), args.sample, args.first, args.topic_affinity,
+                                args.topic_floor)
     defaults = RankingConfig()
     overrides = {k: type(getattr(defaults, k))(v) for k, v in (item.split("=", 1) for item in args.settings)}
     ranking = replace(defaults, **overrides)

@@ -10,6 +10,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
@@ -172,6 +173,39 @@ def test_a_paper_goes_to_the_topic_where_it_ranks_best_and_the_other_takes_its_n
 def test_a_share_a_topic_cannot_fill_goes_to_the_others():
     joined = topics.joined(["a", "b"], [_ranked("a", "x"), _ranked("b", "pqrs")], [3, 3])
     assert [(r.topic, r.paper.id) for r in joined] == [("a", "x"), ("b", "p"), ("b", "q"), ("b", "r"), ("b", "s")]
+
+
+def test_each_topic_gets_its_floor_and_the_rest_of_the_digest_goes_by_merit():
+    assert topics.floors(50, [None, None], 0.5) == [12, 12]
+    assert topics.floors(6, [None, 2], 0.5) == [2, 2]  # a max_items is the section's count
+    # Both sections rank the same papers by nearly the same score; "a" owns the best-scored ones.
+    ids = "pqrstuvwxyz"
+    scores = [1.0 - n / 20 for n in range(len(ids))]
+    section_of = {pid: 0 if pid in "pqrstuvw" else 1 for pid in ids}
+    ranked = [_ranked("a", ids, scores), _ranked("b", ids, [s - 0.001 for s in scores])]
+    picks = topics.interleaved(["a", "b"], ranked, [None, None], 6, 0.5, section_of)
+    # "b" is guaranteed one of its even 3 (x, its best), the other 5 go by score: all "a"'s.
+    assert [(r.topic, r.paper.id, r.rank) for r in picks] == [
+        ("a", "p", 1), ("a", "q", 2), ("a", "r", 3), ("a", "s", 4), ("a", "t", 5), ("b", "x", 6)]
+    # No floor: the digest is the best scores whatever their section (one profile's picks).
+    assert [r.paper.id for r in topics.interleaved(["a", "b"], ranked, [None, None], 6, 0.0, section_of)] == list("pqrstu")
+    # A fixed max_items is the section's count; a section without one takes what is left by merit.
+    picks = topics.interleaved(["a", "b"], ranked, [None, 3], 6, 0.5, section_of)
+    assert [(r.topic, r.paper.id) for r in picks] == [("a", "p"), ("a", "q"), ("a", "r"), ("b", "x"), ("b", "y"),
+                                                      ("b", "z")]
+    # Merit by the whole profile's scores when given (a section's own pull left out).
+    merit = {pid: (1.0 if pid in "yz" else 0.0) for pid in ids}
+    picks = topics.interleaved(["a", "b"], ranked, [None, None], 4, 0.5, section_of, merit=merit)
+    assert [(r.topic, r.paper.id) for r in picks] == [("a", "p"), ("b", "x"), ("b", "y"), ("b", "z")]
+    # A followed author's paper is taken first, above any score.
+    picks = topics.interleaved(["a", "b"], ranked, [None, None], 3, 0.0, section_of, frozenset({"z"}))
+    assert [r.paper.id for r in picks] == ["p", "q", "z"]
+
+
+def test_a_paper_belongs_to_the_topic_where_its_affinity_ranks_highest():
+    # Section 0's stars are close together: it scores every paper higher than section 1 does.
+    affinity = np.array([[0.9, 0.8, 0.7, 0.6], [0.1, 0.2, 0.3, 0.5]])
+    assert topics.assigned(affinity).tolist() == [0, 0, 1, 1]
 
 
 # -- through the CLI ------------------------------------------------------------------------------

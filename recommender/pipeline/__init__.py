@@ -19,9 +19,15 @@ from recommender.base.config import Config, UserConfig
 from recommender.base.domain import Paper, ParsedBatch, ReaderIds, ReadHints, Recommendation
 from recommender.base.errors import InputError, NotFoundError
 from recommender.model import profiles, sparse_loops
-from recommender.model.ranking import Choice, rank_many
+from recommender.model.ranking import rank_many
 from recommender.pipeline import stored_models, topics
-from recommender.pipeline.stored_models import Models
+from recommender.pipeline.stored_models import Models, Ranking
+from recommender.pipeline.topic_ranking import (
+    choice_for,
+    papers_by_id,
+    rank_topics,
+    section_profiles,
+)
 from recommender.sources import parse
 from recommender.store import IngestResult, Store
 
@@ -46,17 +52,6 @@ class IngestSummary:
         skipped += f", {self.empty_files} with nothing new" if self.empty_files else ""
         return (f"ingested {self.files} file(s){skipped}: {self.entries} entries, "
                 f"{self.new_papers} new papers, {self.duplicates} duplicates")
-
-
-@dataclass(frozen=True)
-class Ranking:
-    """What every reader's ranking in one pass reads: the install's config and store, the
-    fitted models, and the time it is."""
-
-    config: Config
-    store: Store
-    models: Models
-    now: datetime
 
 
 @dataclass(frozen=True)
@@ -237,15 +232,6 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
     return models
 
 
-def choice_for(config: Config, user: UserConfig, limit: int | None, models: Models) -> Choice:
-    r = config.ranking
-    # A reader's own classifier carries its LSA part's weight already.
-    dense_weight = r.collaborative_weight if models.collab is not None else 1.0
-    return Choice(user=user.email, limit=limit or user.max_items, min_score=user.min_score, exclude=user.exclude,
-                  authors=user.authors, why_terms=r.why_terms, collaborative_weight=dense_weight,
-                  interest_boost=r.interest_boost, interests=user.interests)
-
-
 def rank_users(ranking: Ranking, users: Sequence[UserConfig], candidates: list[Paper], limit: int | None,
                ids: ReaderIds | None = None, persist: bool = True,
                topic: str | None = None) -> dict[str, list[Recommendation]]:
@@ -272,56 +258,14 @@ def rank_users(ranking: Ranking, users: Sequence[UserConfig], candidates: list[P
     return {user.email: found[user.email] for user in users}
 
 
-def section_profiles(ranking: Ranking, user: UserConfig, user_id: int,
-                     only: str | None = None) -> tuple[list[topics.Section], profiles.Profiles]:
-    """A reader's topics (see pipeline.topics) and a profile for each: built from its signals,
-    plus ``topics.WHOLE_WEIGHT`` times the reader's whole profile (cached like any reader's)."""
-    config, store, models, now = ranking.config, ranking.store, ranking.models, ranking.now
-    signals = store.topic_signals(user_id)
-    found = topics.sections(user, signals, only)
-    pairs = [(-1 - n, section.user) for n, section in enumerate(found)]  # not user ids: never cached
-    built, _ = profiles.from_signals(models, pairs, {-1 - n: section.signals for n, section in enumerate(found)},
-                                     config.ranking, now)
-    if topics.WHOLE_WEIGHT and found:
-        if any(signal.kind != "star" for signal, _ in signals):
-            # The whole profile from the stars alone: a click teaches the topic it was made in only.
-            stars = [signal for signal, _ in signals if signal.kind == "star"]
-            whole, _ = profiles.from_signals(models, [(0, user)], {0: stars}, config.ranking, now)
-        else:  # the reader's profile as ingest cached it
-            whole = stored_models.cached_or_built_profiles(store, models, [(user_id, user)], config.ranking, now, False)
-        if not whole.empty(0):
-            built = topics.with_whole(built, whole, topics.WHOLE_WEIGHT)
-    return found, built
-
-
-def rank_topics(ranking: Ranking, user: UserConfig, user_id: int, candidates: list[Paper], limit: int | None,
-                only: str | None = None) -> list[Recommendation]:
-    """One reader's picks, section by section (see pipeline.topics)."""
-    config, store, models = ranking.config, ranking.store, ranking.models
-    found, built = section_profiles(ranking, user, user_id, only)
-    if not found:
-        return []
-    total = limit or (found[0].max_items or user.max_items if only else user.max_items)
-    skip = set(store.starred_ids(user_id)) | store.sent_map([user_id]).get(user_id, set())
-    choices = [replace(choice_for(config, section.user, total, models), user=user.email) for section in found]
-    ranked = rank_many(models, built, candidates, [skip] * len(found), choices, papers_by_id(store))
-    shares = [total] if only else topics.budgets(total, [section.max_items for section in found])
-    return topics.joined([section.name for section in found], ranked, shares)
-
-
-def papers_by_id(store: Store) -> Callable[[list[str]], dict[str, Paper]]:
-    """A lookup of stored papers by id (the papers explanations name)."""
-    return lambda ids: {p.id: p for p in store.papers(ids)}
-
-
 def profile(config: Config, store: Store, user: UserConfig,
             topic: str | None = None) -> tuple[profiles.Profile, list[str]]:
     """One user's profile as ranking uses it (persisted when it changed), or that of one of
     their topics, and the model's terms."""
     models = load_models(store, config)
     if topic is not None:
-        found, built = section_profiles(Ranking(config, store, models, datetime.now(UTC)), user,
-                                        store.user_id(user.email), topic)
+        found, built, _ = section_profiles(Ranking(config, store, models, datetime.now(UTC)), user,
+                                           store.user_id(user.email), topic)
         if not found:
             raise NotFoundError(f"{user.email} has no topic {topic!r}")
         return built.profile(0), models.text.shown_terms

@@ -14,6 +14,12 @@ from recommender.base.text import shown
 from recommender.model import profiles
 from recommender.model.ranking import Choice, rank_many
 from recommender.pipeline.stored_models import Models, build_profiles
+from recommender.pipeline.topic_ranking import (
+    choice_for,
+    papers_by_id,
+    section_profiles,
+    sections_of,
+)
 from recommender.store import Store
 
 
@@ -25,29 +31,23 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     models = pipeline.load_models(store, config)
     user_id = store.user_id(user.email)
     topic = ""
-    if user.topics:  # the topic where the paper ranks best
-        found, built = pipeline.section_profiles(pipeline.Ranking(config, store, models, now), user, user_id)
+    if user.topics:  # the topic the paper belongs to, as a digest assigns it
+        found, built, affinity = section_profiles(pipeline.Ranking(config, store, models, now), user, user_id)
         if not found:
             raise NotFoundError(f"{user.email}: no topic to explain with")
-        # Ranked among the latest digest's papers, as a digest would rank it.
+        # Among the latest digest's papers: where its affinity ranks highest (topics.assigned).
         pool = [p for p in store.batch_papers(store.latest_run_batch_ids()) if p.id != paper.id] + [paper]
-        choices = [pipeline.choice_for(config, s.user, len(pool), models) for s in found]
-        plains = [Choice(user=c.user, limit=len(pool), why_terms=c.why_terms,
-                         collaborative_weight=c.collaborative_weight, interest_boost=c.interest_boost,
-                         interests=c.interests, authors=c.authors) for c in choices]
-        ranked = rank_many(models, built, pool, [set()] * len(found), plains, pipeline.papers_by_id(store))
-        places = [next((n, -r.score) for n, r in enumerate(picks) if r.paper.id == paper.id) for picks in ranked]
-        best = min(range(len(found)), key=lambda n: (places[n], n))
+        best = sections_of(models, affinity, pool)[-1]
         topic, user = found[best].name, found[best].user
         built = profiles.Profiles([built.user_ids[best]], built.matrix[best], None if built.dense is None
                                   else built.dense[best:best + 1], [built.weights[best]], [built.interests[best]],
                                   [built.starred[best]])
     else:
         built = build_profiles(store, models, [(user_id, user)], config.ranking, now)
-    choice = pipeline.choice_for(config, user, 1, models)
+    choice = choice_for(config, user, 1, models)
     plain = Choice(user=choice.user, limit=1, why_terms=choice.why_terms, collaborative_weight=choice.collaborative_weight,
                    interest_boost=choice.interest_boost, interests=choice.interests, authors=choice.authors)
-    pick = rank_many(models, built, [paper], [set()], [plain], pipeline.papers_by_id(store))[0][0]
+    pick = rank_many(models, built, [paper], [set()], [plain], papers_by_id(store))[0][0]
     why = pick.explanation
     content = float((built.matrix[0] @ models.text.rows([paper.id]).T).toarray().ravel()[0])
     topics = 0.0  # the dense part of the reader's own classifier or model (LSA topics and word vectors)
@@ -87,7 +87,7 @@ def _match_in_latest(store: Store, models: Models, built: profiles.Profiles, cho
         return None
     skips = set(store.starred_ids(user_id)) | store.sent_map([user_id]).get(user_id, set())
     ranked = rank_many(models, built, candidates, [skips], [replace(choice, limit=len(candidates))],
-                       pipeline.papers_by_id(store))[0]
+                       papers_by_id(store))[0]
     return next((r.match for r in ranked if r.paper.id == paper_id), None)
 
 

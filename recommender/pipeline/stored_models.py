@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import scipy.sparse as sp
 
-from recommender.base.config import PersonalMode, RankingConfig, UserConfig
+from recommender.base.config import Config, PersonalMode, RankingConfig, UserConfig
 from recommender.model import own_classifier, reader_factors, tfidf
 from recommender.model.own_classifier import LsaSpace
 from recommender.model.profiles import (
@@ -30,6 +31,17 @@ from recommender.store import Store
 
 log = logging.getLogger(__name__)
 REFIT_CHUNK = 2_000  # readers rebuilt at a time without a profiles cache: memory flat in their number
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """What every reader's ranking in one pass reads: the install's config and store, the
+    fitted models, and the time it is."""
+
+    config: Config
+    store: Store
+    models: Models
+    now: datetime
 
 
 

@@ -2,34 +2,44 @@
 stars and clicks that carry its name, and their picks joined into one digest in sections.
 
 A reader with topics is ranked as one "section reader" per topic (and one more, "Other", for
-the stars that carry no topic, when there are any): each has its own profile (its own
-classifier), ``interests``, ``exclude``, ``authors`` and ``min_score``. The digest's budget
-(``max_items``, or ``--limit``) is split between the sections by their ``max_items`` or evenly;
-a paper several sections would show goes to the one where it ranks best (then the higher
-score, then the config's order), never twice, and the others take their next paper.
+the stars that carry no topic, when there are any): each has its own ``interests``,
+``exclude``, ``authors`` and ``min_score``, and a profile that is the reader's whole profile
+plus ``AFFINITY_WEIGHT`` times the topic's affinity (the centroid of its own signals): a
+topic's stars are few, a classifier fit on them alone ranks worse than the whole library's
+even for the topic's own papers (bench/RESULTS.md), and the centroid costs no fit.
+A paper belongs to the section where its affinity ranks highest among the candidates
+(``assigned``), never two. The digest's budget (``max_items``, or ``--limit``): sections with a
+``max_items`` get it; the others are each guaranteed ``FLOOR_SHARE`` of an even share of the
+rest (their best papers), and what is left goes by merit, the best whole-profile scores of
+any of them, so that a small topic is never crowded out and the rest is what the reader would
+have got with one profile.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.base.config import TopicConfig, UserConfig
+from recommender.base.config import RankingConfig, TopicConfig, UserConfig
 from recommender.base.domain import Paper, Recommendation, Signal
 from recommender.model import profiles, topic_clusters
 from recommender.model.own_classifier import LsaSpace
 from recommender.model.reader_factors import CollabModel
 from recommender.model.tfidf import TextModel
+from recommender.model.unit_rows import unit_rows
 from recommender.store import Store
 
 OTHER = "Other"  # the section of the stars and clicks that carry no topic
-# Each topic's profile plus this many times the reader's whole profile: a topic's own stars
-# are few, and what the reader starred elsewhere still says what they read (measured on
-# CiteULike: bench/RESULTS.md). A topic's picks then lean to it without forgetting the rest.
-WHOLE_WEIGHT = 1.0
+# A topic's profile: the reader's whole profile plus this many times the topic's affinity (unit
+# centroid rows of its signals); tuned on CiteULike DEV readers (bench/RESULTS.md).
+AFFINITY_WEIGHT = 0.05
+# The share of its even part of the budget each topic without max_items is guaranteed; the
+# rest of the budget goes by merit (bench/RESULTS.md).
+FLOOR_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -69,15 +79,30 @@ def _narrowed(user: UserConfig, topic: TopicConfig) -> UserConfig:
                    min_score=topic.min_score if topic.min_score is not None else user.min_score)
 
 
-def with_whole(sections_built: profiles.Profiles, whole: profiles.Profiles, weight: float) -> profiles.Profiles:
-    """Every section's profile plus ``weight`` times the reader's whole one (its row 0): the
-    scores add up the same way, as both are linear in the paper's features."""
-    rows = sections_built.matrix.shape[0]
-    matrix = (sections_built.matrix + weight * sp.vstack([whole.matrix[0]] * rows)).tocsr()
-    dense = sections_built.dense
-    if dense is not None and whole.dense is not None:
-        dense = dense + weight * np.repeat(whole.dense[:1], rows, axis=0)
-    return replace(sections_built, matrix=matrix, dense=dense)
+def affinities(models: profiles.Models, pairs: Sequence[tuple[int, UserConfig]], signals: dict[int, list[Signal]],
+               ranking: RankingConfig, now: datetime) -> profiles.Profiles:
+    """Each section's affinity rows: the unit centroid of its signals' TF-IDF rows and, where
+    readers get their own classifiers, beside it the unit centroid of their dense features (no
+    classifier is fit); with reader factors, the sections' profiles as any reader's (no fit
+    either)."""
+    space = models.space
+    if models.collab is not None or space is None:
+        return profiles.from_signals(models, pairs, signals, ranking, now)[0]
+    built, pull = profiles.from_signals(profiles.Models(models.text, None, None), pairs, signals, ranking, now)
+    return replace(built, dense=unit_rows(np.asarray(pull @ space.coordinates, dtype=np.float32)))
+
+
+def with_whole(affinity: profiles.Profiles, whole: profiles.Profiles, weight: float) -> profiles.Profiles:
+    """Every section's profile: the reader's whole one (its row 0) plus ``weight`` times the
+    section's affinity; the scores add up the same way, as both are linear in the paper's
+    features (a missing dense part counts as zero)."""
+    rows = affinity.matrix.shape[0]
+    matrix = (weight * affinity.matrix + sp.vstack([whole.matrix[0]] * rows)).tocsr().astype(np.float32)
+    dense = None if affinity.dense is None else weight * affinity.dense
+    if whole.dense is not None:
+        repeated = np.repeat(whole.dense[:1], rows, axis=0)
+        dense = repeated if dense is None else dense + repeated
+    return replace(affinity, matrix=matrix, dense=None if dense is None else dense.astype(np.float32))
 
 
 def budgets(total: int, shares: Sequence[int | None]) -> list[int]:
@@ -104,6 +129,16 @@ def joined(names: Sequence[str], ranked: Sequence[list[Recommendation]], shares:
     a paper wanted by several goes to the one where it ranks best, the others take their next;
     a share a section cannot fill goes to the next sections that can. Picks come out in section
     order, ranked 1..n through the digest, each carrying its section's name."""
+    return _labelled(names, _shown(ranked, shares))
+
+
+def _labelled(names: Sequence[str], shown: list[list[Recommendation]]) -> list[Recommendation]:
+    picks = [replace(r, topic=names[s]) for s, section in enumerate(shown) for r in section]
+    return [replace(r, rank=n + 1) for n, r in enumerate(picks)]
+
+
+def _shown(ranked: Sequence[list[Recommendation]], shares: Sequence[int]) -> list[list[Recommendation]]:
+    """What ``joined`` shows, section by section."""
     position = [{r.paper.id: n for n, r in enumerate(picks)} for picks in ranked]
     claimed: dict[str, int] = {}
     shares = list(shares)
@@ -134,8 +169,44 @@ def joined(names: Sequence[str], ranked: Sequence[list[Recommendation]], shares:
                 shares[s] = len(current[s])
         for n in range(spare):
             shares[growing[n % len(growing)]] += 1
-    picks = [replace(r, topic=names[s]) for s, section in enumerate(current) for r in section]
-    return [replace(r, rank=n + 1) for n, r in enumerate(picks)]
+    return current
+
+
+def floors(total: int, fixed: Sequence[int | None], floor_share: float) -> list[int]:
+    """Each section's guaranteed picks: ``budgets`` gives the sections with a ``max_items`` their
+    count, and those without ``floor_share`` of their even share (the rest goes by merit)."""
+    shares = budgets(total, fixed)
+    return [share if f is not None else int(floor_share * share) for share, f in zip(shares, fixed, strict=True)]
+
+
+def assigned(affinity: np.ndarray) -> np.ndarray:
+    """Each candidate's section (a column of sections x candidates affinity scores): the one
+    where its affinity ranks highest among the candidates (rank percentiles: sections whose
+    stars are many or close together score higher everywhere), the first on equal ranks."""
+    ranks = np.argsort(np.argsort(-affinity, axis=1, kind="stable"), axis=1, kind="stable")
+    return np.argmin(ranks, axis=0)
+
+
+def interleaved(names: Sequence[str], ranked: Sequence[list[Recommendation]], fixed: Sequence[int | None],
+                total: int, floor_share: float, section_of: dict[str, int],
+                first: frozenset[str] = frozenset(), merit: dict[str, float] | None = None) -> list[Recommendation]:
+    """One digest of ``total`` picks, each paper in its section (``section_of``, from
+    ``assigned``): each section's guaranteed picks (see ``floors``; a share a section cannot
+    fill goes to the others), its best papers; then, for the sections without a ``max_items``,
+    the best of the other papers by ``merit`` (default: the score they have in their section;
+    ``first``: papers lifted above any, a followed author's). Picks come out as ``joined``'s:
+    section order, each section best first."""
+    own = [[r for r in picks if section_of.get(r.paper.id) == s] for s, picks in enumerate(ranked)]
+    shown = _shown(own, floors(total, fixed, floor_share))
+    taken = {r.paper.id for section in shown for r in section}
+    free = {s for s, f in enumerate(fixed) if f is None}
+    worth = merit or {}
+    best = sorted(((r.paper.id not in first, -worth.get(r.paper.id, r.score), n, s), r) for s in free
+                  for n, r in enumerate(own[s]) if r.paper.id not in taken)
+    for (*_, s), r in best[:max(0, total - len(taken))]:
+        shown[s].append(r)
+    order = [{r.paper.id: n for n, r in enumerate(picks)} for picks in own]
+    return _labelled(names, [sorted(section, key=lambda r: order[s][r.paper.id]) for s, section in enumerate(shown)])
 
 
 @dataclass(frozen=True)
