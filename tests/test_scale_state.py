@@ -15,7 +15,7 @@ from sqlalchemy import text
 from recommender import pipeline
 from recommender.base.config import Config, load_config
 from recommender.base.domain import ReaderIds
-from recommender.pipeline import stored_models
+from recommender.pipeline import digests, stored_models
 from recommender.pipeline.schedules import ReaderSchedules
 from recommender.pipeline.shards import ShardBuilder
 from recommender.store import Store
@@ -78,6 +78,11 @@ def test_a_worker_parses_no_readers_and_reads_its_shards_readers_from_the_databa
     assert ReaderSchedule(store).owed() == 0
     assert sorted(i.user_id for i in Outbox(store).items()) == sorted([ids.of("ada@example.org"),
                                                                       ids.of("bob@example.org")])
+    # The sending worker renders each digest with the reader's stored settings (ada's topics
+    # make sections), not the defaults: the same bytes as from the config's readers.
+    for item in Outbox(store).items():
+        assert (digests.message_of(digests.DigestWork(worker_config, store, _now), item.id)
+                == digests.message_of(digests.DigestWork(changed, store, _now), item.id))
     store.close()
 
 

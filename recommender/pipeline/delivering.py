@@ -34,6 +34,7 @@ from recommender.store import Store
 from recommender.store.group_commit import GroupCommit
 from recommender.store.lease_owners import new_owner
 from recommender.store.outbox import Claimed, Outbox, Readers
+from recommender.store.reader_settings import ReaderSettings
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=10)
@@ -86,11 +87,15 @@ class _Renderer:
         self._signer: LinkSigner | None = None
         self._users: dict[str, UserConfig] | None = None
 
-    def user(self, email: str) -> UserConfig:
-        """The reader's settings (a reader no longer configured: the defaults, to this address)."""
+    def users(self, claimed: Sequence[Claimed]) -> dict[int, UserConfig]:
+        """The readers' settings: from the config, else as stored in the database (a worker
+        reads no `[[users]]`), else the defaults to this address (no longer configured)."""
         if self._users is None:
             self._users = {u.email.lower(): u for u in self.work.config.users}
-        return self._users.get(email.lower()) or UserConfig(email)
+        configured = {c.user_id: self._users[c.email.lower()] for c in claimed if c.email.lower() in self._users}
+        missing = [c.user_id for c in claimed if c.user_id not in configured]
+        stored = ReaderSettings(self.work.store).of(missing) if missing else {}
+        return {c.user_id: configured.get(c.user_id) or stored.get(c.user_id) or UserConfig(c.email) for c in claimed}
 
     def messages(self, claimed: Sequence[Claimed]) -> list[bytes]:
         to_render = [c for c in claimed if c.message is None]
@@ -100,8 +105,9 @@ class _Renderer:
             entries = outbox.stored_entries([c.id for c in to_render])
             papers = {p.id: p for p in store.papers(sorted({e.paper_id for es in entries.values() for e in es}))}
             signer = self._signer = self._signer or self.work.signer()
+            users = self.users(to_render)
             for c in to_render:
-                user = self.user(c.email)
+                user = users[c.user_id]
                 dated = c.dated_at or self.work.clock()
                 rendered[c.id] = message_for(self.work.config, signer, user, c.user_id, c.id, c.message_id,
                                              stored_picks(user, entries.get(c.id, []), papers), dated)
