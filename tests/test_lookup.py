@@ -124,8 +124,10 @@ def test_malformed_error_and_slow_answers_are_reported_not_invented(api: Recorde
 
 
 @pytest.fixture
-def project(tmp_path: Path, run: Invoke, api: RecordedApi, monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(tmp_path: Path, config_path: Path, run: Invoke, api: RecordedApi, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RECOMMENDER_ARXIV_API_URL", api.url)
+    with config_path.open("a", encoding="utf-8") as config:  # a 503 is retried at once, not after 3 + 6 s
+        config.write("\n[lookup]\nretry_wait_seconds = 0.01\n")
     run("init")
     run("ingest", str(SEEDS[0]))
     return tmp_path

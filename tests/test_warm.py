@@ -19,7 +19,7 @@ import pytest
 
 from recommender.app.warm_client import socket_folder, socket_name, warm_request
 
-from conftest import SEEDS, recommender_command, wait_until, write_config
+from conftest import SECRET, SEEDS, recommender_command, wait_until, write_config
 
 
 @pytest.fixture
@@ -31,23 +31,37 @@ def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _command(tmp_path: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+def _command(tmp_path: Path, *args: str, code: int = 0,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(recommender_command("--config", str(tmp_path / "config.toml"), *args), cwd=tmp_path,
-                          env=dict(os.environ), capture_output=True, text=True, timeout=120)
+                          env=env or dict(os.environ), capture_output=True, text=True, timeout=120)
     assert done.returncode == code, done.stderr
     return done
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    write_config(tmp_path, users='[[users]]\nemail = "ada@example.org"\n[[users]]\nemail = "bob@example.org"\n')
-    _command(tmp_path, "init")
-    _command(tmp_path, "ingest", *map(str, SEEDS[:3]))
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two readers with stars and a new batch, built once (nine cold commands) for every test
+    here: each test works on its own copy (``project``)."""
+    folder = tmp_path_factory.mktemp("warm-project")
+    # The module's fixture runs before the per-test environment of conftest: set its parts here.
+    env = dict(os.environ, RECOMMENDER_SECRET=SECRET, XDG_RUNTIME_DIR=str(folder / "no-runtime-dir"),
+               XDG_CACHE_HOME=str(folder / "cache"), RECOMMENDER_ARXIV_API_URL="http://127.0.0.1:9/api/query")
+    write_config(folder, users='[[users]]\nemail = "ada@example.org"\n[[users]]\nemail = "bob@example.org"\n')
+    _command(folder, "init", env=env)
+    _command(folder, "ingest", *map(str, SEEDS[:3]), env=env)
     for email, title_word in (("ada@example.org", "language"), ("bob@example.org", "image")):
-        ids = [line.split("\t")[0] for line in _command(tmp_path, "papers", "search", title_word).stdout.splitlines()][:4]
+        ids = [line.split("\t")[0] for line in _command(folder, "papers", "search", title_word, env=env)
+               .stdout.splitlines()][:4]
         assert ids, title_word
-        _command(tmp_path, "star", "--user", email, *ids)
-    _command(tmp_path, "ingest", str(SEEDS[3]))
+        _command(folder, "star", "--user", email, *ids, env=env)
+    _command(folder, "ingest", str(SEEDS[3]), env=env)
+    return folder
+
+
+@pytest.fixture
+def project(built: Path, tmp_path: Path) -> Path:
+    shutil.copytree(built, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("no-runtime-dir"))
     return tmp_path
 
 

@@ -30,11 +30,11 @@ from recommender.delivery.smtp import (
     settings_fingerprint,
 )
 from recommender.digest.stored import message_for, stored_picks
+from recommender.pipeline.reader_directory import ReaderDirectory
 from recommender.store import Store
 from recommender.store.group_commit import GroupCommit
 from recommender.store.lease_owners import new_owner
 from recommender.store.outbox import Claimed, Outbox, Readers
-from recommender.store.reader_settings import ReaderSettings
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=10)
@@ -85,17 +85,14 @@ class _Renderer:
     def __init__(self, work: DigestWork):
         self.work = work
         self._signer: LinkSigner | None = None
-        self._users: dict[str, UserConfig] | None = None
+        self._directory: ReaderDirectory | None = None
 
     def users(self, claimed: Sequence[Claimed]) -> dict[int, UserConfig]:
-        """The readers' settings: from the config, else as stored in the database (a worker
-        reads no `[[users]]`), else the defaults to this address (no longer configured)."""
-        if self._users is None:
-            self._users = {u.email.lower(): u for u in self.work.config.users}
-        configured = {c.user_id: self._users[c.email.lower()] for c in claimed if c.email.lower() in self._users}
-        missing = [c.user_id for c in claimed if c.user_id not in configured]
-        stored = ReaderSettings(self.work.store).of(missing) if missing else {}
-        return {c.user_id: configured.get(c.user_id) or stored.get(c.user_id) or UserConfig(c.email) for c in claimed}
+        """The readers' settings (``ReaderDirectory``), else the defaults to this address (no
+        longer configured: a digest already queued is still sent)."""
+        self._directory = self._directory or ReaderDirectory(self.work.config, self.work.store)
+        found = self._directory.of([(c.user_id, c.email) for c in claimed])
+        return {c.user_id: found.get(c.user_id) or UserConfig(c.email) for c in claimed}
 
     def messages(self, claimed: Sequence[Claimed]) -> list[bytes]:
         to_render = [c for c in claimed if c.message is None]

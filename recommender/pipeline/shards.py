@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from recommender.base.clock import Clock, system_clock
-from recommender.base.config import Config, UserConfig, load_config
+from recommender.base.config import Config, UserConfig
 from recommender.base.domain import ReaderIds
 from recommender.pipeline import channels
 from recommender.pipeline.digests import (
@@ -24,9 +24,9 @@ from recommender.pipeline.digests import (
     queue_digests,
     signer_for,
 )
+from recommender.pipeline.reader_directory import ReaderDirectory
 from recommender.store import Store
 from recommender.store.lease_owners import new_owner
-from recommender.store.reader_settings import ReaderSettings
 from recommender.store.schedule import ReaderSchedule
 
 log = logging.getLogger(__name__)
@@ -42,34 +42,12 @@ class ShardBuilder:
         self.config, self.store, self.clock = config, store, clock
         self.readers, self.lease = readers, lease
         self.schedule = ReaderSchedule(store)
-        self.settings = ReaderSettings(store)
-        self._configured: dict[str, UserConfig] | None = None
-
-    def configured(self) -> dict[str, UserConfig]:
-        """The config file's readers by lower-case email, when the database keeps no reader's
-        settings (no `init`, `run` or SIGHUP has synced them since 0016); else none: a reader
-        without stored settings is no longer configured."""
-        if self._configured is None:
-            config = self.config
-            if config.readers_in_store and not self.settings.any():
-                log.info("no readers' settings stored: reading them from %s (run `recommender init`, or SIGHUP "
-                         "`recommender run`, to store them)", config.path)
-                config = load_config(config.path, config.database.url)
-            self._configured = {u.email.lower(): u for u in config.users}
-        return self._configured
+        self.directory = ReaderDirectory(config, store)
 
     def shard_readers(self, claimed: list[tuple[int, str]]) -> tuple[list[UserConfig], list[int]]:
-        """The settings of a claimed shard's readers, read from the database (from the config
-        file before they were ever stored), and the ids of those no longer configured."""
-        stored = self.settings.of([uid for uid, _ in claimed])
-        users, gone = [], []
-        for uid, email in claimed:
-            user = stored.get(uid) or self.configured().get(email.lower())
-            if user is None:
-                gone.append(uid)
-            else:
-                users.append(user)
-        return users, gone
+        """The settings of a claimed shard's readers, and the ids of those no longer configured."""
+        found = self.directory.of(claimed)
+        return [found[uid] for uid, _ in claimed if uid in found], [uid for uid, _ in claimed if uid not in found]
 
     def build_one(self) -> int | None:
         """Claim one shard and queue its readers' digests; returns how many were queued, None

@@ -18,6 +18,7 @@ from recommender.digest.stored import stored_picks
 from recommender.feedback.clicks import Click, FeedbackService, LinkGone
 from recommender.feedback.feed_page import FeedAnswer, FeedPages
 from recommender.feedback.web import create_app
+from recommender.pipeline.reader_directory import ReaderDirectory
 from recommender.store import Store
 from recommender.store.checkpoints import BackgroundCheckpoints
 from recommender.store.feedback import FeedbackLog
@@ -33,6 +34,7 @@ class WebSite:
         self.service = FeedbackService(config, store, clock)
         self.feeds = FeedPages(config, store, self.service.signer)
         self.checkpoints = BackgroundCheckpoints(store)
+        self.directory = ReaderDirectory(config, store)
 
     async def click(self, token: str, action: str, client: str) -> Click:
         return (await self.service.click_async(token, action, client)).click
@@ -67,8 +69,7 @@ class WebSite:
         link = self.service.resolve(token, "view").link
         entries = Outbox(self.store).stored_entries([link.digest_id]).get(link.digest_id, [])
         papers = {p.id: p for p in self.store.papers([e.paper_id for e in entries])}
-        email = next((r.email for r in self.store.user_rows() if r.id == link.user_id), "")
-        user = next((u for u in self.config.users if u.email.lower() == email), None)
+        user = self.directory.one(link.user_id)
         if user is None:
             raise LinkGone("this subscriber is no longer configured")
         picks = stored_picks(user, entries, papers)

@@ -99,6 +99,10 @@ class ArxivLookup:
                 status = response.status_code
         except httpx.TimeoutException:
             raise _Temporary("timed out") from None
+        except httpx.ConnectError as exc:
+            # No network, no such host or nothing listening: another try seconds later finds the
+            # same, and an offline command would only wait; the next import or star asks again.
+            raise LookupFailed(f"{url}: cannot connect ({exc})") from None
         except httpx.TransportError as exc:
             raise _Temporary(f"{type(exc).__name__}: {exc}") from None
         try:

@@ -74,6 +74,15 @@ class ReaderRows(PaperRows):
         with self.read() as conn:
             return set(conn.execute(select(UserRow.id)).scalars())
 
+    def emails(self, user_ids: Sequence[int]) -> dict[int, str]:
+        """User id -> email of these readers (only their rows are read)."""
+        found: dict[int, str] = {}
+        with self.read() as conn:
+            for chunk in chunks(sorted(set(user_ids)), FEW_EMAILS):
+                found.update({uid: email for uid, email in conn.execute(
+                    select(UserRow.id, UserRow.email).where(UserRow.id.in_(chunk)))})
+        return found
+
     def user_rows(self) -> list[Any]:
         with self.read() as conn:
             return list(conn.execute(select(UserRow).order_by(UserRow.email)))
