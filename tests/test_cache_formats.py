@@ -19,9 +19,9 @@ import pytest
 CACHES = [
     ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "69c05f0824431c12"),
     ("collab", "model.reader_factors", "MODEL_FORMAT", 3, ("model.reader_factors", "model.word_vectors", "model.unit_rows"),
-     "8c6f516dc28d3696"),
+     "aa8b1288799afc27"),
     ("lsa", "model.own_classifier", "MODEL_FORMAT", 7, ("model.own_classifier", "model.word_vectors", "model.reader_model"),
-     "1522e2e13a41ecb0"),
+     "1ef484622f36d5bc"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 13, ("model.profiles", "model.own_classifier", "model.reader_model",
                                                        "model.unit_rows", "pipeline.stored_models"), "8861cf1f2417d5aa"),
 ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import time
 from email.utils import parseaddr
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 
 from recommender.base.errors import ConfigError
@@ -298,10 +299,18 @@ class Config:
     def folder(self) -> Path:
         return self.path.parent
 
-    def user(self, email: str) -> UserConfig:
+    @cached_property
+    def users_by_email(self) -> dict[str, UserConfig]:
+        """The readers by lower-case email (a run looks up thousands: no scan each)."""
+        found: dict[str, UserConfig] = {}
         for user in self.users:
-            if user.email.lower() == email.lower():
-                return user
+            found.setdefault(user.email.lower(), user)
+        return found
+
+    def user(self, email: str) -> UserConfig:
+        user = self.users_by_email.get(email.lower())
+        if user is not None:
+            return user
         raise ConfigError(f"{self.path}: no [[users]] entry with email {email!r} "
                           f"(configured: {listed_emails(self.users) or 'none'})")
 

@@ -14,6 +14,8 @@ in bench/RESULTS.md includes it).
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from recommender.model.tfidf import TextModel
@@ -24,7 +26,21 @@ MIN_PAPERS = 3  # rarer words get no vector (their co-occurrence counts are nois
 CONTEXT_SMOOTHING = 0.75  # context counts raised to this power in PMI (word2vec's; lowers rare contexts' PMI)
 
 
+# One refit asks twice (reader factors, then the readers' own models' space): the second is
+# the first's array, while the model lives (9 s of 70 for 30,000 papers: bench/RESULTS.md, ingest).
+_SUMS: dict[tuple[int, int], np.ndarray | None] = {}
+
+
 def paper_sums(model: TextModel, dims: int) -> np.ndarray | None:
+    """``_paper_sums`` of this model, computed once while it lives (callers do not change it)."""
+    key = (id(model), dims)
+    if key not in _SUMS:
+        _SUMS[key] = _paper_sums(model, dims)
+        weakref.finalize(model, _SUMS.pop, key, None)
+    return _SUMS[key]
+
+
+def _paper_sums(model: TextModel, dims: int) -> np.ndarray | None:
     """Each paper's unit sum of its words' unit vectors, weighted by its TF-IDF (papers x
     dims), or None when the corpus has too few words. Words with vectors: the VOCABULARY most
     frequent single words found in at least MIN_PAPERS papers."""

@@ -56,11 +56,10 @@ def is_filler(phrase: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class WrittenText:
     """One text's words as written (lower-cased) and their stems, "" between runs (a phrase
-    never spans one), and where each stem occurs."""
+    never spans one)."""
 
     words: list[str]
     stems: list[str]
-    at: dict[str, list[int]]
     # Terms already looked up: a pick is explained to many readers, mostly by the same terms.
     looked_up: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -75,7 +74,14 @@ class WrittenText:
     def _forms(self, term: str) -> dict[str, int]:
         parts = term.split(" ")
         found: dict[str, int] = {}
-        for start in self.at.get(parts[0], ()):
+        stems, start = self.stems, -1
+        # The first stem's places by list.index (a C scan): a few terms are looked up in a
+        # text, so an index of every stem cost more than these scans (bench/RESULTS.md, whole command).
+        while True:
+            try:
+                start = stems.index(parts[0], start + 1)
+            except ValueError:
+                break
             end = start + len(parts)
             if self.stems[start:end] == parts:  # (equal stems: no run break inside)
                 phrase = " ".join(self.words[start:end])
@@ -100,17 +106,12 @@ class WrittenForms:
             pieces = _words(title)
             pieces.append("")
             pieces += _words(abstract)
-            new = [w for w in set(pieces) if w not in self.known]
+            new = list(set(pieces).difference(self.known))
             if new:
                 self.known.update((w, sys.intern(w)) for w in new)
                 self.stems.update(zip(new, map(sys.intern, self.stem(new) if self.stem is not None else new),
                                       strict=True))
-            stems = [self.stems[w] for w in pieces]
-            at: dict[str, list[int]] = {}
-            for position, stem in enumerate(stems):
-                if stem:
-                    at.setdefault(stem, []).append(position)
-            found = WrittenText([self.known[w] for w in pieces], stems, at)
+            found = WrittenText(list(map(self.known.__getitem__, pieces)), list(map(self.stems.__getitem__, pieces)))
             self.read[key] = found
         return found
 
