@@ -16,6 +16,7 @@ from recommender import pipeline
 from recommender.base.config import Config, load_config
 from recommender.base.domain import ReaderIds
 from recommender.pipeline import digests, stored_models
+from recommender.pipeline.reader_directory import ReaderDirectory
 from recommender.pipeline.schedules import ReaderSchedules
 from recommender.pipeline.shards import ShardBuilder
 from recommender.store import Store
@@ -83,6 +84,27 @@ def test_a_worker_parses_no_readers_and_reads_its_shards_readers_from_the_databa
     for item in Outbox(store).items():
         assert (digests.message_of(digests.DigestWork(worker_config, store, _now), item.id)
                 == digests.message_of(digests.DigestWork(changed, store, _now), item.id))
+    store.close()
+
+
+def test_every_process_finds_a_readers_settings_by_one_rule(tmp_path: Path, database_url: str,
+                                                            caplog: pytest.LogCaptureFixture):
+    """The config's readers where this process loaded them (the newest), else the stored copy
+    (a worker's config has none), else, before any sync, the config file read once."""
+    config, store, ids = _installed(tmp_path, database_url)
+    worker_config = load_config(config.path, readers=False)
+    readers = [(ids.of(u.email), u.email.upper()) for u in config.users]  # emails in any case
+    caplog.set_level("INFO")
+    assert ReaderDirectory(worker_config, store).of(readers) == {ids.of(u.email): u for u in config.users}
+    assert "no readers' settings stored" in caplog.text  # nothing synced yet: the file, read once
+    ReaderSchedules(config, store).sync(_now())
+    config.path.write_text(config.path.read_text().replace("max_items = 3", "max_items = 5"))  # not synced
+    edited = load_config(config.path)
+    ada = ids.of("ada@example.org")
+    assert ReaderDirectory(edited, store).of(readers)[ada].max_items == 5
+    assert ReaderDirectory(worker_config, store).of(readers)[ada].max_items == 3
+    assert ReaderDirectory(edited, store).one(ada) == edited.user("ada@example.org")
+    assert ReaderDirectory(edited, store).one(10_000) is None  # no such reader
     store.close()
 
 
