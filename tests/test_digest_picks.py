@@ -60,6 +60,27 @@ def test_a_queued_digest_stores_no_message_and_renders_the_same_bytes_at_every_a
     assert digests.deliver_pending(later) == []  # nobody gets it twice
 
 
+def test_digests_rendered_while_queueing_are_the_bytes_the_sender_renders_and_are_not_kept_once_sent(
+        tmp_path: Path, smtp_server: SmtpServer, database_url: str):
+    """`digest send` with a delivering child renders each message as it stores the digest (on
+    the queueing processes' cores): the same bytes as rendered from the entries, dropped once sent."""
+    config, store = _setup(tmp_path, smtp_server.port, database_url)
+    work = digests.DigestWork(config, store, lambda: NOW)
+    digests.queue_digests(work, config.users, render=True)
+    items = Outbox(store).items()
+    stored = {i.id: Outbox(store).message(i.id) for i in items}
+    assert len(stored) == 2 and all(stored.values())
+    with store.write() as conn:  # the entries alone: as the sender renders them
+        conn.execute(DigestMessageRow.__table__.delete())
+    assert stored == {i.id: digests.message_of(work, i.id) for i in items}
+    with store.write() as conn:
+        conn.execute(DigestMessageRow.__table__.insert(), [{"digest_id": k, "message": v} for k, v in stored.items()])
+    assert sorted(o.status for o in digests.deliver_pending(work)) == ["sent", "sent"]
+    assert sorted(smtp_server.box.raw) == sorted(stored.values())
+    with store.read() as conn:
+        assert conn.execute(select(func.count()).select_from(DigestMessageRow)).scalar_one() == 0
+
+
 def test_the_web_view_and_the_mail_show_the_same_entries(tmp_path: Path, smtp_server: SmtpServer):
     config, store = _setup(tmp_path, smtp_server.port, f"sqlite:///{tmp_path / 'db.sqlite'}")
     digests.run(config, store, config.users, lambda: NOW)

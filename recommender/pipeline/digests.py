@@ -31,6 +31,7 @@ from recommender.delivery.smtp import (
 from recommender.digest import render as digest
 from recommender.digest.message import build_message, dkim_key, dkim_signed, make_message_id
 from recommender.digest.states import UserResult, owed_states
+from recommender.digest.stored import message_for, stored_picks
 from recommender.pipeline import channels
 from recommender.pipeline.delivering import (
     LEASE,
@@ -42,7 +43,7 @@ from recommender.pipeline.delivering import (
     signer_for,
 )
 from recommender.store import Store
-from recommender.store.outbox import DigestToCreate, NewDigest, Outbox
+from recommender.store.outbox import DigestToCreate, NewDigest, Outbox, StoredEntry
 from recommender.store.run_readers import RunReaders
 from recommender.store.store import utcnow
 
@@ -61,6 +62,9 @@ class _Building:
     signer: LinkSigner
     ids: ReaderIds
     dry_run: bool
+    # Render each message as it is stored (`digest send` with a delivering child): the parts
+    # render on both cores while the child sends; else the sender renders it (bench/RESULTS.md, digest run).
+    render: bool = False
 
 
 def owed_batches(store: Store, outbox: Outbox, user_ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
@@ -101,17 +105,19 @@ def preview(config: Config, store: Store, user: UserConfig, clock: Clock,
 
 
 def queue_digests(work: DigestWork, users: Sequence[UserConfig], *, dry_run: bool = False, chunk: int = 500,
-                  ids: ReaderIds | None = None, parallel_parts: bool = False) -> dict[str, UserResult]:
+                  ids: ReaderIds | None = None, parallel_parts: bool = False,
+                  render: bool = False) -> dict[str, UserResult]:
     """Build and store (pending) each user's next digest; returns what happened per user.
     Users who are owed the same batches are ranked together, ``chunk`` at a time, and each
     digest is stored as soon as it is rendered (memory stays flat in the number of users).
     With ``parallel_parts``, many users are split between worker processes (see base.parallel)
     that each rank, render and store their part (ranking and rendering are Python-bound: one
-    process uses one core)."""
+    process uses one core). With ``render``, each message is rendered and stored with its
+    digest (the same bytes the sender would render; deleted once sent)."""
     started = time.monotonic()
     store = work.store
     ids = ids if ids is not None else store.sync_users(u.email for u in users)  # (lower-case email -> id)
-    building = _Building(work, pipeline.load_models(store, work.config), work.signer(), ids, dry_run)
+    building = _Building(work, pipeline.load_models(store, work.config), work.signer(), ids, dry_run, render)
     outbox = Outbox(store)
     unsubscribed = outbox.unsubscribed()
     results: dict[str, UserResult] = {}
@@ -183,7 +189,7 @@ def _queue_chunk(building: _Building, users: Sequence[UserConfig], batch_ids: tu
             ready.append(DigestToCreate(
                 ids.of(user.email), max(batch_ids),
                 [(r.paper.id, r.score, r.explanation.sentence(), r.match) for r in user_picks],
-                _identity(config, user, ids.of(user.email), user_picks, now),
+                _identity(building, user, user_picks, now),
                 channels.digest_channels(user), [r.topic or None for r in user_picks] if user.topics else (), now))
     outbox = Outbox(store)
     for group in range(0, len(ready), CREATE_GROUP):
@@ -191,11 +197,22 @@ def _queue_chunk(building: _Building, users: Sequence[UserConfig], batch_ids: tu
     return results
 
 
-def _identity(config: Config, user: UserConfig, user_id: int, picks: list[Recommendation],
+def _identity(building: _Building, user: UserConfig, picks: list[Recommendation],
               now: datetime) -> Callable[[int], NewDigest]:
-    """The digest's subject and Message-ID, once its id (which the Message-ID carries) is known."""
+    """The digest's subject and Message-ID, once its id (which the Message-ID carries) is known,
+    and with ``building.render`` its message, rendered from the picks as they are stored."""
+    config, user_id = building.work.config, building.ids.of(user.email)
     subject = digest.digest_subject(user, picks, now)
-    return lambda digest_id: NewDigest(subject, make_message_id(digest_id, user_id, config.smtp.sender))
+    if not building.render:
+        return lambda digest_id: NewDigest(subject, make_message_id(digest_id, user_id, config.smtp.sender))
+    stored = stored_picks(user, [StoredEntry(i, r.paper.id, r.score, r.explanation.sentence(), r.match, r.topic)
+                                 for i, r in enumerate(picks)], {r.paper.id: r.paper for r in picks})
+
+    def rendered(digest_id: int) -> NewDigest:
+        message_id = make_message_id(digest_id, user_id, config.smtp.sender)
+        return NewDigest(subject, message_id,
+                         message_for(config, building.signer, user, user_id, digest_id, message_id, stored, now))
+    return rendered
 
 
 def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock | None = None,
@@ -218,7 +235,8 @@ def run(config: Config, store: Store, users: Sequence[UserConfig], clock: Clock 
         try:
             # With the child delivering on the other core, BLAS threads would only wait for (and take) it.
             with threadpool_limits(limits=1, user_api="blas") if background is not None else contextlib.nullcontext():
-                results = queue_digests(work, users, ids=ids, parallel_parts=background is not None)
+                results = queue_digests(work, users, ids=ids, parallel_parts=background is not None,
+                                        render=background is not None)
         except BaseException:
             if background is not None:
                 background.finish()  # what was queued still goes out (or, on Ctrl-C, the child stops too)

@@ -193,6 +193,8 @@ class Outbox:
                              .values(status=DigestStatus.SENT, server_reply=bindparam("reply"), sent_at=now, lease_owner="",
                                      lease_until=None, attempts=DigestRow.attempts + bindparam("tries"),
                                      last_error=""), sent)
+                # A message stored with its digest is not kept once sent: it renders again from the entries.
+                conn.execute(delete(DigestMessageRow).where(DigestMessageRow.digest_id.in_([o["digest_id"] for o in sent])))
             if smtp_settings and any(o.status not in ("sent", "failed") for o in outcomes):
                 _set_meta(conn, DEFERRED_FOR_SMTP, smtp_settings)
             for o in outcomes:
