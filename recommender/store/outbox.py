@@ -165,6 +165,11 @@ class Outbox:
             if user_ids is not None:
                 stmt = stmt.where(DigestRow.user_id.in_(user_ids if isinstance(user_ids, Select) else list(user_ids)))
             if conn.dialect.name == "postgresql":
+                # Read the pending index in id order and stop at the batch: after a bulk enqueue,
+                # statistics not yet analyzed make the planner read and sort every pending row at
+                # each claim instead (92 against 1 ms with 20,000 pending: bench/RESULTS.md, scale).
+                conn.execute(text("SET LOCAL enable_bitmapscan = off"))
+                conn.execute(text("SET LOCAL enable_sort = off"))
                 stmt = stmt.with_for_update(skip_locked=True, of=DigestRow)
             rows = conn.execute(stmt).all()
             if rows:
