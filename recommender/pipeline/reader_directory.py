@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from recommender.base.config import Config, UserConfig, load_config
 from recommender.store import Store
 from recommender.store.reader_settings import ReaderSettings
+from recommender.store.schedule import ReaderSchedule
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class ReaderDirectory:
                 log.info("no readers' settings stored: reading them from %s (run `recommender init`, or SIGHUP "
                          "`recommender run`, to store them)", config.path)
                 config = load_config(config.path, config.database.url)
-            self._configured = {u.email.lower(): u for u in config.users}
+            self._configured = config.users_by_email
         return self._configured
 
     def of(self, readers: Sequence[tuple[int, str]]) -> dict[int, UserConfig]:
@@ -45,6 +46,15 @@ class ReaderDirectory:
         if missing:
             found.update(self.stored.of(missing))
         return found
+
+    def claimed(self, schedule: ReaderSchedule, readers: Sequence[tuple[int, str]]) -> list[UserConfig]:
+        """The settings of a claimed shard's (user id, email) readers, in its order; those no
+        longer configured are dropped from the owed readers (nothing to run for them)."""
+        found = self.of(readers)
+        gone = [uid for uid, _ in readers if uid not in found]
+        if gone:
+            schedule.drop(gone)
+        return [found[uid] for uid, _ in readers if uid in found]
 
     def one(self, user_id: int) -> UserConfig | None:
         """One reader's settings, looked up by id (the web view's reader)."""

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from recommender.base.config import WEEKDAYS, Config, UserConfig
 from recommender.pipeline import triggers
 from recommender.pipeline.api_results import NextDigest, Shard
+from recommender.pipeline.reader_directory import ReaderDirectory
 from recommender.store import Store
 from recommender.store.lease_owners import new_owner
 from recommender.store.outbox import Outbox
@@ -44,7 +45,7 @@ class ReaderSchedules:
             trigger = shared.get(key) or shared.setdefault(key, triggers.trigger_for(user))
             self.user_triggers[user.email.lower()] = trigger
         self.rules = {rule_of(t): t for t in shared.values()}
-        self.by_email: dict[str, UserConfig] = {u.email.lower(): u for u in config.users}
+        self.by_email: dict[str, UserConfig] = config.users_by_email
 
     def sync(self, now: datetime) -> None:
         """Store the schedules of new readers and of readers whose rule changed (one read of
@@ -138,11 +139,7 @@ class ReaderSchedules:
         claimed = self.stored.claim(owner, lease, limit, now)
         if not claimed:
             return None
-        gone = [uid for uid, email in claimed if email.lower() not in self.by_email]
-        if gone:
-            self.stored.drop(gone)
-        return Shard(owner, tuple(self.by_email[email.lower()] for _, email in claimed
-                                  if email.lower() in self.by_email))
+        return Shard(owner, tuple(ReaderDirectory(self.config, self.store).claimed(self.stored, claimed)))
 
     def finish(self, shard: Shard, finished: datetime) -> int:
         """Record the run of every reader of the shard; returns how many."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from recommender.base.clock import Clock, system_clock
-from recommender.base.config import Config, UserConfig
+from recommender.base.config import Config
 from recommender.base.domain import ReaderIds
 from recommender.pipeline import channels
 from recommender.pipeline.digests import (
@@ -44,11 +44,6 @@ class ShardBuilder:
         self.schedule = ReaderSchedule(store)
         self.directory = ReaderDirectory(config, store)
 
-    def shard_readers(self, claimed: list[tuple[int, str]]) -> tuple[list[UserConfig], list[int]]:
-        """The settings of a claimed shard's readers, and the ids of those no longer configured."""
-        found = self.directory.of(claimed)
-        return [found[uid] for uid, _ in claimed if uid in found], [uid for uid, _ in claimed if uid not in found]
-
     def build_one(self) -> int | None:
         """Claim one shard and queue its readers' digests; returns how many were queued, None
         when no reader is owed a run."""
@@ -56,9 +51,7 @@ class ShardBuilder:
         claimed = self.schedule.claim(owner, self.lease, self.readers, self.clock())
         if not claimed:
             return None
-        users, gone = self.shard_readers(claimed)
-        if gone:
-            self.schedule.drop(gone)  # no longer configured
+        users = self.directory.claimed(self.schedule, claimed)
         ids = ReaderIds({email.lower(): uid for uid, email in claimed})
         results = queue_digests(DigestWork(self.config, self.store, self.clock), users, ids=ids) if users else {}
         channels.queue_posts(self.config, self.store, signer_for(self.config, self.clock), self.clock)

@@ -109,10 +109,12 @@ def build_profiles(store: Store, models: Models, users: Sequence[tuple[int, User
 
 def _built_with_pulls(store: Store, models: Models, users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig,
                       now: datetime, persist: bool, progress: Callable[[int], None] | None = None,
-                      ) -> tuple[Profiles, sp.csr_matrix]:
+                      generations: dict[int, int] | None = None) -> tuple[Profiles, sp.csr_matrix]:
+    """``generations``: the users' signal generations when the caller read them already."""
     model = models.text
     user_ids = [uid for uid, _ in users]
-    generations = store.signal_counts(user_ids) if persist else {}  # read before the signals (a change between: stale)
+    if generations is None:  # read before the signals (a change between: stale)
+        generations = store.signal_counts(user_ids) if persist else {}
     # The times count only for ageing stars and for the version a stored profile keeps.
     signals = store.signals(user_ids, times=persist or ranking.star_half_life_days > 0)
     built, pulls = from_signals(models, users, signals, ranking, now, progress)
@@ -155,7 +157,7 @@ def build_and_cache_profiles(store: Store, models: Models, users: Sequence[tuple
     ``progress`` is told of each reader whose own classifier was considered."""
     # Read before the signals: a change in between leaves a row that is merely stale.
     generations = store.signal_generations([uid for uid, _ in users])
-    built, pulls = _built_with_pulls(store, models, users, ranking, now, True, progress)
+    built, pulls = _built_with_pulls(store, models, users, ranking, now, True, progress, generations)
     key = profiles_cache_key(store, ranking, models.space is not None)
     if generations is None or key is None:
         return built

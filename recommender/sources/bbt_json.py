@@ -8,7 +8,6 @@ attachments and annotations are not papers and are passed over."""
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from typing import Any
@@ -18,7 +17,7 @@ from recommender.base.errors import InputError
 from recommender.base.latex import readable
 from recommender.base.text import arxiv_id, doi, one_line
 from recommender.sources.library_read import LibraryRead
-from recommender.sources.lines import decoded_lines
+from recommender.sources.lines import decoded_lines, json_document
 
 NAME = "bbt-json"
 _MARKS = (b'"BetterBibTeX JSON"', b'"collections"', b'"itemType"')
@@ -32,10 +31,7 @@ def looks_like(head: bytes) -> bool:
 
 def read(data: bytes, name: str) -> LibraryRead:
     text = "\n".join(line for _, line in decoded_lines(data, name))
-    try:
-        library = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(name, f"not valid JSON ({exc.msg})", exc.lineno) from None
+    library = json_document(text, name)
     items = library.get("items") if isinstance(library, dict) else None
     if not isinstance(items, list):
         raise InputError(name, "not a Better BibTeX JSON export: no \"items\" list")
