@@ -1,10 +1,12 @@
 """Scale on PostgreSQL (`make bench-scale`, not part of `make bench`): N synthetic readers
 (about 10 stars each, 2,500 old and 500 new papers) on a PostgreSQL database of their own,
-and one day's digests, timed in three phases:
+and one day's digests, timed in three phases, then as a whole:
 
   enqueue      the daemon's tick: every reader due at once, enqueued with one statement
   rank+render  `worker` processes claiming shards of due readers (1, then 2 processes)
   send         `worker --once` processes draining the outbox into a local SMTP sink
+  end to end   the day as deployed: the tick, then `worker` processes that build and send, from
+               the due moment to the last digest handed to the sink ($SCALE_E2E_WORKERS, 2)
 
 Printed per phase: digests/s per worker, worker CPU seconds per digest, PostgreSQL CPU
 seconds per digest (read from /proc of the backends serving this database), peak memory per
@@ -42,6 +44,7 @@ SERVER = os.environ.get("RECOMMENDER_BENCH_PG_URL", "postgresql+psycopg://postgr
 TICKS = os.sysconf("SC_CLK_TCK")
 WORKER_CORES, WORKERS_1M, READERS_1M = 2, 4, 1_000_000
 WORKER_COUNTS = [int(n) for n in os.environ.get("SCALE_WORKERS", "1 2").split()]  # worker processes per phase
+E2E_WORKERS = int(os.environ.get("SCALE_E2E_WORKERS", "2"))  # `worker` processes of the end-to-end day
 TODAY_UP_TO = 20_000
 REFIT_PAPERS, REFIT_CHANGED = 100, 0.01  # the refit: an ingest of 100 new papers after 1% of the readers starred one  # today's single-process path is timed at the smallest size, if at most this
 
@@ -189,13 +192,14 @@ def setup(readers: int, folder: Path, url: str, port: int) -> tuple[Path, dict[s
     return config_path, ids
 
 
-def enqueue(config_path: Path) -> tuple[float, float, float, int]:
+def enqueue(config_path: Path, before: bool = True, day_after: int = 1) -> tuple[float, float, float, int]:
     """(seconds of the first sync of every schedule, seconds of the tick that enqueues them
-    all, seconds of before's per-reader housekeeping measured on 200 readers and scaled, readers enqueued)."""
+    all, seconds of before's per-reader housekeeping measured on 200 readers and scaled
+    (with ``before``), readers enqueued); the readers are due at 07:00 ``day_after`` days from now."""
     from recommender.app.daemon import Daemon
     from recommender.store.state import DaemonState
 
-    day = datetime.now(UTC).date() + timedelta(days=1)  # `init` scheduled everyone for 07:00 from now on
+    day = datetime.now(UTC).date() + timedelta(days=day_after)  # `init` scheduled everyone for 07:00 from now on
     daemon = Daemon(config_path, clock=lambda: datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=6))
     started = time.perf_counter()
     daemon.schedule_jobs()
@@ -206,6 +210,9 @@ def enqueue(config_path: Path) -> tuple[float, float, float, int]:
     ticked = time.perf_counter() - started
     # Before: after each run, every reader's id was found by reading the whole users table,
     # then their last run read and written (two round trips).
+    if not before:
+        daemon.stop()
+        return synced, ticked, 0.0, enqueued
     state, store = DaemonState(daemon.api.store), daemon.api.store
     sample = list(daemon.by_email)[:200]
     started = time.perf_counter()
@@ -234,6 +241,29 @@ def reset_day(url: str, ids: dict[str, int]) -> None:
         conn.execute(text("DELETE FROM profiles"))
     ReaderSchedule(store).run_now(sorted(ids.values()), datetime.now(UTC), {})
     store.close()
+
+
+def end_to_end(config_path: Path, url: str, readers: int, workers: int, sink: Sink) -> dict[str, float]:
+    """The day as it runs: every reader due at once (the daemon's tick), then ``workers``
+    `worker` processes that each build shards and send (as deployed); timed from the tick to
+    the last worker's exit, when every digest was handed to the sink. The profiles are those
+    the earlier phases stored, as a refit leaves them."""
+    import psycopg
+
+    with psycopg.connect(_dsn(url), autocommit=True) as conn:
+        conn.execute("DELETE FROM digests")
+        conn.execute("DELETE FROM due_readers")
+    sent_before = sink.count
+    started = time.perf_counter()
+    with BackendCpu(url) as pg:
+        _sync, _tick, _before, enqueued = enqueue(config_path, before=False, day_after=2)
+        assert enqueued == readers, (enqueued, readers)
+        _wall, cpu, peak = processes([recommender("--config", str(config_path), "worker", "--once",
+                                                  "--concurrency", "8")] * workers, config_path.parent)
+    wall = time.perf_counter() - started
+    assert sink.count - sent_before == readers, (sink.count - sent_before, readers)
+    return {"e2e_wall": wall, "e2e_cpu": cpu / readers, "e2e_pg": pg.seconds / readers, "e2e_peak": peak,
+            "e2e_workers": workers}
 
 
 def refit(config_path: Path, folder: Path, url: str, ids: dict[str, int], before: bool) -> dict[str, float]:
@@ -328,6 +358,11 @@ def measure(readers: int, port: int, sink: Sink, today: bool) -> dict[str, float
         print(f"    database growth {figures['bytes_per_reader_day'] / 1024:.1f} KB per reader for the day; "
               f"without the profiles (per-reader state, written once) {figures['digest_bytes_per_reader_day'] / 1024:.1f}"
               " KB", flush=True)
+        figures.update(end_to_end(config_path, url, readers, E2E_WORKERS, sink))
+        print(f"    the day end to end with {E2E_WORKERS} `worker` process(es) building and sending: due moment to the "
+              f"last digest handed to the sink {figures['e2e_wall'] / 60:.1f} min ({readers / figures['e2e_wall']:.0f}"
+              f" digests/s); CPU {figures['e2e_cpu'] * 1000:.1f} ms + PostgreSQL {figures['e2e_pg'] * 1000:.1f} ms a "
+              f"digest, peak {figures['e2e_peak']:.0f} MB", flush=True)
         figures.update(refit(config_path, folder, url, ids, before=today))
         print(f"    refit (`ingest` of {REFIT_PAPERS} papers after {REFIT_CHANGED:.0%} of the readers starred one): "
               f"{figures['refit_wall']:.1f} s, CPU {figures['refit_cpu']:.1f} s + PostgreSQL {figures['refit_pg']:.1f} s, "

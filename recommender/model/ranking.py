@@ -25,7 +25,7 @@ from recommender.model.match_scale import matches_among
 from recommender.model.profiles import Models, Profiles
 from recommender.model.scoring import SPLIT_MIN_USERS, PoolScorer
 from recommender.model.tfidf import TextModel, taken_rows
-from recommender.model.written_terms import WrittenForms
+from recommender.model.written_terms import WrittenForms, forms_of
 
 CHUNK = 512
 PARALLEL_CHUNKS = 2
@@ -207,7 +207,7 @@ def rank_many(models: Models, profiles: Profiles, pool: list[Paper], skips: Sequ
                         shared_columns=collab.predicted.shape[1] if collab is not None else None)
     matches = _Matches(pool)
     known = _RunPapers(papers)
-    forms = WrittenForms(model.stem)
+    forms = forms_of(model)
     results: list[list[Recommendation]] = []
     if not model.matrix.has_sorted_indices:
         model.matrix.sort_indices()  # the explanation kernels merge rows by term index

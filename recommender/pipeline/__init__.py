@@ -200,11 +200,15 @@ def recommend_written(config: Config, store: Store, wanted: Wanted,
     return sum(parallel.in_parts(part, users, parts, child_part))
 
 
-def load_models(store: Store, config: Config) -> Models:
-    """The fitted models for the current corpus and stars (fitting what is missing)."""
+def load_models(store: Store, config: Config, counted: bool = True) -> Models:
+    """The fitted models for the current corpus and stars (fitting what is missing). Without
+    ``counted`` (a worker that only ranks), for the stars the last count recorded: the models
+    the last refit stored, found without reading every star."""
     text = stored_models.text_model(store, config.ranking)
-    community = stored_models.community_model(store, text, config.ranking)
-    return Models(text, community, stored_models.lsa_space(store, text, config.ranking, community is not None))
+    totals = store.star_totals(recorded=not counted)
+    community = stored_models.community_model(store, text, config.ranking, totals.stars)
+    return Models(text, community,
+                  stored_models.lsa_space(store, text, config.ranking, community is not None, totals.readers))
 
 
 def refresh(store: Store, config: Config, now: datetime | None = None,

@@ -86,8 +86,11 @@ class Recommender(ReaderMethods, InstallMethods):
     # -- what it owns ---------------------------------------------------------------------
     @cached_property
     def database(self) -> Store:
-        """The database as it is, its schema not checked (for ``init``)."""
-        return self._given_store or Store.open(self.config.database.url)
+        """The database as it is, its schema not checked (for ``init``). It keeps each loaded
+        model for the next use while the stored one is unchanged: a worker's shards, the
+        daemon's runs and the web app's requests rank with the same model object (and what
+        is kept with it, such as the texts explanations read) instead of loading it anew."""
+        return self._given_store or Store.open(self.config.database.url, keep_models=True)
 
     @cached_property
     def store(self) -> Store:

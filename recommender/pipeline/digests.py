@@ -106,20 +106,21 @@ def preview(config: Config, store: Store, user: UserConfig, clock: Clock,
 
 def queue_digests(work: DigestWork, users: Sequence[UserConfig], *, dry_run: bool = False, chunk: int = 500,
                   ids: ReaderIds | None = None, parallel_parts: bool = False,
-                  render: bool = False) -> dict[str, UserResult]:
+                  render: bool = False, counted: bool = True) -> dict[str, UserResult]:
     """Build and store (pending) each user's next digest; returns what happened per user.
     Users who are owed the same batches are ranked together, ``chunk`` at a time, and each
     digest is stored as soon as it is rendered (memory stays flat in the number of users).
     With ``parallel_parts``, many users are split between worker processes (see base.parallel)
     that each rank, render and store their part (ranking and rendering are Python-bound: one
     process uses one core). With ``render``, each message is rendered and stored with its
-    digest (the same bytes the sender would render; deleted once sent)."""
+    digest (the same bytes the sender would render; deleted once sent). Without ``counted``,
+    with the models the last refit stored (see ``pipeline.load_models``)."""
     started = time.monotonic()
     store = work.store
     ids = ids if ids is not None else store.sync_users(u.email for u in users)  # (lower-case email -> id)
-    building = _Building(work, pipeline.load_models(store, work.config), work.signer(), ids, dry_run, render)
+    building = _Building(work, pipeline.load_models(store, work.config, counted), work.signer(), ids, dry_run, render)
     outbox = Outbox(store)
-    unsubscribed = outbox.unsubscribed()
+    unsubscribed = outbox.unsubscribed([ids.of(u.email) for u in users])
     results: dict[str, UserResult] = {}
     active = []
     for user in users:

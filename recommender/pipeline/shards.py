@@ -53,7 +53,9 @@ class ShardBuilder:
             return None
         users = self.directory.claimed(self.schedule, claimed)
         ids = ReaderIds({email.lower(): uid for uid, email in claimed})
-        results = queue_digests(DigestWork(self.config, self.store, self.clock), users, ids=ids) if users else {}
+        # A worker ranks with the models the last refit stored (it never reads every star).
+        results = (queue_digests(DigestWork(self.config, self.store, self.clock), users, ids=ids, counted=False)
+                   if users else {})
         channels.queue_posts(self.config, self.store, signer_for(self.config, self.clock), self.clock)
         self.schedule.finish(owner, self.clock())
         queued = sum(r.status == "queued" for r in results.values())

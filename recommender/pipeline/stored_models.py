@@ -59,9 +59,9 @@ def text_model(store: Store, ranking: RankingConfig) -> TextModel:
     return model
 
 
-def community_model(store: Store, model: TextModel, ranking: RankingConfig) -> CollabModel | None:
-    """The reader factors of everyone's stars, or None when the community takes no part."""
-    key = reader_factors.cache_key(model, ranking, store.star_count())
+def community_model(store: Store, model: TextModel, ranking: RankingConfig, stars: int) -> CollabModel | None:
+    """The reader factors of everyone's stars (``stars`` of them), or None when the community takes no part."""
+    key = reader_factors.cache_key(model, ranking, stars)
     cached = store.load_model("collab", key)
     if cached is not None:
         return cached if isinstance(cached, CollabModel) else None
@@ -72,16 +72,17 @@ def community_model(store: Store, model: TextModel, ranking: RankingConfig) -> C
     return fitted
 
 
-def lsa_space(store: Store, model: TextModel, ranking: RankingConfig, community: bool) -> LsaSpace | None:
-    """The dense features of the current corpus when readers get models of their own: their
-    own classifiers without the community, reader models beside the reader factors; else None."""
+def lsa_space(store: Store, model: TextModel, ranking: RankingConfig, community: bool,
+              readers: int) -> LsaSpace | None:
+    """The dense features of the current corpus when readers get models of their own (``readers``:
+    how many have stars): their own classifiers without the community, reader models beside the
+    reader factors; else None."""
     if community:
         if ranking.reader_model_weight <= 0:
             return None
     else:
         if ranking.personal == PersonalMode.OFF:
-            return None  # decided without counting readers (a query over every star)
-        readers = store.readers_with_stars()
+            return None
         if not readers or not own_classifier.used(ranking, community, readers):  # no reader to fit one for
             return None
     key = own_classifier.cache_key(model, ranking)

@@ -345,9 +345,17 @@ class Outbox:
                                 .where(DigestEntryRow.digest_id == digest_id).order_by(DigestEntryRow.position))
             return [(r.position, r.paper_id, r.score, r.why, r.match) for r in rows]
 
-    def unsubscribed(self) -> set[int]:
+    def unsubscribed(self, user_ids: Sequence[int] | None = None) -> set[int]:
+        """The unsubscribed readers (among ``user_ids``: read through the primary key, not the
+        whole users table, which a shard of a large install must not scan)."""
         with self.store.read() as conn:
-            return set(conn.execute(select(UserRow.id).where(UserRow.unsubscribed_at.is_not(None))).scalars())
+            if user_ids is None:
+                return set(conn.execute(select(UserRow.id).where(UserRow.unsubscribed_at.is_not(None))).scalars())
+            found: set[int] = set()
+            for chunk in chunks(list(user_ids), 5000):
+                found.update(conn.execute(select(UserRow.id).where(
+                    UserRow.id.in_(chunk), UserRow.unsubscribed_at.is_not(None))).scalars())
+            return found
 
     def set_unsubscribed(self, user_id: int, unsubscribed: bool) -> bool:
         """Returns whether anything changed."""

@@ -63,7 +63,8 @@ class ReaderSettings:
         """Webhook name -> the readers whose digests are posted to it (read through its index)."""
         found: dict[str, list[UserConfig]] = {}
         with self.store.read() as conn:
-            rows = conn.execute(select(Row.webhook, Row.settings).where(Row.webhook != "").order_by(Row.user_id))
+            # "> ''" (not "!= ''") reads the index's range of named webhooks, not every reader's row
+            rows = conn.execute(select(Row.webhook, Row.settings).where(Row.webhook > "").order_by(Row.user_id))
             for name, text in rows:
                 found.setdefault(name, []).append(reader_from_json(text))
         return found

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 try:
     import fcntl
@@ -28,10 +30,19 @@ from recommender.store.schema import (
     DigestEntryRow,
     DigestRow,
     FeedbackRow,
+    MetaRow,
     PaperRow,
     StarRow,
     UserRow,
 )
+
+STAR_TOTALS = "star_totals"  # meta key: "stars readers" as last counted
+
+
+class StarTotals(NamedTuple):
+    stars: int
+    readers: int  # readers with any star
+
 
 FEW_EMAILS = 1000  # up to this many emails are looked up by name; more read the users table once
 
@@ -180,13 +191,27 @@ class ReaderRows(PaperRows):
         with self.read() as conn:
             return [(r.user_id, r.paper_id) for r in conn.execute(select(StarRow.user_id, StarRow.paper_id))]
 
-    def readers_with_stars(self) -> int:
+    def star_totals(self, recorded: bool = False) -> StarTotals:
+        """How many stars there are and how many readers have any: counted (a query over every
+        star) and recorded; with ``recorded``, as the last count recorded them (one row), so a
+        worker that only ranks finds the models the last refit fit for those totals without
+        reading every star for each shard (0.14 s a shard at 100,000 readers)."""
         with self.read() as conn:
-            return conn.execute(select(func.count(func.distinct(StarRow.user_id)))).scalar_one()
-
-    def star_count(self) -> int:
-        with self.read() as conn:
-            return conn.execute(select(func.count()).select_from(StarRow)).scalar_one()
+            value = conn.execute(select(MetaRow.value).where(MetaRow.key == STAR_TOTALS)).scalar()
+            if recorded and value:
+                stars, readers = value.split()
+                return StarTotals(int(stars), int(readers))
+            row = conn.execute(select(func.count(), func.count(func.distinct(StarRow.user_id)))).one()
+        totals = StarTotals(row[0], row[1])
+        # A command that only reads writes nothing; two processes' first counts may meet.
+        if value != f"{totals.stars} {totals.readers}":
+            with contextlib.suppress(IntegrityError), self.write() as conn:
+                if value is None:
+                    conn.execute(insert(MetaRow).values(key=STAR_TOTALS, value=f"{totals.stars} {totals.readers}"))
+                else:
+                    conn.execute(update(MetaRow).where(MetaRow.key == STAR_TOTALS)
+                                 .values(value=f"{totals.stars} {totals.readers}"))
+        return totals
 
     def signals(self, user_ids: Sequence[int], times: bool = True) -> dict[int, list[Any]]:
         """Stars and feedback clicks of these users, oldest first: user id -> [Signal]. Without

@@ -10,13 +10,25 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from recommender.store.lease_owners import owner_is_dead
 from recommender.store.schema import DueReaderRow, ScheduleStateRow, UserRow
 from recommender.store.store import Store, chunks
 
 Row = ScheduleStateRow
+ANALYZE_FROM = 1_000  # readers enqueued by one tick from which PostgreSQL's statistics are refreshed
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,11 @@ class ReaderSchedule:
             if moves:
                 conn.execute(update(Row).where(Row.rule == bindparam("b_rule"), Row.next_run_at == bindparam("b_at"))
                              .values(next_run_at=bindparam("b_next")), moves)
+        if enqueued >= ANALYZE_FROM and self.store.engine.dialect.name == "postgresql":
+            # The planner's picture of the owed readers is now wrong (autovacuum, where it runs at
+            # all, looks a minute later): the shards' claims would be planned for an empty table.
+            with self.store.write() as conn:
+                conn.execute(text("ANALYZE due_readers"))
         return enqueued, changed
 
     @staticmethod
@@ -162,7 +179,7 @@ class ReaderSchedule:
         another claimer holds."""
         d = DueReaderRow
         with self.store.write() as conn:
-            holders = conn.execute(select(d.lease_owner).distinct().where(d.lease_owner != "", d.lease_until >= now))
+            holders = conn.execute(select(d.lease_owner).distinct().where(d.lease_owner > "", d.lease_until >= now))
             dead = [h for h in holders.scalars() if owner_is_dead(h)]
             stmt = (select(d.user_id).where(or_(d.lease_until.is_(None), d.lease_until < now, d.lease_owner.in_(dead)))
                     .order_by(d.due_at, d.user_id).limit(limit))

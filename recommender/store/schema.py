@@ -284,6 +284,7 @@ class DueReaderRow(Base):
     under a lease (a dead holder's shard is claimed again), deleted once the run is recorded."""
 
     __tablename__ = "due_readers"
+    __table_args__ = (Index("ix_due_readers_due", "due_at", "user_id"),)  # shards are claimed in this order
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_owner: Mapped[str] = mapped_column(String(64), server_default="", index=True)
