@@ -193,6 +193,20 @@ def test_a_delivery_run_checks_unsubscribes_and_dead_leases_once_not_per_claim(t
     store.close()
 
 
+def test_a_workers_turn_sends_at_most_its_share_and_the_next_turn_the_rest(tmp_path: Path, smtp_server: SmtpServer):
+    from recommender.pipeline import digests
+
+    path = write_config(tmp_path, users="", extra=smtp_section(smtp_server.port))
+    config = load_config(path)
+    store = Store.open(config.database.url)
+    store.upgrade_schema()
+    _pending(store, 11)
+    work = digests.DigestWork(config, store, lambda: datetime.now(UTC))
+    turns = [len(digests.deliver_pending(work, claiming=digests.Claiming(batch_size=2, most=4))) for _ in range(4)]
+    assert turns == [4, 4, 3, 0] and len(smtp_server.box.messages) == 11  # each once
+    store.close()
+
+
 def test_sent_digests_lose_their_message_after_keep_days_and_keep_their_papers(store: Store):
     store.upgrade_schema()
     ids = _pending(store, 4)

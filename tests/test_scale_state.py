@@ -6,14 +6,15 @@ too; and a database of the previous schema upgraded with nothing lost."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from recommender import pipeline
-from recommender.base.config import Config, load_config
+from recommender.base.config import CommunityMode, Config, load_config
 from recommender.base.domain import ReaderIds
 from recommender.pipeline import digests, stored_models
 from recommender.pipeline.reader_directory import ReaderDirectory
@@ -117,6 +118,30 @@ def _installed(tmp_path: Path, database_url: str) -> tuple[Config, Store, Reader
     return config, store, store.sync_users(u.email for u in config.users)
 
 
+def test_a_worker_ranks_with_the_models_the_last_refit_stored_without_counting_every_star(
+        tmp_path: Path, database_url: str):
+    config, store, ids = _installed(tmp_path, database_url)
+    config = replace(config, ranking=replace(config.ranking, community=CommunityMode.ON))
+    papers = [p.id for p in store.batch_papers(store.all_batch_ids())]
+    readers = [ids.of(u.email) for u in config.users]
+    store.star_many([(uid, papers[n]) for n, uid in enumerate(readers)], "import")
+    assert pipeline.load_models(store, config).collab is not None  # the refit: counted, fit, recorded
+    fitted = store.model_stamp("collab")
+    assert store.star_totals(recorded=True) == (3, 3)
+    store.star_many([(uid, papers[3 + 3 * n + k]) for n, uid in enumerate(readers) for k in range(3)], "import")
+    worker = Store.open(config.database.url)  # another process: no model loaded yet
+    assert pipeline.load_models(worker, config, counted=False).collab is not None
+    assert worker.model_stamp("collab") == fitted  # the stored model, not one fit for 12 stars
+    assert worker.star_totals(recorded=True) == (3, 3)
+    pipeline.load_models(store, config)  # the next refit counts again and fits for 12 stars
+    assert store.model_stamp("collab") != fitted and store.star_totals(recorded=True) == (12, 3)
+    bob = ids.of("bob@example.org")
+    Outbox(store).set_unsubscribed(bob, True)
+    assert Outbox(store).unsubscribed(readers) == {bob} and Outbox(store).unsubscribed(readers[:1]) == set()
+    worker.close()
+    store.close()
+
+
 def _profile_times(store: Store) -> dict[int, tuple[datetime, int | None]]:
     with store.read() as conn:
         rows = conn.execute(text("SELECT user_id, updated_at, signal_generation FROM profiles"))
@@ -207,6 +232,7 @@ def test_a_database_of_the_previous_schema_keeps_its_profiles_and_counts_changes
         assert conn.execute(text("SELECT terms, signal_generation FROM profiles")).one() in (
             ('{"graph": 0.5}', None), ({"graph": 0.5}, None))
         assert conn.execute(text("SELECT count(*) FROM reader_settings")).scalar_one() == 0
+    assert "ix_due_readers_due" in {i["name"] for i in inspect(store.engine).get_indexes("due_readers")}  # 0017
     assert store.stale_profiles([1]) == ([1], {1: store.signal_counts([1]).get(1, 0)})  # built before 0015: rebuilt
     before = store.signal_counts([1]).get(1, 0)
     store.unstar(1, ["p1"])

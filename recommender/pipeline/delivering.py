@@ -76,6 +76,7 @@ class Claiming:
     stop: threading.Event | _ParentGone | None = None
     more: Waitable | None = None
     poll_seconds: float = 0.2
+    most: int | None = None  # claim at most this many, then return (a worker's turn: its memory stays flat)
 
 
 class _Renderer:
@@ -149,15 +150,19 @@ def deliver_pending(work: DigestWork, user_ids: Readers | None = None,
     # committed together.
     recorder: GroupCommit[Outcome, None] = GroupCommit(write)
 
+    handled: set[int] = set()  # (kept as outcomes come: rebuilt at each claim it cost O(n^2) over a long run)
+
     async def record(outcome: Outcome) -> None:
         outcomes.append(outcome)
+        handled.add(outcome.digest_id)
         await asyncio.wrap_future(recorder.enqueue(outcome))
 
     async def batches() -> AsyncIterator[list[Outgoing]]:
-        while stop is None or not stop.is_set():
-            handled = {o.digest_id for o in outcomes}
+        claimed_so_far = 0
+        while (stop is None or not stop.is_set()) and (claiming.most is None or claimed_so_far < claiming.most):
             final = more is None or more.is_set()  # read before the claim: nothing is queued after it is set
             claimed = await asyncio.to_thread(claim, handled)
+            claimed_so_far += len(claimed)
             if claimed:
                 yield claimed
             elif final:

@@ -101,8 +101,10 @@ def work(config: Config, store: Store, stop: threading.Event, options: WorkerOpt
     log.info("worker %s started (concurrency %d)", owner, concurrency)
     while not stop.is_set():
         built = builder.build_one()
+        # A turn of at most a shard's worth of digests: then the next shard is built, and the
+        # outcomes kept in memory stay as few (one call draining 100,000 kept them all).
         outcomes = deliver_pending(DigestWork(config, store, clock), claiming=Claiming(
-            owner=owner, batch_size=concurrency * 2, lease=lease, stop=stop))
+            owner=owner, batch_size=concurrency * 2, lease=lease, stop=stop, most=shard_readers))
         sent += sum(o.status == "sent" for o in outcomes)
         for outcome in outcomes:
             if outcome.status != "sent":
