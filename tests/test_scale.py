@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import event, text
 
 from recommender.app.daemon import Daemon
@@ -89,6 +90,22 @@ def test_a_tick_enqueues_every_due_reader_with_statements_that_do_not_grow(tmp_p
     assert runs["r0000@example.org"] == datetime(2025, 6, 3, 7, 0, tzinfo=UTC)  # moved on to tomorrow
     assert runs["r0001@example.org"] == datetime(2025, 6, 3, 7, 0, tzinfo=UTC)
     assert runs["r0002@example.org"] == datetime(2025, 6, 2, 11, 0, tzinfo=UTC)  # New York: not yet due
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_large_tick_on_postgresql_refreshes_the_statistics_its_shards_are_planned_by(tmp_path: Path,
+                                                                                      database_url: str):
+    from recommender.store.schedule import ANALYZE_FROM, RUN_TABLES
+
+    enqueued, _, _ = _tick_statements(tmp_path / "install", database_url, ANALYZE_FROM * 3 // 2)
+    assert enqueued == ANALYZE_FROM
+    store = Store.open(database_url)
+    with store.read() as conn:  # (-1: never analyzed; ANALYZE writes the catalog in its transaction)
+        tuples = dict(conn.execute(text("SELECT relname, reltuples FROM pg_class WHERE relname = ANY(:names)"),
+                                   {"names": list(RUN_TABLES)}).all())
+    store.close()
+    assert set(tuples) == set(RUN_TABLES) and tuples["due_readers"] == ANALYZE_FROM
+    assert all(count >= 0 for count in tuples.values())
 
 
 def test_looking_up_one_reader_reads_only_that_reader(store: Store):
