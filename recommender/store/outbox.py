@@ -61,6 +61,7 @@ class Outbox:
         """user id -> newest batch covered by their pending or sent digests (users with none left out)."""
         found: dict[int, int] = {}
         with self.store.read() as conn:
+            self.store.by_index(conn)
             for chunk in chunks(list(user_ids), 5000):
                 rows = conn.execute(select(DigestRow.user_id, func.max(DigestRow.last_batch_id))
                                     .where(DigestRow.user_id.in_(chunk), DigestRow.status.in_(QUEUED))

@@ -64,6 +64,7 @@ class ReaderSettings:
         found: dict[str, list[UserConfig]] = {}
         with self.store.read() as conn:
             # "> ''" (not "!= ''") reads the index's range of named webhooks, not every reader's row
+            self.store.by_index(conn)
             rows = conn.execute(select(Row.webhook, Row.settings).where(Row.webhook > "").order_by(Row.user_id))
             for name, text in rows:
                 found.setdefault(name, []).append(reader_from_json(text))

@@ -238,6 +238,7 @@ class ReaderRows(PaperRows):
         """Papers already in a pending or sent digest, per user."""
         found: dict[int, set[str]] = {}
         with self.read() as conn:
+            self.by_index(conn)
             for chunk in chunks(list(user_ids), 5000):
                 rows = conn.execute(
                     select(DigestRow.user_id, DigestEntryRow.paper_id)
