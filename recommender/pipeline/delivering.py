@@ -77,6 +77,7 @@ class Claiming:
     more: Waitable | None = None
     poll_seconds: float = 0.2
     most: int | None = None  # claim at most this many, then return (a worker's turn: its memory stays flat)
+    dead: Sequence[str] | None = None  # the caller's housekeeping's dead lease holders (else housekept here)
 
 
 class _Renderer:
@@ -170,7 +171,8 @@ def deliver_pending(work: DigestWork, user_ids: Readers | None = None,
             else:
                 await asyncio.to_thread(more.wait, claiming.poll_seconds)  # type: ignore[union-attr]  # (final when None)  # the connections stay open meanwhile
 
-    dead = outbox.housekeep(clock())  # unsubscribes and dead senders' leases: once for the run's claims
+    # unsubscribes and dead senders' leases: once for the run's claims (or by the caller)
+    dead = outbox.housekeep(clock()) if claiming.dead is None else claiming.dead
 
     def claim(handled: set[int]) -> list[Outgoing]:
         claimed = outbox.claim(owner, claiming.lease, claiming.batch_size, user_ids, now=clock(), dead=dead)
