@@ -37,6 +37,7 @@ class ReaderSchedules:
         self.config = config
         self.store = store
         self.stored = ReaderSchedule(store)
+        self.directory = ReaderDirectory(config, store)
         self.grace = timedelta(minutes=config.scheduler.misfire_grace_minutes)
         shared: dict[tuple[object, ...], triggers.DigestTrigger] = {}
         self.user_triggers: dict[str, triggers.DigestTrigger] = {}  # lower-case email -> trigger
@@ -139,7 +140,7 @@ class ReaderSchedules:
         claimed = self.stored.claim(owner, lease, limit, now)
         if not claimed:
             return None
-        return Shard(owner, tuple(ReaderDirectory(self.config, self.store).claimed(self.stored, claimed)))
+        return Shard(owner, tuple(self.directory.claimed(self.stored, claimed)))
 
     def finish(self, shard: Shard, finished: datetime) -> int:
         """Record the run of every reader of the shard; returns how many."""

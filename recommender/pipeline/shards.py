@@ -101,31 +101,28 @@ def work(config: Config, store: Store, stop: threading.Event, options: WorkerOpt
     owner = new_owner()
     builder = ShardBuilder(config, store, clock, shard_readers)
     outbox = Outbox(store)
-    sent, housekept, dead = 0, -HOUSEKEEP_SECONDS, []
+    sent, housekept, dead, idle = 0, -HOUSEKEEP_SECONDS, [], False
     log.info("worker %s started (concurrency %d)", owner, concurrency)
     while not stop.is_set():
         built = builder.build_one()
         # Unsubscribes and dead holders' leases read every pending digest: once a minute, not
         # once a turn (a turn per 1,000 digests made it 2 ms of PostgreSQL a digest at 100,000),
         # and again before a turn that found nothing is believed.
-        fresh = time.monotonic() - housekept >= HOUSEKEEP_SECONDS
+        fresh = idle or time.monotonic() - housekept >= HOUSEKEEP_SECONDS
         if fresh:
             dead, housekept = outbox.housekeep(clock()), time.monotonic()
         # A turn of at most a shard's worth of digests: then the next shard is built, and the
         # outcomes kept in memory stay as few (one call draining 100,000 kept them all).
-        claiming = Claiming(owner=owner, batch_size=concurrency * 2, lease=lease, stop=stop, most=shard_readers,
-                            dead=dead)
-        outcomes = deliver_pending(DigestWork(config, store, clock), claiming=claiming)
-        if not outcomes and not fresh:
-            dead, housekept = outbox.housekeep(clock()), time.monotonic()
-            outcomes = deliver_pending(DigestWork(config, store, clock), claiming=replace(claiming, dead=dead))
+        outcomes = deliver_pending(DigestWork(config, store, clock), claiming=Claiming(
+            owner=owner, batch_size=concurrency * 2, lease=lease, stop=stop, most=shard_readers, dead=dead))
         sent += sum(o.status == "sent" for o in outcomes)
         for outcome in outcomes:
             if outcome.status != "sent":
                 log.warning("digest %d %s after %d attempt(s): %s", outcome.digest_id, outcome.status,
                             outcome.attempts, outcome.detail)
         posted = channels.deliver_posts(config, store, clock)
-        if built is None and not outcomes and not posted:
+        idle = built is None and not outcomes and not posted
+        if idle and fresh:
             if once:
                 break
             stop.wait(poll_seconds)

@@ -110,6 +110,12 @@ class WriterLock:
                 time.sleep(0.001)
 
 
+def set_meta(conn: Connection, key: str, value: str) -> None:
+    """Store one ``meta`` value (updated, else inserted)."""
+    if not conn.execute(update(MetaRow).where(MetaRow.key == key).values(value=value)).rowcount:
+        conn.execute(insert(MetaRow).values(key=key, value=value))
+
+
 class Database:
     """One database: connections, transactions, schema and the corpus version."""
 

@@ -35,7 +35,7 @@ from recommender.store.outbox_types import (
     StoredEntry,
 )
 from recommender.store.schema import DigestEntryRow, DigestMessageRow, DigestRow, MetaRow, UserRow
-from recommender.store.store import Store, chunks, utcnow
+from recommender.store.store import Store, chunks, set_meta, utcnow
 
 __all__ = ["Claimed", "DeliveryOutcome", "DigestState", "DigestToCreate", "NewDigest", "Outbox", "OutboxItem",
            "Readers", "StoredEntry"]
@@ -45,11 +45,6 @@ Readers = Sequence[int] | Select[int]
 NEXT_DIGEST_ID = "next_digest_id"  # meta key: the first digest id not yet reserved (SQLite)
 PRUNED_BELOW = "pruned_below"  # meta key: the digests below this id are pruned (or still owed)
 DEFERRED_FOR_SMTP = "deferred_for_smtp"  # meta key: the SMTP settings the deferred digests failed with
-
-
-def _set_meta(conn: Connection, key: str, value: str) -> None:
-    if not conn.execute(update(MetaRow).where(MetaRow.key == key).values(value=value)).rowcount:
-        conn.execute(insert(MetaRow).values(key=key, value=value))
 
 
 class Outbox:
@@ -132,7 +127,7 @@ class Outbox:
         return (conn.execute(select(func.max(DigestRow.id))).scalar() or 0) + 1
 
     def housekeep(self, now: datetime | None = None) -> list[str]:
-        """Once per delivery run, not per claim: mark the pending digests of readers who
+        """Once per delivery run (a worker's: once a minute), not per claim: mark the pending digests of readers who
         unsubscribed (they get nothing more, digests waiting for a retry included: marked, not
         deleted), and return the lease holders that are dead processes of this host (what they
         held is free at once)."""
@@ -202,7 +197,7 @@ class Outbox:
                 # A message stored with its digest is not kept once sent: it renders again from the entries.
                 conn.execute(delete(DigestMessageRow).where(DigestMessageRow.digest_id.in_([o["digest_id"] for o in sent])))
             if smtp_settings and any(o.status not in ("sent", "failed") for o in outcomes):
-                _set_meta(conn, DEFERRED_FOR_SMTP, smtp_settings)
+                set_meta(conn, DEFERRED_FOR_SMTP, smtp_settings)
             for o in outcomes:
                 if o.status == DeliveryStatus.FAILED:
                     conn.execute(update(DigestRow).where(DigestRow.id == o.digest_id).values(
@@ -307,7 +302,7 @@ class Outbox:
                 conn.execute(delete(DigestMessageRow).where(DigestMessageRow.digest_id.in_(chunk)))
                 conn.execute(update(DigestEntryRow).where(DigestEntryRow.digest_id.in_(chunk)).values(why=""))
             owed = [r.id for r in rows if r.status in (DigestStatus.PENDING, DigestStatus.FAILED)]
-            _set_meta(conn, PRUNED_BELOW, str(min(owed, default=limit)))
+            set_meta(conn, PRUNED_BELOW, str(min(owed, default=limit)))
         return len(pruned)
 
     def message(self, digest_id: int) -> bytes | None:

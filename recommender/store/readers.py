@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone o
     fcntl = None  # type: ignore[assignment]
 
 from recommender.base.domain import Paper, ReaderIds, Signal
-from recommender.store.database import chunks, utcnow
+from recommender.store.database import chunks, set_meta, utcnow
 from recommender.store.papers import PaperRows, _paper
 from recommender.store.schema import (
     DigestEntryRow,
@@ -206,11 +206,7 @@ class ReaderRows(PaperRows):
         # A command that only reads writes nothing; two processes' first counts may meet.
         if value != f"{totals.stars} {totals.readers}":
             with contextlib.suppress(IntegrityError), self.write() as conn:
-                if value is None:
-                    conn.execute(insert(MetaRow).values(key=STAR_TOTALS, value=f"{totals.stars} {totals.readers}"))
-                else:
-                    conn.execute(update(MetaRow).where(MetaRow.key == STAR_TOTALS)
-                                 .values(value=f"{totals.stars} {totals.readers}"))
+                set_meta(conn, STAR_TOTALS, f"{totals.stars} {totals.readers}")
         return totals
 
     def signals(self, user_ids: Sequence[int], times: bool = True) -> dict[int, list[Any]]:

@@ -3,12 +3,19 @@ subject (see the modules beside this one)."""
 
 from __future__ import annotations
 
-from recommender.store.database import Database, WriterLock, busy_timeout_ms, chunks, utcnow
+from recommender.store.database import (
+    Database,
+    WriterLock,
+    busy_timeout_ms,
+    chunks,
+    set_meta,
+    utcnow,
+)
 from recommender.store.models import ModelRows
 from recommender.store.papers import BatchInfo, IngestResult, PaperRows
 from recommender.store.readers import ReaderRows
 
-__all__ = ["BatchInfo", "Database", "IngestResult", "PaperRows", "Store", "WriterLock", "busy_timeout_ms", "chunks", "utcnow"]
+__all__ = ["BatchInfo", "Database", "IngestResult", "PaperRows", "Store", "WriterLock", "busy_timeout_ms", "chunks", "set_meta", "utcnow"]
 
 
 class Store(ReaderRows, ModelRows):
