@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -272,3 +272,62 @@ def test_a_send_time_moved_by_seconds_reschedules(tmp_path: Path):
     daemon.reload()
     assert daemon.next_runs() == {"ada@example.org": datetime(2025, 6, 2, 7, 0, 40, tzinfo=UTC)}
     daemon.stop()
+
+
+def _blocks_read(store: Store, read: Callable[[], object]) -> int:
+    """Shared buffers PostgreSQL touched to answer ``read``'s statements, each explained in a
+    transaction set up as the store sets up that read's (the planner settings included)."""
+    with statements_with_params(store) as seen:
+        read()
+    touched = 0
+    for sql, params in seen:
+        with store.read() as conn:
+            store.by_index(conn)
+            plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params).scalar_one()
+        touched += plan[0]["Plan"]["Shared Hit Blocks"] + plan[0]["Plan"]["Shared Read Blocks"]
+    return touched
+
+
+@contextmanager
+def statements_with_params(store: Store) -> Iterator[list[tuple[str, object]]]:
+    seen: list[tuple[str, object]] = []
+
+    def record(_conn: object, _cursor: object, sql: str, params: object, _context: object, _many: bool) -> None:
+        if sql.lstrip().upper().startswith("SELECT"):
+            seen.append((sql, params))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_shards_reads_of_its_readers_digests_stay_small_when_the_statistics_predate_the_run(store: Store):
+    """The statistics a run is planned by are taken before it (at the tick), when the day's
+    digests do not exist yet; a shard's look-ups of its readers' digests must still read those
+    readers' rows, not every digest (a condition on the status drew the planner to read every
+    digest through the status index; a merge join read every digest entry)."""
+    from recommender.base.domain import ParsedPaper
+
+    store.upgrade_schema()
+    papers, _ = store.add_papers([ParsedPaper(title=f"Paper {i}", abstract="", arxiv_id=f"2501.{i:05d}")
+                                  for i in range(10)])
+    ids = sorted(store.sync_users(f"r{i}@example.org" for i in range(6000)).values())
+    outbox = Outbox(store)
+
+    def digests(readers: list[int]) -> None:
+        outbox.create_many([DigestToCreate(uid, 1, [(p, 1.0, "", 1) for p in papers], lambda digest_id, uid=uid:
+                                           NewDigest("s", f"<{digest_id}.{uid}@example.org>", b"Subject: s\r\n\r\nb"))
+                            for uid in readers])
+
+    digests(ids[:20])  # never analyzed, as on a new install's first day (the tick leaves these tables)
+    asked = ids[:10]
+    small = [_blocks_read(store, lambda: store.sent_map(asked)), _blocks_read(store, lambda: outbox.last_queued_batches(asked))]
+    digests(ids[20:])  # the run writes the rest of the day's digests
+    large = [_blocks_read(store, lambda: store.sent_map(asked)), _blocks_read(store, lambda: outbox.last_queued_batches(asked))]
+    assert store.sent_map(asked) == {uid: set(papers) for uid in asked}
+    assert outbox.last_queued_batches(asked) == {uid: 1 for uid in asked}
+    # 300 times as many digests; the same readers' rows
+    assert all(after <= 2 * before + 10 for before, after in zip(small, large, strict=True)), (small, large)

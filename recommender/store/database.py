@@ -136,6 +136,8 @@ class Database:
                 _configure_sqlite(engine)
             else:
                 engine = create_engine(url, pool_pre_ping=True)
+                if engine.dialect.name == "postgresql":
+                    _configure_postgresql(engine)
         except (SQLAlchemyError, ImportError) as exc:
             raise RecommenderError(f"cannot open database {masked_url(url)}: {exc}") from None
         return cls(engine, keep_models)
@@ -246,10 +248,12 @@ class Database:
         """Plan this transaction's reads of a few readers' rows through their indexes, whatever
         the statistics say (PostgreSQL): tables that grow during a run have none or stale ones,
         and a shard's look-up of its readers' digests was planned as a read of every digest
-        entry (0.5 -> 1.6 ms of PostgreSQL a digest from 10,000 to 100,000 readers)."""
+        entry (0.5 -> 1.6 ms of PostgreSQL a digest from 10,000 to 100,000 readers). Joins go
+        row by row through the inner table's index (a merge join read every digest entry)."""
         if conn.dialect.name == "postgresql":
             conn.execute(text("SET LOCAL enable_seqscan = off"))
             conn.execute(text("SET LOCAL enable_hashjoin = off"))
+            conn.execute(text("SET LOCAL enable_mergejoin = off"))
 
     # -- meta -------------------------------------------------------------------------------
     def corpus_version(self, connection: Connection | None = None) -> int:
@@ -270,6 +274,20 @@ class Database:
 
 def _no_automatic_checkpoint(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    # Each statement reads a few readers' rows, often of tables that grow during a run (their
+    # statistics are stale by design: see ``by_index``); on such misestimates the server
+    # compiled statements (JIT, 100 ms for a 1 ms read) or started parallel workers (5 ms for a
+    # 0.1 ms read of one shard's digest entries, at 100,000 readers).
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET jit = off")
+        cursor.execute("SET max_parallel_workers_per_gather = 0")
+        cursor.close()
+        dbapi_connection.commit()
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -58,10 +58,12 @@ class Outbox:
         with self.store.read() as conn:
             self.store.by_index(conn)
             for chunk in chunks(list(user_ids), 5000):
-                rows = conn.execute(select(DigestRow.user_id, func.max(DigestRow.last_batch_id))
-                                    .where(DigestRow.user_id.in_(chunk), DigestRow.status.in_(QUEUED))
+                # (the status in the aggregate, not the WHERE: as in ``sent_map``)
+                rows = conn.execute(select(DigestRow.user_id,
+                                           func.max(DigestRow.last_batch_id).filter(DigestRow.status.in_(QUEUED)))
+                                    .where(DigestRow.user_id.in_(chunk))
                                     .group_by(DigestRow.user_id))
-                found.update({r[0]: r[1] for r in rows})
+                found.update({r[0]: r[1] for r in rows if r[1] is not None})
         return found
 
     # -- writing --------------------------------------------------------------------------------
