@@ -248,12 +248,21 @@ class Database:
         """Plan this transaction's reads of a few readers' rows through their indexes, whatever
         the statistics say (PostgreSQL): tables that grow during a run have none or stale ones,
         and a shard's look-up of its readers' digests was planned as a read of every digest
-        entry (0.5 -> 1.6 ms of PostgreSQL a digest from 10,000 to 100,000 readers). Joins go
-        row by row through the inner table's index (a merge join read every digest entry)."""
+        entry (0.5 -> 1.6 ms of PostgreSQL a digest from 10,000 to 100,000 readers)."""
         if conn.dialect.name == "postgresql":
+            Database.for_values(conn)
             conn.execute(text("SET LOCAL enable_seqscan = off"))
             conn.execute(text("SET LOCAL enable_hashjoin = off"))
-            conn.execute(text("SET LOCAL enable_mergejoin = off"))
+
+    @staticmethod
+    def for_values(conn: Connection) -> None:
+        """Plan this transaction's statements for their values each time (PostgreSQL): the
+        generic plan the server settles on after a prepared statement's fifth use is made for
+        the table as it was then and cannot use a partial index (a claim walked every digest
+        by id instead of the pending ones: 20 ms a claim at 50,000 readers). Not for every
+        statement: foreign-key checks replanned at each row doubled an insert's cost."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
     # -- meta -------------------------------------------------------------------------------
     def corpus_version(self, connection: Connection | None = None) -> int:
@@ -277,10 +286,10 @@ def _no_automatic_checkpoint(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _configure_postgresql(engine: Engine) -> None:
-    # Each statement reads a few readers' rows, often of tables that grow during a run (their
-    # statistics are stale by design: see ``by_index``); on such misestimates the server
-    # compiled statements (JIT, 100 ms for a 1 ms read) or started parallel workers (5 ms for a
-    # 0.1 ms read of one shard's digest entries, at 100,000 readers).
+    # Each statement reads or writes a few readers' rows, often of tables that grow during a
+    # run (their statistics are stale by design: see ``by_index``): no JIT or parallel workers
+    # on misestimates (100 ms compiling a 1 ms read; 5 ms of workers for a 0.1 ms read of one
+    # claim's digest entries, at 100,000 readers).
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()

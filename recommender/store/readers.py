@@ -234,15 +234,18 @@ class ReaderRows(PaperRows):
         """Papers already in a pending or sent digest, per user."""
         found: dict[int, set[str]] = {}
         with self.read() as conn:
+            # Two look-ups, each by its index, not a join: with statistics taken before the
+            # day's digests existed, PostgreSQL planned the join as a walk of every digest (or
+            # every entry), and a condition on the status drew it to the status index, so the
+            # status is filtered here.
             self.by_index(conn)
+            owners: dict[int, int] = {}
             for chunk in chunks(list(user_ids), 5000):
-                # The status is filtered here, not in SQL: a condition on it draws PostgreSQL's
-                # planner, with statistics taken before the run, to its index (every digest).
-                rows = conn.execute(
-                    select(DigestRow.user_id, DigestRow.status, DigestEntryRow.paper_id)
-                    .join(DigestRow, DigestRow.id == DigestEntryRow.digest_id)
-                    .where(DigestRow.user_id.in_(chunk)))
-                for row in rows:
-                    if row.status in ("pending", "sent"):
-                        found.setdefault(row.user_id, set()).add(row.paper_id)
+                owners.update((digest_id, user_id) for digest_id, user_id, status in conn.execute(
+                    select(DigestRow.id, DigestRow.user_id, DigestRow.status).where(DigestRow.user_id.in_(chunk)))
+                    if status in ("pending", "sent"))
+            for chunk in chunks(sorted(owners), 5000):
+                for digest_id, paper_id in conn.execute(select(DigestEntryRow.digest_id, DigestEntryRow.paper_id)
+                                                        .where(DigestEntryRow.digest_id.in_(chunk))):
+                    found.setdefault(owners[digest_id], set()).add(paper_id)
         return found
