@@ -21,6 +21,7 @@ from recommender.base.errors import InputError, NotFoundError
 from recommender.model import profiles, sparse_loops
 from recommender.model.ranking import rank_many
 from recommender.pipeline import stored_models, topics
+from recommender.pipeline.reader_directory import ReaderDirectory
 from recommender.pipeline.stored_models import Models, Ranking
 from recommender.pipeline.topic_ranking import (
     choice_for,
@@ -218,6 +219,9 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
     that ranking afterwards only reads (what ingest and star imports do eagerly). With readers'
     own classifiers, ``on_reader(done, total)`` follows their fitting."""
     models = load_models(store, config)
+    if config.readers_in_store:
+        _refresh_stored_readers(store, config, models, now or datetime.now(UTC), on_reader)
+        return models
     ids = store.sync_users(u.email for u in config.users)
     done = 0
 
@@ -230,10 +234,40 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
     pairs = [(ids.of(u.email), u) for u in config.users]
     own = progress if models.space is not None and models.collab is None else None
     if pairs and store.sqlite_path is None:  # PostgreSQL: no profiles cache, only the changed readers
-        stored_models.rebuild_changed_profiles(store, models, pairs, config.ranking, now or datetime.now(UTC), own)
+        rebuilt = stored_models.rebuild_changed_profiles(store, models, pairs, config.ranking, now or datetime.now(UTC),
+                                                         own)
+        log.info("refit: %d of %d reader profile(s) rebuilt (stars or clicks changed)", rebuilt, len(pairs))
     elif pairs:
         stored_models.build_and_cache_profiles(store, models, pairs, config.ranking, now or datetime.now(UTC), own)
     return models
+
+
+def _refresh_stored_readers(store: Store, config: Config, models: Models, now: datetime,
+                            on_reader: Callable[[int, int], None] | None) -> None:
+    """``refresh`` in a process that did not read the config's ``[[users]]`` (a command that
+    only refits, on PostgreSQL): the readers are the database's, a page at a time, and only the
+    settings of those whose stars or clicks changed are read (as a worker reads its shard's), so
+    the refit's memory and time do not grow with the readers whose profiles stay."""
+    directory = ReaderDirectory(config, store)
+    own = None
+    if models.space is not None and models.collab is None and on_reader is not None:
+        done, total = 0, store.reader_count()
+
+        def own(count: int) -> None:
+            nonlocal done
+            done += count
+            on_reader(done, total)
+    rebuilt = readers = 0
+    for page in store.reader_pages(stored_models.REFIT_CHUNK):
+        readers += len(page)
+        stale, _ = store.stale_profiles([uid for uid, _ in page])
+        wanted = set(stale)
+        settings = directory.of([(uid, email) for uid, email in page if uid in wanted]) if wanted else {}
+        pairs = [(uid, settings[uid]) for uid, _ in page if uid in settings]
+        if pairs:
+            rebuilt += stored_models.rebuild_changed_profiles(store, models, pairs, config.ranking, now, own)
+    log.info("refit: %d of %d reader profile(s) rebuilt (stars or clicks changed; readers from the database)",
+             rebuilt, readers)
 
 
 def rank_users(ranking: Ranking, users: Sequence[UserConfig], candidates: list[Paper], limit: int | None,

@@ -147,7 +147,6 @@ def rebuild_changed_profiles(store: Store, models: Models, users: Sequence[tuple
         built, _ = from_signals(models, chosen, signals, ranking, now, progress)
         store.save_profiles(changed_rows(models.text, built, chosen, signals, ranking, {}), generations)
         rebuilt += len(chosen)
-    log.info("refit: %d of %d reader profile(s) rebuilt (stars or clicks changed)", rebuilt, len(users))
     return rebuilt
 
 

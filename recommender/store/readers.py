@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -93,6 +93,23 @@ class ReaderRows(PaperRows):
                 found.update({uid: email for uid, email in conn.execute(
                     select(UserRow.id, UserRow.email).where(UserRow.id.in_(chunk)))})
         return found
+
+    def reader_count(self) -> int:
+        with self.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(UserRow)).scalar_one())
+
+    def reader_pages(self, size: int) -> Iterator[list[tuple[int, str]]]:
+        """Every stored reader as (user id, email), ``size`` at a time in id order (one page
+        read per page: memory flat in the number of readers)."""
+        after = 0
+        while True:
+            with self.read() as conn:
+                page = [(uid, email) for uid, email in conn.execute(
+                    select(UserRow.id, UserRow.email).where(UserRow.id > after).order_by(UserRow.id).limit(size))]
+            if not page:
+                return
+            yield page
+            after = page[-1][0]
 
     def user_rows(self) -> list[Any]:
         with self.read() as conn:

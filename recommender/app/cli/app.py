@@ -49,6 +49,16 @@ class AppContext:
     def config(self) -> Config:
         return load_config(find_config_path(self.config_option), self.database_url, readers=self.readers)
 
+    def readers_from_database(self) -> None:
+        """For a command that only refits (`ingest`, `fetch`): on PostgreSQL its readers are
+        the database's, as a worker's (their settings as `init`, `run` and SIGHUP stored them;
+        the config file's when none are stored), so it neither parses nor holds every
+        ``[[users]]`` table (5.7 s and 124 MB for 100,000 readers)."""
+        shared = load_config(find_config_path(self.config_option), self.database_url, readers=False)
+        if not shared.database.url.startswith("sqlite"):
+            self.readers = False
+            self.__dict__["config"] = shared  # (the cached property's value)
+
     @cached_property
     def api(self) -> Recommender:
         """The install's Python API over this command's config (and the kept database)."""

@@ -83,6 +83,7 @@ def ingest(app: AppContext, paths: tuple[str, ...], fmt: str, batch_date: object
       recommender ingest seeds/*.txt
       recommender ingest --format jsonl --date 2025-03-11 papers.jsonl
     """
+    app.readers_from_database()
     day: date | None = batch_date.date() if batch_date is not None else None  # type: ignore[attr-defined]
     task = app.progress.add_task("parsing", total=len(paths))
     result = app.api.ingest(paths, fmt, day, on_file=lambda n: app.progress.advance(task, n))

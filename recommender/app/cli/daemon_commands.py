@@ -69,6 +69,7 @@ def fetch(app: AppContext, names: tuple[str, ...]) -> None:
       recommender fetch
       recommender fetch --source arxiv-lg
     """
+    app.readers_from_database()
     outcomes = app.api.fetch(names, log_outcomes=False)  # printed below, once
     for outcome in outcomes:
         click.echo(outcome.line())
