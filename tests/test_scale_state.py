@@ -276,3 +276,34 @@ def test_a_database_of_the_previous_schema_keeps_its_profiles_and_counts_changes
     store.unstar(1, ["p1"])
     assert store.signal_counts([1])[1] == before + 1
     store.close()
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_two_workers_storing_the_same_missing_model_at_once_both_succeed(store: Store, database_url: str):
+    """Workers started together each fit a model none had stored; the one that stores it
+    second waits for the first and replaces its row (it failed on the first one's key)."""
+    import threading
+
+    import psycopg
+
+    other = psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://"))
+    other.execute("INSERT INTO model_cache (kind, key, payload, created_at) VALUES ('tfidf', 'k', 'first', now())")
+    failures: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            store.save_model("tfidf", "k", {"fitted": "second"})
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    saving = threading.Thread(target=second)
+    saving.start()
+    saving.join(timeout=1.0)
+    assert saving.is_alive()  # waiting for the first worker's row
+    other.commit()  # the first worker's save lands
+    other.close()
+    saving.join(timeout=30)
+    assert not saving.is_alive() and failures == [], failures
+    with store.read() as conn:
+        assert conn.execute(text("SELECT count(*), bool_and(payload != 'first') FROM model_cache "
+                                 "WHERE kind = 'tfidf'")).one() == (1, True)

@@ -13,6 +13,8 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 try:
     import fcntl
@@ -76,9 +78,14 @@ class ModelRows(Database):
         # On PostgreSQL the row keeps the model for every host; the file is this host's mapped copy.
         in_file = files is not None and files.save(kind, stamp, payload) and self.sqlite_path is not None
         with self.write() as conn:
-            conn.execute(delete(ModelRow).where(ModelRow.kind == kind))
-            conn.execute(insert(ModelRow).values(kind=kind, key=key, payload=b"" if in_file else payload,
-                                                 created_at=now))
+            # One statement, not a delete then an insert: workers that fit the same missing
+            # model at once both store it (the second insert failed on the first's key).
+            dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            stored = dialect_insert(ModelRow).values(kind=kind, key=key, payload=b"" if in_file else payload,
+                                                     created_at=now)
+            conn.execute(stored.on_conflict_do_update(index_elements=[ModelRow.kind], set_={
+                "key": stored.excluded.key, "payload": stored.excluded.payload,
+                "created_at": stored.excluded.created_at}))
         if self._models is not None:
             self._models[kind] = (stamp, model)
         self._stamps[kind] = stamp
