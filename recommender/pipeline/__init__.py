@@ -223,16 +223,8 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
         _refresh_stored_readers(store, config, models, now or datetime.now(UTC), on_reader)
         return models
     ids = store.sync_users(u.email for u in config.users)
-    done = 0
-
-    def progress(count: int) -> None:
-        nonlocal done
-        done += count
-        if on_reader is not None:
-            on_reader(done, len(config.users))
-
     pairs = [(ids.of(u.email), u) for u in config.users]
-    own = progress if models.space is not None and models.collab is None else None
+    own = _own_progress(models, on_reader, lambda: len(config.users))
     if pairs and store.sqlite_path is None:  # PostgreSQL: no profiles cache, only the changed readers
         rebuilt = stored_models.rebuild_changed_profiles(store, models, pairs, config.ranking, now or datetime.now(UTC),
                                                          own)
@@ -242,6 +234,22 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
     return models
 
 
+def _own_progress(models: Models, on_reader: Callable[[int, int], None] | None,
+                  total: Callable[[], int]) -> Callable[[int], None] | None:
+    """What the refit tells ``on_reader(done, total)`` as readers' own classifiers are fit
+    (None when the models fit none)."""
+    if models.space is None or models.collab is not None:
+        return None
+    done, count = 0, total()
+
+    def progress(fitted: int) -> None:
+        nonlocal done
+        done += fitted
+        if on_reader is not None:
+            on_reader(done, count)
+    return progress
+
+
 def _refresh_stored_readers(store: Store, config: Config, models: Models, now: datetime,
                             on_reader: Callable[[int, int], None] | None) -> None:
     """``refresh`` in a process that did not read the config's ``[[users]]`` (a command that
@@ -249,23 +257,15 @@ def _refresh_stored_readers(store: Store, config: Config, models: Models, now: d
     settings of those whose stars or clicks changed are read (as a worker reads its shard's), so
     the refit's memory and time do not grow with the readers whose profiles stay."""
     directory = ReaderDirectory(config, store)
-    own = None
-    if models.space is not None and models.collab is None and on_reader is not None:
-        done, total = 0, store.reader_count()
-
-        def own(count: int) -> None:
-            nonlocal done
-            done += count
-            on_reader(done, total)
+    own = _own_progress(models, on_reader, store.reader_count)
     rebuilt = readers = 0
     for page in store.reader_pages(stored_models.REFIT_CHUNK):
         readers += len(page)
-        stale, _ = store.stale_profiles([uid for uid, _ in page])
+        stale, generations = store.stale_profiles([uid for uid, _ in page])
         wanted = set(stale)
         settings = directory.of([(uid, email) for uid, email in page if uid in wanted]) if wanted else {}
-        pairs = [(uid, settings[uid]) for uid, _ in page if uid in settings]
-        if pairs:
-            rebuilt += stored_models.rebuild_changed_profiles(store, models, pairs, config.ranking, now, own)
+        chosen = [(uid, settings[uid]) for uid, _ in page if uid in settings]
+        rebuilt += stored_models.rebuild_profiles(store, models, chosen, generations, config.ranking, now, own)
     log.info("refit: %d of %d reader profile(s) rebuilt (stars or clicks changed; readers from the database)",
              rebuilt, readers)
 

@@ -139,15 +139,23 @@ def rebuild_changed_profiles(store: Store, models: Models, users: Sequence[tuple
     for start in range(0, len(users), chunk):
         part = users[start:start + chunk]
         stale, generations = store.stale_profiles([uid for uid, _ in part])
-        if not stale:
-            continue
         wanted = set(stale)
-        chosen = [(uid, user) for uid, user in part if uid in wanted]
-        signals = store.signals(stale, times=True)
-        built, _ = from_signals(models, chosen, signals, ranking, now, progress)
-        store.save_profiles(changed_rows(models.text, built, chosen, signals, ranking, {}), generations)
-        rebuilt += len(chosen)
+        rebuilt += rebuild_profiles(store, models, [(uid, user) for uid, user in part if uid in wanted], generations,
+                                    ranking, now, progress)
     return rebuilt
+
+
+def rebuild_profiles(store: Store, models: Models, chosen: Sequence[tuple[int, UserConfig]],
+                     generations: dict[int, int], ranking: RankingConfig, now: datetime,
+                     progress: Callable[[int], None] | None = None) -> int:
+    """Rebuild and store these readers' profiles from their signals (``generations``: what
+    ``stale_profiles`` counted for them); returns how many."""
+    if not chosen:
+        return 0
+    signals = store.signals([uid for uid, _ in chosen], times=True)
+    built, _ = from_signals(models, chosen, signals, ranking, now, progress)
+    store.save_profiles(changed_rows(models.text, built, chosen, signals, ranking, {}), generations)
+    return len(chosen)
 
 
 def build_and_cache_profiles(store: Store, models: Models, users: Sequence[tuple[int, UserConfig]],
