@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from recommender.base.config import load_config
@@ -141,3 +141,35 @@ def test_a_recommendation_line_is_the_json_of_its_object(user, title, abstract, 
     line = pick.as_json_line()
     assert line == json.dumps(pick.as_json(), ensure_ascii=False)
     assert json.loads(line) == pick.as_json()
+
+
+# Texts made of words and what separates them: the cases a search could get wrong (tabs and
+# no-break spaces between words, "_" or a digit joined to a word, LaTeX, final sigma, İ).
+_PHRASE_TEXT = st.lists(st.tuples(st.sampled_from(["ab", "cd", "Ab", "x1", "_ab", "ab_", "1ab", "abé", "é", "ΣΑΣ", "İab"]),
+                                  st.sampled_from([" ", "  ", "\t", "\n", "\u00a0", "\u2003", "-", ". ", "", "_",
+                                                   " \\emph ", "$", "~\\cite{ab} "])),
+                        max_size=12).map(lambda pieces: "".join(w + s for w, s in pieces)) | st.text(max_size=40)
+
+
+@settings(max_examples=400, deadline=None)
+@example(title="_ab cd", abstract="ab_ cd", start=0, length=1, other=["ab", "cd"])
+@example(title="1ab\u00a0cd", abstract="Ab\tcd2", start=0, length=1, other=["ab", "cd"])
+@given(title=_PHRASE_TEXT, abstract=_PHRASE_TEXT, start=st.integers(0, 30), length=st.integers(1, 3),
+       other=st.lists(st.sampled_from(["ab", "cd", "abé", "x1", "σας"]), min_size=1, max_size=3))
+def test_a_paper_writes_a_phrase_exactly_where_its_tokens_hold_it(title: str, abstract: str, start: int, length: int,
+                                                                  other: list[str]):
+    """The starred paper's check by search (WrittenPaper.writes) answers as reading its words
+    would: a phrase is there when consecutive tokens of the title or of the abstract, with
+    only spaces between them, are its words."""
+    from recommender.model.written_terms import WrittenPaper, _words
+
+    runs = [_words(title), _words(abstract)]
+    tokens = runs[0] + [""] + runs[1]
+    picked = tokens[start:start + length]
+    for words in (picked, other):
+        phrase = " ".join(w.lower() for w in words)
+        if not all(re.fullmatch(r"[^\W\d_][^\W_]+", w) for w in phrase.split(" ")):
+            continue  # (not tokens: no explanation's term is such a phrase)
+        parts = phrase.split(" ")
+        held = any(run[i:i + len(parts)] == parts for run in runs for i in range(len(run)))
+        assert WrittenPaper("x", title, abstract).writes(phrase) == held, (title, abstract, phrase)

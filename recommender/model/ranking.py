@@ -337,7 +337,7 @@ class _ChunkExplainer:
         self.star_titles = {pid: p.title for pid, p in self.star_papers.items()}
         self.shared: dict[tuple[int, int], list[SharedTerm]] = {}  # (user offset, pick) -> shared terms
         terms, slots, values = self.model.terms, term_slots.tolist(), term_values.tolist()  # plain ints: fast
-        text, shared = self.forms.text, self.forms.shared
+        text, paper, shared = self.forms.text, self.forms.paper, self.forms.shared_with
         for m, (offset, n) in enumerate(where):
             limit = self.choices[self.start + offset].why_terms
             pick = self.pool[int(self.picked[offset, n])]
@@ -345,7 +345,7 @@ class _ChunkExplainer:
             if star is None:
                 continue
             pick_text = text(pick.id, pick.title, pick.abstract)
-            star_text = text(star.id, star.title, star.abstract)
+            star_text = paper(star.id, star.title, star.abstract)
             shown: dict[str, SharedTerm] = {}
             for t, v in zip(slots[m], values[m], strict=True):
                 written = shared(terms[t], pick_text, star_text) if t >= 0 else None

@@ -58,7 +58,7 @@ _PIECES = re.compile(rf"({TOKEN_PATTERN.removeprefix('(?u)')})|\S")
 def is_filler(phrase: str) -> bool:
     """Whether a shown term says nothing about a subject: every word of it is filler ("type
     ii"; "large language" still says something)."""
-    return all(word in FILLER for word in phrase.split(" "))
+    return FILLER.issuperset(phrase.split(" "))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +94,58 @@ class WrittenText:
             if self.stems[start:end] == parts:  # (equal stems: no run break inside)
                 phrase = " ".join(self.words[start:end])
                 found[phrase] = found.get(phrase, 0) + 1
+        if len(found) == 1:  # (nearly always)
+            return {} if is_filler(next(iter(found))) else found
         return {p: n for p, n in found.items() if not is_filler(p)}
 
 
+class WrittenPaper:
+    """A paper's title and abstract lower-cased as the tokenizer reads them, searched for whole
+    phrases without splitting them into words."""
+
+    __slots__ = ("key_title_abstract", "_lowered")
+
+    def __init__(self, key: str, title: str, abstract: str):
+        self.key_title_abstract = (key, title, abstract)
+        self._lowered: tuple[str, str] | None = None
+
+    def writes(self, phrase: str) -> bool:
+        """Whether title or abstract writes ``phrase`` (lower-case words, one space apart) as
+        consecutive tokens, as ``WrittenText.forms`` would find it: tokens are the longest runs
+        of word characters, so the phrase must neither start nor end inside a word, and only
+        spaces may separate its words (collapsed to one here; anything else breaks a run)."""
+        if self._lowered is None:
+            _, title, abstract = self.key_title_abstract
+            self._lowered = (" ".join(for_ranking(title).lower().split()),
+                             " ".join(for_ranking(abstract).lower().split()))
+        for text in self._lowered:
+            start = text.find(phrase)
+            while start >= 0:
+                end = start + len(phrase)
+                if (start == 0 or not _word_character(text[start - 1])) and \
+                        (end == len(text) or not _word_character(text[end])):
+                    return True
+                start = text.find(phrase, start + 1)
+        return False
+
+
+def _word_character(character: str) -> bool:
+    """What the token pattern's ``\\w`` matches (re's definition for str patterns)."""
+    return character.isalnum() or character == "_"
+
+
 class WrittenForms:
-    """Each text read once (the same candidates and starred papers recur in many readers'
-    explanations), each distinct word stemmed once per ranking run; words and stems interned,
-    so a text costs its lists (about 5 kB a paper)."""
+    """Each pick's text read once (the same candidates recur in many readers' explanations),
+    each distinct word stemmed once per ranking run; words and stems interned, so a text costs
+    its lists (about 5 kB a paper). Starred papers, nearly every one a different reader's, are
+    searched for the pick's phrase instead of read (``paper``, ``shared_with``)."""
 
     def __init__(self, stem: Stem | None):
         self.stem = stem
         self.read: dict[str, WrittenText] = {}
         self.known: dict[str, str] = {"": ""}  # word -> the word interned
         self.stems: dict[str, str] = {"": ""}  # word -> its stem, interned
+        self.searched: dict[str, WrittenPaper] = {}  # papers searched for phrases (a reader's star, for several picks)
 
     def text(self, key: str, title: str, abstract: str) -> WrittenText:
         found = self.read.get(key)
@@ -125,6 +164,15 @@ class WrittenForms:
             self.read[key] = found
         return found
 
+    def paper(self, key: str, title: str, abstract: str) -> WrittenPaper:
+        """The paper to search for phrases (see ``shared_with``), kept like a read text."""
+        found = self.searched.get(key)
+        if found is None:
+            if len(self.searched) >= MAX_TEXTS:
+                self.searched.clear()
+            found = self.searched[key] = WrittenPaper(key, title, abstract)
+        return found
+
     @staticmethod
     def shared(term: str, first: WrittenText, second: WrittenText) -> str | None:
         """The model's ``term`` as written in both texts, the form both use most (ties:
@@ -138,6 +186,17 @@ class WrittenForms:
             return phrase if phrase in there else None
         common = [(here[p] + there[p], p) for p in here.keys() & there.keys()]
         return min(common, key=lambda c: (-c[0], c[1]))[1] if common else None
+
+    def shared_with(self, term: str, first: WrittenText, second: WrittenPaper) -> str | None:
+        """``shared`` with a paper whose words are not read unless needed: when ``first``
+        writes the term one way (nearly always), the answer is whether ``second`` writes that
+        phrase, one search of its text. (Reading every word of each starred paper cost 60 us
+        a paper, the larger part of the whole command: bench/RESULTS.md.)"""
+        here = first.forms(term)
+        if len(here) != 1:
+            return self.shared(term, first, self.text(*second.key_title_abstract)) if here else None
+        phrase = next(iter(here))
+        return phrase if second.writes(phrase) else None
 
     @staticmethod
     def written(term: str, text: WrittenText) -> str | None:
