@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 
 from recommender import pipeline
 from recommender.base.config import CommunityMode, Config, load_config
@@ -307,3 +307,27 @@ def test_two_workers_storing_the_same_missing_model_at_once_both_succeed(store: 
     with store.read() as conn:
         assert conn.execute(text("SELECT count(*), bool_and(payload != 'first') FROM model_cache "
                                  "WHERE kind = 'tfidf'")).one() == (1, True)
+
+
+def test_a_refit_reads_every_star_only_when_the_community_takes_part(tmp_path: Path, database_url: str):
+    """Whether everyone's stars are used is known from their count: an install where they
+    cannot be (fewer readers with stars than `collaborative_min_users`) refits without reading
+    them all (that read alone grew a refit's memory with the readers); one where they are
+    reads them and fits the reader factors."""
+    config, store, ids = _installed(tmp_path, database_url)
+    papers = [p.id for p in store.batch_papers(store.all_batch_ids())]
+    readers = [ids.of(u.email) for u in config.users]
+    store.star_many([(uid, papers[n + k]) for n, uid in enumerate(readers) for k in range(2)], "import")
+    every_star = []
+
+    def watch(_conn, _cursor, statement, *_rest) -> None:  # noqa: ANN001
+        if "FROM stars" in statement and "WHERE" not in statement and "count" not in statement.lower():
+            every_star.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", watch)
+    few = replace(config, ranking=replace(config.ranking, community=CommunityMode.AUTO, collaborative_min_users=10))
+    assert pipeline.load_models(store, few).collab is None and every_star == []
+    everyone = replace(config, ranking=replace(config.ranking, community=CommunityMode.ON))
+    assert pipeline.load_models(store, everyone).collab is not None and len(every_star) == 1
+    event.remove(store.engine, "before_cursor_execute", watch)
+    store.close()

@@ -207,7 +207,7 @@ def load_models(store: Store, config: Config, counted: bool = True) -> Models:
     the last refit stored, found without reading every star."""
     text = stored_models.text_model(store, config.ranking)
     totals = store.star_totals(recorded=not counted)
-    community = stored_models.community_model(store, text, config.ranking, totals.stars)
+    community = stored_models.community_model(store, text, config.ranking, totals)
     return Models(text, community,
                   stored_models.lsa_space(store, text, config.ranking, community is not None, totals.readers))
 
