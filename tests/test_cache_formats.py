@@ -23,7 +23,7 @@ CACHES = [
     ("lsa", "model.own_classifier", "MODEL_FORMAT", 7, ("model.own_classifier", "model.word_vectors", "model.reader_model"),
      "1ef484622f36d5bc"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 13, ("model.profiles", "model.own_classifier", "model.reader_model",
-                                                       "model.unit_rows", "pipeline.stored_models"), "46246b5cab43192c"),
+                                                       "model.unit_rows", "pipeline.stored_models"), "a58fb228d9872e6a"),
 ]
 
 
