@@ -179,7 +179,9 @@ class PaperRows(Database):
                 return [_paper(r) for r in conn.execute(select(PaperRow).order_by(PaperRow.created_at, PaperRow.id))]
             found: dict[str, Paper] = {}
             for chunk in chunks(list(dict.fromkeys(ids))):
-                for row in conn.execute(select(PaperRow).where(PaperRow.id.in_(chunk))):
+                # .all(): one fetch of the chunk (iterating the result fetches row by row, a
+                # fifth of the whole command's star look-ups: bench/RESULTS.md)
+                for row in conn.execute(select(PaperRow).where(PaperRow.id.in_(chunk))).all():
                     found[row.id] = _paper(row)
         return [found[i] for i in ids if i in found]
 
