@@ -203,10 +203,12 @@ class ReaderRows(PaperRows):
             rows = conn.execute(select(StarRow.paper_id, StarRow.created_at).where(StarRow.user_id == user_id))
             return {r.paper_id: r.created_at for r in rows}
 
-    def interactions(self) -> list[tuple[int, str]]:
-        """Every (user id, paper id) star: what all subscribers saved, for collaborative signal."""
+    def interactions(self) -> Iterator[tuple[int, str]]:
+        """Every (user id, paper id) star: what all subscribers saved, for collaborative signal;
+        read a batch of rows at a time as it is consumed (its reader keeps it compactly)."""
         with self.read() as conn:
-            return [(r.user_id, r.paper_id) for r in conn.execute(select(StarRow.user_id, StarRow.paper_id))]
+            rows = conn.execution_options(yield_per=10_000).execute(select(StarRow.user_id, StarRow.paper_id))
+            yield from ((user_id, paper_id) for user_id, paper_id in rows)
 
     def star_totals(self, recorded: bool = False) -> StarTotals:
         """How many stars there are and how many readers have any: counted (a query over every
