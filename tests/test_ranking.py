@@ -563,3 +563,34 @@ def test_a_new_papers_reader_factors_are_predicted_from_its_word_vectors_too():
         assert float(new @ car) > 0.9 and abs(float(new @ biology)) < 0.1
         predicted[weight] = fitted.predicted
     assert not np.allclose(predicted[0.0], predicted[1.0])
+
+
+def test_the_papers_factors_are_fit_a_chunk_of_readers_at_a_time_and_match_the_exact_svd():
+    """The community's factors never hold a row per reader (products a chunk of readers at a
+    time) and still are the leading singular directions: on saves with a few strong tastes and
+    noise, the same singular values and subspace as the exact SVD, whatever the chunk."""
+    import scipy.sparse as sp
+
+    from recommender.model.reader_factors import paper_factors
+    from recommender.model.unit_rows import unit_rows
+
+    rng = np.random.default_rng(4)
+    papers, readers, k = 300, 1_500, 8
+    taste = rng.integers(0, k, papers)
+    rows, columns = [], []
+    for reader in range(readers):
+        liked = np.flatnonzero(taste == reader % k)
+        picks = np.concatenate([rng.choice(liked, 6, replace=False), rng.integers(0, papers, 1)])
+        rows += picks.tolist()
+        columns += [reader] * len(picks)
+    saves = unit_rows(sp.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(papers, readers)))
+    values, vectors = np.linalg.eigh((saves @ saves.T).toarray())
+    exact = vectors[:, np.argsort(values)[::-1][:k]]
+    strengths = np.sqrt(np.sort(values)[::-1][:k])
+    for chunk in (97, 1_500, 10_000):
+        found = paper_factors(saves, k, chunk=chunk)
+        assert found.shape == (papers, k)
+        assert np.allclose(np.linalg.norm(found, axis=0), strengths, rtol=1e-3)
+        basis = np.linalg.qr(found)[0]
+        assert np.linalg.svd(exact.T @ basis, compute_uv=False).min() > 0.999  # the same subspace
+        assert (found[np.argmax(np.abs(found), axis=0), np.arange(k)] > 0).all()  # svd_flip's signs

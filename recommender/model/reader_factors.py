@@ -29,7 +29,8 @@ from recommender.model.tfidf import TextModel, settings_key
 from recommender.model.unit_rows import unit_rows
 
 log = logging.getLogger(__name__)
-MODEL_FORMAT = 3  # 3: word-vector sums beside the LSA text dimensions
+MODEL_FORMAT = 4  # 3: word-vector sums beside the LSA text dimensions; 4: factors fit a chunk of readers at a time
+READER_CHUNK = 10_000  # readers' columns per product of the factors' fit (10,000 x 490 floats: 39 MB)
 NO_MODEL = "no collaborative model"  # cached when there is none (too few readers, or switched off)
 
 
@@ -97,7 +98,7 @@ def fit(model: TextModel, interactions: Iterable[tuple[int, str]], ranking: Rank
     # Imported here: only fitting needs it, and it costs every command's start-up 0.15 s.
     from sklearn.decomposition import TruncatedSVD
 
-    factors = TruncatedSVD(k, random_state=0).fit_transform(unit_rows(saves))
+    factors = paper_factors(unit_rows(saves), k)
     # The text projection in float32: half the memory traffic of its sparse products and
     # factorisations, twice as fast (74 -> 39 s for 30,000 papers here); the regression below
     # runs in float64 again.
@@ -118,6 +119,41 @@ def fit(model: TextModel, interactions: Iterable[tuple[int, str]], ranking: Rank
              len(users), int(has_learned.sum()), k, text.shape[1], 0 if words is None else words.shape[1])
     combined = np.where(has_learned[:, None], learned, predicted).astype(np.float32)
     return CollabModel(predicted, has_learned, dict(model.index), combined)
+
+
+def paper_factors(saves: sp.csr_matrix, k: int, n_iter: int = 7, oversample: int = 10,
+                  chunk: int = READER_CHUNK) -> np.ndarray:
+    """The papers' ``k`` leading factors of ``saves`` (papers x readers): U S of its truncated
+    SVD, by a randomized range finder in the papers' space (Halko, Martinsson and Tropp, 2011;
+    what scikit-learn's TruncatedSVD runs) with every product taken ``chunk`` readers at a time:
+    no array has a row per reader (scikit-learn's holds readers x (k + 10) floats several
+    times, about 12 KB a reader at k = 480). Seven power iterations, scikit-learn's own choice
+    for a small k (its TruncatedSVD's five left the factors further from the exact SVD than
+    these: bench/RESULTS.md). Signs as scikit-learn's ``svd_flip``: each column's largest
+    entry positive."""
+    columns = saves.tocsc()
+    n_papers, n_readers = columns.shape
+    width = min(k + oversample, n_papers, n_readers)
+    spans = [(start, min(start + chunk, n_readers)) for start in range(0, n_readers, chunk)]
+    found = np.zeros((n_papers, width))
+    for number, (start, end) in enumerate(spans):  # a random mix of the readers' columns
+        found += columns[:, start:end] @ np.random.default_rng([0, number]).standard_normal((end - start, width))
+    for _ in range(n_iter):  # power iterations: (saves saves^T)^n_iter sharpens the leading directions
+        basis = np.linalg.qr(found)[0]
+        found = np.zeros_like(basis)
+        for start, end in spans:
+            block = columns[:, start:end]
+            found += block @ (block.T @ basis)
+    basis = np.linalg.qr(found)[0]
+    gram = np.zeros((basis.shape[1], basis.shape[1]))
+    for start, end in spans:  # (basis^T saves)(basis^T saves)^T: the small side of the SVD
+        projected = np.asarray(columns[:, start:end].T @ basis)
+        gram += projected.T @ projected
+    values, vectors = np.linalg.eigh(gram)
+    order = np.argsort(values)[::-1][:k]
+    left = basis @ vectors[:, order]
+    left *= np.sign(left[np.argmax(np.abs(left), axis=0), np.arange(left.shape[1])])
+    return left * np.sqrt(np.maximum(values[order], 0.0))
 
 
 def cache_key(model: TextModel, ranking: RankingConfig, stars: int) -> str:
