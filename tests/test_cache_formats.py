@@ -19,7 +19,7 @@ import pytest
 CACHES = [
     ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "69c05f0824431c12"),
     ("collab", "model.reader_factors", "MODEL_FORMAT", 4, ("model.reader_factors", "model.word_vectors", "model.unit_rows"),
-     "266a1b24ba4dcd50"),
+     "6777213561c5aa62"),
     ("lsa", "model.own_classifier", "MODEL_FORMAT", 7, ("model.own_classifier", "model.word_vectors", "model.reader_model"),
      "1ef484622f36d5bc"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 13, ("model.profiles", "model.own_classifier", "model.reader_model",

@@ -134,20 +134,20 @@ def paper_factors(saves: sp.csr_matrix, k: int, n_iter: int = 7, oversample: int
     columns = saves.tocsc()
     n_papers, n_readers = columns.shape
     width = min(k + oversample, n_papers, n_readers)
-    spans = [(start, min(start + chunk, n_readers)) for start in range(0, n_readers, chunk)]
+    # Sliced once (together the size of ``saves``), not again at every pass.
+    blocks = [columns[:, start:start + chunk] for start in range(0, n_readers, chunk)]
     found = np.zeros((n_papers, width))
-    for number, (start, end) in enumerate(spans):  # a random mix of the readers' columns
-        found += columns[:, start:end] @ np.random.default_rng([0, number]).standard_normal((end - start, width))
+    for number, block in enumerate(blocks):  # a random mix of the readers' columns
+        found += block @ np.random.default_rng([0, number]).standard_normal((block.shape[1], width))
     for _ in range(n_iter):  # power iterations: (saves saves^T)^n_iter sharpens the leading directions
         basis = np.linalg.qr(found)[0]
         found = np.zeros_like(basis)
-        for start, end in spans:
-            block = columns[:, start:end]
+        for block in blocks:
             found += block @ (block.T @ basis)
     basis = np.linalg.qr(found)[0]
     gram = np.zeros((basis.shape[1], basis.shape[1]))
-    for start, end in spans:  # (basis^T saves)(basis^T saves)^T: the small side of the SVD
-        projected = np.asarray(columns[:, start:end].T @ basis)
+    for block in blocks:  # (basis^T saves)(basis^T saves)^T: the small side of the SVD
+        projected = np.asarray(block.T @ basis)
         gram += projected.T @ projected
     values, vectors = np.linalg.eigh(gram)
     order = np.argsort(values)[::-1][:k]
