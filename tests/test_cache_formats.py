@@ -22,8 +22,9 @@ CACHES = [
      "6777213561c5aa62"),
     ("lsa", "model.own_classifier", "MODEL_FORMAT", 7, ("model.own_classifier", "model.word_vectors", "model.reader_model"),
      "1ef484622f36d5bc"),
-    ("profiles", "model.profiles", "CACHE_FORMAT", 13, ("model.profiles", "model.own_classifier", "model.reader_model",
-                                                       "model.unit_rows", "pipeline.stored_models"), "a58fb228d9872e6a"),
+    ("profiles", "model.profiles", "CACHE_FORMAT", 14, ("model.profiles", "model.own_classifier", "model.reader_model",
+                                                       "model.unit_rows", "pipeline.stored_models"), "f8b87642a4ac8b08"),
+    ("written", "model.written_terms", "FORMS_FORMAT", 1, ("model.written_terms",), "e5e548c13cf2d18b"),
 ]
 
 

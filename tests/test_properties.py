@@ -9,6 +9,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
@@ -173,3 +174,53 @@ def test_a_paper_writes_a_phrase_exactly_where_its_tokens_hold_it(title: str, ab
         parts = phrase.split(" ")
         held = any(run[i:i + len(parts)] == parts for run in runs for i in range(len(run)))
         assert WrittenPaper("x", title, abstract).writes(phrase) == held, (title, abstract, phrase)
+
+
+# Abstracts of words with several forms of one stem, filler, stop words and run breaks between them.
+_FORMS_TEXT = st.lists(st.tuples(st.sampled_from(["network", "networks", "Networked", "optimal", "optimization",
+                                                  "transport", "type", "ii", "the", "of", "learning", "learns",
+                                                  "σας", "x1", "a"]),
+                                 st.sampled_from([" ", " ", "  ", ", ", "-", "\t", ". ", " of "])),
+                       min_size=1, max_size=14).map(lambda pieces: "".join(w + s for w, s in pieces))
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.tuples(_FORMS_TEXT, _FORMS_TEXT), min_size=2, max_size=5))
+def test_a_batch_s_stored_forms_are_the_forms_its_texts_give(texts: list[tuple[str, str]]):
+    """What the refit stores of a batch (written_terms.read_batch) answers every term of each
+    paper's row as reading the paper's text does, and one_forms codes it exactly: the one
+    phrase, no phrase, or "look it up" where the text writes the term several ways."""
+    from recommender.base.config import RankingConfig
+    from recommender.base.domain import Paper
+    from recommender.model import tfidf
+    from recommender.model.written_terms import LOOK_UP, NO_FORM, WrittenForms, read_batch
+
+    ids = [f"p{i}" for i in range(len(texts))]
+    try:
+        model = tfidf.fit(ids, [t for t, _ in texts], [a for _, a in texts], RankingConfig(), 1)
+    except ValueError:
+        return  # (no term at all: nothing to explain)
+    papers = [Paper(pid, title, abstract) for pid, (title, abstract) in zip(ids, texts, strict=True)]
+    stored = read_batch(model, papers[1:])  # the first paper is not in the batch
+    forms = WrittenForms(model.stem)
+    forms.use(stored, model)
+    reading = WrittenForms(model.stem)
+    for paper in papers:
+        row = model.matrix[model.index[paper.id]]
+        columns = np.array([sorted(row.indices.tolist()) + [-1]], dtype=np.int64)
+        codes = forms.one_forms([paper.id], columns)[0].tolist()
+        read = reading.read_text(paper.title, paper.abstract)
+        for column, code in zip(columns[0].tolist(), codes, strict=True):
+            if column < 0:
+                assert code == NO_FORM
+                continue
+            term = model.terms[column]
+            truth = read.forms(term)
+            assert forms.text(paper.id, paper.title, paper.abstract).forms(term, column) == truth
+            assert forms.text(paper.id, paper.title, paper.abstract).forms(term) == truth
+            if paper is papers[0] or len(truth) > 1:
+                assert code == LOOK_UP
+            elif truth:
+                assert code >= 0 and truth == {forms.phrases[code]: truth[forms.phrases[code]]}
+            else:
+                assert code == NO_FORM

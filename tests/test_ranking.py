@@ -13,7 +13,7 @@ import pytest
 
 from recommender import pipeline
 from recommender.base.config import load_config
-from recommender.base.domain import Paper, ParsedBatch, ParsedPaper
+from recommender.base.domain import ParsedBatch, ParsedPaper
 from recommender.model import profiles, tfidf
 from recommender.pipeline import stored_models
 from recommender.pipeline.breakdown import explain
@@ -231,15 +231,49 @@ def test_papers_are_looked_up_once_per_ranking_run():
 
     asked: list[list[str]] = []
 
-    def lookup(ids: list[str]) -> dict[str, Paper]:
+    def lookup(ids: list[str]) -> dict[str, tuple[str, str]]:
         asked.append(list(ids))
-        return {i: Paper(i, f"title of {i}", "") for i in ids if i != "gone"}
+        return {i: (f"title of {i}", "") for i in ids if i != "gone"}
 
     papers = _RunPapers(lookup)
-    assert {i: p.title for i, p in papers(["a", "b", "gone"]).items()} == {"a": "title of a", "b": "title of b"}
-    assert {i: p.title for i, p in papers(["b", "c", "gone"]).items()} == {"b": "title of b", "c": "title of c"}
+    assert {i: title for i, (title, _) in papers(["a", "b", "gone"]).items()} == {"a": "title of a", "b": "title of b"}
+    assert {i: title for i, (title, _) in papers(["b", "c", "gone"]).items()} == {"b": "title of b", "c": "title of c"}
     assert list(papers(["a", "gone"])) == ["a"]
     assert asked == [["a", "b", "gone"], ["c"]]  # each id asked once, known or not
+
+
+def test_explanations_read_the_batch_forms_stored_by_the_refit_and_say_the_same(corpus, store: Store,
+                                                                                   monkeypatch: pytest.MonkeyPatch):
+    """Once readers have stars, the refit reads how the newest batch's papers write each of
+    their terms (written_terms.read_batch); explanations then read no pick's text, and say
+    exactly what reading the texts says."""
+    from recommender.model.written_terms import BatchForms
+
+    users = [replace(corpus.users[0], email=f"u{i}@example.org") for i in range(4)]
+    batch = store.latest_run_batch_ids()
+    assert pipeline.refresh(store, corpus).written is None  # no reader has stars: no pick is explained by one
+    for i, user in enumerate(users):
+        store.star(store.user_id(user.email), ["A0" if i % 2 else "B0"])
+    monkeypatch.setattr(stored_models, "READ_BATCH_MAX", 5)  # the new batch's 6 papers: a backfill
+    assert pipeline.refresh(store, corpus).written is None
+    monkeypatch.undo()
+    models = pipeline.refresh(store, corpus)
+    assert isinstance(models.written, BatchForms)
+    assert sorted(models.written.paper_ids) == sorted(p.id for p in store.batch_papers(batch))
+    assert stored_models.batch_forms(store, models.text, corpus.ranking) is not None  # stored for the next command
+
+    def lines() -> list[str]:
+        picks = pipeline.recommend(corpus, store, users, batch)
+        return [r.as_json_line() for user in users for r in picks[user.email]]
+
+    assert pipeline.load_models(store, corpus).written is not None
+    from_forms = lines()
+    store.save_model("written", "the forms of another model", models.written)  # (not this model's: not used)
+    assert pipeline.load_models(store, corpus).written is None
+    from_texts = lines()
+    assert from_forms == from_texts
+    shown = [term["term"] for line in from_texts for term in json.loads(line)["terms"]]
+    assert "optimal transport" in shown and "protein" in shown
 
 
 def _reused_and_built(config, store: Store) -> tuple[profiles.Profiles, profiles.Profiles]:

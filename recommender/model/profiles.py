@@ -32,11 +32,12 @@ from recommender.model.own_classifier import LsaSpace
 from recommender.model.reader_factors import CollabModel
 from recommender.model.tfidf import TextModel
 from recommender.model.unit_rows import unit_rows
+from recommender.model.written_terms import BatchForms
 
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
 PROFILE_CHUNK = 2000  # users per sparse product when building profiles
-CACHE_FORMAT = 13  # part of the cache's key: a new way of building profiles never reads old ones
+CACHE_FORMAT = 14  # part of the cache's key: a new way of building profiles never reads old ones
 
 
 @dataclass
@@ -115,6 +116,7 @@ class Models:
     text: TextModel
     collab: CollabModel | None
     space: LsaSpace | None  # when readers get their own classifiers or reader models
+    written: BatchForms | None = None  # how the newest batch's papers write their terms (explanations)
 
 
 def from_signals(models: Models, users: Sequence[tuple[int, UserConfig]], signals: dict[int, list[Signal]],

@@ -25,8 +25,9 @@ from recommender.model.match_scale import matches_among
 from recommender.model.profiles import Models, Profiles
 from recommender.model.scoring import SPLIT_MIN_USERS, PoolScorer
 from recommender.model.tfidf import TextModel, taken_rows
-from recommender.model.written_terms import WrittenForms, forms_of
+from recommender.model.written_terms import LOOK_UP, Written, WrittenForms, forms_of
 
+TextsById = Callable[[list[str]], dict[str, tuple[str, str]]]  # paper ids -> (title, abstract) of those stored
 CHUNK = 512
 PARALLEL_CHUNKS = 2
 FOLLOWED_BONUS = 1e6  # sorts a followed author's paper first; never shown as a score
@@ -182,10 +183,10 @@ def picks_by_chunk(round_: Round) -> Iterator[tuple[tuple[int, int], tuple[np.nd
 
 
 def rank_many(models: Models, profiles: Profiles, pool: list[Paper], skips: Sequence[set[str]],
-              choices: Sequence[Choice], papers: Callable[[list[str]], dict[str, Paper]]) -> list[list[Recommendation]]:
+              choices: Sequence[Choice], papers: TextsById) -> list[list[Recommendation]]:
     """Each user's top ``choice.limit`` candidates from ``pool`` (in source order), best first.
-    ``skips`` holds each user's starred and already-sent ids; ``papers`` looks papers up by id
-    (the starred and liked papers explanations name). The
+    ``skips`` holds each user's starred and already-sent ids; ``papers`` looks up the papers
+    explanations name (starred and liked ones). The
     profiles' dense part scores against the pool's predicted reader factors (``models.collab``) or,
     without those, its LSA coordinates (``models.space``: readers' own classifiers)."""
     if not pool or not choices:
@@ -208,6 +209,7 @@ def rank_many(models: Models, profiles: Profiles, pool: list[Paper], skips: Sequ
     matches = _Matches(pool)
     known = _RunPapers(papers)
     forms = forms_of(model)
+    forms.use(models.written, model)
     results: list[list[Recommendation]] = []
     if not model.matrix.has_sorted_indices:
         model.matrix.sort_indices()  # the explanation kernels merge rows by term index
@@ -239,12 +241,12 @@ class _RunPapers:
     """Papers looked up once per ranking run: the same starred papers are the nearest ones for
     many users, in every chunk."""
 
-    def __init__(self, lookup: Callable[[list[str]], dict[str, Paper]]):
+    def __init__(self, lookup: TextsById):
         self.lookup = lookup
-        self.known: dict[str, Paper] = {}
+        self.known: dict[str, tuple[str, str]] = {}
         self.asked: set[str] = set()
 
-    def __call__(self, ids: list[str]) -> dict[str, Paper]:
+    def __call__(self, ids: list[str]) -> dict[str, tuple[str, str]]:
         missing = [i for i in ids if i not in self.asked]
         if missing:
             self.known.update(self.lookup(missing))
@@ -260,7 +262,7 @@ class _ChunkExplainer:
 
     KNOWN = 200  # a user's strongest starred papers considered as "nearest"
 
-    def __init__(self, model: TextModel, round_: Round, papers: Callable[[list[str]], dict[str, Paper]],
+    def __init__(self, model: TextModel, round_: Round, papers: TextsById,
                  forms: WrittenForms, start: int, picked: np.ndarray, counts: np.ndarray):
         self.model, self.profiles, self.pool, self.papers, self.forms = model, round_.profiles, round_.pool, papers, forms
         self.choices, self.start, self.picked, self.counts = round_.choices, start, picked, counts
@@ -333,22 +335,31 @@ class _ChunkExplainer:
                     np.array(pairs_first, dtype=np.int64), np.array(pairs_second, dtype=np.int64), term_slots,
                     term_values)
         wanted = sorted({pid for best in self.nearest.values() for pid, _ in best})
-        self.star_papers = self.papers(wanted) if wanted else {}
-        self.star_titles = {pid: p.title for pid, p in self.star_papers.items()}
+        self.star_texts = self.papers(wanted) if wanted else {}
+        self.star_titles = {pid: title for pid, (title, _) in self.star_texts.items()}
         self.shared: dict[tuple[int, int], list[SharedTerm]] = {}  # (user offset, pick) -> shared terms
         terms, slots, values = self.model.terms, term_slots.tolist(), term_values.tolist()  # plain ints: fast
         text, paper, shared = self.forms.text, self.forms.paper, self.forms.shared_with
+        picks = [self.pool[int(self.picked[offset, n])] for offset, n in where]
+        codes, phrases = self.forms.one_forms([p.id for p in picks], term_slots).tolist(), self.forms.phrases
         for m, (offset, n) in enumerate(where):
             limit = self.choices[self.start + offset].why_terms
-            pick = self.pool[int(self.picked[offset, n])]
-            star = self.star_papers.get(self.nearest[(offset, n)][0][0])
+            pick, star_id = picks[m], self.nearest[(offset, n)][0][0]
+            star = self.star_texts.get(star_id)
             if star is None:
                 continue
-            pick_text = text(pick.id, pick.title, pick.abstract)
-            star_text = paper(star.id, star.title, star.abstract)
+            pick_text: Written | None = None  # read only where the batch's forms do not say
+            star_text = paper(star_id, *star)
             shown: dict[str, SharedTerm] = {}
-            for t, v in zip(slots[m], values[m], strict=True):
-                written = shared(terms[t], pick_text, star_text) if t >= 0 else None
+            for t, v, code in zip(slots[m], values[m], codes[m], strict=True):
+                if code >= 0:  # the pick writes the term one way: does the star write it so?
+                    phrase = phrases[code]
+                    written = phrase if star_text.writes(phrase) else None
+                elif code == LOOK_UP:
+                    pick_text = pick_text or text(pick.id, pick.title, pick.abstract)
+                    written = shared(terms[t], pick_text, star_text, t)
+                else:
+                    written = None
                 if written is not None and written not in shown:
                     shown[written] = SharedTerm(written, v)
                     if len(shown) == limit:
@@ -357,17 +368,17 @@ class _ChunkExplainer:
         self.ready = True
 
     def _profile_terms(self, offset: int, n: int, limit: int) -> list[SharedTerm]:
-        """Without a nearest star: the pick's terms weighted by the profile's weights, as the
-        pick writes them."""
+        """Without a nearest star: the pick's terms weighted by the profile's weights, as the pick writes them."""
         pick = self.pool[int(self.picked[offset, n])]
         row = self.model.matrix[self.model.index[pick.id]]
         profile = self.profiles.matrix[self.start + offset]
         weights = dict(zip(profile.indices.tolist(), profile.data.tolist(), strict=True))
         values = row.data * np.array([weights.get(c, 0.0) for c in row.indices.tolist()])
         text = self.forms.text(pick.id, pick.title, pick.abstract)
+        columns = {self.model.terms[c]: c for c in row.indices.tolist()}  # (a batch paper's forms are by column)
         shown: list[SharedTerm] = []
         for term in top_terms(self.model, row.indices, values, WRITTEN_TRIES * limit):
-            written = self.forms.written(term.term, text)
+            written = self.forms.written(term.term, text, columns[term.term])
             if written is not None and all(written != s.term for s in shown):
                 shown.append(SharedTerm(written, term.contribution))
         return shown[:limit]

@@ -15,9 +15,13 @@ from __future__ import annotations
 import re
 import sys
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numpy as np
+
+from recommender.base.domain import Paper
 from recommender.base.text import for_ranking
 from recommender.model.term_counts import Stem
 from recommender.model.tfidf import (
@@ -49,6 +53,9 @@ ii iii iv vi vii viii ix xi xii xiii xiv xv
 """.split())
 
 MAX_TEXTS = 10_000  # texts kept read (about 5 kB each), so memory does not grow with a corpus
+NO_FORM, LOOK_UP = -1, -2  # codes of WrittenForms.one_forms
+# 1: BatchForms (the forms of each term of a batch paper's row).
+FORMS_FORMAT = 1
 
 # A token (group 1), or one character of anything else that is not a space (a run break).
 _PIECES = re.compile(rf"({TOKEN_PATTERN.removeprefix('(?u)')})|\S")
@@ -71,9 +78,9 @@ class WrittenText:
     # Terms already looked up: a pick is explained to many readers, mostly by the same terms.
     looked_up: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def forms(self, term: str) -> dict[str, int]:
+    def forms(self, term: str, column: int | None = None) -> dict[str, int]:
         """The model's ``term`` (its stems, space-joined) as this text writes it, filler left
-        out: {phrase: times}."""
+        out: {phrase: times}. (``column``: as for ``_ReadForms.forms``.)"""
         found = self.looked_up.get(term)
         if found is None:
             found = self.looked_up[term] = self._forms(term)
@@ -94,9 +101,28 @@ class WrittenText:
             if self.stems[start:end] == parts:  # (equal stems: no run break inside)
                 phrase = " ".join(self.words[start:end])
                 found[phrase] = found.get(phrase, 0) + 1
-        if len(found) == 1:  # (nearly always)
-            return {} if is_filler(next(iter(found))) else found
-        return {p: n for p, n in found.items() if not is_filler(p)}
+        return _without_filler(found)
+
+    def every_form(self, ngram_max: int) -> dict[str, dict[str, int]]:
+        """``forms`` of every term of up to ``ngram_max`` stems the text holds, in one pass
+        (filler not yet left out): {term: {phrase: times}}."""
+        words, stems = self.words, self.stems
+        table: dict[str, dict[str, int]] = {}
+        for n in range(1, ngram_max + 1):
+            for start in range(len(stems) - n + 1):
+                parts = stems[start:start + n]
+                if "" in parts:  # a run break: no phrase spans it
+                    continue
+                found = table.setdefault(" ".join(parts), {})
+                phrase = " ".join(words[start:start + n])
+                found[phrase] = found.get(phrase, 0) + 1
+        return table
+
+
+def _without_filler(found: dict[str, int]) -> dict[str, int]:
+    if len(found) == 1:  # (nearly always)
+        return {} if is_filler(next(iter(found))) else found
+    return {p: n for p, n in found.items() if not is_filler(p)}
 
 
 class WrittenPaper:
@@ -134,6 +160,107 @@ def _word_character(character: str) -> bool:
     return character.isalnum() or character == "_"
 
 
+@dataclass(frozen=True)
+class BatchForms:
+    """How a batch's papers write each term of their model rows, read once when the batch is
+    ingested (``read_batch``): ``WrittenText.forms`` of every (paper, term) an explanation can
+    name in it, so explaining its picks reads no text (each ranking process read nearly every
+    candidate's text again: bench/RESULTS.md, "The batch's written forms"). Stored with the
+    text model whose columns ``terms`` holds."""
+
+    paper_ids: list[str]
+    term_starts: np.ndarray  # int64, papers + 1: each paper's run of ``terms``
+    terms: np.ndarray  # int32: the model's columns of the paper's row, ascending
+    form_starts: np.ndarray  # int64, len(terms) + 1: each term's run of ``forms`` and ``counts``
+    forms: np.ndarray  # int32: into ``phrases``
+    counts: np.ndarray  # int32: times the paper writes it
+    phrases: str  # the forms, joined by newlines
+
+
+def cache_key(model_key: str) -> str:
+    """The key of a ``BatchForms`` read with the text model of ``model_key``."""
+    return f"{model_key}|forms{FORMS_FORMAT}"
+
+
+def read_batch(model: TextModel, papers: Sequence[Paper]) -> BatchForms:
+    """The ``BatchForms`` of ``papers`` (papers of the model's corpus; others are left out)."""
+    reader, terms, ngram_max = WrittenForms(model.stem), model.terms, model.ngram_max
+    ids: list[str] = []
+    term_starts, columns, form_starts, forms, counts = [0], [], [0], [], []
+    phrase_ids: dict[str, int] = {}
+    for paper in papers:
+        row = model.index.get(paper.id)
+        if row is None:
+            continue
+        table = reader.read_text(paper.title, paper.abstract).every_form(ngram_max)
+        start, end = model.matrix.indptr[row], model.matrix.indptr[row + 1]
+        row_columns = np.sort(model.matrix.indices[start:end]).tolist()
+        columns += row_columns
+        for column in row_columns:
+            found = table.get(terms[column])
+            if found:
+                for phrase, times in _without_filler(found).items():
+                    forms.append(phrase_ids.setdefault(phrase, len(phrase_ids)))
+                    counts.append(times)
+            form_starts.append(len(forms))
+        ids.append(paper.id)
+        term_starts.append(len(columns))
+    return BatchForms(ids, np.array(term_starts, dtype=np.int64), np.array(columns, dtype=np.int32),
+                      np.array(form_starts, dtype=np.int64), np.array(forms, dtype=np.int32),
+                      np.array(counts, dtype=np.int32), "\n".join(phrase_ids))
+
+
+class _ReadForms:
+    """A batch paper's ``BatchForms``, answering ``forms`` like its ``WrittenText`` would;
+    a term outside its row (never one an explanation names) is looked up in its text."""
+
+    __slots__ = ("batch", "start", "end", "looked_up", "text")
+
+    def __init__(self, batch: _UsedBatch, at: int, text: Callable[[], WrittenText]):
+        self.batch, self.text = batch, text
+        self.start, self.end = batch.forms.term_starts[at:at + 2].tolist()
+        self.looked_up: dict[str, dict[str, int]] = {}
+
+    def forms(self, term: str, column: int | None = None) -> dict[str, int]:
+        """``WrittenText.forms``; ``column``, the term's in the model, saves finding it."""
+        found = self.looked_up.get(term)
+        if found is None:
+            found = self.looked_up[term] = self._forms(term, column)
+        return found
+
+    def _forms(self, term: str, column: int | None) -> dict[str, int]:
+        stored = self.batch.forms
+        if column is None:
+            column = self.batch.term_index.get(term, -1)
+        at = self.start + int(np.searchsorted(stored.terms[self.start:self.end], column))
+        if at == self.end or stored.terms[at] != column:
+            return self.text().forms(term)
+        first, last = stored.form_starts[at:at + 2].tolist()
+        phrases = self.batch.phrases
+        return {phrases[f]: n for f, n in zip(stored.forms[first:last].tolist(), stored.counts[first:last].tolist(),
+                                              strict=True)}
+
+
+class _UsedBatch:
+    """A ``BatchForms`` as one process reads it: its phrases split and its papers indexed once."""
+
+    def __init__(self, forms: BatchForms, model: TextModel):
+        self.forms, self.model = forms, model
+        self.phrases = forms.phrases.split("\n")
+        self.rows = {pid: i for i, pid in enumerate(forms.paper_ids)}
+        # Each (paper, term) as one ascending number: a chunk's pairs are found by one search.
+        self.width = model.matrix.shape[1]
+        self.keys = np.repeat(np.arange(len(forms.paper_ids), dtype=np.int64), np.diff(forms.term_starts)) \
+            * self.width + forms.terms
+
+    @property
+    def term_index(self) -> dict[str, int]:
+        return self.model.term_index  # (built on first use: only terms asked without their column need it)
+
+
+Written = WrittenText | _ReadForms  # what ``WrittenForms.text`` answers: a term's forms in a text
+
+
 class WrittenForms:
     """Each pick's text read once (the same candidates recur in many readers' explanations),
     each distinct word stemmed once per ranking run; words and stems interned, so a text costs
@@ -142,27 +269,70 @@ class WrittenForms:
 
     def __init__(self, stem: Stem | None):
         self.stem = stem
-        self.read: dict[str, WrittenText] = {}
+        self.read: dict[str, Written] = {}
+        self.batch: _UsedBatch | None = None
         self.known: dict[str, str] = {"": ""}  # word -> the word interned
         self.stems: dict[str, str] = {"": ""}  # word -> its stem, interned
         self.searched: dict[str, WrittenPaper] = {}  # papers searched for phrases (a reader's star, for several picks)
 
-    def text(self, key: str, title: str, abstract: str) -> WrittenText:
+    def use(self, batch: BatchForms | None, model: TextModel) -> None:
+        """Answer for ``batch``'s papers from it (read at ingest) instead of reading their
+        texts; None: read every text."""
+        if (self.batch.forms if self.batch is not None else None) is not batch:
+            self.read.clear()  # (papers answered from another batch)
+            self.batch = _UsedBatch(batch, model) if batch is not None else None
+
+    def text(self, key: str, title: str, abstract: str) -> Written:
         found = self.read.get(key)
         if found is None:
             if len(self.read) >= MAX_TEXTS:
                 self.read.clear()
-            pieces = _words(title)
-            pieces.append("")
-            pieces += _words(abstract)
-            new = list(set(pieces).difference(self.known))
-            if new:
-                self.known.update((w, sys.intern(w)) for w in new)
-                self.stems.update(zip(new, map(sys.intern, self.stem(new) if self.stem is not None else new),
-                                      strict=True))
-            found = WrittenText(list(map(self.known.__getitem__, pieces)), list(map(self.stems.__getitem__, pieces)))
+            batch = self.batch
+            at = batch.rows.get(key) if batch is not None else None
+            if batch is None or at is None:
+                found = self.read_text(title, abstract)
+            else:
+                found = _ReadForms(batch, at, lambda: self.read_text(title, abstract))
             self.read[key] = found
         return found
+
+    @property
+    def phrases(self) -> list[str]:
+        """The phrases ``one_forms`` points into."""
+        return self.batch.phrases if self.batch is not None else []
+
+    def one_forms(self, paper_ids: Sequence[str], columns: np.ndarray) -> np.ndarray:
+        """For each paper (a row of ``columns``) and term column in it: the phrase (its index
+        in ``phrases``) the paper writes the term as, where the batch's forms say it writes it
+        one way (nearly always); ``NO_FORM`` where they say no way (or the column is -1);
+        ``LOOK_UP`` where its text must say (several forms, or a paper outside the batch).
+        One search for a chunk's every (pick, term) instead of a look-up each."""
+        codes = np.full(columns.shape, LOOK_UP, dtype=np.int64)
+        batch = self.batch
+        if batch is not None and batch.keys.size and columns.size:
+            stored = batch.forms
+            at = np.array([batch.rows.get(pid, -1) for pid in paper_ids], dtype=np.int64)
+            wanted = at[:, None] * batch.width + columns
+            found = np.searchsorted(batch.keys, wanted).clip(max=batch.keys.size - 1)
+            known = (batch.keys[found] == wanted) & (at[:, None] >= 0) & (columns >= 0)
+            first = stored.form_starts[found]
+            count = stored.form_starts[found + 1] - first
+            codes[known & (count == 0)] = NO_FORM
+            one = known & (count == 1)
+            codes[one] = stored.forms[first[one]]
+        codes[columns < 0] = NO_FORM
+        return codes
+
+    def read_text(self, title: str, abstract: str) -> WrittenText:
+        """The text's words and their stems."""
+        pieces = _words(title)
+        pieces.append("")
+        pieces += _words(abstract)
+        new = list(set(pieces).difference(self.known))
+        if new:
+            self.known.update((w, sys.intern(w)) for w in new)
+            self.stems.update(zip(new, map(sys.intern, self.stem(new) if self.stem is not None else new), strict=True))
+        return WrittenText(list(map(self.known.__getitem__, pieces)), list(map(self.stems.__getitem__, pieces)))
 
     def paper(self, key: str, title: str, abstract: str) -> WrittenPaper:
         """The paper to search for phrases (see ``shared_with``), kept like a read text."""
@@ -174,34 +344,34 @@ class WrittenForms:
         return found
 
     @staticmethod
-    def shared(term: str, first: WrittenText, second: WrittenText) -> str | None:
+    def shared(term: str, first: Written, second: Written, column: int | None = None) -> str | None:
         """The model's ``term`` as written in both texts, the form both use most (ties:
         alphabetical); None when no form is common to both or it is filler."""
-        here = first.forms(term)
+        here = first.forms(term, column)
         if not here:
             return None
-        there = second.forms(term)
+        there = second.forms(term, column)
         if len(here) == 1 and len(there) == 1:  # (nearly always: one form in each)
             phrase = next(iter(here))
             return phrase if phrase in there else None
         common = [(here[p] + there[p], p) for p in here.keys() & there.keys()]
         return min(common, key=lambda c: (-c[0], c[1]))[1] if common else None
 
-    def shared_with(self, term: str, first: WrittenText, second: WrittenPaper) -> str | None:
+    def shared_with(self, term: str, first: Written, second: WrittenPaper, column: int | None = None) -> str | None:
         """``shared`` with a paper whose words are not read unless needed: when ``first``
         writes the term one way (nearly always), the answer is whether ``second`` writes that
         phrase, one search of its text. (Reading every word of each starred paper cost 60 us
         a paper, the larger part of the whole command: bench/RESULTS.md.)"""
-        here = first.forms(term)
+        here = first.forms(term, column)
         if len(here) != 1:
-            return self.shared(term, first, self.text(*second.key_title_abstract)) if here else None
+            return self.shared(term, first, self.text(*second.key_title_abstract), column) if here else None
         phrase = next(iter(here))
         return phrase if second.writes(phrase) else None
 
     @staticmethod
-    def written(term: str, text: WrittenText) -> str | None:
+    def written(term: str, text: Written, column: int | None = None) -> str | None:
         """The model's ``term`` as written in one text (its most used form), None when absent or filler."""
-        usable = [(count, p) for p, count in text.forms(term).items()]
+        usable = [(count, p) for p, count in text.forms(term, column).items()]
         return min(usable, key=lambda c: (-c[0], c[1]))[1] if usable else None
 
 

@@ -209,7 +209,8 @@ def load_models(store: Store, config: Config, counted: bool = True) -> Models:
     totals = store.star_totals(recorded=not counted)
     community = stored_models.community_model(store, text, config.ranking, totals)
     return Models(text, community,
-                  stored_models.lsa_space(store, text, config.ranking, community is not None, totals.readers))
+                  stored_models.lsa_space(store, text, config.ranking, community is not None, totals.readers),
+                  stored_models.batch_forms(store, text, config.ranking))
 
 
 def refresh(store: Store, config: Config, now: datetime | None = None,
@@ -218,7 +219,7 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
     (on PostgreSQL only those whose stars or clicks changed, in chunks), so
     that ranking afterwards only reads (what ingest and star imports do eagerly). With readers'
     own classifiers, ``on_reader(done, total)`` follows their fitting."""
-    models = load_models(store, config)
+    models = stored_models.with_batch_forms(store, load_models(store, config), config.ranking)
     if config.readers_in_store:
         _refresh_stored_readers(store, config, models, now or datetime.now(UTC), on_reader)
         return models

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import scipy.sparse as sp
 
 from recommender.base.config import Config, PersonalMode, RankingConfig, UserConfig
-from recommender.model import own_classifier, reader_factors, tfidf
+from recommender.model import own_classifier, reader_factors, tfidf, written_terms
 from recommender.model.own_classifier import LsaSpace
 from recommender.model.profiles import (
     CachedProfiles,
@@ -27,11 +27,13 @@ from recommender.model.profiles import (
 from recommender.model.profiles import cache_key as profiles_key
 from recommender.model.reader_factors import CollabModel
 from recommender.model.tfidf import TextModel
+from recommender.model.written_terms import BatchForms
 from recommender.store import Store
 from recommender.store.readers import StarTotals
 
 log = logging.getLogger(__name__)
 REFIT_CHUNK = 2_000  # readers rebuilt at a time without a profiles cache: memory flat in their number
+READ_BATCH_MAX = 10_000  # papers: a larger newest batch (a backfill) has its picks' texts read when explained
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,28 @@ def text_model(store: Store, ranking: RankingConfig) -> TextModel:
     model = tfidf.fit(ids, titles, abstracts, ranking, version)
     store.save_model("tfidf", key, model)
     return model
+
+
+def batch_forms(store: Store, model: TextModel, ranking: RankingConfig) -> BatchForms | None:
+    """How the newest batch's papers write their terms, as a refit read them for this text
+    model (None when none did)."""
+    found = store.load_model("written", written_terms.cache_key(tfidf.cache_key(model.version, ranking)))
+    return found if isinstance(found, BatchForms) else None
+
+
+def with_batch_forms(store: Store, models: Models, ranking: RankingConfig) -> Models:
+    """``models`` with the newest batch's written forms (``written_terms.read_batch``), read and
+    stored now when missing and of use: some reader has stars to explain picks by, and the
+    batch is at most ``READ_BATCH_MAX`` papers."""
+    if models.written is not None or store.star_totals(recorded=True).readers == 0:
+        return models
+    papers = store.batch_papers(store.latest_run_batch_ids())
+    if not papers or len(papers) > READ_BATCH_MAX:
+        return models
+    written = written_terms.read_batch(models.text, papers)
+    store.save_model("written", written_terms.cache_key(tfidf.cache_key(models.text.version, ranking)), written)
+    log.info("read how the newest batch's %d papers write their terms", len(written.paper_ids))
+    return replace(models, written=written)
 
 
 def community_model(store: Store, model: TextModel, ranking: RankingConfig, totals: StarTotals) -> CollabModel | None:

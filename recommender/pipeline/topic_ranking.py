@@ -29,9 +29,9 @@ def choice_for(config: Config, user: UserConfig, limit: int | None, models: Mode
                   interest_boost=r.interest_boost, interests=user.interests)
 
 
-def papers_by_id(store: Store) -> Callable[[list[str]], dict[str, Paper]]:
-    """A lookup of stored papers by id (the papers explanations name)."""
-    return lambda ids: {p.id: p for p in store.papers(ids)}
+def papers_by_id(store: Store) -> Callable[[list[str]], dict[str, tuple[str, str]]]:
+    """A lookup of stored papers' (title, abstract) by id (the papers explanations name)."""
+    return store.titles_and_abstracts
 
 
 def section_profiles(ranking: Ranking, user: UserConfig, user_id: int, only: str | None = None,

@@ -185,6 +185,17 @@ class PaperRows(Database):
                     found[row.id] = _paper(row)
         return [found[i] for i in ids if i in found]
 
+    def titles_and_abstracts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """id -> (title, abstract) of the papers among ``ids`` (unknown ids left out): what an
+        explanation reads of the starred papers it names, without building whole papers (each
+        with its authors' JSON decoded)."""
+        found: dict[str, tuple[str, str]] = {}
+        with self.read() as conn:
+            for chunk in chunks(list(dict.fromkeys(ids))):
+                query = select(PaperRow.id, PaperRow.title, PaperRow.abstract).where(PaperRow.id.in_(chunk))
+                found.update((row.id, (row.title, row.abstract)) for row in conn.execute(query).all())
+        return found
+
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         with self.read() as conn:
