@@ -24,7 +24,7 @@ CACHES = [
      "1ef484622f36d5bc"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 14, ("model.profiles", "model.own_classifier", "model.reader_model",
                                                        "model.unit_rows", "pipeline.stored_models"), "f8b87642a4ac8b08"),
-    ("written", "model.written_terms", "FORMS_FORMAT", 1, ("model.written_terms",), "e5e548c13cf2d18b"),
+    ("written", "model.written_terms", "FORMS_FORMAT", 1, ("model.written_terms",), "716c64e70b0d8e70"),
 ]
 
 

@@ -214,11 +214,10 @@ class _ReadForms:
     """A batch paper's ``BatchForms``, answering ``forms`` like its ``WrittenText`` would;
     a term outside its row (never one an explanation names) is looked up in its text."""
 
-    __slots__ = ("batch", "start", "end", "looked_up", "text")
+    __slots__ = ("batch", "at", "looked_up", "text")
 
     def __init__(self, batch: _UsedBatch, at: int, text: Callable[[], WrittenText]):
-        self.batch, self.text = batch, text
-        self.start, self.end = batch.forms.term_starts[at:at + 2].tolist()
+        self.batch, self.at, self.text = batch, at, text
         self.looked_up: dict[str, dict[str, int]] = {}
 
     def forms(self, term: str, column: int | None = None) -> dict[str, int]:
@@ -231,9 +230,9 @@ class _ReadForms:
     def _forms(self, term: str, column: int | None) -> dict[str, int]:
         stored = self.batch.forms
         if column is None:
-            column = self.batch.term_index.get(term, -1)
-        at = self.start + int(np.searchsorted(stored.terms[self.start:self.end], column))
-        if at == self.end or stored.terms[at] != column:
+            column = self.batch.model.term_index.get(term, -1)  # (built on first use: terms asked without a column)
+        at = int(self.batch.positions(np.array(self.at), np.array(column)))
+        if at < 0:
             return self.text().forms(term)
         first, last = stored.form_starts[at:at + 2].tolist()
         phrases = self.batch.phrases
@@ -253,9 +252,13 @@ class _UsedBatch:
         self.keys = np.repeat(np.arange(len(forms.paper_ids), dtype=np.int64), np.diff(forms.term_starts)) \
             * self.width + forms.terms
 
-    @property
-    def term_index(self) -> dict[str, int]:
-        return self.model.term_index  # (built on first use: only terms asked without their column need it)
+    def positions(self, papers: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Where each (paper's place in the batch, term column) pair is in ``forms.terms``; -1
+        where the paper (-1: not in the batch) has no such term or the column is -1."""
+        wanted = papers * self.width + columns
+        found = np.searchsorted(self.keys, wanted).clip(max=max(self.keys.size - 1, 0))
+        hit = (self.keys[found] == wanted) & (papers >= 0) & (columns >= 0) if self.keys.size else False
+        return np.where(hit, found, -1)
 
 
 Written = WrittenText | _ReadForms  # what ``WrittenForms.text`` answers: a term's forms in a text
@@ -312,9 +315,8 @@ class WrittenForms:
         if batch is not None and batch.keys.size and columns.size:
             stored = batch.forms
             at = np.array([batch.rows.get(pid, -1) for pid in paper_ids], dtype=np.int64)
-            wanted = at[:, None] * batch.width + columns
-            found = np.searchsorted(batch.keys, wanted).clip(max=batch.keys.size - 1)
-            known = (batch.keys[found] == wanted) & (at[:, None] >= 0) & (columns >= 0)
+            found = batch.positions(at[:, None], columns)
+            known = found >= 0
             first = stored.form_starts[found]
             count = stored.form_starts[found + 1] - first
             codes[known & (count == 0)] = NO_FORM

@@ -1,13 +1,13 @@
-"""Papers: ingest (matching entries to stored papers by id, arXiv id and title), aliases,
+"""Papers: ingest (entries matched to stored papers by store.paper_matching), aliases,
 lookups and the batches they arrived in."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -20,7 +20,6 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
-    update,
 )
 
 try:
@@ -30,9 +29,9 @@ except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone o
 
 from recommender.base.domain import Paper, ParsedBatch, ParsedPaper
 from recommender.base.errors import NotFoundError
-from recommender.base.text import arxiv_id, doi, title_hash_id, title_key
+from recommender.base.text import arxiv_id, doi
 from recommender.store.database import Database, chunks, utcnow
-from recommender.store.paper_ids import generated_id, ids_of, natural_id
+from recommender.store.paper_matching import resolve_entries
 from recommender.store.schema import (
     BatchEntryRow,
     BatchRow,
@@ -63,6 +62,9 @@ class BatchInfo:
     created_at: datetime
 
 
+Found = TypeVar("Found")  # what a look-up by id keeps of each paper
+
+
 def _paper(row: Any) -> Paper:
     return Paper(
         id=row.id, title=row.title, abstract=row.abstract, authors=tuple(row.authors or ()),
@@ -80,7 +82,7 @@ class PaperRows(Database):
             if conn.execute(select(BatchRow.id).where(BatchRow.content_hash == content_hash)).first():
                 return IngestResult(None, len(parsed.entries), 0, len(parsed.entries), skipped=True)
             now = utcnow()
-            paper_ids, new_rows, changed = _resolve(conn, parsed.entries, now)
+            paper_ids, new_rows, changed = resolve_entries(conn, parsed.entries, now)
             batch_id = conn.execute(
                 insert(BatchRow).values(
                     source=source[:200], format=parsed.format, batch_date=parsed.batch_date,
@@ -97,7 +99,7 @@ class PaperRows(Database):
     def add_papers(self, entries: Sequence[ParsedPaper]) -> tuple[list[str], int]:
         """Add papers without making them new digest entries (BibTeX import); returns ids, count added."""
         with self.write() as conn:
-            paper_ids, new_rows, changed = _resolve(conn, entries, utcnow())
+            paper_ids, new_rows, changed = resolve_entries(conn, entries, utcnow())
             if changed:
                 self._bump_corpus_version(conn)
         return paper_ids, len(new_rows)
@@ -185,17 +187,6 @@ class PaperRows(Database):
                     found[row.id] = _paper(row)
         return [found[i] for i in ids if i in found]
 
-    def titles_and_abstracts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """id -> (title, abstract) of the papers among ``ids`` (unknown ids left out): what an
-        explanation reads of the starred papers it names, without building whole papers (each
-        with its authors' JSON decoded)."""
-        found: dict[str, tuple[str, str]] = {}
-        with self.read() as conn:
-            for chunk in chunks(list(dict.fromkeys(ids))):
-                query = select(PaperRow.id, PaperRow.title, PaperRow.abstract).where(PaperRow.id.in_(chunk))
-                found.update((row.id, (row.title, row.abstract)) for row in conn.execute(query).all())
-        return found
-
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         with self.read() as conn:
@@ -231,13 +222,23 @@ class PaperRows(Database):
 
     def titles(self, ids: Sequence[str] | None = None) -> dict[str, str]:
         """Title by id of these papers (unknown ids skipped), or of every paper."""
-        stmt = select(PaperRow.id, PaperRow.title)
+        return self._by_id(ids, (PaperRow.title,), lambda row: row.title)
+
+    def titles_and_abstracts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(title, abstract) by id of these papers (unknown ids skipped): what an explanation
+        reads of the starred papers it names, without building whole papers (each with its
+        authors' JSON decoded)."""
+        return self._by_id(ids, (PaperRow.title, PaperRow.abstract), lambda row: (row.title, row.abstract))
+
+    def _by_id(self, ids: Sequence[str] | None, columns: tuple[Any, ...], value: Callable[[Any], Found],
+               ) -> dict[str, Found]:
+        stmt = select(PaperRow.id, *columns)
         with self.read() as conn:
             if ids is None:
-                return {r.id: r.title for r in conn.execute(stmt)}
-            found: dict[str, str] = {}
+                return {r.id: value(r) for r in conn.execute(stmt)}
+            found: dict[str, Found] = {}
             for chunk in chunks(list(dict.fromkeys(ids))):
-                found.update((r.id, r.title) for r in conn.execute(stmt.where(PaperRow.id.in_(chunk))))
+                found.update((r.id, value(r)) for r in conn.execute(stmt.where(PaperRow.id.in_(chunk))).all())
         return found
 
     def find_by_title_key(self, key: str) -> list[Paper]:
@@ -292,113 +293,3 @@ class PaperRows(Database):
                 .order_by(BatchEntryRow.batch_id, BatchEntryRow.position)
             ).scalars()
             return list(dict.fromkeys(rows))
-
-
-_FILLABLE = ("arxiv_id", "authors", "url", "abstract", "published", "category")
-
-
-def _resolve(conn: Connection, entries: Sequence[ParsedPaper],
-             now: datetime) -> tuple[list[str], list[dict[str, Any]], bool]:
-    """Match entries to stored papers (any of their ids or aliases, then arXiv id, then title),
-    add the new ones, and return the id of each entry and the rows of the papers added.
-    Matched papers keep their id and gain the fields they lacked (an arXiv id, authors, a URL);
-    the other ids the entry names stay aliases of it (so a preprint and its journal version
-    are one paper). Later copies within the batch reuse the first."""
-    given = list({i for e in entries for i in (*ids_of(e), natural_id(e))})
-    arxivs = list({e.arxiv_id for e in entries if e.arxiv_id})
-    entry_keys = [title_key(e.title) if e.title else "" for e in entries]
-    keys = list({k for k in entry_keys if k})
-    columns = (PaperRow.id, PaperRow.title_key, *(getattr(PaperRow, c) for c in _FILLABLE))
-    known_as: dict[str, str] = {}  # alias -> paper id, for the ids the entries name
-    for chunk in chunks(given):
-        known_as.update((alias, pid) for alias, pid in conn.execute(
-            select(PaperAliasRow.alias, PaperAliasRow.paper_id).where(PaperAliasRow.alias.in_(chunk))))
-    stored: dict[str, Any] = {}
-    for column, wanted in ((PaperRow.id, given + list(set(known_as.values()))), (PaperRow.arxiv_id, arxivs),
-                           (PaperRow.title_key, keys)):
-        for chunk in chunks(wanted):
-            for row in conn.execute(select(*columns).where(column.in_(chunk)).order_by(PaperRow.created_at, PaperRow.id)):
-                stored.setdefault(row.id, row)
-    by_id = {pid: pid for pid in stored}
-    by_id.update((alias, pid) for alias, pid in known_as.items() if pid in stored and alias not in by_id)
-    by_arxiv = {row.arxiv_id: pid for pid, row in stored.items() if row.arxiv_id}
-    by_key: dict[str, str] = {}
-    for stored_id, stored_row in stored.items():
-        by_key.setdefault(stored_row.title_key, stored_id)
-    ids: list[str] = []
-    new_rows: list[dict[str, Any]] = []
-    fills: dict[str, dict[str, Any]] = {}
-    aliases: dict[str, str] = {}
-    taken = set(by_id)
-    created: set[str] = set()
-    for entry, key in zip(entries, entry_keys, strict=True):
-        named = ids_of(entry)
-        pid = next((by_id[i] for i in named if i in by_id), None) \
-            or (by_arxiv.get(entry.arxiv_id) if entry.arxiv_id else None) \
-            or (by_key.get(key) if key else None) \
-            or (by_id.get(generated_id(entry)) if not named else None)
-        natural = natural_id(entry)
-        if pid is None:
-            pid = natural
-            if pid in taken and pid not in created:
-                pid = title_hash_id(f"{pid} {entry.title} {entry.abstract}")
-        if pid not in created and pid not in stored:
-            taken.add(pid)
-            created.add(pid)
-            new_rows.append({
-                "id": pid, "arxiv_id": entry.arxiv_id or None, "title_key": key, "title": entry.title,
-                "abstract": entry.abstract, "authors": list(entry.authors), "url": entry.url,
-                "published": entry.published[:64], "category": entry.category[:32],
-            })
-        elif pid in stored:
-            _fill_in(stored[pid], entry, fills.setdefault(pid, {}), by_arxiv)
-        for other in named:
-            by_id.setdefault(other, pid)
-        if entry.arxiv_id:
-            by_arxiv.setdefault(entry.arxiv_id, pid)
-        if key:
-            by_key.setdefault(key, pid)
-        for other in dict.fromkeys([natural, *named]):
-            if other != pid and (other not in taken or by_id.get(other) == pid) and len(other) <= 64:
-                aliases.setdefault(other, pid)
-        ids.append(pid)
-    changed = bool(new_rows)
-    for pid, values in fills.items():
-        if values:
-            conn.execute(update(PaperRow).where(PaperRow.id == pid).values(**values))
-            changed = True
-    for chunk in chunks(new_rows):
-        conn.execute(insert(PaperRow), [dict(row, created_at=now) for row in chunk])
-    _add_aliases(conn, aliases, new_rows)  # after the papers they name (a foreign key)
-    return ids, new_rows, changed
-
-
-def _add_aliases(conn: Connection, aliases: dict[str, str], new_rows: Sequence[dict[str, Any]]) -> None:
-    """Record the aliases not known yet, leaving out any id that is (or becomes) a paper's own."""
-    if not aliases:
-        return
-    own = {row["id"] for row in new_rows}
-    known: set[str] = set()
-    for chunk in chunks(list(aliases)):
-        known.update(conn.execute(select(PaperAliasRow.alias).where(PaperAliasRow.alias.in_(chunk))).scalars())
-        known.update(conn.execute(select(PaperRow.id).where(PaperRow.id.in_(chunk))).scalars())
-    fresh = [{"alias": a, "paper_id": pid} for a, pid in aliases.items() if a not in known and a not in own]
-    for chunk in chunks(fresh):
-        conn.execute(insert(PaperAliasRow), list(chunk))
-
-
-def _fill_in(row: Any, entry: ParsedPaper, values: dict[str, Any], by_arxiv: dict[str, str]) -> None:
-    """Fields a stored paper lacks and this entry has (never overwriting what is stored)."""
-    if entry.arxiv_id and not row.arxiv_id and "arxiv_id" not in values and entry.arxiv_id not in by_arxiv:
-        values["arxiv_id"] = entry.arxiv_id
-        by_arxiv[entry.arxiv_id] = row.id
-    if entry.authors and not row.authors and "authors" not in values:
-        values["authors"] = list(entry.authors)
-    if entry.url and not row.url and "url" not in values:
-        values["url"] = entry.url
-    if entry.abstract and not row.abstract and "abstract" not in values:
-        values["abstract"] = entry.abstract
-    if entry.published and not row.published and "published" not in values:
-        values["published"] = entry.published[:64]
-    if entry.category and not row.category and "category" not in values:
-        values["category"] = entry.category[:32]
