@@ -108,6 +108,31 @@ def test_block_dots_and_shared_terms_match_numpy(min_work):
         np.testing.assert_allclose(values[n, :len(best)], products[best])
 
 
+@pytest.mark.parametrize("min_work", [0, 10**12], ids=["compiled", "plain"])
+def test_block_top_two_equals_sorting_each_block_s_columns(min_work):
+    from recommender.model import sparse_loops
+
+    rng = np.random.default_rng(12)
+    shapes = [(int(rng.integers(1, 7)), int(rng.integers(1, 5))) for _ in range(40)]  # (firsts, seconds) a block
+    sims = np.concatenate([rng.choice([-0.5, 0.0, 0.25, 0.5, 0.75], size=f * s) for f, s in shapes])  # many ties
+    ranks = rng.permutation(sum(f for f, _ in shapes)).astype(np.int64)
+    offsets = lambda lengths: np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)  # noqa: E731
+    first_ptr, second_ptr = offsets([f for f, _ in shapes]), offsets([s for _, s in shapes])
+    top, values = np.full((second_ptr[-1], 2), 7, dtype=np.int64), np.full((second_ptr[-1], 2), 7.0)
+    sparse_loops.run(sparse_loops.block_top_two, 0, offsets([f * s for f, s in shapes]), first_ptr, second_ptr, ranks,
+                     sims, top, values, min_work=min_work)
+    at = 0
+    for b, (f, s) in enumerate(shapes):
+        block = sims[at:at + f * s].reshape(f, s)
+        at += f * s
+        own_ranks = ranks[first_ptr[b]:first_ptr[b + 1]]
+        for n in range(s):  # highest value first, then lowest rank; only positive values
+            best = [j for j in np.lexsort((own_ranks, -block[:, n]))[:2] if block[j, n] > 0]
+            expected = [first_ptr[b] + j for j in best] + [-1] * (2 - len(best))
+            assert top[second_ptr[b] + n].tolist() == expected
+            assert values[second_ptr[b] + n, :len(best)].tolist() == block[best, n].tolist()
+
+
 def test_dense_terms_are_chosen_by_the_scatter_work_they_would_cost():
     rng = np.random.default_rng(8)
     candidates = zipf_rows(rng, 2000, 3000, 60)

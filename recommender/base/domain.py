@@ -111,6 +111,12 @@ class Paper:
                               category=shown(self.category))
         return self if shown_paper == self else shown_paper
 
+    @cached_property
+    def fields_json(self) -> str:
+        """The paper's fields of a recommendation's JSON line, without the braces: encoded once
+        per paper (every reader's picks come from one batch: the abstracts repeat)."""
+        return json.dumps(_paper_fields(self), ensure_ascii=False)[1:-1]
+
     def as_json(self) -> dict[str, object]:
         paper = self.display
         return {
@@ -197,11 +203,10 @@ class Recommendation:
         bench/tricks.py, figure in bench/RESULTS.md), with the paper's part encoded once per paper (every user's
         picks come from one batch: the abstracts repeat)."""
         why = self.explanation
-        nearest = ", ".join([f'{{"paper_id": {_string(pid)}, "title": {_string(shown(title))}, '
-                             f'"similarity": {_number(round(sim, 4))}}}' for pid, title, sim in why.nearest])
+        nearest = ", ".join([f'{_nearest_json(pid, title)}{_number(round(sim, 4))}}}' for pid, title, sim in why.nearest])
         terms = ", ".join([f'{{"term": {_string(t.term)}, "contribution": {_number(round(t.contribution, 4))}}}'
                            for t in why.terms])
-        return (f'{{"user": {_string(self.user)}, "rank": {int(self.rank)}, {_paper_fields_json(self.paper)}, '
+        return (f'{{"user": {_string(self.user)}, "rank": {int(self.rank)}, {self.paper.fields_json}, '
                 f'"score": {_number(round(self.score, 6))}, "match": {int(self.match)}, "personalized": {"true" if why.personalized else "false"}, '
                 f'"why": {_string(why.sentence())}, "nearest": [{nearest}], "terms": [{terms}]'
                 + (f', "topic": {_string(self.topic)}}}' if self.topic else "}"))
@@ -228,10 +233,10 @@ def _paper_fields(paper: Paper) -> dict[str, object]:
             "url": paper.url, "category": paper.category}
 
 
-@lru_cache(maxsize=16_384)
-def _paper_fields_json(paper: Paper) -> str:
-    """The paper's fields of a recommendation's JSON object, without the braces."""
-    return json.dumps(_paper_fields(paper), ensure_ascii=False)[1:-1]
+@lru_cache(maxsize=16_384)  # (a reader's starred papers are the nearest to many picks)
+def _nearest_json(paper_id: str, title: str) -> str:
+    """A nearest paper's JSON object up to its similarity."""
+    return f'{{"paper_id": {_string(paper_id)}, "title": {_string(shown(title))}, "similarity": '
 
 
 _string = json.encoder.encode_basestring  # a JSON string as json.dumps(..., ensure_ascii=False) writes it

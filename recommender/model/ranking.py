@@ -273,7 +273,9 @@ class _ChunkExplainer:
             self._prepare()
         choice = self.choices[self.start + offset]
         paper = self.pool[int(self.picked[offset, n])]
-        near = self.nearest.get((offset, n), [])
+        at = self.pick_start.get(offset)  # (star id, similarity) of the pick's nearest stars
+        near = [] if at is None else [(self.known_ids[j], v) for j, v in zip(self.top[at + n], self.top_values[at + n],
+                                                                              strict=True) if j >= 0]
         nearest = tuple((pid, self.star_titles.get(pid, pid), sim) for pid, sim in near)
         starred = self.profiles.starred[self.start + offset]
         liked = frozenset(pid for pid, _ in near if pid not in starred)
@@ -300,31 +302,27 @@ class _ChunkExplainer:
             if known and len(picks) and not self.profiles.empty(u):
                 users.append((offset, known, np.array([index[p] for p in known], dtype=np.int64), picks))
         sizes = [len(rows) * len(picks) for _, _, rows, picks in users]
-        sims = np.zeros(sum(sizes))
-        sparse_loops.run(sparse_loops.block_dots, len(sims) * 100, matrix.indptr, matrix.indices, matrix.data, _offsets(sizes),
-                    _joined([rows for _, _, rows, _ in users]), _offsets([len(rows) for _, _, rows, _ in users]),
-                    _joined([picks for _, _, _, picks in users]), _offsets([len(picks) for _, _, _, picks in users]),
-                    np.full(matrix.shape[1], -1, dtype=np.int64), sims)
-        self.nearest: dict[tuple[int, int], list[tuple[str, float]]] = {}  # (user offset, pick) -> stars
-        pairs_first, pairs_second, where = [], [], []
-        at = 0
-        for offset, known, rows, picks in users:
-            block = sims[at:at + len(known) * len(picks)].reshape(len(known), len(picks))
-            at += len(known) * len(picks)
-            by_id = np.empty(len(known), dtype=np.int64)  # rank of each id, for ties
-            by_id[sorted(range(len(known)), key=known.__getitem__)] = np.arange(len(known))
-            # The two most similar stars of every pick at once: highest similarity, then lowest id.
-            order = np.lexsort((np.broadcast_to(by_id[:, None], block.shape), -block), axis=0)[:2]
-            # plain numbers (no numpy scalars), and only those of the two: not the whole block
-            top_two, top_values = order.tolist(), np.take_along_axis(block, order, axis=0).tolist()
-            star_rows, pick_rows = rows.tolist(), picks.tolist()
-            for n in range(len(picks)):
-                best = [(t[n], v[n]) for t, v in zip(top_two, top_values, strict=True) if v[n] > 0]
-                self.nearest[(offset, n)] = [(known[j], value) for j, value in best]
-                if best:
-                    pairs_first.append(star_rows[best[0][0]])
-                    pairs_second.append(pick_rows[n])
-                    where.append((offset, n))
+        sims, blocks = np.zeros(sum(sizes)), _offsets(sizes)
+        star_rows, star_ptr = _joined([rows for _, _, rows, _ in users]), _offsets([len(rows) for _, _, rows, _ in users])
+        pick_rows, pick_ptr = _joined([picks for *_, picks in users]), _offsets([len(picks) for *_, picks in users])
+        sparse_loops.run(sparse_loops.block_dots, len(sims) * 100, matrix.indptr, matrix.indices, matrix.data, blocks,
+                         star_rows, star_ptr, pick_rows, pick_ptr, np.full(matrix.shape[1], -1, dtype=np.int64), sims)
+        # The two most similar stars of every pick: highest similarity, then lowest id (a user's
+        # stars are distinct ids, so their order among all users' is their order within one).
+        self.known_ids = [p for _, known, _, _ in users for p in known]
+        id_rank = np.empty(len(self.known_ids), dtype=np.int64)
+        id_rank[sorted(range(len(self.known_ids)), key=self.known_ids.__getitem__)] = np.arange(len(self.known_ids))
+        top, top_values = np.full((len(pick_rows), 2), -1, dtype=np.int64), np.zeros((len(pick_rows), 2))
+        sparse_loops.run(sparse_loops.block_top_two, len(sims) * 4, blocks, star_ptr, pick_ptr, id_rank, sims, top,
+                         top_values)
+        self.top, self.top_values = top.tolist(), top_values.tolist()  # (plain numbers, read a pick at a time)
+        self.pick_start = {offset: at for (offset, *_), at in zip(users, pick_ptr.tolist(), strict=False)}
+        explained = np.flatnonzero(top[:, 0] >= 0)  # picks with a nearest star: their shared terms
+        owner = np.repeat(np.arange(len(users)), np.diff(pick_ptr))[explained]  # (user offset, pick) of each
+        where = [(users[u][0], m - at) for u, m, at in zip(owner.tolist(), explained.tolist(), pick_ptr[owner].tolist(),
+                                                            strict=True)]
+        pairs_first, pairs_second = star_rows[top[explained, 0]], pick_rows[explained]
+        nearest_star = [self.known_ids[j] for j in top[explained, 0].tolist()]
         # More than shown: a term neither paper writes as such (a stem, a bigram over a dropped
         # word) or filler is passed over for the next.
         keep = WRITTEN_TRIES * max(1, max((c.why_terms for c in self.choices[self.start:self.start + self.picked.shape[0]]),
@@ -332,19 +330,18 @@ class _ChunkExplainer:
         term_slots = np.full((len(where), keep), -1, dtype=np.int64)
         term_values = np.zeros((len(where), keep))
         sparse_loops.run(sparse_loops.pair_top_terms, len(where) * 400, matrix.indptr, matrix.indices, matrix.data,
-                    np.array(pairs_first, dtype=np.int64), np.array(pairs_second, dtype=np.int64), term_slots,
-                    term_values)
-        wanted = sorted({pid for best in self.nearest.values() for pid, _ in best})
+                         pairs_first, pairs_second, term_slots, term_values)
+        wanted = sorted({self.known_ids[j] for j in np.unique(top[top >= 0]).tolist()})
         self.star_texts = self.papers(wanted) if wanted else {}
         self.star_titles = {pid: title for pid, (title, _) in self.star_texts.items()}
         self.shared: dict[tuple[int, int], list[SharedTerm]] = {}  # (user offset, pick) -> shared terms
-        terms, slots, values = self.model.terms, term_slots.tolist(), term_values.tolist()  # plain ints: fast
+        slots, values = term_slots.tolist(), term_values.tolist()  # plain ints: fast
         text, paper, shared = self.forms.text, self.forms.paper, self.forms.shared_with
         picks = [self.pool[int(self.picked[offset, n])] for offset, n in where]
         codes, phrases = self.forms.one_forms([p.id for p in picks], term_slots).tolist(), self.forms.phrases
         for m, (offset, n) in enumerate(where):
             limit = self.choices[self.start + offset].why_terms
-            pick, star_id = picks[m], self.nearest[(offset, n)][0][0]
+            pick, star_id = picks[m], nearest_star[m]
             star = self.star_texts.get(star_id)
             if star is None:
                 continue
@@ -357,7 +354,7 @@ class _ChunkExplainer:
                     written = phrase if star_text.writes(phrase) else None
                 elif code == LOOK_UP:
                     pick_text = pick_text or text(pick.id, pick.title, pick.abstract)
-                    written = shared(terms[t], pick_text, star_text, t)
+                    written = shared(self.model.terms[t], pick_text, star_text, t)  # (the terms split on first use)
                 else:
                     written = None
                 if written is not None and written not in shown:

@@ -125,4 +125,5 @@ class PoolScorer:
         if readers is None or self.reader_rows is None:
             return np.zeros(picked.shape)
         k = self.factors if self.shared_columns is None else self.shared_columns
-        return weights[:, None] * np.einsum("uk,upk->up", readers[:, :k], self.reader_rows[picked][:, :, :k])
+        # (the k columns taken before the picked rows: a copy of only those, the same sums)
+        return weights[:, None] * np.einsum("uk,upk->up", readers[:, :k], self.reader_rows[:, :k][picked])

@@ -77,6 +77,29 @@ def block_dots(indptr, indices, data, block_ptr, firsts, first_ptr, seconds, sec
                 head[indices[k]] = -1
 
 
+def block_top_two(block_ptr, first_ptr, second_ptr, first_rank, sims, top, top_values):  # noqa: ANN001, ANN201
+    """For each block b of ``block_dots``' output and each of its second rows n: the two first
+    rows with the largest positive products (equal ones: lower first_rank first), as indices
+    into the firsts (top[second_ptr[b] + n] = (best, next); -1 where none), with their values."""
+    for b in range(first_ptr.shape[0] - 1):
+        m = second_ptr[b + 1] - second_ptr[b]
+        for n in range(m):
+            best, second, best_value, second_value = -1, -1, 0.0, 0.0
+            for j in range(first_ptr[b], first_ptr[b + 1]):
+                value = sims[block_ptr[b] + (j - first_ptr[b]) * m + n]
+                if value <= 0:
+                    continue
+                if best == -1 or value > best_value or (value == best_value and first_rank[j] < first_rank[best]):
+                    second, second_value = best, best_value
+                    best, best_value = j, value
+                elif second == -1 or value > second_value or (value == second_value and first_rank[j] < first_rank[second]):
+                    second, second_value = j, value
+            top[second_ptr[b] + n, 0] = best
+            top[second_ptr[b] + n, 1] = second
+            top_values[second_ptr[b] + n, 0] = best_value
+            top_values[second_ptr[b] + n, 1] = second_value
+
+
 def pair_top_terms(indptr, indices, data, first, second, top_terms, top_values):  # noqa: ANN001, ANN201
     """For each pair of rows, the terms they share with the largest products data*data, best
     first (ties: lower term index first); unused slots keep term -1."""
