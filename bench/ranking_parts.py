@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,11 +138,39 @@ def validation(per: list[tuple[int, np.ndarray]], mix: tuple[float, float, float
     return total
 
 
+def popularity_mixes(data: Dataset, models: Models, show: Callable[[str, np.ndarray], None], base: np.ndarray) -> None:
+    """The defaults plus a prior shared by every reader: how many readers' libraries an old
+    paper is in, predicted for each candidate from its text (ridge regression of log(1 +
+    readers) on the TF-IDF rows, on the dense features, and the predicted factors' norm)."""
+    from sklearn.linear_model import Ridge
+
+    text, collab, space = models.text, models.collab, models.space
+    assert collab is not None and space is not None
+    counts = np.zeros(text.matrix.shape[0])
+    for user in data.libraries:
+        counts[[text.index[p] for p in data.old_of(user) if p in text.index]] += 1
+    old = np.array(sorted(i for p, i in text.index.items() if p not in data.new))
+    rows = np.array([text.index[c] for c in data.new_ids])
+    target = np.log1p(counts[old])
+    priors = {}
+    for alpha in (1.0, 10.0):
+        priors[f"TF-IDF ridge {alpha}"] = Ridge(alpha=alpha).fit(text.matrix[old], target).predict(text.matrix[rows])
+    priors["dense ridge 10"] = Ridge(alpha=10.0).fit(space.coordinates[old], target).predict(space.coordinates[rows])
+    priors["predicted factors' norm"] = np.linalg.norm(collab.predicted[[collab.index[c] for c in data.new_ids]], axis=1)
+    print(f"  readers a paper: mean {counts[old].mean():.2f}, max {counts[old].max():.0f}")
+    for name, prior in priors.items():
+        z = (prior - prior.mean()) / (prior.std() + 1e-12)
+        for weight in (0.005, 0.01, 0.02, 0.04, 0.08):
+            show(f"defaults + {weight} x popularity ({name})", base + weight * z[None, :])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="t")
     parser.add_argument("--readers", type=int, default=750, help="eligible DEV readers scored (the sample first)")
     parser.add_argument("--gate", action="store_true", help="also the per-reader validation gate (slow)")
+    parser.add_argument("--popularity", action="store_true",
+                        help="also a popularity prior: each candidate's reader count predicted from its text")
     args = parser.parse_args()
     data = load(args.dataset)
     ranking = replace(RankingConfig(), community="auto")
@@ -176,6 +205,8 @@ def main() -> int:
     for alpha in (0.75, 0.5):
         mixed = unit(alpha * learned + (1 - alpha) * predicted) @ candidates.T
         show(f"reader factors from {alpha} learned + {1 - alpha:.2f} predicted", c + wf * mixed + wm * m)
+    if args.popularity:
+        popularity_mixes(data, models, show, c + wf * f + wm * m)
     if args.gate:
         validated = folds(models, pulls, data.new)
         sets = {"F : M": [(1, wf, wm), (1, wf / 2, wm), (1, 1.5 * wf, wm), (1, wf, wm / 2), (1, wf, 2 * wm)],

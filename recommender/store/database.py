@@ -249,20 +249,20 @@ class Database:
         the statistics say (PostgreSQL): tables that grow during a run have none or stale ones,
         and a shard's look-up of its readers' digests was planned as a read of every digest
         entry (0.5 -> 1.6 ms of PostgreSQL a digest from 10,000 to 100,000 readers)."""
-        if conn.dialect.name == "postgresql":
-            Database.for_values(conn)
-            conn.execute(text("SET LOCAL enable_seqscan = off"))
-            conn.execute(text("SET LOCAL enable_hashjoin = off"))
+        Database.planned(conn, "enable_seqscan", "enable_hashjoin")
 
     @staticmethod
-    def for_values(conn: Connection) -> None:
-        """Plan this transaction's statements for their values each time (PostgreSQL): the
-        generic plan the server settles on after a prepared statement's fifth use is made for
-        the table as it was then and cannot use a partial index (a claim walked every digest
-        by id instead of the pending ones: 20 ms a claim at 50,000 readers). Not for every
+    def planned(conn: Connection, *off: str) -> None:
+        """Plan this transaction's statements for their values each time, without the planner's
+        methods ``off`` (PostgreSQL; "enable_sort", ...). For their values: the generic plan the
+        server settles on after a prepared statement's fifth use is made for the table as it
+        was then and cannot use a partial index (a claim walked every digest by id instead of
+        the pending ones: 20 ms a claim at 50,000 readers). Per transaction, not for every
         statement: foreign-key checks replanned at each row doubled an insert's cost."""
         if conn.dialect.name == "postgresql":
             conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+            for method in off:
+                conn.execute(text(f"SET LOCAL {method} = off"))
 
     # -- meta -------------------------------------------------------------------------------
     def corpus_version(self, connection: Connection | None = None) -> int:

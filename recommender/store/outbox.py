@@ -166,9 +166,7 @@ class Outbox:
                 # Read the pending index in id order and stop at the batch: after a bulk enqueue,
                 # statistics not yet analyzed make the planner read and sort every pending row at
                 # each claim instead (92 against 1 ms with 20,000 pending: bench/RESULTS.md, scale).
-                self.store.for_values(conn)
-                conn.execute(text("SET LOCAL enable_bitmapscan = off"))
-                conn.execute(text("SET LOCAL enable_sort = off"))
+                self.store.planned(conn, "enable_bitmapscan", "enable_sort")
                 stmt = stmt.with_for_update(skip_locked=True, of=DigestRow)
             rows = conn.execute(stmt).all()
             if rows:
