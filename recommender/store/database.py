@@ -262,6 +262,8 @@ class Database:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
             for method in off:
+                if not method.startswith("enable_") or not method.replace("_", "").isalpha():
+                    raise ValueError(f"not a planner method: {method!r}")  # (the name goes into the statement)
                 conn.execute(text(f"SET LOCAL {method} = off"))
 
     # -- meta -------------------------------------------------------------------------------
