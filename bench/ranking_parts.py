@@ -138,6 +138,41 @@ def validation(per: list[tuple[int, np.ndarray]], mix: tuple[float, float, float
     return total
 
 
+def support_ridge(data: Dataset, models: Models, pulls: sp.csr_matrix, ridge: float, terms: int = 0) -> np.ndarray:
+    """Each reader's class-balanced ridge classifier (stars +1, every other old paper -1) over
+    the TF-IDF terms their stars hold, solved on the corpus's term Gram matrix; its scores of
+    the candidates (readers x candidates)."""
+    text = models.text
+    old = np.array(sorted(i for p, i in text.index.items() if p not in data.new))
+    rows = text.matrix[old].tocsr()
+    gram = (rows.T @ rows).tocsc()
+    column_sums = np.asarray(rows.sum(axis=0)).ravel()
+    candidates = text.rows(data.new_ids).tocsc()
+    out = np.zeros((pulls.shape[0], candidates.shape[0]))
+    for reader in range(pulls.shape[0]):
+        stars = pulls.indices[pulls.indptr[reader]:pulls.indptr[reader + 1]]
+        starred = text.matrix[stars]
+        support = np.unique(starred.indices)
+        if terms and len(support) > terms:  # the centroid's strongest terms
+            centroid = np.asarray(starred[:, support].sum(axis=0)).ravel()
+            support = np.sort(support[np.argsort(-centroid, kind="stable")[:terms]])
+        if len(stars) < 2 or not len(support):
+            continue
+        w_pos, w_neg = len(old) / (2 * len(stars)), len(old) / (2 * (len(old) - len(stars)))
+        own = np.hstack([starred[:, support].toarray(), np.ones((len(stars), 1))])  # (an intercept last)
+        corpus = np.zeros((len(support) + 1, len(support) + 1))
+        corpus[:-1, :-1] = gram[support][:, support].toarray()
+        corpus[:-1, -1] = corpus[-1, :-1] = column_sums[support]
+        corpus[-1, -1] = len(old)
+        penalty = ridge * np.eye(len(support) + 1)
+        penalty[-1, -1] = 1e-6
+        system = w_neg * corpus + (w_pos - w_neg) * own.T @ own + penalty
+        target = -w_neg * np.append(column_sums[support], len(old)) + (w_pos + w_neg) * own.sum(axis=0)
+        weights = np.linalg.solve(system, target)
+        out[reader] = candidates[:, support] @ weights[:-1]
+    return out
+
+
 def popularity_mixes(data: Dataset, models: Models, show: Callable[[str, np.ndarray], None], base: np.ndarray) -> None:
     """The defaults plus a prior shared by every reader: how many readers' libraries an old
     paper is in, predicted for each candidate from its text (ridge regression of log(1 +
@@ -169,6 +204,10 @@ def main() -> int:
     parser.add_argument("--dataset", default="t")
     parser.add_argument("--readers", type=int, default=750, help="eligible DEV readers scored (the sample first)")
     parser.add_argument("--gate", action="store_true", help="also the per-reader validation gate (slow)")
+    parser.add_argument("--support-ridge", type=float, nargs="*", default=None, metavar="RIDGE",
+                        help="also each reader's ridge classifier over the terms of their stars (these ridges)")
+    parser.add_argument("--support-terms", type=int, default=0,
+                        help="the support ridge over each reader's K strongest centroid terms only (0: all their terms)")
     parser.add_argument("--popularity", action="store_true",
                         help="also a popularity prior: each candidate's reader count predicted from its text")
     args = parser.parse_args()
@@ -207,6 +246,14 @@ def main() -> int:
         show(f"reader factors from {alpha} learned + {1 - alpha:.2f} predicted", c + wf * mixed + wm * m)
     if args.popularity:
         popularity_mixes(data, models, show, c + wf * f + wm * m)
+    if args.support_ridge is not None:
+        for ridge in args.support_ridge or [1.0]:
+            support = support_ridge(data, models, pulls, ridge, args.support_terms)
+            scaled = support * (c.std(axis=1, keepdims=True) / (support.std(axis=1, keepdims=True) + 1e-12))
+            show(f"support ridge {ridge} ({args.support_terms or 'all'} terms) alone", support)
+            for weight in (0.5, 1.0, 2.0):
+                show(f"defaults + {weight} x support ridge {ridge} (C's spread)", c + wf * f + wm * m + weight * scaled)
+            show(f"support ridge {ridge} instead of C", scaled + wf * f + wm * m)
     if args.gate:
         validated = folds(models, pulls, data.new)
         sets = {"F : M": [(1, wf, wm), (1, wf / 2, wm), (1, 1.5 * wf, wm), (1, wf, wm / 2), (1, wf, 2 * wm)],
