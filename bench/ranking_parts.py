@@ -139,7 +139,7 @@ def validation(per: list[tuple[int, np.ndarray]], mix: tuple[float, float, float
 
 
 def support_ridge(data: Dataset, models: Models, pulls: sp.csr_matrix, ridge: float, terms: int = 0,
-                  diagonal: bool = False) -> np.ndarray:
+                  diagonal: bool = False, rank: int = 0) -> np.ndarray:
     """Each reader's class-balanced ridge classifier (stars +1, every other old paper -1) over
     the TF-IDF terms their stars hold, solved on the corpus's term Gram matrix; its scores of
     the candidates (readers x candidates)."""
@@ -148,6 +148,11 @@ def support_ridge(data: Dataset, models: Models, pulls: sp.csr_matrix, ridge: fl
     rows = text.matrix[old].tocsr()
     gram = (rows.T @ rows).tocsc()
     column_sums = np.asarray(rows.sum(axis=0)).ravel()
+    if rank:  # the Gram matrix's off-diagonal part as (V S)(V S)' of a truncated SVD of the corpus
+        from sklearn.decomposition import TruncatedSVD
+
+        svd = TruncatedSVD(rank, algorithm="randomized", n_iter=3, random_state=0).fit(rows)
+        scaled_terms = svd.components_.T * svd.singular_values_
     candidates = text.rows(data.new_ids).tocsc()
     out = np.zeros((pulls.shape[0], candidates.shape[0]))
     for reader in range(pulls.shape[0]):
@@ -162,7 +167,11 @@ def support_ridge(data: Dataset, models: Models, pulls: sp.csr_matrix, ridge: fl
         w_pos, w_neg = len(old) / (2 * len(stars)), len(old) / (2 * (len(old) - len(stars)))
         own = np.hstack([starred[:, support].toarray(), np.ones((len(stars), 1))])  # (an intercept last)
         corpus = np.zeros((len(support) + 1, len(support) + 1))
-        corpus[:-1, :-1] = np.diag(gram.diagonal()[support]) if diagonal else gram[support][:, support].toarray()
+        if rank:
+            corpus[:-1, :-1] = scaled_terms[support] @ scaled_terms[support].T
+            corpus[np.arange(len(support)), np.arange(len(support))] = gram.diagonal()[support]
+        else:
+            corpus[:-1, :-1] = np.diag(gram.diagonal()[support]) if diagonal else gram[support][:, support].toarray()
         corpus[:-1, -1] = corpus[-1, :-1] = column_sums[support]
         corpus[-1, -1] = len(old)
         penalty = ridge * np.eye(len(support) + 1)
@@ -211,6 +220,8 @@ def main() -> int:
                         help="the support ridge over each reader's K strongest centroid terms only (0: all their terms)")
     parser.add_argument("--support-diagonal", action="store_true",
                         help="the support ridge with the corpus's term Gram matrix cut to its diagonal (a cheap solve)")
+    parser.add_argument("--support-rank", type=int, default=0,
+                        help="the support ridge with the Gram matrix's off-diagonal part from a rank-K SVD of the corpus")
     parser.add_argument("--popularity", action="store_true",
                         help="also a popularity prior: each candidate's reader count predicted from its text")
     args = parser.parse_args()
@@ -251,7 +262,8 @@ def main() -> int:
         popularity_mixes(data, models, show, c + wf * f + wm * m)
     if args.support_ridge is not None:
         for ridge in args.support_ridge or [1.0]:
-            support = support_ridge(data, models, pulls, ridge, args.support_terms, args.support_diagonal)
+            support = support_ridge(data, models, pulls, ridge, args.support_terms, args.support_diagonal,
+                                    args.support_rank)
             scaled = support * (c.std(axis=1, keepdims=True) / (support.std(axis=1, keepdims=True) + 1e-12))
             show(f"support ridge {ridge} ({args.support_terms or 'all'} terms) alone", support)
             for weight in (0.5, 1.0, 2.0):
