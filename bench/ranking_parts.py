@@ -89,9 +89,13 @@ def fitted(data: Dataset, folder: Path, readers: list[str], ranking: RankingConf
                            np.cumsum([0] + [len(s) for s in starred])), shape=(len(readers), text.matrix.shape[0]))
     candidates = data.new_ids
     k = collab.predicted.shape[1]
-    content = (profiles.matrix @ text.rows(candidates).T).toarray()
-    factors = profiles.dense[:, :k] @ collab.predicted[[collab.index[c] for c in candidates]].T
-    model = profiles.dense[:, k:] @ space.coordinates[[text.index[c] for c in candidates]].T
+    # A candidate the text model has no row for (CiteULike-a's empty titles) scores 0 in every part.
+    has = np.array([c in text.index for c in candidates])
+    present = [c for c in candidates if c in text.index]
+    content, factors, model = (np.zeros((len(readers), len(candidates))) for _ in range(3))
+    content[:, has] = (profiles.matrix @ text.rows(present).T).toarray()
+    factors[:, has] = profiles.dense[:, :k] @ collab.predicted[[collab.index[c] for c in present]].T
+    model[:, has] = profiles.dense[:, k:] @ space.coordinates[[text.index[c] for c in present]].T
     model /= ranking.reader_model_weight / ranking.collaborative_weight
     position = {c: i for i, c in enumerate(candidates)}
     relevant = np.zeros(content.shape, dtype=bool)
@@ -153,8 +157,9 @@ def support_ridge(data: Dataset, models: Models, pulls: sp.csr_matrix, ridge: fl
 
         svd = TruncatedSVD(rank, algorithm="randomized", n_iter=3, random_state=0).fit(rows)
         scaled_terms = svd.components_.T * svd.singular_values_
-    candidates = text.rows(data.new_ids).tocsc()
-    out = np.zeros((pulls.shape[0], candidates.shape[0]))
+    has = np.array([c in text.index for c in data.new_ids])
+    candidates = text.rows([c for c in data.new_ids if c in text.index]).tocsc()
+    out = np.zeros((pulls.shape[0], len(data.new_ids)))
     for reader in range(pulls.shape[0]):
         stars = pulls.indices[pulls.indptr[reader]:pulls.indptr[reader + 1]]
         starred = text.matrix[stars]
@@ -179,7 +184,7 @@ def support_ridge(data: Dataset, models: Models, pulls: sp.csr_matrix, ridge: fl
         system = w_neg * corpus + (w_pos - w_neg) * own.T @ own + penalty
         target = -w_neg * np.append(column_sums[support], len(old)) + (w_pos + w_neg) * own.sum(axis=0)
         weights = np.linalg.solve(system, target)
-        out[reader] = candidates[:, support] @ weights[:-1]
+        out[reader, has] = candidates[:, support] @ weights[:-1]
     return out
 
 
@@ -254,7 +259,9 @@ def main() -> int:
                                                         1.5 * c + 0.7 * f + 1.5 * m, c + wf * f + wm * m))
     assert models.collab is not None
     learned, predicted = pulls @ models.collab.combined, pulls @ models.collab.predicted
-    candidates = models.collab.predicted[[models.collab.index[p] for p in data.new_ids]]
+    candidates = np.zeros((len(data.new_ids), models.collab.predicted.shape[1]))
+    has = [i for i, p in enumerate(data.new_ids) if p in models.collab.index]
+    candidates[has] = models.collab.predicted[[models.collab.index[data.new_ids[i]] for i in has]]
     for alpha in (0.75, 0.5):
         mixed = unit(alpha * learned + (1 - alpha) * predicted) @ candidates.T
         show(f"reader factors from {alpha} learned + {1 - alpha:.2f} predicted", c + wf * mixed + wm * m)
