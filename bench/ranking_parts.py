@@ -57,6 +57,12 @@ class Parts:
     stars: np.ndarray  # each reader's old papers
 
 
+def with_rows(data: Dataset, models: Models) -> np.ndarray:
+    """Which candidates the text model has a row for; the others (CiteULike-a's empty titles)
+    score 0 in every part."""
+    return np.array([c in models.text.index for c in data.new_ids])
+
+
 def unit(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.where(norms == 0, 1, norms)
@@ -89,9 +95,8 @@ def fitted(data: Dataset, folder: Path, readers: list[str], ranking: RankingConf
                            np.cumsum([0] + [len(s) for s in starred])), shape=(len(readers), text.matrix.shape[0]))
     candidates = data.new_ids
     k = collab.predicted.shape[1]
-    # A candidate the text model has no row for (CiteULike-a's empty titles) scores 0 in every part.
-    has = np.array([c in text.index for c in candidates])
-    present = [c for c in candidates if c in text.index]
+    has = with_rows(data, models)
+    present = [c for c, row in zip(candidates, has, strict=True) if row]
     content, factors, model = (np.zeros((len(readers), len(candidates))) for _ in range(3))
     content[:, has] = (profiles.matrix @ text.rows(present).T).toarray()
     factors[:, has] = profiles.dense[:, :k] @ collab.predicted[[collab.index[c] for c in present]].T
@@ -157,8 +162,8 @@ def support_ridge(data: Dataset, models: Models, pulls: sp.csr_matrix, ridge: fl
 
         svd = TruncatedSVD(rank, algorithm="randomized", n_iter=3, random_state=0).fit(rows)
         scaled_terms = svd.components_.T * svd.singular_values_
-    has = np.array([c in text.index for c in data.new_ids])
-    candidates = text.rows([c for c in data.new_ids if c in text.index]).tocsc()
+    has = with_rows(data, models)
+    candidates = text.rows([c for c, row in zip(data.new_ids, has, strict=True) if row]).tocsc()
     out = np.zeros((pulls.shape[0], len(data.new_ids)))
     for reader in range(pulls.shape[0]):
         stars = pulls.indices[pulls.indptr[reader]:pulls.indptr[reader + 1]]
@@ -260,8 +265,9 @@ def main() -> int:
     assert models.collab is not None
     learned, predicted = pulls @ models.collab.combined, pulls @ models.collab.predicted
     candidates = np.zeros((len(data.new_ids), models.collab.predicted.shape[1]))
-    has = [i for i, p in enumerate(data.new_ids) if p in models.collab.index]
-    candidates[has] = models.collab.predicted[[models.collab.index[data.new_ids[i]] for i in has]]
+    has = with_rows(data, models)
+    candidates[has] = models.collab.predicted[[models.collab.index[p] for p, row in zip(data.new_ids, has, strict=True)
+                                               if row]]
     for alpha in (0.75, 0.5):
         mixed = unit(alpha * learned + (1 - alpha) * predicted) @ candidates.T
         show(f"reader factors from {alpha} learned + {1 - alpha:.2f} predicted", c + wf * mixed + wm * m)

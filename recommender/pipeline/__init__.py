@@ -25,7 +25,6 @@ from recommender.pipeline.reader_directory import ReaderDirectory
 from recommender.pipeline.stored_models import Models, Ranking
 from recommender.pipeline.topic_ranking import (
     choice_for,
-    papers_by_id,
     rank_topics,
     section_profiles,
 )
@@ -289,7 +288,7 @@ def rank_users(ranking: Ranking, users: Sequence[UserConfig], candidates: list[P
         sent = store.sent_map(user_ids)
         skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]
         picks = rank_many(models, built, candidates, skips, [choice_for(config, u, limit, models) for u in plain],
-                          papers_by_id(store))
+                          store.titles_and_abstracts)
         found.update({user.email: result for user, result in zip(plain, picks, strict=True)})
     for user in users:
         if user.topics:

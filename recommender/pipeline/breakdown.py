@@ -16,7 +16,6 @@ from recommender.model.ranking import Choice, rank_many
 from recommender.pipeline.stored_models import Models, build_profiles
 from recommender.pipeline.topic_ranking import (
     choice_for,
-    papers_by_id,
     section_profiles,
     sections_of,
 )
@@ -47,7 +46,7 @@ def explain(config: Config, store: Store, user: UserConfig, paper_id: str,
     choice = choice_for(config, user, 1, models)
     plain = Choice(user=choice.user, limit=1, why_terms=choice.why_terms, collaborative_weight=choice.collaborative_weight,
                    interest_boost=choice.interest_boost, interests=choice.interests, authors=choice.authors)
-    pick = rank_many(models, built, [paper], [set()], [plain], papers_by_id(store))[0][0]
+    pick = rank_many(models, built, [paper], [set()], [plain], store.titles_and_abstracts)[0][0]
     why = pick.explanation
     content = float((built.matrix[0] @ models.text.rows([paper.id]).T).toarray().ravel()[0])
     topics = 0.0  # the dense part of the reader's own classifier or model (LSA topics and word vectors)
@@ -87,7 +86,7 @@ def _match_in_latest(store: Store, models: Models, built: profiles.Profiles, cho
         return None
     skips = set(store.starred_ids(user_id)) | store.sent_map([user_id]).get(user_id, set())
     ranked = rank_many(models, built, candidates, [skips], [replace(choice, limit=len(candidates))],
-                       papers_by_id(store))[0]
+                       store.titles_and_abstracts)[0]
     return next((r.match for r in ranked if r.paper.id == paper_id), None)
 
 

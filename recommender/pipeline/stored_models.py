@@ -65,7 +65,7 @@ def text_model(store: Store, ranking: RankingConfig) -> TextModel:
 def batch_forms(store: Store, model: TextModel, ranking: RankingConfig) -> BatchForms | None:
     """How the newest batch's papers write their terms, as a refit read them for this text
     model (None when none did)."""
-    found = store.load_model("written", written_terms.cache_key(tfidf.cache_key(model.version, ranking)))
+    found = store.load_model("written", _forms_key(model, ranking))
     return found if isinstance(found, BatchForms) else None
 
 
@@ -79,9 +79,13 @@ def with_batch_forms(store: Store, models: Models, ranking: RankingConfig) -> Mo
     if not papers or len(papers) > READ_BATCH_MAX:
         return models
     written = written_terms.read_batch(models.text, papers)
-    store.save_model("written", written_terms.cache_key(tfidf.cache_key(models.text.version, ranking)), written)
+    store.save_model("written", _forms_key(models.text, ranking), written)
     log.info("read how the newest batch's %d papers write their terms", len(written.paper_ids))
     return replace(models, written=written)
+
+
+def _forms_key(model: TextModel, ranking: RankingConfig) -> str:
+    return written_terms.cache_key(tfidf.cache_key(model.version, ranking))
 
 
 def community_model(store: Store, model: TextModel, ranking: RankingConfig, totals: StarTotals) -> CollabModel | None:

@@ -4,7 +4,6 @@ digest they make together (``topics.interleaved``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +14,6 @@ from recommender.base.domain import Paper, Recommendation
 from recommender.model import profiles
 from recommender.model.ranking import Choice, followed, rank_many
 from recommender.pipeline.stored_models import Models, Ranking, cached_or_built_profiles
-from recommender.store import Store
 
 RANKED_PER_PICK = 2  # each section ranks this many candidates per pick of the digest (merit picks from them all)
 
@@ -27,11 +25,6 @@ def choice_for(config: Config, user: UserConfig, limit: int | None, models: Mode
     return Choice(user=user.email, limit=limit or user.max_items, min_score=user.min_score, exclude=user.exclude,
                   authors=user.authors, why_terms=r.why_terms, collaborative_weight=dense_weight,
                   interest_boost=r.interest_boost, interests=user.interests)
-
-
-def papers_by_id(store: Store) -> Callable[[list[str]], dict[str, tuple[str, str]]]:
-    """A lookup of stored papers' (title, abstract) by id (the papers explanations name)."""
-    return store.titles_and_abstracts
 
 
 def section_profiles(ranking: Ranking, user: UserConfig, user_id: int, only: str | None = None,
@@ -69,7 +62,7 @@ def rank_topics(ranking: Ranking, user: UserConfig, user_id: int, candidates: li
     skip = set(store.starred_ids(user_id)) | store.sent_map([user_id]).get(user_id, set())
     ranked_count = total if only or len(found) == 1 else RANKED_PER_PICK * total
     choices = [replace(choice_for(config, section.user, ranked_count, models), user=user.email) for section in found]
-    ranked = rank_many(models, built, candidates, [skip] * len(found), choices, papers_by_id(store))
+    ranked = rank_many(models, built, candidates, [skip] * len(found), choices, store.titles_and_abstracts)
     names = [section.name for section in found]
     if only:
         return topics.joined(names, ranked, [total])
