@@ -23,7 +23,7 @@ CACHES = [
     ("lsa", "model.own_classifier", "MODEL_FORMAT", 7, ("model.own_classifier", "model.word_vectors", "model.reader_model"),
      "1ef484622f36d5bc"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 14, ("model.profiles", "model.own_classifier", "model.reader_model",
-                                                       "model.unit_rows", "pipeline.stored_models"), "f8b87642a4ac8b08"),
+                                                       "model.unit_rows", "pipeline.stored_models"), "fc2f6ddcc465f797"),
     ("written", "model.written_terms", "FORMS_FORMAT", 1, ("model.written_terms",), "716c64e70b0d8e70"),
 ]
 
