@@ -4,8 +4,8 @@ measured outside the ranking code (bench/RESULTS.md, issue #37).
 The install is built and fit through the product's path (`quality.build_store`,
 `pipeline.refresh`, the profiles as `recommend` builds them, `community = "auto"`, every DEV
 reader's stars); then each evaluated reader's three parts are scored against all new papers:
-the content cosine C (term profile), the reader factors F and the reader model M (unit
-weights). The default mix, C + collaborative_weight * (F + M * reader_model_weight /
+the content part C (the term profile: each reader's term classifier, ``term_ridge``), the
+reader factors F and the reader model M (unit weights). The default mix, C + collaborative_weight * (F + M * reader_model_weight /
 collaborative_weight), is exactly what ranking computes (the same figures as
 `quality.rank_ours`). Each other mix is scored on the first SAMPLE eligible readers and on
 the ones after them (a gain has to hold on both). Not part of `make bench`: a tuning tool.

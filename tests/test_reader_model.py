@@ -58,10 +58,17 @@ def test_in_a_community_each_reader_also_gets_a_reader_model(tmp_path: Path):
         assert breakdown["collaborative"] != 0 and breakdown["topics"] > 0
         assert breakdown["score"] == pytest.approx(breakdown["content"] + breakdown["collaborative"] + breakdown["topics"]
                                                    + breakdown["interests"], abs=1e-5)
-        plain = replace(config, ranking=replace(config.ranking, reader_model_weight=0.0))
+        # The space also weighs Ada's terms (term_ridge): with the plain sum of her papers' terms,
+        # the reader model and the factors are the same and only the content part moves.
+        summed = replace(config, ranking=replace(config.ranking, term_ridge=0.0))
+        with_sum = explain(summed, store, config.users[0], picks[0].paper.id)
+        assert with_sum["content"] != pytest.approx(breakdown["content"], abs=1e-4)
+        assert (with_sum["topics"], with_sum["collaborative"]) == pytest.approx((breakdown["topics"],
+                                                                                 breakdown["collaborative"]), abs=1e-6)
+        plain = replace(summed, ranking=replace(summed.ranking, reader_model_weight=0.0))
         assert pipeline.load_models(store, plain).space is None
         without = explain(plain, store, config.users[0], picks[0].paper.id)
         assert without["topics"] == 0 and without["collaborative"] == pytest.approx(breakdown["collaborative"], abs=1e-6)
-        assert without["score"] == pytest.approx(breakdown["score"] - breakdown["topics"], abs=1e-5)
+        assert without["score"] == pytest.approx(with_sum["score"] - with_sum["topics"], abs=1e-5)
     finally:
         store.close()

@@ -89,6 +89,8 @@ _HELP: dict[str, dict[str, str]] = {
         "personal_c": "the personal classifier's C (smaller: smoother)",
         "reader_model_weight": "with the community part: weight of each reader's own ridge model over topics and word vectors (0 = off)",
         "reader_model_ridge": "regularisation of those reader models",
+        "term_ridge": "with the community part: a reader's terms weighed by how well they tell the reader's "
+                      "papers from the rest (a ridge classifier, this its regularisation; 0 = the sum of their papers' terms)",
     },
     "smtp": {
         "host": "the mail server",

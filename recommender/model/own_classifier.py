@@ -28,13 +28,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.base.config import PersonalMode, RankingConfig
-from recommender.model import reader_model, word_vectors
+from recommender.model import reader_model, term_ridge, word_vectors
 from recommender.model.reader_model import ReaderBasis
+from recommender.model.term_ridge import TermBasis
 from recommender.model.tfidf import TextModel, settings_key
 from recommender.model.unit_rows import unit_rows
 
 log = logging.getLogger(__name__)
-MODEL_FORMAT = 7  # part of the cache key: a change in how the space is fit never reads old ones
+MODEL_FORMAT = 8  # part of the cache key: a change in how the space is fit never reads old ones
 MIN_POSITIVES = 3  # fewer papers pulling a profile towards them: the Rocchio profile instead
 # Fewer other papers to tell them from (an install whose only papers are the reader's stars,
 # before any feed): no classifier can be fit, so the Rocchio profile too.
@@ -46,10 +47,12 @@ PERSONAL_TERMS = 2000  # term weights kept per classifier
 class LsaSpace:
     """Every paper's dense features (papers x dims, model order): its unit LSA coordinates
     times ``personal_lsa_weight``, then its unit word-vector sum times ``personal_word_weight``;
-    and the corpus's share of every reader model over them (``reader_model``), when wanted."""
+    and the corpus's share of every reader model over them (``reader_model``), when wanted;
+    and the corpus's term factors from the same fit, for readers' term classifiers (``term_ridge``)."""
 
     coordinates: np.ndarray  # float32
     basis: ReaderBasis | None = None
+    terms: TermBasis | None = None
 
 
 def wanted(ranking: RankingConfig, readers_with_stars: int) -> bool:
@@ -66,7 +69,8 @@ def used(ranking: RankingConfig, community: bool, readers_with_stars: int) -> bo
     return not community and wanted(ranking, readers_with_stars)
 
 
-def fit_space(model: TextModel, ranking: RankingConfig) -> LsaSpace | None:
+def fit_space(model: TextModel, ranking: RankingConfig, community: bool = True) -> LsaSpace | None:
+    """``community``: readers are ranked with the community (their term classifiers' basis is kept)."""
     n_papers, n_terms = model.matrix.shape
     dims = min(ranking.personal_dims, n_papers - 1, n_terms - 1)
     if dims < 2:
@@ -74,8 +78,8 @@ def fit_space(model: TextModel, ranking: RankingConfig) -> LsaSpace | None:
     # Imported here: only fitting needs it, and it costs every command's start-up 0.15 s.
     from sklearn.decomposition import TruncatedSVD
 
-    coordinates = TruncatedSVD(dims, algorithm="randomized", n_iter=3, random_state=0).fit_transform(
-        model.matrix.astype(np.float32))
+    svd = TruncatedSVD(dims, algorithm="randomized", n_iter=3, random_state=0)
+    coordinates = svd.fit_transform(model.matrix.astype(np.float32))
     # Unit rows: measured on CiteULike, the direction is what helps (unscaled coordinates did not).
     parts = [ranking.personal_lsa_weight * unit_rows(coordinates.astype(np.float64))]
     words = word_vectors.paper_sums(model, ranking.word_dims)
@@ -85,7 +89,8 @@ def fit_space(model: TextModel, ranking: RankingConfig) -> LsaSpace | None:
              n_papers, dims, 0 if len(parts) == 1 else parts[1].shape[1])
     coordinates = np.hstack(parts).astype(np.float32)
     basis = reader_model.fit_basis(coordinates, ranking.reader_model_ridge) if ranking.reader_model_weight > 0 else None
-    return LsaSpace(coordinates, basis)
+    terms = term_ridge.fit_basis(model.matrix, svd.components_, svd.singular_values_) if community and ranking.term_ridge > 0 else None
+    return LsaSpace(coordinates, basis, terms)
 
 
 def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, ranking: RankingConfig,
@@ -138,8 +143,8 @@ def classifier_rows(model: TextModel, space: LsaSpace, pull: sp.csr_matrix, rank
     return terms.tocsr(), dense, fitted
 
 
-def cache_key(model: TextModel, ranking: RankingConfig) -> str:
-    """The key of the dense features fit on ``model`` with these settings."""
+def cache_key(model: TextModel, ranking: RankingConfig, community: bool = True) -> str:
+    """The key of the dense features fit on ``model`` with these settings (``fit_space``)."""
     return (f"{MODEL_FORMAT}:{model.version}:{settings_key(ranking)}:{ranking.personal_dims}:"
             f"{ranking.word_dims}:{ranking.personal_word_weight}:{ranking.personal_lsa_weight}:"
-            f"{ranking.reader_model_weight > 0}:{ranking.reader_model_ridge}")
+            f"{ranking.reader_model_weight > 0}:{ranking.reader_model_ridge}:{community and ranking.term_ridge > 0}")

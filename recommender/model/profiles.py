@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from recommender.base.config import RankingConfig, UserConfig
 from recommender.base.domain import Signal
-from recommender.model import own_classifier, reader_model
+from recommender.model import own_classifier, reader_model, term_ridge
 from recommender.model.own_classifier import LsaSpace
 from recommender.model.reader_factors import CollabModel
 from recommender.model.tfidf import TextModel
@@ -37,7 +37,7 @@ from recommender.model.written_terms import BatchForms
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
 PROFILE_CHUNK = 2000  # users per sparse product when building profiles
-CACHE_FORMAT = 14  # part of the cache's key: a new way of building profiles never reads old ones
+CACHE_FORMAT = 15  # part of the cache's key: a new way of building profiles never reads old ones
 
 
 @dataclass
@@ -247,7 +247,9 @@ def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matr
     of pulls: sparse products over chunks of users, each profile cut to its ``profile_terms``
     strongest terms (memory stays bounded for any number of users). With an LSA ``space``, a
     reader's own classifier replaces the sum where they have enough signals; beside reader
-    factors, the reader's own model over the space (``reader_model``) follows their factors."""
+    factors, the reader's own model over the space (``reader_model``) follows their factors, and
+    a reader's terms are weighed by their term classifier (``term_ridge``) where the space has its
+    basis and no ``interests`` keywords join their profile."""
     parts = []
     for start in range(0, pull.shape[0], PROFILE_CHUNK):
         part = (pull[start:start + PROFILE_CHUNK] @ model.matrix).tocsr()
@@ -266,6 +268,12 @@ def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matr
             matrix.eliminate_zeros()
         return matrix, dense
     collab_rows = None
+    if collab is not None and space is not None and space.terms is not None and ranking.term_ridge > 0:
+        wanted = np.array([not words for words in interests], dtype=bool)
+        terms, fitted = term_ridge.reader_rows(space.terms, model.matrix, pull, matrix, ranking.term_ridge, wanted)
+        if fitted.any():
+            matrix = (sp.diags((~fitted).astype(np.float32)) @ matrix + terms).tocsr().astype(np.float32)
+            matrix.eliminate_zeros()
     if collab is not None:
         # float32 pulls: against the float32 factors, a float64 product would first copy them all.
         collab_rows = unit_rows(pull.astype(collab.combined.dtype) @ collab.combined).astype(np.float32)

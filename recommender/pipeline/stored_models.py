@@ -118,11 +118,11 @@ def lsa_space(store: Store, model: TextModel, ranking: RankingConfig, community:
             return None
         if not readers or not own_classifier.used(ranking, community, readers):  # no reader to fit one for
             return None
-    key = own_classifier.cache_key(model, ranking)
+    key = own_classifier.cache_key(model, ranking, community)
     cached = store.load_model("lsa", key)
     if isinstance(cached, LsaSpace):
         return cached
-    space = own_classifier.fit_space(model, ranking)
+    space = own_classifier.fit_space(model, ranking, community)
     if space is not None:
         store.save_model("lsa", key, space)
     return space

@@ -41,7 +41,7 @@ STAMP_BYTES = 256  # the file's first bytes: the stamp, padded (keeps the payloa
 # The only classes a payload may name: each is imported by this fixed name, never by one read.
 MODEL_CLASSES = frozenset({"recommender.model.tfidf.TextModel", "recommender.model.reader_factors.CollabModel",
                            "recommender.model.profiles.CachedProfiles", "recommender.model.own_classifier.LsaSpace",
-                           "recommender.model.reader_model.ReaderBasis",
+                           "recommender.model.reader_model.ReaderBasis", "recommender.model.term_ridge.TermBasis",
                            "recommender.model.written_terms.BatchForms"})
 
 
