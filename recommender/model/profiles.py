@@ -270,10 +270,9 @@ def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matr
     collab_rows = None
     if collab is not None and space is not None and space.terms is not None and ranking.term_ridge > 0:
         wanted = np.array([not words for words in interests], dtype=bool)
-        terms, fitted = term_ridge.reader_rows(space.terms, model.matrix, pull, matrix, ranking.term_ridge, wanted)
-        if fitted.any():
-            matrix = (sp.diags((~fitted).astype(np.float32)) @ matrix + terms).tocsr().astype(np.float32)
-            matrix.eliminate_zeros()
+        data, _ = term_ridge.reweighed(space.terms, model.matrix, pull, matrix, ranking.term_ridge, wanted)
+        matrix = sp.csr_matrix((data, matrix.indices, matrix.indptr), shape=matrix.shape)
+        matrix.eliminate_zeros()
     if collab is not None:
         # float32 pulls: against the float32 factors, a float64 product would first copy them all.
         collab_rows = unit_rows(pull.astype(collab.combined.dtype) @ collab.combined).astype(np.float32)
