@@ -21,10 +21,10 @@ CACHES = [
     ("collab", "model.reader_factors", "MODEL_FORMAT", 4, ("model.reader_factors", "model.word_vectors", "model.unit_rows"),
      "6777213561c5aa62"),
     ("lsa", "model.own_classifier", "MODEL_FORMAT", 8, ("model.own_classifier", "model.word_vectors", "model.reader_model",
-                                                      "model.term_ridge"), "dfbb9620a40087a8"),
+                                                      "model.term_ridge"), "944959118f436a60"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 15, ("model.profiles", "model.own_classifier", "model.reader_model",
                                                        "model.term_ridge", "model.unit_rows", "pipeline.stored_models"),
-     "056508102edbc02e"),
+     "cd2be7d3d8985f55"),
     ("written", "model.written_terms", "FORMS_FORMAT", 1, ("model.written_terms",), "716c64e70b0d8e70"),
 ]
 

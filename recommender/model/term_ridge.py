@@ -78,14 +78,10 @@ def reweighed(basis: TermBasis, matrix: sp.csr_matrix, pull: sp.csr_matrix, plai
             start, end = pull.indptr[user], pull.indptr[user + 1]
             papers, pulls = pull.indices[start:end], pull.data[start:end].astype(np.float64)
             first, last = plain.indptr[user], plain.indptr[user + 1]
-            terms = plain.indices[first:last]
-            if (pulls > 0).sum() < MIN_POSITIVES or first == last:
+            found = weights(basis, matrix, papers, pulls, ridge, plain.indices[first:last], position)
+            if found is None:
                 continue
-            position[terms] = np.arange(len(terms), dtype=np.int32)
-            weighed = _solve(basis, terms, _rows_over(matrix, papers, position, len(terms)), pulls, ridge)
-            position[terms] = -1
-            if weighed is None:
-                continue
+            terms, weighed = found
             own, scale = _spreads(basis, terms, np.column_stack([weighed, plain.data[first:last].astype(np.float64)]))
             if not own or not scale:
                 continue
@@ -96,17 +92,24 @@ def reweighed(basis: TermBasis, matrix: sp.csr_matrix, pull: sp.csr_matrix, plai
     return data, fitted
 
 
-def weights(basis: TermBasis, matrix: sp.csr_matrix, papers: np.ndarray, pulls: np.ndarray,
-            ridge: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """One reader's classifier over every term of the papers pulling towards them, from their
-    papers and pulls: (its terms, sorted; their weights), or None with fewer than MIN_POSITIVES
-    papers pulling towards them."""
+def weights(basis: TermBasis, matrix: sp.csr_matrix, papers: np.ndarray, pulls: np.ndarray, ridge: float,
+            terms: np.ndarray | None = None, position: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """One reader's classifier from their papers and pulls over ``terms`` (default: every term
+    of the papers pulling towards them, sorted): (the terms, their weights), or None with fewer
+    than MIN_POSITIVES papers pulling towards them or no term. ``position``: a scratch array of
+    -1 per term of ``matrix``, left as it was (many readers share one)."""
     if (pulls > 0).sum() < MIN_POSITIVES:
         return None
-    terms = np.unique(matrix[papers[pulls > 0]].indices)
-    position = np.full(matrix.shape[1], -1, dtype=np.int64)
-    position[terms] = np.arange(len(terms))
-    solved = _solve(basis, terms, _rows_over(matrix, papers, position, len(terms)), pulls, ridge)
+    if terms is None:
+        terms = np.unique(matrix[papers[pulls > 0]].indices)
+    if not len(terms):
+        return None
+    if position is None:
+        position = np.full(matrix.shape[1], -1, dtype=np.int32)
+    position[terms] = np.arange(len(terms), dtype=np.int32)
+    dense = _rows_over(matrix, papers, position, len(terms))
+    position[terms] = -1
+    solved = _solve(basis, terms, dense, pulls, ridge)
     return None if solved is None else (terms, solved)
 
 
