@@ -19,7 +19,7 @@ the same for one install of the first LAB readers; and one install of MID reader
 sample and the DEV readers with stars that follow it by id) on the defaults. Last, every
 install size on the defaults (one reader, 5, LAB, MID, everyone) against each reader alone.
 
-    python bench/quality.py [--datasets a,t] [--sample N]
+    python bench/quality.py [--datasets a,t] [--sample N] [--sizes-only]
     python bench/quality.py --topics [--datasets a,t] [--sample N] [--first N]   # see bench/topic_split.py
 """
 
@@ -160,6 +160,33 @@ class Baselines:
         return metrics, (time.perf_counter() - started) / len(users)
 
 
+def groups_tables(name: str, data: Dataset, everyone: dict[str, list[str]], small: list[str], lab: list[str],
+                  alone: dict[str, Metrics], alone_seconds: float, ranking: RankingConfig, baselines: Baselines) -> None:
+    """The small groups' and the LAB install's tables: each reader alone, the group's stars, the SVM."""
+    table(f"CiteULike-{name}, small groups: {SMALL_GROUPS} installs of {SMALL_GROUP} readers (the first "
+          f"{len(small)} of the sample)", {
+              'ours, community = "auto" (each reader alone)': (alone["small"], alone_seconds),
+              'ours, community = "on" (the group\'s stars)': small_groups(data, everyone, small, ranking),
+              "SVM (arxiv-sanity-lite)": baselines.run(small, everyone, "svm"),
+          }, "SVM (arxiv-sanity-lite)")
+    table(f"CiteULike-{name}, one install of {len(lab)} readers (the first of the sample)", {
+              'ours, community = "auto" (each reader alone)': (alone["lab"], alone_seconds),
+              'ours, community = "on" (the install\'s stars)': small_groups(data, everyone, lab, ranking, len(lab)),
+              "SVM (arxiv-sanity-lite)": baselines.run(lab, everyone, "svm"),
+          }, "SVM (arxiv-sanity-lite)")
+
+
+def paired(title: str, ours: Metrics, alone: Metrics) -> None:
+    """The mean per-reader difference and its standard error (the same readers: the paired
+    error is far below either figure's own)."""
+    parts = []
+    for metric, a, b in (("R@50", ours.r50, alone.r50), ("nDCG@20", ours.ndcg, alone.ndcg)):
+        difference = np.asarray(a) - np.asarray(b)
+        parts.append(f"{metric} {difference.mean():+.4f} ± {difference.std() / np.sqrt(len(difference)):.4f}")
+        parts[-1] += f" ({int((difference > 0).sum())} readers up, {int((difference < 0).sum())} down)"
+    print(f"  {title}: " + "; ".join(parts))
+
+
 def reduced(data: Dataset, users: list[str], count: int) -> dict[str, list[str]]:
     """Each user's old papers cut to ``count`` random ones (seeded by the count)."""
     rng = np.random.default_rng(count)
@@ -184,6 +211,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="a,t")
     parser.add_argument("--sample", type=int, default=SAMPLE, help="users of the comparison with the SVM")
+    parser.add_argument("--sizes-only", action="store_true",
+                        help="only the comparison with the SVM and the install sizes (a larger --sample in less time)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="override a [ranking] setting (for tuning on DEV users)")
     parser.add_argument("--topics", action="store_true",
@@ -217,11 +246,12 @@ def main() -> int:
                 data, Path(folder), everyone, {"all": data.eligible, "sample": sample},
                 replace(ranking, community="auto"), "with everyone's stars")
         alone_stars = dict(everyone)
-        for count, cut in few.items():
-            alone_stars.update({f"{u}-{count}": cut[u] for u in sample})
         small, lab = sample[:SMALL_GROUP * SMALL_GROUPS], sample[:LAB]
-        groups = {"full": sample, "small": small, "lab": lab,
-                  **{str(count): [f"{u}-{count}" for u in sample] for count in FEW_STARS}}
+        groups = {"full": sample}
+        if not args.sizes_only:
+            for count, cut in few.items():
+                alone_stars.update({f"{u}-{count}": cut[u] for u in sample})
+            groups |= {"small": small, "lab": lab, **{str(count): [f"{u}-{count}" for u in sample] for count in FEW_STARS}}
         with tempfile.TemporaryDirectory() as folder:
             alone, alone_time, alone_fit = rank_ours(data, Path(folder), alone_stars, groups,
                                                      replace(ranking, community="off", personal="on"), "alone")
@@ -239,23 +269,14 @@ def main() -> int:
         table(f"CiteULike-{name}, all {len(data.eligible)} eligible DEV users (no SVM: see the sample)",
               {"ours with everyone's stars": (crowd["all"], crowd_time), "TF-IDF centroid": centroid_all},
               "TF-IDF centroid")
-        for count in FEW_STARS:
+        for count in () if args.sizes_only else FEW_STARS:
             table(f"CiteULike-{name}, the same users reduced to {count} random stars (seed {count})", {
                 "ours alone": (alone[str(count)], alone_seconds),
                 "TF-IDF centroid": baselines.run(sample, few[count], "centroid"),
                 "SVM (arxiv-sanity-lite)": baselines.run(sample, few[count], "svm"),
             }, "SVM (arxiv-sanity-lite)")
-        table(f"CiteULike-{name}, small groups: {SMALL_GROUPS} installs of {SMALL_GROUP} readers (the first "
-              f"{len(small)} of the sample)", {
-                  'ours, community = "auto" (each reader alone)': (alone["small"], alone_seconds),
-                  'ours, community = "on" (the group\'s stars)': small_groups(data, everyone, small, ranking),
-                  "SVM (arxiv-sanity-lite)": baselines.run(small, everyone, "svm"),
-              }, "SVM (arxiv-sanity-lite)")
-        table(f"CiteULike-{name}, one install of {len(lab)} readers (the first of the sample)", {
-                  'ours, community = "auto" (each reader alone)': (alone["lab"], alone_seconds),
-                  'ours, community = "on" (the install\'s stars)': small_groups(data, everyone, lab, ranking, len(lab)),
-                  "SVM (arxiv-sanity-lite)": baselines.run(lab, everyone, "svm"),
-              }, "SVM (arxiv-sanity-lite)")
+        if not args.sizes_only:
+            groups_tables(name, data, everyone, small, lab, alone, alone_seconds, ranking, baselines)
         readers = sorted(data.libraries, key=int)
         mid_install = list(dict.fromkeys(sample + [u for u in readers if int(u) > int(sample[-1])]))[:MID]
         with tempfile.TemporaryDirectory() as folder:
@@ -269,6 +290,8 @@ def main() -> int:
             f"everyone ({len(data.libraries)} readers)": (crowd["sample"], crowd_time),
             "SVM (arxiv-sanity-lite)": svm,
         }, "SVM (arxiv-sanity-lite)")
+        for label, ours in ((f"{len(mid_install)} readers", mid["sample"]), ("everyone", crowd["sample"])):
+            paired(f"CiteULike-{name}, {label} against each reader alone", ours, alone["full"])
         svm_s, alone_s, crowd_s = main["SVM (arxiv-sanity-lite)"], main["ours alone (community off, own classifier)"], \
             main["ours with everyone's stars"]
         mid_s = sizes[f"{len(mid_install)} readers"]

@@ -10,7 +10,7 @@ collaborative_weight), is exactly what ranking computes (the same figures as
 `quality.rank_ours`). Each other mix is scored on the first SAMPLE eligible readers and on
 the ones after them (a gain has to hold on both). Not part of `make bench`: a tuning tool.
 
-    python bench/ranking_parts.py [--dataset t] [--readers 750] [--gate]
+    python bench/ranking_parts.py [--dataset t] [--readers 750] [--gate] [--neighbours] [--popularity]
 
 ``--gate`` adds the per-reader validation gate: each reader's stars in FOLDS folds, each fold
 ranked among NEGATIVES other old papers by the parts refit without it (C and F from the
@@ -193,6 +193,27 @@ def support_ridge(data: Dataset, models: Models, pulls: sp.csr_matrix, ridge: fl
     return out
 
 
+def neighbours(data: Dataset, models: Models, pulls: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """Each candidate's similarity to the reader's nearest starred papers (readers x
+    candidates): the largest, and the mean of the three largest, by TF-IDF rows and by the
+    unit dense features."""
+    text, space = models.text, models.space
+    assert space is not None
+    has = with_rows(data, models)
+    rows = np.array([text.index[c] for c, row in zip(data.new_ids, has, strict=True) if row])
+    candidates, dense = text.matrix[rows].T.tocsc(), unit(space.coordinates[rows]).T
+    out = {name: np.zeros((pulls.shape[0], len(data.new_ids))) for name in
+           ("nearest star (TF-IDF)", "three nearest (TF-IDF)", "nearest star (dense)", "three nearest (dense)")}
+    for reader in range(pulls.shape[0]):
+        stars = pulls.indices[pulls.indptr[reader]:pulls.indptr[reader + 1]]
+        for kind, sims in (("TF-IDF", (text.matrix[stars] @ candidates).toarray()),
+                           ("dense", unit(space.coordinates[stars]) @ dense)):
+            top = -np.sort(-sims, axis=0)
+            out[f"nearest star ({kind})"][reader, has] = top[0]
+            out[f"three nearest ({kind})"][reader, has] = top[:3].mean(axis=0)
+    return out
+
+
 def popularity_mixes(data: Dataset, models: Models, show: Callable[[str, np.ndarray], None], base: np.ndarray) -> None:
     """The defaults plus a prior shared by every reader: how many readers' libraries an old
     paper is in, predicted for each candidate from its text (ridge regression of log(1 +
@@ -232,6 +253,8 @@ def main() -> int:
                         help="the support ridge with the corpus's term Gram matrix cut to its diagonal (a cheap solve)")
     parser.add_argument("--support-rank", type=int, default=0,
                         help="the support ridge with the Gram matrix's off-diagonal part from a rank-K SVD of the corpus")
+    parser.add_argument("--neighbours", action="store_true",
+                        help="also each candidate's similarity to the reader's nearest stars (item kNN)")
     parser.add_argument("--popularity", action="store_true",
                         help="also a popularity prior: each candidate's reader count predicted from its text")
     args = parser.parse_args()
@@ -271,6 +294,13 @@ def main() -> int:
     for alpha in (0.75, 0.5):
         mixed = unit(alpha * learned + (1 - alpha) * predicted) @ candidates.T
         show(f"reader factors from {alpha} learned + {1 - alpha:.2f} predicted", c + wf * mixed + wm * m)
+    if args.neighbours:
+        base = c + wf * f + wm * m
+        for name, near in neighbours(data, models, pulls).items():
+            scaled = near * (c.std(axis=1, keepdims=True) / (near.std(axis=1, keepdims=True) + 1e-12))
+            show(f"{name} alone", near)
+            for weight in (0.25, 0.5, 1.0):
+                show(f"defaults + {weight} x {name} (C's spread)", base + weight * scaled)
     if args.popularity:
         popularity_mixes(data, models, show, c + wf * f + wm * m)
     if args.support_ridge is not None:
