@@ -114,7 +114,9 @@ def weights(basis: TermBasis, matrix: sp.csr_matrix, papers: np.ndarray, pulls: 
 
 
 def _rows_over(matrix: sp.csr_matrix, papers: np.ndarray, position: np.ndarray, count: int) -> np.ndarray:
-    """The papers' rows over the terms ``position`` places (papers x count; other terms dropped)."""
+    """The papers' rows over the terms ``position`` places (papers x count; other terms dropped).
+    Gathered by hand: scipy's ``matrix[papers][:, terms].toarray()`` took 0.27 ms against 0.05
+    ms (25 papers, 500 of 400,000 terms), a third of the 1 ms refit budget (bench/throughput.py)."""
     starts, ends = matrix.indptr[papers], matrix.indptr[papers + 1]
     lengths = ends - starts
     # every stored entry of the papers' rows, gathered at once
