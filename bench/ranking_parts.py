@@ -10,7 +10,11 @@ collaborative_weight), is exactly what ranking computes (the same figures as
 `quality.rank_ours`). Each other mix is scored on the first SAMPLE eligible readers and on
 the ones after them (a gain has to hold on both). Not part of `make bench`: a tuning tool.
 
-    python bench/ranking_parts.py [--dataset t] [--readers 750] [--gate] [--neighbours] [--popularity]
+    python bench/ranking_parts.py [--dataset t] [--readers 750] [--gate] [--neighbours] [--popularity] [--own]
+
+``--own`` adds each reader's own SVM (the classifier a reader alone gets, 0.5-1 s a reader;
+and fit on a sample of the corpus, tens of milliseconds) to the default mix: how much a
+hinge-loss classifier over the whole corpus adds beside the community's parts.
 
 ``--gate`` adds the per-reader validation gate: each reader's stars in FOLDS folds, each fold
 ranked among NEGATIVES other old papers by the parts refit without it (C and F from the
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -38,7 +43,7 @@ from citeulike import Dataset, load, tie_keys  # noqa: E402
 from quality import SAMPLE, build_store, email  # noqa: E402
 
 from recommender import pipeline  # noqa: E402
-from recommender.base.config import RankingConfig  # noqa: E402
+from recommender.base.config import PersonalMode, RankingConfig  # noqa: E402
 from recommender.model import reader_model  # noqa: E402
 from recommender.pipeline import stored_models  # noqa: E402
 from recommender.pipeline.stored_models import Models  # noqa: E402
@@ -214,6 +219,38 @@ def neighbours(data: Dataset, models: Models, pulls: sp.csr_matrix) -> dict[str,
     return out
 
 
+def own_classifiers(models: Models, pulls: sp.csr_matrix, ranking: RankingConfig, has: np.ndarray,
+                    candidates: list[str], sample: int = 0, c: float = 0.0) -> tuple[np.ndarray, float]:
+    """Each reader's own SVM (``own_classifier``, as a reader alone gets it) scored against the
+    candidates (readers x candidates), and its seconds a reader; ``sample``: fit on the
+    reader's papers and that many other papers drawn at random instead of the whole corpus."""
+    from sklearn.svm import LinearSVC
+
+    from recommender.model import own_classifier
+
+    text, space = models.text, models.space
+    assert space is not None
+    rows = [text.index[p] for p, row in zip(candidates, has, strict=True) if row]
+    out = np.zeros((pulls.shape[0], len(candidates)))
+    started = time.perf_counter()
+    if not sample:
+        terms, dense, _ = own_classifier.classifier_rows(text, space, pulls, replace(ranking, personal=PersonalMode.ON))
+        out[:, has] = (terms @ text.matrix[rows].T).toarray() + dense @ space.coordinates[rows].T
+        return out, (time.perf_counter() - started) / pulls.shape[0]
+    features = sp.hstack([text.matrix, sp.csr_matrix(space.coordinates.astype(np.float64))], format="csr")
+    scored = features[rows].T.tocsc()
+    started = time.perf_counter()
+    for reader in range(pulls.shape[0]):
+        papers = pulls.indices[pulls.indptr[reader]:pulls.indptr[reader + 1]]
+        drawn = np.random.default_rng(reader).choice(features.shape[0], sample + len(papers), replace=False)
+        others = np.setdiff1d(drawn, papers)[:sample]
+        labels = np.r_[np.ones(len(papers)), np.zeros(len(others))]
+        svm = LinearSVC(C=c or ranking.personal_c, class_weight="balanced", dual=True, tol=1e-4, max_iter=10_000,
+                        random_state=0).fit(features[np.concatenate([papers, others])], labels)
+        out[reader, has] = scored.T @ svm.coef_.ravel()
+    return out, (time.perf_counter() - started) / pulls.shape[0]
+
+
 def popularity_mixes(data: Dataset, models: Models, show: Callable[[str, np.ndarray], None], base: np.ndarray) -> None:
     """The defaults plus a prior shared by every reader: how many readers' libraries an old
     paper is in, predicted for each candidate from its text (ridge regression of log(1 +
@@ -255,6 +292,8 @@ def main() -> int:
                         help="the support ridge with the Gram matrix's off-diagonal part from a rank-K SVD of the corpus")
     parser.add_argument("--neighbours", action="store_true",
                         help="also each candidate's similarity to the reader's nearest stars (item kNN)")
+    parser.add_argument("--own", action="store_true",
+                        help="also each reader's own SVM beside the parts, fit on the whole corpus and on samples (slow)")
     parser.add_argument("--popularity", action="store_true",
                         help="also a popularity prior: each candidate's reader count predicted from its text")
     args = parser.parse_args()
@@ -301,6 +340,15 @@ def main() -> int:
             show(f"{name} alone", near)
             for weight in (0.25, 0.5, 1.0):
                 show(f"defaults + {weight} x {name} (C's spread)", base + weight * scaled)
+    if args.own:
+        base = c + wf * f + wm * m
+        for sample, cost in ((0, 0.0), (500, 0.1), (2000, 0.1)):
+            own, seconds = own_classifiers(models, pulls, ranking, with_rows(data, models), data.new_ids, sample, cost)
+            name = f"own SVM, {f'{sample} other papers, C {cost}' if sample else 'the whole corpus'} ({1000 * seconds:.1f} ms a reader)"
+            show(f"{name} alone", own)
+            scaled = own * (c.std(axis=1, keepdims=True) / (own.std(axis=1, keepdims=True) + 1e-12))
+            for weight in (1.0, 2.0):
+                show(f"defaults + {weight} x it (C's spread)", base + weight * scaled)
     if args.popularity:
         popularity_mixes(data, models, show, c + wf * f + wm * m)
     if args.support_ridge is not None:
