@@ -220,7 +220,7 @@ def neighbours(data: Dataset, models: Models, pulls: sp.csr_matrix) -> dict[str,
 
 
 def own_classifiers(models: Models, pulls: sp.csr_matrix, ranking: RankingConfig, has: np.ndarray,
-                    candidates: list[str], sample: int = 0, c: float = 0.0) -> tuple[np.ndarray, float]:
+                    candidates: list[str], sample: int = 0, svm_c: float = 0.0) -> tuple[np.ndarray, float]:
     """Each reader's own SVM (``own_classifier``, as a reader alone gets it) scored against the
     candidates (readers x candidates), and its seconds a reader; ``sample``: fit on the
     reader's papers and that many other papers drawn at random instead of the whole corpus."""
@@ -245,7 +245,7 @@ def own_classifiers(models: Models, pulls: sp.csr_matrix, ranking: RankingConfig
         drawn = np.random.default_rng(reader).choice(features.shape[0], sample + len(papers), replace=False)
         others = np.setdiff1d(drawn, papers)[:sample]
         labels = np.r_[np.ones(len(papers)), np.zeros(len(others))]
-        svm = LinearSVC(C=c or ranking.personal_c, class_weight="balanced", dual=True, tol=1e-4, max_iter=10_000,
+        svm = LinearSVC(C=svm_c or ranking.personal_c, class_weight="balanced", dual=True, tol=1e-4, max_iter=10_000,
                         random_state=0).fit(features[np.concatenate([papers, others])], labels)
         out[reader, has] = scored.T @ svm.coef_.ravel()
     return out, (time.perf_counter() - started) / pulls.shape[0]
@@ -342,9 +342,10 @@ def main() -> int:
                 show(f"defaults + {weight} x {name} (C's spread)", base + weight * scaled)
     if args.own:
         base = c + wf * f + wm * m
-        for sample, cost in ((0, 0.0), (500, 0.1), (2000, 0.1)):
-            own, seconds = own_classifiers(models, pulls, ranking, with_rows(data, models), data.new_ids, sample, cost)
-            name = f"own SVM, {f'{sample} other papers, C {cost}' if sample else 'the whole corpus'} ({1000 * seconds:.1f} ms a reader)"
+        for sample, svm_c in ((0, 0.0), (500, 0.1), (2000, 0.1)):
+            own, seconds = own_classifiers(models, pulls, ranking, with_rows(data, models), data.new_ids, sample, svm_c)
+            fit_on = f"{sample} other papers, C {svm_c}" if sample else "the whole corpus"
+            name = f"own SVM, {fit_on} ({1000 * seconds:.1f} ms a reader)"
             show(f"{name} alone", own)
             scaled = own * (c.std(axis=1, keepdims=True) / (own.std(axis=1, keepdims=True) + 1e-12))
             for weight in (1.0, 2.0):
