@@ -73,6 +73,11 @@ def unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1, norms)
 
 
+def like_spread(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``scores`` rescaled per reader (row) to ``reference``'s spread, to be added beside it."""
+    return scores * (reference.std(axis=1, keepdims=True) / (scores.std(axis=1, keepdims=True) + 1e-12))
+
+
 def metrics(scores: np.ndarray, relevant: np.ndarray, keys: np.ndarray) -> tuple[float, float]:
     """Mean R@50 and nDCG@20 of each row's ranking (ties by the protocol's keys)."""
     recall, ndcg = [], []
@@ -219,8 +224,8 @@ def neighbours(data: Dataset, models: Models, pulls: sp.csr_matrix) -> dict[str,
     return out
 
 
-def own_classifiers(models: Models, pulls: sp.csr_matrix, ranking: RankingConfig, has: np.ndarray,
-                    candidates: list[str], sample: int = 0, svm_c: float = 0.0) -> tuple[np.ndarray, float]:
+def own_classifiers(data: Dataset, models: Models, pulls: sp.csr_matrix, ranking: RankingConfig, sample: int = 0,
+                    svm_c: float = 0.0) -> tuple[np.ndarray, float]:
     """Each reader's own SVM (``own_classifier``, as a reader alone gets it) scored against the
     candidates (readers x candidates), and its seconds a reader; ``sample``: fit on the
     reader's papers and that many other papers drawn at random instead of the whole corpus."""
@@ -230,10 +235,11 @@ def own_classifiers(models: Models, pulls: sp.csr_matrix, ranking: RankingConfig
 
     text, space = models.text, models.space
     assert space is not None
-    rows = [text.index[p] for p, row in zip(candidates, has, strict=True) if row]
-    out = np.zeros((pulls.shape[0], len(candidates)))
-    started = time.perf_counter()
+    has = with_rows(data, models)
+    rows = [text.index[p] for p, row in zip(data.new_ids, has, strict=True) if row]
+    out = np.zeros((pulls.shape[0], len(data.new_ids)))
     if not sample:
+        started = time.perf_counter()
         terms, dense, _ = own_classifier.classifier_rows(text, space, pulls, replace(ranking, personal=PersonalMode.ON))
         out[:, has] = (terms @ text.matrix[rows].T).toarray() + dense @ space.coordinates[rows].T
         return out, (time.perf_counter() - started) / pulls.shape[0]
@@ -304,6 +310,7 @@ def main() -> int:
         models, pulls, parts = fitted(data, Path(folder), readers, ranking)
     c, f, m = parts.content, parts.factors, parts.model
     wf, wm = ranking.collaborative_weight, ranking.reader_model_weight
+    base = c + wf * f + wm * m  # the product's mix
 
     def show(label: str, scores: np.ndarray) -> None:
         first = metrics(scores[:SAMPLE], parts.relevant[:SAMPLE], parts.keys)
@@ -315,15 +322,15 @@ def main() -> int:
         return (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-9)
 
     print(f"CiteULike-{args.dataset}, everyone's stars, R@50 / nDCG@20")
-    show(f"defaults: C + {wf} F + {wm} M", c + wf * f + wm * m)
+    show(f"defaults: C + {wf} F + {wm} M", base)
     for label, scores in (("C alone", c), ("F alone", f), ("M alone", m)):
         show(label, scores)
     for mix in ((1, 1, 1), (0.7, 1, 1), (1, 1, 1.5)):
         show(f"each part z-scored per reader, weights {mix}", mix[0] * zscored(c) + mix[1] * zscored(f) + mix[2] * zscored(m))
     few = (parts.stars < 15)[:, None]
-    show("fewer than 15 stars: C + 2.1 F + 3.0 M", np.where(few, c + 2.1 * f + 3.0 * m, c + wf * f + wm * m))
+    show("fewer than 15 stars: C + 2.1 F + 3.0 M", np.where(few, c + 2.1 * f + 3.0 * m, base))
     show("15-29 stars: 1.5 C + 0.7 F + 1.5 M", np.where(((parts.stars >= 15) & (parts.stars < 30))[:, None],
-                                                        1.5 * c + 0.7 * f + 1.5 * m, c + wf * f + wm * m))
+                                                        1.5 * c + 0.7 * f + 1.5 * m, base))
     assert models.collab is not None
     learned, predicted = pulls @ models.collab.combined, pulls @ models.collab.predicted
     candidates = np.zeros((len(data.new_ids), models.collab.predicted.shape[1]))
@@ -334,32 +341,30 @@ def main() -> int:
         mixed = unit(alpha * learned + (1 - alpha) * predicted) @ candidates.T
         show(f"reader factors from {alpha} learned + {1 - alpha:.2f} predicted", c + wf * mixed + wm * m)
     if args.neighbours:
-        base = c + wf * f + wm * m
         for name, near in neighbours(data, models, pulls).items():
-            scaled = near * (c.std(axis=1, keepdims=True) / (near.std(axis=1, keepdims=True) + 1e-12))
+            scaled = like_spread(near, c)
             show(f"{name} alone", near)
             for weight in (0.25, 0.5, 1.0):
                 show(f"defaults + {weight} x {name} (C's spread)", base + weight * scaled)
     if args.own:
-        base = c + wf * f + wm * m
         for sample, svm_c in ((0, 0.0), (500, 0.1), (2000, 0.1)):
-            own, seconds = own_classifiers(models, pulls, ranking, with_rows(data, models), data.new_ids, sample, svm_c)
+            own, seconds = own_classifiers(data, models, pulls, ranking, sample, svm_c)
             fit_on = f"{sample} other papers, C {svm_c}" if sample else "the whole corpus"
             name = f"own SVM, {fit_on} ({1000 * seconds:.1f} ms a reader)"
             show(f"{name} alone", own)
-            scaled = own * (c.std(axis=1, keepdims=True) / (own.std(axis=1, keepdims=True) + 1e-12))
+            scaled = like_spread(own, c)
             for weight in (1.0, 2.0):
                 show(f"defaults + {weight} x it (C's spread)", base + weight * scaled)
     if args.popularity:
-        popularity_mixes(data, models, show, c + wf * f + wm * m)
+        popularity_mixes(data, models, show, base)
     if args.support_ridge is not None:
         for ridge in args.support_ridge or [1.0]:
             support = support_ridge(data, models, pulls, ridge, args.support_terms, args.support_diagonal,
                                     args.support_rank)
-            scaled = support * (c.std(axis=1, keepdims=True) / (support.std(axis=1, keepdims=True) + 1e-12))
+            scaled = like_spread(support, c)
             show(f"support ridge {ridge} ({args.support_terms or 'all'} terms) alone", support)
             for weight in (0.5, 1.0, 2.0):
-                show(f"defaults + {weight} x support ridge {ridge} (C's spread)", c + wf * f + wm * m + weight * scaled)
+                show(f"defaults + {weight} x support ridge {ridge} (C's spread)", base + weight * scaled)
             show(f"support ridge {ridge} instead of C", scaled + wf * f + wm * m)
     if args.gate:
         validated = folds(models, pulls, data.new)
