@@ -11,10 +11,15 @@ collaborative_weight), is exactly what ranking computes (the same figures as
 the ones after them (a gain has to hold on both). Not part of `make bench`: a tuning tool.
 
     python bench/ranking_parts.py [--dataset t] [--readers 750] [--gate] [--neighbours] [--popularity] [--own]
+        [--hard-negatives [COUNT:EXTRA ...]]
 
 ``--own`` adds each reader's own SVM (the classifier a reader alone gets, 0.5-1 s a reader;
 and fit on a sample of the corpus, tens of milliseconds) to the default mix: how much a
 hinge-loss classifier over the whole corpus adds beside the community's parts.
+
+``--hard-negatives`` refits each reader model with the unstarred old papers its dense parts
+score highest weighted as extra negatives (a squared-loss stand-in for the SVM's hinge loss,
+which counts only papers near the boundary) and puts it in M's place.
 
 ``--gate`` adds the per-reader validation gate: each reader's stars in FOLDS folds, each fold
 ranked among NEGATIVES other old papers by the parts refit without it (C and F from the
@@ -60,6 +65,7 @@ class Parts:
     relevant: np.ndarray  # readers x candidates, bool
     keys: np.ndarray  # the protocol's tie keys
     stars: np.ndarray  # each reader's old papers
+    dense: np.ndarray  # each reader's dense profile row: factors, then the reader model scaled as ranking weighs it
 
 
 def with_rows(data: Dataset, models: Models) -> np.ndarray:
@@ -117,7 +123,8 @@ def fitted(data: Dataset, folder: Path, readers: list[str], ranking: RankingConf
     for row, user in enumerate(readers):
         relevant[row, [position[p] for p in data.relevant(user)]] = True
     keys = np.array([tie_keys(candidates)[c] for c in candidates])
-    return models, pulls, Parts(content, factors, model, relevant, keys, np.array([len(s) for s in starred]))
+    return models, pulls, Parts(content, factors, model, relevant, keys, np.array([len(s) for s in starred]),
+                                profiles.dense)
 
 
 def folds(models: Models, pulls: sp.csr_matrix, new: set[str]) -> list[list[tuple[int, np.ndarray]]]:
@@ -257,6 +264,35 @@ def own_classifiers(data: Dataset, models: Models, pulls: sp.csr_matrix, ranking
     return out, (time.perf_counter() - started) / pulls.shape[0]
 
 
+def hard_negative_models(data: Dataset, models: Models, pulls: sp.csr_matrix, parts: Parts, count: int,
+                         extra: float) -> tuple[np.ndarray, float]:
+    """Each reader's model refit (``reader_model.weights``) with the ``count`` old papers their
+    dense parts (F + M, as ranking weighs them) score highest among those they did not star
+    weighted ``extra`` as negatives (the papers a hinge loss would count), scored against the
+    candidates (readers x candidates, unit weights), and its seconds a reader."""
+    text, collab, space = models.text, models.collab, models.space
+    assert collab is not None and space is not None and space.basis is not None
+    has = with_rows(data, models)
+    rows = np.array([text.index[p] for p, row in zip(data.new_ids, has, strict=True) if row])
+    old = np.ones(text.matrix.shape[0], dtype=bool)
+    old[rows] = False
+    dense = np.hstack([collab.predicted, space.coordinates]).astype(np.float32)  # model order, as the pulls
+    out = np.zeros((pulls.shape[0], len(data.new_ids)))
+    started = time.perf_counter()
+    for reader in range(pulls.shape[0]):
+        stars = pulls.indices[pulls.indptr[reader]:pulls.indptr[reader + 1]]
+        scores = dense @ parts.dense[reader]
+        scores[~old] = -np.inf
+        scores[stars] = -np.inf
+        negatives = np.argpartition(-scores, count)[:count]
+        papers = np.concatenate([stars, negatives])
+        order = np.argsort(papers)
+        weight = np.r_[np.ones(len(stars)), np.full(count, -extra)][order]
+        pull = sp.csr_matrix((weight, papers[order], [0, len(papers)]), shape=(1, pulls.shape[1]))
+        out[reader, has] = space.coordinates[rows] @ reader_model.weights(space.coordinates, space.basis, pull)[0][0]
+    return out, (time.perf_counter() - started) / pulls.shape[0]
+
+
 def popularity_mixes(data: Dataset, models: Models, show: Callable[[str, np.ndarray], None], base: np.ndarray) -> None:
     """The defaults plus a prior shared by every reader: how many readers' libraries an old
     paper is in, predicted for each candidate from its text (ridge regression of log(1 +
@@ -300,6 +336,8 @@ def main() -> int:
                         help="also each candidate's similarity to the reader's nearest stars (item kNN)")
     parser.add_argument("--own", action="store_true",
                         help="also each reader's own SVM beside the parts, fit on the whole corpus and on samples (slow)")
+    parser.add_argument("--hard-negatives", nargs="*", default=None, metavar="COUNT:EXTRA",
+                        help="also each reader model refit with its COUNT highest-scored unstarred papers weighted EXTRA")
     parser.add_argument("--popularity", action="store_true",
                         help="also a popularity prior: each candidate's reader count predicted from its text")
     args = parser.parse_args()
@@ -355,6 +393,14 @@ def main() -> int:
             scaled = like_spread(own, c)
             for weight in (1.0, 2.0):
                 show(f"defaults + {weight} x it (C's spread)", base + weight * scaled)
+    if args.hard_negatives is not None:
+        for spec in args.hard_negatives or ["300:2", "300:5", "300:10"]:
+            count, extra = spec.split(":")
+            hard, seconds = hard_negative_models(data, models, pulls, parts, int(count), float(extra))
+            scaled = like_spread(hard, m)
+            for weight in (1.0, 1.5, 2.0):
+                show(f"M refit with {count} hard negatives x{extra}, weight {weight} x {wm} ({1000 * seconds:.1f} ms)",
+                     c + wf * f + weight * wm * scaled)
     if args.popularity:
         popularity_mixes(data, models, show, base)
     if args.support_ridge is not None:
