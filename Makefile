@@ -51,8 +51,12 @@ browser:
 	  else echo "chromium not installed: browser tests will be skipped" >&2; fi; \
 	fi
 
+# The suite runs in one process per core (pytest-xdist; TEST_WORKERS=0 runs it in this one);
+# each process's PostgreSQL tests get a database of their own (tests/conftest.py).
+TEST_WORKERS ?= auto
+
 test: install-test browser
-	RECOMMENDER_TEST_WHEEL=1 $(BIN)/pytest -p no:cacheprovider -m "not soak" $(PYTEST_ARGS)
+	RECOMMENDER_TEST_WHEEL=1 $(BIN)/pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not soak" $(PYTEST_ARGS)
 
 # The fast tier: the Python API against a tmp_path SQLite file and a local SMTP server (under a minute).
 test-fast: install-test

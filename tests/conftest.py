@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from click.testing import CliRunner, Result
 from hypothesis import settings
+from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
     from smtp_server import SmtpServer
@@ -24,7 +25,12 @@ from recommender.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = sorted((REPO / "seeds").glob("*.txt"))
-PG_URL = os.environ.get("RECOMMENDER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SERVER_URL = os.environ.get("RECOMMENDER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# Under pytest-xdist (`make test` runs one process per core) each process has a database of its
+# own beside that one (test_gw0, ...), created when first needed: every test resets its schema.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+PG_URL = (make_url(SERVER_URL).set(database=f"{make_url(SERVER_URL).database}_{WORKER}")
+          .render_as_string(hide_password=False) if WORKER else SERVER_URL)
 SECRET = "test-secret-0123456789abcdef"
 
 # Property tests: the same examples on every CI run (a red CI then means a change, not a new draw);
@@ -112,12 +118,17 @@ def run(config_path: Path) -> Invoke:
 def _postgres_reachable() -> str | None:
     try:
         import psycopg
+        import psycopg.sql
     except ImportError:
         return "psycopg is not installed (pip install 'recommender[postgres]')"
-    dsn = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    dsn = SERVER_URL.replace("postgresql+psycopg://", "postgresql://")
     try:
-        psycopg.connect(dsn, connect_timeout=3).close()
-    except Exception as exc:  # any failure to connect means: skip
+        with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
+            if WORKER:
+                name = make_url(PG_URL).database
+                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                    conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    except Exception as exc:  # any failure to connect (or to create this process's database) means: skip
         return f"no PostgreSQL at {PG_URL}: {str(exc).splitlines()[0]}"
     return None
 
