@@ -29,8 +29,9 @@ SERVER_URL = os.environ.get("RECOMMENDER_TEST_PG_URL", "postgresql+psycopg://pos
 # Under pytest-xdist (`make test` runs one process per core) each process has a database of its
 # own beside that one (test_gw0, ...), created when first needed: every test resets its schema.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
-PG_URL = (make_url(SERVER_URL).set(database=f"{make_url(SERVER_URL).database}_{WORKER}")
-          .render_as_string(hide_password=False) if WORKER else SERVER_URL)
+_SERVER = make_url(SERVER_URL)
+PG_URL = (_SERVER.set(database=f"{_SERVER.database}_{WORKER}").render_as_string(hide_password=False) if WORKER
+          else SERVER_URL)
 SECRET = "test-secret-0123456789abcdef"
 
 # Property tests: the same examples on every CI run (a red CI then means a change, not a new draw);
