@@ -68,10 +68,17 @@ class Parts:
     dense: np.ndarray  # each reader's dense profile row: factors, then the reader model scaled as ranking weighs it
 
 
-def with_rows(data: Dataset, models: Models) -> np.ndarray:
-    """Which candidates the text model has a row for; the others (CiteULike-a's empty titles)
-    score 0 in every part."""
-    return np.array([c in models.text.index for c in data.new_ids])
+def candidate_rows(data: Dataset, models: Models) -> tuple[np.ndarray, np.ndarray]:
+    """Which candidates the text model has a row for (the others, CiteULike-a's empty titles,
+    score 0 in every part), and those rows."""
+    index = models.text.index
+    has = np.array([c in index for c in data.new_ids])
+    return has, np.array([index[c] for c, row in zip(data.new_ids, has, strict=True) if row], dtype=np.int64)
+
+
+def old_rows(models: Models, new: set[str]) -> np.ndarray:
+    """The rows of the old papers (every paper not among the candidates ``new``), in order."""
+    return np.array(sorted(i for p, i in models.text.index.items() if p not in new))
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
@@ -111,7 +118,7 @@ def fitted(data: Dataset, folder: Path, readers: list[str], ranking: RankingConf
                            np.cumsum([0] + [len(s) for s in starred])), shape=(len(readers), text.matrix.shape[0]))
     candidates = data.new_ids
     k = collab.predicted.shape[1]
-    has = with_rows(data, models)
+    has, _ = candidate_rows(data, models)
     present = [c for c, row in zip(candidates, has, strict=True) if row]
     content, factors, model = (np.zeros((len(readers), len(candidates))) for _ in range(3))
     content[:, has] = (profiles.matrix @ text.rows(present).T).toarray()
@@ -132,7 +139,7 @@ def folds(models: Models, pulls: sp.csr_matrix, new: set[str]) -> list[list[tupl
     of the held-out stars and then the negatives)."""
     text, collab, space = models.text, models.collab, models.space
     assert collab is not None and space is not None and space.basis is not None
-    old = np.array(sorted(i for p, i in text.index.items() if p not in new))
+    old = old_rows(models, new)
     out = []
     for reader in range(pulls.shape[0]):
         rng = np.random.default_rng(reader)
@@ -170,7 +177,7 @@ def support_ridge(data: Dataset, models: Models, pulls: sp.csr_matrix, ridge: fl
     the TF-IDF terms their stars hold, solved on the corpus's term Gram matrix; its scores of
     the candidates (readers x candidates)."""
     text = models.text
-    old = np.array(sorted(i for p, i in text.index.items() if p not in data.new))
+    old = old_rows(models, data.new)
     rows = text.matrix[old].tocsr()
     gram = (rows.T @ rows).tocsc()
     column_sums = np.asarray(rows.sum(axis=0)).ravel()
@@ -179,7 +186,7 @@ def support_ridge(data: Dataset, models: Models, pulls: sp.csr_matrix, ridge: fl
 
         svd = TruncatedSVD(rank, algorithm="randomized", n_iter=3, random_state=0).fit(rows)
         scaled_terms = svd.components_.T * svd.singular_values_
-    has = with_rows(data, models)
+    has, _ = candidate_rows(data, models)
     candidates = text.rows([c for c, row in zip(data.new_ids, has, strict=True) if row]).tocsc()
     out = np.zeros((pulls.shape[0], len(data.new_ids)))
     for reader in range(pulls.shape[0]):
@@ -216,8 +223,7 @@ def neighbours(data: Dataset, models: Models, pulls: sp.csr_matrix) -> dict[str,
     unit dense features."""
     text, space = models.text, models.space
     assert space is not None
-    has = with_rows(data, models)
-    rows = np.array([text.index[c] for c, row in zip(data.new_ids, has, strict=True) if row])
+    has, rows = candidate_rows(data, models)
     candidates, dense = text.matrix[rows].T.tocsc(), unit(space.coordinates[rows]).T
     out = {name: np.zeros((pulls.shape[0], len(data.new_ids))) for name in
            ("nearest star (TF-IDF)", "three nearest (TF-IDF)", "nearest star (dense)", "three nearest (dense)")}
@@ -242,8 +248,7 @@ def own_classifiers(data: Dataset, models: Models, pulls: sp.csr_matrix, ranking
 
     text, space = models.text, models.space
     assert space is not None
-    has = with_rows(data, models)
-    rows = [text.index[p] for p, row in zip(data.new_ids, has, strict=True) if row]
+    has, rows = candidate_rows(data, models)
     out = np.zeros((pulls.shape[0], len(data.new_ids)))
     if not sample:
         started = time.perf_counter()
@@ -272,24 +277,26 @@ def hard_negative_models(data: Dataset, models: Models, pulls: sp.csr_matrix, pa
     candidates (readers x candidates, unit weights), and its seconds a reader."""
     text, collab, space = models.text, models.collab, models.space
     assert collab is not None and space is not None and space.basis is not None
-    has = with_rows(data, models)
-    rows = np.array([text.index[p] for p, row in zip(data.new_ids, has, strict=True) if row])
-    old = np.ones(text.matrix.shape[0], dtype=bool)
-    old[rows] = False
+    has, rows = candidate_rows(data, models)
+    new = np.ones(text.matrix.shape[0], dtype=bool)
+    new[old_rows(models, data.new)] = False
     dense = np.hstack([collab.predicted, space.coordinates]).astype(np.float32)  # model order, as the pulls
-    out = np.zeros((pulls.shape[0], len(data.new_ids)))
     started = time.perf_counter()
+    papers, weights = [], []
     for reader in range(pulls.shape[0]):
         stars = pulls.indices[pulls.indptr[reader]:pulls.indptr[reader + 1]]
         scores = dense @ parts.dense[reader]
-        scores[~old] = -np.inf
+        scores[new] = -np.inf
         scores[stars] = -np.inf
-        negatives = np.argpartition(-scores, count)[:count]
-        papers = np.concatenate([stars, negatives])
-        order = np.argsort(papers)
-        weight = np.r_[np.ones(len(stars)), np.full(count, -extra)][order]
-        pull = sp.csr_matrix((weight, papers[order], [0, len(papers)]), shape=(1, pulls.shape[1]))
-        out[reader, has] = space.coordinates[rows] @ reader_model.weights(space.coordinates, space.basis, pull)[0][0]
+        chosen = np.concatenate([stars, np.argpartition(-scores, count)[:count]])
+        order = np.argsort(chosen)
+        papers.append(chosen[order])
+        weights.append(np.r_[np.ones(len(stars)), np.full(count, -extra)][order])
+    pull = sp.csr_matrix((np.concatenate(weights), np.concatenate(papers), np.cumsum([0] + [len(p) for p in papers])),
+                         shape=pulls.shape)
+    fitted, _ = reader_model.weights(space.coordinates, space.basis, pull)
+    out = np.zeros((pulls.shape[0], len(data.new_ids)))
+    out[:, has] = fitted @ space.coordinates[rows].T
     return out, (time.perf_counter() - started) / pulls.shape[0]
 
 
@@ -304,7 +311,7 @@ def popularity_mixes(data: Dataset, models: Models, show: Callable[[str, np.ndar
     counts = np.zeros(text.matrix.shape[0])
     for user in data.libraries:
         counts[[text.index[p] for p in data.old_of(user) if p in text.index]] += 1
-    old = np.array(sorted(i for p, i in text.index.items() if p not in data.new))
+    old = old_rows(models, data.new)
     rows = np.array([text.index[c] for c in data.new_ids])
     target = np.log1p(counts[old])
     priors = {}
@@ -372,7 +379,7 @@ def main() -> int:
     assert models.collab is not None
     learned, predicted = pulls @ models.collab.combined, pulls @ models.collab.predicted
     candidates = np.zeros((len(data.new_ids), models.collab.predicted.shape[1]))
-    has = with_rows(data, models)
+    has, _ = candidate_rows(data, models)
     candidates[has] = models.collab.predicted[[models.collab.index[p] for p, row in zip(data.new_ids, has, strict=True)
                                                if row]]
     for alpha in (0.75, 0.5):
