@@ -75,6 +75,10 @@ class Metrics:
         ideal = discounts[:min(len(relevant), 20)].sum()
         self.ndcg.append(float((hits[:20] * discounts[:len(hits[:20])]).sum() / ideal))
 
+    def head(self, count: int) -> Metrics:
+        """The first ``count`` readers' figures (groups are ranked in the sample's order)."""
+        return Metrics(self.r20[:count], self.r50[:count], self.ndcg[:count])
+
     def extend(self, other: Metrics) -> None:
         self.r20 += other.r20
         self.r50 += other.r50
