@@ -118,12 +118,12 @@ def fitted(data: Dataset, folder: Path, readers: list[str], ranking: RankingConf
                            np.cumsum([0] + [len(s) for s in starred])), shape=(len(readers), text.matrix.shape[0]))
     candidates = data.new_ids
     k = collab.predicted.shape[1]
-    has, _ = candidate_rows(data, models)
+    has, rows = candidate_rows(data, models)
     present = [c for c, row in zip(candidates, has, strict=True) if row]
     content, factors, model = (np.zeros((len(readers), len(candidates))) for _ in range(3))
-    content[:, has] = (profiles.matrix @ text.rows(present).T).toarray()
+    content[:, has] = (profiles.matrix @ text.matrix[rows].T).toarray()
     factors[:, has] = profiles.dense[:, :k] @ collab.predicted[[collab.index[c] for c in present]].T
-    model[:, has] = profiles.dense[:, k:] @ space.coordinates[[text.index[c] for c in present]].T
+    model[:, has] = profiles.dense[:, k:] @ space.coordinates[rows].T
     model /= ranking.reader_model_weight / ranking.collaborative_weight
     position = {c: i for i, c in enumerate(candidates)}
     relevant = np.zeros(content.shape, dtype=bool)
@@ -186,8 +186,8 @@ def support_ridge(data: Dataset, models: Models, pulls: sp.csr_matrix, ridge: fl
 
         svd = TruncatedSVD(rank, algorithm="randomized", n_iter=3, random_state=0).fit(rows)
         scaled_terms = svd.components_.T * svd.singular_values_
-    has, _ = candidate_rows(data, models)
-    candidates = text.rows([c for c, row in zip(data.new_ids, has, strict=True) if row]).tocsc()
+    has, rows = candidate_rows(data, models)
+    candidates = text.matrix[rows].tocsc()
     out = np.zeros((pulls.shape[0], len(data.new_ids)))
     for reader in range(pulls.shape[0]):
         stars = pulls.indices[pulls.indptr[reader]:pulls.indptr[reader + 1]]

@@ -30,7 +30,8 @@ SERVER_URL = os.environ.get("RECOMMENDER_TEST_PG_URL", "postgresql+psycopg://pos
 # own beside that one (test_gw0, ...), created when first needed: every test resets its schema.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 _SERVER = make_url(SERVER_URL)
-PG_URL = (_SERVER.set(database=f"{_SERVER.database}_{WORKER}").render_as_string(hide_password=False) if WORKER
+WORKER_DATABASE = f"{_SERVER.database}_{WORKER}" if WORKER else None
+PG_URL = (_SERVER.set(database=WORKER_DATABASE).render_as_string(hide_password=False) if WORKER_DATABASE
           else SERVER_URL)
 SECRET = "test-secret-0123456789abcdef"
 
@@ -125,10 +126,9 @@ def _postgres_reachable() -> str | None:
     dsn = SERVER_URL.replace("postgresql+psycopg://", "postgresql://")
     try:
         with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
-            if WORKER:
-                name = make_url(PG_URL).database
-                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-                    conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+            if WORKER_DATABASE and not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                                    (WORKER_DATABASE,)).fetchone():
+                conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(WORKER_DATABASE)))
     except Exception as exc:  # any failure to connect (or to create this process's database) means: skip
         return f"no PostgreSQL at {PG_URL}: {str(exc).splitlines()[0]}"
     return None
