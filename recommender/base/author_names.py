@@ -84,7 +84,7 @@ def listed_names(text: str, separator: str) -> tuple[str, ...]:
 
 def bibtex_names(text: str) -> tuple[str, ...]:
     """The names of a BibTeX ``author`` (or ``editor``) field."""
-    return listed_names(text, r"\s+and\s+(?![^{]*\})")
+    return listed_names(text, r"\s+(?i:and)\s+(?![^{]*\})")  # BibTeX reads "AND" as "and"
 
 
 def shortened(authors: tuple[str, ...] | list[str], most: int = 8) -> str:

@@ -13,21 +13,28 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-_MARKERS = re.compile(r"[\\$~{}]|--")
+_MARKERS = re.compile(r"[\\$~{}]|--|``")  # ``quoted'': TeX's quotes ('' alone may be arcseconds)
 _UNESCAPED_PERCENT = re.compile(r"(?<!\\)%")
 _MACRO_NAME = re.compile(r"\\[A-Za-z]+")
 # Spacing with a bare dimension (\mkern-2mu), which the walker would read as text.
 _SPACING = re.compile(r"\\[mhv]?kern\s*-?\s*(?:\d+\.?\d*|\.\d+)\s*(?:mu|pt|em|ex|mm|cm|in|bp|sp) ?"
                       r"|\\[hv]space\*?\s*\{[^{}]*\}")
 _SPACES = re.compile(r"[ \t]{2,}")
+# A tie joins two words ("Fig.~3", "et~al.", "(i)~the"); any other ~ is the character itself:
+# "of ~90%" (approximately), "(~47k tools)", a URL's "/~user".
+_NOT_A_TIE = re.compile(r"(?<![\w.)\]}$-])~|~(?![\w\\({$-])")
 _KEPT = re.compile(r"[^\W_]", re.UNICODE)
+_FONTS = ("textup", "textmd", "textsf", "texttt", "textsl", "textnormal", "textit", "textrm", "textsc")
+_LOGOS = {"TeX": "TeX", "LaTeX": "LaTeX", "LaTeXe": "LaTeX2ε", "BibTeX": "BibTeX", "XeTeX": "XeTeX",
+          "LuaTeX": "LuaTeX", "AmS": "AMS"}
 KEEP_AT_LEAST = 0.9  # of the letters and digits outside macro names; else the text stays as given
 
 
 @lru_cache(maxsize=1)
 def _converter() -> tuple[Any, Any]:
     """pylatexenc's walker and converter, with the few macros it drops or misreads by default
-    taught to keep their text (``\\mbox``, ``\\hbox``, ``\\href``)."""
+    taught to keep their text (``\\mbox``, ``\\hbox``, ``\\href``, font switches such as
+    ``\\textup``) and TeX's logos (``\\TeX``, ``\\LaTeX``) to write their names."""
     from pylatexenc import latexwalker, macrospec
     from pylatexenc.latex2text import LatexNodes2Text, MacroTextSpec, get_default_latex_context_db
 
@@ -35,11 +42,13 @@ def _converter() -> tuple[Any, Any]:
     walker_db.add_context_category("recommender", prepend=True, macros=[
         macrospec.MacroSpec("mbox", "{"), macrospec.MacroSpec("hbox", "{"), macrospec.MacroSpec("href", "{{"),
         macrospec.MacroSpec("url", "{"),
+        *(macrospec.MacroSpec(font, "{") for font in _FONTS), *(macrospec.MacroSpec(logo, "") for logo in _LOGOS),
     ])
     text_db = get_default_latex_context_db()
     text_db.add_context_category("recommender", prepend=True, macros=[
         MacroTextSpec("mbox", "%(1)s"), MacroTextSpec("hbox", "%(1)s"), MacroTextSpec("href", "%(2)s <%(1)s>"),
         MacroTextSpec("url", "%(1)s"),
+        *(MacroTextSpec(font, "%(1)s") for font in _FONTS), *(MacroTextSpec(logo, text) for logo, text in _LOGOS.items()),
     ])
     return walker_db, LatexNodes2Text(latex_context=text_db, math_mode="text", strict_latex_spaces=False)
 
@@ -53,6 +62,7 @@ def readable(text: str) -> str:
 
     walker_db, converter = _converter()
     source = _UNESCAPED_PERCENT.sub(r"\\%", _SPACING.sub(lambda m: "" if "kern" in m.group() else " ", text))
+    source = _NOT_A_TIE.sub(r"\\textasciitilde{}", source)
     try:
         nodes = LatexWalker(source, latex_context=walker_db, tolerant_parsing=True).get_latex_nodes()[0]
         converted = converter.nodelist_to_text(nodes)

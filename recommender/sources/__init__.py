@@ -3,7 +3,6 @@ parser can be tested on saved files."""
 
 from __future__ import annotations
 
-from collections import deque
 from datetime import date, datetime
 from functools import cache
 from importlib import import_module
@@ -18,7 +17,7 @@ from recommender.base.formats import (
     LibraryFormat,
     PagedFormat,
 )
-from recommender.sources.lines import decoded_lines
+from recommender.sources.lines import check_text, library_utf8, text_head
 
 
 @cache
@@ -44,8 +43,8 @@ def library_reader(name: str) -> LibraryFormat:
 
 def detect_format(data: bytes, name: str) -> str:
     """Guess the format from the first meaningful bytes; fail clearly when none fits."""
-    deque(decoded_lines(data, name), maxlen=0)  # a line that is not UTF-8 (or binary) refuses the file first
-    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:4096]
+    check_text(data, name)  # a line that is not UTF-8 (or binary) refuses the file first, but in XML that says otherwise
+    head = text_head(data, 8192).lstrip(b"\xef\xbb\xbf \t\r\n")[:4096]
     if not head:
         raise InputError(name, "empty file: no digest entries to ingest")
     for fmt in DIGEST_FORMATS:
@@ -79,6 +78,7 @@ def detect_library_format(data: bytes, name: str) -> str:
 
 def read_library(data: bytes, name: str, fmt: str = "auto") -> LibraryRead:
     """The entries of one reference-manager export (and those it had to skip)."""
+    data = library_utf8(data, name)
     if fmt == "auto":
         fmt = detect_library_format(data, name)
     if fmt not in LIBRARY_FORMATS:

@@ -40,6 +40,7 @@ ARXIV = "{http://arxiv.org/schemas/atom}"
 _ANNOUNCE = re.compile(r"Announce Type:\s*([\w-]+)", re.IGNORECASE)
 _ABSTRACT = re.compile(r"^.*?\bAbstract:\s*", re.IGNORECASE | re.DOTALL)
 _RSS1_SUFFIX = re.compile(r"\s*\(arXiv:[^()]*?(?:\[([^\]]*)\])?\s*(UPDATED|CROSS LISTED)?\)\s*$", re.IGNORECASE)
+_DOCTYPE = re.compile(rb"<!DOCTYPE\s+([\w:.-]+)", re.I)
 _CATEGORY = re.compile(r"[a-z][a-z-]*(?:\.[A-Za-z][A-Za-z-]*)?")
 
 
@@ -66,12 +67,19 @@ def _root(data: bytes, name: str) -> ET.Element:
     head = data[:4096].lower()
     if b"<!doctype html" in head or b"<html" in head:
         raise InputError(name, "not an RSS or Atom feed (an HTML page)")
+    doctype = _DOCTYPE.search(data[:4096])
+    if doctype and doctype.group(1).lower() not in (b"rss", b"feed", b"rdf:rdf"):
+        raise InputError(name, f"not an RSS or Atom feed (the document is <{doctype.group(1).decode()}>)")
     if b"<!doctype" in head or b"<!entity" in data.lower():
         raise InputError(name, "not an RSS or Atom feed: it declares a DOCTYPE or entities (arXiv feeds have none, "
                                "and entities are not expanded)")
     try:
         return ET.fromstring(data)  # nosec B314  # no DOCTYPE, so no entity can be defined or expanded
     except ET.ParseError as exc:
+        line = exc.position[0]
+        if str(exc).startswith(("no element found", "unclosed token")) and line >= data.rstrip().count(b"\n") + 1:
+            raise InputError(name, "the feed ends before its last entry closes (a cut-off download?); nothing stored",
+                             line) from None
         raise InputError(name, f"not an RSS or Atom feed ({exc})") from None
 
 
@@ -85,6 +93,10 @@ def _text(element: ET.Element | None, path: str) -> str:
 
 
 def _numbered(entries: list[ParsedPaper | None], name: str) -> list[ParsedPaper]:
+    named = [e for e in entries if e is not None]
+    if named and not any(e.arxiv_id for e in named):
+        raise InputError(name, f"not an arXiv feed: none of its {len(named)} entries names an arXiv id "
+                               "(read it with --format feed)")
     kept = []
     for index, entry in enumerate(entries, start=1):
         if entry is None:

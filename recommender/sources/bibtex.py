@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
 from recommender.base.author_names import bibtex_names
 from recommender.base.domain import ParsedPaper
@@ -18,12 +19,18 @@ from recommender.sources.jabref_groups import Group, group_tree, members, split_
 from recommender.sources.library_read import LibraryRead
 from recommender.sources.lines import decoded_lines
 
+if TYPE_CHECKING:
+    from bibtexparser.model import Entry, String
+
 NAME = "bibtex"
 MONTHS = {m: str(i) for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
 _ENTRY_START = re.compile(rb"@\s*[A-Za-z]+\s*[{(]")
 # Fields that may name an arXiv id with a prefix or URL (Zotero writes ``note = {arXiv:... [cs]}``).
-_ARXIV_FIELDS = ("url", "doi", "arxivid", "arxiv", "journal", "note", "howpublished", "number", "publisher")
+_ARXIV_FIELDS = ("url", "doi", "arxivid", "arxiv", "journal", "note", "howpublished", "number", "publisher", "ee")
+# An entry with no citation key (EndNote writes ``@article{`` then the first field): the key a
+# parser needs is made from its line.
+_KEYLESS = re.compile(r"(@\s*(?!(?:string|preamble|comment)\b)[A-Za-z]+\s*\{)(\s*[A-Za-z][\w-]*\s*=)", re.I)
 
 
 def looks_like(head: bytes) -> bool:
@@ -36,6 +43,7 @@ def read(data: bytes, name: str) -> LibraryRead:
     text = "\n".join(line for _, line in decoded_lines(data, name))
     if not text.strip():
         raise InputError(name, "empty file: no BibTeX entries")
+    text = _KEYLESS.sub(lambda m: f"{m[1]}line-{text.count(chr(10), 0, m.start()) + 1},{m[2]}", text)
     quiet = logging.getLogger("bibtexparser")
     previous = quiet.level
     quiet.setLevel(logging.CRITICAL)  # it logs each failed block; we report them ourselves
@@ -52,7 +60,9 @@ def read(data: bytes, name: str) -> LibraryRead:
     for block in library.failed_blocks:
         recovered = getattr(block, "ignore_error_block", None)
         if recovered is not None and hasattr(recovered, "fields_dict"):
-            entries.append(recovered)  # a duplicate key or field: the entry itself is readable
+            # A duplicate key or field: the entry itself is readable, but the parser's stack
+            # (macros resolved, enclosing braces and quotes removed) never saw it.
+            entries.append(_through_parse_stack(recovered, library.strings))
         else:
             skipped.append(f"{name}:{(block.start_line or 0) + 1}: {_reason(block)}")
     papers = []
@@ -63,6 +73,16 @@ def read(data: bytes, name: str) -> LibraryRead:
         else:
             papers.append(paper)
     return LibraryRead(papers, skipped)
+
+
+def _through_parse_stack(entry: Entry, strings: list[String]) -> Entry:
+    from bibtexparser import Library
+    from bibtexparser.entrypoint import default_parse_stack
+
+    alone = Library([*strings, entry])
+    for middleware in default_parse_stack(allow_inplace_modification=True):
+        alone = middleware.transform(alone)
+    return alone.entries[0] if alone.entries else entry
 
 
 def _reason(block: object) -> str:
@@ -113,8 +133,10 @@ def _paper(entry: object, strings: dict[str, str], tree: list[Group], declared: 
     if not title and not abstract:
         return None
     arxiv = ""
-    if fields.get("archiveprefix", "").lower() == "arxiv" or "arxiv" in fields.get("eprinttype", "").lower():
-        arxiv = arxiv_id(fields.get("eprint", "").strip())
+    eprint = fields.get("eprint", "").strip()
+    if fields.get("archiveprefix", "").lower() == "arxiv" or "arxiv" in fields.get("eprinttype", "").lower() \
+            or eprint.lower().startswith("arxiv:"):
+        arxiv = arxiv_id(eprint)
     for key in _ARXIV_FIELDS:
         arxiv = arxiv or arxiv_id(fields.get(key, ""))
     year = fields.get("year", "").strip() or fields.get("date", "").strip()[:4]
@@ -126,7 +148,7 @@ def _paper(entry: object, strings: dict[str, str], tree: list[Group], declared: 
                        keywords=_listed(fields.get("keywords", "") + "," + fields.get("mendeley-tags", "")),
                        title=title, abstract=abstract, authors=bibtex_names(fields.get("author", "")),
                        url=fields.get("url", "").strip(), arxiv_id=arxiv, published=year,
-                       doi=doi(fields.get("doi", "")) or doi(fields.get("url", "")),
+                       doi=doi(fields.get("doi", "")) or doi(fields.get("url", "")) or doi(fields.get("ee", "")),
                        line=getattr(entry, "start_line", 0) + 1)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import feedparser
@@ -23,6 +23,7 @@ from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
 from recommender.base.errors import InputError
 from recommender.base.markup import plain
 from recommender.base.text import arxiv_id, doi
+from recommender.sources.lines import check_text
 
 log = logging.getLogger(__name__)
 # Item types (dc:type, prism:section) that are not research: what a source drops unless it
@@ -44,8 +45,9 @@ _BOILERPLATE = (
     # PubMed: "Parasitol Int. 2021 Dec 17:102531. doi: 10.1016/j.parint.2021.102531. Online ahead of print."
     re.compile(r"^[A-Z][\w &'(),-]{0,120}\. \d{4}\b[^.]{0,80}\.(?: doi: \S+?\.(?=\s|$))?"
                r"(?: (?:Online ahead of print|eCollection[^.]*|Epub[^.]*)\.)*\s*(?=ABSTRACT\b|PMID:)"),
-    # a heading (Wiley, Oxford Academic, PubMed's "ABSTRACT"), not "Abstract reasoning is ..."
-    re.compile(r"^(?:Abstract|ABSTRACT)(?::\s*|\s+(?=[A-Z0-9]))"),
+    # a heading (Wiley, Oxford Academic, PubMed's "ABSTRACT"; Wiley's "Summary"), not "Abstract
+    # reasoning is ..." or "Summary statistics ..."
+    re.compile(r"^(?:Abstract|ABSTRACT|Summary|SUMMARY)(?::\s*|\s+(?=[A-Z0-9]))"),
 )
 # PubMed ends with its ids: "PMID:34929406 | PMC:PMC8672069 | DOI:10.1016/..."
 _TRAILING_IDS = re.compile(r"\s*PMID:\s*\d+(?:\s*\|\s*[A-Za-z]+:\s*\S+)*\s*$")
@@ -61,7 +63,14 @@ _ROMAN = {"II", "III", "IV", "VI"}
 # Author(s): ...", Pensoft's "ZooKeys 1078: 135-188 DOI: ... Authors: ... Abstract: ..."
 _PARAGRAPH = re.compile(r"<\s*(?:p|br|div)\b[^>]*>", re.I)
 _LABEL = re.compile(r"^(Author\(s\)|Authors?|DOI|Abstract|Publication date|Source)\s*:\s*(.*)$", re.I | re.S)
+_META_PARAGRAPH = re.compile(r"^(?:Published|Updated|Comments?|PDF|Journal reference|Categories|Subjects?|Keywords"
+                             r"|Citation|Links?|Submitted|Publication date|Source)\s*:", re.I)
+_LINK_ONLY = re.compile(r"^(?:https?://)?(?:[\w-]+\.)+[a-z]{2,}(?:/\S*)?$", re.I)
 _HTML_PAGE = re.compile(rb"^\s*(?:<!doctype\s+html|<html\b)", re.I)
+# expat's words for a document that stops before its elements close (a cut-off download)
+_ENDS_EARLY = ("no element found", "unclosed token", "unclosed cdata section")
+# arXiv's own feeds and API answers name arxiv.org before their first item (channel, namespace)
+_FIRST_ITEM = re.compile(rb"<(?:item|entry)[\s>]")
 
 
 def _text(value: Any) -> str:
@@ -108,16 +117,34 @@ def _labelled(entry: Any) -> dict[str, str]:
     return found if len(found) >= 2 else {}
 
 
-def _abstract(entry: Any, labelled: dict[str, str]) -> str:
+def _names_paragraph(text: str, named: Sequence[str]) -> tuple[str, ...]:
+    """The authors, when a summary's first paragraph is their list ("A. Smith, B. Jones, ...")
+    holding the surname of an author the item names; else nothing."""
+    found = people([text]) if len(text) < 4000 and not text.endswith(".") else ()
+    surnames = {n.split()[-1].lower() for n in named if n.strip()}
+    if len(found) < 2 or any(len(n.split()) > 5 or not n[:1].isupper() for n in found):
+        return ()
+    return found if surnames & {n.split()[-1].lower() for n in found} else ()
+
+
+def _abstract(entry: Any, labelled: dict[str, str], named: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """The item's abstract, and the authors when its summary opens with their whole list."""
     if labelled:  # only the "Abstract:" paragraph is the abstract; the rest is metadata or links
-        return labelled.get("abstract", "")
+        return labelled.get("abstract", ""), ()
     content = entry.get("content") or []
     candidates = [_text(c.get("value")) for c in content if isinstance(c, dict)] + [_text(entry.get("summary"))]
-    text = max((plain(c) for c in candidates), key=len, default="")
+    raw = max(candidates, key=lambda c: len(plain(c)), default="")
+    # Paragraphs of metadata ("<b>Published:</b> ...", "PDF: ...") or a bare link to the source
+    # (Google Scholar's "www.sciencedirect.com") beside the abstract are not it.
+    blocks = [text for block in _PARAGRAPH.split(raw) if (text := plain(block))]
+    kept = [b for b in blocks if not _META_PARAGRAPH.match(b) and not _LINK_ONLY.match(b)] \
+        if len(blocks) > 1 else blocks
+    authors = _names_paragraph(kept[0], named) if len(kept) > 1 else ()
+    text = " ".join(kept[1:] if authors else kept)
     for pattern in _BOILERPLATE:
         text = pattern.sub("", text, count=1)
     text = _TRAILING_IDS.sub("", text).strip()
-    return "" if text.casefold().strip(" .") in _NO_ABSTRACT else text
+    return ("" if text.casefold().strip(" .") in _NO_ABSTRACT else text), authors
 
 
 def _doi(entry: Any) -> str:
@@ -154,10 +181,10 @@ def _entry(entry: Any, index: int, name: str, hints: ReadHints, excluded_types: 
     labelled = _labelled(entry)
     if not any(names):
         names = [labelled.get("authors", "")]
-    abstract = _abstract(entry, labelled)
+    abstract, listed = _abstract(entry, labelled, people(names))
     if abstract.casefold() == title.casefold():  # a publisher repeating the title is no abstract
         abstract = ""
-    return ParsedPaper(title=title, abstract=abstract, authors=people(names), url=link,
+    return ParsedPaper(title=title, abstract=abstract, authors=listed or people(names), url=link,
                        arxiv_id=arxiv_id(link) or arxiv_id(_text(entry.get("id"))),
                        published=_text(entry.get("published") or entry.get("prism_publicationdate")
                                        or entry.get("updated")),
@@ -168,9 +195,16 @@ def parse(data: bytes, name: str, hints: ReadHints | None = None) -> ParsedBatch
     hints = hints or ReadHints()
     if _HTML_PAGE.match(data[:512]):
         raise InputError(name, "the address answered an HTML page, not an RSS or Atom feed")
+    check_text(data, name)
     parsed = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=False)
+    problem = parsed.get("bozo_exception")
     if parsed.bozo and not parsed.entries and not parsed.feed:
-        raise InputError(name, f"not an RSS or Atom feed ({parsed.get('bozo_exception', 'unreadable XML')})")
+        raise InputError(name, f"not an RSS or Atom feed ({problem or 'unreadable XML'})")
+    if parsed.bozo and any(words in str(problem).lower() for words in _ENDS_EARLY) \
+            and hasattr(problem, "getLineNumber") and problem.getLineNumber() >= data.rstrip().count(b"\n") + 1:
+        # feedparser's loose parser would keep the items before the cut, the last one cut too
+        raise InputError(name, "the feed ends before its last item closes (a cut-off download?); nothing stored",
+                         problem.getLineNumber())
     excluded_types = {t.lower() for t in (NOT_RESEARCH if hints.exclude_types is None else hints.exclude_types)}
     try:
         excluded_titles = [re.compile(p, re.I) for p in hints.exclude_titles]
@@ -182,8 +216,10 @@ def parse(data: bytes, name: str, hints: ReadHints | None = None) -> ParsedBatch
 
 
 def looks_like(head: bytes) -> bool:
-    """XML with an rss, RDF or Atom root that is not arXiv's (the arxiv reader knows those)."""
-    return head.startswith(b"<") and b"arxiv.org" not in head.lower() \
+    """XML with an rss, RDF or Atom root that is not arXiv's (the arxiv reader knows those):
+    a feed of arXiv papers made elsewhere (a lab's query, a mirror) is read as any feed."""
+    channel = _FIRST_ITEM.split(head, maxsplit=1)[0]
+    return head.startswith(b"<") and b"arxiv.org" not in channel.lower() \
         and any(tag in head for tag in (b"<rss", b"<rdf:RDF", b"<feed", b"<RDF"))
 
 

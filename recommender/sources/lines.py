@@ -1,9 +1,12 @@
 """Split raw bytes into numbered text lines (a line that is not UTF-8 is a bad line), and read
-a JSON document with every refusal as one line naming the file and line."""
+a JSON document with every refusal as one line naming the file and line. An XML document is
+the exception to UTF-8: it names its own encoding (a byte-order mark or its declaration)."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +25,59 @@ def decoded_lines(data: bytes, name: str) -> Iterator[tuple[int, str]]:
         if "\x00" in text:
             raise InputError(name, "contains a NUL byte (binary data?)", line=number)
         yield number, text.rstrip("\r")
+
+
+_XML_DECLARATION = re.compile(rb"\s*<\?xml\s[^>]*?encoding\s*=\s*[\"']([A-Za-z][A-Za-z0-9._-]*)[\"']")
+_UTF8 = {"utf-8", "utf8"}
+
+
+def xml_encoding(data: bytes) -> str | None:
+    """The encoding an XML document names for itself, lower-case: ``utf-16`` for a UTF-16
+    byte-order mark, else its declaration's; None when it names none (XML's rule: UTF-8)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    found = _XML_DECLARATION.match(data.removeprefix(b"\xef\xbb\xbf")[:256])
+    return found.group(1).decode("ascii").lower() if found else None
+
+
+def check_text(data: bytes, name: str) -> None:
+    """Refuse a file with a line that is not UTF-8 (naming the line), unless it is an XML
+    document that declares another encoding (its parser decodes it by that)."""
+    if (xml_encoding(data) or "utf-8") in _UTF8:
+        deque(decoded_lines(data, name), maxlen=0)
+
+
+def text_head(data: bytes, size: int) -> bytes:
+    """A file's first bytes as UTF-8 for recognising its format: a UTF-16 document decoded."""
+    if xml_encoding(data) == "utf-16":
+        return data[:2 * size].decode("utf-16", errors="replace").encode("utf-8")
+    return data[:size]
+
+
+_JABREF_ENCODING = re.compile(rb"\A(?:\xef\xbb\xbf)?%+\s*Encoding:\s*([A-Za-z][A-Za-z0-9._-]*)")
+
+
+def library_utf8(data: bytes, name: str) -> bytes:
+    """A library export as UTF-8: a UTF-16 file (its byte-order mark) decoded, and a BibTeX
+    file in the encoding its JabRef header names (``% Encoding: windows-1252``, JabRef 2's
+    default) decoded by it; any other file as it is (its readers want UTF-8)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(name, "not valid UTF-16, as its byte-order mark says") from None
+    header = _JABREF_ENCODING.match(data)
+    if not header or header.group(1).decode("ascii").lower().replace("_", "-") in _UTF8:
+        return data
+    encoding = header.group(1).decode("ascii")
+    try:
+        return data.decode(encoding).encode("utf-8")
+    except LookupError:
+        raise InputError(name, f"its header names an encoding this reader does not know ({encoding}); "
+                               "save the library as UTF-8", 1) from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(name, f"not valid {encoding}, as its header says", line) from None
 
 
 def json_document(text: str, name: str, line: int | None = None) -> Any:

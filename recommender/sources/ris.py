@@ -53,13 +53,14 @@ def _first(record: dict[str, object], *keys: str) -> str:
 
 
 def _paper(record: dict[str, object], line: int) -> ParsedPaper | None:
-    title = one_line(readable(_first(record, "primary_title", "title", "translated_title")))
+    title = one_line(readable(_first(record, "primary_title", "title", "translated_title", "short_title")))
     abstract = one_line(readable(_first(record, "abstract", "notes_abstract")))
     if not title and not abstract:
         return None
-    raw_authors = record.get("authors") or record.get("first_authors") or []
-    authors = tuple(first_last(readable(a)) for a in raw_authors if isinstance(a, str) and a.strip()) \
-        if isinstance(raw_authors, list) else ()
+    # AU and A1 both name authors (rispy keeps them apart); a file may use both.
+    raw_authors = [a for key in ("authors", "first_authors") if isinstance(found := record.get(key), list)
+                   for a in found if isinstance(a, str) and a.strip()]
+    authors = tuple(dict.fromkeys(first_last(readable(a)) for a in raw_authors))
     found_urls = record.get("urls")
     urls = [u for u in found_urls if isinstance(u, str)] if isinstance(found_urls, list) else []
     candidates = [*urls, _first(record, "doi"), _first(record, "notes"), _first(record, "note"),

@@ -23,7 +23,9 @@ _ARXIV_COLUMNS = ("Url", "DOI", "Extra", "Archive ID", "Publication Title", "Pag
 
 def looks_like(head: bytes) -> bool:
     first = head.lstrip(b"\xef\xbb\xbf").split(b"\n", 1)[0]
-    return b'"Item Type"' in first or first.startswith(b"Key,Item Type")
+    # Zotero's header, or what is left of it when a spreadsheet dropped columns ("Item Type" too)
+    return b'"Item Type"' in first or first.startswith(b"Key,Item Type") \
+        or (b"Abstract Note" in first and b"Title" in first and b"," in first)
 
 
 def read(data: bytes, name: str) -> LibraryRead:
