@@ -117,3 +117,23 @@ def test_a_scholar_alerts_link_to_its_source_is_not_part_of_the_abstract():
         assert not MARKUP.search(entry.abstract)
     frog = next(e for e in batch.entries if e.title.startswith("Our unknown neighbor"))
     assert frog.doi == "10.1371/journal.pone.0258454"  # from the link to the publisher
+
+
+def test_cnkis_author_list_before_its_line_break_gives_the_authors():
+    name = "cnki-asian-herpetological-research-rss2-2021-12-21.xml"
+    batch = parse((SOURCES / name).read_bytes(), name)
+    assert len(batch.entries) == 20 and all(e.authors and e.abstract for e in batch.entries)
+    first = batch.entries[0]
+    assert first.authors[:2] == ("Guocheng SHU", "Ping LIU") and first.authors[-1] == "Feng XIE"
+    assert first.abstract.startswith("Biodiversity is declining globally")
+    assert not any(";" in e.abstract[:40] for e in batch.entries)
+
+
+def test_what_precedes_an_abstract_heading_is_not_the_abstract():
+    name = "schweizerbart-nova-hedwigia-rss2-2021-12-21.xml"  # thumbnail, title, authors, citation, <h2>Abstract</h2>
+    batch = parse((SOURCES / name).read_bytes(), name)
+    assert len(batch.entries) == 10
+    first = batch.entries[0]
+    assert first.abstract.startswith("Genus Alisphaera including 9 species")
+    for entry in batch.entries:
+        assert "Nova Hedwigia" not in entry.abstract[:200] and not entry.abstract.startswith(entry.title)

@@ -58,13 +58,15 @@ _TITLE_PREFIX = re.compile(r"^[^:,]{1,80}, Vol\. \d+, Pages? [\w\-\u2013]+: ")
 _INITIALS = re.compile(r"^(?:[A-Z][a-z]?\.?[\s-]*){1,4}$")
 # Vancouver style (PubMed, Oxford Academic): "Brandão S", "Smith JA", "Brandt A."
 _VANCOUVER = re.compile(r"^(?P<surname>\S.*?) (?P<initials>[A-Z]{1,3})\.?$")
+_CAPITAL_SURNAME = re.compile(r"^[A-Z][a-z]\S* [A-Z]{4,}$")
 _ROMAN = {"II", "III", "IV", "VI"}
 # Summaries made of labelled paragraphs: ScienceDirect's "Publication date: ... Source: ...
 # Author(s): ...", Pensoft's "ZooKeys 1078: 135-188 DOI: ... Authors: ... Abstract: ..."
-_PARAGRAPH = re.compile(r"<\s*(?:p|br|div)\b[^>]*>", re.I)
+_PARAGRAPH = re.compile(r"<\s*/?\s*(?:p|br|div|h[1-6])\b[^>]*>", re.I)  # CNKI writes </br>
 _LABEL = re.compile(r"^(Author\(s\)|Authors?|DOI|Abstract|Publication date|Source)\s*:\s*(.*)$", re.I | re.S)
 _META_PARAGRAPH = re.compile(r"^(?:Published|Updated|Comments?|PDF|Journal reference|Categories|Subjects?|Keywords"
                              r"|Citation|Links?|Submitted|Publication date|Source)\s*:", re.I)
+_LISTED_NAME = re.compile(r"^[A-Z][\w'.-]*(?: [A-Z][\w'.-]*){1,3}$")  # "Guocheng SHU", "Justin BERNSTEIN"
 _LINK_ONLY = re.compile(r"^(?:https?://)?(?:[\w-]+\.)+[a-z]{2,}(?:/\S*)?$", re.I)
 _HTML_PAGE = re.compile(rb"^\s*(?:<!doctype\s+html|<html\b)", re.I)
 # expat's words for a document that stops before its elements close (a cut-off download)
@@ -102,6 +104,8 @@ def people(names: Iterable[str]) -> tuple[str, ...]:
             found.append(first_last(text))
         else:
             found += list(arxiv_authors(text))
+    if any(_CAPITAL_SURNAME.search(n) for n in found):  # "Given SURNAME" (CNKI): "Ping LIU" is no "Ping L. I. U."
+        return tuple(dict.fromkeys(n for n in found if n))
     return tuple(dict.fromkeys(_given_first(n) for n in found if n))
 
 
@@ -118,13 +122,17 @@ def _labelled(entry: Any) -> dict[str, str]:
 
 
 def _names_paragraph(text: str, named: Sequence[str]) -> tuple[str, ...]:
-    """The authors, when a summary's first paragraph is their list ("A. Smith, B. Jones, ...")
-    holding the surname of an author the item names; else nothing."""
+    """The authors, when a summary's first paragraph is their list: "A. Smith, B. Jones, ..."
+    holding the surname of an author the item names, or (an item naming none, as CNKI's)
+    "Given SURNAME;Given SURNAME;..."; else nothing."""
     found = people([text]) if len(text) < 4000 and not text.endswith(".") else ()
-    surnames = {n.split()[-1].lower() for n in named if n.strip()}
     if len(found) < 2 or any(len(n.split()) > 5 or not n[:1].isupper() for n in found):
         return ()
-    return found if surnames & {n.split()[-1].lower() for n in found} else ()
+    surnames = {n.split()[-1].lower() for n in named if n.strip()}
+    if surnames:
+        return found if surnames & {n.split()[-1].lower() for n in found} else ()
+    listed = ";" in text and all(_LISTED_NAME.match(part.strip()) for part in text.split(";") if part.strip())
+    return found if listed else ()
 
 
 def _abstract(entry: Any, labelled: dict[str, str], named: Sequence[str]) -> tuple[str, tuple[str, ...]]:
@@ -137,6 +145,11 @@ def _abstract(entry: Any, labelled: dict[str, str], named: Sequence[str]) -> tup
     # Paragraphs of metadata ("<b>Published:</b> ...", "PDF: ...") or a bare link to the source
     # (Google Scholar's "www.sciencedirect.com") beside the abstract are not it.
     blocks = [text for block in _PARAGRAPH.split(raw) if (text := plain(block))]
+    # An "Abstract" heading of its own (Schweizerbart's <h2>): what precedes it is the title,
+    # authors and citation again.
+    heading = next((n for n, b in enumerate(blocks) if b.strip(" :").lower() in ("abstract", "summary")), None)
+    if heading is not None and heading + 1 < len(blocks):
+        blocks = blocks[heading + 1:]
     kept = [b for b in blocks if not _META_PARAGRAPH.match(b) and not _LINK_ONLY.match(b)] \
         if len(blocks) > 1 else blocks
     authors = _names_paragraph(kept[0], named) if len(kept) > 1 else ()
