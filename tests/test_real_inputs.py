@@ -271,6 +271,33 @@ def test_merged_titles_keep_both_ids(tmp_path: Path, run):
     assert "imported 0 new star(s)" in run("stars", "import", str(lines), config=path).stderr
 
 
+def test_works_that_share_a_title_but_no_author_stay_apart(tmp_path: Path, run):
+    path = _config(tmp_path)
+    run("init", config=path)
+    digest = tmp_path / "day.jsonl"
+    digest.write_text("\n".join(json.dumps(e) for e in [
+        {"id": "j1-ed", "title": "Editorial", "abstract": "One journal's.", "authors": ["Ann Smith"]},
+        {"id": "j2-ed", "title": "Editorial", "abstract": "Another's.", "authors": ["Bo Chen", "Carl Jung"]},
+        # the same work again, its authors written another way: one paper
+        {"id": "j2-ed-copy", "title": "EDITORIAL.", "abstract": "Another's.", "authors": ["Jung, C.", "B. Chen"]},
+    ]) + "\n")
+    run("ingest", str(digest), config=path)
+    ids = [line.split("\t")[0] for line in run("papers", "list", config=path).stdout.splitlines()]
+    assert sorted(ids) == ["j1-ed", "j2-ed"]
+    assert json.loads(run("papers", "show", "j2-ed-copy", "--json", config=path).stdout)["id"] == "j2-ed"
+
+    # A library of commentaries all titled "§ 305 BGB" by different authors, none with an id
+    # (Better BibTeX JSON of a legal library): one paper each, and importing it again adds none.
+    library = FIXTURES / "library/better-bibtex-legal-commentaries.json"
+    first = run("import-library", "--offline", str(library), config=path).stderr
+    assert "86 imported, 3 matched stored papers, 83 added" in first
+    titled = [line for line in run("papers", "search", "305 BGB", config=path).stdout.splitlines()
+              if line.endswith("\t§ 305 BGB")]
+    assert len(titled) == 3
+    again = run("import-library", "--offline", str(library), config=path).stderr
+    assert "86 imported, 86 matched stored papers, 0 added" in again
+
+
 def test_readers_see_unicode_and_et_al_while_json_keeps_every_author(tmp_path: Path, run):
     path = _config(tmp_path)
     run("init", config=path)

@@ -4,6 +4,8 @@ kept as aliases."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -16,6 +18,8 @@ from recommender.store.database import chunks
 from recommender.store.paper_ids import generated_id, ids_of, natural_id
 from recommender.store.schema import PaperAliasRow, PaperRow
 
+_PARTICLES = {"de", "da", "di", "du", "do", "le", "la", "van", "von", "der", "den", "del", "dos", "das", "al", "el",
+              "and", "et"}
 _FILLABLE = ("arxiv_id", "authors", "url", "abstract", "published", "category")
 
 
@@ -44,9 +48,11 @@ def resolve_entries(conn: Connection, entries: Sequence[ParsedPaper],
     by_id = {pid: pid for pid in stored}
     by_id.update((alias, pid) for alias, pid in known_as.items() if pid in stored and alias not in by_id)
     by_arxiv = {row.arxiv_id: pid for pid, row in stored.items() if row.arxiv_id}
-    by_key: dict[str, str] = {}
+    by_key: dict[str, list[str]] = {}
+    authors_of: dict[str, Sequence[str]] = {}
     for stored_id, stored_row in stored.items():
-        by_key.setdefault(stored_row.title_key, stored_id)
+        by_key.setdefault(stored_row.title_key, []).append(stored_id)
+        authors_of[stored_id] = stored_row.authors or ()
     ids: list[str] = []
     new_rows: list[dict[str, Any]] = []
     fills: dict[str, dict[str, Any]] = {}
@@ -55,15 +61,16 @@ def resolve_entries(conn: Connection, entries: Sequence[ParsedPaper],
     created: set[str] = set()
     for entry, key in zip(entries, entry_keys, strict=True):
         named = ids_of(entry)
+        generated = by_id.get(generated_id(entry)) if not named else None
         pid = next((by_id[i] for i in named if i in by_id), None) \
             or (by_arxiv.get(entry.arxiv_id) if entry.arxiv_id else None) \
-            or (by_key.get(key) if key else None) \
-            or (by_id.get(generated_id(entry)) if not named else None)
+            or next((k for k in by_key.get(key, ()) if _may_be(entry, authors_of.get(k, ()))), None) \
+            or (generated if generated and _may_be(entry, authors_of.get(generated, ())) else None)
         natural = natural_id(entry)
         if pid is None:
             pid = natural
-            if pid in taken and pid not in created:
-                pid = title_hash_id(f"{pid} {entry.title} {entry.abstract}")
+            if pid in taken:  # a different work under the same title (or the id of another)
+                pid = title_hash_id(f"{pid} {entry.title} {entry.abstract} {' '.join(entry.authors)}")
         if pid not in created and pid not in stored:
             taken.add(pid)
             created.add(pid)
@@ -78,8 +85,9 @@ def resolve_entries(conn: Connection, entries: Sequence[ParsedPaper],
             by_id.setdefault(other, pid)
         if entry.arxiv_id:
             by_arxiv.setdefault(entry.arxiv_id, pid)
-        if key:
-            by_key.setdefault(key, pid)
+        if key and pid not in by_key.setdefault(key, []):
+            by_key[key].append(pid)
+        authors_of.setdefault(pid, entry.authors)
         for other in dict.fromkeys([natural, *named]):
             if other != pid and (other not in taken or by_id.get(other) == pid) and len(other) <= 64:
                 aliases.setdefault(other, pid)
@@ -93,6 +101,22 @@ def resolve_entries(conn: Connection, entries: Sequence[ParsedPaper],
         conn.execute(insert(PaperRow), [dict(row, created_at=now) for row in chunk])
     _add_aliases(conn, aliases, new_rows)  # after the papers they name (a foreign key)
     return ids, new_rows, changed
+
+
+def _may_be(entry: ParsedPaper, authors: Sequence[str]) -> bool:
+    """Whether an entry whose title is a stored paper's may be that paper: not when both name
+    authors and no surname is shared (two commentaries both titled "§ 305 BGB", two journals'
+    "Editorial"). A preprint and its publication share their authors, however written."""
+    if not entry.authors or not authors:
+        return True
+    return bool(_surnames(entry.authors) & _surnames(authors))
+
+
+def _surnames(names: Sequence[str]) -> set[str]:
+    """The names' words of two letters or more but particles, lower-case and without accents:
+    "J. Smith", "John Smith" and "SMITH John" share "smith", "Wei Li" and "Li W." share "li"."""
+    folded = unicodedata.normalize("NFKD", " ".join(names)).encode("ascii", "ignore").decode().lower()
+    return {w for w in re.findall(r"[a-z]{2,}", folded) if w not in _PARTICLES} or {folded}
 
 
 def _add_aliases(conn: Connection, aliases: dict[str, str], new_rows: Sequence[dict[str, Any]]) -> None:
