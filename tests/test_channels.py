@@ -150,6 +150,10 @@ def test_feed_answers_conditional_gets_and_changes_with_a_new_digest(tmp_path: P
         assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
         assert client.get(url, headers={"If-Modified-Since": modified}).status_code == 304
         assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+        # A feed may be cached privately and revalidated (its validators are what polls use).
+        assert first.headers["cache-control"] == "private, no-cache"
+        for hostile in ("01 Jan 9999999999999999999 00:00:00 GMT", "01 Jan 2020 00:00:00 +99999999999999999999"):
+            assert client.get(url, headers={"If-Modified-Since": hostile}).status_code == 200
         entry_ids = {e.id for e in feedparser.parse(first.content).entries}
         pipeline.ingest_files(store, SEEDS[2:3], batch_date=date(2025, 3, 22))
         run("digest", "send", config=path)

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from itsdangerous.encoding import base64_decode
 from starlette.testclient import TestClient
 
 from recommender import pipeline
 from recommender.base.config import Config, load_config
-from recommender.base.link_signing import LinkSigner
+from recommender.base.link_signing import LinkSigner, LinkToken, TokenExpired
 from recommender.feedback.clicks import FeedbackService
 from recommender.feedback.limits import RateLimiter
 from recommender.pipeline import digests
@@ -330,3 +331,100 @@ def test_database_passwords_are_masked_in_every_message(tmp_path: Path):
     failed = _cli(tmp_path, "papers", "list")
     assert failed.returncode != 0 and "s3cret-pass" not in failed.stdout + failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_links_on_the_wrong_route_a_slash_or_a_rewritten_token_do_nothing(world):
+    config, store, issued = world
+    links = _digest_links(config, store, "ada@example.org")
+    more, opened = links["feedback/more"][0], links["open"][0]
+    with TestClient(web_app(config, store, lambda: issued + timedelta(hours=1)), base_url="http://127.0.0.1:8080") \
+            as client:
+        # An open link on the more/less route is no "fewer papers like" click.
+        assert client.get(f"/feedback/open/{opened}").status_code == 404
+        assert client.head(f"/feedback/digest/{links['digest'][0]}").status_code == 404
+        # A trailing slash is no redirect built from the Host header (the token would go there).
+        slashed = client.get(f"/open/{opened}/", headers={"Host": "attacker.example"}, follow_redirects=False)
+        assert slashed.status_code == 404 and "location" not in slashed.headers
+        # The same token written otherwise (padding, the last character's unused bits) is refused.
+        payload, stamp, signature = more.split(".")
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        flipped = signature[:-1] + next(c for c in alphabet if c != signature[-1] and
+                                        base64_decode(signature[:-1] + c) == base64_decode(signature))
+        for variant in (more + "=", f"{payload}.{stamp}.{flipped}", f"{payload}=.{stamp}.{signature}"):
+            assert client.get(f"/feedback/more/{variant}").status_code == 400
+        assert client.get(f"/feedback/more/{more}").status_code == 200
+        # A method a route does not take is answered 405 with the methods it does (RFC 9110).
+        refused = client.put(f"/feedback/more/{more}")
+        assert refused.status_code == 405 and set(refused.headers["allow"].split(", ")) == {"GET", "HEAD"}
+    assert [e.action for e in FeedbackLog(store).events()] == ["more"]
+
+
+def test_a_link_signed_by_a_clock_a_little_ahead_is_no_expired_link():
+    now = datetime(2025, 3, 21, 7, 30, tzinfo=UTC)
+    here = LinkSigner(SECRET, lambda: now)
+    for ahead, works in ((timedelta(seconds=90), True), (timedelta(hours=2), False)):
+        token = LinkSigner(SECRET, lambda ahead=ahead: now + ahead).sign(LinkToken("more", 1, 2, 3))
+        if works:
+            assert here.verify(token, max_age_seconds=3600).user_id == 1
+        else:
+            with pytest.raises(TokenExpired):
+                here.verify(token, max_age_seconds=3600)
+
+
+def test_one_address_cannot_take_every_connection(tmp_path: Path):
+    serving = _serve(tmp_path, "max_connections = 50\nmax_connections_per_client = 3\nrequest_timeout_seconds = 30.0\n")
+    url, _, _ = next(serving)
+    try:
+        held = [_raw(url) for _ in range(3)]
+        for sock in held:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # half-sent: each holds a connection
+        time.sleep(0.3)
+        with _raw(url) as fourth:
+            fourth.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            fourth.settimeout(10)
+            answer = fourth.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 503") and b"retry-after: 10" in answer.lower()
+        # Another address is served meanwhile.
+        other = socket.create_connection(("127.0.0.1", _port(url)), timeout=10, source_address=("127.0.0.2", 0))
+        with other:
+            other.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert other.recv(65536).startswith(b"HTTP/1.1 200")
+        for sock in held:
+            sock.close()
+        time.sleep(0.3)
+        assert httpx.get(url + "/").status_code == 200
+    finally:
+        serving.close()
+
+
+def _server_side_state(server_port: int, client_port: int) -> str | None:
+    """The TCP state (Linux's /proc/net/tcp code, "01" established) of the server's end of a
+    loopback connection, None when it is gone."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = fields[1], fields[2], fields[3]
+        if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+            return state
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the connection's state from Linux's /proc")
+def test_a_client_that_never_reads_its_answers_is_dropped(served):
+    url, _, _ = served  # request_timeout_seconds = 1.0
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", _port(url)))
+    sock.settimeout(2)
+    sent = 0
+    try:
+        for _ in range(20_000):  # pipelined, never read: the answers pile up in the server's buffer
+            sock.sendall(b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n")
+            sent += 1
+    except (TimeoutError, BrokenPipeError, ConnectionResetError):
+        pass
+    client_port = sock.getsockname()[1]
+    assert sent > 1000 and _server_side_state(_port(url), client_port) == "01"
+    time.sleep(3)  # the request timeout (1 s) and then some, reading nothing
+    assert _server_side_state(_port(url), client_port) != "01"  # the server let go of it
+    sock.close()
+    assert httpx.get(url + "/").status_code == 200

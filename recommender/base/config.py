@@ -297,9 +297,7 @@ class _Parser(ChannelTables, TopicReader, SourceTables):
         base_url = self.get("feedback", table, "base_url", str, d.base_url).rstrip("/")
         if not re.match(r"^https?://[^/\s]+", base_url):
             raise self.fail("feedback.base_url", "an http:// or https:// address", base_url)
-        rate = self.get("feedback", table, "rate_limit_per_minute", int, d.rate_limit_per_minute)
-        if rate < 0:
-            raise self.fail("feedback.rate_limit_per_minute", "an integer >= 0", rate)
+        rate = self.at_least_zero("feedback", table, "rate_limit_per_minute", d.rate_limit_per_minute)
         return FeedbackConfig(
             base_url=base_url,
             secret_env=self.get("feedback", table, "secret_env", str, d.secret_env),
@@ -308,6 +306,8 @@ class _Parser(ChannelTables, TopicReader, SourceTables):
             unsubscribe_mailto=self.mailto(table),
             trusted_proxies=self.proxies(table),
             max_connections=self.positive("feedback", table, "max_connections", int, d.max_connections),
+            max_connections_per_client=self.at_least_zero("feedback", table, "max_connections_per_client",
+                                                          d.max_connections_per_client),
             request_timeout_seconds=self.positive("feedback", table, "request_timeout_seconds", float,
                                                   d.request_timeout_seconds),
         )

@@ -99,6 +99,12 @@ class TableReader:
         path = Path(value).expanduser()
         return str(path if path.is_absolute() else self.path.parent / path)
 
+    def at_least_zero(self, prefix: str, table: dict[str, Any], key: str, default: int) -> int:
+        value: int = self.get(prefix, table, key, int, default)
+        if value < 0:
+            raise self.fail(f"{prefix}.{key}", "an integer >= 0", value)
+        return value
+
     def positive(self, prefix: str, table: dict[str, Any], key: str, kind: type, default: Any) -> Any:
         value = self.get(prefix, table, key, kind, default)
         if value <= 0:

@@ -160,6 +160,7 @@ class FeedbackConfig:
     unsubscribe_mailto: str = ""
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For names the client
     max_connections: int = 1000  # open connections at once; more are answered 503
+    max_connections_per_client: int = 100  # of them from one address (not a trusted proxy); 0 = no cap
     request_timeout_seconds: float = 20.0  # a request not received whole by then is closed
 
     @property

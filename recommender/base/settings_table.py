@@ -116,10 +116,11 @@ _HELP: dict[str, dict[str, str]] = {
                     "production)",
         "secret_env": "environment variable holding the link-signing key",  # nosec B105  # help text
         "max_age_days": "feedback links older than this answer 410",
-        "rate_limit_per_minute": "per client on feedback routes; 0 = off",
+        "rate_limit_per_minute": "per client and serving process on feedback routes; 0 = off",
         "unsubscribe_mailto": "optional mailto: address for List-Unsubscribe",
         "trusted_proxies": "reverse proxies whose X-Forwarded-For is believed, e.g. [\"127.0.0.1\"]",
         "max_connections": "open connections at once; more are answered 503",
+        "max_connections_per_client": "of them from one address (not a trusted proxy); 0 = no cap",
         "request_timeout_seconds": "a request not received whole by then is closed",
     },
     "lookup": {

@@ -79,7 +79,7 @@ def _not_modified(etag: str, updated: datetime, if_none_match: str | None, if_mo
     if if_modified_since:
         try:
             since = parsedate_to_datetime(if_modified_since)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a year beyond any calendar
             return False
         return since.tzinfo is not None and updated.replace(microsecond=0) <= since
     return False

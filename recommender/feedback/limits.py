@@ -5,13 +5,14 @@ connections (uvicorn's, extended)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 import os
 import threading
 import time
-from collections import OrderedDict, deque
-from typing import Any
+from collections import Counter, OrderedDict, deque
+from typing import Any, ClassVar
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +24,9 @@ MAX_PATH = 2048
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers (nginx's default large_client_header_buffers is 32 KB)
 DEFAULT_REQUEST_SECONDS = 20.0
 REQUEST_TIMEOUT_ENV = "RECOMMENDER_REQUEST_TIMEOUT_SECONDS"  # set by `serve` for its worker processes
+DEFAULT_PER_CLIENT = 100
+PER_CLIENT_ENV = "RECOMMENDER_MAX_CONNECTIONS_PER_CLIENT"  # these two too
+UNCAPPED_ENV = "RECOMMENDER_TRUSTED_PROXIES"
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
                                  b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
@@ -64,9 +68,19 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0].lower() not in dict(SECURITY_HEADERS)]
-                message["headers"] = headers + SECURITY_HEADERS + [(b"x-request-id", request_id.encode())]
-            await send(message)
+                given = message.get("headers", [])
+                # A page that says how to cache itself (the feed: private, revalidated) keeps it.
+                own = [h for h in given if h[0].lower() == b"cache-control"][:1]
+                headers = [h for h in given if h[0].lower() not in dict(SECURITY_HEADERS)]
+                security = [h for h in SECURITY_HEADERS if not (own and h[0] == b"cache-control")]
+                message["headers"] = headers + own + security + [(b"x-request-id", request_id.encode())]
+            try:
+                await send(message)
+            except RuntimeError as exc:
+                if "closed" not in str(exc):
+                    raise
+                # uvloop's answer to a write on a connection dropped for never reading (see
+                # BoundedHttpProtocol): the client is gone, as on a disconnect
 
         if len(scope.get("raw_path") or scope["path"].encode()) > MAX_PATH:
             await PlainTextResponse("URI too long\n", status_code=414)(scope, receive, send_with_headers)
@@ -109,16 +123,63 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     """uvicorn's HTTP protocol with the limits an endpoint facing the internet needs: a request
     head larger than ``MAX_HEAD_BYTES`` is answered 431 and the connection closed; a request not
     received whole within ``request_seconds`` of its connection (or of the previous response)
-    is closed, so idle, trickling and half-sent connections cannot pile up."""
+    is closed, so idle, trickling and half-sent connections cannot pile up; nor can answers a
+    client never reads (a response that cannot be written for ``request_seconds`` drops the
+    connection); and one address (not a trusted proxy) holds at most ``per_client`` of the
+    server's connections, so it cannot take every slot."""
 
     request_seconds = float(os.environ.get(REQUEST_TIMEOUT_ENV, DEFAULT_REQUEST_SECONDS))
+    per_client = int(os.environ.get(PER_CLIENT_ENV, DEFAULT_PER_CLIENT))
+    uncapped: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
+        ipaddress.ip_network(n, strict=False) for n in os.environ.get(UNCAPPED_ENV, "").split(",") if n)
+    _open_from: ClassVar[Counter[str]] = Counter()  # this process's connections by client address
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_bytes = 0
         self._reading_head = True
         self._deadline: asyncio.TimerHandle | None = None
+        self._stalled: asyncio.TimerHandle | None = None
+        self._counted = ""
+        host = self.client[0] if self.client else ""
+        if host and self.per_client and not self._trusted(host):
+            if self._open_from[host] >= self.per_client:
+                self._refuse_busy()
+                return
+            self._open_from[host] += 1
+            self._counted = host
         self._arm_deadline()
+
+    def _trusted(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.uncapped)
+
+    def _refuse_busy(self) -> None:
+        body = b"Too many connections from your address\n"
+        head = [b"HTTP/1.1 503 Service Unavailable\r\n", b"retry-after: 10\r\n"]
+        head += [name + b": " + value + b"\r\n" for name, value in SECURITY_HEADERS]
+        head += [b"content-type: text/plain; charset=utf-8\r\n", b"content-length: %d\r\n" % len(body),
+                 b"connection: close\r\n\r\n", body]
+        self.transport.write(b"".join(head))
+        self.transport.close()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stalled is None:
+            self._stalled = self.loop.call_later(self.request_seconds, self._never_read)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+
+    def _never_read(self) -> None:
+        self._stalled = None
+        self._abort()  # close() would wait for the buffer the client never reads
 
     def _arm_deadline(self) -> None:
         self._cancel_deadline()
@@ -130,12 +191,23 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._deadline = None
 
     def _too_slow(self) -> None:
-        if not self.transport.is_closing():
+        if self.transport.get_write_buffer_size():  # answers it is not reading: close() would wait on them
+            self._abort()
+        elif not self.transport.is_closing():
             self.transport.close()
+
+    def _abort(self) -> None:
+        """Drop the connection and what it never read; the answer being written ends quietly
+        (as on a client's disconnect) instead of writing to a closed transport."""
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head:
-            self._head_bytes += len(data)
+            # Only the head counts: what follows its blank line is a body or pipelined requests.
+            end = data.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else end + 4
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse_head()
                 return
@@ -166,4 +238,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+        if self._counted:
+            self._open_from[self._counted] -= 1
+            if self._open_from[self._counted] <= 0:
+                del self._open_from[self._counted]
         super().connection_lost(exc)

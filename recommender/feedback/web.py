@@ -16,7 +16,7 @@ from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
@@ -33,6 +33,7 @@ from recommender.feedback.limits import (
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024
+FEEDBACK_ACTIONS = ("more", "less")
 
 
 class Site(Protocol):
@@ -136,6 +137,8 @@ def create_app(config: Config, site: Site) -> ASGIApp:
 
     async def feedback(request: Request) -> Response:
         action = request.path_params["action"]
+        if action not in FEEDBACK_ACTIONS:  # an open, view or unsubscribe link has its own address
+            return page("Not found", ["There is nothing at this address."], 404, request)
         blocked = limited(request)
         if blocked:
             return blocked
@@ -187,6 +190,9 @@ def create_app(config: Config, site: Site) -> ASGIApp:
             return await _unsubscribe(request)
         except (TokenError, LinkGone) as exc:
             return refusal(request, exc)
+        except ClientDisconnect:  # the client left before its body arrived: nobody to answer
+            log.debug("a client left during its unsubscribe request")
+            return Response(status_code=400)
 
     async def _unsubscribe(request: Request) -> Response:
         token = request.path_params["token"]
@@ -239,7 +245,10 @@ def create_app(config: Config, site: Site) -> ASGIApp:
 
     async def not_found(request: Request, exc: Exception) -> Response:
         code = getattr(exc, "status_code", 404)
-        return page("Not found" if code == 404 else "Not allowed", ["There is nothing at this address."], code, request)
+        answer = page("Not found" if code == 404 else "Not allowed", ["There is nothing at this address."], code,
+                      request)
+        answer.headers.update(getattr(exc, "headers", None) or {})  # a 405's Allow (RFC 9110)
+        return answer
 
     async def server_error(request: Request, exc: Exception) -> Response:
         log.error("request %s failed: %s: %s", request.scope.get("state", {}).get("request_id"),
@@ -256,6 +265,9 @@ def create_app(config: Config, site: Site) -> ASGIApp:
 
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error},
                     lifespan=lifespan)
+    # No redirect to the address without a trailing slash: Starlette builds it from the
+    # request's Host header, which would send the link's token to whatever host a client names.
+    app.router.redirect_slashes = False
     # Outside Starlette's own error middleware, so a 500 page carries the headers too.
     return SecurityHeaders(app)
 

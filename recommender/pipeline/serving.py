@@ -16,15 +16,26 @@ from recommender.store import Store
 def serve(config: Config, store: Store, host: str, port: int, workers: int) -> None:
     """Serve until uvicorn stops (SIGTERM or SIGINT). With several ``workers``, each process
     opens the store and reads the config itself (``$RECOMMENDER_CONFIG``)."""
+    import ipaddress
+
     import uvicorn
 
-    from recommender.feedback.limits import REQUEST_TIMEOUT_ENV, BoundedHttpProtocol
+    from recommender.feedback.limits import (
+        PER_CLIENT_ENV,
+        REQUEST_TIMEOUT_ENV,
+        UNCAPPED_ENV,
+        BoundedHttpProtocol,
+    )
     from recommender.pipeline.web_site import web_app
 
     check_port_free(host, port)
     feedback = config.feedback
     os.environ[REQUEST_TIMEOUT_ENV] = str(feedback.request_timeout_seconds)  # for worker processes too
     BoundedHttpProtocol.request_seconds = feedback.request_timeout_seconds
+    os.environ[PER_CLIENT_ENV] = str(feedback.max_connections_per_client)
+    os.environ[UNCAPPED_ENV] = ",".join(feedback.trusted_proxies)
+    BoundedHttpProtocol.per_client = feedback.max_connections_per_client
+    BoundedHttpProtocol.uncapped = tuple(ipaddress.ip_network(n, strict=False) for n in feedback.trusted_proxies)
     limits: dict[str, Any] = {
         "http": "recommender.feedback.limits:BoundedHttpProtocol",
         "server_header": False,
