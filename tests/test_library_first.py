@@ -80,6 +80,17 @@ def test_papers_fetched_after_the_library_are_ranked_by_the_readers_own_classifi
     assert f"match {picks[-1]['match']}%:" in run("explain", picks[-1]["paper_id"]).stdout
 
 
+def test_a_paper_with_no_word_the_model_knows_is_never_a_pick(run: Invoke, seeds: list[Path], tmp_path: Path):
+    # Its every score part is 0, above a classifier's mostly negative scores: it would be first.
+    run("init")
+    run("import-library", str(BETTER_BIBTEX))
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"id": "blank-1", "title": "x"}\n{"id": "blank-2", "title": "Editorial", "abstract": "Editorial."}\n')
+    run("ingest", str(seeds[0]), str(notes))
+    picks = [json.loads(line)["paper_id"] for line in run("recommend", "--json", "--limit", "500").stdout.splitlines()]
+    assert len(picks) > 20 and not {"blank-1", "blank-2"} & set(picks)
+
+
 def test_a_classifier_is_never_fit_without_papers_to_set_the_stars_against():
     """Every paper of the corpus starred (an install whose only papers are the reader's library),
     or all but a few: the Rocchio profile, not a classifier fit on one class."""

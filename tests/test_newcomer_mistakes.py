@@ -251,3 +251,13 @@ def test_a_digest_refused_by_a_wrong_port_goes_out_once_the_port_is_right(tmp_pa
     finally:
         server.stop()
 
+
+
+def test_a_database_path_that_cannot_be_created_is_one_line(tmp_path: Path):
+    plain = tmp_path / "plain-file"
+    plain.write_text("not a folder")
+    write_config(tmp_path, users=USER, database_url=f"sqlite:///{plain}/recommender.sqlite")
+    line = _one_error_line(_cli(tmp_path, "init"), 2)
+    assert f"cannot create the database {plain}/recommender.sqlite: Not a directory" in line
+    assert "[database] url" in line
+    assert plain.read_text() == "not a folder"

@@ -123,10 +123,11 @@ def top_candidates(round_: Round, start: int, end: int) -> tuple[np.ndarray, np.
     # (float64 then: a float32 cannot hold FOLLOWED_BONUS plus a score's digits).
     if any(choices[u].authors for u in users):
         keyed = total.astype(np.float64)
-    elif any(skips[u] or choices[u].exclude or choices[u].min_score is not None for u in users):
+    elif scorer.blank.size or any(skips[u] or choices[u].exclude or choices[u].min_score is not None for u in users):
         keyed = total.copy()
     else:
         keyed = total
+    keyed[:, scorer.blank] = -np.inf  # (see PoolScorer.blank)
     blocked_rows, blocked_cols = [], []
     for offset, u in enumerate(users):
         choice = choices[u]

@@ -44,6 +44,10 @@ class PoolScorer:
         self.shared_columns = shared_columns
         self.compiled_min_work = compiled_min_work
         self.size = n
+        # Candidates with no term the text model knows ("x", an "Editorial" of one unseen word):
+        # every part of their score is 0, which a classifier whose weights are mostly negative
+        # would put first. Nothing can be said of them; ranking leaves them out.
+        self.blank = np.flatnonzero(np.diff(rows.indptr) == 0)
         self.reader_rows = reader_rows
         self.factors = 0 if reader_rows is None else reader_rows.shape[1]
         dense_terms = np.zeros(0, dtype=np.int64)

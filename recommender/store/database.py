@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone o
 
 import recommender.store.migrate as migrate
 from recommender.base.config import masked_url
-from recommender.base.errors import RecommenderError, SchemaError
+from recommender.base.errors import ConfigError, RecommenderError, SchemaError
 from recommender.store.schema import (
     MetaRow,
 )
@@ -187,12 +187,21 @@ class Database:
     @staticmethod
     def _create_private(database: Path) -> None:
         """The database file (and a folder for it) created owner-only, whatever the umask:
-        SQLite gives its -wal and -shm files the database file's mode."""
-        if not database.parent.exists():
-            database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not database.exists():
-            os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
-            os.chmod(database, 0o600)  # (the umask may have taken bits away, never added any)
+        SQLite gives its -wal and -shm files the database file's mode. A folder that cannot
+        be made or written is one line naming it (SQLite writes its -wal file beside the
+        database, so the folder must be writable too)."""
+        try:
+            if not database.parent.exists():
+                database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not database.exists():
+                os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+                os.chmod(database, 0o600)  # (the umask may have taken bits away, never added any)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the database {database}: {exc.strerror or exc} "
+                             "(check [database] url: its folder must exist or be creatable, and be writable)") from None
+        if not os.access(database.parent, os.W_OK):
+            raise ConfigError(f"the folder of the database {database} is not writable: SQLite writes its journal "
+                             "beside the database (check [database] url, or the folder's permissions)")
 
     def tighten_permissions(self) -> list[str]:
         """Make the SQLite database and everything beside it that it owns owner-only (0600
@@ -224,6 +233,10 @@ class Database:
         try:
             return action()
         except OperationalError as exc:
+            path = self.sqlite_path
+            if path is not None and "unable to open" in str(exc.orig):
+                raise RecommenderError(f"database error: cannot open {path}: SQLite needs to read it and to write "
+                                       f"its journal beside it (check the permissions of {path.parent})") from None
             raise RecommenderError(f"database error: {exc.orig}") from None
 
     @contextmanager
