@@ -89,7 +89,7 @@ def main() -> int:
         synthetic.write_jsonl(data, papers, range(1_000))
         port = free_port()
         config_path = write_config(folder, [f"u{i}@example.org" for i in range(USERS)],
-                                   f'[feedback]\nbase_url = "http://127.0.0.1:{port}"\nrate_limit_per_minute = 0\n'
+                                   f'[feedback]\nbase_url = "http://127.0.0.1:{port}"\nrate_limit_per_minute = 0\nmax_connections_per_client = 0\n'
                                    '[ranking]\ncollaborative_min_users = 1000000\n'
                                    '[delivery]\nmode = "queue"\n')
         timed(recommender("--config", str(config_path), "init"), folder)

@@ -81,7 +81,7 @@ def main() -> int:
         synthetic.write_jsonl(synthetic.corpus(1_000, seed=11), papers, range(1_000))
         port = free_port()
         config_path = write_config(folder, [f"u{i}@example.org" for i in range(READERS)],
-                                   f'[feedback]\nbase_url = "http://127.0.0.1:{port}"\nrate_limit_per_minute = 0\n'
+                                   f'[feedback]\nbase_url = "http://127.0.0.1:{port}"\nrate_limit_per_minute = 0\nmax_connections_per_client = 0\n'
                                    '[ranking]\ncollaborative_min_users = 1000000\n')
         text = config_path.read_text().replace('max_items = 20\n', 'max_items = 20\nchannels = ["feed"]\n')
         config_path.write_text(text)

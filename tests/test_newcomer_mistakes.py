@@ -261,3 +261,18 @@ def test_a_database_path_that_cannot_be_created_is_one_line(tmp_path: Path):
     assert f"cannot create the database {plain}/recommender.sqlite: Not a directory" in line
     assert "[database] url" in line
     assert plain.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(("security", "said"), [
+    ("starttls", "does not offer STARTTLS: check [smtp] security"),
+    ("tls", 'answered without TLS (security = "tls" starts with it): check [smtp] host and port'),
+])
+def test_a_security_setting_the_server_does_not_speak_fails_at_once_naming_it(tmp_path: Path, security: str,
+                                                                            said: str, smtp_server: SmtpServer):
+    # smtp_server speaks plain SMTP and offers no STARTTLS
+    _queued_digest(tmp_path, smtp_section(smtp_server.port, security=security, max_attempts=5,
+                                          retry_initial_seconds=2))
+    started = time.monotonic()
+    line = _one_error_line(_cli(tmp_path, "digest", "send"), 1)
+    assert time.monotonic() - started < 15  # not five attempts with a backoff
+    assert said in line and not smtp_server.box.messages

@@ -83,6 +83,8 @@ def no_server_reason(smtp: SmtpConfig, exc: BaseException) -> str:
         what = f"{where} greeted with {describe(exc)!r} instead of 220"
     elif isinstance(exc, ConnectionRefusedError) or isinstance(exc.__cause__, ConnectionRefusedError):
         what = f"connection to {where} refused"
+    elif smtp.security == SmtpSecurity.TLS and _ssl_error(exc):
+        what = f"{where} answered without TLS (security = \"tls\" starts with it)"
     else:
         what = f"no SMTP server at {where}: {describe(exc)}"
     return (f"{what}: check [smtp] host and port (and security = \"{smtp.security}\": port 587 is usually "
@@ -116,6 +118,19 @@ def describe(exc: BaseException) -> str:
     return one_line(f"{type(exc).__name__}: {exc}") or type(exc).__name__
 
 
+def _ssl_error(exc: BaseException) -> bool:
+    """Whether a TLS handshake failed behind ``exc`` (aiosmtplib wraps it), as against a
+    server that speaks plain SMTP."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError) or "SSL" in type(current).__name__ or "WRONG_VERSION" in str(current):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
     """The certificate failure behind a connection error (aiosmtplib wraps it), if any."""
     seen: set[int] = set()
@@ -139,6 +154,10 @@ def _fatal_reason(smtp: SmtpConfig, exc: BaseException) -> str | None:
                 "smtp.tls_server_name)")
     if smtp.username and isinstance(exc, aiosmtplib.SMTPException) and "AUTH" in str(exc):
         return f"the mail server offers no login we can use: {describe(exc)}"
+    if smtp.security == SmtpSecurity.STARTTLS and isinstance(exc, aiosmtplib.SMTPException) \
+            and "STARTTLS extension not supported" in str(exc):
+        return (f"the mail server at {smtp.host}:{smtp.port} does not offer STARTTLS: check [smtp] security "
+                "(\"tls\" for port 465, \"none\" for a relay on this host without encryption) and port")
     return None
 
 
