@@ -96,7 +96,10 @@ def test_star_refits_the_profile_and_unstar_takes_it_back(rec: Recommender):
     assert [s.paper.id for s in rec.stars("ada@example.org")] == [first.id, second.id]
     assert rec.unstar("ada@example.org", [first.id]) == 1
     assert _stored_profile_papers(rec, "ada@example.org") == [second.id]
-    assert rec.unstar("ada@example.org", [first.id]) == 0
+    assert rec.unstar("ada@example.org", [first.id]) == 0  # a known paper not starred: nothing to remove
+    with pytest.raises(NotFoundError, match="no paper with id 'bogus123'"):
+        rec.unstar("ada@example.org", [second.id, "bogus123"])  # a mistyped id: said, and nothing removed
+    assert [s.paper.id for s in rec.stars("ada@example.org")] == [second.id]
 
 
 def test_star_of_a_paper_fetched_from_arxiv_refits_the_models(tmp_path: Path, api: RecordedApi,  # noqa: F811

@@ -276,3 +276,17 @@ def test_a_security_setting_the_server_does_not_speak_fails_at_once_naming_it(tm
     line = _one_error_line(_cli(tmp_path, "digest", "send"), 1)
     assert time.monotonic() - started < 15  # not five attempts with a backoff
     assert said in line and not smtp_server.box.messages
+
+
+def test_library_mistakes_are_one_line_each_naming_the_fix(tmp_path: Path):
+    write_config(tmp_path, users=USER)
+    assert _cli(tmp_path, "init").returncode == 0
+    empty = tmp_path / "empty.bib"
+    empty.write_text("")
+    assert _one_error_line(_cli(tmp_path, "import-library", "--offline", str(empty)), 1) \
+        == f"Error: {empty}: empty file: no entries to import"
+    library = FIXTURES / "library" / "better-bibtex-philosophy.bib"
+    assert _one_error_line(_cli(tmp_path, "import-library", "--offline", "--format", "ris", str(library)), 1) \
+        == f"Error: {library}: nothing could be read as ris: it looks like bibtex (leave out --format to read it as such)"
+    assert _one_error_line(_cli(tmp_path, "unstar", "bogus123"), 1) \
+        == "Error: no paper with id 'bogus123' (see `recommender stars` for your starred papers)"

@@ -216,6 +216,10 @@ class Recommender(ReaderMethods, InstallMethods):
 
         Example: ``rec.unstar("ada@example.org", ["2412.00420"])``"""
         user = self.user(email)
+        known = self.store.resolve_ids(list(references))
+        unknown = [r for r in references if r not in known]
+        if unknown:  # a mistyped id is said, not "removed 0 star(s)"; nothing is removed then
+            raise NotFoundError(f"no paper with id {unknown[0]!r} (see `recommender stars` for your starred papers)")
         removed = self.store.unstar(self.store.user_id(user.email), list(references), self._topic(user, topic))
         if removed:
             self._refit()

@@ -199,8 +199,17 @@ def import_library(store: Store, email: str, paths: Sequence[Path], options: Lib
         raise RecommenderError(f"{skipped[0]} (--strict: nothing was imported)")
     entries = [entry for r in reads for entry in r.entries]
     if not entries:
-        reason = skipped[0] if skipped else f"{paths[0]}: no entries"
-        raise InputError(str(paths[0]), f"nothing could be read ({reason})")
+        if fmt != "auto":  # read in the format named: is it another?
+            from recommender.sources import detect_library_format
+
+            try:
+                seems = detect_library_format(read_input(paths[0]), str(paths[0]))
+            except InputError:
+                seems = fmt
+            if seems != fmt:
+                raise InputError(str(paths[0]), f"nothing could be read as {fmt}: it looks like {seems} "
+                                                 "(leave out --format to read it as such)")
+        raise InputError(str(paths[0]), f"nothing could be read ({skipped[0]})" if skipped else "no entries in it")
     completed, unknown, failed = 0, [], ""
     wanted = [e.arxiv_id for e in entries if e.arxiv_id and not e.abstract]
     stored = store.resolve_ids(wanted)

@@ -69,6 +69,8 @@ def parse(data: bytes, name: str, fmt: str = "auto", year_hint: date | None = No
 
 
 def detect_library_format(data: bytes, name: str) -> str:
+    if not data.strip():
+        raise InputError(name, "empty file: no entries to import")
     head = data[:8192]
     for fmt in LIBRARY_FORMATS:
         if library_reader(fmt).looks_like(head):

@@ -56,7 +56,7 @@ class ArxivLookup:
                 papers = self._request(batch)
             except LookupFailed as exc:
                 result.failed = str(exc)
-                log.warning("arXiv lookup of %d id(s) failed: %s", len(wanted) - start, exc)
+                log.info("arXiv lookup of %d id(s) failed: %s", len(wanted) - start, exc)  # the caller says so
                 break
             for paper in papers:
                 result.found[paper.arxiv_id] = paper

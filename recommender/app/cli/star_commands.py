@@ -149,7 +149,7 @@ def import_library(app: AppContext, files: tuple[str, ...], email: str | None, f
       recommender import-library --topics-from groups jabref.bib
     """
     user = app.user(email)
-    task = app.progress.add_task("looking up arXiv ids", total=None)
+    task = app.progress.add_task("reading the library" + ("" if offline else ", looking up arXiv ids"), total=None)
     result = app.api.import_library(user.email, files, fmt, strict, offline,
                                     progress=lambda n: app.progress.advance(task, n), topic=topic_named(user, topic),
                                     topics_from=topics_from)
