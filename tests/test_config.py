@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recommender.base.config import find_config_path, load_config
+from recommender.base.config import ConfigErrors, find_config_path, load_config
 from recommender.base.errors import ConfigError
 
 from conftest import REPO
@@ -121,3 +121,18 @@ def test_messages_naming_the_configured_users_list_a_few_and_count_the_rest(tmp_
     message = str(raised.value)
     assert "u0@example.org, u1@example.org, u2@example.org, u3@example.org, u4@example.org and 3 more" in message
     assert "u5@example.org" not in message and "\n" not in message
+
+
+def test_every_mistake_of_a_user_and_of_a_sources_categories_is_told_at_once(tmp_path: Path):
+    path = tmp_path / "config.toml"
+    path.write_text('[[users]]\nemail = "ada@example.org"\ntimezone = "Europe/Londn"\nsend_at = "7.30"\n'
+                    'frequency = "dayly"\n[[sources]]\nname = "ml"\ncategories = ["cs.LGG", "stat.ml"]\n')
+    with pytest.raises(ConfigErrors) as raised:
+        load_config(path)
+    said = "\n".join(raised.value.errors)
+    assert len(raised.value.errors) == 5, said
+    assert "users[0].timezone: expected an IANA time zone such as Europe/London, got 'Europe/Londn' " \
+           "(did you mean Europe/London?)" in said
+    assert "users[0].send_at: expected a time HH:MM, got '7.30'" in said
+    assert "users[0].frequency: expected daily or weekly, got 'dayly'" in said
+    assert "'cs.LGG' is not an arXiv category" in said and "'stat.ml' is not an arXiv category" in said

@@ -428,3 +428,16 @@ def test_a_client_that_never_reads_its_answers_is_dropped(served):
     assert _server_side_state(_port(url), client_port) != "01"  # the server let go of it
     sock.close()
     assert httpx.get(url + "/").status_code == 200
+
+
+def test_a_preview_link_says_it_is_one(world):
+    config, store, issued = world
+    signer = LinkSigner(SECRET, lambda: issued)
+    ada = store.user_id("ada@example.org")
+    with TestClient(web_app(config, store, lambda: issued + timedelta(hours=1)), base_url="http://127.0.0.1:8080") \
+            as client:
+        for path in (f"/feedback/more/{signer.sign_link('more', ada, 0, 0)}", f"/open/{signer.sign_link('open', ada, 0, 0)}",
+                     f"/digest/{signer.sign_link('view', ada, 0)}"):
+            page = client.get(path, follow_redirects=False)
+            assert page.status_code == 400 and "This link is from a preview" in page.text, path
+    assert FeedbackLog(store).events() == []

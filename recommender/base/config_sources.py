@@ -24,9 +24,13 @@ class SourceTables(TableReader):
         if not codes:
             raise self.fail(f"{prefix}.categories", 'arXiv category codes such as ["cs.LG", "stat.ML"]', [])
         for code in codes:
-            if code not in arxiv_categories.CATEGORIES:
-                raise ConfigError(f"{self.path}: {prefix}.categories: {code!r} is not an arXiv category: "
-                                  f"{arxiv_categories.unknown_category_hint(code)}")
+            if code not in arxiv_categories.CATEGORIES:  # each one said, the last refusing the source
+                problem = ConfigError(f"{self.path}: {prefix}.categories: {code!r} is not an arXiv category: "
+                                      f"{arxiv_categories.unknown_category_hint(code)}")
+                if any(c not in arxiv_categories.CATEGORIES for c in codes[codes.index(code) + 1:]):
+                    self.note(problem)
+                    continue
+                raise problem
         return codes
 
     def source(self, index: int, table: Any) -> SourceConfig:

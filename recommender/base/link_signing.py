@@ -29,6 +29,10 @@ class TokenError(Exception):
     """A token that is forged, tampered with, or malformed."""
 
 
+class PreviewLink(TokenError):
+    """A link of a digest preview (digest 0): valid, but it acts on nothing."""
+
+
 class TokenExpired(TokenError):
     """A correctly signed token that is older than allowed."""
 

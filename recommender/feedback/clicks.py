@@ -11,7 +11,14 @@ from urllib.parse import quote_plus, urlsplit
 from recommender.base.clock import Clock, system_clock
 from recommender.base.config import Config
 from recommender.base.domain import Paper
-from recommender.base.link_signing import LinkSigner, LinkToken, TokenError, check_secret, token_id
+from recommender.base.link_signing import (
+    LinkSigner,
+    LinkToken,
+    PreviewLink,
+    TokenError,
+    check_secret,
+    token_id,
+)
 from recommender.store import Store
 from recommender.store.feedback import ClickEvent, FeedbackLog
 from recommender.store.group_commit import GroupCommit
@@ -77,7 +84,7 @@ class FeedbackService:
         if link.action != action:
             raise TokenError("invalid link")
         if link.digest_id == 0 and action != "unsubscribe":
-            raise TokenError("this link comes from a preview and does nothing")
+            raise PreviewLink("this link comes from a preview and does nothing")
         return link
 
     async def click_async(self, token: str, action: str, client: str) -> ClickResult:

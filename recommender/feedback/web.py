@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from recommender.base.config import Config
-from recommender.base.link_signing import TokenError, TokenExpired
+from recommender.base.link_signing import PreviewLink, TokenError, TokenExpired
 from recommender.digest.render import TEMPLATES
 from recommender.feedback.clicks import Click, LinkGone, open_target
 from recommender.feedback.feed_page import ATOM_TYPE, FeedAnswer, FeedGone
@@ -111,6 +111,9 @@ def create_app(config: Config, site: Site) -> ASGIApp:
         if isinstance(exc, TokenExpired):
             return page("This link has expired", ["Feedback links work for "
                         f"{config.feedback.max_age_days} days. Newer digests have fresh links."], 410, request)
+        if isinstance(exc, PreviewLink):
+            return page("This link is from a preview", ["Links in a digest preview do nothing; the digest that "
+                        "is sent carries working ones. Nothing was recorded."], 400, request)
         if isinstance(exc, LinkGone):
             return page("This link no longer works", [f"{str(exc).capitalize()}. Nothing was recorded."], 404,
                         request)

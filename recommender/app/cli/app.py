@@ -121,7 +121,9 @@ class RecommenderGroup(click.Group):
             app = ctx.find_object(AppContext)
             fail(f"database error: {_without_password(str(origin).splitlines()[0], app)}", 1)
         except KeyboardInterrupt:
-            fail("interrupted", 130)
+            # Each write is a transaction: what was stored before the interrupt stays, whole.
+            fail("interrupted: what was stored before it is kept (each step is stored whole or not at all); "
+                 "models it left stale are refit by the next command that ranks", 130)
         finally:
             app = ctx.find_object(AppContext)
             if app is not None:
