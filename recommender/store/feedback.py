@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
+from recommender.store.choices import OPPOSITE, effective
 from recommender.store.database import chunks
 from recommender.store.schema import (
     DigestEntryRow,
@@ -24,7 +25,6 @@ from recommender.store.schema import (
 )
 from recommender.store.store import Store
 
-OPPOSITE = {"more": "less", "less": "more"}
 SWEEP_WINDOW = timedelta(seconds=60)
 SWEEP_CONTRADICTIONS = 2  # papers of one digest with both "more" and "less" hit in the window
 HIT_RETENTION = timedelta(hours=1)
@@ -52,6 +52,7 @@ class _Known:
     digest_id: int | None
     client: str
     at: datetime
+    token_id: str
     values: dict[str, object] | None = None  # the row to insert, for new ones
 
 
@@ -110,11 +111,12 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
                 window[hit.token_id] = _Hit(hit.created_at, hit.id, hit.action, hit.paper_id)
     known: dict[tuple[int, str], list[_Known]] = {}
     for row in conn.execute(select(FeedbackRow.id, FeedbackRow.user_id, FeedbackRow.paper_id, FeedbackRow.action,
-                                   FeedbackRow.digest_id, FeedbackRow.client, FeedbackRow.created_at)
+                                   FeedbackRow.digest_id, FeedbackRow.client, FeedbackRow.created_at,
+                                   FeedbackRow.token_id)
                             .where(FeedbackRow.user_id.in_(sorted({c.user_id for c in clicks})),
                                    FeedbackRow.paper_id.in_(sorted({c.paper_id for c in clicks})))):
         known.setdefault((row.user_id, row.paper_id), []).append(
-            _Known(row.id, row.action, row.digest_id, row.client, row.created_at))
+            _Known(row.id, row.action, row.digest_id, row.client, row.created_at, row.token_id))
     outcomes: list[Any] = []
     stale_ids: set[int] = set()
     forget_old_hits = False
@@ -136,14 +138,29 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
                 continue
             forget_old_hits = forget_old_hits or sum(1 for hit in window.values() if hit.at >= since) == 1
         rows = known.setdefault((click.user_id, click.paper_id), [])
-        if any(r.action == click.action and r.digest_id == click.digest_id for r in rows):
+        same = next((r for r in rows if r.token_id == click.token_id), None)
+        if same is not None and click.action in OPPOSITE:
+            # This link's choice, replaced since, chosen again: it stands again as it was (at its
+            # own time, so a sweep now does not take it with the sweep's clicks).
+            later = [r for r in rows if r.action == OPPOSITE[click.action] and r.at > same.at]
+            stale_ids.update(r.id for r in later if r.id is not None)
+            rows[:] = [r for r in rows if r not in later]
+            outcomes.append("recorded" if later else "repeat")
+            continue
+        standing = [r for r in rows if r.action not in OPPOSITE or r is _latest_choice(rows)]
+        if any(r.action == click.action and r.digest_id == click.digest_id for r in standing):
             outcomes.append("repeat")  # this link, or another link to the same entry, was recorded
             continue
         if click.action in OPPOSITE:
-            replaced = [r for r in rows if r.action == OPPOSITE[click.action]]
+            # "more" replaces an earlier "less" and vice versa. One made within the sweep window
+            # goes now; an older one stays behind the new until that is past the window too (a
+            # scanner's sweep drops the new, and the reader's choice must then still be there);
+            # readers take the latest of the two (``effective``).
+            since = click.at - SWEEP_WINDOW
+            replaced = [r for r in rows if r.action in OPPOSITE and (r.at >= since or _superseded(r, rows, since))]
             stale_ids.update(r.id for r in replaced if r.id is not None)
             rows[:] = [r for r in rows if r not in replaced]
-        rows.append(_Known(None, click.action, click.digest_id, client, click.at, {
+        rows.append(_Known(None, click.action, click.digest_id, client, click.at, click.token_id, {
             "user_id": click.user_id, "paper_id": click.paper_id, "action": click.action,
             "digest_id": click.digest_id, "token_id": click.token_id, "client": client, "created_at": click.at}))
         outcomes.append("recorded")
@@ -176,6 +193,16 @@ def _shown_topics(conn: Connection, inserts: list[dict[str, object]]) -> None:
         topics = {(r.digest_id, r.paper_id): r.topic for r in rows}
     for values in inserts:
         values["topic"] = topics.get((values["digest_id"], values["paper_id"]))
+
+
+def _latest_choice(rows: Sequence[_Known]) -> _Known | None:
+    """The reader's standing choice on a paper: its latest "more" or "less"."""
+    return max((r for r in rows if r.action in OPPOSITE), key=lambda r: r.at, default=None)
+
+
+def _superseded(row: _Known, rows: Sequence[_Known], since: datetime) -> bool:
+    """Whether a later opposite choice made before ``since`` (so past any sweep) replaced ``row``."""
+    return any(r.action == OPPOSITE[row.action] and row.at < r.at < since for r in rows)
 
 
 def _drop_swept(conn: Connection, known: dict[tuple[int, str], list[_Known]], digest_id: int,
@@ -232,16 +259,23 @@ class FeedbackLog:
         if user_id is not None:
             stmt = stmt.where(FeedbackRow.user_id == user_id)
         with self.store.read() as conn:
-            return [FeedbackEvent(*row) for row in conn.execute(stmt)]
+            rows = conn.execute(stmt).all()
+        # the standing choices only: a replaced "more" or "less" kept for a while is no event
+        stands = effective([(f"{row.email}\0{row.paper_id}", row.action) for row in rows])
+        return [FeedbackEvent(*row) for row, kept in zip(rows, stands, strict=True) if kept]
 
     def clicked(self, user_id: int, paper_ids: Sequence[str]) -> dict[str, frozenset[str]]:
-        """What this reader clicked (more, less, open) on each of these papers, from any digest."""
+        """What this reader clicked (more, less, open) on each of these papers, from any digest
+        (of "more" and "less", the latest)."""
         found: dict[str, set[str]] = {}
         with self.store.read() as conn:
             for chunk in chunks(list(dict.fromkeys(paper_ids))):
-                for paper_id, action in conn.execute(select(FeedbackRow.paper_id, FeedbackRow.action).where(
-                        FeedbackRow.user_id == user_id, FeedbackRow.paper_id.in_(chunk))):
-                    found.setdefault(paper_id, set()).add(action)
+                rows = conn.execute(select(FeedbackRow.paper_id, FeedbackRow.action).where(
+                    FeedbackRow.user_id == user_id, FeedbackRow.paper_id.in_(chunk))
+                    .order_by(FeedbackRow.created_at, FeedbackRow.id)).all()
+                for (paper_id, action), stands in zip(rows, effective(rows), strict=True):
+                    if stands:
+                        found.setdefault(paper_id, set()).add(action)
         return {paper_id: frozenset(actions) for paper_id, actions in found.items()}
 
     def count(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -24,6 +25,7 @@ except ImportError:  # pragma: no cover - Windows: SQLite's busy timeout alone o
     fcntl = None  # type: ignore[assignment]
 
 from recommender.base.domain import Paper, ReaderIds, Signal
+from recommender.store.choices import effective
 from recommender.store.database import chunks, set_meta, utcnow
 from recommender.store.papers import PaperRows, _paper
 from recommender.store.schema import (
@@ -186,10 +188,12 @@ class ReaderRows(PaperRows):
                                                     .where(StarRow.user_id == user_id)
                                                     .order_by(StarRow.created_at, StarRow.paper_id)):
                 found.append((Signal(paper_id, "star", at), topic))
-            for paper_id, action, at, topic in conn.execute(
-                    select(FeedbackRow.paper_id, FeedbackRow.action, FeedbackRow.created_at, FeedbackRow.topic)
-                    .where(FeedbackRow.user_id == user_id).order_by(FeedbackRow.created_at, FeedbackRow.id)):
-                found.append((Signal(paper_id, action, at), topic))
+            clicks = conn.execute(
+                select(FeedbackRow.paper_id, FeedbackRow.action, FeedbackRow.created_at, FeedbackRow.topic)
+                .where(FeedbackRow.user_id == user_id).order_by(FeedbackRow.created_at, FeedbackRow.id)).all()
+            for (paper_id, action, at, topic), stands in zip(clicks, effective([c[:2] for c in clicks]), strict=True):
+                if stands:
+                    found.append((Signal(paper_id, action, at), topic))
         return found
 
     def star_counts(self) -> dict[int, int]:
@@ -244,9 +248,12 @@ class ReaderRows(PaperRows):
                     found.setdefault(user_id, []).append(Signal(paper_id, "star", at))
                 clicks = conn.execute(select(FeedbackRow.user_id, FeedbackRow.paper_id, FeedbackRow.action, click_at)
                                       .where(FeedbackRow.user_id.in_(chunk))
-                                      .order_by(FeedbackRow.user_id, FeedbackRow.created_at, FeedbackRow.id))
-                for user_id, paper_id, action, at in clicks:
-                    found.setdefault(user_id, []).append(Signal(paper_id, action, at))
+                                      .order_by(FeedbackRow.user_id, FeedbackRow.created_at, FeedbackRow.id)).all()
+                for user_id, group in itertools.groupby(clicks, key=lambda c: c[0]):
+                    rows = list(group)
+                    found.setdefault(user_id, []).extend(
+                        Signal(paper_id, action, at) for (_, paper_id, action, at), stands
+                        in zip(rows, effective([r[1:3] for r in rows]), strict=True) if stands)
         return found
 
     def sent_map(self, user_ids: Sequence[int]) -> dict[int, set[str]]:
