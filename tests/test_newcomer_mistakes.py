@@ -290,3 +290,13 @@ def test_library_mistakes_are_one_line_each_naming_the_fix(tmp_path: Path):
         == f"Error: {library}: nothing could be read as ris: it looks like bibtex (leave out --format to read it as such)"
     assert _one_error_line(_cli(tmp_path, "unstar", "bogus123"), 1) \
         == "Error: no paper with id 'bogus123' (see `recommender stars` for your starred papers)"
+
+
+@pytest.mark.parametrize(("url", "hint"), [
+    ("postgres://ada@localhost/db", "(write postgresql+psycopg://USER@HOST:PORT/DATABASE, and install the postgres extra)"),
+    ("mysql://ada@localhost/db", "(the database is SQLite, sqlite:///PATH, or PostgreSQL, postgresql+psycopg://"),
+])
+def test_a_database_url_of_no_driver_says_the_form_meant(tmp_path: Path, url: str, hint: str):
+    write_config(tmp_path, users=USER)
+    line = _one_error_line(_cli(tmp_path, "--database-url", url, "stars"), 2)
+    assert line.startswith("Error: cannot open database ") and hint in line

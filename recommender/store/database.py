@@ -139,7 +139,7 @@ class Database:
                 if engine.dialect.name == "postgresql":
                     _configure_postgresql(engine)
         except (SQLAlchemyError, ImportError) as exc:
-            raise RecommenderError(f"cannot open database {masked_url(url)}: {exc}") from None
+            raise ConfigError(f"cannot open database {masked_url(url)}: {exc}{_url_hint(url)}") from None
         return cls(engine, keep_models)
 
     def close(self) -> None:
@@ -312,6 +312,16 @@ def _configure_postgresql(engine: Engine) -> None:
         cursor.execute("SET max_parallel_workers_per_gather = 0")
         cursor.close()
         dbapi_connection.commit()
+
+
+def _url_hint(url: str) -> str:
+    """What a database URL that names no installed driver should have been."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg2", "pg"):
+        return " (write postgresql+psycopg://USER@HOST:PORT/DATABASE, and install the postgres extra)"
+    if not scheme.startswith(("sqlite", "postgresql")):
+        return " (the database is SQLite, sqlite:///PATH, or PostgreSQL, postgresql+psycopg://USER@HOST/DATABASE)"
+    return ""
 
 
 def _configure_sqlite(engine: Engine) -> None:
