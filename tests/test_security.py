@@ -109,6 +109,22 @@ def _raw(url: str) -> socket.socket:
     return socket.create_connection(("127.0.0.1", _port(url)), timeout=10)
 
 
+def _held(url: str, count: int) -> list[socket.socket]:
+    """``count`` connections, each holding a half-sent request open."""
+    held = [_raw(url) for _ in range(count)]
+    for sock in held:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    time.sleep(0.3)
+    return held
+
+
+def _release_and_check_served(url: str, held: list[socket.socket]) -> None:
+    for sock in held:
+        sock.close()
+    time.sleep(0.3)
+    assert httpx.get(url + "/").status_code == 200
+
+
 def _closed_within(sock: socket.socket, seconds: float) -> bool:
     """True when the server closes the connection (EOF or reset) within ``seconds``."""
     sock.settimeout(seconds)
@@ -158,15 +174,9 @@ def test_connections_beyond_the_cap_are_refused_and_the_server_recovers(tmp_path
     serving = _serve(tmp_path, "max_connections = 3\nrequest_timeout_seconds = 30.0\n")
     url, _, _ = next(serving)
     try:
-        held = [_raw(url) for _ in range(3)]
-        for sock in held:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # half-sent: each holds a request open
-        time.sleep(0.3)
+        held = _held(url, 3)
         assert httpx.get(url + "/").status_code == 503
-        for sock in held:
-            sock.close()
-        time.sleep(0.3)
-        assert httpx.get(url + "/").status_code == 200
+        _release_and_check_served(url, held)
     finally:
         serving.close()
 
@@ -375,10 +385,7 @@ def test_one_address_cannot_take_every_connection(tmp_path: Path):
     serving = _serve(tmp_path, "max_connections = 50\nmax_connections_per_client = 3\nrequest_timeout_seconds = 30.0\n")
     url, _, _ = next(serving)
     try:
-        held = [_raw(url) for _ in range(3)]
-        for sock in held:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # half-sent: each holds a connection
-        time.sleep(0.3)
+        held = _held(url, 3)
         with _raw(url) as fourth:
             fourth.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             fourth.settimeout(10)
@@ -389,10 +396,7 @@ def test_one_address_cannot_take_every_connection(tmp_path: Path):
         with other:
             other.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert other.recv(65536).startswith(b"HTTP/1.1 200")
-        for sock in held:
-            sock.close()
-        time.sleep(0.3)
-        assert httpx.get(url + "/").status_code == 200
+        _release_and_check_served(url, held)
     finally:
         serving.close()
 
@@ -441,3 +445,18 @@ def test_a_preview_link_says_it_is_one(world):
             page = client.get(path, follow_redirects=False)
             assert page.status_code == 400 and "This link is from a preview" in page.text, path
     assert FeedbackLog(store).events() == []
+
+
+def test_websocket_upgrades_are_plain_requests_and_leave_no_connection_counted(tmp_path: Path):
+    serving = _serve(tmp_path, "max_connections_per_client = 2\n")
+    url, _, _ = next(serving)
+    try:
+        for _ in range(5):  # each closed after its answer: none may stay counted against the address
+            with _raw(url) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                assert not sock.recv(65536).startswith(b"HTTP/1.1 101")
+        time.sleep(0.3)
+        assert httpx.get(url + "/").status_code == 200
+    finally:
+        serving.close()

@@ -368,10 +368,10 @@ class _Parser(ChannelTables, TopicReader, SourceTables):
                 return default
 
         timezone = checked(lambda: self.timezone(prefix, table, d.timezone), d.timezone)
-        send_at_text = checked(lambda: self.get(prefix, table, "send_at", str, setting("users.send_at").default), "")
-        match = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", send_at_text)
+        send_at_text = checked(lambda: self.get(prefix, table, "send_at", str, setting("users.send_at").default), None)
+        match = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", send_at_text or "")
         if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59 or int(match.group(3) or 0) > 59:
-            if send_at_text:
+            if send_at_text is not None:  # (None: not text at all, noted already)
                 problems.append(self.fail(f"{prefix}.send_at", "a time HH:MM", send_at_text))
             match = re.fullmatch(r"(\d{1,2}):(\d{2})", setting("users.send_at").default)
             assert match is not None  # nosec B101  # the default is a valid time

@@ -23,14 +23,13 @@ class SourceTables(TableReader):
         codes = self.strings(prefix, table, "categories")
         if not codes:
             raise self.fail(f"{prefix}.categories", 'arXiv category codes such as ["cs.LG", "stat.ML"]', [])
-        for code in codes:
-            if code not in arxiv_categories.CATEGORIES:  # each one said, the last refusing the source
-                problem = ConfigError(f"{self.path}: {prefix}.categories: {code!r} is not an arXiv category: "
-                                      f"{arxiv_categories.unknown_category_hint(code)}")
-                if any(c not in arxiv_categories.CATEGORIES for c in codes[codes.index(code) + 1:]):
-                    self.note(problem)
-                    continue
-                raise problem
+        unknown = [ConfigError(f"{self.path}: {prefix}.categories: {code!r} is not an arXiv category: "
+                               f"{arxiv_categories.unknown_category_hint(code)}")
+                   for code in dict.fromkeys(codes) if code not in arxiv_categories.CATEGORIES]
+        if unknown:  # each one said, the last refusing the source
+            for problem in unknown[:-1]:
+                self.note(problem)
+            raise unknown[-1]
         return codes
 
     def source(self, index: int, table: Any) -> SourceConfig:

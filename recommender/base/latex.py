@@ -22,7 +22,7 @@ _SPACING = re.compile(r"\\[mhv]?kern\s*-?\s*(?:\d+\.?\d*|\.\d+)\s*(?:mu|pt|em|ex
 _SPACES = re.compile(r"[ \t]{2,}")
 # A tie joins two words ("Fig.~3", "et~al.", "(i)~the"); any other ~ is the character itself:
 # "of ~90%" (approximately), "(~47k tools)", a URL's "/~user".
-_NOT_A_TIE = re.compile(r"(?<![\w.)\]}$-])~|~(?![\w\\({$-])")
+_NOT_A_TIE = re.compile(r"(?<![\w.)\]}$-])~|~(?![\w\\({[$`'\"-])")
 _KEPT = re.compile(r"[^\W_]", re.UNICODE)
 _FONTS = ("textup", "textmd", "textsf", "texttt", "textsl", "textnormal", "textit", "textrm", "textsc")
 _LOGOS = {"TeX": "TeX", "LaTeX": "LaTeX", "LaTeXe": "LaTeX2ε", "BibTeX": "BibTeX", "XeTeX": "XeTeX",

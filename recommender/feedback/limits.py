@@ -158,8 +158,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         return any(address in network for network in self.uncapped)
 
     def _refuse_busy(self) -> None:
-        body = b"Too many connections from your address\n"
-        head = [b"HTTP/1.1 503 Service Unavailable\r\n", b"retry-after: 10\r\n"]
+        self._refuse(b"503 Service Unavailable", b"Too many connections from your address\n", b"retry-after: 10\r\n")
+
+    def _refuse(self, status: bytes, body: bytes, extra: bytes = b"") -> None:
+        """Answer ``status`` with the security headers and close, before any request reached the app."""
+        head = [b"HTTP/1.1 " + status + b"\r\n", extra]
         head += [name + b": " + value + b"\r\n" for name, value in SECURITY_HEADERS]
         head += [b"content-type: text/plain; charset=utf-8\r\n", b"content-length: %d\r\n" % len(body),
                  b"connection: close\r\n\r\n", body]
@@ -205,8 +208,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head:
-            # Only the head counts: what follows its blank line is a body or pipelined requests.
-            end = data.find(b"\r\n\r\n")
+            # Only the head counts: what follows its blank line is a body or pipelined requests
+            # (empty lines before a request line, which the parser skips, end nothing).
+            start = len(data) - len(data.lstrip(b"\r\n")) if not self._head_bytes else 0
+            end = data.find(b"\r\n\r\n", start)
             self._head_bytes += len(data) if end < 0 else end + 4
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse_head()
@@ -214,13 +219,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().data_received(data)
 
     def _refuse_head(self) -> None:
-        body = b"Request header fields too large\n"
-        head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
-        head += [name + b": " + value + b"\r\n" for name, value in SECURITY_HEADERS]
-        head += [b"content-type: text/plain; charset=utf-8\r\n", b"content-length: %d\r\n" % len(body),
-                 b"connection: close\r\n\r\n", body]
-        self.transport.write(b"".join(head))
-        self.transport.close()
+        self._refuse(b"431 Request Header Fields Too Large", b"Request header fields too large\n")
 
     def on_headers_complete(self) -> None:
         self._reading_head = False

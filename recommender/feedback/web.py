@@ -140,11 +140,11 @@ def create_app(config: Config, site: Site) -> ASGIApp:
 
     async def feedback(request: Request) -> Response:
         action = request.path_params["action"]
-        if action not in FEEDBACK_ACTIONS:  # an open, view or unsubscribe link has its own address
-            return page("Not found", ["There is nothing at this address."], 404, request)
         blocked = limited(request)
         if blocked:
             return blocked
+        if action not in FEEDBACK_ACTIONS:  # an open, view or unsubscribe link has its own address
+            return page("Not found", ["There is nothing at this address."], 404, request)
         try:
             click = await _click(request, action)
         except (TokenError, LinkGone) as exc:
@@ -172,7 +172,7 @@ def create_app(config: Config, site: Site) -> ASGIApp:
             return blocked
         undone = site.undo(request.path_params["token"])
         return page("Undone" if undone else "Nothing to undo",
-                    ["Your feedback on this paper was removed." if undone else "No feedback from this link is recorded."])
+                    ["The feedback of this link was removed." if undone else "No feedback from this link is recorded."])
 
     async def open_paper(request: Request) -> Response:
         blocked = limited(request)

@@ -127,7 +127,6 @@ def top_candidates(round_: Round, start: int, end: int) -> tuple[np.ndarray, np.
         keyed = total.copy()
     else:
         keyed = total
-    keyed[:, scorer.blank] = -np.inf  # (see PoolScorer.blank)
     blocked_rows, blocked_cols = [], []
     for offset, u in enumerate(users):
         choice = choices[u]
@@ -145,6 +144,7 @@ def top_candidates(round_: Round, start: int, end: int) -> tuple[np.ndarray, np.
             keyed[offset, bonus] = np.where(cold[offset], FOLLOWED_BONUS - np.arange(n)[bonus], FOLLOWED_BONUS
                                             + total[offset, bonus])
     keyed[blocked_rows, blocked_cols] = -np.inf
+    keyed[:, scorer.blank] = -np.inf  # (see PoolScorer.blank), followed authors' papers too
     picked = best_columns(keyed, min(n, max(choices[u].limit for u in users)))
     finite = np.isfinite(np.take_along_axis(keyed, picked, axis=1))
     limits = np.array([choices[u].limit for u in users])

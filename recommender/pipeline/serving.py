@@ -39,6 +39,9 @@ def serve(config: Config, store: Store, host: str, port: int, workers: int) -> N
     limits: dict[str, Any] = {
         "http": "recommender.feedback.limits:BoundedHttpProtocol",
         "server_header": False,
+        # No WebSocket route: an Upgrade stays an HTTP request (uvicorn would hand the
+        # connection to another protocol, and its per-address count would never come back).
+        "ws": "none",
         # X-Forwarded-For names the client only when it comes from a proxy the config trusts.
         "proxy_headers": bool(feedback.trusted_proxies),
         "forwarded_allow_ips": list(feedback.trusted_proxies),

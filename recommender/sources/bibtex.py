@@ -6,6 +6,7 @@ skipped with their line and reason while the rest is imported."""
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 from typing import TYPE_CHECKING
@@ -43,7 +44,9 @@ def read(data: bytes, name: str) -> LibraryRead:
     text = "\n".join(line for _, line in decoded_lines(data, name))
     if not text.strip():
         raise InputError(name, "empty file: no BibTeX entries")
-    text = _KEYLESS.sub(lambda m: f"{m[1]}line-{text.count(chr(10), 0, m.start()) + 1},{m[2]}", text)
+    if _KEYLESS.search(text):
+        newlines = [n for n, c in enumerate(text) if c == "\n"]
+        text = _KEYLESS.sub(lambda m: f"{m[1]}line-{bisect.bisect_left(newlines, m.start()) + 1},{m[2]}", text)
     quiet = logging.getLogger("bibtexparser")
     previous = quiet.level
     quiet.setLevel(logging.CRITICAL)  # it logs each failed block; we report them ourselves

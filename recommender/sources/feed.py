@@ -23,7 +23,6 @@ from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
 from recommender.base.errors import InputError
 from recommender.base.markup import plain
 from recommender.base.text import arxiv_id, doi
-from recommender.sources.lines import check_text
 
 log = logging.getLogger(__name__)
 # Item types (dc:type, prism:section) that are not research: what a source drops unless it
@@ -208,7 +207,6 @@ def parse(data: bytes, name: str, hints: ReadHints | None = None) -> ParsedBatch
     hints = hints or ReadHints()
     if _HTML_PAGE.match(data[:512]):
         raise InputError(name, "the address answered an HTML page, not an RSS or Atom feed")
-    check_text(data, name)
     parsed = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=False)
     problem = parsed.get("bozo_exception")
     if parsed.bozo and not parsed.entries and not parsed.feed:

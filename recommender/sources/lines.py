@@ -41,10 +41,12 @@ def xml_encoding(data: bytes) -> str | None:
 
 
 def check_text(data: bytes, name: str) -> None:
-    """Refuse a file with a line that is not UTF-8 (naming the line), unless it is an XML
-    document that declares another encoding (its parser decodes it by that)."""
-    if (xml_encoding(data) or "utf-8") in _UTF8:
-        deque(decoded_lines(data, name), maxlen=0)
+    """Refuse a file with a line that is not UTF-8 (naming the line), unless it is XML: a feed
+    is decoded by its parser, by the encoding it declares, else as UTF-8 falling back to
+    windows-1252 as feed readers do (old publishers' feeds send "smart quotes" undeclared)."""
+    if xml_encoding(data) == "utf-16" or data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return
+    deque(decoded_lines(data, name), maxlen=0)
 
 
 def text_head(data: bytes, size: int) -> bytes:

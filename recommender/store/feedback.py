@@ -119,6 +119,7 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
             _Known(row.id, row.action, row.digest_id, row.client, row.created_at, row.token_id))
     outcomes: list[Any] = []
     stale_ids: set[int] = set()
+    moved_rows: dict[int, datetime] = {}  # stored rows whose time moves to a click's
     forget_old_hits = False
     for click in clicks:
         client = click.client[:64]
@@ -138,13 +139,28 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
                 continue
             forget_old_hits = forget_old_hits or sum(1 for hit in window.values() if hit.at >= since) == 1
         rows = known.setdefault((click.user_id, click.paper_id), [])
+        # A replaced choice whose replacement is past the sweep window has nothing left to wait for.
+        gone = [r for r in rows if r.action in OPPOSITE and _superseded(r, rows, click.at - SWEEP_WINDOW)]
+        if gone:
+            stale_ids.update(r.id for r in gone if r.id is not None)
+            rows[:] = [r for r in rows if r not in gone]
         same = next((r for r in rows if r.token_id == click.token_id), None)
         if same is not None and click.action in OPPOSITE:
-            # This link's choice, replaced since, chosen again: it stands again as it was (at its
-            # own time, so a sweep now does not take it with the sweep's clicks).
+            # This link's choice, replaced since, chosen again. A replacement made within the
+            # sweep window goes, and the choice stands again at its own time (a sweep now does
+            # not take it). One made before the window is kept behind it, and the choice moves to
+            # now (a sweep now takes that move back, and the replacement stands again).
+            since = click.at - SWEEP_WINDOW
             later = [r for r in rows if r.action == OPPOSITE[click.action] and r.at > same.at]
-            stale_ids.update(r.id for r in later if r.id is not None)
-            rows[:] = [r for r in rows if r not in later]
+            recent = [r for r in later if r.at >= since]
+            stale_ids.update(r.id for r in recent if r.id is not None)
+            rows[:] = [r for r in rows if r not in recent]
+            if len(recent) < len(later):
+                same.at = click.at
+                if same.values is not None:
+                    same.values["created_at"] = click.at
+                else:
+                    moved_rows[same.id] = click.at  # type: ignore[index]  # a stored row has its id
             outcomes.append("recorded" if later else "repeat")
             continue
         standing = [r for r in rows if r.action not in OPPOSITE or r is _latest_choice(rows)]
@@ -157,7 +173,7 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
             # scanner's sweep drops the new, and the reader's choice must then still be there);
             # readers take the latest of the two (``effective``).
             since = click.at - SWEEP_WINDOW
-            replaced = [r for r in rows if r.action in OPPOSITE and (r.at >= since or _superseded(r, rows, since))]
+            replaced = [r for r in rows if r.action in OPPOSITE and r.at >= since]
             stale_ids.update(r.id for r in replaced if r.id is not None)
             rows[:] = [r for r in rows if r not in replaced]
         rows.append(_Known(None, click.action, click.digest_id, client, click.at, click.token_id, {
@@ -166,6 +182,9 @@ def _record_clicks(conn: Connection, clicks: Sequence[ClickEvent]) -> list[str]:
         outcomes.append("recorded")
     if stale_ids:
         conn.execute(delete(FeedbackRow).where(FeedbackRow.id.in_(sorted(stale_ids))))
+    if moved_rows:
+        conn.execute(update(FeedbackRow).where(FeedbackRow.id == bindparam("row_id")).values(created_at=bindparam("at")),
+                     [{"row_id": row_id, "at": at} for row_id, at in moved_rows.items() if row_id not in stale_ids])
     inserts = [r.values for rows in known.values() for r in rows if r.values is not None]
     _shown_topics(conn, inserts)
     if inserts:
@@ -251,7 +270,9 @@ class FeedbackLog:
         with self.store.write() as conn:
             return bool(conn.execute(delete(FeedbackRow).where(FeedbackRow.token_id == token_id)).rowcount)
 
-    def events(self, user_id: int | None = None) -> list[FeedbackEvent]:
+    def events(self, user_id: int | None = None, standing_only: bool = True) -> list[FeedbackEvent]:
+        """Recorded clicks, oldest first; ``standing_only``: without the replaced choices kept
+        behind their replacements (see ``_record_clicks``)."""
         stmt = (select(FeedbackRow.id, UserRow.email, FeedbackRow.paper_id, PaperRow.title, FeedbackRow.action,
                        FeedbackRow.digest_id, FeedbackRow.created_at)
                 .join(UserRow, UserRow.id == FeedbackRow.user_id).join(PaperRow, PaperRow.id == FeedbackRow.paper_id)
@@ -260,8 +281,8 @@ class FeedbackLog:
             stmt = stmt.where(FeedbackRow.user_id == user_id)
         with self.store.read() as conn:
             rows = conn.execute(stmt).all()
-        # the standing choices only: a replaced "more" or "less" kept for a while is no event
-        stands = effective([(f"{row.email}\0{row.paper_id}", row.action) for row in rows])
+        stands = effective([(f"{row.email}\0{row.paper_id}", row.action) for row in rows]) if standing_only \
+            else [True] * len(rows)
         return [FeedbackEvent(*row) for row, kept in zip(rows, stands, strict=True) if kept]
 
     def clicked(self, user_id: int, paper_ids: Sequence[str]) -> dict[str, frozenset[str]]:
@@ -311,7 +332,7 @@ class FeedbackLog:
             "unsubscribed_at": iso(user.unsubscribed_at),
             "stars": [{"paper_id": s.paper_id, "origin": s.origin, "created_at": iso(s.created_at), "topic": s.topic}
                       for s in stars],
-            "feedback": [e.as_json() for e in self.events(user_id)],
+            "feedback": [e.as_json() for e in self.events(user_id, standing_only=False)],
             "digests": [{"id": d.id, "status": d.status, "subject": d.subject, "message_id": d.message_id,
                          "created_at": iso(d.created_at), "sent_at": iso(d.sent_at),
                          "entries": by_digest.get(d.id, [])} for d in digests],

@@ -107,16 +107,19 @@ def _may_be(entry: ParsedPaper, authors: Sequence[str]) -> bool:
     """Whether an entry whose title is a stored paper's may be that paper: not when both name
     authors and no surname is shared (two commentaries both titled "§ 305 BGB", two journals'
     "Editorial"). A preprint and its publication share their authors, however written."""
-    if not entry.authors or not authors:
+    ours, theirs = _surnames(entry.authors), _surnames(authors)
+    if not ours or not theirs:  # nothing to tell them apart by
         return True
-    return bool(_surnames(entry.authors) & _surnames(authors))
+    return bool(ours & theirs)
 
 
 def _surnames(names: Sequence[str]) -> set[str]:
-    """The names' words of two letters or more but particles, lower-case and without accents:
-    "J. Smith", "John Smith" and "SMITH John" share "smith", "Wei Li" and "Li W." share "li"."""
-    folded = unicodedata.normalize("NFKD", " ".join(names)).encode("ascii", "ignore").decode().lower()
-    return {w for w in re.findall(r"[a-z]{2,}", folded) if w not in _PARTICLES} or {folded}
+    """The names' words of two letters or more but particles, in any script, case-folded and
+    without accents: "J. Smith", "John Smith" and "SMITH John" share "smith", "Wei Li" and
+    "Li W." share "li", "Иванов И.И." and "Иванов Иван" share "иванов"; a CJK name is one word."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", " ".join(names).casefold())
+                     if not unicodedata.combining(c))
+    return {w for w in re.findall(r"[^\W\d_]{2,}", folded) if w not in _PARTICLES}
 
 
 def _add_aliases(conn: Connection, aliases: dict[str, str], new_rows: Sequence[dict[str, Any]]) -> None:

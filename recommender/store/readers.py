@@ -248,7 +248,7 @@ class ReaderRows(PaperRows):
                     found.setdefault(user_id, []).append(Signal(paper_id, "star", at))
                 clicks = conn.execute(select(FeedbackRow.user_id, FeedbackRow.paper_id, FeedbackRow.action, click_at)
                                       .where(FeedbackRow.user_id.in_(chunk))
-                                      .order_by(FeedbackRow.user_id, FeedbackRow.created_at, FeedbackRow.id)).all()
+                                      .order_by(FeedbackRow.user_id, FeedbackRow.created_at, FeedbackRow.id))
                 for user_id, group in itertools.groupby(clicks, key=lambda c: c[0]):
                     rows = list(group)
                     found.setdefault(user_id, []).extend(
