@@ -138,10 +138,11 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
         return False
 
 
-def test_an_oversized_request_head_is_refused_with_431(served):
+@pytest.mark.parametrize("before", [b"", b"\r\n\r\n"])  # empty lines before a request line are skipped, not its end
+def test_an_oversized_request_head_is_refused_with_431(served, before: bytes):
     url, _, _ = served
     with _raw(url) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000)
+        sock.sendall(before + b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000)
         sock.settimeout(10)
         reply = b""
         try:
