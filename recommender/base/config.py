@@ -13,12 +13,9 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable
-from datetime import time
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from recommender.base import config_readers
 from recommender.base.channel_config import ChannelTables
@@ -331,20 +328,6 @@ class _Parser(ChannelTables, TopicReader, SourceTables):
                 return ()
         return proxies
 
-    def timezone(self, prefix: str, table: dict[str, Any], default: str) -> str:
-        timezone: str = self.get(prefix, table, "timezone", str, default)
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            import difflib
-            import zoneinfo
-
-            near = difflib.get_close_matches(timezone, sorted(zoneinfo.available_timezones()), n=1)
-            hint = f" (did you mean {near[0]}?)" if near else ""
-            problem = self.fail(f"{prefix}.timezone", "an IANA time zone such as Europe/London", timezone)
-            raise ConfigError(problem.message + hint) from None
-        return timezone
-
     def user(self, index: int, table: Any) -> UserConfig:
         prefix = f"users[{index}]"
         if not isinstance(table, dict):
@@ -359,44 +342,26 @@ class _Parser(ChannelTables, TopicReader, SourceTables):
         d = UserConfig(email=email)
         # Every mistake of the entry is noted before it is refused, not the first alone.
         problems: list[ConfigError] = []
-
-        def checked(parse: Callable[[], Any], default: Any) -> Any:
-            try:
-                return parse()
-            except ConfigError as exc:
-                problems.append(exc)
-                return default
-
-        timezone = checked(lambda: self.timezone(prefix, table, d.timezone), d.timezone)
-        send_at_text = checked(lambda: self.get(prefix, table, "send_at", str, setting("users.send_at").default), None)
-        match = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", send_at_text or "")
-        if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59 or int(match.group(3) or 0) > 59:
-            if send_at_text is not None:  # (None: not text at all, noted already)
-                problems.append(self.fail(f"{prefix}.send_at", "a time HH:MM", send_at_text))
-            match = re.fullmatch(r"(\d{1,2}):(\d{2})", setting("users.send_at").default)
-            assert match is not None  # nosec B101  # the default is a valid time
-        frequency = checked(lambda: self.get(prefix, table, "frequency", str, d.frequency), d.frequency)
-        if frequency not in setting("users.frequency").choices:
-            problems.append(self.fail(f"{prefix}.frequency", " or ".join(setting("users.frequency").choices),
-                                      frequency))
-        weekday = checked(lambda: self.get(prefix, table, "weekday", str, d.weekday), d.weekday).lower()[:3]
+        timezone = self.collected(problems, lambda: self.time_zone(prefix, table, "timezone", d.timezone), d.timezone)
+        send_at = self.collected(problems, lambda: self.clock_time(prefix, table, "send_at", d.send_at), d.send_at)
+        frequency = self.collected(problems, lambda: self.choice(prefix, table, "frequency", d.frequency,
+                                                                 setting("users.frequency").choices), d.frequency)
+        weekday = self.collected(problems, lambda: self.get(prefix, table, "weekday", str, d.weekday), d.weekday)
+        weekday = weekday.lower()[:3]
         if weekday not in WEEKDAYS:
             problems.append(self.fail(f"{prefix}.weekday", "a weekday such as mon", table.get("weekday")))
-        max_items = checked(lambda: self.get(prefix, table, "max_items", int, d.max_items, "a positive integer"),
-                            d.max_items)
+        max_items = self.collected(problems, lambda: self.get(prefix, table, "max_items", int, d.max_items,
+                                                              "a positive integer"), d.max_items)
         if not 1 <= max_items <= 1000:
             problems.append(self.fail(f"{prefix}.max_items", "an integer from 1 to 1000", max_items))
-        min_score = checked(lambda: self.get(prefix, table, "min_score", float, None, "a number"), None)
-        channels, webhook = checked(lambda: self.user_channels(prefix, table), ((), ""))
-        if problems:
-            for noted in problems[:-1]:
-                self.note(noted)
-            raise problems[-1]
+        min_score = self.collected(problems, lambda: self.get(prefix, table, "min_score", float, None, "a number"), None)
+        channels, webhook = self.collected(problems, lambda: self.user_channels(prefix, table), ((), ""))
+        self.refuse_all(problems)
         return UserConfig(
             email=email,
             name=self.get(prefix, table, "name", str, ""),
             timezone=timezone,
-            send_at=time(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)),
+            send_at=send_at,
             frequency=frequency,
             weekday=weekday,
             max_items=max_items,

@@ -26,10 +26,7 @@ class SourceTables(TableReader):
         unknown = [ConfigError(f"{self.path}: {prefix}.categories: {code!r} is not an arXiv category: "
                                f"{arxiv_categories.unknown_category_hint(code)}")
                    for code in dict.fromkeys(codes) if code not in arxiv_categories.CATEGORIES]
-        if unknown:  # each one said, the last refusing the source
-            for problem in unknown[:-1]:
-                self.note(problem)
-            raise unknown[-1]
+        self.refuse_all(unknown)  # each one said
         return codes
 
     def source(self, index: int, table: Any) -> SourceConfig:

@@ -4,7 +4,10 @@ collecting the mistakes so one run reports them all (the base of the config read
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+import re
+import zoneinfo
+from collections.abc import Callable, Sequence
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,48 @@ class TableReader:
         except ConfigError as exc:
             self.note(exc)
             return default
+
+    @staticmethod
+    def collected(problems: list[ConfigError], parse: Callable[[], Any], default: Any) -> Any:
+        """``parse()``, or ``default`` with the error added to ``problems`` (see ``refuse_all``)."""
+        try:
+            return parse()
+        except ConfigError as exc:
+            problems.append(exc)
+            return default
+
+    def refuse_all(self, problems: list[ConfigError]) -> None:
+        """An entry with ``problems``: every one noted, the entry refused (the last raised, for
+        its caller's guard to note), so one run tells all of an entry's mistakes."""
+        if problems:
+            for problem in problems[:-1]:
+                self.note(problem)
+            raise problems[-1]
+
+    def time_zone(self, prefix: str, table: dict[str, Any], key: str, default: str) -> str:
+        """An IANA time zone name; a mistyped one with the zone meant."""
+        name: str = self.get(prefix, table, key, str, default)
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            near = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
+            problem = self.fail(f"{prefix}.{key}", "an IANA time zone such as Europe/London", name)
+            raise ConfigError(problem.message + (f" (did you mean {near[0]}?)" if near else "")) from None
+        return name
+
+    def clock_time(self, prefix: str, table: dict[str, Any], key: str, default: time) -> time:
+        """A time of day written HH:MM (or HH:MM:SS)."""
+        text: str = self.get(prefix, table, key, str, default.isoformat())
+        found = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", text)
+        if not found or int(found[1]) > 23 or int(found[2]) > 59 or int(found[3] or 0) > 59:
+            raise self.fail(f"{prefix}.{key}", "a time HH:MM", text)
+        return time(int(found[1]), int(found[2]), int(found[3] or 0))
+
+    def choice(self, prefix: str, table: dict[str, Any], key: str, default: str, choices: Sequence[str]) -> str:
+        value: str = self.get(prefix, table, key, str, default)
+        if value not in choices:
+            raise self.fail(f"{prefix}.{key}", " or ".join(choices), value)
+        return value
 
     def table(self, data: dict[str, Any], key: str) -> dict[str, Any]:
         value = data.get(key, {})

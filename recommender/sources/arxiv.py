@@ -30,6 +30,7 @@ from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
 from recommender.base.errors import InputError
 from recommender.base.latex import readable
 from recommender.base.text import arxiv_id, one_line
+from recommender.sources.lines import cut_off
 
 log = logging.getLogger(__name__)
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -76,11 +77,8 @@ def _root(data: bytes, name: str) -> ET.Element:
     try:
         return ET.fromstring(data)  # nosec B314  # no DOCTYPE, so no entity can be defined or expanded
     except ET.ParseError as exc:
-        line = exc.position[0]
-        if str(exc).startswith(("no element found", "unclosed token")) and line >= data.rstrip().count(b"\n") + 1:
-            raise InputError(name, "the feed ends before its last entry closes (a cut-off download?); nothing stored",
-                             line) from None
-        raise InputError(name, f"not an RSS or Atom feed ({exc})") from None
+        raise cut_off(data, name, exc, exc.position[0], "entry") or InputError(name, f"not an RSS or Atom feed ({exc})") \
+            from None
 
 
 def _local(tag: str) -> str:

@@ -23,6 +23,7 @@ from recommender.base.domain import ParsedBatch, ParsedPaper, ReadHints
 from recommender.base.errors import InputError
 from recommender.base.markup import plain
 from recommender.base.text import arxiv_id, doi
+from recommender.sources.lines import cut_off
 
 log = logging.getLogger(__name__)
 # Item types (dc:type, prism:section) that are not research: what a source drops unless it
@@ -68,8 +69,6 @@ _META_PARAGRAPH = re.compile(r"^(?:Published|Updated|Comments?|PDF|Journal refer
 _LISTED_NAME = re.compile(r"^[A-Z][\w'.-]*(?: [A-Z][\w'.-]*){1,3}$")  # "Guocheng SHU", "Justin BERNSTEIN"
 _LINK_ONLY = re.compile(r"^(?:https?://)?(?:[\w-]+\.)+[a-z]{2,}(?:/\S*)?$", re.I)
 _HTML_PAGE = re.compile(rb"^\s*(?:<!doctype\s+html|<html\b)", re.I)
-# expat's words for a document that stops before its elements close (a cut-off download)
-_ENDS_EARLY = ("no element found", "unclosed token", "unclosed cdata section")
 # arXiv's own feeds and API answers name arxiv.org before their first item (channel, namespace)
 _FIRST_ITEM = re.compile(rb"<(?:item|entry)[\s>]")
 
@@ -211,11 +210,11 @@ def parse(data: bytes, name: str, hints: ReadHints | None = None) -> ParsedBatch
     problem = parsed.get("bozo_exception")
     if parsed.bozo and not parsed.entries and not parsed.feed:
         raise InputError(name, f"not an RSS or Atom feed ({problem or 'unreadable XML'})")
-    if parsed.bozo and any(words in str(problem).lower() for words in _ENDS_EARLY) \
-            and hasattr(problem, "getLineNumber") and problem.getLineNumber() >= data.rstrip().count(b"\n") + 1:
-        # feedparser's loose parser would keep the items before the cut, the last one cut too
-        raise InputError(name, "the feed ends before its last item closes (a cut-off download?); nothing stored",
-                         problem.getLineNumber())
+    # feedparser's loose parser would keep the items before a cut, the last one cut too
+    refused = cut_off(data, name, problem, problem.getLineNumber()) \
+        if parsed.bozo and hasattr(problem, "getLineNumber") else None
+    if refused:
+        raise refused
     excluded_types = {t.lower() for t in (NOT_RESEARCH if hints.exclude_types is None else hints.exclude_types)}
     try:
         excluded_titles = [re.compile(p, re.I) for p in hints.exclude_titles]

@@ -56,6 +56,18 @@ def text_head(data: bytes, size: int) -> bytes:
     return data[:size]
 
 
+_ENDS_EARLY = ("no element found", "unclosed token", "unclosed cdata section")  # expat's words
+
+
+def cut_off(data: bytes, name: str, error: object, line: int, part: str = "item") -> InputError | None:
+    """The refusal of an XML document whose parser ``error`` at ``line`` says it stops before
+    its elements close, on its last line (a cut-off download); None for any other error."""
+    if any(words in str(error).lower() for words in _ENDS_EARLY) and line >= data.rstrip().count(b"\n") + 1:
+        return InputError(name, f"the feed ends before its last {part} closes (a cut-off download?); nothing stored",
+                          line)
+    return None
+
+
 _JABREF_ENCODING = re.compile(rb"\A(?:\xef\xbb\xbf)?%+\s*Encoding:\s*([A-Za-z][A-Za-z0-9._-]*)")
 
 
