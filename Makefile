@@ -6,6 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.example.toml
 RUN    := $(BIN)/recommender --config $(CONFIG)
+# The demo's own database: its papers and example reader stay out of your setup's db/recommender.sqlite.
+DEMO   := $(RUN) --database-url sqlite:///db/demo.sqlite
 
 .PHONY: demo test test-fast bench bench-scale soak lint docs install install-test browser screenshots clean help
 
@@ -34,11 +36,11 @@ install-test: $(VENV)/.deps-test
 	$(BIN)/pip install --quiet --no-deps --force-reinstall .
 
 demo: install
-	$(RUN) init
-	$(RUN) ingest seeds/*.txt
-	$(RUN) star --from-config
-	$(RUN) recommend --limit 10
-	$(RUN) digest preview --out preview/digest.html --text preview/digest.txt
+	$(DEMO) init
+	$(DEMO) ingest seeds/*.txt
+	$(DEMO) star --from-config
+	$(DEMO) recommend --limit 10
+	$(DEMO) digest preview --out preview/digest.html --text preview/digest.txt
 
 # Headless Chromium for the browser tests, from Debian's packages (no browser download).
 # Where it cannot be installed (not root, no apt) those tests skip with the reason.

@@ -300,6 +300,54 @@ def hard_negative_models(data: Dataset, models: Models, pulls: sp.csr_matrix, pa
     return out, (time.perf_counter() - started) / pulls.shape[0]
 
 
+def clustered_negative_models(data: Dataset, models: Models, pulls: sp.csr_matrix, parts: Parts, clusters: int,
+                              count: int, extra: float, by_model: bool | str = False) -> tuple[np.ndarray, float]:
+    """As ``hard_negative_models``, with the old papers grouped once into ``clusters`` by their
+    dense rows: each reader's ``count`` highest-scored groups join their model as one row each,
+    the group's mean features weighted ``extra`` times the group's size (a cost independent of
+    the corpus's size)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    collab, space = models.collab, models.space
+    assert collab is not None and space is not None and space.basis is not None
+    has, rows = candidate_rows(data, models)
+    old = old_rows(models, data.new)
+    dense = np.hstack([collab.predicted, space.coordinates]).astype(np.float32)
+    reader_rows = parts.dense
+    if by_model is True:  # groups of the reader model's own features, chosen by its first fit alone
+        dense, reader_rows = space.coordinates, parts.dense[:, collab.predicted.shape[1]:]
+    init = "random" if by_model == "random" else "k-means++"
+    kmeans = MiniBatchKMeans(clusters, init=init, random_state=0, n_init=3, batch_size=4096).fit(dense[old])
+    sizes = np.bincount(kmeans.labels_, minlength=clusters).astype(np.float64)
+    centres = kmeans.cluster_centers_.astype(np.float32)
+    coords = np.zeros((clusters, space.coordinates.shape[1]))
+    np.add.at(coords, kmeans.labels_, space.coordinates[old].astype(np.float64))
+    coords /= np.maximum(sizes, 1)[:, None]
+    inverse = np.linalg.inv(space.basis.system)
+    pseudo = np.hstack([coords, np.ones((clusters, 1))])
+    pseudo_solved = pseudo @ inverse
+    out_w = np.zeros((pulls.shape[0], space.coordinates.shape[1]))
+    started = time.perf_counter()
+    n_papers = space.basis.solved.shape[0]
+    for reader in range(pulls.shape[0]):
+        stars = pulls.indices[pulls.indptr[reader]:pulls.indptr[reader + 1]]
+        top = np.argpartition(-(centres @ reader_rows[reader]), count)[:count]
+        balance = (n_papers - len(stars)) / len(stars)
+        rows_r = np.vstack([np.hstack([space.coordinates[stars].astype(np.float64), np.ones((len(stars), 1))]),
+                            pseudo[top]])
+        solved = np.vstack([space.basis.solved[stars].astype(np.float64), pseudo_solved[top]])
+        e = np.r_[np.full(len(stars), balance - 1.0), sizes[top] * (extra - 1.0)]
+        c = np.r_[np.full(len(stars), balance + 1.0), -sizes[top] * (extra - 1.0)]
+        plain = solved.T @ c - space.basis.offset
+        inner = np.eye(len(e)) + e[:, None] * (rows_r @ solved.T)
+        w = (plain - solved.T @ np.linalg.solve(inner, e * (rows_r @ plain)))[:-1]
+        out_w[reader] = w / (np.linalg.norm(w) or 1.0)
+    seconds = (time.perf_counter() - started) / pulls.shape[0]
+    out = np.zeros((pulls.shape[0], len(data.new_ids)))
+    out[:, has] = out_w @ space.coordinates[rows].T
+    return out, seconds
+
+
 def popularity_mixes(data: Dataset, models: Models, show: Callable[[str, np.ndarray], None], base: np.ndarray) -> None:
     """The defaults plus a prior shared by every reader: how many readers' libraries an old
     paper is in, predicted for each candidate from its text (ridge regression of log(1 +
@@ -345,11 +393,15 @@ def main() -> int:
                         help="also each reader's own SVM beside the parts, fit on the whole corpus and on samples (slow)")
     parser.add_argument("--hard-negatives", nargs="*", default=None, metavar="COUNT:EXTRA",
                         help="also each reader model refit with its COUNT highest-scored unstarred papers weighted EXTRA")
+    parser.add_argument("--clustered-negatives", nargs="*", default=None, metavar="CLUSTERS:COUNT:EXTRA",
+                        help="also each reader model refit with its COUNT highest-scored groups of old papers")
+    parser.add_argument("--near-groups", type=int, default=RankingConfig().reader_model_near_groups,
+                        help="[ranking] reader_model_near_groups of the install (0: reader models without near groups)")
     parser.add_argument("--popularity", action="store_true",
                         help="also a popularity prior: each candidate's reader count predicted from its text")
     args = parser.parse_args()
     data = load(args.dataset)
-    ranking = replace(RankingConfig(), community="auto")
+    ranking = replace(RankingConfig(), community="auto", reader_model_near_groups=args.near_groups)
     readers = data.eligible[:args.readers]
     with tempfile.TemporaryDirectory() as folder:
         models, pulls, parts = fitted(data, Path(folder), readers, ranking)
@@ -408,6 +460,14 @@ def main() -> int:
             for weight in (1.0, 1.5, 2.0):
                 show(f"M refit with {count} hard negatives x{extra}, weight {weight} x {wm} ({1000 * seconds:.1f} ms)",
                      c + wf * f + weight * wm * scaled)
+    for spec in args.clustered_negatives or []:
+        clusters, count, extra, *how = spec.split(":")
+        hard, seconds = clustered_negative_models(data, models, pulls, parts, int(clusters), int(count), float(extra),
+                                                  True if how == ["model"] else (how[0] if how else False))
+        scaled = like_spread(hard, m)
+        for weight in (1.0, 1.5, 2.0):
+            show(f"M with {count} of {clusters} groups x{extra}, weight {weight} x {wm} ({1000 * seconds:.2f} ms)",
+                 c + wf * f + weight * wm * scaled)
     if args.popularity:
         popularity_mixes(data, models, show, base)
     if args.support_ridge is not None:

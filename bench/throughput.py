@@ -31,7 +31,9 @@ from recommender.model import (
 )
 from recommender.model.profiles import Profiles, profile_rows  # noqa: E402
 from recommender.model.ranking import Choice, Round, _Matches, picks_by_chunk  # noqa: E402
+from recommender.model.reader_model import fit_near  # noqa: E402
 from recommender.model.scoring import PoolScorer  # noqa: E402
+from recommender.model.unit_rows import unit_rows  # noqa: E402
 
 CORPUS, NEW = 30_000, 5_000
 LIMIT = 20
@@ -59,6 +61,11 @@ def setup() -> tuple[synthetic.Corpus, tfidf.TextModel, reader_factors.CollabMod
     started = time.perf_counter()
     space = own_classifier.fit_space(model, ranking)
     print(f"  dense features and the reader models' shared system: {time.perf_counter() - started:.1f}s", flush=True)
+    if space is not None and space.basis is not None and reader_model is not None:  # as stored_models.with_near_groups
+        started = time.perf_counter()
+        space.basis.near = fit_near(space.coordinates, reader_model.predicted, old, space.basis,
+                                    ranking.reader_model_near_groups)
+        print(f"  the reader models' near groups of the older papers: {time.perf_counter() - started:.1f}s", flush=True)
     return data, model, reader_model, space, old, ranking
 
 
@@ -123,8 +130,10 @@ def refit_ms(model: tfidf.TextModel, collab: reader_factors.CollabModel, space: 
     started = time.perf_counter()
     profile_rows(model, collab, pull[:readers], [()] * count, ranking, space)
     whole = (time.perf_counter() - started) * 1000 / count
+    factors = unit_rows(pull[:readers].astype(collab.combined.dtype) @ collab.combined)
     started = time.perf_counter()
-    reader_model.weights(space.coordinates, space.basis, pull[:readers])
+    reader_model.weights(space.coordinates, space.basis, pull[:readers], factors,
+                         ranking.reader_model_weight / ranking.collaborative_weight)
     return whole, (time.perf_counter() - started) * 1000 / count
 
 

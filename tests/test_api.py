@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event
 from test_lookup import Answer, RecordedApi, _cassette, api  # noqa: F401  (api: the recorded arXiv API fixture)
 
-from recommender import Recommender
+from recommender import Recommender, pipeline
 from recommender.base.config import load_config
 from recommender.base.errors import ConfigError, NotFoundError, RecommenderError
 from recommender.store import Store
@@ -246,3 +246,20 @@ def test_close_drops_the_store_and_reopens_on_use(rec: Recommender):
     store = rec.store
     rec.close()
     assert rec.store is not store and len(rec.papers()) == 374
+
+
+def test_a_ranking_that_refits_stale_readers_tells_on_refit(tmp_path: Path):
+    """After an ingest stopped before its refit (Ctrl-C, a crash), the next ranking fits the
+    readers' classifiers itself: ``on_refit`` follows it as it follows an ingest's."""
+    config = write_config(tmp_path, USERS, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    _create_database(config)
+    told: list[tuple[int, int]] = []
+    with Recommender(load_config(config), on_refit=lambda done, total: told.append((done, total))) as rec:
+        rec.ingest(SEEDS[:2])
+        rec.star("ada@example.org", [p.id for p in rec.papers()[:3]])
+        assert told and told[-1][0] == told[-1][1]
+        told.clear()
+        pipeline.ingest_files(rec.store, [SEEDS[2]], "auto", None)  # stored, not refit
+        rec.close()
+        assert rec.recommend("ada@example.org", limit=3)
+        assert told == [(1, 1)]  # the one reader ranked

@@ -20,11 +20,12 @@ CACHES = [
     ("tfidf", "model.tfidf", "MODEL_FORMAT", 6, ("model.tfidf", "model.term_counts", "base.text"), "69c05f0824431c12"),
     ("collab", "model.reader_factors", "MODEL_FORMAT", 4, ("model.reader_factors", "model.word_vectors", "model.unit_rows"),
      "6777213561c5aa62"),
-    ("lsa", "model.own_classifier", "MODEL_FORMAT", 8, ("model.own_classifier", "model.word_vectors", "model.reader_model",
-                                                      "model.term_ridge"), "944959118f436a60"),
-    ("profiles", "model.profiles", "CACHE_FORMAT", 15, ("model.profiles", "model.own_classifier", "model.reader_model",
+    ("lsa", "model.own_classifier", "MODEL_FORMAT", 9, ("model.own_classifier", "model.word_vectors", "model.reader_model",
+                                                      "model.term_ridge"), "c4989899b97db188"),
+    ("profiles", "model.profiles", "CACHE_FORMAT", 16, ("model.profiles", "model.own_classifier", "model.reader_model",
                                                        "model.term_ridge", "model.unit_rows", "pipeline.stored_models"),
-     "cd2be7d3d8985f55"),
+     "686a0df200895ce0"),
+    ("near", "pipeline.stored_models", "NEAR_FORMAT", 1, ("model.reader_model",), "63bcab2f3b0590e0"),
     ("written", "model.written_terms", "FORMS_FORMAT", 1, ("model.written_terms",), "716c64e70b0d8e70"),
 ]
 

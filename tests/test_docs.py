@@ -130,3 +130,18 @@ def test_every_command_has_help_with_an_example_and_is_in_the_reference(run: Inv
         if not isinstance(command, click.Group) or getattr(command, "invoke_without_command", False):
             assert "Example:" in result.stdout, f"{' '.join(path)} --help has no example"
         assert f"\n## recommender {' '.join(path)}\n" in reference, f"docs/CLI.md lacks {' '.join(path)}"
+
+
+def test_make_demo_keeps_its_own_database_as_readme_says():
+    """The demo's papers and example reader never land in the database README's own setup
+    builds (config.example.toml's url, copied to config.toml)."""
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    recipe = re.search(r"^demo:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert recipe
+    demo_url = re.search(r"^DEMO\s*:=.*--database-url (\S+)", makefile, re.MULTILINE)
+    assert demo_url
+    assert all(line.startswith("\t$(DEMO) ") for line in recipe.group(1).splitlines())
+    own_url = tomllib.loads((REPO / "config.example.toml").read_text(encoding="utf-8"))["database"]["url"]
+    assert demo_url.group(1) != own_url
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"export RECOMMENDER_DATABASE_URL={demo_url.group(1)}" in readme

@@ -20,6 +20,7 @@ from recommender.base.author_names import (
     without_dblp_number,
 )
 from recommender.base.config import RankingConfig, load_config
+from recommender.base.domain import CLOSE_SIMILARITY
 from recommender.model import own_classifier, sparse_loops, tfidf
 from recommender.model.ranking import matches_among
 from recommender.store import Store
@@ -77,6 +78,8 @@ def test_papers_fetched_after_the_library_are_ranked_by_the_readers_own_classifi
     for pick in (picks[0], picks[-1]):  # explain gives the same match, beside the raw score
         explained = json.loads(run("explain", pick["paper_id"], "--json").stdout)
         assert (explained["match"], explained["score"]) == (pick["match"], pick["score"])
+    explained = run("explain", picks[0]["paper_id"]).stdout.splitlines()
+    assert explained[1].startswith(f"score {picks[0]['score']:.4f} = ") and "only their order counts" in explained[1]
     assert f"match {picks[-1]['match']}%:" in run("explain", picks[-1]["paper_id"]).stdout
 
 
@@ -231,6 +234,7 @@ def test_explain_shows_no_negative_zero(run: Invoke, tmp_path: Path):
     for paper in ("old0", "old1"):
         text = run("explain", paper).stdout
         assert "-0.0000" not in text and text.splitlines()[1].startswith("score ")
+        assert "only their order counts" not in text  # the centroid's scores are not below 0
         breakdown = json.loads(run("explain", paper, "--json").stdout)
         for part in ("content", "topics", "collaborative", "interests"):
             assert not (breakdown[part] == 0 and math.copysign(1.0, breakdown[part]) < 0), (paper, part)
@@ -246,3 +250,25 @@ def test_dblp_numbers_are_no_part_of_a_name(run: Invoke):
     run("import-library", str(LIBRARY / "dblp-hoffmann-0001.bib"))  # as DBLP's BibTeX writes him
     shown = run("papers", "show", "1106.5271").stdout
     assert "authors:  Jörg Hoffmann\n" in shown and "0001" not in shown
+
+
+def test_a_pick_is_close_to_its_nearest_star_only_when_they_share_a_subject(tmp_path: Path, seeds: list[Path],
+                                                                           run: Invoke):
+    config = write_config(tmp_path, users="""
+    [[users]]
+    email = "ada@example.org"
+    stars = ["TAROT: Targeted Data Selection via Optimal Transport"]
+    """)
+    run("init", config=config)
+    run("ingest", *map(str, seeds), config=config)
+    run("star", "--from-config", config=config)
+    picks = [json.loads(line) for line in run("recommend", "--limit", "40", "--json", config=config).stdout.splitlines()]
+    said = set()
+    for pick in picks:
+        nearest = json.loads(run("explain", pick["paper_id"], "--json", config=config).stdout)["nearest"]
+        if not nearest:
+            continue
+        close = nearest[0]["similarity"] >= CLOSE_SIMILARITY
+        assert pick["why"].startswith("close to" if close else "loosely related to"), (nearest[0], pick["why"])
+        said.add(close)
+    assert said == {True, False}

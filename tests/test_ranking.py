@@ -396,27 +396,27 @@ TOPICS = {
 }
 
 
-def _topic_papers(prefix: str) -> list[ParsedPaper]:
+def _topic_papers(prefix: str, abstracts: bool = True) -> list[ParsedPaper]:
     papers = []
     for t, (topic, words) in enumerate(TOPICS.items()):
         for i in range(6):
             chosen = [words[(i + k) % len(words)] for k in range(4)]
             papers.append(ParsedPaper(title=f"{' '.join(chosen[:3])} study {prefix}{t}{i}",
-                                      abstract=f"We study {' '.join(chosen)} in {topic} number {i}.",
+                                      abstract=f"We study {' '.join(chosen)} in {topic} number {i}." if abstracts else "",
                                       source_id=f"{prefix}{topic}{i}"))
     return papers
 
 
 def _install(tmp_path: Path, name: str, readers: int, community: str, personal: str = "auto",
-             personal_max_users: int = 200):
+             personal_max_users: int = 200, abstracts: bool = True, ranking: str = ""):
     """Old papers of four topics, a new batch of the same topics, and ``readers`` readers who
     star across topics; Ada stars transport papers. Returns (config, store, batch ids)."""
     folder = tmp_path / name
     folder.mkdir()
     store = Store.open(f"sqlite:///{folder / 'db.sqlite'}")
     store.upgrade_schema()
-    store.ingest_batch(ParsedBatch("jsonl", tuple(_topic_papers("old"))), "old", "h-old", "run-old")
-    store.ingest_batch(ParsedBatch("jsonl", tuple(_topic_papers("new"))), "new", "h-new", "run-new")
+    store.ingest_batch(ParsedBatch("jsonl", tuple(_topic_papers("old", abstracts))), "old", "h-old", "run-old")
+    store.ingest_batch(ParsedBatch("jsonl", tuple(_topic_papers("new", abstracts))), "new", "h-new", "run-new")
     ids = store.sync_users(["ada@example.org"] + [f"r{i}@example.org" for i in range(readers)])
     store.star(ids["ada@example.org"], ["oldtransport0", "oldtransport1", "oldproteins2"])
     topics = list(TOPICS)
@@ -426,7 +426,8 @@ def _install(tmp_path: Path, name: str, readers: int, community: str, personal: 
                                               f"old{first}{(i + 3) % 6}"])
     config = load_config(write_config(folder, database_url=store.engine.url.render_as_string(False),
                                       extra=f'[ranking]\ncommunity = "{community}"\ncollaborative_min_users = 10\n'
-                                            f'personal = "{personal}"\npersonal_max_users = {personal_max_users}\n'))
+                                            f'personal = "{personal}"\npersonal_max_users = {personal_max_users}\n'
+                                            + ranking))
     pipeline.refresh(store, config)
     return config, store, store.latest_run_batch_ids()
 

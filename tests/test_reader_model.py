@@ -72,3 +72,73 @@ def test_in_a_community_each_reader_also_gets_a_reader_model(tmp_path: Path):
         assert without["score"] == pytest.approx(with_sum["score"] - with_sum["topics"], abs=1e-5)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("papers", [6, 40])
+def test_a_refit_against_the_nearest_groups_is_the_full_system_with_those_groups_as_heavier_negatives(papers: int):
+    rng = np.random.default_rng(papers)
+    features = rng.normal(size=(600, 24)).astype(np.float32)
+    factors = rng.normal(size=(600, 8)).astype(np.float32)
+    older = np.arange(100, 600)  # the first 100: the newest batch, in no group
+    basis = reader_model.fit_basis(features, 3.0)
+    near = reader_model.fit_near(features, factors, older, basis, 60)
+    assert near is not None and near.sizes.sum() == 500 and len(near.sizes) == 60
+    basis.near = near
+    chosen = np.sort(rng.choice(600, papers, replace=False))
+    pulls = np.ones(papers)
+    pull = sp.csr_matrix((pulls, (np.zeros(papers, dtype=int), chosen)), shape=(1, 600))
+    reader_factors = rng.normal(size=(1, 8))
+    weights, fitted = reader_model.weights(features, basis, pull, reader_factors, 0.7)
+    first = _plain_solve(features, chosen, pulls, 3.0)
+    assert np.allclose(reader_model.weights(features, basis, pull)[0][0], first, atol=1e-5)  # no factors: no refit
+    top = np.argsort(-(near.factors @ reader_factors[0] + 0.7 * near.rows[:, :-1] @ first))[:reader_model.NEAR_COUNT]
+    # The same model written out: every paper, the reader's papers, and the groups as rows.
+    n = features.shape[0]
+    rows = np.vstack([np.hstack([features.astype(np.float64), np.ones((n, 1))]), near.rows[top]])
+    weight, label = np.r_[np.ones(n), near.sizes[top] * (reader_model.NEAR_WEIGHT - 1)], -np.ones(n + len(top))
+    weight[chosen], label[chosen] = (n - papers) / papers, 1
+    w = np.linalg.solve(rows.T @ (weight[:, None] * rows) + 3.0 * np.eye(25), rows.T @ (weight * label))[:-1]
+    assert fitted.tolist() == [True]
+    assert np.allclose(weights[0] / np.linalg.norm(weights[0]), w / np.linalg.norm(w), atol=1e-5)
+    # and its spread over the corpus NEAR_SCALE times the first fit's
+    spread = np.sqrt(weights[0] @ near.covariance @ weights[0]) / np.sqrt(first @ near.covariance @ first)
+    assert spread == pytest.approx(reader_model.NEAR_SCALE, rel=1e-4)
+
+
+@pytest.mark.parametrize("abstracts", [True, False])
+def test_near_groups_are_the_older_papers_and_only_where_papers_have_abstracts(tmp_path: Path, abstracts: bool):
+    """The groups hold the papers before the newest batch (the candidates are no negatives); on
+    titles alone there are none (they cost CiteULike-a's titles recall), and either way Ada's
+    transport papers rank first."""
+    config, store, batches = _install(tmp_path, "crowd", 16, "auto", personal_max_users=12, abstracts=abstracts,
+                                      ranking="reader_model_near_groups = 4\n")
+    try:
+        models = pipeline.load_models(store, config)
+        assert models.space is not None and models.space.basis is not None
+        near = models.space.basis.near
+        if abstracts:
+            assert near is not None and len(near.sizes) == 4 and near.sizes.sum() == 24  # the 24 old papers
+            again = pipeline.load_models(store, config).space
+            assert again is not None and again.basis is not None and again.basis.near is not None
+            assert np.array_equal(again.basis.near.rows, near.rows)  # cached, not fit again
+        else:
+            assert near is None
+        with store.read() as conn:  # kept as "no groups" either way: no later command seeks them again
+            assert conn.exec_driver_sql("SELECT count(*) FROM model_cache WHERE kind = 'near'").scalar() == 1
+        picks = pipeline.recommend(config, store, [config.users[0]], batches)["ada@example.org"]
+        assert picks[0].paper.id.startswith("newtransport")
+    finally:
+        store.close()
+
+
+def test_near_groups_of_a_large_corpus_are_those_of_a_sample_standing_for_every_older_paper():
+    rng = np.random.default_rng(7)
+    papers = reader_model.NEAR_SAMPLE + 5_000
+    features = (rng.normal(size=(papers, 6)) + 3.0).astype(np.float32)
+    factors = rng.normal(size=(papers, 3)).astype(np.float32)
+    basis = reader_model.fit_basis(features, 3.0)
+    near = reader_model.fit_near(features, factors, np.arange(papers), basis, 40)
+    assert near is not None and near.sizes.sum() == pytest.approx(papers)
+    # each group's row is the mean of its papers: weighted by their counts, the corpus's mean
+    mean = (near.sizes[:, None] * near.rows[:, :-1]).sum(axis=0) / near.sizes.sum()
+    assert np.allclose(mean, features.mean(axis=0), atol=0.02) and np.all(near.rows[:, -1] == 1)

@@ -27,7 +27,7 @@ from recommender import pipeline
 from recommender.base.config import Config, load_config
 from recommender.base.link_signing import LinkSigner, LinkToken, TokenExpired
 from recommender.feedback.clicks import FeedbackService
-from recommender.feedback.limits import RateLimiter
+from recommender.feedback.limits import RateLimiter, client_key
 from recommender.pipeline import digests
 from recommender.pipeline.web_site import web_app
 from recommender.store import Store
@@ -176,7 +176,9 @@ def test_connections_beyond_the_cap_are_refused_and_the_server_recovers(tmp_path
     url, _, _ = next(serving)
     try:
         held = _held(url, 3)
-        assert httpx.get(url + "/").status_code == 503
+        refused = httpx.get(url + "/")
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "10"
+        assert refused.headers["content-security-policy"].startswith("default-src 'none'")
         _release_and_check_served(url, held)
     finally:
         serving.close()
@@ -461,3 +463,32 @@ def test_websocket_upgrades_are_plain_requests_and_leave_no_connection_counted(t
         assert httpx.get(url + "/").status_code == 200
     finally:
         serving.close()
+
+
+@pytest.mark.parametrize("request_line", [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"])
+def test_a_request_uvicorn_cannot_parse_is_answered_400_with_the_security_headers(served, request_line: bytes):
+    url, _, _ = served
+    with _raw(url) as sock:
+        sock.sendall(request_line)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head = reply.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 400") and b"content-security-policy: default-src 'none'" in head
+    assert b"x-frame-options: deny" in head
+    assert httpx.get(url + "/").status_code == 200
+
+
+@pytest.mark.parametrize(("address", "neighbour", "counted_as"), [
+    ("203.0.113.7", "203.0.113.7", "203.0.113.7"),
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2:bbbb:cccc:dddd:eeee", "2001:db8:1:2::/64"),
+    ("::ffff:203.0.113.7", "203.0.113.7", "203.0.113.7"),
+    ("unknown", "unknown", "unknown"),
+])
+def test_an_ipv6_client_is_counted_by_its_64(address: str, neighbour: str, counted_as: str):
+    """A client taking a new address of its /64 for each request is still one client."""
+    assert client_key(address) == client_key(neighbour) == counted_as
+    limiter = RateLimiter(2)
+    assert limiter.allow(client_key(address)) and limiter.allow(client_key(address))
+    assert not limiter.allow(client_key(neighbour))
+    assert limiter.allow(client_key("2001:db8:1:3::1"))  # the next /64 is another client

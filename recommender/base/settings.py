@@ -123,6 +123,7 @@ class RankingConfig:
     personal_c: float = 0.03
     reader_model_weight: float = 1.5  # each reader's own linear model beside the reader factors (0 = off)
     reader_model_ridge: float = 30.0
+    reader_model_near_groups: int = 1024  # groups of older papers a reader model is refit against (0 = off)
     term_ridge: float = 1.0  # with the community part: a reader's terms weighed by a ridge classifier (0 = their sum)
 
 

@@ -89,6 +89,8 @@ _HELP: dict[str, dict[str, str]] = {
         "personal_c": "the personal classifier's C (smaller: smoother)",
         "reader_model_weight": "with the community part: weight of each reader's own ridge model over topics and word vectors (0 = off)",
         "reader_model_ridge": "regularisation of those reader models",
+        "reader_model_near_groups": "where papers have abstracts: the older papers in this many groups of like topics, "
+                                    "a reader model refit with the groups nearest it as harder negatives (0 = off)",
         "term_ridge": "with the community part: a reader's terms weighed by how well they tell the reader's "
                       "papers from the rest (a ridge classifier, this its regularisation; 0 = the sum of their papers' terms)",
     },
@@ -120,7 +122,7 @@ _HELP: dict[str, dict[str, str]] = {
         "unsubscribe_mailto": "optional mailto: address for List-Unsubscribe",
         "trusted_proxies": "reverse proxies whose X-Forwarded-For is believed, e.g. [\"127.0.0.1\"]",
         "max_connections": "open connections at once; more are answered 503",
-        "max_connections_per_client": "of them from one address (not a trusted proxy); 0 = no cap",
+        "max_connections_per_client": "of them from one address (an IPv6 /64; not a trusted proxy); 0 = no cap",
         "request_timeout_seconds": "a request not received whole by then is closed",
     },
     "lookup": {

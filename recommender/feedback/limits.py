@@ -88,6 +88,21 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def client_key(host: str) -> str:
+    """Whom a limit counts: the address, but an IPv6 address's /64 network (one subscriber's
+    line hands out the whole /64, a new address per connection) and an IPv4 address mapped
+    into IPv6 as the IPv4 address."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return host
+
+
 class RateLimiter:
     """At most ``per_minute`` hits per client in any 60 seconds (per process); 0 turns it off.
     The clients seen are kept least recently used first, and the oldest forgotten beyond
@@ -141,8 +156,13 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._stalled: asyncio.TimerHandle | None = None
         self._counted = ""
-        host = self.client[0] if self.client else ""
-        if host and self.per_client and not self._trusted(host):
+        if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
+            # uvicorn's own answer to this (at the request) bypasses the app and its headers
+            self._refuse(b"503 Service Unavailable", b"Service Unavailable\n", b"retry-after: 10\r\n")
+            return
+        address = self.client[0] if self.client else ""
+        host = client_key(address) if address else ""
+        if host and self.per_client and not self._trusted(address):
             if self._open_from[host] >= self.per_client:
                 self._refuse_busy()
                 return
@@ -168,6 +188,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                  b"connection: close\r\n\r\n", body]
         self.transport.write(b"".join(head))
         self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, with the security headers."""
+        self._refuse(b"400 Bad Request", msg.encode("ascii", "replace"))
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -29,6 +29,7 @@ from recommender.feedback.feed_page import ATOM_TYPE, FeedAnswer, FeedGone
 from recommender.feedback.limits import (
     RateLimiter,
     SecurityHeaders,
+    client_key,
 )
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def create_app(config: Config, site: Site) -> ASGIApp:
         return wrapped
 
     def limited(request: Request) -> Response | None:
-        if not limiter.allow(client_of(request)):
+        if not limiter.allow(client_key(client_of(request))):
             return page("Too many requests", ["Please wait a minute and try again."], 429, request)
         return None
 

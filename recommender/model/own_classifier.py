@@ -35,7 +35,7 @@ from recommender.model.tfidf import TextModel, settings_key
 from recommender.model.unit_rows import unit_rows
 
 log = logging.getLogger(__name__)
-MODEL_FORMAT = 8  # part of the cache key: a change in how the space is fit never reads old ones
+MODEL_FORMAT = 9  # part of the cache key: a change in how the space is fit never reads old ones
 MIN_POSITIVES = 3  # fewer papers pulling a profile towards them: the Rocchio profile instead
 # Fewer other papers to tell them from (an install whose only papers are the reader's stars,
 # before any feed): no classifier can be fit, so the Rocchio profile too.

@@ -37,7 +37,7 @@ from recommender.model.written_terms import BatchForms
 FEW_STARS = 5  # below this many stars, interests keywords join the profile
 PROFILE_TERMS = 1000  # terms kept per persisted profile
 PROFILE_CHUNK = 2000  # users per sparse product when building profiles
-CACHE_FORMAT = 15  # part of the cache's key: a new way of building profiles never reads old ones
+CACHE_FORMAT = 16  # part of the cache's key: a new way of building profiles never reads old ones
 
 
 @dataclass
@@ -277,7 +277,8 @@ def profile_rows(model: TextModel, collab: CollabModel | None, pull: sp.csr_matr
         # float32 pulls: against the float32 factors, a float64 product would first copy them all.
         collab_rows = unit_rows(pull.astype(collab.combined.dtype) @ collab.combined).astype(np.float32)
         if space is not None and space.basis is not None:
-            own, _ = reader_model.weights(space.coordinates, space.basis, pull)
+            own, _ = reader_model.weights(space.coordinates, space.basis, pull, collab_rows,
+                                          ranking.reader_model_weight / ranking.collaborative_weight)
             # Ranking weighs the whole dense part by collaborative_weight (> 0 with a community
             # model): scaled so that the reader model's part weighs reader_model_weight.
             collab_rows = np.hstack([collab_rows, (ranking.reader_model_weight / ranking.collaborative_weight) * own])

@@ -207,8 +207,8 @@ def load_models(store: Store, config: Config, counted: bool = True) -> Models:
     text = stored_models.text_model(store, config.ranking)
     totals = store.star_totals(recorded=not counted)
     community = stored_models.community_model(store, text, config.ranking, totals)
-    return Models(text, community,
-                  stored_models.lsa_space(store, text, config.ranking, community is not None, totals.readers),
+    space = stored_models.lsa_space(store, text, config.ranking, community is not None, totals.readers)
+    return Models(text, community, stored_models.with_near_groups(store, text, community, space, config.ranking),
                   stored_models.batch_forms(store, text, config.ranking))
 
 
@@ -224,7 +224,7 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
         return models
     ids = store.sync_users(u.email for u in config.users)
     pairs = [(ids.of(u.email), u) for u in config.users]
-    own = _own_progress(models, on_reader, lambda: len(config.users))
+    own = stored_models.reader_progress(models, on_reader, lambda: len(config.users))
     if pairs and store.sqlite_path is None:  # PostgreSQL: no profiles cache, only the changed readers
         rebuilt = stored_models.rebuild_changed_profiles(store, models, pairs, config.ranking, now or datetime.now(UTC),
                                                          own)
@@ -234,22 +234,6 @@ def refresh(store: Store, config: Config, now: datetime | None = None,
     return models
 
 
-def _own_progress(models: Models, on_reader: Callable[[int, int], None] | None,
-                  total: Callable[[], int]) -> Callable[[int], None] | None:
-    """What the refit tells ``on_reader(done, total)`` as readers' own classifiers are fit
-    (None when the models fit none)."""
-    if models.space is None or models.collab is not None:
-        return None
-    done, count = 0, total()
-
-    def progress(fitted: int) -> None:
-        nonlocal done
-        done += fitted
-        if on_reader is not None:
-            on_reader(done, count)
-    return progress
-
-
 def _refresh_stored_readers(store: Store, config: Config, models: Models, now: datetime,
                             on_reader: Callable[[int, int], None] | None) -> None:
     """``refresh`` in a process that did not read the config's ``[[users]]`` (a command that
@@ -257,7 +241,7 @@ def _refresh_stored_readers(store: Store, config: Config, models: Models, now: d
     settings of those whose stars or clicks changed are read (as a worker reads its shard's), so
     the refit's memory and time do not grow with the readers whose profiles stay."""
     directory = ReaderDirectory(config, store)
-    own = _own_progress(models, on_reader, store.reader_count)
+    own = stored_models.reader_progress(models, on_reader, store.reader_count)
     rebuilt = readers = 0
     for page in store.reader_pages(stored_models.REFIT_CHUNK):
         readers += len(page)
@@ -283,7 +267,8 @@ def rank_users(ranking: Ranking, users: Sequence[UserConfig], candidates: list[P
     found: dict[str, list[Recommendation]] = {}
     if plain:
         pairs = [(ids.of(u.email), u) for u in plain]
-        built = stored_models.cached_or_built_profiles(store, models, pairs, config.ranking, now, persist)
+        built = stored_models.cached_or_built_profiles(store, models, pairs, config.ranking, now, persist,
+                                                       ranking.on_reader)
         user_ids = [uid for uid, _ in pairs]
         sent = store.sent_map(user_ids)
         skips = [stars | sent.get(uid, set()) for uid, stars in zip(user_ids, built.starred, strict=True)]

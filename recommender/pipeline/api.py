@@ -33,6 +33,7 @@ from recommender.pipeline.api_results import (
     Starred,
 )
 from recommender.pipeline.api_service import InstallMethods
+from recommender.pipeline.stored_models import OnReader
 from recommender.store import Store
 from recommender.store.checkpoints import BackgroundCheckpoints
 from recommender.store.papers import BatchInfo
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from recommender.sources.arxiv_api import ArxivLookup
 
 Database = Store  # what ``open_database`` returns, for the shells' annotations
-OnReader = Callable[[int, int], None]  # (readers fitted, of how many): readers' own classifiers
 
 
 class Recommender(ReaderMethods, InstallMethods):
@@ -156,7 +156,7 @@ class Recommender(ReaderMethods, InstallMethods):
 
     def _ranking(self) -> pipeline.Ranking:
         """This install's models as they are now, to rank with."""
-        return pipeline.Ranking(self.config, self.store, self.models, self.clock())
+        return pipeline.Ranking(self.config, self.store, self.models, self.clock(), self.on_refit)
 
     def _lookup(self, offline: bool) -> ArxivLookup | None:
         return None if offline else star_import.arxiv_lookup(self.config)

@@ -9,10 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+import numpy as np
 import scipy.sparse as sp
 
 from recommender.base.config import Config, PersonalMode, RankingConfig, UserConfig
-from recommender.model import own_classifier, reader_factors, tfidf, written_terms
+from recommender.model import own_classifier, reader_factors, reader_model, tfidf, written_terms
 from recommender.model.own_classifier import LsaSpace
 from recommender.model.profiles import (
     CachedProfiles,
@@ -32,6 +33,8 @@ from recommender.store import Store
 from recommender.store.readers import StarTotals
 
 log = logging.getLogger(__name__)
+NEAR_FORMAT = 1  # part of the near groups' cache key
+OnReader = Callable[[int, int], None]  # (readers fitted, of how many): readers' own classifiers
 REFIT_CHUNK = 2_000  # readers rebuilt at a time without a profiles cache: memory flat in their number
 READ_BATCH_MAX = 10_000  # papers: a larger newest batch (a backfill) has its picks' texts read when explained
 
@@ -45,6 +48,7 @@ class Ranking:
     store: Store
     models: Models
     now: datetime
+    on_reader: OnReader | None = None  # follows readers' own classifiers fit while ranking (stale after a crash)
 
 
 
@@ -128,17 +132,63 @@ def lsa_space(store: Store, model: TextModel, ranking: RankingConfig, community:
     return space
 
 
+def with_near_groups(store: Store, model: TextModel, collab: CollabModel | None, space: LsaSpace | None,
+                     ranking: RankingConfig) -> LsaSpace | None:
+    """``space`` with its reader models' near groups (``reader_model.NearGroups``), fit (and
+    cached) when missing: with the community part, where most papers have an abstract."""
+    if collab is None or space is None or space.basis is None or ranking.reader_model_near_groups <= 0:
+        return space
+    key = f"{NEAR_FORMAT}:{store.model_stamp('lsa')}:{store.model_stamp('collab')}:{ranking.reader_model_near_groups}"
+    near = store.load_model("near", key)
+    if not isinstance(near, reader_model.NearGroups):
+        older = _older_rows(store, model)
+        fitted = None if older is None else reader_model.fit_near(space.coordinates, collab.predicted, older,
+                                                                   space.basis, ranking.reader_model_near_groups)
+        # None is kept as no groups: the next command neither counts the abstracts again nor refits.
+        near = fitted or reader_model.no_near_groups(space.coordinates.shape[1], collab.predicted.shape[1])
+        store.save_model("near", key, near)
+    return replace(space, basis=replace(space.basis, near=near)) if len(near.sizes) else space
+
+
+def _older_rows(store: Store, model: TextModel) -> np.ndarray | None:
+    """The model rows of the papers before the latest ingest run (those readers have seen),
+    when most papers have an abstract; else None. On titles alone, the papers nearest a reader
+    that they did not star are as often papers they will save: pushing them down as harder
+    negatives cost CiteULike-a's titles recall, and gained it on CiteULike-t's abstracts
+    (bench/RESULTS.md)."""
+    if store.abstract_share() <= 0.5:
+        return None
+    older = np.ones(len(model.paper_ids), dtype=bool)
+    older[[model.index[p] for p in store.batch_entries(store.latest_run_batch_ids()) if p in model.index]] = False
+    return np.flatnonzero(older)
+
+
 def profiles_cache_key(store: Store, ranking: RankingConfig, personal_used: bool = False) -> str | None:
     """The key of the profiles cached for the models ``store`` holds and these settings."""
     return profiles_key(store.model_stamp("tfidf"), store.model_stamp("collab"),
                         store.model_stamp("lsa") if personal_used else None, ranking)
 
 
+def reader_progress(models: Models, on_reader: OnReader | None, total: Callable[[], int]) -> Callable[[int], None] | None:
+    """What a profile build tells ``on_reader(done, total)`` as readers' own classifiers are fit
+    (None when the models fit none)."""
+    if on_reader is None or models.space is None or models.collab is not None:
+        return None
+    done, count = 0, total()
+
+    def progress(fitted: int) -> None:
+        nonlocal done
+        done += fitted
+        on_reader(done, count)
+    return progress
+
+
 def build_profiles(store: Store, models: Models, users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig,
-                   now: datetime, persist: bool = True) -> Profiles:
+                   now: datetime, persist: bool = True, on_reader: OnReader | None = None) -> Profiles:
     """Profiles of ``users`` ((user id, config) pairs) from their signals; with ``persist``,
     the term-space profiles whose signals or model changed are stored."""
-    return _built_with_pulls(store, models, users, ranking, now, persist)[0]
+    progress = reader_progress(models, on_reader, lambda: len(users))
+    return _built_with_pulls(store, models, users, ranking, now, persist, progress)[0]
 
 
 def _built_with_pulls(store: Store, models: Models, users: Sequence[tuple[int, UserConfig]], ranking: RankingConfig,
@@ -209,18 +259,19 @@ def build_and_cache_profiles(store: Store, models: Models, users: Sequence[tuple
 
 
 def cached_or_built_profiles(store: Store, models: Models, users: Sequence[tuple[int, UserConfig]],
-                             ranking: RankingConfig, now: datetime, persist: bool = True) -> Profiles:
+                             ranking: RankingConfig, now: datetime, persist: bool = True,
+                             on_reader: OnReader | None = None) -> Profiles:
     """``build_profiles``, taking from the cache the profiles whose user's signals and interests
     have not changed since it was built (what that costs: one read of the users' generations)."""
     key = profiles_cache_key(store, ranking, models.space is not None) if users else None
     cached = store.load_model("profiles", key) if key else None
     generations = store.signal_generations([uid for uid, _ in users]) if isinstance(cached, CachedProfiles) else None
     if generations is None or not isinstance(cached, CachedProfiles):
-        return build_profiles(store, models, users, ranking, now, persist)
+        return build_profiles(store, models, users, ranking, now, persist, on_reader)
     found = reuse(cached, generations, models.text, users, ranking)
     if not found.stale:
         return found.reused
-    return found.joined(build_profiles(store, models, found.stale, ranking, now, persist))
+    return found.joined(build_profiles(store, models, found.stale, ranking, now, persist, on_reader))
 
 
 def current_profile(store: Store, models: Models, user_id: int, user: UserConfig, ranking: RankingConfig,

@@ -41,7 +41,8 @@ STAMP_BYTES = 256  # the file's first bytes: the stamp, padded (keeps the payloa
 # The only classes a payload may name: each is imported by this fixed name, never by one read.
 MODEL_CLASSES = frozenset({"recommender.model.tfidf.TextModel", "recommender.model.reader_factors.CollabModel",
                            "recommender.model.profiles.CachedProfiles", "recommender.model.own_classifier.LsaSpace",
-                           "recommender.model.reader_model.ReaderBasis", "recommender.model.term_ridge.TermBasis",
+                           "recommender.model.reader_model.ReaderBasis", "recommender.model.reader_model.NearGroups",
+                           "recommender.model.term_ridge.TermBasis",
                            "recommender.model.written_terms.BatchForms"})
 
 
@@ -94,7 +95,7 @@ def dumps(model: Any) -> bytes:
     offset = sum(len(p) for p in parts)
     for array in arrays:
         pad = -offset % ALIGN
-        raw = memoryview(array).cast("B")  # type: ignore[arg-type]  # (numpy arrays are buffers)
+        raw = memoryview(array.reshape(-1).view(np.uint8))  # type: ignore[arg-type]  # (numpy arrays are buffers; an empty one too)
         parts += [b"\0" * pad, raw]
         offset += pad + raw.nbytes
     return b"".join(parts)

@@ -204,6 +204,13 @@ class PaperRows(Database):
             rows = conn.execute(select(PaperRow.id, PaperRow.title, PaperRow.abstract).order_by(order)).all()
         return [r.id for r in rows], [r.title for r in rows], [r.abstract for r in rows]
 
+    def abstract_share(self) -> float:
+        """The share of the stored papers that have an abstract (0 without papers)."""
+        with self.read() as conn:
+            total, with_abstract = conn.execute(select(
+                func.count(), func.count().filter(func.length(func.trim(PaperRow.abstract)) > 0))).one()
+        return with_abstract / total if total else 0.0
+
     def search_papers(self, query: str, limit: int | None = None) -> list[Paper]:
         """Papers whose title, abstract or authors contain every word of ``query``."""
         words = [w for w in query.split() if w]

@@ -191,7 +191,11 @@ def explain(app: AppContext, paper_id: str, email: str | None, as_json: bool) ->
     # The parts that are not zero (a zero part is no part of this score).
     parts = [f"{name} {breakdown[name]:.4f}" for name in ("content", "topics", "collaborative", "interests")
              if breakdown[name] or name == "content"]
-    click.echo(f"score {breakdown['score']:.4f} = " + " + ".join(parts))
+    # A reader's own classifier scores most papers below 0: said, so that a negative raw score
+    # beside a high match reads as what it is.
+    below = "  (raw: your classifier scores most papers below 0; only their order counts)" \
+        if breakdown["score"] < 0 else ""
+    click.echo(f"score {breakdown['score']:.4f} = " + " + ".join(parts) + below)
     if breakdown["match"] is not None:
         click.echo(f"match {breakdown['match']}%: above {breakdown['match']}% of your other papers in the latest batch")
     for note in breakdown["notes"]:
