@@ -24,7 +24,7 @@ CACHES = [
                                                       "model.term_ridge"), "c4989899b97db188"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 16, ("model.profiles", "model.own_classifier", "model.reader_model",
                                                        "model.term_ridge", "model.unit_rows", "pipeline.stored_models"),
-     "686a0df200895ce0"),
+     "ac299053e6fde10a"),
     ("near", "pipeline.stored_models", "NEAR_FORMAT", 1, ("model.reader_model",), "63bcab2f3b0590e0"),
     ("written", "model.written_terms", "FORMS_FORMAT", 1, ("model.written_terms",), "716c64e70b0d8e70"),
 ]

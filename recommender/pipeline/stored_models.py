@@ -4,6 +4,7 @@ computes from arrays and records; this is where it meets the database."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -138,7 +139,8 @@ def with_near_groups(store: Store, model: TextModel, collab: CollabModel | None,
     cached) when missing: with the community part, where most papers have an abstract."""
     if collab is None or space is None or space.basis is None or ranking.reader_model_near_groups <= 0:
         return space
-    key = f"{NEAR_FORMAT}:{store.model_stamp('lsa')}:{store.model_stamp('collab')}:{ranking.reader_model_near_groups}"
+    stamps = f"{store.model_stamp('lsa')}:{store.model_stamp('collab')}:{ranking.reader_model_near_groups}"
+    key = f"{NEAR_FORMAT}:{hashlib.sha1(stamps.encode(), usedforsecurity=False).hexdigest()}"  # (keys: 128 characters)
     near = store.load_model("near", key)
     if not isinstance(near, reader_model.NearGroups):
         older = _older_rows(store, model)
