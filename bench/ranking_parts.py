@@ -11,7 +11,8 @@ collaborative_weight), is exactly what ranking computes (the same figures as
 the ones after them (a gain has to hold on both). Not part of `make bench`: a tuning tool.
 
     python bench/ranking_parts.py [--dataset t] [--readers 750] [--gate] [--neighbours] [--popularity] [--own]
-        [--hard-negatives [COUNT:EXTRA ...]]
+        [--hard-negatives [COUNT:EXTRA ...]] [--clustered-negatives [GROUPS:COUNT:EXTRA[:model|:random] ...]]
+        [--near-groups N]
 
 ``--own`` adds each reader's own SVM (the classifier a reader alone gets, 0.5-1 s a reader;
 and fit on a sample of the corpus, tens of milliseconds) to the default mix: how much a
@@ -20,6 +21,12 @@ hinge-loss classifier over the whole corpus adds beside the community's parts.
 ``--hard-negatives`` refits each reader model with the unstarred old papers its dense parts
 score highest weighted as extra negatives (a squared-loss stand-in for the SVM's hinge loss,
 which counts only papers near the boundary) and puts it in M's place.
+
+``--clustered-negatives`` does the same with the old papers in GROUPS k-means groups (by their
+predicted factors beside their dense features; ``:model``: by the dense features alone, ranked
+by the first model alone; ``:random``: random starts), each group one row standing for its
+papers: what ``reader_model.NearGroups`` does in the product. ``--near-groups`` sets the
+install's own ``reader_model_near_groups`` (0: the product's reader models without them).
 
 ``--gate`` adds the per-reader validation gate: each reader's stars in FOLDS folds, each fold
 ranked among NEGATIVES other old papers by the parts refit without it (C and F from the

@@ -83,21 +83,23 @@ def _serve(tmp_path: Path, feedback: str) -> Iterator[tuple[str, Store, Path]]:
     store.upgrade_schema()
     pipeline.ingest_files(store, SEEDS[:2], batch_date=date(2025, 3, 20))
     digests.queue_digests(digests.DigestWork(config, store, lambda: datetime.now(UTC)), config.users)
+    log = (tmp_path / "serve.log").open("w")  # the server's log, for the tests that read it
     process = subprocess.Popen(recommender_command("--config", str(path), "serve", "--port", str(port)), cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=log, text=True)
     deadline = time.monotonic() + 30
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             break
         except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read() if process.stderr else ""
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
             time.sleep(0.1)
     try:
         yield f"http://127.0.0.1:{port}", store, tmp_path
     finally:
         process.terminate()
         process.wait(timeout=20)
+        log.close()
         store.close()
 
 
@@ -435,6 +437,8 @@ def test_a_client_that_never_reads_its_answers_is_dropped(served):
     assert _server_side_state(_port(url), client_port) != "01"  # the server let go of it
     sock.close()
     assert httpx.get(url + "/").status_code == 200
+    logged = (served[2] / "serve.log").read_text()
+    assert "ERROR" not in logged, logged  # a client gone is no server error (nor are its pipelined requests)
 
 
 def test_a_preview_link_says_it_is_one(world):

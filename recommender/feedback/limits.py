@@ -150,6 +150,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     _open_from: ClassVar[Counter[str]] = Counter()  # this process's connections by client address
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._answering: Any = None  # the request being answered (``cycle`` is the newest parsed: a pipelined one)
         super().connection_made(transport)
         self._head_bytes = 0
         self._reading_head = True
@@ -223,11 +224,20 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         elif not self.transport.is_closing():
             self.transport.close()
 
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self._answering = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def _gone(self) -> None:
+        """Every request of this connection, the one being answered and the pipelined ones, ends
+        quietly as on a client's disconnect instead of writing to a closed transport."""
+        for cycle in (self.cycle, self._answering, *(queued for queued, _ in self.pipeline)):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+
     def _abort(self) -> None:
-        """Drop the connection and what it never read; the answer being written ends quietly
-        (as on a client's disconnect) instead of writing to a closed transport."""
-        if self.cycle is not None:
-            self.cycle.disconnected = True
+        """Drop the connection and what it never read."""
+        self._gone()
         self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
@@ -260,6 +270,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._arm_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._gone()
         self._cancel_deadline()
         if self._stalled is not None:
             self._stalled.cancel()
