@@ -21,11 +21,11 @@ CACHES = [
     ("collab", "model.reader_factors", "MODEL_FORMAT", 4, ("model.reader_factors", "model.word_vectors", "model.unit_rows"),
      "6777213561c5aa62"),
     ("lsa", "model.own_classifier", "MODEL_FORMAT", 9, ("model.own_classifier", "model.word_vectors", "model.reader_model",
-                                                      "model.term_ridge"), "c4989899b97db188"),
+                                                      "model.term_ridge"), "55d3ef6f7584fe80"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 16, ("model.profiles", "model.own_classifier", "model.reader_model",
                                                        "model.term_ridge", "model.unit_rows", "pipeline.stored_models"),
-     "ac299053e6fde10a"),
-    ("near", "pipeline.stored_models", "NEAR_FORMAT", 1, ("model.reader_model",), "63bcab2f3b0590e0"),
+     "a0f7bf2232d0f74b"),
+    ("near", "pipeline.stored_models", "NEAR_FORMAT", 1, ("model.reader_model",), "81dd94040b8c325b"),
     ("written", "model.written_terms", "FORMS_FORMAT", 1, ("model.written_terms",), "716c64e70b0d8e70"),
 ]
 

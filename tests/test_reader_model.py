@@ -74,10 +74,10 @@ def test_in_a_community_each_reader_also_gets_a_reader_model(tmp_path: Path):
         store.close()
 
 
-@pytest.mark.parametrize("papers", [6, 40])
+@pytest.mark.parametrize("papers", [6, 40, 300])  # Woodbury, and (with the groups) more rows than features
 def test_a_refit_against_the_nearest_groups_is_the_full_system_with_those_groups_as_heavier_negatives(papers: int):
     rng = np.random.default_rng(papers)
-    features = rng.normal(size=(600, 24)).astype(np.float32)
+    features = rng.normal(size=(600, 80)).astype(np.float32)  # 6 or 40 papers and 30 groups: Woodbury; 300: whole
     factors = rng.normal(size=(600, 8)).astype(np.float32)
     older = np.arange(100, 600)  # the first 100: the newest batch, in no group
     basis = reader_model.fit_basis(features, 3.0)
@@ -97,7 +97,7 @@ def test_a_refit_against_the_nearest_groups_is_the_full_system_with_those_groups
     rows = np.vstack([np.hstack([features.astype(np.float64), np.ones((n, 1))]), near.rows[top]])
     weight, label = np.r_[np.ones(n), near.sizes[top] * (reader_model.NEAR_WEIGHT - 1)], -np.ones(n + len(top))
     weight[chosen], label[chosen] = (n - papers) / papers, 1
-    w = np.linalg.solve(rows.T @ (weight[:, None] * rows) + 3.0 * np.eye(25), rows.T @ (weight * label))[:-1]
+    w = np.linalg.solve(rows.T @ (weight[:, None] * rows) + 3.0 * np.eye(81), rows.T @ (weight * label))[:-1]
     assert fitted.tolist() == [True]
     assert np.allclose(weights[0] / np.linalg.norm(weights[0]), w / np.linalg.norm(w), atol=1e-5)
     # and its spread over the corpus NEAR_SCALE times the first fit's
