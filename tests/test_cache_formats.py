@@ -21,11 +21,11 @@ CACHES = [
     ("collab", "model.reader_factors", "MODEL_FORMAT", 4, ("model.reader_factors", "model.word_vectors", "model.unit_rows"),
      "6777213561c5aa62"),
     ("lsa", "model.own_classifier", "MODEL_FORMAT", 9, ("model.own_classifier", "model.word_vectors", "model.reader_model",
-                                                      "model.term_ridge"), "55d3ef6f7584fe80"),
+                                                      "model.term_ridge"), "e6259c01eaee66ba"),
     ("profiles", "model.profiles", "CACHE_FORMAT", 16, ("model.profiles", "model.own_classifier", "model.reader_model",
                                                        "model.term_ridge", "model.unit_rows", "pipeline.stored_models"),
-     "a0f7bf2232d0f74b"),
-    ("near", "pipeline.stored_models", "NEAR_FORMAT", 1, ("model.reader_model",), "81dd94040b8c325b"),
+     "e02fc785fa1b2059"),
+    ("near", "pipeline.stored_models", "NEAR_FORMAT", 1, ("model.reader_model",), "2aa714b1e9071a2f"),
     ("written", "model.written_terms", "FORMS_FORMAT", 1, ("model.written_terms",), "716c64e70b0d8e70"),
 ]
 

@@ -137,7 +137,7 @@ def weights(features: np.ndarray, basis: ReaderBasis, pull: sp.csr_matrix, facto
     and scaled to ``NEAR_SCALE`` times the unit first fit's spread."""
     out = np.zeros((pull.shape[0], features.shape[1]), dtype=np.float32)
     fitted = np.zeros(pull.shape[0], dtype=bool)
-    near = basis.near if factors is not None and basis.near is not None and len(basis.near.sizes) else None
+    near = basis.near if factors is not None else None  # (stored_models attaches no empty groups)
     if near is not None:  # (contiguous float32 copies: the groups are ranked a chunk of readers at a time)
         group_factors, group_features = (np.ascontiguousarray(m.T, dtype=np.float32) for m in (near.factors,
                                                                                                near.rows[:, :-1]))
